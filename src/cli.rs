@@ -1,0 +1,351 @@
+//! The `tandem` command line (DESIGN.md "Interface").
+//!
+//! Exit codes: 0 all requested pairs synced; 1 fatal (state store unusable, ...); 2 usage or
+//! config error; 3 finished, but some pairs or items failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigError, PasswordSource, ServerKind};
+use crate::engine::{Engine, PassOptions};
+use crate::report::{PairReport, Summary};
+use crate::state::State;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FATAL: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_PARTIAL: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "tandem", version, about = "Keeps mailbox pairs' calendars in step during a mail migration")]
+struct Cli {
+    /// Config file.
+    #[arg(short, long, global = true, env = "TANDEM_CONFIG", default_value = "tandem.toml")]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build two local orgs, sync them, show what happened (no config needed).
+    Demo {
+        /// Folder to build the demo in (recreated if it holds an earlier demo).
+        #[arg(long, default_value = "tandem-demo")]
+        dir: PathBuf,
+    },
+    /// Validate the config and print what it says.
+    Check,
+    /// One incremental pass over the pairs (all by default), then exit.
+    Sync {
+        /// Only this pair (repeatable).
+        #[arg(long = "pair", value_name = "ID")]
+        pairs: Vec<String>,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON object with a per-pair summary.
+        #[arg(long)]
+        json: bool,
+        /// Delete target copies even if a source calendar lists nothing at all.
+        #[arg(long)]
+        force_delete: bool,
+    },
+    /// Full resync of one pair: ignore watermarks and etags, compare everything, converge.
+    Resync {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        force_delete: bool,
+    },
+    /// Per pair: last pass, outcome, items, errors.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error with the exit code it maps to.
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure { code: EXIT_USAGE, message: e.to_string() }
+    }
+}
+
+impl From<crate::state::StateError> for Failure {
+    fn from(e: crate::state::StateError) -> Self {
+        Failure { code: EXIT_FATAL, message: e.to_string() }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { code: EXIT_USAGE, message: message.into() }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("{}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    // RUST_LOG wins; sqlx's per-statement logs stay quiet unless asked for.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Demo { dir } => crate::demo::run(&dir).await,
+        Command::Check => check(&cli.config),
+        Command::Sync { pairs, dry_run, json, force_delete } => {
+            let config = Config::load(&cli.config)?;
+            let opts = PassOptions { dry_run, full: false, force_delete };
+            sync(&config, &pairs, opts, json).await
+        }
+        Command::Resync { pair, dry_run, json, force_delete } => {
+            let config = Config::load(&cli.config)?;
+            let opts = PassOptions { dry_run, full: true, force_delete };
+            sync(&config, &[pair], opts, json).await
+        }
+        Command::Status { json } => status(&cli.config, json).await,
+    }
+}
+
+fn check(file: &std::path::Path) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    print!("{}", describe_config(&config));
+    Ok(EXIT_OK)
+}
+
+/// What `check` prints: everything the config says, secrets named by source only.
+pub fn describe_config(c: &Config) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "config {}: OK", c.file.display());
+    let _ = writeln!(o, "state    {}", c.state.path.display());
+    let window = |d: Option<std::time::Duration>| d.map_or("unlimited".to_string(), |d| humantime::format_duration(d).to_string());
+    let _ = writeln!(
+        o,
+        "sync     interval {}, window past {}, future {}, extras {:?}",
+        humantime::format_duration(c.sync.interval),
+        window(c.sync.window_past),
+        window(c.sync.window_future),
+        c.sync.extras
+    );
+    let _ = writeln!(o, "http     {}", c.http.listen);
+    let _ = writeln!(
+        o,
+        "agents   {} on {} online processors ({})",
+        c.agents.count,
+        crate::config::online_processors(),
+        if c.agents.explicit { "explicit processor_indexes" } else { "default: agent i -> processor i mod N" }
+    );
+    for (i, p) in c.agents.processor_indexes.iter().enumerate() {
+        let _ = writeln!(o, "  agent {i} -> processor {p}");
+    }
+    let _ = writeln!(o, "servers  {}", c.servers.len());
+    for s in c.servers.values() {
+        let limits = match (s.requests_per_second, s.max_concurrency) {
+            (None, None) => String::new(),
+            (r, m) => format!(
+                " ({}{})",
+                r.map_or(String::new(), |r| format!("{r} req/s")),
+                m.map_or(String::new(), |m| format!(", at most {m} at once"))
+            ),
+        };
+        match &s.kind {
+            ServerKind::Vdir { path } => {
+                let _ = writeln!(o, "  {:<12} vdir   {}{limits}", s.name, path.display());
+            }
+            ServerKind::Caldav { url, username, password } => {
+                let auth = match (username, password) {
+                    (Some(u), Some(PasswordSource::Env(v))) => format!(" as {u}, password from ${v}"),
+                    (Some(u), Some(PasswordSource::File(f))) => format!(" as {u}, password from {}", f.display()),
+                    (Some(u), None) => format!(" as {u}"),
+                    (None, _) => " without credentials".to_string(),
+                };
+                let _ = writeln!(o, "  {:<12} caldav {url}{auth}{limits}", s.name);
+            }
+        }
+    }
+    let r = &c.rewrite;
+    let _ = writeln!(
+        o,
+        "rewrite  {} domain(s), {} address(es){}",
+        r.domains.len(),
+        r.addresses.len(),
+        r.addresses_file.as_ref().map_or(String::new(), |f| format!(" from {}", f.display()))
+    );
+    for (from, to) in &r.domains {
+        let _ = writeln!(o, "  @{from} -> @{to}");
+    }
+    let _ = writeln!(o, "pairs    {}", c.pairs.len());
+    for p in &c.pairs {
+        let _ = writeln!(o, "  {:<20} {} -> {}", p.id, p.source, p.target);
+    }
+    o
+}
+
+async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) -> Result<u8, Failure> {
+    let mut pairs = Vec::new();
+    for id in ids {
+        pairs.push(config.pair(id).ok_or_else(|| usage(format!("{}: pairs: no pair with id {id:?}", config.file.display())))?.clone());
+    }
+    if pairs.is_empty() {
+        pairs = config.pairs.clone();
+    }
+    let state = State::open(&config.state.path).await?;
+    let engine = Arc::new(Engine::new(config, state.clone()));
+    let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
+    state.close().await;
+    let summary = Summary::new(reports);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+    } else {
+        if opts.dry_run {
+            for p in &summary.pairs {
+                for a in &p.plan {
+                    println!(
+                        "{}: {} {}{}{}",
+                        p.pair,
+                        a.action,
+                        a.source_href,
+                        a.target_href.as_ref().map_or(String::new(), |t| format!(" -> {t}")),
+                        a.detail.as_ref().map_or(String::new(), |d| format!(" ({d})"))
+                    );
+                }
+            }
+            println!("dry run: nothing was written");
+        }
+        print!("{}", summary.render_text());
+    }
+    Ok(if summary.ok { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+/// Runs the pairs with at most `parallel` at once; reports come back in the order given.
+pub async fn run_pairs(
+    engine: &Arc<Engine>,
+    pairs: Vec<crate::config::PairConfig>,
+    opts: PassOptions,
+    parallel: usize,
+) -> Result<Vec<PairReport>, crate::state::StateError> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, pair) in pairs.into_iter().enumerate() {
+        let engine = engine.clone();
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+            (i, engine.sync_pair(&pair, opts).await)
+        });
+    }
+    let mut out: Vec<Option<PairReport>> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, res) = joined.expect("a pair task panicked");
+        if out.len() <= i {
+            out.resize(i + 1, None);
+        }
+        out[i] = Some(res?);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let state = State::open(&config.state.path).await?;
+    let ids: Vec<_> = config.pairs.iter().map(|p| p.id.clone()).collect();
+    let statuses = state.pair_statuses(&ids).await?;
+    state.close().await;
+    if json {
+        let known: std::collections::HashSet<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
+        let never: Vec<&str> = ids.iter().map(|i| i.as_str()).filter(|i| !known.contains(i)).collect();
+        let v = serde_json::json!({ "pairs": statuses, "never_synced": never });
+        println!("{}", serde_json::to_string_pretty(&v).expect("status serialises"));
+        return Ok(EXIT_OK);
+    }
+    let now = crate::state::now_ms();
+    let ago = |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(((now - t).max(0) / 1000) as u64))));
+    println!("{:<20} {:<8} {:>6} {:<18} last pass", "pair", "state", "items", "last success");
+    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> = statuses.iter().map(|s| (s.id.as_str(), s)).collect();
+    for id in &ids {
+        let Some(s) = by_id.get(id.as_str()) else {
+            println!("{:<20} {:<8} {:>6} {:<18} -", id, "new", 0, "never");
+            continue;
+        };
+        let (state, last) = match &s.last_run {
+            None => ("new".to_string(), "-".to_string()),
+            Some(r) => (
+                r.outcome.clone().unwrap_or_else(|| "running".into()),
+                format!(
+                    "{} {}: +{} ~{} -{} ={} !{}{}",
+                    r.kind,
+                    ago(Some(r.started_at)),
+                    r.created,
+                    r.updated,
+                    r.deleted,
+                    r.unchanged,
+                    r.failed,
+                    r.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
+                ),
+            ),
+        };
+        println!("{:<20} {:<8} {:>6} {:<18} {last}", s.id, state, s.items, ago(s.last_success_at));
+    }
+    Ok(EXIT_OK)
+}

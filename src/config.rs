@@ -1,0 +1,637 @@
+//! The configuration file (TOML), validated once at the edge.
+//!
+//! Every problem is reported as `FILE: KEY: reason` so an operator editing a config for thousands
+//! of pairs can go straight to the line. Paths inside the config are relative to the config file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::item::Rewriter;
+use crate::types::{CalendarRef, PairId};
+
+/// One problem in a config file (or a file it names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+    }
+}
+
+/// All problems found; printed one per line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths inside it were resolved against its folder.
+    pub file: PathBuf,
+    pub state: StateConfig,
+    pub sync: SyncConfig,
+    pub agents: AgentsConfig,
+    pub http: HttpConfig,
+    pub servers: BTreeMap<String, ServerConfig>,
+    pub rewrite: RewriteConfig,
+    pub pairs: Vec<PairConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The SQLite database file.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extras {
+    /// Target items that did not come from the source are left alone.
+    Keep,
+    /// ... or deleted.
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// How often the service polls each pair.
+    pub interval: Duration,
+    pub window_past: Option<Duration>,
+    pub window_future: Option<Duration>,
+    pub extras: Extras,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    pub count: usize,
+    /// One per agent; agent i runs on processor `processor_indexes[i]`.
+    pub processor_indexes: Vec<usize>,
+    /// Whether the indexes were given explicitly (shown by `check`).
+    pub explicit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub kind: ServerKind,
+    pub requests_per_second: Option<u32>,
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ServerKind {
+    Vdir { path: PathBuf },
+    Caldav { url: String, username: Option<String>, password: Option<PasswordSource> },
+}
+
+impl ServerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerKind::Vdir { .. } => "vdir",
+            ServerKind::Caldav { .. } => "caldav",
+        }
+    }
+}
+
+/// Where a password comes from; the password itself is read only when a connection needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RewriteConfig {
+    pub domains: BTreeMap<String, String>,
+    pub addresses: BTreeMap<String, String>,
+    pub addresses_file: Option<PathBuf>,
+}
+
+impl RewriteConfig {
+    pub fn rewriter(&self) -> Rewriter {
+        Rewriter::new(
+            self.domains.iter().map(|(k, v)| (k.clone(), v.clone())),
+            self.addresses.iter().map(|(k, v)| (k.clone(), v.clone())),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairConfig {
+    pub id: PairId,
+    pub source: CalendarRef,
+    pub target: CalendarRef,
+}
+
+// ---- raw form, as written ---------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    agents: RawAgents,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    servers: BTreeMap<String, RawServer>,
+    #[serde(default)]
+    rewrite: RawRewrite,
+    #[serde(default)]
+    pairs: Vec<RawPair>,
+    pairs_csv: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    interval: Option<String>,
+    window_past: Option<String>,
+    window_future: Option<String>,
+    extras: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgents {
+    count: Option<i64>,
+    processor_indexes: Option<Vec<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    kind: String,
+    path: Option<String>,
+    url: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    requests_per_second: Option<i64>,
+    max_concurrency: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRewrite {
+    #[serde(default)]
+    domains: BTreeMap<String, String>,
+    addresses: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPair {
+    id: String,
+    source: String,
+    target: String,
+}
+
+pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+
+/// Number of processors this process may run on.
+pub fn online_processors() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            ConfigError(vec![ConfigIssue {
+                file: file.to_path_buf(),
+                key: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::from_toml(file, &text)
+    }
+
+    /// Validates config text as if read from `file` (relative paths resolve against its folder).
+    pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut v = Validator { file: file.to_path_buf(), issues: Vec::new() };
+        let raw: Raw = match parse_raw(text) {
+            Ok(raw) => raw,
+            Err((key, reason)) => {
+                v.issue(key, reason);
+                return Err(ConfigError(v.issues));
+            }
+        };
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let config = v.validate(raw, &base);
+        if v.issues.is_empty() { Ok(config) } else { Err(ConfigError(v.issues)) }
+    }
+
+    pub fn pair(&self, id: &str) -> Option<&PairConfig> {
+        self.pairs.iter().find(|p| p.id.as_str() == id)
+    }
+}
+
+fn parse_raw(text: &str) -> Result<Raw, (String, String)> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ("(syntax)".to_string(), toml_reason(text, &e)))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if path == "." || path.is_empty() { "(top level)".to_string() } else { path };
+        (key, toml_reason(text, &inner))
+    })
+}
+
+fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{msg} (line {line})")
+        }
+        None => msg,
+    }
+}
+
+struct Validator {
+    file: PathBuf,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Validator {
+    fn issue(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.issues.push(ConfigIssue { file: self.file.clone(), key: key.into(), reason: reason.into() });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>) -> Option<Duration> {
+        let value = value?;
+        match humantime::parse_duration(value) {
+            Ok(d) if d.is_zero() => {
+                self.issue(key, "must be greater than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.issue(key, format!("{value:?} is not a duration like \"60s\" or \"180d\": {e}"));
+                None
+            }
+        }
+    }
+
+    fn existing_file(&mut self, key: &str, base: &Path, value: &str) -> Option<PathBuf> {
+        let path = base.join(value);
+        if path.is_file() {
+            Some(path)
+        } else {
+            self.issue(key, format!("file {} does not exist", path.display()));
+            None
+        }
+    }
+
+    fn validate(&mut self, raw: Raw, base: &Path) -> Config {
+        let state = self.state(raw.state, base);
+        let sync = self.sync(raw.sync);
+        let agents = self.agents(raw.agents);
+        let listen = raw.http.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse().unwrap_or_else(|_| {
+            self.issue("http.listen", format!("{listen:?} is not an address like 127.0.0.1:8686"));
+            DEFAULT_LISTEN.parse().expect("default listen address")
+        });
+        let servers: BTreeMap<String, ServerConfig> = raw
+            .servers
+            .into_iter()
+            .filter_map(|(name, s)| self.server(&name, s, base).map(|s| (name, s)))
+            .collect();
+        let rewrite = self.rewrite(raw.rewrite, base);
+        let pairs = self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers);
+        Config {
+            file: self.file.clone(),
+            state,
+            sync,
+            agents,
+            http: HttpConfig { listen },
+            servers,
+            rewrite,
+            pairs,
+        }
+    }
+
+    fn state(&mut self, raw: RawState, base: &Path) -> StateConfig {
+        let url = raw.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
+        let path = match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Some(p) if !p.is_empty() && !p.starts_with(":memory:") => base.join(p),
+            _ => {
+                self.issue("state.url", format!("{url:?} is not a SQLite file URL like \"sqlite://tandem.db\""));
+                base.join("tandem.db")
+            }
+        };
+        StateConfig { path }
+    }
+
+    fn sync(&mut self, raw: RawSync) -> SyncConfig {
+        let interval = self.duration("sync.interval", raw.interval.as_deref()).unwrap_or(Duration::from_secs(60));
+        let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
+        let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
+        let extras = match raw.extras.as_deref() {
+            None | Some("keep") => Extras::Keep,
+            Some("delete") => Extras::Delete,
+            Some(other) => {
+                self.issue("sync.extras", format!("{other:?} is neither \"keep\" nor \"delete\""));
+                Extras::Keep
+            }
+        };
+        SyncConfig { interval, window_past, window_future, extras }
+    }
+
+    fn agents(&mut self, raw: RawAgents) -> AgentsConfig {
+        let online = online_processors();
+        let count = match raw.count {
+            None => raw.processor_indexes.as_ref().map_or(online, |v| v.len().max(1)),
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(n) => {
+                self.issue("agents.count", format!("{n} is not between 1 and 1024"));
+                online
+            }
+        };
+        let Some(indexes) = raw.processor_indexes else {
+            return AgentsConfig { count, processor_indexes: (0..count).map(|i| i % online).collect(), explicit: false };
+        };
+        if indexes.len() != count {
+            self.issue(
+                "agents.processor_indexes",
+                format!("lists {} indexes for {count} agents; give exactly one per agent", indexes.len()),
+            );
+        }
+        let mut valid = Vec::with_capacity(indexes.len());
+        for (i, &idx) in indexes.iter().enumerate() {
+            if idx < 0 || idx as usize >= online {
+                self.issue(
+                    format!("agents.processor_indexes[{i}]"),
+                    format!("processor {idx} does not exist: this machine has {online} online processors (0..={})", online - 1),
+                );
+            } else {
+                valid.push(idx as usize);
+            }
+        }
+        AgentsConfig { count, processor_indexes: valid, explicit: true }
+    }
+
+    fn server(&mut self, name: &str, raw: RawServer, base: &Path) -> Option<ServerConfig> {
+        let key = |k: &str| format!("servers.{name}.{k}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            self.issue(format!("servers.{name}"), "a server name may only use letters, digits, - and _");
+        }
+        let rps = match raw.requests_per_second {
+            None => None,
+            Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
+            Some(n) => {
+                self.issue(key("requests_per_second"), format!("{n} is not between 1 and 100000"));
+                None
+            }
+        };
+        let conc = match raw.max_concurrency {
+            None => None,
+            Some(n) if (1..=1024).contains(&n) => Some(n as usize),
+            Some(n) => {
+                self.issue(key("max_concurrency"), format!("{n} is not between 1 and 1024"));
+                None
+            }
+        };
+        let kind = match raw.kind.as_str() {
+            "vdir" => {
+                for (k, set) in [
+                    ("url", raw.url.is_some()),
+                    ("username", raw.username.is_some()),
+                    ("password_env", raw.password_env.is_some()),
+                    ("password_file", raw.password_file.is_some()),
+                ] {
+                    if set {
+                        self.issue(key(k), "not used by a vdir server (it has only `path`)");
+                    }
+                }
+                let Some(path) = raw.path else {
+                    self.issue(key("path"), "a vdir server needs `path`, the folder that holds its calendars");
+                    return None;
+                };
+                let path = base.join(path);
+                if !path.is_dir() {
+                    self.issue(key("path"), format!("folder {} does not exist", path.display()));
+                    return None;
+                }
+                ServerKind::Vdir { path }
+            }
+            "caldav" => {
+                if raw.path.is_some() {
+                    self.issue(key("path"), "not used by a caldav server (it has `url`)");
+                }
+                let Some(url) = raw.url else {
+                    self.issue(key("url"), "a caldav server needs `url`");
+                    return None;
+                };
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+                    self.issue(key("url"), format!("{url:?} is not an http(s) URL"));
+                    return None;
+                }
+                if url.split_once("://").is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|h| h.contains('@'))) {
+                    self.issue(key("url"), "must not carry credentials; use username and password_env/password_file");
+                    return None;
+                }
+                let password_given = raw.password_env.is_some() || raw.password_file.is_some();
+                let password = match (raw.password_env, raw.password_file) {
+                    (Some(_), Some(_)) => {
+                        self.issue(key("password_env"), "give either password_env or password_file, not both");
+                        None
+                    }
+                    (Some(var), None) => {
+                        if std::env::var_os(&var).is_none() {
+                            self.issue(key("password_env"), format!("environment variable {var} is not set"));
+                        }
+                        Some(PasswordSource::Env(var))
+                    }
+                    (None, Some(file)) => self.existing_file(&key("password_file"), base, &file).map(PasswordSource::File),
+                    (None, None) => None,
+                };
+                if raw.username.is_some() && !password_given {
+                    self.issue(key("password_env"), "a username needs a password from password_env or password_file");
+                }
+                ServerKind::Caldav { url, username: raw.username, password }
+            }
+            other => {
+                self.issue(key("kind"), format!("unknown server kind {other:?} (known: \"caldav\", \"vdir\")"));
+                return None;
+            }
+        };
+        Some(ServerConfig { name: name.to_string(), kind, requests_per_second: rps, max_concurrency: conc })
+    }
+
+    fn rewrite(&mut self, raw: RawRewrite, base: &Path) -> RewriteConfig {
+        let mut domains = BTreeMap::new();
+        for (from, to) in raw.domains {
+            let ok = |d: &str| !d.is_empty() && !d.contains(['@', ' ', '/', ':']);
+            if !ok(&from) || !ok(&to) {
+                self.issue(format!("rewrite.domains.{from}"), format!("{from:?} = {to:?} is not a domain mapping like \"old.example\" = \"new.example\""));
+            } else {
+                domains.insert(from.to_lowercase(), to);
+            }
+        }
+        let mut addresses = BTreeMap::new();
+        let mut addresses_file = None;
+        if let Some(file) = raw.addresses
+            && let Some(path) = self.existing_file("rewrite.addresses", base, &file)
+        {
+            match read_csv(&path, 2) {
+                Ok(rows) => {
+                    for (line, row) in rows {
+                        if !row[0].contains('@') || !row[1].contains('@') {
+                            self.issue_in(&path, format!("line {line}"), "expected source_address,target_address");
+                        } else {
+                            addresses.insert(row[0].to_lowercase(), row[1].clone());
+                        }
+                    }
+                }
+                Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
+            }
+            addresses_file = Some(path);
+        }
+        RewriteConfig { domains, addresses, addresses_file }
+    }
+
+    fn issue_in(&mut self, file: &Path, key: impl Into<String>, reason: impl Into<String>) {
+        self.issues.push(ConfigIssue { file: file.to_path_buf(), key: key.into(), reason: reason.into() });
+    }
+
+    fn pairs(
+        &mut self,
+        raw: Vec<RawPair>,
+        csv: Option<&str>,
+        base: &Path,
+        servers: &BTreeMap<String, ServerConfig>,
+    ) -> Vec<PairConfig> {
+        // (file, key prefix, id, source, target)
+        let mut entries: Vec<(PathBuf, String, String, String, String)> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (self.file.clone(), format!("pairs[{i}]"), p.id, p.source, p.target))
+            .collect();
+        if let Some(csv) = csv
+            && let Some(path) = self.existing_file("pairs_csv", base, csv)
+        {
+            match read_csv(&path, 3) {
+                Ok(rows) => {
+                    for (line, row) in rows {
+                        if line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target" {
+                            continue; // header
+                        }
+                        let [id, source, target] = <[String; 3]>::try_from(row).expect("3 columns checked");
+                        entries.push((path.clone(), format!("line {line}"), id, source, target));
+                    }
+                }
+                Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
+            }
+        }
+        let known = || servers.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut targets: HashSet<CalendarRef> = HashSet::new();
+        let mut pairs = Vec::with_capacity(entries.len());
+        for (file, key, id, source, target) in entries {
+            let id_parsed = match id.parse::<PairId>() {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.issue_in(&file, format!("{key}.id"), e);
+                    None
+                }
+            };
+            if let Some(first) = seen.get(&id) {
+                self.issue_in(&file, format!("{key}.id"), format!("duplicate pair id {id:?} (first at {first})"));
+            } else {
+                seen.insert(id.clone(), format!("{}: {key}", file.display()));
+            }
+            let mut side = |name: &str, value: &str| -> Option<CalendarRef> {
+                match value.parse::<CalendarRef>() {
+                    Err(e) => {
+                        self.issue_in(&file, format!("{key}.{name}"), e);
+                        None
+                    }
+                    Ok(c) if !servers.contains_key(&c.server) => {
+                        self.issue_in(&file, format!("{key}.{name}"), format!("unknown server {:?} (configured: {})", c.server, known()));
+                        None
+                    }
+                    Ok(c) => Some(c),
+                }
+            };
+            let (s, t) = (side("source", &source), side("target", &target));
+            if let (Some(id), Some(source), Some(target)) = (id_parsed, s, t) {
+                if source == target {
+                    self.issue_in(&file, format!("{key}.target"), "is the same calendar as source");
+                    continue;
+                }
+                if !targets.insert(target.clone()) {
+                    self.issue_in(&file, format!("{key}.target"), format!("{target} is already the target of another pair"));
+                    continue;
+                }
+                pairs.push(PairConfig { id, source, target });
+            }
+        }
+        pairs
+    }
+}
+
+/// Reads a headerless CSV with exactly `columns` fields per record; returns (line, fields).
+fn read_csv(path: &Path, columns: usize) -> Result<Vec<(u64, Vec<String>)>, (u64, String)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| (0, e.to_string()))?;
+    let mut rows = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| (e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        if rec.len() != columns {
+            return Err((line, format!("expected {columns} comma-separated fields, found {}", rec.len())));
+        }
+        rows.push((line, rec.iter().map(str::to_string).collect()));
+    }
+    Ok(rows)
+}

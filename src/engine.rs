@@ -1,0 +1,466 @@
+//! Runs one pass of a pair: list both sides, read what moved, plan, execute, record.
+//!
+//! Rule 2 of the design lives here: a mapping is recorded only after its remote write succeeded,
+//! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
+//! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, PairConfig};
+use crate::error::{ErrorKind, StoreError};
+use crate::item::{Item, Rewriter};
+use crate::report::{PairReport, PlannedAction};
+use crate::state::{Mapping, Outcome, RunCounts, RunKind, Side, State, StateError};
+use crate::store::{self, CalendarStore, ItemVersion};
+use crate::sync::{self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem};
+use crate::types::{CalendarPath, Etag, Href};
+
+/// Items per multiget-style fetch.
+const FETCH_BATCH: usize = 100;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassOptions {
+    /// Print the plan, write nothing.
+    pub dry_run: bool,
+    /// Ignore watermarks and etags: read and compare everything (`resync`).
+    pub full: bool,
+    pub force_delete: bool,
+}
+
+pub struct Engine {
+    pub state: State,
+    /// Stores by server name; a server that cannot be opened fails the pairs that use it.
+    stores: BTreeMap<String, Result<Arc<dyn CalendarStore>, String>>,
+    rewriter: Arc<Rewriter>,
+}
+
+/// Why a pass of a pair stopped early.
+enum PassError {
+    Pair(ErrorKind, String),
+    State(StateError),
+}
+
+impl From<StateError> for PassError {
+    fn from(e: StateError) -> Self {
+        PassError::State(e)
+    }
+}
+
+/// Wraps a store error as a pair failure naming the calendar.
+fn named<'a>(side: &'a str, cal: &'a crate::types::CalendarRef) -> impl FnOnce(StoreError) -> PassError + 'a {
+    move |e| PassError::Pair(e.kind, format!("{side} calendar {cal}: {e}"))
+}
+
+/// A file name for an item in the target, derived from its UID so a retried create after a crash
+/// lands on the same name (and is then adopted) instead of making a second copy.
+pub fn target_name(uid: &str) -> String {
+    let safe = !uid.is_empty()
+        && uid.len() <= 200
+        && !uid.starts_with('.')
+        && uid.chars().all(|c| c.is_ascii_alphanumeric() || "@._-+".contains(c));
+    if safe {
+        format!("{uid}.ics")
+    } else {
+        format!("{:032x}.ics", xxhash_rust::xxh3::xxh3_128(uid.as_bytes()))
+    }
+}
+
+impl Engine {
+    pub fn new(config: &Config, state: State) -> Engine {
+        let stores = config
+            .servers
+            .iter()
+            .map(|(name, server)| (name.clone(), store::open(server).map_err(|e| e.to_string())))
+            .collect();
+        Engine { state, stores, rewriter: Arc::new(config.rewrite.rewriter()) }
+    }
+
+    /// An engine over given stores (tests, benches, the demo).
+    pub fn with_stores(state: State, stores: BTreeMap<String, Arc<dyn CalendarStore>>, rewriter: Rewriter) -> Engine {
+        Engine { state, stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(), rewriter: Arc::new(rewriter) }
+    }
+
+    fn store(&self, server: &str) -> Result<Arc<dyn CalendarStore>, PassError> {
+        match self.stores.get(server) {
+            Some(Ok(s)) => Ok(s.clone()),
+            Some(Err(e)) => Err(PassError::Pair(ErrorKind::Permanent, e.clone())),
+            None => Err(PassError::Pair(ErrorKind::Permanent, format!("server {server:?} is not configured"))),
+        }
+    }
+
+    /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
+    #[tracing::instrument(skip_all, fields(pair = %pair.id))]
+    pub async fn sync_pair(&self, pair: &PairConfig, opts: PassOptions) -> Result<PairReport, StateError> {
+        let mut report = PairReport::new(pair.id.as_str());
+        report.dry_run = opts.dry_run;
+        self.state.ensure_pair(pair).await?;
+        let run = if opts.dry_run {
+            None
+        } else {
+            Some(self.state.begin_run(&pair.id, if opts.full { RunKind::Resync } else { RunKind::Sync }).await?)
+        };
+        match self.pass(pair, opts, &mut report).await {
+            Ok(()) => {}
+            Err(PassError::State(e)) => return Err(e),
+            Err(PassError::Pair(kind, msg)) => {
+                report.error = Some(msg);
+                report.error_kind = Some(kind);
+            }
+        }
+        if let Some(run) = run {
+            let outcome = match (&report.error, report.failed) {
+                (Some(_), _) => Outcome::Failed,
+                (None, 0) => Outcome::Ok,
+                (None, _) => Outcome::Partial,
+            };
+            let counts = RunCounts {
+                created: report.created + report.adopted,
+                updated: report.updated,
+                deleted: report.deleted,
+                unchanged: report.unchanged,
+                failed: report.failed,
+            };
+            self.state.finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref()).await?;
+        }
+        match &report.error {
+            Some(e) => warn!(error = %e, "pair failed"),
+            None => info!(
+                created = report.created,
+                updated = report.updated,
+                deleted = report.deleted,
+                adopted = report.adopted,
+                unchanged = report.unchanged,
+                failed = report.failed,
+                "pass finished"
+            ),
+        }
+        Ok(report)
+    }
+
+    async fn pass(&self, pair: &PairConfig, opts: PassOptions, report: &mut PairReport) -> Result<(), PassError> {
+        let src = self.store(&pair.source.server)?;
+        let tgt = self.store(&pair.target.server)?;
+        let (scal, tcal) = (&pair.source.path, &pair.target.path);
+        src.check_calendar(scal).await.map_err(named("source", &pair.source))?;
+        tgt.check_calendar(tcal).await.map_err(named("target", &pair.target))?;
+
+        let prior: Prior = self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect();
+        let token = if opts.full { None } else { self.state.watermark(&pair.id, Side::A).await? };
+        let changes = src.changes(scal, token.as_ref()).await.map_err(named("source", &pair.source))?;
+        let target_list = tgt.list(tcal).await.map_err(named("target", &pair.target))?;
+
+        let mut source = SourceSnapshot {
+            items: changes
+                .changed
+                .into_iter()
+                .filter(|v| scal.contains(&v.href))
+                .map(|v| SourceItem { href: v.href, etag: v.etag, content: Content::NotFetched })
+                .collect(),
+            deleted: changes.deleted,
+            complete: changes.complete,
+        };
+        let target_etags: HashMap<Href, Etag> = target_list.into_iter().map(|v| (v.href, v.etag)).collect();
+        let (src_fetch, tgt_fetch) = sync::fetch_lists(&source, &target_etags, &prior, opts.full);
+        debug!(source = src_fetch.len(), target = tgt_fetch.len(), "reading changed items");
+
+        // Source: parse, rewrite for the target org, hash.
+        let mut fetched_src: HashMap<Href, (Etag, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
+        for batch in src_fetch.chunks(FETCH_BATCH) {
+            for (href, res) in src.fetch(scal, batch).await.map_err(named("source", &pair.source))? {
+                let entry = match res {
+                    Ok(r) => (r.etag, self.prepare(&r.data)),
+                    Err(e) => (Etag::new(""), Content::Broken(format!("cannot read: {e}"))),
+                };
+                fetched_src.insert(href, entry);
+            }
+        }
+        for s in &mut source.items {
+            if let Some((etag, content)) = fetched_src.remove(&s.href) {
+                if !etag.as_str().is_empty() {
+                    s.etag = etag;
+                }
+                s.content = content;
+            }
+        }
+        // Mappings an incremental listing did not mention but whose target copy needs restoring.
+        source.items.extend(fetched_src.into_iter().map(|(href, (etag, content))| {
+            let etag = if etag.as_str().is_empty() { prior.get(&href).map_or(etag, |p| p.a_etag.clone()) } else { etag };
+            SourceItem { href, etag, content }
+        }));
+
+        // Target: hash what is there now.
+        let mut target: HashMap<Href, TargetItem> = target_etags
+            .into_iter()
+            .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
+            .collect();
+        for batch in tgt_fetch.chunks(FETCH_BATCH) {
+            for (href, res) in tgt.fetch(tcal, batch).await.map_err(named("target", &pair.target))? {
+                let Some(t) = target.get_mut(&href) else { continue };
+                match res {
+                    Ok(r) => {
+                        t.etag = r.etag;
+                        t.content = match Item::parse(&r.data) {
+                            Ok(item) => Content::Fetched(item.content_hash()),
+                            Err(e) => Content::Broken(e.to_string()),
+                        };
+                    }
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        target.remove(&href);
+                    }
+                    Err(e) => t.content = Content::Broken(e.to_string()),
+                }
+            }
+        }
+
+        let plan = sync::plan(&source, &target, &prior, PlanOptions { force_delete: opts.force_delete })
+            .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
+        report.unchanged = plan.unchanged;
+
+        if opts.dry_run {
+            for a in &plan.actions {
+                count_planned(report, a);
+                report.plan.push(describe(a, tcal));
+            }
+            return Ok(());
+        }
+
+        let mut bookkeeping: Vec<Mapping> = Vec::new();
+        let mut forget: Vec<Href> = Vec::new();
+        for action in plan.actions {
+            match action {
+                Action::Refresh { mapping } => bookkeeping.push(mapping),
+                Action::Forget { source_href } => forget.push(source_href),
+                Action::Skip { source_href, reason } => {
+                    report.fail_item(&source_href, format!("source item skipped: {reason}"));
+                }
+                Action::Create { source_href, source_etag, item } => {
+                    let r = self.create(&*tgt, tcal, &source_href, &source_etag, &item).await;
+                    self.record(pair, report, &source_href, r).await?;
+                }
+                Action::Update { source_href, source_etag, target_href, target_etag, item } => {
+                    let r = self.update(&*tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await;
+                    self.record(pair, report, &source_href, r).await?;
+                }
+                Action::Delete { source_href, target_href, target_etag } => {
+                    match delete(&*tgt, tcal, &target_href, &target_etag).await {
+                        Ok(()) => {
+                            self.state.delete_mapping(&pair.id, &source_href).await?;
+                            report.deleted += 1;
+                        }
+                        Err(e) => report.fail_item(&target_href, format!("delete failed ({}): {e}", e.kind)),
+                    }
+                }
+            }
+        }
+        self.state.apply(&pair.id, &bookkeeping, &forget).await?;
+
+        // The watermark moves only when every change it covers is recorded.
+        if report.failed == 0 {
+            self.state.set_watermark(&pair.id, Side::A, changes.token.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, data: &str) -> Content<Arc<Prepared>> {
+        match Item::parse(data) {
+            Ok(mut item) => {
+                item.rewrite(&self.rewriter);
+                Content::Fetched(Arc::new(Prepared::new(item)))
+            }
+            Err(e) => Content::Broken(format!("invalid iCalendar data: {e}")),
+        }
+    }
+
+    /// Records the mapping of a successful write, or the failure.
+    async fn record(
+        &self,
+        pair: &PairConfig,
+        report: &mut PairReport,
+        source_href: &Href,
+        result: Result<(Mapping, Written), StoreError>,
+    ) -> Result<(), StateError> {
+        match result {
+            Ok((mapping, how)) => {
+                self.state.put_mapping(&pair.id, &mapping).await?;
+                match how {
+                    Written::Created => report.created += 1,
+                    Written::Updated => report.updated += 1,
+                    Written::Adopted => report.adopted += 1,
+                    Written::Unchanged => report.unchanged += 1,
+                }
+            }
+            Err(e) => report.fail_item(source_href, format!("write to target failed ({}): {e}", e.kind)),
+        }
+        Ok(())
+    }
+
+    /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
+    /// earlier run), adopt it; if by something else, use a fresh name.
+    async fn create(
+        &self,
+        tgt: &dyn CalendarStore,
+        tcal: &CalendarPath,
+        source_href: &Href,
+        source_etag: &Etag,
+        item: &Prepared,
+    ) -> Result<(Mapping, Written), StoreError> {
+        let text = item.item.to_ics();
+        let name = target_name(item.item.uid());
+        let mapping = |v: ItemVersion| Mapping {
+            a_href: source_href.clone(),
+            a_etag: source_etag.clone(),
+            b_href: v.href,
+            b_etag: v.etag,
+            identity: item.identity.clone(),
+            hash: item.hash,
+        };
+        match tgt.create(tcal, &name, &text).await {
+            Ok(v) => return Ok((mapping(v), Written::Created)),
+            Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
+            Err(e) => return Err(e),
+        }
+        let href = tcal.join(&name);
+        if let Some(existing) = read_one(tgt, tcal, &href).await? {
+            if let Ok(there) = Item::parse(&existing.data)
+                && there.identity() == item.identity
+            {
+                if there.content_hash() == item.hash {
+                    return Ok((mapping(ItemVersion { href, etag: existing.etag }), Written::Adopted));
+                }
+                let etag = tgt.update(&href, &existing.etag, &text).await?;
+                return Ok((mapping(ItemVersion { href, etag }), Written::Adopted));
+            }
+        }
+        let stem = name.trim_end_matches(".ics");
+        let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
+        tgt.create(tcal, &fresh, &text).await.map(|v| (mapping(v), Written::Created))
+    }
+
+    /// `If-Match` update; on 412 re-read the target copy and decide again (once).
+    #[allow(clippy::too_many_arguments)]
+    async fn update(
+        &self,
+        tgt: &dyn CalendarStore,
+        tcal: &CalendarPath,
+        source_href: &Href,
+        source_etag: &Etag,
+        target_href: &Href,
+        target_etag: &Etag,
+        item: &Prepared,
+    ) -> Result<(Mapping, Written), StoreError> {
+        let text = item.item.to_ics();
+        let mapping = |etag: Etag| Mapping {
+            a_href: source_href.clone(),
+            a_etag: source_etag.clone(),
+            b_href: target_href.clone(),
+            b_etag: etag,
+            identity: item.identity.clone(),
+            hash: item.hash,
+        };
+        match tgt.update(target_href, target_etag, &text).await {
+            Ok(etag) => return Ok((mapping(etag), Written::Updated)),
+            Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
+            Err(e) if e.kind == ErrorKind::NotFound => return self.create(tgt, tcal, source_href, source_etag, item).await,
+            Err(e) => return Err(e),
+        }
+        debug!(href = %target_href, "target changed underneath; re-reading");
+        match read_one(tgt, tcal, target_href).await? {
+            None => self.create(tgt, tcal, source_href, source_etag, item).await,
+            Some(now) => {
+                if Item::parse(&now.data).is_ok_and(|i| i.content_hash() == item.hash) {
+                    return Ok((mapping(now.etag), Written::Unchanged));
+                }
+                // One-way: the source is the truth; overwrite only the version just read.
+                let etag = tgt.update(target_href, &now.etag, &text).await?;
+                Ok((mapping(etag), Written::Updated))
+            }
+        }
+    }
+}
+
+enum Written {
+    Created,
+    Updated,
+    Adopted,
+    /// A re-read found the target already equal.
+    Unchanged,
+}
+
+/// `If-Match` delete; on 412 re-read and delete the version now there (the source item is gone).
+async fn delete(tgt: &dyn CalendarStore, tcal: &CalendarPath, href: &Href, etag: &Etag) -> Result<(), StoreError> {
+    match tgt.delete(href, etag).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind == ErrorKind::PreconditionFailed => match read_one(tgt, tcal, href).await? {
+            None => Ok(()),
+            Some(now) => tgt.delete(href, &now.etag).await,
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads one item; `None` if it does not exist.
+async fn read_one(tgt: &dyn CalendarStore, cal: &CalendarPath, href: &Href) -> Result<Option<crate::store::Resource>, StoreError> {
+    let mut got = tgt.fetch(cal, std::slice::from_ref(href)).await?;
+    match got.pop() {
+        Some((_, Ok(r))) => Ok(Some(r)),
+        Some((_, Err(e))) if e.kind == ErrorKind::NotFound => Ok(None),
+        Some((_, Err(e))) => Err(e),
+        None => Ok(None),
+    }
+}
+
+fn count_planned(report: &mut PairReport, a: &Action) {
+    match a {
+        Action::Create { .. } => report.created += 1,
+        Action::Update { .. } => report.updated += 1,
+        Action::Delete { .. } => report.deleted += 1,
+        Action::Skip { source_href, reason } => report.fail_item(source_href, format!("source item skipped: {reason}")),
+        Action::Refresh { .. } | Action::Forget { .. } => {}
+    }
+}
+
+fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
+    let summary = |p: &Prepared| p.item.summary().map(|s| format!("{s:?}"));
+    match a {
+        Action::Create { source_href, item, .. } => PlannedAction {
+            action: "create",
+            source_href: source_href.to_string(),
+            target_href: Some(tcal.join(&target_name(item.item.uid())).to_string()),
+            detail: summary(item),
+        },
+        Action::Update { source_href, target_href, item, .. } => PlannedAction {
+            action: "update",
+            source_href: source_href.to_string(),
+            target_href: Some(target_href.to_string()),
+            detail: summary(item),
+        },
+        Action::Delete { source_href, target_href, .. } => PlannedAction {
+            action: "delete",
+            source_href: source_href.to_string(),
+            target_href: Some(target_href.to_string()),
+            detail: None,
+        },
+        Action::Refresh { mapping } => PlannedAction {
+            action: "refresh",
+            source_href: mapping.a_href.to_string(),
+            target_href: Some(mapping.b_href.to_string()),
+            detail: Some("etags moved, content equal: record only".into()),
+        },
+        Action::Forget { source_href } => PlannedAction {
+            action: "forget",
+            source_href: source_href.to_string(),
+            target_href: None,
+            detail: Some("gone on both sides: drop the mapping".into()),
+        },
+        Action::Skip { source_href, reason } => PlannedAction {
+            action: "skip",
+            source_href: source_href.to_string(),
+            target_href: None,
+            detail: Some(reason.clone()),
+        },
+    }
+}

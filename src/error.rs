@@ -1,0 +1,101 @@
+//! Errors a calendar store reports, with a kind the engine branches on.
+//!
+//! The kinds follow what CalDAV servers answer (RFC 4791, RFC 6578): a 412 is "changed underneath,
+//! re-plan", a 423 or a "mailbox being moved" answer pauses the pair, 429/503 carry Retry-After.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong, as far as the engine needs to know to decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The calendar or item does not exist.
+    NotFound,
+    /// `If-Match` / `If-None-Match` did not hold: the item changed (or exists) underneath us.
+    PreconditionFailed,
+    /// The mailbox is locked or being moved; retry after the given time if known.
+    Moving { retry_after: Option<Duration> },
+    /// The server asks us to slow down.
+    Throttled { retry_after: Option<Duration> },
+    /// Network failure, timeout, 5xx: worth retrying soon.
+    Transient,
+    /// Credentials refused (401/403).
+    Unauthorized,
+    /// The data is not a calendar item we can handle (unparseable, wrong shape).
+    InvalidData,
+    /// Anything else that retrying will not fix (the server rejected the item, ...).
+    Permanent,
+}
+
+impl ErrorKind {
+    /// Retrying the same request later may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Moving { .. } | ErrorKind::Throttled { .. } | ErrorKind::Transient
+        )
+    }
+
+    /// Retrying will not help until the data or the configuration changes (poison candidates).
+    pub fn is_permanent(self) -> bool {
+        matches!(self, ErrorKind::InvalidData | ErrorKind::Permanent)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::PreconditionFailed => "precondition-failed",
+            ErrorKind::Moving { .. } => "moving",
+            ErrorKind::Throttled { .. } => "throttled",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::InvalidData => "invalid-data",
+            ErrorKind::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A store error: a kind to branch on and a message for the operator.
+///
+/// Messages name the calendar or href involved and never contain credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StoreError { kind, message: message.into(), source: None }
+    }
+
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError { kind, message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::AlreadyExists => ErrorKind::PreconditionFailed,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Unauthorized,
+            std::io::ErrorKind::InvalidData => ErrorKind::InvalidData,
+            _ => ErrorKind::Transient,
+        };
+        StoreError::new(kind, format!("{context}: {err}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

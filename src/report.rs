@@ -1,0 +1,136 @@
+//! What a pass reports per pair, for people (a table) and scripts (`--json`).
+
+use serde::Serialize;
+
+use crate::error::ErrorKind;
+
+/// One item that could not be synced this pass.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ItemFailure {
+    pub href: String,
+    pub reason: String,
+}
+
+/// One planned action, as `--dry-run` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAction {
+    pub action: &'static str,
+    pub source_href: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_href: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PairReport {
+    pub pair: String,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    /// Target items that already held a source item (from a crashed run) and were taken over.
+    pub adopted: u64,
+    /// Items that failed; `failures` says which and why.
+    pub failed: u64,
+    pub failures: Vec<ItemFailure>,
+    /// Why the whole pair failed, if it did.
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedAction>,
+}
+
+impl PairReport {
+    pub fn new(pair: &str) -> Self {
+        PairReport { pair: pair.to_string(), ..Default::default() }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.failed == 0
+    }
+
+    pub fn fail_item(&mut self, href: impl ToString, reason: impl ToString) {
+        self.failed += 1;
+        self.failures.push(ItemFailure { href: href.to_string(), reason: reason.to_string() });
+    }
+
+    /// Whether this pass changed anything (or, in a dry run, would).
+    pub fn changes(&self) -> u64 {
+        self.created + self.updated + self.deleted + self.adopted
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub pairs: Vec<PairReport>,
+    pub ok: bool,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub adopted: u64,
+    pub failed: u64,
+    pub failed_pairs: u64,
+}
+
+impl Summary {
+    pub fn new(pairs: Vec<PairReport>) -> Self {
+        let mut s = Summary { ok: true, ..Default::default() };
+        for p in &pairs {
+            s.created += p.created;
+            s.updated += p.updated;
+            s.deleted += p.deleted;
+            s.unchanged += p.unchanged;
+            s.adopted += p.adopted;
+            s.failed += p.failed;
+            if p.error.is_some() {
+                s.failed_pairs += 1;
+            }
+            s.ok &= p.ok();
+        }
+        s.pairs = pairs;
+        s
+    }
+
+    /// A table, one line per pair, then every failure with its pair, href and reason.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let width = self.pairs.iter().map(|p| p.pair.len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}  status",
+            "pair", "created", "updated", "deleted", "adopted", "unchanged", "failed"
+        );
+        for p in &self.pairs {
+            let status = match (&p.error, p.failed) {
+                (Some(_), _) => "FAILED",
+                (None, 0) if p.dry_run => "planned",
+                (None, 0) => "ok",
+                (None, _) => "partial",
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}  {status}",
+                p.pair, p.created, p.updated, p.deleted, p.adopted, p.unchanged, p.failed
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}",
+            "total", self.created, self.updated, self.deleted, self.adopted, self.unchanged, self.failed
+        );
+        for p in &self.pairs {
+            if let Some(e) = &p.error {
+                let _ = writeln!(out, "pair {}: {e}", p.pair);
+            }
+            for f in &p.failures {
+                let _ = writeln!(out, "pair {}: {}: {}", p.pair, f.href, f.reason);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,420 @@
+//! The state store: SQLite through sqlx (WAL, foreign keys, busy timeout).
+//!
+//! The schema lives only in `migrations/`; opening a database applies what it lacks. All SQL of the
+//! project is in this module and sticks to what SQLite and PostgreSQL share, so a shared
+//! PostgreSQL store can replace it later. Errors here are fatal for a run: without its state,
+//! tandem could duplicate or lose items.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::PairConfig;
+use crate::identity::IdentityKey;
+use crate::types::{ContentHash, Etag, Href, PairId, SyncToken};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[derive(Debug, thiserror::Error)]
+#[error("state store {path}: {what}: {source}")]
+pub struct StateError {
+    path: String,
+    what: &'static str,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+pub type StateResult<T> = Result<T, StateError>;
+
+/// Which side of a pair: `A` is the configured source, `B` the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// What the state knows about one synced item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub a_href: Href,
+    pub a_etag: Etag,
+    pub b_href: Href,
+    pub b_etag: Etag,
+    pub identity: IdentityKey,
+    /// Hash of the content written to `b` (the source item after rewriting).
+    pub hash: ContentHash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Sync,
+    Resync,
+}
+
+/// Counts a finished pass reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Partial,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One pair as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PairStatus {
+    pub id: String,
+    pub source: String,
+    pub target: String,
+    pub items: i64,
+    pub last_success_at: Option<i64>,
+    pub last_run: Option<RunStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunStatus {
+    pub kind: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct State {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl State {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> StateResult<State> {
+        let err = |what, e: Box<dyn std::error::Error + Send + Sync>| StateError {
+            path: path.display().to_string(),
+            what,
+            source: e,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err("creating its folder", e.into()))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            // Several processes (sync, repair, an operator's `lock`) share one file.
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| err("opening", e.into()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| err("migrating", e.into()))?;
+        Ok(State { pool, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
+        move |e| StateError { path: self.path.display().to_string(), what, source: e.into() }
+    }
+
+    /// Records a configured pair. If its calendars changed since the state last saw it, the old
+    /// mappings and watermarks describe other calendars and are dropped.
+    pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
+        let (a, b) = (pair.source.to_string(), pair.target.to_string());
+        let mut tx = self.pool.begin().await.map_err(self.err("saving pair"))?;
+        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
+            .bind(pair.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("reading pair"))?;
+        match row {
+            Some(r) if r.get::<String, _>(0) == a && r.get::<String, _>(1) == b => {}
+            Some(_) => {
+                tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
+                for sql in [
+                    "DELETE FROM mappings WHERE pair_id = ?",
+                    "DELETE FROM watermarks WHERE pair_id = ?",
+                ] {
+                    sqlx::query(sql).bind(pair.id.as_str()).execute(&mut *tx).await.map_err(self.err("resetting pair"))?;
+                }
+                sqlx::query("UPDATE pairs SET a_calendar = ?, b_calendar = ? WHERE id = ?")
+                    .bind(&a)
+                    .bind(&b)
+                    .bind(pair.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
+            None => {
+                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(pair.id.as_str())
+                    .bind(&a)
+                    .bind(&b)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
+        }
+        tx.commit().await.map_err(self.err("saving pair"))
+    }
+
+    pub async fn mappings(&self, pair: &PairId) -> StateResult<Vec<Mapping>> {
+        let rows = sqlx::query(
+            "SELECT a_href, a_etag, b_href, b_etag, identity_organizer, identity_uid, content_hash \
+             FROM mappings WHERE pair_id = ?",
+        )
+        .bind(pair.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading mappings"))?;
+        rows.into_iter().map(|r| self.row_to_mapping(&r)).collect()
+    }
+
+    fn row_to_mapping(&self, r: &sqlx::sqlite::SqliteRow) -> StateResult<Mapping> {
+        let bad = |what: String| StateError {
+            path: self.path.display().to_string(),
+            what: "reading mappings",
+            source: what.into(),
+        };
+        let href = |i| Href::new(r.get::<&str, _>(i)).map_err(bad);
+        let organizer: &str = r.get(4);
+        Ok(Mapping {
+            a_href: href(0)?,
+            a_etag: Etag::new(r.get::<&str, _>(1)),
+            b_href: href(2)?,
+            b_etag: Etag::new(r.get::<&str, _>(3)),
+            identity: IdentityKey::new(Some(organizer), r.get::<&str, _>(5)),
+            hash: ContentHash::from_str(r.get::<&str, _>(6)).map_err(bad)?,
+        })
+    }
+
+    /// Records `m` (replacing the mapping of its source href and any other mapping that claimed
+    /// the same target href) in one transaction.
+    pub async fn put_mapping(&self, pair: &PairId, m: &Mapping) -> StateResult<()> {
+        self.apply(pair, std::slice::from_ref(m), &[]).await
+    }
+
+    pub async fn delete_mapping(&self, pair: &PairId, a_href: &Href) -> StateResult<()> {
+        self.apply(pair, &[], std::slice::from_ref(a_href)).await
+    }
+
+    /// Upserts and deletes many mappings in one transaction.
+    pub async fn apply(&self, pair: &PairId, put: &[Mapping], delete: &[Href]) -> StateResult<()> {
+        if put.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(self.err("writing mappings"))?;
+        for href in delete {
+            sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND a_href = ?")
+                .bind(pair.as_str())
+                .bind(href.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("deleting mapping"))?;
+        }
+        for m in put {
+            sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND b_href = ? AND a_href <> ?")
+                .bind(pair.as_str())
+                .bind(m.b_href.as_str())
+                .bind(m.a_href.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("writing mapping"))?;
+            sqlx::query(
+                "INSERT INTO mappings (pair_id, a_href, a_etag, b_href, b_etag, identity_organizer, \
+                 identity_uid, content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
+                 b_href = excluded.b_href, b_etag = excluded.b_etag, \
+                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
+                 content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+            )
+            .bind(pair.as_str())
+            .bind(m.a_href.as_str())
+            .bind(m.a_etag.as_str())
+            .bind(m.b_href.as_str())
+            .bind(m.b_etag.as_str())
+            .bind(m.identity.organizer_str())
+            .bind(m.identity.uid.as_str())
+            .bind(m.hash.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("writing mapping"))?;
+        }
+        tx.commit().await.map_err(self.err("writing mappings"))
+    }
+
+    pub async fn watermark(&self, pair: &PairId, side: Side) -> StateResult<Option<SyncToken>> {
+        let row = sqlx::query("SELECT token FROM watermarks WHERE pair_id = ? AND side = ?")
+            .bind(pair.as_str())
+            .bind(side.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading watermark"))?;
+        Ok(row.map(|r| SyncToken::new(r.get::<&str, _>(0))))
+    }
+
+    pub async fn set_watermark(&self, pair: &PairId, side: Side, token: Option<&SyncToken>) -> StateResult<()> {
+        let q = match token {
+            Some(t) => sqlx::query(
+                "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (pair_id, side) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
+            )
+            .bind(pair.as_str())
+            .bind(side.as_str())
+            .bind(t.as_str())
+            .bind(now_ms()),
+            None => sqlx::query("DELETE FROM watermarks WHERE pair_id = ? AND side = ?")
+                .bind(pair.as_str())
+                .bind(side.as_str()),
+        };
+        q.execute(&self.pool).await.map_err(self.err("writing watermark"))?;
+        Ok(())
+    }
+
+    pub async fn begin_run(&self, pair: &PairId, kind: RunKind) -> StateResult<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let kind = match kind {
+            RunKind::Sync => "sync",
+            RunKind::Resync => "resync",
+        };
+        sqlx::query("INSERT INTO runs (id, pair_id, kind, started_at) VALUES (?, ?, ?, ?)")
+            .bind(&id)
+            .bind(pair.as_str())
+            .bind(kind)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("recording run"))?;
+        Ok(id)
+    }
+
+    pub async fn finish_run(
+        &self,
+        pair: &PairId,
+        run: &str,
+        outcome: Outcome,
+        counts: &RunCounts,
+        error: Option<&str>,
+    ) -> StateResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(self.err("recording run"))?;
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, outcome = ?, created = ?, updated = ?, deleted = ?, \
+             unchanged = ?, failed = ?, error = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(counts.created as i64)
+        .bind(counts.updated as i64)
+        .bind(counts.deleted as i64)
+        .bind(counts.unchanged as i64)
+        .bind(counts.failed as i64)
+        .bind(error)
+        .bind(run)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("recording run"))?;
+        if outcome == Outcome::Ok {
+            sqlx::query("UPDATE pairs SET last_success_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(pair.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("recording run"))?;
+        }
+        tx.commit().await.map_err(self.err("recording run"))
+    }
+
+    /// Status of the given pairs, in the order given; pairs the state has never seen are omitted.
+    pub async fn pair_statuses(&self, ids: &[PairId]) -> StateResult<Vec<PairStatus>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT p.id, p.a_calendar, p.b_calendar, p.last_success_at, \
+                 (SELECT COUNT(*) FROM mappings m WHERE m.pair_id = p.id), \
+                 r.kind, r.started_at, r.finished_at, r.outcome, r.created, r.updated, r.deleted, \
+                 r.unchanged, r.failed, r.error \
+                 FROM pairs p LEFT JOIN runs r ON r.id = \
+                 (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, rowid DESC LIMIT 1) \
+                 WHERE p.id = ?",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading status"))?;
+            let Some(r) = row else { continue };
+            let last_run = r.get::<Option<String>, _>(5).map(|kind| RunStatus {
+                kind,
+                started_at: r.get(6),
+                finished_at: r.get(7),
+                outcome: r.get(8),
+                created: r.get(9),
+                updated: r.get(10),
+                deleted: r.get(11),
+                unchanged: r.get(12),
+                failed: r.get(13),
+                error: r.get(14),
+            });
+            out.push(PairStatus {
+                id: r.get(0),
+                source: r.get(1),
+                target: r.get(2),
+                last_success_at: r.get(3),
+                items: r.get(4),
+                last_run,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

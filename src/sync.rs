@@ -1,0 +1,415 @@
+//! Planning one pass of a pair: a pure function from both sides and the prior state to actions.
+//!
+//! Like pimsync and vdirsyncer, each item is decided by a `match` over
+//! `(source?, target?, previous mapping?)`; etags say what may have changed, content hashes say
+//! whether it really did. Nothing here does I/O, so the whole decision table is unit-tested and
+//! `--dry-run` is just "print the plan".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::identity::IdentityKey;
+use crate::item::Item;
+use crate::state::Mapping;
+use crate::types::{ContentHash, Etag, Href};
+
+/// A source item parsed, rewritten for the target org, and hashed.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub item: Item,
+    pub hash: ContentHash,
+    pub identity: IdentityKey,
+}
+
+impl Prepared {
+    pub fn new(item: Item) -> Self {
+        Prepared { hash: item.content_hash(), identity: item.identity(), item }
+    }
+}
+
+/// What is known of an item's body.
+#[derive(Debug, Clone)]
+pub enum Content<T> {
+    /// Not read this pass: its etag matched the mapping.
+    NotFetched,
+    Fetched(T),
+    /// Read but unusable (unparseable, or gone between listing and reading); the reason.
+    Broken(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceItem {
+    pub href: Href,
+    pub etag: Etag,
+    pub content: Content<Arc<Prepared>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetItem {
+    pub href: Href,
+    pub etag: Etag,
+    /// The hash of the target's body, when it was read.
+    pub content: Content<ContentHash>,
+}
+
+/// The source side of one pass.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSnapshot {
+    pub items: Vec<SourceItem>,
+    /// Hrefs reported deleted (incremental listings only).
+    pub deleted: Vec<Href>,
+    /// `items` is every item of the calendar; a mapped href missing from it was deleted. When
+    /// false, hrefs neither in `items` nor in `deleted` are unchanged.
+    pub complete: bool,
+}
+
+pub type TargetSnapshot = HashMap<Href, TargetItem>;
+/// Mappings by source href.
+pub type Prior = HashMap<Href, Mapping>;
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Write the source item as a new target item.
+    Create { source_href: Href, source_etag: Etag, item: Arc<Prepared> },
+    /// Overwrite the mapped target item (which is at `target_etag`).
+    Update { source_href: Href, source_etag: Etag, target_href: Href, target_etag: Etag, item: Arc<Prepared> },
+    /// The source item is gone: delete its target copy.
+    Delete { source_href: Href, target_href: Href, target_etag: Etag },
+    /// Both sides agree but an etag moved: record the new etags, write nothing remote.
+    Refresh { mapping: Mapping },
+    /// The source item and its target copy are both gone: drop the mapping.
+    Forget { source_href: Href },
+    /// The source item cannot be synced this pass; its mapping and target copy are kept.
+    Skip { source_href: Href, reason: String },
+}
+
+impl Action {
+    pub fn source_href(&self) -> &Href {
+        match self {
+            Action::Create { source_href, .. }
+            | Action::Update { source_href, .. }
+            | Action::Delete { source_href, .. }
+            | Action::Forget { source_href }
+            | Action::Skip { source_href, .. } => source_href,
+            Action::Refresh { mapping } => &mapping.a_href,
+        }
+    }
+
+    /// Whether executing it writes to the target calendar.
+    pub fn writes_remote(&self) -> bool {
+        matches!(self, Action::Create { .. } | Action::Update { .. } | Action::Delete { .. })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Items found in step on both sides.
+    pub unchanged: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Delete target copies even when the source calendar lists nothing at all.
+    pub force_delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the source calendar lists no items but {mapped} were synced before; refusing to delete them all \
+         (an emptied or wrongly mounted source?). Re-run with --force-delete if the source really is empty"
+    )]
+    SourceEmpty { mapped: usize },
+}
+
+/// Which hrefs must be read before planning: every source item that is new or whose etag moved,
+/// every mapped target item whose etag moved, and the source of every mapping whose target copy
+/// moved or vanished (to restore it). With `full`, every source item and every mapped target.
+pub fn fetch_lists(source: &SourceSnapshot, target: &HashMap<Href, Etag>, prior: &Prior, full: bool) -> (Vec<Href>, Vec<Href>) {
+    let mut src: Vec<Href> = Vec::new();
+    let mut listed: HashSet<&Href> = HashSet::with_capacity(source.items.len());
+    for s in &source.items {
+        listed.insert(&s.href);
+        match prior.get(&s.href) {
+            Some(p) if !full && p.a_etag == s.etag && target.get(&p.b_href) == Some(&p.b_etag) => {}
+            _ => src.push(s.href.clone()),
+        }
+    }
+    let deleted: HashSet<&Href> = source.deleted.iter().collect();
+    let mut tgt = Vec::new();
+    for p in prior.values() {
+        let target_etag = target.get(&p.b_href);
+        if target_etag.is_some_and(|e| full || *e != p.b_etag) {
+            tgt.push(p.b_href.clone());
+        }
+        // Unmentioned by an incremental listing, but its target copy moved or vanished.
+        if !source.complete && !listed.contains(&p.a_href) && !deleted.contains(&p.a_href) && (full || target_etag != Some(&p.b_etag)) {
+            src.push(p.a_href.clone());
+        }
+    }
+    (src, tgt)
+}
+
+/// Decides what to do with every item of the pair.
+pub fn plan(source: &SourceSnapshot, target: &TargetSnapshot, prior: &Prior, opts: PlanOptions) -> Result<Plan, PlanError> {
+    if source.complete && source.items.is_empty() && !prior.is_empty() && !opts.force_delete {
+        return Err(PlanError::SourceEmpty { mapped: prior.len() });
+    }
+    let mut out = Plan { actions: Vec::new(), unchanged: 0 };
+    let mut push = |a: Option<Action>| match a {
+        Some(a) => out.actions.push(a),
+        None => out.unchanged += 1,
+    };
+    let mut listed: HashSet<&Href> = HashSet::with_capacity(source.items.len());
+    let mut matched = 0;
+    for s in &source.items {
+        listed.insert(&s.href);
+        let p = prior.get(&s.href);
+        matched += usize::from(p.is_some());
+        let t = p.and_then(|p| target.get(&p.b_href));
+        push(plan_item(Some(s), t, p));
+    }
+    // Mappings the listing did not mention: deleted (complete listing) or unchanged (incremental).
+    if matched < prior.len() {
+        let deleted: HashSet<&Href> = source.deleted.iter().collect();
+        for p in prior.values() {
+            if listed.contains(&p.a_href) {
+                continue;
+            }
+            let t = target.get(&p.b_href);
+            if source.complete || deleted.contains(&p.a_href) {
+                push(plan_item(None, t, Some(p)));
+            } else {
+                let unchanged = SourceItem { href: p.a_href.clone(), etag: p.a_etag.clone(), content: Content::NotFetched };
+                push(plan_item(Some(&unchanged), t, Some(p)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The decision for one item; `None` means "in step, nothing to do".
+pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapping>) -> Option<Action> {
+    match (s, t, p) {
+        (None, _, None) => None,
+        (None, None, Some(p)) => Some(Action::Forget { source_href: p.a_href.clone() }),
+        (None, Some(t), Some(p)) => Some(Action::Delete {
+            source_href: p.a_href.clone(),
+            target_href: t.href.clone(),
+            target_etag: t.etag.clone(),
+        }),
+        // New in the source, or its target copy vanished: (re)create.
+        (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
+            Content::Fetched(item) => Action::Create { source_href: s.href.clone(), source_etag: s.etag.clone(), item: item.clone() },
+            Content::Broken(reason) => Action::Skip { source_href: s.href.clone(), reason: reason.clone() },
+            Content::NotFetched => Action::Skip { source_href: s.href.clone(), reason: "source item was not read".into() },
+        }),
+        (Some(s), Some(t), Some(p)) => {
+            let want = match &s.content {
+                Content::Fetched(item) => item.hash,
+                Content::NotFetched if s.etag == p.a_etag => p.hash,
+                Content::NotFetched => {
+                    return Some(Action::Skip { source_href: s.href.clone(), reason: "changed source item was not read".into() });
+                }
+                Content::Broken(reason) => return Some(Action::Skip { source_href: s.href.clone(), reason: reason.clone() }),
+            };
+            let have = match &t.content {
+                Content::Fetched(hash) => Some(*hash),
+                Content::NotFetched if t.etag == p.b_etag => Some(p.hash),
+                Content::NotFetched | Content::Broken(_) => None,
+            };
+            if have == Some(want) {
+                if s.etag == p.a_etag && t.etag == p.b_etag && want == p.hash {
+                    return None;
+                }
+                let identity = match &s.content {
+                    Content::Fetched(item) => item.identity.clone(),
+                    _ => p.identity.clone(),
+                };
+                return Some(Action::Refresh {
+                    mapping: Mapping {
+                        a_href: s.href.clone(),
+                        a_etag: s.etag.clone(),
+                        b_href: t.href.clone(),
+                        b_etag: t.etag.clone(),
+                        identity,
+                        hash: want,
+                    },
+                });
+            }
+            match &s.content {
+                Content::Fetched(item) => Some(Action::Update {
+                    source_href: s.href.clone(),
+                    source_etag: s.etag.clone(),
+                    target_href: t.href.clone(),
+                    target_etag: t.etag.clone(),
+                    item: item.clone(),
+                }),
+                _ => Some(Action::Skip {
+                    source_href: s.href.clone(),
+                    reason: "target copy differs but the source item was not read".into(),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn href(s: &str) -> Href {
+        Href::new(s).unwrap()
+    }
+
+    fn item(uid: &str, summary: &str) -> Arc<Prepared> {
+        let ics = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:20260101T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        Arc::new(Prepared::new(Item::parse(&ics).unwrap()))
+    }
+
+    /// Source "/s/x.ics" at `etag`, fetched as `summary` when given.
+    fn src(etag: &str, summary: Option<&str>) -> SourceItem {
+        SourceItem {
+            href: href("/s/x.ics"),
+            etag: Etag::new(etag),
+            content: summary.map_or(Content::NotFetched, |s| Content::Fetched(item("x", s))),
+        }
+    }
+
+    fn tgt(etag: &str, summary: Option<&str>) -> TargetItem {
+        TargetItem {
+            href: href("/t/x.ics"),
+            etag: Etag::new(etag),
+            content: summary.map_or(Content::NotFetched, |s| Content::Fetched(item("x", s).hash)),
+        }
+    }
+
+    /// Mapping made when the item read `summary` at source etag "s1" and target etag "t1".
+    fn prior(summary: &str) -> Mapping {
+        let it = item("x", summary);
+        Mapping {
+            a_href: href("/s/x.ics"),
+            a_etag: Etag::new("s1"),
+            b_href: href("/t/x.ics"),
+            b_etag: Etag::new("t1"),
+            identity: it.identity.clone(),
+            hash: it.hash,
+        }
+    }
+
+    fn kind(a: &Option<Action>) -> &'static str {
+        match a {
+            None => "none",
+            Some(Action::Create { .. }) => "create",
+            Some(Action::Update { .. }) => "update",
+            Some(Action::Delete { .. }) => "delete",
+            Some(Action::Refresh { .. }) => "refresh",
+            Some(Action::Forget { .. }) => "forget",
+            Some(Action::Skip { .. }) => "skip",
+        }
+    }
+
+    /// The truth table over (source?, target?, previous?) × changed/unchanged.
+    #[test]
+    fn truth_table() {
+        let p = prior("A");
+        let cases: Vec<(&str, Option<SourceItem>, Option<TargetItem>, Option<Mapping>, &str)> = vec![
+            ("nothing anywhere", None, None, None, "none"),
+            ("target-only item is left alone", None, Some(tgt("t9", None)), None, "none"),
+            ("new in source", Some(src("s1", Some("A"))), None, None, "create"),
+            ("new in source but unreadable", Some(SourceItem { content: Content::Broken("bad".into()), ..src("s1", None) }), None, None, "skip"),
+            ("both gone", None, None, Some(p.clone()), "forget"),
+            ("deleted in source", None, Some(tgt("t1", None)), Some(p.clone()), "delete"),
+            ("deleted in source, target edited", None, Some(tgt("t2", Some("B"))), Some(p.clone()), "delete"),
+            ("target copy vanished: recreate", Some(src("s1", Some("A"))), None, Some(p.clone()), "create"),
+            ("target copy vanished, source changed", Some(src("s2", Some("B"))), None, Some(p.clone()), "create"),
+            ("unchanged both", Some(src("s1", None)), Some(tgt("t1", None)), Some(p.clone()), "none"),
+            ("source changed", Some(src("s2", Some("B"))), Some(tgt("t1", None)), Some(p.clone()), "update"),
+            ("source etag moved, same content", Some(src("s2", Some("A"))), Some(tgt("t1", None)), Some(p.clone()), "refresh"),
+            ("target edited: source wins", Some(src("s1", Some("A"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "update"),
+            ("target etag moved, same content", Some(src("s1", Some("A"))), Some(tgt("t2", Some("A"))), Some(p.clone()), "refresh"),
+            ("target etag moved, not read", Some(src("s1", None)), Some(tgt("t2", None)), Some(p.clone()), "skip"),
+            ("target unreadable", Some(src("s1", Some("A"))), Some(TargetItem { content: Content::Broken("bad".into()), ..tgt("t2", None) }), Some(p.clone()), "update"),
+            ("both changed to the same", Some(src("s2", Some("B"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "refresh"),
+            ("both changed differently", Some(src("s2", Some("B"))), Some(tgt("t2", Some("C"))), Some(p.clone()), "update"),
+            ("source changed but unreadable", Some(SourceItem { content: Content::Broken("bad".into()), ..src("s2", None) }), Some(tgt("t1", None)), Some(p.clone()), "skip"),
+            ("source changed, not read", Some(src("s2", None)), Some(tgt("t1", None)), Some(p.clone()), "skip"),
+            ("full compare, in step", Some(src("s1", Some("A"))), Some(tgt("t1", Some("A"))), Some(p.clone()), "none"),
+            ("full compare, target drifted at same etag", Some(src("s1", Some("A"))), Some(tgt("t1", Some("B"))), Some(p.clone()), "update"),
+        ];
+        for (name, s, t, p, want) in cases {
+            let got = plan_item(s.as_ref(), t.as_ref(), p.as_ref());
+            assert_eq!(kind(&got), want, "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn update_carries_if_match_etag_and_refresh_new_etags() {
+        let p = prior("A");
+        match plan_item(Some(&src("s1", Some("A"))), Some(&tgt("t2", Some("B"))), Some(&p)) {
+            Some(Action::Update { target_etag, .. }) => assert_eq!(target_etag.as_str(), "t2"),
+            other => panic!("{other:?}"),
+        }
+        match plan_item(Some(&src("s2", Some("A"))), Some(&tgt("t1", None)), Some(&p)) {
+            Some(Action::Refresh { mapping }) => {
+                assert_eq!(mapping.a_etag.as_str(), "s2");
+                assert_eq!(mapping.b_etag.as_str(), "t1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn snapshot(items: Vec<SourceItem>, complete: bool) -> SourceSnapshot {
+        SourceSnapshot { items, deleted: Vec::new(), complete }
+    }
+
+    #[test]
+    fn mass_delete_guard() {
+        let p = prior("A");
+        let prior: Prior = [(p.a_href.clone(), p.clone())].into();
+        let target: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
+        let err = plan(&snapshot(vec![], true), &target, &prior, PlanOptions::default()).unwrap_err();
+        assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
+        let forced = plan(&snapshot(vec![], true), &target, &prior, PlanOptions { force_delete: true }).unwrap();
+        assert!(matches!(forced.actions.as_slice(), [Action::Delete { .. }]));
+        // An empty incremental listing only means "nothing changed".
+        let delta = plan(&snapshot(vec![], false), &target, &prior, PlanOptions::default()).unwrap();
+        assert!(delta.actions.is_empty());
+        assert_eq!(delta.unchanged, 1);
+    }
+
+    #[test]
+    fn incremental_deletions_and_unmentioned_items() {
+        let p = prior("A");
+        let prior: Prior = [(p.a_href.clone(), p.clone())].into();
+        let target: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
+        let mut snap = snapshot(vec![], false);
+        snap.deleted.push(href("/s/x.ics"));
+        let plan = plan(&snap, &target, &prior, PlanOptions::default()).unwrap();
+        assert!(matches!(plan.actions.as_slice(), [Action::Delete { .. }]));
+    }
+
+    #[test]
+    fn fetch_lists_pick_only_what_moved() {
+        let p = prior("A");
+        let prior: Prior = [(p.a_href.clone(), p.clone())].into();
+        let unchanged = snapshot(vec![src("s1", None)], true);
+        let target: HashMap<Href, Etag> = [(href("/t/x.ics"), Etag::new("t1"))].into();
+        assert_eq!(fetch_lists(&unchanged, &target, &prior, false), (vec![], vec![]));
+        let (s, t) = fetch_lists(&unchanged, &target, &prior, true);
+        assert_eq!((s.len(), t.len()), (1, 1));
+        let moved: HashMap<Href, Etag> = [(href("/t/x.ics"), Etag::new("t2"))].into();
+        assert_eq!(fetch_lists(&unchanged, &moved, &prior, false), (vec![href("/s/x.ics")], vec![href("/t/x.ics")]));
+        let gone = HashMap::new();
+        assert_eq!(fetch_lists(&unchanged, &gone, &prior, false), (vec![href("/s/x.ics")], vec![]));
+        // Incremental listing that does not mention the item, but its target copy vanished.
+        let delta = snapshot(vec![], false);
+        assert_eq!(fetch_lists(&delta, &gone, &prior, false), (vec![href("/s/x.ics")], vec![]));
+        assert_eq!(fetch_lists(&delta, &target, &prior, false), (vec![], vec![]));
+        let new = SourceSnapshot { items: vec![SourceItem { href: href("/s/new.ics"), ..src("n1", None) }], deleted: vec![], complete: false };
+        assert_eq!(fetch_lists(&new, &target, &prior, false).0, vec![href("/s/new.ics")]);
+    }
+}
