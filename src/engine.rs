@@ -96,7 +96,9 @@ impl Engine {
     pub async fn sync_pair(&self, pair: &PairConfig, opts: PassOptions) -> Result<PairReport, StateError> {
         let mut report = PairReport::new(pair.id.as_str());
         report.dry_run = opts.dry_run;
-        self.state.ensure_pair(pair).await?;
+        if !opts.dry_run {
+            self.state.ensure_pair(pair).await?;
+        }
         let run = if opts.dry_run {
             None
         } else {
@@ -147,8 +149,17 @@ impl Engine {
         src.check_calendar(scal).await.map_err(named("source", &pair.source))?;
         tgt.check_calendar(tcal).await.map_err(named("target", &pair.target))?;
 
-        let prior: Prior = self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect();
-        let token = if opts.full { None } else { self.state.watermark(&pair.id, Side::A).await? };
+        // Mappings recorded for other calendars (the config changed) do not apply; a real pass
+        // drops them in `ensure_pair`, a dry run only ignores them.
+        let stored = self.state.pair_calendars(&pair.id).await?;
+        let current = (pair.source.to_string(), pair.target.to_string());
+        let known = stored.as_ref() == Some(&current);
+        let prior: Prior = if known {
+            self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect()
+        } else {
+            Prior::new()
+        };
+        let token = if opts.full || !known { None } else { self.state.watermark(&pair.id, Side::A).await? };
         let changes = src.changes(scal, token.as_ref()).await.map_err(named("source", &pair.source))?;
         let target_list = tgt.list(tcal).await.map_err(named("target", &pair.target))?;
 

@@ -153,6 +153,12 @@ impl State {
         Ok(State { pool, path: path.to_path_buf() })
     }
 
+    /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
+    /// writers queue on the busy timeout instead of failing on a read-to-write lock upgrade.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -165,7 +171,7 @@ impl State {
     /// mappings and watermarks describe other calendars and are dropped.
     pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
-        let mut tx = self.pool.begin().await.map_err(self.err("saving pair"))?;
+        let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
         let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
             .bind(pair.id.as_str())
             .fetch_optional(&mut *tx)
@@ -201,6 +207,16 @@ impl State {
             }
         }
         tx.commit().await.map_err(self.err("saving pair"))
+    }
+
+    /// The calendars the state last recorded for `pair` (source, target), if any.
+    pub async fn pair_calendars(&self, pair: &PairId) -> StateResult<Option<(String, String)>> {
+        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
+            .bind(pair.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     pub async fn mappings(&self, pair: &PairId) -> StateResult<Vec<Mapping>> {
@@ -249,7 +265,7 @@ impl State {
             return Ok(());
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(self.err("writing mappings"))?;
+        let mut tx = self.write_tx().await.map_err(self.err("writing mappings"))?;
         for href in delete {
             sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND a_href = ?")
                 .bind(pair.as_str())
@@ -344,7 +360,7 @@ impl State {
         error: Option<&str>,
     ) -> StateResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(self.err("recording run"))?;
+        let mut tx = self.write_tx().await.map_err(self.err("recording run"))?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, outcome = ?, created = ?, updated = ?, deleted = ?, \
              unchanged = ?, failed = ?, error = ? WHERE id = ?",

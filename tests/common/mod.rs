@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `tandem` binary with `args` and the config `config`.
+pub fn tandem(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("TANDEM_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run tandem")
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+pub fn event(uid: &str, summary: &str, organizer: Option<&str>) -> String {
+    let org = organizer
+        .map(|o| format!("ORGANIZER;CN=\"Doe, Jane\":mailto:{o}\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@old.example\r\n"))
+        .unwrap_or_default();
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n\
+         DTSTART:20260110T100000Z\r\nDTEND:20260110T110000Z\r\nSUMMARY:{summary}\r\n{org}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// A vdir migration set-up: `old/<user>/`, `new/<user>/`, and a config with one pair per user.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    pub fn new(users: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toml = String::from(
+            "[state]\nurl = \"sqlite://state/tandem.db\"\n\n[servers.old]\nkind = \"vdir\"\npath = \"old\"\n\n\
+             [servers.new]\nkind = \"vdir\"\npath = \"new\"\n\n[rewrite]\ndomains = { \"old.example\" = \"new.example\" }\n",
+        );
+        for u in users {
+            std::fs::create_dir_all(dir.path().join("old").join(u)).unwrap();
+            std::fs::create_dir_all(dir.path().join("new").join(u)).unwrap();
+            toml.push_str(&format!("\n[[pairs]]\nid = \"{u}\"\nsource = \"old:/{u}/\"\ntarget = \"new:/{u}/\"\n"));
+        }
+        let config = dir.path().join("tandem.toml");
+        std::fs::write(&config, toml).unwrap();
+        Setup { dir, config }
+    }
+
+    pub fn source(&self, user: &str) -> PathBuf {
+        self.dir.path().join("old").join(user)
+    }
+
+    pub fn target(&self, user: &str) -> PathBuf {
+        self.dir.path().join("new").join(user)
+    }
+
+    pub fn put(&self, user: &str, name: &str, body: &str) {
+        std::fs::write(self.source(user).join(name), body).unwrap();
+    }
+
+    /// File name → body of every item in a folder.
+    pub fn files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+            .collect()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        tandem(&self.config, args)
+    }
+}

@@ -1,0 +1,138 @@
+//! One contract for every `CalendarStore` backend (vdirsyncer's `StorageTests` habit).
+
+use std::sync::Arc;
+
+use tandem::error::ErrorKind;
+use tandem::store::memory::MemoryStore;
+use tandem::store::vdir::VdirStore;
+use tandem::store::CalendarStore;
+use tandem::types::{CalendarPath, Etag, Href};
+
+fn ics(uid: &str, summary: &str) -> String {
+    format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:20260101T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+}
+
+async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: CalendarPath) {
+    store.check_calendar(&cal).await.expect("calendar exists");
+    let err = store.check_calendar(&missing).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert_eq!(store.list(&missing).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert!(store.list(&cal).await.unwrap().is_empty());
+
+    // create, then a conflicting create is a precondition failure
+    let a = store.create(&cal, "a.ics", &ics("a", "one")).await.unwrap();
+    assert_eq!(a.href, cal.join("a.ics"));
+    let dup = store.create(&cal, "a.ics", &ics("a", "again")).await.unwrap_err();
+    assert_eq!(dup.kind, ErrorKind::PreconditionFailed, "{dup}");
+    let b = store.create(&cal, "b.ics", &ics("b", "two")).await.unwrap();
+
+    let mut listed = store.list(&cal).await.unwrap();
+    listed.sort_by(|x, y| x.href.cmp(&y.href));
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].href, a.href);
+    assert_eq!(listed[0].etag, a.etag);
+
+    // fetch many, with a missing one reported per item
+    let gone = cal.join("nope.ics");
+    let got = store.fetch(&cal, &[a.href.clone(), gone.clone(), b.href.clone()]).await.unwrap();
+    assert_eq!(got.len(), 3);
+    let body_a = got.iter().find(|(h, _)| *h == a.href).unwrap().1.as_ref().unwrap();
+    assert!(body_a.data.contains("SUMMARY:one"));
+    assert_eq!(body_a.etag, a.etag);
+    let missing_item = got.iter().find(|(h, _)| *h == gone).unwrap().1.as_ref().unwrap_err();
+    assert_eq!(missing_item.kind, ErrorKind::NotFound);
+
+    // update with If-Match: the right etag wins, a stale one is refused; etags change on every write
+    let a2 = store.update(&a.href, &a.etag, &ics("a", "one, edited")).await.unwrap();
+    assert_ne!(a2, a.etag);
+    let stale = store.update(&a.href, &a.etag, &ics("a", "lost")).await.unwrap_err();
+    assert_eq!(stale.kind, ErrorKind::PreconditionFailed);
+    let a3 = store.update(&a.href, &a2, &ics("a", "one, edited")).await.unwrap();
+    assert_ne!(a3, a2, "same body written again still gets a new etag");
+    let now = store.fetch(&cal, std::slice::from_ref(&a.href)).await.unwrap();
+    assert!(now[0].1.as_ref().unwrap().data.contains("one, edited"));
+
+    // delete with If-Match
+    let stale = store.delete(&b.href, &Etag::new("stale")).await.unwrap_err();
+    assert_eq!(stale.kind, ErrorKind::PreconditionFailed);
+    store.delete(&b.href, &b.etag).await.unwrap();
+    assert_eq!(store.delete(&b.href, &b.etag).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(store.update(&b.href, &b.etag, "x").await.unwrap_err().kind, ErrorKind::NotFound);
+
+    // changes without a watermark list everything
+    let all = store.changes(&cal, None).await.unwrap();
+    assert!(all.complete);
+    assert_eq!(all.changed.len(), 1);
+    assert_eq!(all.changed[0].href, a.href);
+}
+
+#[tokio::test]
+async fn vdir_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("alice")).unwrap();
+    std::fs::write(dir.path().join("alice/.hidden.ics"), "ignored").unwrap();
+    std::fs::write(dir.path().join("alice/notes.txt"), "ignored").unwrap();
+    let store = Arc::new(VdirStore::new(dir.path().to_path_buf()));
+    contract(store.clone(), "/alice/".parse().unwrap(), "/nobody/".parse().unwrap()).await;
+    // names that would escape the calendar are refused
+    let cal: CalendarPath = "/alice/".parse().unwrap();
+    assert_eq!(store.create(&cal, "../x.ics", "x").await.unwrap_err().kind, ErrorKind::InvalidData);
+    let evil = Href::new("/alice/../../etc/passwd.ics").unwrap();
+    assert_eq!(store.delete(&evil, &Etag::new("x")).await.unwrap_err().kind, ErrorKind::InvalidData);
+    // no temporary files are left behind
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("alice"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    let store = Arc::new(MemoryStore::new());
+    let cal: CalendarPath = "/alice/".parse().unwrap();
+    store.add_calendar(&cal);
+    contract(store, cal, "/nobody/".parse().unwrap()).await;
+}
+
+#[tokio::test]
+async fn memory_store_reports_changes_since_a_token() {
+    let store = MemoryStore::new();
+    let cal: CalendarPath = "/c/".parse().unwrap();
+    store.add_calendar(&cal);
+    let a = store.put(&cal, "a.ics", &ics("a", "1"));
+    let b = store.put(&cal, "b.ics", &ics("b", "1"));
+    let first = store.changes(&cal, None).await.unwrap();
+    assert!(first.complete);
+    assert_eq!(first.changed.len(), 2);
+    let token = first.token.unwrap();
+    let none = store.changes(&cal, Some(&token)).await.unwrap();
+    assert!(!none.complete && none.changed.is_empty() && none.deleted.is_empty());
+    store.put(&cal, "a.ics", &ics("a", "2"));
+    store.remove(&b);
+    let delta = store.changes(&cal, Some(&token)).await.unwrap();
+    assert_eq!(delta.changed.iter().map(|v| &v.href).collect::<Vec<_>>(), vec![&a]);
+    assert_eq!(delta.deleted, vec![b]);
+    // an unknown token falls back to a complete listing
+    let bogus = store.changes(&cal, Some(&tandem::types::SyncToken::new("garbage"))).await.unwrap();
+    assert!(bogus.complete);
+}
+
+#[tokio::test]
+async fn memory_store_injects_faults() {
+    let store = MemoryStore::new();
+    let cal: CalendarPath = "/c/".parse().unwrap();
+    store.add_calendar(&cal);
+    store.fail_next(2, ErrorKind::Throttled { retry_after: None });
+    for _ in 0..2 {
+        let e = store.create(&cal, "a.ics", &ics("a", "1")).await.unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Throttled { .. }));
+    }
+    assert!(store.items(&cal).is_empty(), "a refused call writes nothing");
+    store.crash_after_next_write();
+    let e = store.create(&cal, "a.ics", &ics("a", "1")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient);
+    assert_eq!(store.items(&cal).len(), 1, "a crash after the write leaves the write in place");
+    store.create(&cal, "b.ics", &ics("b", "1")).await.unwrap();
+}
