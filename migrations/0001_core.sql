@@ -26,6 +26,19 @@ CREATE TABLE mappings (
 
 CREATE INDEX mappings_identity ON mappings (pair_id, identity_uid, identity_organizer);
 
+-- Creates that were sent but whose outcome is not yet recorded. If the process dies between the
+-- remote write and recording the mapping, the next pass finds the copy through this row: it is
+-- adopted if the source item still exists, deleted if the source item is gone.
+CREATE TABLE pending_creates (
+    pair_id             TEXT NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+    a_href              TEXT NOT NULL,
+    b_href              TEXT NOT NULL,
+    identity_organizer  TEXT NOT NULL,
+    identity_uid        TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    PRIMARY KEY (pair_id, a_href, b_href)
+);
+
 -- Sync tokens per side; saved only after the pass's writes were recorded.
 CREATE TABLE watermarks (
     pair_id     TEXT NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,

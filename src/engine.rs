@@ -13,7 +13,7 @@ use crate::config::{Config, PairConfig};
 use crate::error::{ErrorKind, StoreError};
 use crate::item::{Item, Rewriter};
 use crate::report::{PairReport, PlannedAction};
-use crate::state::{Mapping, Outcome, RunCounts, RunKind, Side, State, StateError};
+use crate::state::{Mapping, Outcome, Pending, RunCounts, RunKind, Side, State, StateError};
 use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem};
 use crate::types::{CalendarPath, Etag, Href};
@@ -159,6 +159,7 @@ impl Engine {
         } else {
             Prior::new()
         };
+        let pending = if known { self.state.pendings(&pair.id).await? } else { Vec::new() };
         let token = if opts.full || !known { None } else { self.state.watermark(&pair.id, Side::A).await? };
         let changes = src.changes(scal, token.as_ref()).await.map_err(named("source", &pair.source))?;
         let target_list = tgt.list(tcal).await.map_err(named("target", &pair.target))?;
@@ -226,7 +227,7 @@ impl Engine {
             }
         }
 
-        let plan = sync::plan(&source, &target, &prior, PlanOptions { force_delete: opts.force_delete })
+        let plan = sync::plan(&source, &target, &prior, &pending, PlanOptions { force_delete: opts.force_delete })
             .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
         report.unchanged = plan.unchanged;
 
@@ -240,19 +241,28 @@ impl Engine {
 
         let mut bookkeeping: Vec<Mapping> = Vec::new();
         let mut forget: Vec<Href> = Vec::new();
+        let mut settled: Vec<Pending> = Vec::new();
         for action in plan.actions {
             match action {
+                Action::ClearPending { pending } => settled.push(pending),
+                Action::DeleteOrphan { pending, target_etag } => match delete_orphan(&*tgt, tcal, &pending, &target_etag).await {
+                    Ok(removed) => {
+                        report.deleted += u64::from(removed);
+                        settled.push(pending);
+                    }
+                    Err(e) => report.fail_item(&pending.b_href, format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind)),
+                },
                 Action::Refresh { mapping } => bookkeeping.push(mapping),
                 Action::Forget { source_href } => forget.push(source_href),
                 Action::Skip { source_href, reason } => {
                     report.fail_item(&source_href, format!("source item skipped: {reason}"));
                 }
                 Action::Create { source_href, source_etag, item } => {
-                    let r = self.create(&*tgt, tcal, &source_href, &source_etag, &item).await;
+                    let r = self.create(pair, &*tgt, tcal, &source_href, &source_etag, &item).await?;
                     self.record(pair, report, &source_href, r).await?;
                 }
                 Action::Update { source_href, source_etag, target_href, target_etag, item } => {
-                    let r = self.update(&*tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await;
+                    let r = self.update(pair, &*tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await?;
                     self.record(pair, report, &source_href, r).await?;
                 }
                 Action::Delete { source_href, target_href, target_etag } => {
@@ -267,6 +277,7 @@ impl Engine {
             }
         }
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
+        self.state.clear_pendings(&pair.id, &settled).await?;
 
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
@@ -310,14 +321,18 @@ impl Engine {
 
     /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
     /// earlier run), adopt it; if by something else, use a fresh name.
+    ///
+    /// Each create is first noted as pending in the state, so a copy written just before a crash
+    /// is found again (adopted, or deleted if its source item is gone) by the next pass.
     async fn create(
         &self,
+        pair: &PairConfig,
         tgt: &dyn CalendarStore,
         tcal: &CalendarPath,
         source_href: &Href,
         source_etag: &Etag,
         item: &Prepared,
-    ) -> Result<(Mapping, Written), StoreError> {
+    ) -> Result<Result<(Mapping, Written), StoreError>, StateError> {
         let text = item.item.to_ics();
         let name = target_name(item.item.uid());
         let mapping = |v: ItemVersion| Mapping {
@@ -328,32 +343,45 @@ impl Engine {
             identity: item.identity.clone(),
             hash: item.hash,
         };
+        let pending = |name: &str| Pending { a_href: source_href.clone(), b_href: tcal.join(name), identity: item.identity.clone() };
+        self.state.add_pending(&pair.id, &pending(&name)).await?;
         match tgt.create(tcal, &name, &text).await {
-            Ok(v) => return Ok((mapping(v), Written::Created)),
+            Ok(v) => return Ok(Ok((mapping(v), Written::Created))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
-            Err(e) => return Err(e),
+            Err(e) => return Ok(Err(e)),
         }
+        // The name is taken: by our own copy from an interrupted run (adopt it), or by another item.
         let href = tcal.join(&name);
-        if let Some(existing) = read_one(tgt, tcal, &href).await? {
-            if let Ok(there) = Item::parse(&existing.data)
+        let adopted = async {
+            if let Some(existing) = read_one(tgt, tcal, &href).await?
+                && let Ok(there) = Item::parse(&existing.data)
                 && there.identity() == item.identity
             {
-                if there.content_hash() == item.hash {
-                    return Ok((mapping(ItemVersion { href, etag: existing.etag }), Written::Adopted));
-                }
-                let etag = tgt.update(&href, &existing.etag, &text).await?;
-                return Ok((mapping(ItemVersion { href, etag }), Written::Adopted));
+                let etag = if there.content_hash() == item.hash {
+                    existing.etag
+                } else {
+                    tgt.update(&href, &existing.etag, &text).await?
+                };
+                return Ok(Some(mapping(ItemVersion { href: href.clone(), etag })));
             }
+            Ok::<_, StoreError>(None)
+        };
+        match adopted.await {
+            Ok(Some(m)) => return Ok(Ok((m, Written::Adopted))),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
         }
         let stem = name.trim_end_matches(".ics");
         let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
-        tgt.create(tcal, &fresh, &text).await.map(|v| (mapping(v), Written::Created))
+        self.state.add_pending(&pair.id, &pending(&fresh)).await?;
+        Ok(tgt.create(tcal, &fresh, &text).await.map(|v| (mapping(v), Written::Created)))
     }
 
     /// `If-Match` update; on 412 re-read the target copy and decide again (once).
     #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
+        pair: &PairConfig,
         tgt: &dyn CalendarStore,
         tcal: &CalendarPath,
         source_href: &Href,
@@ -361,7 +389,7 @@ impl Engine {
         target_href: &Href,
         target_etag: &Etag,
         item: &Prepared,
-    ) -> Result<(Mapping, Written), StoreError> {
+    ) -> Result<Result<(Mapping, Written), StoreError>, StateError> {
         let text = item.item.to_ics();
         let mapping = |etag: Etag| Mapping {
             a_href: source_href.clone(),
@@ -372,23 +400,22 @@ impl Engine {
             hash: item.hash,
         };
         match tgt.update(target_href, target_etag, &text).await {
-            Ok(etag) => return Ok((mapping(etag), Written::Updated)),
+            Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
-            Err(e) if e.kind == ErrorKind::NotFound => return self.create(tgt, tcal, source_href, source_etag, item).await,
-            Err(e) => return Err(e),
+            Err(e) if e.kind == ErrorKind::NotFound => return self.create(pair, tgt, tcal, source_href, source_etag, item).await,
+            Err(e) => return Ok(Err(e)),
         }
         debug!(href = %target_href, "target changed underneath; re-reading");
-        match read_one(tgt, tcal, target_href).await? {
-            None => self.create(tgt, tcal, source_href, source_etag, item).await,
-            Some(now) => {
-                if Item::parse(&now.data).is_ok_and(|i| i.content_hash() == item.hash) {
-                    return Ok((mapping(now.etag), Written::Unchanged));
-                }
-                // One-way: the source is the truth; overwrite only the version just read.
-                let etag = tgt.update(target_href, &now.etag, &text).await?;
-                Ok((mapping(etag), Written::Updated))
-            }
+        let now = match read_one(tgt, tcal, target_href).await {
+            Ok(None) => return self.create(pair, tgt, tcal, source_href, source_etag, item).await,
+            Ok(Some(now)) => now,
+            Err(e) => return Ok(Err(e)),
+        };
+        if Item::parse(&now.data).is_ok_and(|i| i.content_hash() == item.hash) {
+            return Ok(Ok((mapping(now.etag), Written::Unchanged)));
         }
+        // One-way: the source is the truth; overwrite only the version just read.
+        Ok(tgt.update(target_href, &now.etag, &text).await.map(|etag| (mapping(etag), Written::Updated)))
     }
 }
 
@@ -413,6 +440,17 @@ async fn delete(tgt: &dyn CalendarStore, tcal: &CalendarPath, href: &Href, etag:
     }
 }
 
+/// Deletes the copy a pending create left, if it is still that item. Returns whether it deleted.
+async fn delete_orphan(tgt: &dyn CalendarStore, tcal: &CalendarPath, p: &Pending, etag: &Etag) -> Result<bool, StoreError> {
+    let Some(now) = read_one(tgt, tcal, &p.b_href).await? else { return Ok(false) };
+    let ours = Item::parse(&now.data).is_ok_and(|i| i.identity() == p.identity);
+    if !ours {
+        return Ok(false); // another item holds the name now; not ours to delete
+    }
+    let etag = if &now.etag == etag { etag } else { &now.etag };
+    delete(tgt, tcal, &p.b_href, etag).await.map(|()| true)
+}
+
 /// Reads one item; `None` if it does not exist.
 async fn read_one(tgt: &dyn CalendarStore, cal: &CalendarPath, href: &Href) -> Result<Option<crate::store::Resource>, StoreError> {
     let mut got = tgt.fetch(cal, std::slice::from_ref(href)).await?;
@@ -430,7 +468,8 @@ fn count_planned(report: &mut PairReport, a: &Action) {
         Action::Update { .. } => report.updated += 1,
         Action::Delete { .. } => report.deleted += 1,
         Action::Skip { source_href, reason } => report.fail_item(source_href, format!("source item skipped: {reason}")),
-        Action::Refresh { .. } | Action::Forget { .. } => {}
+        Action::DeleteOrphan { .. } => report.deleted += 1,
+        Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
     }
 }
 
@@ -466,6 +505,18 @@ fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
             source_href: source_href.to_string(),
             target_href: None,
             detail: Some("gone on both sides: drop the mapping".into()),
+        },
+        Action::DeleteOrphan { pending, .. } => PlannedAction {
+            action: "delete",
+            source_href: pending.a_href.to_string(),
+            target_href: Some(pending.b_href.to_string()),
+            detail: Some("copy left by an interrupted create; its source item is gone".into()),
+        },
+        Action::ClearPending { pending } => PlannedAction {
+            action: "settle",
+            source_href: pending.a_href.to_string(),
+            target_href: Some(pending.b_href.to_string()),
+            detail: Some("interrupted create already resolved: record only".into()),
         },
         Action::Skip { source_href, reason } => PlannedAction {
             action: "skip",

@@ -57,6 +57,14 @@ pub struct Mapping {
     pub hash: ContentHash,
 }
 
+/// A create that was sent but not yet recorded as a mapping (see `pending_creates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub a_href: Href,
+    pub b_href: Href,
+    pub identity: IdentityKey,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
     Sync,
@@ -183,6 +191,7 @@ impl State {
                 tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
                 for sql in [
                     "DELETE FROM mappings WHERE pair_id = ?",
+                    "DELETE FROM pending_creates WHERE pair_id = ?",
                     "DELETE FROM watermarks WHERE pair_id = ?",
                 ] {
                     sqlx::query(sql).bind(pair.id.as_str()).execute(&mut *tx).await.map_err(self.err("resetting pair"))?;
@@ -275,6 +284,13 @@ impl State {
                 .map_err(self.err("deleting mapping"))?;
         }
         for m in put {
+            sqlx::query("DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?")
+                .bind(pair.as_str())
+                .bind(m.a_href.as_str())
+                .bind(m.b_href.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("writing mapping"))?;
             sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND b_href = ? AND a_href <> ?")
                 .bind(pair.as_str())
                 .bind(m.b_href.as_str())
@@ -304,6 +320,60 @@ impl State {
             .map_err(self.err("writing mapping"))?;
         }
         tx.commit().await.map_err(self.err("writing mappings"))
+    }
+
+    /// Notes that a create of `b_href` for `a_href` is about to be sent.
+    pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
+        sqlx::query(
+            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
+        )
+        .bind(pair.as_str())
+        .bind(p.a_href.as_str())
+        .bind(p.b_href.as_str())
+        .bind(p.identity.organizer_str())
+        .bind(p.identity.uid.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("recording pending create"))?;
+        Ok(())
+    }
+
+    pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
+        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid FROM pending_creates WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pending creates"))?;
+        rows.iter()
+            .map(|r| {
+                let bad = |e: String| StateError { path: self.path.display().to_string(), what: "reading pending creates", source: e.into() };
+                Ok(Pending {
+                    a_href: Href::new(r.get::<&str, _>(0)).map_err(bad)?,
+                    b_href: Href::new(r.get::<&str, _>(1)).map_err(bad)?,
+                    identity: IdentityKey::new(Some(r.get::<&str, _>(2)), r.get::<&str, _>(3)),
+                })
+            })
+            .collect()
+    }
+
+    /// Drops pending creates that are settled (recorded, found gone, or cleaned up).
+    pub async fn clear_pendings(&self, pair: &PairId, settled: &[Pending]) -> StateResult<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await.map_err(self.err("clearing pending creates"))?;
+        for p in settled {
+            sqlx::query("DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?")
+                .bind(pair.as_str())
+                .bind(p.a_href.as_str())
+                .bind(p.b_href.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("clearing pending creates"))?;
+        }
+        tx.commit().await.map_err(self.err("clearing pending creates"))
     }
 
     pub async fn watermark(&self, pair: &PairId, side: Side) -> StateResult<Option<SyncToken>> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::identity::IdentityKey;
 use crate::item::Item;
-use crate::state::Mapping;
+use crate::state::{Mapping, Pending};
 use crate::types::{ContentHash, Etag, Href};
 
 /// A source item parsed, rewritten for the target org, and hashed.
@@ -81,6 +81,11 @@ pub enum Action {
     Forget { source_href: Href },
     /// The source item cannot be synced this pass; its mapping and target copy are kept.
     Skip { source_href: Href, reason: String },
+    /// A create whose outcome was never recorded left a copy whose source item is gone (or is
+    /// now mapped elsewhere): delete it if it still carries the pending identity.
+    DeleteOrphan { pending: Pending, target_etag: Etag },
+    /// A pending create is settled: recorded, or nothing was written.
+    ClearPending { pending: Pending },
 }
 
 impl Action {
@@ -92,12 +97,13 @@ impl Action {
             | Action::Forget { source_href }
             | Action::Skip { source_href, .. } => source_href,
             Action::Refresh { mapping } => &mapping.a_href,
+            Action::DeleteOrphan { pending, .. } | Action::ClearPending { pending } => &pending.a_href,
         }
     }
 
     /// Whether executing it writes to the target calendar.
     pub fn writes_remote(&self) -> bool {
-        matches!(self, Action::Create { .. } | Action::Update { .. } | Action::Delete { .. })
+        matches!(self, Action::Create { .. } | Action::Update { .. } | Action::Delete { .. } | Action::DeleteOrphan { .. })
     }
 }
 
@@ -151,8 +157,14 @@ pub fn fetch_lists(source: &SourceSnapshot, target: &HashMap<Href, Etag>, prior:
     (src, tgt)
 }
 
-/// Decides what to do with every item of the pair.
-pub fn plan(source: &SourceSnapshot, target: &TargetSnapshot, prior: &Prior, opts: PlanOptions) -> Result<Plan, PlanError> {
+/// Decides what to do with every item of the pair, and with creates left pending by a crash.
+pub fn plan(
+    source: &SourceSnapshot,
+    target: &TargetSnapshot,
+    prior: &Prior,
+    pending: &[Pending],
+    opts: PlanOptions,
+) -> Result<Plan, PlanError> {
     if source.complete && source.items.is_empty() && !prior.is_empty() && !opts.force_delete {
         return Err(PlanError::SourceEmpty { mapped: prior.len() });
     }
@@ -170,9 +182,9 @@ pub fn plan(source: &SourceSnapshot, target: &TargetSnapshot, prior: &Prior, opt
         let t = p.and_then(|p| target.get(&p.b_href));
         push(plan_item(Some(s), t, p));
     }
+    let deleted: HashSet<&Href> = source.deleted.iter().collect();
     // Mappings the listing did not mention: deleted (complete listing) or unchanged (incremental).
     if matched < prior.len() {
-        let deleted: HashSet<&Href> = source.deleted.iter().collect();
         for p in prior.values() {
             if listed.contains(&p.a_href) {
                 continue;
@@ -185,6 +197,21 @@ pub fn plan(source: &SourceSnapshot, target: &TargetSnapshot, prior: &Prior, opt
                 push(plan_item(Some(&unchanged), t, Some(p)));
             }
         }
+    }
+    for pd in pending {
+        let mapped = prior.get(&pd.a_href);
+        if mapped.is_some_and(|m| m.b_href == pd.b_href) {
+            out.actions.push(Action::ClearPending { pending: pd.clone() });
+            continue;
+        }
+        let source_present = listed.contains(&pd.a_href) || (!source.complete && !deleted.contains(&pd.a_href));
+        if source_present && mapped.is_none() {
+            continue; // the item's own Create retries on the same name and adopts the copy
+        }
+        out.actions.push(match target.get(&pd.b_href) {
+            Some(t) => Action::DeleteOrphan { pending: pd.clone(), target_etag: t.etag.clone() },
+            None => Action::ClearPending { pending: pd.clone() },
+        });
     }
     Ok(out)
 }
@@ -309,6 +336,8 @@ mod tests {
             Some(Action::Refresh { .. }) => "refresh",
             Some(Action::Forget { .. }) => "forget",
             Some(Action::Skip { .. }) => "skip",
+            Some(Action::DeleteOrphan { .. }) => "delete-orphan",
+            Some(Action::ClearPending { .. }) => "clear-pending",
         }
     }
 
@@ -371,12 +400,12 @@ mod tests {
         let p = prior("A");
         let prior: Prior = [(p.a_href.clone(), p.clone())].into();
         let target: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
-        let err = plan(&snapshot(vec![], true), &target, &prior, PlanOptions::default()).unwrap_err();
+        let err = plan(&snapshot(vec![], true), &target, &prior, &[], PlanOptions::default()).unwrap_err();
         assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
-        let forced = plan(&snapshot(vec![], true), &target, &prior, PlanOptions { force_delete: true }).unwrap();
+        let forced = plan(&snapshot(vec![], true), &target, &prior, &[], PlanOptions { force_delete: true }).unwrap();
         assert!(matches!(forced.actions.as_slice(), [Action::Delete { .. }]));
         // An empty incremental listing only means "nothing changed".
-        let delta = plan(&snapshot(vec![], false), &target, &prior, PlanOptions::default()).unwrap();
+        let delta = plan(&snapshot(vec![], false), &target, &prior, &[], PlanOptions::default()).unwrap();
         assert!(delta.actions.is_empty());
         assert_eq!(delta.unchanged, 1);
     }
@@ -388,7 +417,7 @@ mod tests {
         let target: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
         let mut snap = snapshot(vec![], false);
         snap.deleted.push(href("/s/x.ics"));
-        let plan = plan(&snap, &target, &prior, PlanOptions::default()).unwrap();
+        let plan = plan(&snap, &target, &prior, &[], PlanOptions::default()).unwrap();
         assert!(matches!(plan.actions.as_slice(), [Action::Delete { .. }]));
     }
 
@@ -411,5 +440,34 @@ mod tests {
         assert_eq!(fetch_lists(&delta, &target, &prior, false), (vec![], vec![]));
         let new = SourceSnapshot { items: vec![SourceItem { href: href("/s/new.ics"), ..src("n1", None) }], deleted: vec![], complete: false };
         assert_eq!(fetch_lists(&new, &target, &prior, false).0, vec![href("/s/new.ics")]);
+    }
+
+    #[test]
+    fn pending_creates_after_a_crash() {
+        let it = item("x", "A");
+        let pending = Pending { a_href: href("/s/x.ics"), b_href: href("/t/x.ics"), identity: it.identity.clone() };
+        let copy: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
+        let kinds = |p: &Plan| p.actions.iter().map(|a| kind(&Some(a.clone()))).collect::<Vec<_>>();
+        // Source still there: its own create retries (and will adopt); the pending row stays.
+        let present = snapshot(vec![src("s1", Some("A"))], true);
+        let p = plan(&present, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        assert_eq!(kinds(&p), ["create"]);
+        // Source gone: the orphan copy is deleted.
+        let gone = snapshot(vec![src("s9", Some("B"))].into_iter().map(|mut s| { s.href = href("/s/other.ics"); s }).collect(), true);
+        let p = plan(&gone, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        assert_eq!(kinds(&p), ["create", "delete-orphan"]);
+        // Source gone and nothing was written: just settle.
+        let p = plan(&gone, &TargetSnapshot::new(), &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        assert_eq!(kinds(&p), ["create", "clear-pending"]);
+        // Recorded meanwhile: settle.
+        let m = prior("A");
+        let mapped: Prior = [(m.a_href.clone(), m)].into();
+        let p = plan(&snapshot(vec![src("s1", None)], true), &copy, &mapped, std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        assert_eq!(kinds(&p), ["clear-pending"]);
+        // Incremental listing that reports the source deleted.
+        let mut delta = snapshot(vec![], false);
+        delta.deleted.push(href("/s/x.ics"));
+        let p = plan(&delta, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        assert_eq!(kinds(&p), ["delete-orphan"]);
     }
 }

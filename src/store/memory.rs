@@ -69,6 +69,13 @@ impl MemoryStore {
         self.lock().crash_after_write = true;
     }
 
+    /// Disarms every injected fault.
+    pub fn clear_faults(&self) {
+        let mut g = self.lock();
+        g.fail_next = 0;
+        g.crash_after_write = false;
+    }
+
     /// How many trait calls this store answered (or refused).
     pub fn calls(&self) -> u64 {
         self.lock().calls
