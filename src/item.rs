@@ -61,20 +61,66 @@ pub struct Item {
 }
 
 impl Item {
+    /// Parses one resource: exactly one VCALENDAR holding one item.
     pub fn parse(text: &str) -> Result<Item, ItemError> {
-        let mut parser = ical::IcalParser::new(text.as_bytes());
-        let mut cal = match parser.next() {
-            None => return Err(ItemError::Empty),
-            Some(Err(e)) => return Err(ItemError::Parse(e.to_string())),
-            Some(Ok(cal)) => cal,
-        };
-        match parser.next() {
-            None => {}
-            Some(Ok(_)) => return Err(ItemError::MultipleCalendars),
-            Some(Err(e)) => {
-                return Err(ItemError::Parse(format!("after END:VCALENDAR: {e}")));
+        let mut cals = parse_calendars(text)?;
+        match cals.len() {
+            0 => Err(ItemError::Empty),
+            1 => Item::from_calendar(cals.pop().expect("one calendar")),
+            _ => Err(ItemError::MultipleCalendars),
+        }
+    }
+
+    /// Splits a calendar export (any number of VCALENDARs and UIDs) into items, one per UID,
+    /// each with its calendar's properties and time zones.
+    pub fn split(text: &str) -> Result<Vec<Item>, ItemError> {
+        let mut items = Vec::new();
+        for cal in parse_calendars(text)? {
+            let mut groups: Vec<(String, IcalCalendar)> = Vec::new();
+            let mut group = |uid: Option<&str>, name: &'static str| -> Result<usize, ItemError> {
+                let uid = uid.map(str::trim).filter(|u| !u.is_empty()).ok_or(ItemError::MissingUid(name))?;
+                Ok(match groups.iter().position(|(u, _)| u == uid) {
+                    Some(i) => i,
+                    None => {
+                        let shell = IcalCalendar {
+                            properties: cal.properties.clone(),
+                            timezones: cal.timezones.clone(),
+                            ..IcalCalendar::default()
+                        };
+                        groups.push((uid.to_string(), shell));
+                        groups.len() - 1
+                    }
+                })
+            };
+            let mut placed: Vec<(usize, Component)> = Vec::new();
+            for e in &cal.events {
+                placed.push((group(prop_value(&e.properties, "UID"), "VEVENT")?, Component::Event(e.clone())));
+            }
+            for t in &cal.todos {
+                placed.push((group(prop_value(&t.properties, "UID"), "VTODO")?, Component::Todo(t.clone())));
+            }
+            for j in &cal.journals {
+                placed.push((group(prop_value(&j.properties, "UID"), "VJOURNAL")?, Component::Journal(j.clone())));
+            }
+            for (i, c) in placed {
+                let g = &mut groups[i].1;
+                match c {
+                    Component::Event(e) => g.events.push(e),
+                    Component::Todo(t) => g.todos.push(t),
+                    Component::Journal(j) => g.journals.push(j),
+                }
+            }
+            if groups.is_empty() && (!cal.free_busys.is_empty() || !cal.alarms.is_empty()) {
+                return Err(ItemError::Unsupported(if cal.free_busys.is_empty() { "a VALARM outside any event or task" } else { "VFREEBUSY" }));
+            }
+            for (_, g) in groups {
+                items.push(Item::from_calendar(g)?);
             }
         }
+        Ok(items)
+    }
+
+    fn from_calendar(mut cal: IcalCalendar) -> Result<Item, ItemError> {
         if !cal.free_busys.is_empty() {
             return Err(ItemError::Unsupported("VFREEBUSY"));
         }
@@ -237,6 +283,21 @@ impl Rewriter {
 }
 
 // ---- traversal -------------------------------------------------------------------------------
+
+enum Component {
+    Event(ical::parser::ical::component::IcalEvent),
+    Todo(ical::parser::ical::component::IcalTodo),
+    Journal(IcalJournal),
+}
+
+/// Every VCALENDAR in `text`. The `ical` parser is third-party code fed untrusted input: a panic
+/// inside it becomes an error for this item instead of taking the pass down.
+fn parse_calendars(text: &str) -> Result<Vec<IcalCalendar>, ItemError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text); // Outlook and Windows tools write a BOM
+    std::panic::catch_unwind(|| ical::IcalParser::new(text.as_bytes()).collect::<Result<Vec<_>, _>>())
+        .map_err(|_| ItemError::Parse("the iCalendar parser failed on this input".into()))?
+        .map_err(|e| ItemError::Parse(e.to_string()))
+}
 
 fn prop_value<'a>(props: &'a [Property], name: &str) -> Option<&'a str> {
     props.iter().find(|p| p.name == name).and_then(|p| p.value.as_deref())
