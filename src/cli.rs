@@ -331,7 +331,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         let (state, last) = match &s.last_run {
             None => ("new".to_string(), "-".to_string()),
             Some(r) => (
-                r.outcome.clone().unwrap_or_else(|| "running".into()),
+                r.outcome.clone().unwrap_or_else(|| "running".into()), // or interrupted
                 format!(
                     "{} {}: +{} ~{} -{} ={} !{}{}",
                     r.kind,

@@ -147,3 +147,18 @@ fn usage_errors_exit_2() {
     let out = tandem(Path::new("tandem.toml"), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tandem.example.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["-c", example.to_str().unwrap(), "check"])
+        .env("TANDEM_SOURCE_PASSWORD", "example-source-secret")
+        .env("TANDEM_TARGET_PASSWORD", "example-target-secret")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("alice") && t.contains("source:/alice/calendar/ -> target:/alice/calendar/"), "{t}");
+    assert!(!t.contains("example-source-secret") && !t.contains("example-target-secret"), "{t}");
+}
