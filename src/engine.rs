@@ -49,9 +49,10 @@ impl From<StateError> for PassError {
     }
 }
 
-/// Wraps a store error as a pair failure naming the calendar.
-fn named<'a>(side: &'a str, cal: &'a crate::types::CalendarRef) -> impl FnOnce(StoreError) -> PassError + 'a {
-    move |e| PassError::Pair(e.kind, format!("{side} calendar {cal}: {e}"))
+/// Wraps a store error as a pair failure naming the calendar and its store.
+fn named<'a>(store: &dyn CalendarStore, side: &'a str, cal: &'a crate::types::CalendarRef) -> impl FnOnce(StoreError) -> PassError + 'a {
+    let store = store.describe();
+    move |e| PassError::Pair(e.kind, format!("{side} calendar {cal} ({store}): {e}"))
 }
 
 /// A file name for an item in the target, derived from its UID so a retried create after a crash
@@ -146,8 +147,8 @@ impl Engine {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
-        src.check_calendar(scal).await.map_err(named("source", &pair.source))?;
-        tgt.check_calendar(tcal).await.map_err(named("target", &pair.target))?;
+        src.check_calendar(scal).await.map_err(named(&*src, "source", &pair.source))?;
+        tgt.check_calendar(tcal).await.map_err(named(&*tgt, "target", &pair.target))?;
 
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
@@ -161,8 +162,8 @@ impl Engine {
         };
         let pending = if known { self.state.pendings(&pair.id).await? } else { Vec::new() };
         let token = if opts.full || !known { None } else { self.state.watermark(&pair.id, Side::A).await? };
-        let changes = src.changes(scal, token.as_ref()).await.map_err(named("source", &pair.source))?;
-        let target_list = tgt.list(tcal).await.map_err(named("target", &pair.target))?;
+        let changes = src.changes(scal, token.as_ref()).await.map_err(named(&*src, "source", &pair.source))?;
+        let target_list = tgt.list(tcal).await.map_err(named(&*tgt, "target", &pair.target))?;
 
         let mut source = SourceSnapshot {
             items: changes
@@ -179,29 +180,28 @@ impl Engine {
         debug!(source = src_fetch.len(), target = tgt_fetch.len(), "reading changed items");
 
         // Source: parse, rewrite for the target org, hash.
-        let mut fetched_src: HashMap<Href, (Etag, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
+        // The etag is the one read with the body, when the read succeeded.
+        let mut fetched_src: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
         for batch in src_fetch.chunks(FETCH_BATCH) {
-            for (href, res) in src.fetch(scal, batch).await.map_err(named("source", &pair.source))? {
+            for (href, res) in src.fetch(scal, batch).await.map_err(named(&*src, "source", &pair.source))? {
                 let entry = match res {
-                    Ok(r) => (r.etag, self.prepare(&r.data)),
-                    Err(e) => (Etag::new(""), Content::Broken(format!("cannot read: {e}"))),
+                    Ok(r) => (Some(r.etag), self.prepare(&r.data)),
+                    Err(e) => (None, Content::Broken(format!("cannot read: {e}"))),
                 };
                 fetched_src.insert(href, entry);
             }
         }
         for s in &mut source.items {
             if let Some((etag, content)) = fetched_src.remove(&s.href) {
-                if !etag.as_str().is_empty() {
-                    s.etag = etag;
-                }
+                s.etag = etag.unwrap_or_else(|| s.etag.clone());
                 s.content = content;
             }
         }
         // Mappings an incremental listing did not mention but whose target copy needs restoring.
-        source.items.extend(fetched_src.into_iter().map(|(href, (etag, content))| {
-            let etag = if etag.as_str().is_empty() { prior.get(&href).map_or(etag, |p| p.a_etag.clone()) } else { etag };
-            SourceItem { href, etag, content }
-        }));
+        for (href, (etag, content)) in fetched_src {
+            let Some(etag) = etag.or_else(|| prior.get(&href).map(|p| p.a_etag.clone())) else { continue };
+            source.items.push(SourceItem { href, etag, content });
+        }
 
         // Target: hash what is there now.
         let mut target: HashMap<Href, TargetItem> = target_etags
@@ -209,7 +209,7 @@ impl Engine {
             .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
             .collect();
         for batch in tgt_fetch.chunks(FETCH_BATCH) {
-            for (href, res) in tgt.fetch(tcal, batch).await.map_err(named("target", &pair.target))? {
+            for (href, res) in tgt.fetch(tcal, batch).await.map_err(named(&*tgt, "target", &pair.target))? {
                 let Some(t) = target.get_mut(&href) else { continue };
                 match res {
                     Ok(r) => {

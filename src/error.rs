@@ -99,3 +99,26 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_say_whether_to_retry_or_quarantine() {
+        let later = Some(Duration::from_secs(30));
+        for k in [ErrorKind::Moving { retry_after: later }, ErrorKind::Throttled { retry_after: None }, ErrorKind::Transient] {
+            assert!(k.is_retryable() && !k.is_permanent(), "{k}");
+        }
+        for k in [ErrorKind::InvalidData, ErrorKind::Permanent] {
+            assert!(k.is_permanent() && !k.is_retryable(), "{k}");
+        }
+        for k in [ErrorKind::NotFound, ErrorKind::PreconditionFailed, ErrorKind::Unauthorized] {
+            assert!(!k.is_permanent() && !k.is_retryable(), "{k}");
+        }
+        let io = StoreError::io("x.ics", std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+        assert_eq!(io.kind, ErrorKind::PreconditionFailed);
+        assert!(io.to_string().starts_with("x.ics: "));
+    }
+}
+

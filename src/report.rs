@@ -36,11 +36,19 @@ pub struct PairReport {
     pub failures: Vec<ItemFailure>,
     /// Why the whole pair failed, if it did.
     pub error: Option<String>,
-    #[serde(skip)]
+    /// What kind of failure that was (`not-found`, `unauthorized`, `moving`, ...).
+    #[serde(serialize_with = "kind_name")]
     pub error_kind: Option<ErrorKind>,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedAction>,
+}
+
+fn kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_str(k.name()),
+        None => s.serialize_none(),
+    }
 }
 
 impl PairReport {

@@ -88,25 +88,6 @@ pub enum Action {
     ClearPending { pending: Pending },
 }
 
-impl Action {
-    pub fn source_href(&self) -> &Href {
-        match self {
-            Action::Create { source_href, .. }
-            | Action::Update { source_href, .. }
-            | Action::Delete { source_href, .. }
-            | Action::Forget { source_href }
-            | Action::Skip { source_href, .. } => source_href,
-            Action::Refresh { mapping } => &mapping.a_href,
-            Action::DeleteOrphan { pending, .. } | Action::ClearPending { pending } => &pending.a_href,
-        }
-    }
-
-    /// Whether executing it writes to the target calendar.
-    pub fn writes_remote(&self) -> bool {
-        matches!(self, Action::Create { .. } | Action::Update { .. } | Action::Delete { .. } | Action::DeleteOrphan { .. })
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub actions: Vec<Action>,

@@ -136,3 +136,67 @@ async fn memory_store_injects_faults() {
     assert_eq!(store.items(&cal).len(), 1, "a crash after the write leaves the write in place");
     store.create(&cal, "b.ics", &ics("b", "1")).await.unwrap();
 }
+
+#[tokio::test]
+async fn limited_store_meets_the_contract() {
+    let inner = Arc::new(MemoryStore::new());
+    let cal: CalendarPath = "/alice/".parse().unwrap();
+    inner.add_calendar(&cal);
+    let limited = Arc::new(tandem::store::limit::Limited::new(inner, Some(10_000), Some(2)));
+    contract(limited, cal, "/nobody/".parse().unwrap()).await;
+}
+
+/// A store whose listing takes a while and that records how many listings ran at once.
+#[derive(Default)]
+struct Slow {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CalendarStore for Slow {
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+    async fn check_calendar(&self, _: &CalendarPath) -> tandem::error::StoreResult<()> {
+        Ok(())
+    }
+    async fn list(&self, _: &CalendarPath) -> tandem::error::StoreResult<Vec<tandem::store::ItemVersion>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(n, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.now.fetch_sub(1, SeqCst);
+        Ok(Vec::new())
+    }
+    async fn fetch(&self, _: &CalendarPath, _: &[Href]) -> tandem::error::StoreResult<Vec<tandem::store::Fetched>> {
+        Ok(Vec::new())
+    }
+    async fn create(&self, _: &CalendarPath, _: &str, _: &str) -> tandem::error::StoreResult<tandem::store::ItemVersion> {
+        unreachable!("not used by this test")
+    }
+    async fn update(&self, _: &Href, _: &Etag, _: &str) -> tandem::error::StoreResult<Etag> {
+        unreachable!("not used by this test")
+    }
+    async fn delete(&self, _: &Href, _: &Etag) -> tandem::error::StoreResult<()> {
+        unreachable!("not used by this test")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_caps_requests_in_flight() {
+    let slow = Arc::new(Slow::default());
+    let limited = Arc::new(tandem::store::limit::Limited::new(slow.clone(), None, Some(2)));
+    let cal: CalendarPath = "/c/".parse().unwrap();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (l, c) = (limited.clone(), cal.clone());
+            tokio::spawn(async move { l.list(&c).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let peak = slow.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(peak, 2, "at most two listings may run at once, and the cap should be reached");
+}

@@ -27,7 +27,6 @@ struct Inner {
     fail_next: usize,
     fail_kind: Option<ErrorKind>,
     crash_after_write: bool,
-    calls: u64,
 }
 
 #[derive(Default)]
@@ -76,11 +75,6 @@ impl MemoryStore {
         g.crash_after_write = false;
     }
 
-    /// How many trait calls this store answered (or refused).
-    pub fn calls(&self) -> u64 {
-        self.lock().calls
-    }
-
     /// Writes an item directly, bypassing faults and preconditions (a user editing the calendar).
     pub fn put(&self, cal: &CalendarPath, name: &str, data: &str) -> Href {
         let mut g = self.lock();
@@ -127,9 +121,8 @@ impl Inner {
         etag
     }
 
-    /// Counts the call and applies an injected failure, if any.
+    /// Applies an injected failure, if one is armed.
     fn enter(&mut self, what: &str) -> StoreResult<()> {
-        self.calls += 1;
         if self.fail_next > 0 {
             self.fail_next -= 1;
             let kind = self.fail_kind.unwrap_or(ErrorKind::Transient);

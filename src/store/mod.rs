@@ -5,6 +5,7 @@
 //! `If-None-Match: *`, update and delete with `If-Match`. Backends: `vdir` (a folder of `.ics`
 //! files) and `memory` (tests and benches, with fault injection).
 
+pub mod limit;
 pub mod memory;
 pub mod vdir;
 
@@ -79,13 +80,19 @@ pub trait CalendarStore: Send + Sync {
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()>;
 }
 
-/// Opens the store a configured server describes.
+/// Opens the store a configured server describes, behind its request limits.
 pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
-    match &server.kind {
-        ServerKind::Vdir { path } => Ok(Arc::new(vdir::VdirStore::new(path.clone()))),
-        ServerKind::Caldav { url, .. } => Err(StoreError::new(
-            ErrorKind::Permanent,
-            format!("server {} ({url}): caldav servers are not supported by this build yet", server.name),
-        )),
+    let store: Arc<dyn CalendarStore> = match &server.kind {
+        ServerKind::Vdir { path } => Arc::new(vdir::VdirStore::new(path.clone())),
+        ServerKind::Caldav { url, .. } => {
+            return Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!("server {} ({url}): caldav servers are not supported by this build yet", server.name),
+            ));
+        }
+    };
+    if server.requests_per_second.is_none() && server.max_concurrency.is_none() {
+        return Ok(store);
     }
+    Ok(Arc::new(limit::Limited::new(store, server.requests_per_second, server.max_concurrency)))
 }
