@@ -612,8 +612,11 @@ impl Validator {
     }
 }
 
-/// Reads a headerless CSV with exactly `columns` fields per record; returns (line, fields).
-fn read_csv(path: &Path, columns: usize) -> Result<Vec<(u64, Vec<String>)>, (u64, String)> {
+/// Records as (line number, fields).
+type CsvRows = Vec<(u64, Vec<String>)>;
+
+/// Reads a headerless CSV with exactly `columns` fields per record; an error is (line, reason).
+fn read_csv(path: &Path, columns: usize) -> Result<CsvRows, (u64, String)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)

@@ -326,7 +326,8 @@ mod tests {
     #[test]
     fn truth_table() {
         let p = prior("A");
-        let cases: Vec<(&str, Option<SourceItem>, Option<TargetItem>, Option<Mapping>, &str)> = vec![
+        type Case = (&'static str, Option<SourceItem>, Option<TargetItem>, Option<Mapping>, &'static str);
+        let cases: Vec<Case> = vec![
             ("nothing anywhere", None, None, None, "none"),
             ("target-only item is left alone", None, Some(tgt("t9", None)), None, "none"),
             ("new in source", Some(src("s1", Some("A"))), None, None, "create"),

@@ -55,7 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Item `key` at `version`; even keys are meetings organised in the old org.
 fn body(key: u8, version: u8) -> String {
-    let people = if key % 2 == 0 {
+    let people = if key.is_multiple_of(2) {
         format!("ORGANIZER;CN=\"Org, {key}\":mailto:org{key}@old.example\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:att@old.example\r\n")
     } else {
         String::new()

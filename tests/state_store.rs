@@ -79,7 +79,7 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
         .finish_run(&alice.id, &run, tandem::state::Outcome::Ok, &Default::default(), None)
         .await
         .unwrap();
-    let status = state.pair_statuses(&[alice.id.clone()]).await.unwrap();
+    let status = state.pair_statuses(std::slice::from_ref(&alice.id)).await.unwrap();
     assert_eq!(status[0].items, 1);
     assert!(status[0].last_success_at.is_some());
 }
