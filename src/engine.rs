@@ -186,7 +186,7 @@ impl Engine {
             for (href, res) in src.fetch(scal, batch).await.map_err(named(&*src, "source", &pair.source))? {
                 let entry = match res {
                     Ok(r) => (Some(r.etag), self.prepare(&r.data)),
-                    Err(e) => (None, Content::Broken(format!("cannot read: {e}"))),
+                    Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
                 };
                 fetched_src.insert(href, entry);
             }
@@ -216,13 +216,13 @@ impl Engine {
                         t.etag = r.etag;
                         t.content = match Item::parse(&r.data) {
                             Ok(item) => Content::Fetched(item.content_hash()),
-                            Err(e) => Content::Broken(e.to_string()),
+                            Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
                         };
                     }
                     Err(e) if e.kind == ErrorKind::NotFound => {
                         target.remove(&href);
                     }
-                    Err(e) => t.content = Content::Broken(e.to_string()),
+                    Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
                 }
             }
         }
@@ -250,12 +250,12 @@ impl Engine {
                         report.deleted += u64::from(removed);
                         settled.push(pending);
                     }
-                    Err(e) => report.fail_item(&pending.b_href, format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind)),
+                    Err(e) => report.fail_item(&pending.b_href, e.kind, format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind)),
                 },
                 Action::Refresh { mapping } => bookkeeping.push(mapping),
                 Action::Forget { source_href } => forget.push(source_href),
-                Action::Skip { source_href, reason } => {
-                    report.fail_item(&source_href, format!("source item skipped: {reason}"));
+                Action::Skip { source_href, kind, reason } => {
+                    report.fail_item(&source_href, kind, format!("source item skipped: {reason}"));
                 }
                 Action::Create { source_href, source_etag, item } => {
                     let r = self.create(pair, &*tgt, tcal, &source_href, &source_etag, &item).await?;
@@ -271,7 +271,7 @@ impl Engine {
                             self.state.delete_mapping(&pair.id, &source_href).await?;
                             report.deleted += 1;
                         }
-                        Err(e) => report.fail_item(&target_href, format!("delete failed ({}): {e}", e.kind)),
+                        Err(e) => report.fail_item(&target_href, e.kind, format!("delete failed ({}): {e}", e.kind)),
                     }
                 }
             }
@@ -292,7 +292,7 @@ impl Engine {
                 item.rewrite(&self.rewriter);
                 Content::Fetched(Arc::new(Prepared::new(item)))
             }
-            Err(e) => Content::Broken(format!("invalid iCalendar data: {e}")),
+            Err(e) => Content::Broken(ErrorKind::InvalidData, format!("invalid iCalendar data: {e}")),
         }
     }
 
@@ -314,7 +314,7 @@ impl Engine {
                     Written::Unchanged => report.unchanged += 1,
                 }
             }
-            Err(e) => report.fail_item(source_href, format!("write to target failed ({}): {e}", e.kind)),
+            Err(e) => report.fail_item(source_href, e.kind, format!("write to target failed ({}): {e}", e.kind)),
         }
         Ok(())
     }
@@ -467,7 +467,7 @@ fn count_planned(report: &mut PairReport, a: &Action) {
         Action::Create { .. } => report.created += 1,
         Action::Update { .. } => report.updated += 1,
         Action::Delete { .. } => report.deleted += 1,
-        Action::Skip { source_href, reason } => report.fail_item(source_href, format!("source item skipped: {reason}")),
+        Action::Skip { source_href, kind, reason } => report.fail_item(source_href, *kind, format!("source item skipped: {reason}")),
         Action::DeleteOrphan { .. } => report.deleted += 1,
         Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
     }
@@ -518,7 +518,7 @@ fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
             target_href: Some(pending.b_href.to_string()),
             detail: Some("interrupted create already resolved: record only".into()),
         },
-        Action::Skip { source_href, reason } => PlannedAction {
+        Action::Skip { source_href, reason, .. } => PlannedAction {
             action: "skip",
             source_href: source_href.to_string(),
             target_href: None,

@@ -8,6 +8,8 @@ use crate::error::ErrorKind;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ItemFailure {
     pub href: String,
+    /// `invalid-data` for an item that cannot be parsed, else the store's error kind.
+    pub kind: &'static str,
     pub reason: String,
 }
 
@@ -60,9 +62,9 @@ impl PairReport {
         self.error.is_none() && self.failed == 0
     }
 
-    pub fn fail_item(&mut self, href: impl ToString, reason: impl ToString) {
+    pub fn fail_item(&mut self, href: impl ToString, kind: ErrorKind, reason: impl ToString) {
         self.failed += 1;
-        self.failures.push(ItemFailure { href: href.to_string(), reason: reason.to_string() });
+        self.failures.push(ItemFailure { href: href.to_string(), kind: kind.name(), reason: reason.to_string() });
     }
 
     /// Whether this pass changed anything (or, in a dry run, would).
@@ -136,7 +138,7 @@ impl Summary {
                 let _ = writeln!(out, "pair {}: {e}", p.pair);
             }
             for f in &p.failures {
-                let _ = writeln!(out, "pair {}: {}: {}", p.pair, f.href, f.reason);
+                let _ = writeln!(out, "pair {}: {}: {} [{}]", p.pair, f.href, f.reason, f.kind);
             }
         }
         out

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::error::ErrorKind;
 use crate::identity::IdentityKey;
 use crate::item::Item;
 use crate::state::{Mapping, Pending};
@@ -33,8 +34,8 @@ pub enum Content<T> {
     /// Not read this pass: its etag matched the mapping.
     NotFetched,
     Fetched(T),
-    /// Read but unusable (unparseable, or gone between listing and reading); the reason.
-    Broken(String),
+    /// Read but unusable (unparseable, or gone between listing and reading): why.
+    Broken(ErrorKind, String),
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ pub enum Action {
     /// The source item and its target copy are both gone: drop the mapping.
     Forget { source_href: Href },
     /// The source item cannot be synced this pass; its mapping and target copy are kept.
-    Skip { source_href: Href, reason: String },
+    Skip { source_href: Href, kind: ErrorKind, reason: String },
     /// A create whose outcome was never recorded left a copy whose source item is gone (or is
     /// now mapped elsewhere): delete it if it still carries the pending identity.
     DeleteOrphan { pending: Pending, target_etag: Etag },
@@ -210,22 +211,28 @@ pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapp
         // New in the source, or its target copy vanished: (re)create.
         (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
             Content::Fetched(item) => Action::Create { source_href: s.href.clone(), source_etag: s.etag.clone(), item: item.clone() },
-            Content::Broken(reason) => Action::Skip { source_href: s.href.clone(), reason: reason.clone() },
-            Content::NotFetched => Action::Skip { source_href: s.href.clone(), reason: "source item was not read".into() },
+            Content::Broken(kind, reason) => Action::Skip { source_href: s.href.clone(), kind: *kind, reason: reason.clone() },
+            Content::NotFetched => Action::Skip { source_href: s.href.clone(), kind: ErrorKind::Transient, reason: "source item was not read".into() },
         }),
         (Some(s), Some(t), Some(p)) => {
             let want = match &s.content {
                 Content::Fetched(item) => item.hash,
                 Content::NotFetched if s.etag == p.a_etag => p.hash,
                 Content::NotFetched => {
-                    return Some(Action::Skip { source_href: s.href.clone(), reason: "changed source item was not read".into() });
+                    return Some(Action::Skip {
+                        source_href: s.href.clone(),
+                        kind: ErrorKind::Transient,
+                        reason: "changed source item was not read".into(),
+                    });
                 }
-                Content::Broken(reason) => return Some(Action::Skip { source_href: s.href.clone(), reason: reason.clone() }),
+                Content::Broken(kind, reason) => {
+                    return Some(Action::Skip { source_href: s.href.clone(), kind: *kind, reason: reason.clone() });
+                }
             };
             let have = match &t.content {
                 Content::Fetched(hash) => Some(*hash),
                 Content::NotFetched if t.etag == p.b_etag => Some(p.hash),
-                Content::NotFetched | Content::Broken(_) => None,
+                Content::NotFetched | Content::Broken(..) => None,
             };
             if have == Some(want) {
                 if s.etag == p.a_etag && t.etag == p.b_etag && want == p.hash {
@@ -256,6 +263,7 @@ pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapp
                 }),
                 _ => Some(Action::Skip {
                     source_href: s.href.clone(),
+                    kind: ErrorKind::Transient,
                     reason: "target copy differs but the source item was not read".into(),
                 }),
             }
@@ -331,7 +339,7 @@ mod tests {
             ("nothing anywhere", None, None, None, "none"),
             ("target-only item is left alone", None, Some(tgt("t9", None)), None, "none"),
             ("new in source", Some(src("s1", Some("A"))), None, None, "create"),
-            ("new in source but unreadable", Some(SourceItem { content: Content::Broken("bad".into()), ..src("s1", None) }), None, None, "skip"),
+            ("new in source but unreadable", Some(SourceItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..src("s1", None) }), None, None, "skip"),
             ("both gone", None, None, Some(p.clone()), "forget"),
             ("deleted in source", None, Some(tgt("t1", None)), Some(p.clone()), "delete"),
             ("deleted in source, target edited", None, Some(tgt("t2", Some("B"))), Some(p.clone()), "delete"),
@@ -343,10 +351,10 @@ mod tests {
             ("target edited: source wins", Some(src("s1", Some("A"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "update"),
             ("target etag moved, same content", Some(src("s1", Some("A"))), Some(tgt("t2", Some("A"))), Some(p.clone()), "refresh"),
             ("target etag moved, not read", Some(src("s1", None)), Some(tgt("t2", None)), Some(p.clone()), "skip"),
-            ("target unreadable", Some(src("s1", Some("A"))), Some(TargetItem { content: Content::Broken("bad".into()), ..tgt("t2", None) }), Some(p.clone()), "update"),
+            ("target unreadable", Some(src("s1", Some("A"))), Some(TargetItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..tgt("t2", None) }), Some(p.clone()), "update"),
             ("both changed to the same", Some(src("s2", Some("B"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "refresh"),
             ("both changed differently", Some(src("s2", Some("B"))), Some(tgt("t2", Some("C"))), Some(p.clone()), "update"),
-            ("source changed but unreadable", Some(SourceItem { content: Content::Broken("bad".into()), ..src("s2", None) }), Some(tgt("t1", None)), Some(p.clone()), "skip"),
+            ("source changed but unreadable", Some(SourceItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..src("s2", None) }), Some(tgt("t1", None)), Some(p.clone()), "skip"),
             ("source changed, not read", Some(src("s2", None)), Some(tgt("t1", None)), Some(p.clone()), "skip"),
             ("full compare, in step", Some(src("s1", Some("A"))), Some(tgt("t1", Some("A"))), Some(p.clone()), "none"),
             ("full compare, target drifted at same etag", Some(src("s1", Some("A"))), Some(tgt("t1", Some("B"))), Some(p.clone()), "update"),

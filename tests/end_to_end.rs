@@ -147,6 +147,7 @@ fn a_broken_item_is_reported_by_pair_and_href_and_the_rest_syncs() {
     let p = pair(&v, "alice");
     assert_eq!(counts(p), [1, 0, 0, 0, 1]);
     assert_eq!(p["failures"][0]["href"], "/alice/bad.ics");
+    assert_eq!(p["failures"][0]["kind"], "invalid-data");
     assert!(p["failures"][0]["reason"].as_str().unwrap().contains("invalid iCalendar"), "{p}");
     let human = text(&s.run(&["sync"]));
     assert!(human.contains("pair alice: /alice/bad.ics: source item skipped: invalid iCalendar data"), "{human}");
