@@ -165,6 +165,8 @@ impl CalendarStore for VdirStore {
         let path = item_path(&self.root, href)?;
         let (href, etag, data) = (href.clone(), etag.clone(), data.to_string());
         blocking(move || {
+            // A folder has no compare-and-swap: a writer outside tandem can still slip in between
+            // this check and the rename. The next pass sees its etag and re-plans.
             check_etag(&path, &href, &etag)?;
             let tmp = write_temp(&path, &data).map_err(|e| StoreError::io(&href, e))?;
             if let Err(e) = fs::rename(&tmp, &path) {
