@@ -245,7 +245,7 @@ impl Engine {
         for action in plan.actions {
             match action {
                 Action::ClearPending { pending } => settled.push(pending),
-                Action::DeleteOrphan { pending, target_etag } => match delete_orphan(&*tgt, tcal, &pending, &target_etag).await {
+                Action::DeleteOrphan { pending } => match delete_orphan(&*tgt, tcal, &pending).await {
                     Ok(removed) => {
                         report.deleted += u64::from(removed);
                         settled.push(pending);
@@ -441,14 +441,14 @@ async fn delete(tgt: &dyn CalendarStore, tcal: &CalendarPath, href: &Href, etag:
 }
 
 /// Deletes the copy a pending create left, if it is still that item. Returns whether it deleted.
-async fn delete_orphan(tgt: &dyn CalendarStore, tcal: &CalendarPath, p: &Pending, etag: &Etag) -> Result<bool, StoreError> {
+async fn delete_orphan(tgt: &dyn CalendarStore, tcal: &CalendarPath, p: &Pending) -> Result<bool, StoreError> {
     let Some(now) = read_one(tgt, tcal, &p.b_href).await? else { return Ok(false) };
     let ours = Item::parse(&now.data).is_ok_and(|i| i.identity() == p.identity);
     if !ours {
         return Ok(false); // another item holds the name now; not ours to delete
     }
-    let etag = if &now.etag == etag { etag } else { &now.etag };
-    delete(tgt, tcal, &p.b_href, etag).await.map(|()| true)
+    // If-Match on the version whose identity was just checked.
+    delete(tgt, tcal, &p.b_href, &now.etag).await.map(|()| true)
 }
 
 /// Reads one item; `None` if it does not exist.
@@ -474,55 +474,38 @@ fn count_planned(report: &mut PairReport, a: &Action) {
 }
 
 fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
+    let planned = |action, source: &Href, target: Option<&Href>, detail: Option<String>| PlannedAction {
+        action,
+        source_href: source.to_string(),
+        target_href: target.map(Href::to_string),
+        detail,
+    };
     let summary = |p: &Prepared| p.item.summary().map(|s| format!("{s:?}"));
     match a {
-        Action::Create { source_href, item, .. } => PlannedAction {
-            action: "create",
-            source_href: source_href.to_string(),
-            target_href: Some(tcal.join(&target_name(item.item.uid())).to_string()),
-            detail: summary(item),
-        },
-        Action::Update { source_href, target_href, item, .. } => PlannedAction {
-            action: "update",
-            source_href: source_href.to_string(),
-            target_href: Some(target_href.to_string()),
-            detail: summary(item),
-        },
-        Action::Delete { source_href, target_href, .. } => PlannedAction {
-            action: "delete",
-            source_href: source_href.to_string(),
-            target_href: Some(target_href.to_string()),
-            detail: None,
-        },
-        Action::Refresh { mapping } => PlannedAction {
-            action: "refresh",
-            source_href: mapping.a_href.to_string(),
-            target_href: Some(mapping.b_href.to_string()),
-            detail: Some("etags moved, content equal: record only".into()),
-        },
-        Action::Forget { source_href } => PlannedAction {
-            action: "forget",
-            source_href: source_href.to_string(),
-            target_href: None,
-            detail: Some("gone on both sides: drop the mapping".into()),
-        },
-        Action::DeleteOrphan { pending, .. } => PlannedAction {
-            action: "delete",
-            source_href: pending.a_href.to_string(),
-            target_href: Some(pending.b_href.to_string()),
-            detail: Some("copy left by an interrupted create; its source item is gone".into()),
-        },
-        Action::ClearPending { pending } => PlannedAction {
-            action: "settle",
-            source_href: pending.a_href.to_string(),
-            target_href: Some(pending.b_href.to_string()),
-            detail: Some("interrupted create already resolved: record only".into()),
-        },
-        Action::Skip { source_href, reason, .. } => PlannedAction {
-            action: "skip",
-            source_href: source_href.to_string(),
-            target_href: None,
-            detail: Some(reason.clone()),
-        },
+        Action::Create { source_href, item, .. } => {
+            planned("create", source_href, Some(&tcal.join(&target_name(item.item.uid()))), summary(item))
+        }
+        Action::Update { source_href, target_href, item, .. } => planned("update", source_href, Some(target_href), summary(item)),
+        Action::Delete { source_href, target_href, .. } => planned("delete", source_href, Some(target_href), None),
+        Action::Refresh { mapping } => planned(
+            "refresh",
+            &mapping.a_href,
+            Some(&mapping.b_href),
+            Some("etags moved, content equal: record only".into()),
+        ),
+        Action::Forget { source_href } => planned("forget", source_href, None, Some("gone on both sides: drop the mapping".into())),
+        Action::DeleteOrphan { pending } => planned(
+            "delete",
+            &pending.a_href,
+            Some(&pending.b_href),
+            Some("copy left by an interrupted create; its source item is gone".into()),
+        ),
+        Action::ClearPending { pending } => planned(
+            "settle",
+            &pending.a_href,
+            Some(&pending.b_href),
+            Some("interrupted create already resolved: record only".into()),
+        ),
+        Action::Skip { source_href, reason, .. } => planned("skip", source_href, None, Some(reason.clone())),
     }
 }

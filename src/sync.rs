@@ -84,7 +84,7 @@ pub enum Action {
     Skip { source_href: Href, kind: ErrorKind, reason: String },
     /// A create whose outcome was never recorded left a copy whose source item is gone (or is
     /// now mapped elsewhere): delete it if it still carries the pending identity.
-    DeleteOrphan { pending: Pending, target_etag: Etag },
+    DeleteOrphan { pending: Pending },
     /// A pending create is settled: recorded, or nothing was written.
     ClearPending { pending: Pending },
 }
@@ -191,7 +191,7 @@ pub fn plan(
             continue; // the item's own Create retries on the same name and adopts the copy
         }
         out.actions.push(match target.get(&pd.b_href) {
-            Some(t) => Action::DeleteOrphan { pending: pd.clone(), target_etag: t.etag.clone() },
+            Some(_) => Action::DeleteOrphan { pending: pd.clone() },
             None => Action::ClearPending { pending: pd.clone() },
         });
     }
