@@ -100,6 +100,8 @@ pub struct ServerConfig {
     pub kind: ServerKind,
     pub requests_per_second: Option<u32>,
     pub max_concurrency: Option<usize>,
+    /// Per HTTP request (caldav).
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +210,7 @@ struct RawServer {
     password_file: Option<String>,
     requests_per_second: Option<i64>,
     max_concurrency: Option<i64>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,6 +231,8 @@ struct RawPair {
 
 pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+/// Per HTTP request to a caldav server, unless its `timeout` says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Number of processors this process may run on.
 pub fn online_processors() -> usize {
@@ -433,6 +438,7 @@ impl Validator {
                 None
             }
         };
+        let timeout = self.duration(&key("timeout"), raw.timeout.as_deref()).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let kind = match raw.kind.as_str() {
             "vdir" => {
                 for (k, set) in [
@@ -497,7 +503,7 @@ impl Validator {
                 return None;
             }
         };
-        Some(ServerConfig { name: name.to_string(), kind, requests_per_second: rps, max_concurrency: conc })
+        Some(ServerConfig { name: name.to_string(), kind, requests_per_second: rps, max_concurrency: conc, timeout })
     }
 
     fn rewrite(&mut self, raw: RawRewrite, base: &Path) -> RewriteConfig {

@@ -5,6 +5,8 @@
 //! `If-None-Match: *`, update and delete with `If-Match`. Backends: `vdir` (a folder of `.ics`
 //! files) and `memory` (tests and benches, with fault injection).
 
+pub mod caldav;
+pub mod http;
 pub mod limit;
 pub mod memory;
 pub mod vdir;
@@ -78,17 +80,35 @@ pub trait CalendarStore: Send + Sync {
 
     /// Deletes the item only if it is still at `etag` (`If-Match`).
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()>;
+
+    /// How many reads or writes a pass may have in flight on this store at once.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// Opens the store a configured server describes, behind its request limits.
 pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
     let store: Arc<dyn CalendarStore> = match &server.kind {
         ServerKind::Vdir { path } => Arc::new(vdir::VdirStore::new(path.clone())),
-        ServerKind::Caldav { url, .. } => {
-            return Err(StoreError::new(
-                ErrorKind::Permanent,
-                format!("server {} ({url}): caldav servers are not supported by this build yet", server.name),
-            ));
+        ServerKind::Caldav { url, username, password } => {
+            // Limits apply per HTTP request inside the transport, retries and pagination included.
+            let fail = |e: String| StoreError::new(ErrorKind::Permanent, format!("server {} ({url}): {e}", server.name));
+            let secret = password.as_ref().map(caldav::read_password).transpose().map_err(fail)?;
+            let credentials = match (username, &secret) {
+                (Some(u), Some(p)) => Some((u.as_str(), p)),
+                (None, Some(p)) => Some(("", p)),
+                _ => None,
+            };
+            let settings = http::HttpSettings {
+                requests_per_second: server.requests_per_second,
+                max_concurrency: server.max_concurrency.unwrap_or(http::DEFAULT_CONCURRENCY),
+                timeout: server.timeout,
+                ..Default::default()
+            };
+            let store = caldav::CaldavStore::new(url, credentials, settings)
+                .map_err(|e| StoreError::new(e.kind, format!("server {}: {}", server.name, e.message)))?;
+            return Ok(Arc::new(store));
         }
     };
     if server.requests_per_second.is_none() && server.max_concurrency.is_none() {

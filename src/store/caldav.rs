@@ -1,0 +1,440 @@
+//! CalDAV (RFC 4791) through libdav, over [`Transport`] for limits, retries and counting.
+//!
+//! Listing uses `sync-collection` (RFC 6578) with the stored token, so an unchanged calendar costs
+//! one request. A truncated answer (507 on the collection) is continued from its new token; an
+//! invalid token (Radicale: 403 `valid-sync-token`, Xandikos: 412) falls back to a full listing;
+//! a server without sync support is listed with PROPFIND Depth 1. Reads are
+//! `calendar-multiget`; writes are conditional PUT/DELETE.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use http::{Request, StatusCode, Uri};
+use libdav::caldav::GetCalendarResources;
+use libdav::dav::{
+    Delete, GetEtag, ListResources, Propfind, PutResource, SyncCollection, SyncCollectionParseError, SyncCollectionResponse,
+    WebDavClient, WebDavError,
+};
+use libdav::requests::{DavRequest, ParseResponseError};
+use libdav::{Depth, names};
+use secrecy::SecretString;
+use tracing::debug;
+
+use super::http::{HttpCounts, HttpFault, HttpSettings, HttpStats, Transport};
+use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
+use crate::config::PasswordSource;
+use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::types::{CalendarPath, Etag, Href, SyncToken};
+
+const ICS: &str = "text/calendar; charset=utf-8";
+
+/// Pages of one sync-collection listing before we call the server's truncation endless.
+const MAX_SYNC_PAGES: usize = 10_000;
+
+pub struct CaldavStore {
+    base: Uri,
+    dav: WebDavClient<Transport>,
+    transport: Transport,
+    /// Calendars whose server refused sync-collection: listed by PROPFIND from then on.
+    no_sync: Mutex<HashSet<CalendarPath>>,
+}
+
+/// Reads the password a server's config points at.
+pub fn read_password(source: &PasswordSource) -> Result<SecretString, String> {
+    match source {
+        PasswordSource::Env(var) => std::env::var(var)
+            .map(SecretString::from)
+            .map_err(|_| format!("environment variable {var} (password_env) is not set")),
+        PasswordSource::File(path) => std::fs::read_to_string(path)
+            .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| format!("reading password_file {}: {e}", path.display())),
+    }
+}
+
+impl CaldavStore {
+    pub fn new(url: &str, credentials: Option<(&str, &SecretString)>, settings: HttpSettings) -> StoreResult<CaldavStore> {
+        let base: Uri = url.parse().map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{url:?} is not a URL: {e}")))?;
+        let plain_remote = base.scheme_str() == Some("http")
+            && !matches!(base.host(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+        if plain_remote && credentials.is_some() {
+            return Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!("{url}: refusing to send a password over plain http to a host other than loopback; use https"),
+            ));
+        }
+        let transport = Transport::new(credentials, settings).map_err(|e| StoreError::new(ErrorKind::Permanent, e))?;
+        Ok(CaldavStore {
+            dav: WebDavClient::new(base.clone(), transport.clone()),
+            base,
+            transport,
+            no_sync: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Requests, retries, failures and throttled answers so far.
+    pub fn counts(&self) -> HttpCounts {
+        self.transport.stats().counts()
+    }
+
+    pub fn stats(&self) -> Arc<HttpStats> {
+        self.transport.stats()
+    }
+
+    /// The full URL of a server path, for messages (libdav resolves paths against the authority).
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.base.scheme_str().unwrap_or("http"), self.base.authority().map_or("", |a| a.as_str()))
+    }
+
+    /// Turns a libdav error into a store error naming the request.
+    fn error(&self, op: &str, path: &str, e: WebDavError<HttpFault>) -> StoreError {
+        let url = self.url(path);
+        match e {
+            WebDavError::Request(libdav::dav::RequestError::Client(fault)) => StoreError::new(fault.kind, fault.message),
+            WebDavError::Request(libdav::dav::RequestError::Http(e)) => {
+                StoreError::new(ErrorKind::Transient, format!("{op} {url}: reading the answer failed: {e}"))
+            }
+            WebDavError::BadStatusCode(s) => status_error(op, &url, s),
+            WebDavError::PreconditionFailed(p) => {
+                let name: libdav::PropertyName = p.into();
+                StoreError::new(ErrorKind::PreconditionFailed, format!("{op} {url}: precondition {} failed", name.name()))
+            }
+            WebDavError::Xml(e) => StoreError::new(ErrorKind::InvalidData, format!("{op} {url}: the server answered malformed XML: {e}")),
+            WebDavError::InvalidResponse(e) => {
+                StoreError::new(ErrorKind::InvalidData, format!("{op} {url}: the server's answer makes no sense: {e}"))
+            }
+            WebDavError::InvalidInput(e) => StoreError::new(ErrorKind::Permanent, format!("{op} {url}: cannot build the request: {e}")),
+        }
+    }
+
+    async fn sync_page(&self, cal: &CalendarPath, token: Option<&SyncToken>) -> Result<SyncPage, WebDavError<HttpFault>> {
+        let mut req = SyncCollection::new(cal.as_str());
+        if let Some(t) = token {
+            req = req.with_sync_token(t.as_str());
+        }
+        self.dav.request(TruncatableSync { inner: req, collection: cal.as_str() }).await
+    }
+
+    /// PROPFIND Depth 1: every item with its etag.
+    async fn propfind_list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
+        let got = self.dav.request(ListResources::new(cal.as_str())).await.map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
+        // Some servers (Xandikos) answer 207 with a 404 inside for a missing collection.
+        if got.resources.iter().any(|r| r.status == Some(StatusCode::NOT_FOUND) && same_path(&r.href, cal.as_str())) {
+            return Err(status_error("PROPFIND", &self.url(cal.as_str()), StatusCode::NOT_FOUND));
+        }
+        Ok(got
+            .resources
+            .into_iter()
+            .filter(|r| !r.resource_type.is_collection && !same_path(&r.href, cal.as_str()))
+            .filter_map(|r| Some(ItemVersion { href: href_of(&r.href)?, etag: Etag::new(r.etag?) }))
+            .collect())
+    }
+
+    async fn etag_of(&self, href: &Href) -> StoreResult<Etag> {
+        let got = self.dav.request(GetEtag::new(href.as_str())).await.map_err(|e| self.error("PROPFIND", href.as_str(), e))?;
+        Ok(Etag::new(got.etag))
+    }
+}
+
+/// The path of an href, which servers may send as a full URL.
+fn path_of(href: &str) -> &str {
+    match href.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => href,
+    }
+}
+
+fn same_path(href: &str, collection: &str) -> bool {
+    path_of(href).trim_end_matches('/') == collection.trim_end_matches('/')
+}
+
+fn href_of(href: &str) -> Option<Href> {
+    Href::new(path_of(href)).ok()
+}
+
+fn status_error(op: &str, url: &str, s: StatusCode) -> StoreError {
+    let kind = match s {
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
+        StatusCode::NOT_FOUND | StatusCode::GONE => ErrorKind::NotFound,
+        StatusCode::PRECONDITION_FAILED => ErrorKind::PreconditionFailed,
+        StatusCode::LOCKED => ErrorKind::Moving { retry_after: None },
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::Throttled { retry_after: None },
+        s if s.is_server_error() => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    let hint = match s {
+        StatusCode::UNAUTHORIZED => " (check username and password)",
+        StatusCode::FORBIDDEN => " (the account may not access this calendar)",
+        StatusCode::CONFLICT => " (the server refused the item; it may already hold one with this UID)",
+        _ => "",
+    };
+    StoreError::new(kind, format!("{op} {url}: {s}{hint}"))
+}
+
+/// One sync-collection answer, with whether the server cut it short.
+struct SyncPage {
+    resp: SyncCollectionResponse,
+    truncated: bool,
+}
+
+/// libdav's sync-collection request, plus the RFC 6578 §3.6 truncation marker (a 507 for the
+/// collection itself) that libdav drops, and Xandikos' 412 for an invalid token.
+struct TruncatableSync<'a> {
+    inner: SyncCollection<'a>,
+    collection: &'a str,
+}
+
+impl DavRequest for TruncatableSync<'_> {
+    type Response = SyncPage;
+    type ParseError = SyncCollectionParseError;
+    type Error<E> = WebDavError<E>;
+
+    fn prepare_request(&self, base_url: Uri) -> Result<Request<String>, http::Error> {
+        self.inner.prepare_request(base_url)
+    }
+
+    fn parse_response(&self, parts: &http::response::Parts, body: &[u8]) -> Result<SyncPage, SyncCollectionParseError> {
+        if parts.status == StatusCode::PRECONDITION_FAILED {
+            return Err(SyncCollectionParseError::PreconditionFailed(names::VALID_SYNC_TOKEN.into()));
+        }
+        let resp = self.inner.parse_response(parts, body)?;
+        let truncated = truncated(body, self.collection).map_err(|e| SyncCollectionParseError::Parse(ParseResponseError::Xml(e)))?;
+        Ok(SyncPage { resp, truncated })
+    }
+}
+
+/// Whether a multistatus holds a 507 response for the collection itself.
+fn truncated(body: &[u8], collection: &str) -> Result<bool, roxmltree::Error> {
+    let Ok(text) = std::str::from_utf8(body) else { return Ok(false) };
+    let doc = roxmltree::Document::parse(text)?;
+    let found = doc.descendants().filter(|n| n.tag_name() == names::RESPONSE).any(|r| {
+        let href = r.descendants().find(|n| n.tag_name() == names::HREF).and_then(|n| n.text()).unwrap_or("");
+        let same = same_path(href, collection);
+        let status = r.children().find(|n| n.tag_name() == names::STATUS).and_then(|n| n.text()).unwrap_or("");
+        same && status.split_whitespace().nth(1) == Some("507")
+    });
+    Ok(found)
+}
+
+/// The collection properties `check_calendar` reads.
+const CHECK_PROPS: [&libdav::PropertyName<'static, 'static>; 2] = [&names::RESOURCETYPE, &names::SUPPORTED_REPORT_SET];
+
+#[async_trait]
+impl CalendarStore for CaldavStore {
+    fn describe(&self) -> String {
+        format!("caldav {}", self.base)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.transport.max_concurrency()
+    }
+
+    async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {
+        let url = self.url(cal.as_str());
+        let got = self
+            .dav
+            .request(Propfind::new(cal.as_str()).with_properties(&CHECK_PROPS).with_depth(Depth::Zero))
+            .await
+            .map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
+        let doc = got.xml_tree().map_err(|e| {
+            StoreError::new(ErrorKind::InvalidData, format!("PROPFIND {url}: the server answered malformed XML: {e}"))
+        })?;
+        let missing = doc.descendants().filter(|n| n.tag_name() == names::RESPONSE).any(|r| {
+            r.children().any(|n| n.tag_name() == names::STATUS && n.text().is_some_and(|t| t.split_whitespace().nth(1) == Some("404")))
+        });
+        if missing {
+            return Err(status_error("PROPFIND", &url, StatusCode::NOT_FOUND));
+        }
+        let rtype = doc.descendants().find(|n| n.tag_name() == names::RESOURCETYPE);
+        let is_calendar = rtype.is_some_and(|r| r.descendants().any(|n| n.tag_name() == names::CALENDAR));
+        if !is_calendar {
+            return Err(StoreError::new(ErrorKind::NotFound, format!("{url} is not a calendar collection")));
+        }
+        let reports = doc.descendants().find(|n| n.tag_name() == names::SUPPORTED_REPORT_SET);
+        if let Some(reports) = reports
+            && reports.has_children()
+            && !reports.descendants().any(|n| n.tag_name() == names::SYNC_COLLECTION)
+        {
+            debug!(%url, "no sync-collection in supported-report-set; listing with PROPFIND");
+            self.no_sync.lock().expect("no panics while held").insert(cal.clone());
+        }
+        Ok(())
+    }
+
+    async fn list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
+        self.propfind_list(cal).await
+    }
+
+    async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
+        if self.no_sync.lock().expect("no panics while held").contains(cal) {
+            return Ok(Changes { changed: self.propfind_list(cal).await?, deleted: Vec::new(), complete: true, token: None });
+        }
+        let mut token = since.cloned();
+        let mut changed: BTreeMap<String, String> = BTreeMap::new();
+        let mut deleted: HashSet<String> = HashSet::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            match self.sync_page(cal, token.as_ref()).await {
+                Ok(page) => {
+                    for r in page.resp.changed {
+                        if r.resource_type.is_collection || same_path(&r.href, cal.as_str()) {
+                            continue;
+                        }
+                        let href = path_of(&r.href).to_string();
+                        deleted.remove(&href);
+                        if let Some(etag) = r.etag {
+                            changed.insert(href, etag);
+                        }
+                    }
+                    for href in page.resp.deleted {
+                        let href = path_of(&href).to_string();
+                        changed.remove(&href);
+                        deleted.insert(href);
+                    }
+                    token = Some(SyncToken::new(page.resp.new_sync_token));
+                    if !page.truncated {
+                        break;
+                    }
+                    if pages >= MAX_SYNC_PAGES {
+                        return Err(StoreError::new(
+                            ErrorKind::Transient,
+                            format!("REPORT {}: the server truncated {pages} sync-collection answers in a row", self.url(cal.as_str())),
+                        ));
+                    }
+                    debug!(calendar = %cal, pages, "sync-collection truncated; continuing from the new token");
+                }
+                // An expired or unknown token: start over with a full listing.
+                Err(WebDavError::PreconditionFailed(_)) | Err(WebDavError::BadStatusCode(StatusCode::FORBIDDEN | StatusCode::CONFLICT | StatusCode::BAD_REQUEST))
+                    if token.is_some() && since.is_some() && pages == 1 =>
+                {
+                    debug!(calendar = %cal, "sync token refused; listing everything");
+                    return self.changes(cal, None).await;
+                }
+                // No sync support at all: PROPFIND from now on.
+                Err(WebDavError::BadStatusCode(
+                    StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED | StatusCode::BAD_REQUEST,
+                )) if token.is_none() => {
+                    debug!(calendar = %cal, "sync-collection refused; listing with PROPFIND");
+                    self.no_sync.lock().expect("no panics while held").insert(cal.clone());
+                    return Ok(Changes { changed: self.propfind_list(cal).await?, deleted: Vec::new(), complete: true, token: None });
+                }
+                Err(e) => return Err(self.error("REPORT", cal.as_str(), e)),
+            }
+        }
+        let complete = since.is_none();
+        let to_versions = |m: BTreeMap<String, String>| {
+            m.into_iter().filter_map(|(h, e)| Some(ItemVersion { href: Href::new(&h).ok()?, etag: Etag::new(e) })).collect()
+        };
+        Ok(Changes {
+            changed: to_versions(changed),
+            deleted: if complete { Vec::new() } else { deleted.into_iter().filter_map(|h| Href::new(&h).ok()).collect() },
+            complete,
+            token,
+        })
+    }
+
+    async fn fetch(&self, cal: &CalendarPath, hrefs: &[Href]) -> StoreResult<Vec<Fetched>> {
+        if hrefs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let got = self
+            .dav
+            .request(GetCalendarResources::new(cal.as_str()).with_hrefs(hrefs.iter().map(Href::as_str)))
+            .await
+            .map_err(|e| self.error("REPORT", cal.as_str(), e))?;
+        let mut by_href: HashMap<String, libdav::FetchedResource> =
+            got.resources.into_iter().map(|r| (path_of(&r.href).to_string(), r)).collect();
+        Ok(hrefs
+            .iter()
+            .map(|href| {
+                let res = match by_href.remove(href.as_str()) {
+                    Some(r) => match r.content {
+                        Ok(c) => Ok(Resource { href: href.clone(), etag: Etag::new(c.etag), data: c.data }),
+                        Err(s) => Err(status_error("REPORT", &self.url(href.as_str()), s)),
+                    },
+                    None => Err(StoreError::new(ErrorKind::NotFound, format!("{}: not in the multiget answer", self.url(href.as_str())))),
+                };
+                (href.clone(), res)
+            })
+            .collect())
+    }
+
+    async fn create(&self, cal: &CalendarPath, name: &str, data: &str) -> StoreResult<ItemVersion> {
+        let href = cal.join(name);
+        let put = self
+            .dav
+            .request(PutResource::new(href.as_str()).create(data.to_string(), ICS))
+            .await
+            .map_err(|e| self.error("PUT", href.as_str(), e))?;
+        // No ETag means the server changed what we sent (RFC 4791 §5.3.4): ask for it.
+        let etag = match put.etag {
+            Some(e) => Etag::new(e),
+            None => self.etag_of(&href).await?,
+        };
+        Ok(ItemVersion { href, etag })
+    }
+
+    async fn update(&self, href: &Href, etag: &Etag, data: &str) -> StoreResult<Etag> {
+        let put = self
+            .dav
+            .request(PutResource::new(href.as_str()).update(data.to_string(), ICS, etag.as_str()))
+            .await
+            .map_err(|e| self.error("PUT", href.as_str(), e))?;
+        match put.etag {
+            Some(e) => Ok(Etag::new(e)),
+            None => self.etag_of(href).await,
+        }
+    }
+
+    async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
+        self.dav
+            .request(Delete::new(href.as_str()).with_etag(etag.as_str()))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("DELETE", href.as_str(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_truncation_marker_for_the_collection_only() {
+        let body = r#"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:">
+  <d:response><d:href>/u/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+  <d:response><d:href>http://h:1/u/cal/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>
+  <d:sync-token>t2</d:sync-token>
+</d:multistatus>"#;
+        assert!(truncated(body.as_bytes(), "/u/cal/").unwrap());
+        assert!(!truncated(body.as_bytes(), "/u/other/").unwrap());
+        assert!(!truncated(body.replace("507 Insufficient", "200 OK").as_bytes(), "/u/cal/").unwrap());
+        assert!(truncated(b"<not xml", "/u/cal/").is_err());
+        assert_eq!(path_of("http://h:1/u/cal/a.ics"), "/u/cal/a.ics");
+        assert_eq!(path_of("/u/cal/a.ics"), "/u/cal/a.ics");
+    }
+
+    #[test]
+    fn statuses_map_to_kinds_and_name_the_url() {
+        let e = status_error("PUT", "http://h/u/cal/x.ics", StatusCode::UNAUTHORIZED);
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
+        assert_eq!(e.to_string(), "PUT http://h/u/cal/x.ics: 401 Unauthorized (check username and password)");
+        assert_eq!(status_error("GET", "u", StatusCode::PRECONDITION_FAILED).kind, ErrorKind::PreconditionFailed);
+        assert_eq!(status_error("GET", "u", StatusCode::NOT_FOUND).kind, ErrorKind::NotFound);
+        assert_eq!(status_error("GET", "u", StatusCode::LOCKED).kind, ErrorKind::Moving { retry_after: None });
+        assert_eq!(status_error("GET", "u", StatusCode::BAD_GATEWAY).kind, ErrorKind::Transient);
+        assert_eq!(status_error("PUT", "u", StatusCode::UNSUPPORTED_MEDIA_TYPE).kind, ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn refuses_a_password_over_plain_http_to_a_remote_host() {
+        let pw = SecretString::from("hunter2".to_string());
+        let err = CaldavStore::new("http://caldav.example/", Some(("u", &pw)), HttpSettings::default()).err().unwrap();
+        assert!(err.to_string().contains("plain http"), "{err}");
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(CaldavStore::new("http://127.0.0.1:5232/", Some(("u", &pw)), HttpSettings::default()).is_ok());
+    }
+}

@@ -1,0 +1,357 @@
+//! The HTTP layer under the CalDAV client: one per server, with its limits, timeouts, retries
+//! and request counters.
+//!
+//! libdav calls `Service::call` without `poll_ready`, so limits cannot be readiness-based tower
+//! layers; everything a request needs (a concurrency slot, the rate limiter, a timeout, retries)
+//! happens inside the future `call` returns. Bodies are buffered, so a retry resends the same
+//! request and an error answer can be inspected ("mailbox being moved").
+//!
+//! Retrying is safe because every write is conditional: a PUT that landed before its answer was
+//! lost comes back as 412 on the retry, which the engine resolves by re-reading.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::error::ErrorKind;
+
+/// How hard to try before giving up on a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries per request, the first included.
+    pub attempts: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest `Retry-After` waited out inside a pass; a longer one fails the request with
+    /// its kind (throttled or moving) so the pair is paused instead of holding a worker.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub requests_per_second: Option<u32>,
+    pub max_concurrency: usize,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            requests_per_second: None,
+            max_concurrency: DEFAULT_CONCURRENCY,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Requests in flight per server when the config sets no `max_concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Counters per server, read by tests, `status` and metrics.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    failures: AtomicU64,
+    throttled: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HttpCounts {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    pub retries: u64,
+    /// Requests given up on (after retries), or answered with a moving/locked status.
+    pub failures: u64,
+    /// 429 and 503-with-Retry-After answers.
+    pub throttled: u64,
+}
+
+impl HttpStats {
+    pub fn counts(&self) -> HttpCounts {
+        HttpCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A request that failed for good, with the kind the engine branches on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HttpFault {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, String>;
+
+struct Inner {
+    client: HttpsClient,
+    /// Basic credentials; the header value is marked sensitive so hyper never logs it.
+    auth: Option<HeaderValue>,
+    rate: Option<DefaultDirectRateLimiter>,
+    slots: Semaphore,
+    settings: HttpSettings,
+    stats: Arc<HttpStats>,
+}
+
+/// The `Service` libdav drives. Cheap to clone; clones share limits and counters.
+#[derive(Clone)]
+pub struct Transport(Arc<Inner>);
+
+impl Transport {
+    pub fn new(credentials: Option<(&str, &SecretString)>, settings: HttpSettings) -> Result<Transport, String> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("loading the system's TLS root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let auth = credentials.map(|(user, password)| {
+            let raw = format!("{user}:{}", password.expose_secret());
+            let mut v = HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
+                .expect("base64 is a valid header value");
+            v.set_sensitive(true);
+            v
+        });
+        Ok(Transport(Arc::new(Inner {
+            client,
+            auth,
+            rate: settings.requests_per_second.and_then(NonZeroU32::new).map(|r| RateLimiter::direct(Quota::per_second(r))),
+            slots: Semaphore::new(settings.max_concurrency.max(1)),
+            settings,
+            stats: Arc::new(HttpStats::default()),
+        })))
+    }
+
+    pub fn stats(&self) -> Arc<HttpStats> {
+        self.0.stats.clone()
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.0.settings.max_concurrency.max(1)
+    }
+}
+
+impl tower_service::Service<Request<String>> for Transport {
+    type Response = Response<Full<Bytes>>;
+    type Error = HttpFault;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, HttpFault>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), HttpFault>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move { inner.send(req).await })
+    }
+}
+
+/// What to do with one attempt's outcome.
+enum Verdict {
+    Done(Response<Full<Bytes>>),
+    /// Worth another try after `wait` (if attempts remain); otherwise fail with `fault`.
+    Retry { wait: Duration, fault: HttpFault },
+    Fail(HttpFault),
+}
+
+impl Inner {
+    async fn send(&self, req: Request<String>) -> Result<Response<Full<Bytes>>, HttpFault> {
+        let (parts, body) = req.into_parts();
+        let what = format!("{} {}", parts.method, parts.uri);
+        let policy = self.settings.retry;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = Request::from_parts(parts.clone(), body.clone());
+            if let Some(auth) = &self.auth {
+                req.headers_mut().insert(AUTHORIZATION, auth.clone());
+            }
+            req.headers_mut().insert(USER_AGENT, HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))));
+            let outcome = {
+                let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+                if let Some(rate) = &self.rate {
+                    rate.until_ready().await;
+                }
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout(self.settings.timeout, async {
+                    let resp = self.client.request(req).await?;
+                    let (head, body) = resp.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    Ok::<_, BoxError>((head, bytes))
+                })
+                .await
+            };
+            let verdict = match outcome {
+                Err(_) => Verdict::Retry {
+                    wait: backoff(&policy, attempt),
+                    fault: HttpFault {
+                        kind: ErrorKind::Transient,
+                        message: format!("{what}: no answer within {}", humantime::format_duration(self.settings.timeout)),
+                    },
+                },
+                Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
+                Ok(Ok((head, bytes))) => classify_status(&what, head, bytes, &policy, attempt, &self.stats),
+            };
+            match verdict {
+                Verdict::Done(resp) => return Ok(resp),
+                Verdict::Retry { wait, fault } if attempt < policy.attempts && wait <= policy.max_wait => {
+                    debug!(request = %what, attempt, wait_ms = wait.as_millis() as u64, reason = %fault.message, "retrying");
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                }
+                Verdict::Retry { fault, .. } | Verdict::Fail(fault) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(fault);
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d], d = base·2^(attempt-1), capped.
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let d = policy.base_delay.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(policy.max_delay);
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+fn classify_io(what: &str, e: &(dyn std::error::Error + 'static), policy: &RetryPolicy, attempt: u32) -> Verdict {
+    let refused = std::iter::successors(Some(e), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    let reason = std::iter::successors(Some(e), |e| e.source())
+        .last()
+        .map(|root| root.to_string())
+        .unwrap_or_else(|| e.to_string());
+    // A refused connection is a server that is down or being moved: the pair pauses (rule 3).
+    let kind = if refused { ErrorKind::Moving { retry_after: None } } else { ErrorKind::Transient };
+    let fault = HttpFault { kind, message: format!("{what}: {reason}") };
+    Verdict::Retry { wait: backoff(policy, attempt), fault }
+}
+
+fn classify_status(
+    what: &str,
+    head: http::response::Parts,
+    body: Bytes,
+    policy: &RetryPolicy,
+    attempt: u32,
+    stats: &HttpStats,
+) -> Verdict {
+    let status = head.status;
+    let retry_after = head.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let said = |extra: &str| {
+        let after = retry_after.map_or(String::new(), |d| format!(", Retry-After {}", humantime::format_duration(d)));
+        format!("{what}: {status}{after}{extra}")
+    };
+    if status.is_client_error() || status.is_server_error() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+        if status == StatusCode::LOCKED || text.contains("being moved") || text.contains("mailbox move") {
+            stats.throttled.fetch_add(u64::from(status != StatusCode::LOCKED), Ordering::Relaxed);
+            return Verdict::Fail(HttpFault {
+                kind: ErrorKind::Moving { retry_after },
+                message: said(" (mailbox locked or being moved)"),
+            });
+        }
+    }
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => {
+            stats.throttled.fetch_add(1, Ordering::Relaxed);
+            Verdict::Retry {
+                wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
+                fault: HttpFault { kind: ErrorKind::Throttled { retry_after }, message: said(" (throttled)") },
+            }
+        }
+        StatusCode::SERVICE_UNAVAILABLE if retry_after.is_some() => {
+            stats.throttled.fetch_add(1, Ordering::Relaxed);
+            Verdict::Retry {
+                wait: retry_after.unwrap_or_default(),
+                fault: HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (unavailable)") },
+            }
+        }
+        s if s.is_server_error() => Verdict::Retry {
+            wait: backoff(policy, attempt),
+            fault: HttpFault { kind: ErrorKind::Transient, message: said("") },
+        },
+        _ => Verdict::Done(Response::from_parts(head, Full::new(body))),
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let secs = at.as_second() - jiff::Timestamp::now().as_second();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a past date means now");
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+        let header = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&later).unwrap();
+        let d = parse_retry_after(&header).unwrap();
+        assert!(d > Duration::from_secs(3500) && d <= Duration::from_secs(3600), "{d:?}");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        for attempt in 1..=10 {
+            let d = backoff(&p, attempt);
+            let full = Duration::from_millis(100 << (attempt - 1)).min(Duration::from_secs(1));
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Real CalDAV servers for tests and benches: Radicale and Xandikos from PyPI, installed into a
+//! virtualenv under `target/` on first use, each started on a free loopback port with its own
+//! storage and stopped on drop. A missing python3 or a failed install fails the test with the
+//! reason; nothing is skipped.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the virtualenv holds; a change re-installs.
+const REQUIREMENTS: &[&str] = &["radicale==3.9.0", "xandikos==0.4.10", "vdirsyncer==0.21.0"];
+
+pub const USER: &str = "tandem";
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// `target/` of this build (benches and integration tests both get CARGO_TARGET_TMPDIR).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target/tmp has a parent").to_path_buf()
+}
+
+/// The virtualenv's `bin/`, installing it if needed. Safe across parallel test processes.
+pub fn venv_bin() -> PathBuf {
+    let venv = target_dir().join("dav-venv");
+    let marker = venv.join("tandem-requirements.txt");
+    let wanted = REQUIREMENTS.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return venv.join("bin");
+    }
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let lock = std::fs::File::create(target_dir().join("dav-venv.lock")).expect("create the venv lock file");
+    lock.lock().expect("lock the venv");
+    if !std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        let run = |cmd: &mut Command, what: &str| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e} (python3 with venv and pip is required)", cmd.get_program()));
+            assert!(
+                out.status.success(),
+                "{what} failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "creating the virtualenv for the CalDAV test servers");
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(REQUIREMENTS),
+            "pip install of the CalDAV test servers",
+        );
+        std::fs::write(&marker, &wanted).unwrap();
+    }
+    venv.join("bin")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Radicale,
+    Xandikos,
+}
+
+/// A running server with its own storage.
+pub struct DavServer {
+    pub kind: Kind,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl DavServer {
+    pub fn radicale() -> DavServer {
+        Self::start_new(Kind::Radicale)
+    }
+
+    pub fn xandikos() -> DavServer {
+        Self::start_new(Kind::Xandikos)
+    }
+
+    pub fn start_new(kind: Kind) -> DavServer {
+        let mut s = DavServer { kind, port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        s.start();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Whether the server checks credentials (Radicale does, with htpasswd; Xandikos has no auth).
+    pub fn needs_auth(&self) -> bool {
+        self.kind == Kind::Radicale
+    }
+
+    /// Where a calendar named `name` for `user` lives on this server.
+    pub fn calendar_path(&self, user: &str, name: &str) -> String {
+        match self.kind {
+            Kind::Radicale => format!("/{user}/{name}/"),
+            // Xandikos serves one principal; users become calendar names under it.
+            Kind::Xandikos => format!("/user/calendars/{user}-{name}/"),
+        }
+    }
+
+    /// (Re)starts the server on its port over its storage.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = venv_bin();
+        let data = self.dir.path().join("data");
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let mut cmd = match self.kind {
+            Kind::Radicale => {
+                let users = self.dir.path().join("users");
+                std::fs::write(&users, format!("{USER}:{PASSWORD}\n")).unwrap();
+                let config = self.dir.path().join("radicale.conf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[server]\nhosts = 127.0.0.1:{}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {}\n\
+                         htpasswd_encryption = plain\ndelay = 0\n[rights]\ntype = authenticated\n\
+                         [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
+                        self.port,
+                        users.display(),
+                        data.display()
+                    ),
+                )
+                .unwrap();
+                let mut c = Command::new(bin.join("radicale"));
+                c.arg("--config").arg(&config);
+                c
+            }
+            Kind::Xandikos => {
+                let mut c = Command::new(bin.join("xandikos"));
+                c.args(["serve", "--autocreate", "-l", "127.0.0.1", "-p"]).arg(self.port.to_string()).arg("-d").arg(&data);
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", self.kind));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{:?} exited at start ({status}):\n{}", self.kind, self.log());
+            }
+            assert!(Instant::now() < deadline, "{:?} did not listen on port {} within 60 s:\n{}", self.kind, self.port, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("server.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// `curl`-free raw HTTP for set-up: MKCOL/MKCALENDAR with Basic auth.
+    fn raw(&self, method: &str, path: &str) -> u16 {
+        use std::io::Write;
+        let auth = if self.needs_auth() {
+            use base64::Engine as _;
+            format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")))
+        } else {
+            String::new()
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// Creates a calendar (and its parent collection where the server needs one); returns its path.
+    pub fn make_calendar(&self, user: &str, name: &str) -> String {
+        let path = self.calendar_path(user, name);
+        if self.kind == Kind::Radicale {
+            let parent = format!("/{user}/");
+            let code = self.raw("MKCOL", &parent);
+            assert!(code == 201 || code == 405, "MKCOL {parent}: {code}\n{}", self.log());
+        }
+        let code = self.raw("MKCALENDAR", &path);
+        assert_eq!(code, 201, "MKCALENDAR {path}\n{}", self.log());
+        path
+    }
+
+    /// A `[servers.NAME]` config section for this server.
+    pub fn config_section(&self, name: &str, password_file: &Path) -> String {
+        let auth = if self.needs_auth() {
+            format!("username = \"{USER}\"\npassword_file = \"{}\"\n", password_file.display())
+        } else {
+            String::new()
+        };
+        format!("[servers.{name}]\nkind = \"caldav\"\nurl = \"{}\"\n{auth}", self.url())
+    }
+}
+
+impl Drop for DavServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl DavServer {
+    /// A store for this server as tandem would open it, with the test credentials.
+    pub fn store(&self) -> std::sync::Arc<tandem::store::caldav::CaldavStore> {
+        self.store_with(tandem::store::http::HttpSettings::default())
+    }
+
+    pub fn store_with(&self, settings: tandem::store::http::HttpSettings) -> std::sync::Arc<tandem::store::caldav::CaldavStore> {
+        let password = secrecy::SecretString::from(PASSWORD.to_string());
+        let creds = self.needs_auth().then_some((USER, &password));
+        std::sync::Arc::new(tandem::store::caldav::CaldavStore::new(&self.url(), creds, settings).expect("open the caldav store"))
+    }
+}
