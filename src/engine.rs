@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, PairConfig};
@@ -182,8 +183,17 @@ impl Engine {
         // Source: parse, rewrite for the target org, hash.
         // The etag is the one read with the body, when the read succeeded.
         let mut fetched_src: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
-        for batch in src_fetch.chunks(FETCH_BATCH) {
-            for (href, res) in src.fetch(scal, batch).await.map_err(named(&*src, "source", &pair.source))? {
+        let src_batches: Vec<_> = stream::iter(src_fetch.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
+            .map(|batch| {
+                let src = &src;
+                async move { src.fetch(scal, &batch).await }
+            })
+            .buffer_unordered(src.parallelism().max(1))
+            .try_collect()
+            .await
+            .map_err(named(&*src, "source", &pair.source))?;
+        for batch in src_batches {
+            for (href, res) in batch {
                 let entry = match res {
                     Ok(r) => (Some(r.etag), self.prepare(&r.data)),
                     Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
@@ -208,8 +218,17 @@ impl Engine {
             .into_iter()
             .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
             .collect();
-        for batch in tgt_fetch.chunks(FETCH_BATCH) {
-            for (href, res) in tgt.fetch(tcal, batch).await.map_err(named(&*tgt, "target", &pair.target))? {
+        let tgt_batches: Vec<_> = stream::iter(tgt_fetch.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
+            .map(|batch| {
+                let tgt = &tgt;
+                async move { tgt.fetch(tcal, &batch).await }
+            })
+            .buffer_unordered(tgt.parallelism().max(1))
+            .try_collect()
+            .await
+            .map_err(named(&*tgt, "target", &pair.target))?;
+        for batch in tgt_batches {
+            for (href, res) in batch {
                 let Some(t) = target.get_mut(&href) else { continue };
                 match res {
                     Ok(r) => {
@@ -242,37 +261,39 @@ impl Engine {
         let mut bookkeeping: Vec<Mapping> = Vec::new();
         let mut forget: Vec<Href> = Vec::new();
         let mut settled: Vec<Pending> = Vec::new();
+        let mut removals = Vec::new();
+        let mut writes = Vec::new();
         for action in plan.actions {
             match action {
                 Action::ClearPending { pending } => settled.push(pending),
-                Action::DeleteOrphan { pending } => match delete_orphan(&*tgt, tcal, &pending).await {
-                    Ok(removed) => {
-                        report.deleted += u64::from(removed);
-                        settled.push(pending);
-                    }
-                    Err(e) => report.fail_item(&pending.b_href, e.kind, format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind)),
-                },
                 Action::Refresh { mapping } => bookkeeping.push(mapping),
                 Action::Forget { source_href } => forget.push(source_href),
                 Action::Skip { source_href, kind, reason } => {
                     report.fail_item(&source_href, kind, format!("source item skipped: {reason}"));
                 }
-                Action::Create { source_href, source_etag, item } => {
-                    let r = self.create(pair, &*tgt, tcal, &source_href, &source_etag, &item).await?;
-                    self.record(pair, report, &source_href, r).await?;
-                }
-                Action::Update { source_href, source_etag, target_href, target_etag, item } => {
-                    let r = self.update(pair, &*tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await?;
-                    self.record(pair, report, &source_href, r).await?;
-                }
-                Action::Delete { source_href, target_href, target_etag } => {
-                    match delete(&*tgt, tcal, &target_href, &target_etag).await {
-                        Ok(()) => {
-                            self.state.delete_mapping(&pair.id, &source_href).await?;
-                            report.deleted += 1;
-                        }
-                        Err(e) => report.fail_item(&target_href, e.kind, format!("delete failed ({}): {e}", e.kind)),
+                a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => removals.push(a),
+                a @ (Action::Create { .. } | Action::Update { .. }) => writes.push(a),
+            }
+        }
+        // Removals first, so a create that reuses a name (a source item moved to a new href)
+        // never meets the copy it replaces; within each phase, up to the target's parallelism.
+        let par = tgt.parallelism().max(1);
+        for phase in [removals, writes] {
+            let mut done = stream::iter(phase).map(|a| self.execute(pair, &*tgt, tcal, a)).buffer_unordered(par);
+            while let Some(outcome) = done.next().await {
+                match outcome? {
+                    Done::Written(how) => match how {
+                        Written::Created => report.created += 1,
+                        Written::Updated => report.updated += 1,
+                        Written::Adopted => report.adopted += 1,
+                        Written::Unchanged => report.unchanged += 1,
+                    },
+                    Done::Deleted => report.deleted += 1,
+                    Done::Settled { pending, removed } => {
+                        report.deleted += u64::from(removed);
+                        settled.push(pending);
                     }
+                    Done::Failed { href, kind, reason } => report.fail_item(&href, kind, reason),
                 }
             }
         }
@@ -296,27 +317,46 @@ impl Engine {
         }
     }
 
-    /// Records the mapping of a successful write, or the failure.
-    async fn record(
-        &self,
-        pair: &PairConfig,
-        report: &mut PairReport,
-        source_href: &Href,
-        result: Result<(Mapping, Written), StoreError>,
-    ) -> Result<(), StateError> {
-        match result {
-            Ok((mapping, how)) => {
-                self.state.put_mapping(&pair.id, &mapping).await?;
-                match how {
-                    Written::Created => report.created += 1,
-                    Written::Updated => report.updated += 1,
-                    Written::Adopted => report.adopted += 1,
-                    Written::Unchanged => report.unchanged += 1,
-                }
+    /// Performs one remote write and records its mapping right after it succeeded.
+    async fn execute(&self, pair: &PairConfig, tgt: &dyn CalendarStore, tcal: &CalendarPath, action: Action) -> Result<Done, StateError> {
+        let written = match action {
+            Action::Create { source_href, source_etag, item } => {
+                (self.create(pair, tgt, tcal, &source_href, &source_etag, &item).await?, source_href)
             }
-            Err(e) => report.fail_item(source_href, e.kind, format!("write to target failed ({}): {e}", e.kind)),
+            Action::Update { source_href, source_etag, target_href, target_etag, item } => (
+                self.update(pair, tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await?,
+                source_href,
+            ),
+            Action::Delete { source_href, target_href, target_etag } => {
+                return match delete(tgt, tcal, &target_href, &target_etag).await {
+                    Ok(()) => {
+                        self.state.delete_mapping(&pair.id, &source_href).await?;
+                        Ok(Done::Deleted)
+                    }
+                    Err(e) => Ok(Done::Failed { href: target_href, kind: e.kind, reason: format!("delete failed ({}): {e}", e.kind) }),
+                };
+            }
+            Action::DeleteOrphan { pending } => {
+                return Ok(match delete_orphan(tgt, tcal, &pending).await {
+                    Ok(removed) => Done::Settled { pending, removed },
+                    Err(e) => Done::Failed {
+                        href: pending.b_href,
+                        kind: e.kind,
+                        reason: format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind),
+                    },
+                });
+            }
+            other => unreachable!("not a remote write: {other:?}"),
+        };
+        match written {
+            (Ok((mapping, how)), _) => {
+                self.state.put_mapping(&pair.id, &mapping).await?;
+                Ok(Done::Written(how))
+            }
+            (Err(e), source_href) => {
+                Ok(Done::Failed { href: source_href, kind: e.kind, reason: format!("write to target failed ({}): {e}", e.kind) })
+            }
         }
-        Ok(())
     }
 
     /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
@@ -417,6 +457,15 @@ impl Engine {
         // One-way: the source is the truth; overwrite only the version just read.
         Ok(tgt.update(target_href, &now.etag, &text).await.map(|etag| (mapping(etag), Written::Updated)))
     }
+}
+
+/// What one remote write came to, for the report.
+enum Done {
+    Written(Written),
+    Deleted,
+    /// A pending create resolved; `removed` if its orphan copy was deleted.
+    Settled { pending: Pending, removed: bool },
+    Failed { href: Href, kind: ErrorKind, reason: String },
 }
 
 enum Written {

@@ -18,6 +18,7 @@ pub struct Limited {
     inner: Arc<dyn CalendarStore>,
     rate: Option<DefaultDirectRateLimiter>,
     slots: Option<Semaphore>,
+    cap: Option<usize>,
 }
 
 impl Limited {
@@ -26,6 +27,7 @@ impl Limited {
             inner,
             rate: requests_per_second.and_then(NonZeroU32::new).map(|r| RateLimiter::direct(Quota::per_second(r))),
             slots: max_concurrency.filter(|n| *n > 0).map(Semaphore::new),
+            cap: max_concurrency.filter(|n| *n > 0),
         }
     }
 
@@ -46,6 +48,11 @@ impl Limited {
 impl CalendarStore for Limited {
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+
+    fn parallelism(&self) -> usize {
+        let inner = self.inner.parallelism();
+        self.cap.map_or(inner, |cap| inner.min(cap))
     }
 
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {

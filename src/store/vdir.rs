@@ -80,6 +80,11 @@ impl CalendarStore for VdirStore {
         format!("vdir {}", self.root.display())
     }
 
+    /// Files are independent; a few writes at once keep the disk busy.
+    fn parallelism(&self) -> usize {
+        4
+    }
+
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {
         let dir = cal_dir(&self.root, cal);
         let cal = cal.clone();
