@@ -141,8 +141,12 @@ fn init_logging(format: LogFormat, verbose: u8) {
     };
     // RUST_LOG wins; sqlx's per-statement logs stay quiet unless asked for.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn,hyper_util=warn")));
+    // No `log` bridge on purpose: libdav's trace logging prints request headers, credentials included.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -254,7 +258,8 @@ async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) ->
     let engine = Arc::new(Engine::new(config, state.clone()));
     let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
     state.close().await;
-    let summary = Summary::new(reports);
+    let mut summary = Summary::new(reports);
+    summary.servers = engine.server_counts();
     if json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
     } else {

@@ -85,6 +85,14 @@ impl Engine {
         Engine { state, stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(), rewriter: Arc::new(rewriter) }
     }
 
+    /// HTTP request counters per server, for the servers that speak HTTP.
+    pub fn server_counts(&self) -> BTreeMap<String, crate::store::http::HttpCounts> {
+        self.stores
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.as_ref().ok()?.counts()?)))
+            .collect()
+    }
+
     fn store(&self, server: &str) -> Result<Arc<dyn CalendarStore>, PassError> {
         match self.stores.get(server) {
             Some(Ok(s)) => Ok(s.clone()),

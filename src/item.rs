@@ -422,9 +422,23 @@ fn canonical_property(p: &Property) -> String {
     }
     s.push(':');
     if let Some(v) = &p.value {
-        push_address_aware(&mut s, v, ADDRESS_PROPS.contains(&p.name.as_str()));
+        if RECUR_PROPS.contains(&p.name.as_str()) {
+            push_recur(&mut s, v);
+        } else {
+            push_address_aware(&mut s, v, ADDRESS_PROPS.contains(&p.name.as_str()));
+        }
     }
     s
+}
+
+/// Properties whose value is a RECUR: servers reorder its rule parts (Xandikos writes
+/// `BYDAY` before `BYMONTH`), and the order carries no meaning (RFC 5545 §3.3.10).
+const RECUR_PROPS: &[&str] = &["RRULE", "EXRULE"];
+
+fn push_recur(out: &mut String, v: &str) {
+    let mut parts: Vec<String> = v.split(';').filter(|p| !p.is_empty()).map(str::to_ascii_uppercase).collect();
+    parts.sort_unstable();
+    out.push_str(&parts.join(";"));
 }
 
 /// Servers rewrite `MAILTO:` to `mailto:`; the scheme's case is not content.
@@ -544,6 +558,15 @@ fn fold_point(s: &str, limit: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recurrence_rule_part_order_is_not_content() {
+        let a = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=5")).unwrap();
+        let b = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;COUNT=5;BYDAY=MO")).unwrap();
+        let c = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=MO")).unwrap();
+        assert_eq!(a.content_hash(), b.content_hash());
+        assert_ne!(a.content_hash(), c.content_hash());
+    }
 
     const MEETING: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:m1@old.example\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T100000Z\r\nSUMMARY:Weekly\r\nRRULE:FREQ=WEEKLY;COUNT=5\r\nORGANIZER;CN=\"Doe, Jane\":mailto:jane@old.example\r\nATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:MAILTO:Bob@Old.Example\r\nATTENDEE;SENT-BY=\"mailto:assistant@old.example\":mailto:carol@other.example\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:m1@old.example\r\nRECURRENCE-ID:20260112T100000Z\r\nDTSTART:20260112T110000Z\r\nSUMMARY:Weekly (moved)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 

@@ -84,6 +84,8 @@ pub struct Summary {
     pub adopted: u64,
     pub failed: u64,
     pub failed_pairs: u64,
+    /// HTTP requests per server during this run (CalDAV servers only).
+    pub servers: std::collections::BTreeMap<String, crate::store::http::HttpCounts>,
 }
 
 impl Summary {
@@ -133,6 +135,13 @@ impl Summary {
             "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}",
             "total", self.created, self.updated, self.deleted, self.adopted, self.unchanged, self.failed
         );
+        for (name, c) in &self.servers {
+            let _ = writeln!(
+                out,
+                "server {name}: {} requests, {} retried, {} throttled, {} failed",
+                c.requests, c.retries, c.throttled, c.failures
+            );
+        }
         for p in &self.pairs {
             if let Some(e) = &p.error {
                 let _ = writeln!(out, "pair {}: {e}", p.pair);

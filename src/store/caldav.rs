@@ -72,11 +72,6 @@ impl CaldavStore {
         })
     }
 
-    /// Requests, retries, failures and throttled answers so far.
-    pub fn counts(&self) -> HttpCounts {
-        self.transport.stats().counts()
-    }
-
     pub fn stats(&self) -> Arc<HttpStats> {
         self.transport.stats()
     }
@@ -228,6 +223,10 @@ impl CalendarStore for CaldavStore {
 
     fn parallelism(&self) -> usize {
         self.transport.max_concurrency()
+    }
+
+    fn counts(&self) -> Option<HttpCounts> {
+        Some(self.transport.stats().counts())
     }
 
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {

@@ -287,12 +287,16 @@ fn classify_status(
     };
     if status.is_client_error() || status.is_server_error() {
         let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
-        if status == StatusCode::LOCKED || text.contains("being moved") || text.contains("mailbox move") {
-            stats.throttled.fetch_add(u64::from(status != StatusCode::LOCKED), Ordering::Relaxed);
-            return Verdict::Fail(HttpFault {
-                kind: ErrorKind::Moving { retry_after },
-                message: said(" (mailbox locked or being moved)"),
-            });
+        if text.contains("being moved") || text.contains("mailbox move") {
+            return Verdict::Fail(HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (mailbox being moved)") });
+        }
+        // Some servers lock briefly around each write (Xandikos' repository lock): worth a few
+        // quick retries before the pair is paused as locked.
+        if status == StatusCode::LOCKED {
+            return Verdict::Retry {
+                wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
+                fault: HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (locked)") },
+            };
         }
     }
     match status {

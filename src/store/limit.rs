@@ -50,6 +50,10 @@ impl CalendarStore for Limited {
         self.inner.describe()
     }
 
+    fn counts(&self) -> Option<super::http::HttpCounts> {
+        self.inner.counts()
+    }
+
     fn parallelism(&self) -> usize {
         let inner = self.inner.parallelism();
         self.cap.map_or(inner, |cap| inner.min(cap))

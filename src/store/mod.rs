@@ -85,6 +85,11 @@ pub trait CalendarStore: Send + Sync {
     fn parallelism(&self) -> usize {
         1
     }
+
+    /// HTTP request counters, for stores that speak HTTP.
+    fn counts(&self) -> Option<http::HttpCounts> {
+        None
+    }
 }
 
 /// Opens the store a configured server describes, behind its request limits.

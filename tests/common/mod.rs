@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dav;
+pub mod items;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
