@@ -286,8 +286,23 @@ impl Engine {
         // Removals first, so a create that reuses a name (a source item moved to a new href)
         // never meets the copy it replaces; within each phase, up to the target's parallelism.
         let par = tgt.parallelism().max(1);
+        // A locked, moving, throttling or refusing target stops the pass: every further write
+        // would fail the same way. What is done stays recorded; the rest waits for the next pass.
+        let halted = std::sync::atomic::AtomicBool::new(false);
+        let mut halt: Option<(ErrorKind, String)> = None;
+        let mut left = 0u64;
         for phase in [removals, writes] {
-            let mut done = stream::iter(phase).map(|a| self.execute(pair, &*tgt, tcal, a)).buffer_unordered(par);
+            let mut done = stream::iter(phase)
+                .map(|a| {
+                    let (halted, tgt) = (&halted, &tgt);
+                    async move {
+                        if halted.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(Done::NotRun);
+                        }
+                        self.execute(pair, &**tgt, tcal, a).await
+                    }
+                })
+                .buffer_unordered(par);
             while let Some(outcome) = done.next().await {
                 match outcome? {
                     Done::Written(how) => match how {
@@ -301,12 +316,26 @@ impl Engine {
                         report.deleted += u64::from(removed);
                         settled.push(pending);
                     }
-                    Done::Failed { href, kind, reason } => report.fail_item(&href, kind, reason),
+                    Done::Failed { href, kind, reason } => {
+                        if halts_pass(kind) && halt.is_none() {
+                            halted.store(true, std::sync::atomic::Ordering::Relaxed);
+                            halt = Some((kind, reason.clone()));
+                        }
+                        report.fail_item(&href, kind, reason);
+                    }
+                    Done::NotRun => left += 1,
                 }
             }
         }
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
         self.state.clear_pendings(&pair.id, &settled).await?;
+        if let Some((kind, reason)) = halt {
+            let store = tgt.describe();
+            return Err(PassError::Pair(
+                kind,
+                format!("target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass", pair.target),
+            ));
+        }
 
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
@@ -474,6 +503,13 @@ enum Done {
     /// A pending create resolved; `removed` if its orphan copy was deleted.
     Settled { pending: Pending, removed: bool },
     Failed { href: Href, kind: ErrorKind, reason: String },
+    /// Not attempted: the pass stopped.
+    NotRun,
+}
+
+/// Errors that say the calendar, not the item, is unavailable.
+fn halts_pass(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Moving { .. } | ErrorKind::Throttled { .. } | ErrorKind::Unauthorized)
 }
 
 enum Written {

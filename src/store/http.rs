@@ -314,7 +314,8 @@ fn classify_status(
                 fault: HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (unavailable)") },
             }
         }
-        s if s.is_server_error() => Verdict::Retry {
+        // 501/505 say "never", not "not now".
+        s if s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED && s != StatusCode::HTTP_VERSION_NOT_SUPPORTED => Verdict::Retry {
             wait: backoff(policy, attempt),
             fault: HttpFault { kind: ErrorKind::Transient, message: said("") },
         },

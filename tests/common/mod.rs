@@ -3,6 +3,7 @@
 
 pub mod dav;
 pub mod items;
+pub mod mock;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

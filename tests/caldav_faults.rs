@@ -1,0 +1,281 @@
+//! What the CalDAV backend does when servers misbehave: throttling, outages, locks, garbage,
+//! truncated listings, no sync support, a server killed mid-pass, bad credentials and paths.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::dav::{DavServer, PASSWORD};
+use common::mock::{Answer, Mock, sync_answer};
+use tandem::error::ErrorKind;
+use tandem::store::CalendarStore;
+use tandem::store::caldav::CaldavStore;
+use tandem::store::http::{HttpSettings, RetryPolicy};
+use tandem::types::{CalendarPath, SyncToken};
+
+const CAL: &str = "/u/cal/";
+
+fn quick() -> HttpSettings {
+    HttpSettings {
+        retry: RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            max_wait: Duration::from_secs(5),
+        },
+        ..HttpSettings::default()
+    }
+}
+
+fn store(mock: &Mock) -> CaldavStore {
+    CaldavStore::new(&mock.url(), None, quick()).unwrap()
+}
+
+fn cal() -> CalendarPath {
+    CAL.parse().unwrap()
+}
+
+fn listing() -> String {
+    sync_answer(CAL, &[("/u/cal/a.ics", "\"1\"")], "t1", false)
+}
+
+#[tokio::test]
+async fn waits_as_told_by_429_retry_after_then_succeeds() {
+    let mock = Mock::start(|_, i| if i == 0 { Answer::new(429, "slow down").header("Retry-After", "1") } else { Answer::new(207, listing()) }).await;
+    let s = store(&mock);
+    let started = Instant::now();
+    let c = s.changes(&cal(), None).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "retried before Retry-After elapsed");
+    assert_eq!(c.changed.len(), 1);
+    let n = s.counts().unwrap();
+    assert_eq!((n.requests, n.retries, n.throttled, n.failures), (2, 1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_long_retry_after_fails_the_request_with_its_kind_at_once() {
+    let mock = Mock::start(|_, _| Answer::new(429, "").header("Retry-After", "3600")).await;
+    let e = store(&mock).changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Throttled { retry_after: Some(Duration::from_secs(3600)) });
+    assert!(e.to_string().contains(&format!("REPORT http://127.0.0.1:{}/u/cal/", mock.port)), "{e}");
+    assert!(e.to_string().contains("429"), "{e}");
+    assert_eq!(mock.requests().len(), 1, "no retry inside the pass for an hour-long wait");
+
+    let mock = Mock::start(|_, _| Answer::new(503, "").header("Retry-After", "120")).await;
+    let e = store(&mock).changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Moving { retry_after: Some(Duration::from_secs(120)) }, "{e}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff_then_reported_as_transient() {
+    let mock = Mock::start(|_, _| Answer::new(503, "busy")).await;
+    let s = store(&mock);
+    let e = s.changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.to_string().contains("503"), "{e}");
+    assert_eq!(mock.requests().len(), 4, "bounded: four attempts");
+    let n = s.counts().unwrap();
+    assert_eq!((n.requests, n.retries, n.failures), (4, 3, 1));
+
+    // A 502 that clears up is invisible to the caller.
+    let mock = Mock::start(|_, i| if i < 2 { Answer::new(502, "") } else { Answer::new(207, listing()) }).await;
+    assert_eq!(store(&mock).changes(&cal(), None).await.unwrap().changed.len(), 1);
+}
+
+#[tokio::test]
+async fn locked_and_moving_mailboxes_map_to_moving() {
+    let mock = Mock::start(|_, _| Answer::new(423, "")).await;
+    let e = store(&mock).changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Moving { retry_after: None }, "{e}");
+    assert_eq!(mock.requests().len(), 4, "a brief lock is retried a few times");
+
+    let mock = Mock::start(|_, _| Answer::new(503, "The mailbox is being moved. Try again later.")).await;
+    let e = store(&mock).changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Moving { retry_after: None }, "{e}");
+    assert_eq!(mock.requests().len(), 1, "a move is not retried inside the pass");
+}
+
+#[tokio::test]
+async fn malformed_xml_is_a_clear_error_not_a_panic() {
+    let mock = Mock::start(|_, _| Answer::new(207, "<d:multistatus xmlns:d=\"DAV:\"><d:response><d:href>")).await;
+    let s = store(&mock);
+    let e = s.changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
+    assert!(e.to_string().contains("malformed XML"), "{e}");
+    let e = s.check_calendar(&cal()).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
+    let e = s.fetch(&cal(), &[tandem::types::Href::new("/u/cal/a.ics").unwrap()]).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
+}
+
+#[tokio::test]
+async fn a_truncated_listing_is_continued_from_the_new_token() {
+    let mock = Mock::start(|req, _| {
+        if req.body.contains("<D:sync-token>t1</D:sync-token>") || req.body.contains(">t1<") {
+            Answer::new(207, sync_answer(CAL, &[("/u/cal/b.ics", "\"2\"")], "t2", false))
+        } else {
+            Answer::new(207, sync_answer(CAL, &[("/u/cal/a.ics", "\"1\"")], "t1", true))
+        }
+    })
+    .await;
+    let c = store(&mock).changes(&cal(), None).await.unwrap();
+    let mut hrefs: Vec<_> = c.changed.iter().map(|v| v.href.to_string()).collect();
+    hrefs.sort();
+    assert_eq!(hrefs, ["/u/cal/a.ics", "/u/cal/b.ics"]);
+    assert!(c.complete);
+    assert_eq!(c.token, Some(SyncToken::new("t2")));
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_without_sync_support_is_listed_with_propfind() {
+    let propfind = "<?xml version=\"1.0\"?><d:multistatus xmlns:d=\"DAV:\">\
+        <d:response><d:href>/u/cal/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>\
+        <d:response><d:href>/u/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>\"9\"</d:getetag><d:resourcetype/></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>\
+        </d:multistatus>";
+    let mock = Mock::start(move |req, _| match req.method.as_str() {
+        "REPORT" => Answer::new(501, "not implemented"),
+        _ => Answer::new(207, propfind),
+    })
+    .await;
+    let s = store(&mock);
+    for _ in 0..2 {
+        let c = s.changes(&cal(), None).await.unwrap();
+        assert!(c.complete && c.token.is_none());
+        assert_eq!(c.changed.len(), 1);
+        assert_eq!(c.changed[0].etag.as_str(), "\"9\"");
+    }
+    let reports = mock.requests().iter().filter(|r| r.method == "REPORT").count();
+    assert_eq!(reports, 1, "sync-collection is not asked again once refused");
+}
+
+/// A config with pairs from a real Radicale source to the given targets.
+fn write_config(dir: &std::path::Path, source: &DavServer, servers: &str, pairs: &[(&str, String, String)]) -> std::path::PathBuf {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let mut toml = format!("[state]\nurl = \"sqlite://{}\"\n\n{}\n{servers}\n", dir.join("state.db").display(), source.config_section("source", &pw));
+    for (id, s, t) in pairs {
+        toml.push_str(&format!("[[pairs]]\nid = \"{id}\"\nsource = \"{s}\"\ntarget = \"{t}\"\n\n"));
+    }
+    let path = dir.join("tandem.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn bad_calendars_fail_their_pair_with_pair_url_and_status_while_others_sync() {
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal = source.make_calendar("alice", "calendar");
+    let src = source.store();
+    let (_, body) = common::items::item(2, 0);
+    src.create(&scal.parse().unwrap(), "m.ics", &body).await.unwrap();
+    let tcal = target.make_calendar("alice", "calendar");
+    target.make_calendar("bob", "calendar"); // leaves /bob/ as a plain collection
+    let garbage = Mock::start(|_, _| Answer::new(207, "<<<this is not xml")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password").unwrap();
+    let tp = target.url();
+    let servers = format!(
+        "[servers.target]\nkind = \"caldav\"\nurl = \"{tp}\"\nusername = \"tandem\"\npassword_file = \"{}\"\n\n\
+         [servers.badauth]\nkind = \"caldav\"\nurl = \"{tp}\"\nusername = \"tandem\"\npassword_file = \"{}\"\n\n\
+         [servers.garbage]\nkind = \"caldav\"\nurl = \"{}\"\n",
+        dir.path().join("pw").display(),
+        wrong.display(),
+        garbage.url()
+    );
+    let s = format!("source:{scal}");
+    let config = write_config(
+        dir.path(),
+        &source,
+        &servers,
+        &[
+            ("good", s.clone(), format!("target:{tcal}")),
+            ("missing", s.clone(), "target:/nobody/calendar/".into()),
+            ("notcal", s.clone(), "target:/bob/".into()),
+            ("denied", s.clone(), format!("badauth:{tcal}")),
+            ("garbled", s.clone(), "garbage:/u/cal/".into()),
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"])).await.unwrap();
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(!text.contains(PASSWORD) && !text.contains("not-the-password"), "a password leaked:\n{text}");
+    let line = |pair: &str| text.lines().find(|l| l.starts_with(&format!("pair {pair}: "))).unwrap_or_else(|| panic!("no error line for {pair}:\n{text}")).to_string();
+    let good = text.lines().find(|l| l.starts_with("good ")).unwrap();
+    assert!(good.ends_with("ok") && good.split_whitespace().nth(1) == Some("1"), "{good}");
+    let l = line("missing");
+    assert!(l.contains(&format!("{tp}nobody/calendar/")) && l.contains("404"), "{l}");
+    let l = line("notcal");
+    assert!(l.contains(&format!("{tp}bob/")) && l.contains("not a calendar"), "{l}");
+    let l = line("denied");
+    assert!(l.contains("401") && l.contains(&tp), "{l}");
+    let l = line("garbled");
+    assert!(l.contains("malformed XML") && l.contains(&garbage.url()), "{l}");
+}
+
+#[tokio::test]
+async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates() {
+    const N: usize = 300;
+    let source = DavServer::radicale();
+    let mut target = DavServer::radicale();
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let src = source.store();
+    for i in 0..N {
+        let (uid, body) = common::items::item(i, 0);
+        src.create(&scal, &format!("{uid}.ics"), &body).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = target.config_section("target", &dir.path().join("pw"));
+    let config = write_config(dir.path(), &source, &servers, &[("alice", format!("source:{scal}"), format!("target:{tcal}"))]);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&config)
+        .arg("sync")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the target once a fair part of the items has landed.
+    let tgt = target.store();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = tgt.list(&tcal).await.map(|l| l.len()).unwrap_or(0);
+        if n >= N / 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first pass never got going");
+        assert!(child.try_wait().unwrap().is_none(), "the pass finished before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    target.kill();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "the interrupted pass reports failure:\n{text}");
+    assert!(text.contains("pair alice: target calendar"), "{text}");
+
+    target.start();
+    let out = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || common::tandem(&config, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let got = target.store().list(&tcal).await.unwrap();
+    assert_eq!(got.len(), N, "one copy of every item");
+    let hrefs: Vec<_> = got.iter().map(|v| v.href.clone()).collect();
+    let mut uids = std::collections::BTreeSet::new();
+    for chunk in hrefs.chunks(100) {
+        for (href, r) in target.store().fetch(&tcal, chunk).await.unwrap() {
+            let item = tandem::item::Item::parse(&r.unwrap().data).unwrap();
+            assert!(uids.insert(item.uid().to_string()), "{href}: a duplicate of {}", item.uid());
+        }
+    }
+    // And the pass after that has nothing to do.
+    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"])).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["created"].as_u64(), v["failed"].as_u64()), (Some(0), Some(0)), "{v}");
+}
