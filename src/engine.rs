@@ -156,8 +156,10 @@ impl Engine {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
-        src.check_calendar(scal).await.map_err(named(&*src, "source", &pair.source))?;
-        tgt.check_calendar(tcal).await.map_err(named(&*tgt, "target", &pair.target))?;
+        // The two sides are usually different servers: ask both at once.
+        let (sc, tc) = tokio::join!(src.check_calendar(scal), tgt.check_calendar(tcal));
+        sc.map_err(named(&*src, "source", &pair.source))?;
+        tc.map_err(named(&*tgt, "target", &pair.target))?;
 
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
@@ -170,9 +172,14 @@ impl Engine {
             Prior::new()
         };
         let pending = if known { self.state.pendings(&pair.id).await? } else { Vec::new() };
-        let token = if opts.full || !known { None } else { self.state.watermark(&pair.id, Side::A).await? };
-        let changes = src.changes(scal, token.as_ref()).await.map_err(named(&*src, "source", &pair.source))?;
-        let target_list = tgt.list(tcal).await.map_err(named(&*tgt, "target", &pair.target))?;
+        let (token, target_token) = if opts.full || !known {
+            (None, None)
+        } else {
+            (self.state.watermark(&pair.id, Side::A).await?, self.state.watermark(&pair.id, Side::B).await?)
+        };
+        let (changes, target_changes) = tokio::join!(src.changes(scal, token.as_ref()), tgt.changes(tcal, target_token.as_ref()));
+        let changes = changes.map_err(named(&*src, "source", &pair.source))?;
+        let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
 
         let mut source = SourceSnapshot {
             items: changes
@@ -184,7 +191,7 @@ impl Engine {
             deleted: changes.deleted,
             complete: changes.complete,
         };
-        let target_etags: HashMap<Href, Etag> = target_list.into_iter().map(|v| (v.href, v.etag)).collect();
+        let target_etags = target_view(&prior, target_changes.changed, &target_changes.deleted, target_changes.complete);
         let (src_fetch, tgt_fetch) = sync::fetch_lists(&source, &target_etags, &prior, opts.full);
         debug!(source = src_fetch.len(), target = tgt_fetch.len(), "reading changed items");
 
@@ -340,6 +347,9 @@ impl Engine {
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
             self.state.set_watermark(&pair.id, Side::A, changes.token.as_ref()).await?;
+            // Taken before this pass wrote: our own writes show up next time with the etags
+            // just recorded (a no-op), and nobody else's edit in between is missed.
+            self.state.set_watermark(&pair.id, Side::B, target_changes.token.as_ref()).await?;
         }
         Ok(())
     }
@@ -505,6 +515,24 @@ enum Done {
     Failed { href: Href, kind: ErrorKind, reason: String },
     /// Not attempted: the pass stopped.
     NotRun,
+}
+
+/// The target as the planner needs it: every copy with its etag.
+///
+/// From a complete listing, that is the listing. From changes since the last good pass, it is
+/// the copies recorded then, with what changed or went since laid over them; target items that
+/// did not come from the source and did not change are not needed.
+fn target_view(prior: &Prior, changed: Vec<ItemVersion>, deleted: &[Href], complete: bool) -> HashMap<Href, Etag> {
+    let mut view: HashMap<Href, Etag> = if complete {
+        HashMap::with_capacity(changed.len())
+    } else {
+        prior.values().map(|m| (m.b_href.clone(), m.b_etag.clone())).collect()
+    };
+    for href in deleted {
+        view.remove(href);
+    }
+    view.extend(changed.into_iter().map(|v| (v.href, v.etag)));
+    view
 }
 
 /// Errors that say the calendar, not the item, is unavailable.

@@ -170,6 +170,25 @@ fn migrate(target: Kind) {
     }
     assert!(requests(&third, "source") <= 2, "{third}");
     assert!(requests(&third, "target") <= 2, "{third}");
+
+    // Someone deletes one copy in the target and edits another: both are restored from the source.
+    rt.block_on(async {
+        let listed = tgt.list(&m.tcal).await.unwrap();
+        let by_name: BTreeMap<String, _> = listed.into_iter().map(|v| (v.href.file_name().to_string(), v)).collect();
+        let (gone, _) = common::items::item(1, 0);
+        let v = &by_name[&format!("{gone}.ics")];
+        tgt.delete(&v.href, &v.etag).await.unwrap();
+        let (edited, _) = common::items::item(3, 0);
+        let v = &by_name[&format!("{edited}.ics")];
+        let (_, body) = common::items::item(3, 7);
+        tgt.update(&v.href, &v.etag, &body.replace("old.example", "new.example")).await.unwrap();
+    });
+    let fourth = m.sync();
+    assert_eq!((count(&fourth, "created"), count(&fourth, "updated"), count(&fourth, "failed")), (1, 1, 0), "{fourth}");
+    assert!(requests(&fourth, "source") <= 3, "{fourth}");
+    assert!(requests(&fourth, "target") <= 5, "{fourth}");
+    let (want, got) = rt.block_on(async { (hashes(&*src, &m.scal, Some(&rw)).await, hashes(&*tgt, &m.tcal, None).await) });
+    assert_same(&want, &got);
 }
 
 #[test]

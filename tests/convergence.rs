@@ -27,6 +27,10 @@ enum Fault {
 enum Op {
     Put { key: u8, version: u8 },
     Delete { key: u8 },
+    /// Someone edits the target copy of `key` behind tandem's back.
+    Tamper { key: u8 },
+    /// Someone deletes the target copy of `key`.
+    Drop { key: u8 },
     Sync { target: Fault, source_fails: usize },
 }
 
@@ -49,6 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..8, 0u8..4).prop_map(|(key, version)| Op::Put { key, version }),
         1 => (0u8..8).prop_map(|key| Op::Delete { key }),
+        1 => (0u8..8).prop_map(|key| Op::Tamper { key }),
+        1 => (0u8..8).prop_map(|key| Op::Drop { key }),
         3 => (fault(), prop_oneof![3 => Just(0usize), 1 => 1usize..3]).prop_map(|(target, source_fails)| Op::Sync { target, source_fails }),
     ]
 }
@@ -92,6 +98,17 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Delete { key } => {
                 src.remove(&scal.join(&format!("k{key}.ics")));
+            }
+            Op::Tamper { key } | Op::Drop { key } => {
+                let copy = tcal.join(&format!("item-{key}.ics"));
+                if tgt.items(&tcal).iter().any(|(h, _)| *h == copy) {
+                    if matches!(op, Op::Drop { .. }) {
+                        tgt.remove(&copy);
+                    } else {
+                        // Same meeting (same identity), different content.
+                        tgt.put(&tcal, copy.file_name(), &body(key, 9).replace("old.example", "new.example"));
+                    }
+                }
             }
             Op::Sync { target, source_fails } => {
                 match target {
