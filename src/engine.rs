@@ -156,28 +156,42 @@ impl Engine {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
-        // The two sides are usually different servers: ask both at once.
-        let (sc, tc) = tokio::join!(src.check_calendar(scal), tgt.check_calendar(tcal));
-        sc.map_err(named(&*src, "source", &pair.source))?;
-        tc.map_err(named(&*tgt, "target", &pair.target))?;
-
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
         let stored = self.state.pair_calendars(&pair.id).await?;
         let current = (pair.source.to_string(), pair.target.to_string());
         let known = stored.as_ref() == Some(&current);
-        let prior: Prior = if known {
-            self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect()
-        } else {
-            Prior::new()
-        };
-        let pending = if known { self.state.pendings(&pair.id).await? } else { Vec::new() };
         let (token, target_token) = if opts.full || !known {
             (None, None)
         } else {
             (self.state.watermark(&pair.id, Side::A).await?, self.state.watermark(&pair.id, Side::B).await?)
         };
-        let (changes, target_changes) = tokio::join!(src.changes(scal, token.as_ref()), tgt.changes(tcal, target_token.as_ref()));
+
+        // The two sides are usually different servers: ask both at once, and read what the
+        // state knows about the pair meanwhile.
+        // A side without a watermark (first pass, resync, changed calendars) is checked to be a
+        // calendar, together with its listing; a failed check is the clearer error. A side with
+        // one was checked before, and its listing fails with the URL and status if it is gone:
+        // an unchanged calendar costs one request.
+        let source_side = async {
+            let check = async { if token.is_none() { src.check_calendar(scal).await } else { Ok(()) } };
+            let (check, changes) = tokio::join!(check, src.changes(scal, token.as_ref()));
+            check.and(changes)
+        };
+        let target_side = async {
+            let check = async { if target_token.is_none() { tgt.check_calendar(tcal).await } else { Ok(()) } };
+            let (check, changes) = tokio::join!(check, tgt.changes(tcal, target_token.as_ref()));
+            check.and(changes)
+        };
+        let recorded = async {
+            if !known {
+                return Ok((Prior::new(), Vec::new()));
+            }
+            let prior: Prior = self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect();
+            Ok::<_, StateError>((prior, self.state.pendings(&pair.id).await?))
+        };
+        let (changes, target_changes, recorded) = tokio::join!(source_side, target_side, recorded);
+        let (prior, pending) = recorded?;
         let changes = changes.map_err(named(&*src, "source", &pair.source))?;
         let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
 

@@ -279,3 +279,22 @@ async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates(
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["created"].as_u64(), v["failed"].as_u64()), (Some(0), Some(0)), "{v}");
 }
+
+#[tokio::test]
+async fn a_calendar_that_disappears_after_a_good_pass_is_reported_with_url_and_status() {
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal = source.make_calendar("alice", "calendar");
+    let tcal = target.make_calendar("alice", "calendar");
+    let dir = tempfile::tempdir().unwrap();
+    let servers = target.config_section("target", &dir.path().join("pw"));
+    let config = write_config(dir.path(), &source, &servers, &[("alice", format!("source:{scal}"), format!("target:{tcal}"))]);
+    let run = |config: std::path::PathBuf| async move { tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"])).await.unwrap() };
+    assert!(run(config.clone()).await.status.success());
+    assert!(matches!(target.delete_collection(&tcal), 200 | 204));
+    let out = run(config).await;
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let line = text.lines().find(|l| l.starts_with("pair alice: ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(&format!("{}{}", target.url().trim_end_matches('/'), tcal)) && line.contains("404"), "{line}");
+}

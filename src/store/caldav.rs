@@ -63,7 +63,8 @@ impl CaldavStore {
                 format!("{url}: refusing to send a password over plain http to a host other than loopback; use https"),
             ));
         }
-        let transport = Transport::new(credentials, settings).map_err(|e| StoreError::new(ErrorKind::Permanent, e))?;
+        let tls = base.scheme_str() == Some("https");
+        let transport = Transport::new(credentials, settings, tls).map_err(|e| StoreError::new(ErrorKind::Permanent, e))?;
         Ok(CaldavStore {
             dav: WebDavClient::new(base.clone(), transport.clone()),
             base,

@@ -137,13 +137,21 @@ struct Inner {
 pub struct Transport(Arc<Inner>);
 
 impl Transport {
-    pub fn new(credentials: Option<(&str, &SecretString)>, settings: HttpSettings) -> Result<Transport, String> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("loading the system's TLS root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+    /// `tls`: load the system's root certificates (only `https://` servers need them; reading
+    /// them costs a few milliseconds per process).
+    pub fn new(credentials: Option<(&str, &SecretString)>, settings: HttpSettings, tls: bool) -> Result<Transport, String> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = if tls {
+            builder.with_native_roots().map_err(|e| format!("loading the system's TLS root certificates: {e}"))?
+        } else {
+            let config = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            builder.with_tls_config(config)
+        };
+        let connector = builder.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);

@@ -189,6 +189,11 @@ impl DavServer {
         answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
     }
 
+    /// Deletes a collection and everything in it; returns the HTTP status.
+    pub fn delete_collection(&self, path: &str) -> u16 {
+        self.raw("DELETE", path)
+    }
+
     /// Creates a calendar (and its parent collection where the server needs one); returns its path.
     pub fn make_calendar(&self, user: &str, name: &str) -> String {
         let path = self.calendar_path(user, name);
