@@ -436,5 +436,9 @@ mod tests {
         assert!(err.to_string().contains("plain http"), "{err}");
         assert!(!err.to_string().contains("hunter2"));
         assert!(CaldavStore::new("http://127.0.0.1:5232/", Some(("u", &pw)), HttpSettings::default()).is_ok());
+        // https loads the system's roots through rustls with the ring provider.
+        let s = CaldavStore::new("https://caldav.example/dav/", Some(("u", &pw)), HttpSettings::default()).unwrap();
+        assert_eq!(s.describe(), "caldav https://caldav.example/dav/");
+        assert_eq!(s.url("/alice/calendar/"), "https://caldav.example/alice/calendar/");
     }
 }
