@@ -6,6 +6,7 @@
 //! tandem could duplicate or lose items.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -127,6 +128,9 @@ pub struct RunStatus {
 pub struct State {
     pool: SqlitePool,
     path: PathBuf,
+    /// Writers of this process take turns here, so concurrent writes of one pass never meet on
+    /// SQLite's lock (whose busy handler sleeps); other processes still queue on the busy timeout.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -158,7 +162,7 @@ impl State {
             .await
             .map_err(|e| err("opening", e.into()))?;
         MIGRATOR.run(&pool).await.map_err(|e| err("migrating", e.into()))?;
-        Ok(State { pool, path: path.to_path_buf() })
+        Ok(State { pool, path: path.to_path_buf(), writer: Arc::default() })
     }
 
     /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
@@ -178,6 +182,7 @@ impl State {
     /// Records a configured pair. If its calendars changed since the state last saw it, the old
     /// mappings and watermarks describe other calendars and are dropped.
     pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
         let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
         let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
@@ -270,6 +275,7 @@ impl State {
 
     /// Upserts and deletes many mappings in one transaction.
     pub async fn apply(&self, pair: &PairId, put: &[Mapping], delete: &[Href]) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         if put.is_empty() && delete.is_empty() {
             return Ok(());
         }
@@ -324,6 +330,7 @@ impl State {
 
     /// Notes that a create of `b_href` for `a_href` is about to be sent.
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
@@ -360,6 +367,7 @@ impl State {
 
     /// Drops pending creates that are settled (recorded, found gone, or cleaned up).
     pub async fn clear_pendings(&self, pair: &PairId, settled: &[Pending]) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         if settled.is_empty() {
             return Ok(());
         }
@@ -387,6 +395,7 @@ impl State {
     }
 
     pub async fn set_watermark(&self, pair: &PairId, side: Side, token: Option<&SyncToken>) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         let q = match token {
             Some(t) => sqlx::query(
                 "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES (?, ?, ?, ?) \
@@ -405,6 +414,7 @@ impl State {
     }
 
     pub async fn begin_run(&self, pair: &PairId, kind: RunKind) -> StateResult<String> {
+        let _turn = self.writer.lock().await;
         let id = uuid::Uuid::new_v4().to_string();
         let kind = match kind {
             RunKind::Sync => "sync",
@@ -429,6 +439,7 @@ impl State {
         counts: &RunCounts,
         error: Option<&str>,
     ) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
         let now = now_ms();
         let mut tx = self.write_tx().await.map_err(self.err("recording run"))?;
         sqlx::query(

@@ -50,6 +50,10 @@ impl Migration {
             ),
         )
         .unwrap();
+        let check = common::tandem(&config, &["check"]);
+        let text = common::text(&check);
+        assert!(check.status.success(), "{text}");
+        assert!(!text.contains(PASSWORD) && text.contains("password from"), "{text}");
         Migration { _dir: dir, config, source, target, scal, tcal }
     }
 

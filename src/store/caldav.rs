@@ -249,7 +249,7 @@ impl CalendarStore for CaldavStore {
         let rtype = doc.descendants().find(|n| n.tag_name() == names::RESOURCETYPE);
         let is_calendar = rtype.is_some_and(|r| r.descendants().any(|n| n.tag_name() == names::CALENDAR));
         if !is_calendar {
-            return Err(StoreError::new(ErrorKind::NotFound, format!("{url} is not a calendar collection")));
+            return Err(StoreError::new(ErrorKind::Permanent, format!("PROPFIND {url}: not a calendar collection")));
         }
         let reports = doc.descendants().find(|n| n.tag_name() == names::SUPPORTED_REPORT_SET);
         if let Some(reports) = reports
