@@ -168,11 +168,10 @@ impl Engine {
         };
 
         // The two sides are usually different servers: ask both at once, and read what the
-        // state knows about the pair meanwhile.
-        // A side without a watermark (first pass, resync, changed calendars) is checked to be a
-        // calendar, together with its listing; a failed check is the clearer error. A side with
-        // one was checked before, and its listing fails with the URL and status if it is gone:
-        // an unchanged calendar costs one request.
+        // state knows about the pair meanwhile. A side without a watermark (first pass, resync,
+        // changed calendars) is checked to be a calendar along with its listing, and a failed
+        // check is the clearer error; a side with one was checked before, and its listing fails
+        // with the URL and status if the calendar is gone. An unchanged calendar costs one request.
         let source_side = async {
             let check = async { if token.is_none() { src.check_calendar(scal).await } else { Ok(()) } };
             let (check, changes) = tokio::join!(check, src.changes(scal, token.as_ref()));
@@ -212,23 +211,16 @@ impl Engine {
         // Source: parse, rewrite for the target org, hash.
         // The etag is the one read with the body, when the read succeeded.
         let mut fetched_src: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
-        let src_batches: Vec<_> = stream::iter(src_fetch.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
-            .map(|batch| {
-                let src = &src;
-                async move { src.fetch(scal, &batch).await }
-            })
-            .buffer_unordered(src.parallelism().max(1))
-            .try_collect()
-            .await
-            .map_err(named(&*src, "source", &pair.source))?;
-        for batch in src_batches {
-            for (href, res) in batch {
-                let entry = match res {
-                    Ok(r) => (Some(r.etag), self.prepare(&r.data)),
-                    Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
-                };
-                fetched_src.insert(href, entry);
-            }
+        // Both sides' reads go out at once.
+        let (src_read, tgt_read) = tokio::join!(fetch_all(&*src, scal, &src_fetch), fetch_all(&*tgt, tcal, &tgt_fetch));
+        let src_read = src_read.map_err(named(&*src, "source", &pair.source))?;
+        let tgt_read = tgt_read.map_err(named(&*tgt, "target", &pair.target))?;
+        for (href, res) in src_read {
+            let entry = match res {
+                Ok(r) => (Some(r.etag), self.prepare(&r.data)),
+                Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
+            };
+            fetched_src.insert(href, entry);
         }
         for s in &mut source.items {
             if let Some((etag, content)) = fetched_src.remove(&s.href) {
@@ -247,31 +239,20 @@ impl Engine {
             .into_iter()
             .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
             .collect();
-        let tgt_batches: Vec<_> = stream::iter(tgt_fetch.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
-            .map(|batch| {
-                let tgt = &tgt;
-                async move { tgt.fetch(tcal, &batch).await }
-            })
-            .buffer_unordered(tgt.parallelism().max(1))
-            .try_collect()
-            .await
-            .map_err(named(&*tgt, "target", &pair.target))?;
-        for batch in tgt_batches {
-            for (href, res) in batch {
-                let Some(t) = target.get_mut(&href) else { continue };
-                match res {
-                    Ok(r) => {
-                        t.etag = r.etag;
-                        t.content = match Item::parse(&r.data) {
-                            Ok(item) => Content::Fetched(item.content_hash()),
-                            Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
-                        };
-                    }
-                    Err(e) if e.kind == ErrorKind::NotFound => {
-                        target.remove(&href);
-                    }
-                    Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
+        for (href, res) in tgt_read {
+            let Some(t) = target.get_mut(&href) else { continue };
+            match res {
+                Ok(r) => {
+                    t.etag = r.etag;
+                    t.content = match Item::parse(&r.data) {
+                        Ok(item) => Content::Fetched(item.content_hash()),
+                        Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
+                    };
                 }
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    target.remove(&href);
+                }
+                Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
             }
         }
 
@@ -529,6 +510,16 @@ enum Done {
     Failed { href: Href, kind: ErrorKind, reason: String },
     /// Not attempted: the pass stopped.
     NotRun,
+}
+
+/// Reads `hrefs` in multiget-sized batches, up to the store's parallelism at once.
+async fn fetch_all(store: &dyn CalendarStore, cal: &CalendarPath, hrefs: &[Href]) -> Result<Vec<store::Fetched>, StoreError> {
+    let batches: Vec<Vec<store::Fetched>> = stream::iter(hrefs.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
+        .map(|batch| async move { store.fetch(cal, &batch).await })
+        .buffer_unordered(store.parallelism().max(1))
+        .try_collect()
+        .await?;
+    Ok(batches.into_iter().flatten().collect())
 }
 
 /// The target as the planner needs it: every copy with its etag.
