@@ -298,3 +298,102 @@ async fn a_calendar_that_disappears_after_a_good_pass_is_reported_with_url_and_s
     let line = text.lines().find(|l| l.starts_with("pair alice: ")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains(&format!("{}{}", target.url().trim_end_matches('/'), tcal)) && line.contains("404"), "{line}");
 }
+
+#[tokio::test]
+async fn a_put_answered_without_an_etag_is_followed_by_reading_the_etag() {
+    let mock = Mock::start(|req, _| match req.method.as_str() {
+        "PUT" => Answer::new(201, ""),
+        _ => Answer::new(
+            207,
+            "<?xml version=\"1.0\"?><d:multistatus xmlns:d=\"DAV:\"><d:response><d:href>/u/cal/x.ics</d:href>\
+             <d:propstat><d:prop><d:getetag>\"rewritten\"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response></d:multistatus>",
+        ),
+    })
+    .await;
+    let v = store(&mock).create(&cal(), "x.ics", &common::event("x", "x", None)).await.unwrap();
+    assert_eq!(v.etag.as_str(), "\"rewritten\"");
+    let seen = mock.requests();
+    assert_eq!(seen.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["PUT", "PROPFIND"]);
+    assert!(seen[0].headers.to_ascii_lowercase().contains("if-none-match: *"), "{}", seen[0].headers);
+}
+
+#[tokio::test]
+async fn requests_per_second_and_max_concurrency_hold_per_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // The responder cannot see overlap itself (it answers at once), so a slow answer is simulated
+    // by holding each connection open: count how many are open at the same time.
+    let open = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    {
+        let (open, most) = (open.clone(), most.clone());
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (open, most) = (open.clone(), most.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let body = "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n";
+                    let _ = sock
+                        .write_all(format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                        .await;
+                });
+            }
+        });
+    }
+    let settings = HttpSettings { max_concurrency: 2, ..quick() };
+    let s = Arc::new(CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, settings).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let s = s.clone();
+        tasks.spawn(async move { s.delete(&tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(), &tandem::types::Etag::new("\"1\"")).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap_err().kind, ErrorKind::NotFound);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "at most max_concurrency requests in flight, and that many used");
+    assert_eq!(s.counts().unwrap().requests, 30);
+
+    // The rate: 12 requests at 4 per second (a burst of 4, then one every 250 ms) take 2 s.
+    let mock = Mock::start(|_, _| Answer::new(404, "")).await;
+    let settings = HttpSettings { max_concurrency: 8, requests_per_second: Some(4), ..quick() };
+    let s = Arc::new(CaldavStore::new(&mock.url(), None, settings).unwrap());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let s = s.clone();
+        tasks.spawn(async move { s.delete(&tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(), &tandem::types::Etag::new("\"1\"")).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert_eq!(mock.requests().len(), 12);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_is_retried() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(sock); // read nothing, answer nothing
+        }
+    });
+    let settings = HttpSettings { timeout: Duration::from_millis(200), ..quick() };
+    let s = CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, settings).unwrap();
+    let e = s.changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.to_string().contains("no answer within 200ms"), "{e}");
+    assert_eq!(s.counts().unwrap().requests, 4);
+}
