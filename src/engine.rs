@@ -353,6 +353,7 @@ impl Engine {
         match Item::parse(data) {
             Ok(mut item) => {
                 item.rewrite(&self.rewriter);
+                item.mark_client_scheduled();
                 Content::Fetched(Arc::new(Prepared::new(item)))
             }
             Err(e) => Content::Broken(ErrorKind::InvalidData, format!("invalid iCalendar data: {e}")),

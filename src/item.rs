@@ -23,6 +23,9 @@ const HASH_IGNORED_CALENDAR_PROPS: &[&str] = &["PRODID"];
 const ADDRESS_PROPS: &[&str] = &["ORGANIZER", "ATTENDEE"];
 /// Parameters whose values are calendar addresses.
 const ADDRESS_PARAMS: &[&str] = &["SENT-BY", "DELEGATED-TO", "DELEGATED-FROM"];
+/// Scheduling parameters that tandem sets on copies (SCHEDULE-AGENT) or servers add after
+/// delivering (SCHEDULE-STATUS, RFC 6638 §7.3): not content.
+const HASH_IGNORED_PARAMS: &[&str] = &["SCHEDULE-AGENT", "SCHEDULE-STATUS"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemKind {
@@ -213,6 +216,18 @@ impl Item {
             }
         });
         changed
+    }
+
+    /// Sets `SCHEDULE-AGENT=CLIENT` on every ORGANIZER and ATTENDEE (RFC 6638 §7.1), so a
+    /// scheduling server that receives the copy does not send invitations again.
+    pub fn mark_client_scheduled(&mut self) {
+        for_each_props_mut(&mut self.cal, &mut |props| {
+            for p in props.iter_mut().filter(|p| ADDRESS_PROPS.contains(&p.name.as_str())) {
+                let params = p.params.get_or_insert_with(Vec::new);
+                params.retain(|(n, _)| !n.eq_ignore_ascii_case("SCHEDULE-AGENT"));
+                params.push(("SCHEDULE-AGENT".to_string(), vec!["CLIENT".to_string()]));
+            }
+        });
     }
 
     /// The item as iCalendar text: CRLF line ends, lines folded at 75 octets, parameter values
@@ -406,7 +421,8 @@ fn canonical_component(name: &str, props: &[Property], ignored: &[&str], mut sub
 fn canonical_property(p: &Property) -> String {
     let mut s = p.name.clone();
     if let Some(params) = &p.params {
-        let mut params: Vec<&(String, Vec<String>)> = params.iter().collect();
+        let mut params: Vec<&(String, Vec<String>)> =
+            params.iter().filter(|(n, _)| !HASH_IGNORED_PARAMS.iter().any(|i| n.eq_ignore_ascii_case(i))).collect();
         params.sort_unstable();
         for (name, values) in params {
             s.push(';');
@@ -558,6 +574,22 @@ fn fold_point(s: &str, limit: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_are_marked_client_scheduled_and_that_is_not_content() {
+        let plain = Item::parse(MEETING).unwrap();
+        let mut marked = plain.clone();
+        marked.mark_client_scheduled();
+        let text = marked.to_ics();
+        assert!(text.contains("ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@old.example\r\n"), "{text}");
+        assert_eq!(text.matches("SCHEDULE-AGENT=CLIENT").count(), 3, "organizer and two attendees: {text}");
+        let again = Item::parse(&text).unwrap();
+        assert_eq!(again.content_hash(), plain.content_hash());
+        let status = MEETING.replace("ATTENDEE;CN=Bob;", "ATTENDEE;SCHEDULE-STATUS=1.2;CN=Bob;");
+        assert_eq!(Item::parse(&status).unwrap().content_hash(), plain.content_hash());
+        marked.mark_client_scheduled();
+        assert_eq!(marked.to_ics().matches("SCHEDULE-AGENT").count(), 3, "marking twice adds nothing");
+    }
 
     #[test]
     fn recurrence_rule_part_order_is_not_content() {

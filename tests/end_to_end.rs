@@ -34,7 +34,8 @@ fn first_sync_copies_and_rewrites_then_nothing_is_left() {
     let alice = Setup::files(&s.target("alice"));
     assert_eq!(alice.len(), 3, "{alice:?}");
     let meeting = &alice["m1.ics"];
-    assert!(meeting.contains("ORGANIZER;CN=\"Doe, Jane\":mailto:jane@new.example\r\n"), "{meeting}");
+    assert!(meeting.contains("ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@new.example\r\n"), "{meeting}");
+    assert!(meeting.contains("ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-AGENT=CLIENT:mailto:bob@new.example"), "{meeting}");
     assert!(meeting.contains("mailto:bob@new.example"), "{meeting}");
     assert!(!meeting.contains("old.example"), "{meeting}");
 
