@@ -4,7 +4,7 @@
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
 //! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, PairConfig};
 use crate::error::{ErrorKind, StoreError};
+use crate::identity::IdentityKey;
 use crate::item::{Item, Rewriter};
 use crate::report::{PairReport, PlannedAction};
 use crate::state::{Mapping, Outcome, Pending, RunCounts, RunKind, Side, State, StateError};
@@ -184,13 +185,13 @@ impl Engine {
         };
         let recorded = async {
             if !known {
-                return Ok((Prior::new(), Vec::new()));
+                return Ok((Prior::new(), Vec::new(), HashMap::new()));
             }
             let prior: Prior = self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect();
-            Ok::<_, StateError>((prior, self.state.pendings(&pair.id).await?))
+            Ok::<_, StateError>((prior, self.state.pendings(&pair.id).await?, self.state.target_index(&pair.id).await?))
         };
         let (changes, target_changes, recorded) = tokio::join!(source_side, target_side, recorded);
-        let (prior, pending) = recorded?;
+        let (prior, pending, mut index) = recorded?;
         let changes = changes.map_err(named(&*src, "source", &pair.source))?;
         let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
 
@@ -205,7 +206,20 @@ impl Engine {
             complete: changes.complete,
         };
         let target_etags = target_view(&prior, target_changes.changed, &target_changes.deleted, target_changes.complete);
-        let (src_fetch, tgt_fetch) = sync::fetch_lists(&source, &target_etags, &prior, opts.full);
+        let (src_fetch, mut tgt_fetch) = sync::fetch_lists(&source, &target_etags, &prior, opts.full);
+        // Target items that are not copies of ours are read once per etag, for their identity.
+        let mapped: HashSet<&Href> = prior.values().map(|m| &m.b_href).collect();
+        let mut gone: Vec<Href> = index
+            .keys()
+            .filter(|h| mapped.contains(h) || if target_changes.complete { !target_etags.contains_key(*h) } else { target_changes.deleted.contains(h) })
+            .cloned()
+            .collect();
+        let to_index: HashSet<Href> = target_etags
+            .iter()
+            .filter(|(h, e)| !mapped.contains(h) && index.get(*h).is_none_or(|(known, _)| known != *e))
+            .map(|(h, _)| h.clone())
+            .collect();
+        tgt_fetch.extend(to_index.iter().filter(|h| !tgt_fetch.contains(h)).cloned().collect::<Vec<_>>());
         debug!(source = src_fetch.len(), target = tgt_fetch.len(), "reading changed items");
 
         // Source: parse, rewrite for the target org, hash.
@@ -239,20 +253,41 @@ impl Engine {
             .into_iter()
             .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
             .collect();
+        let mut indexed: Vec<(Href, Etag, Option<IdentityKey>)> = Vec::new();
         for (href, res) in tgt_read {
             let Some(t) = target.get_mut(&href) else { continue };
             match res {
                 Ok(r) => {
+                    let parsed = Item::parse(&r.data);
+                    if to_index.contains(&href) {
+                        indexed.push((href.clone(), r.etag.clone(), parsed.as_ref().ok().map(Item::identity)));
+                    }
                     t.etag = r.etag;
-                    t.content = match Item::parse(&r.data) {
+                    t.content = match parsed {
                         Ok(item) => Content::Fetched(item.content_hash()),
                         Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
                     };
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     target.remove(&href);
+                    gone.push(href);
                 }
                 Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
+            }
+        }
+        for h in &gone {
+            index.remove(h);
+        }
+        for (h, e, i) in &indexed {
+            index.insert(h.clone(), (e.clone(), i.clone()));
+        }
+        // Candidates for adoption: unmapped target items by identity.
+        let mut adoptable: HashMap<IdentityKey, Vec<(Href, Etag)>> = HashMap::new();
+        for (href, (etag, identity)) in &index {
+            if let Some(identity) = identity
+                && !mapped.contains(href)
+            {
+                adoptable.entry(identity.clone()).or_default().push((href.clone(), etag.clone()));
             }
         }
 
@@ -268,6 +303,8 @@ impl Engine {
             return Ok(());
         }
 
+        self.state.update_target_index(&pair.id, &indexed, &gone).await?;
+
         let mut bookkeeping: Vec<Mapping> = Vec::new();
         let mut forget: Vec<Href> = Vec::new();
         let mut settled: Vec<Pending> = Vec::new();
@@ -281,8 +318,13 @@ impl Engine {
                 Action::Skip { source_href, kind, reason } => {
                     report.fail_item(&source_href, kind, format!("source item skipped: {reason}"));
                 }
-                a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => removals.push(a),
-                a @ (Action::Create { .. } | Action::Update { .. }) => writes.push(a),
+                a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => removals.push(Write::Plain(a)),
+                Action::Create { source_href, source_etag, item } => {
+                    // One candidate per create, claimed here so parallel creates never share one.
+                    let adopt = adoptable.get_mut(&item.identity).and_then(Vec::pop);
+                    writes.push(Write::Create { source_href, source_etag, item, adopt });
+                }
+                a @ Action::Update { .. } => writes.push(Write::Plain(a)),
             }
         }
         // Removals first, so a create that reuses a name (a source item moved to a new href)
@@ -361,7 +403,22 @@ impl Engine {
     }
 
     /// Performs one remote write and records its mapping right after it succeeded.
-    async fn execute(&self, pair: &PairConfig, tgt: &dyn CalendarStore, tcal: &CalendarPath, action: Action) -> Result<Done, StateError> {
+    async fn execute(&self, pair: &PairConfig, tgt: &dyn CalendarStore, tcal: &CalendarPath, write: Write) -> Result<Done, StateError> {
+        let action = match write {
+            Write::Create { source_href, source_etag, item, adopt } => {
+                let adopted = match adopt {
+                    Some((href, etag)) => self.adopt(tgt, tcal, &source_href, &source_etag, &item, &href, &etag).await,
+                    None => Ok(None),
+                };
+                let written = match adopted {
+                    Ok(Some(done)) => Ok(done),
+                    Ok(None) => self.create(pair, tgt, tcal, &source_href, &source_etag, &item).await?,
+                    Err(e) => Err(e),
+                };
+                return self.record(pair, written, source_href).await;
+            }
+            Write::Plain(a) => a,
+        };
         let written = match action {
             Action::Create { source_href, source_etag, item } => {
                 (self.create(pair, tgt, tcal, &source_href, &source_etag, &item).await?, source_href)
@@ -391,15 +448,56 @@ impl Engine {
             }
             other => unreachable!("not a remote write: {other:?}"),
         };
+        self.record(pair, written.0, written.1).await
+    }
+
+    /// Records the mapping of a successful write right away, or reports the failure.
+    async fn record(&self, pair: &PairConfig, written: Result<(Mapping, Written), StoreError>, source_href: Href) -> Result<Done, StateError> {
         match written {
-            (Ok((mapping, how)), _) => {
+            Ok((mapping, how)) => {
                 self.state.put_mapping(&pair.id, &mapping).await?;
                 Ok(Done::Written(how))
             }
-            (Err(e), source_href) => {
-                Ok(Done::Failed { href: source_href, kind: e.kind, reason: format!("write to target failed ({}): {e}", e.kind) })
-            }
+            Err(e) => Ok(Done::Failed { href: source_href, kind: e.kind, reason: format!("write to target failed ({}): {e}", e.kind) }),
         }
+    }
+
+    /// Takes over a target item that is the same meeting (a repair assistant's copy, one made by
+    /// hand, or one left by a crashed run): updates it with `If-Match` if its content differs,
+    /// keeping its UID spelling. `None` if it is gone or no longer the same meeting.
+    #[allow(clippy::too_many_arguments)]
+    async fn adopt(
+        &self,
+        tgt: &dyn CalendarStore,
+        tcal: &CalendarPath,
+        source_href: &Href,
+        source_etag: &Etag,
+        item: &Prepared,
+        href: &Href,
+        etag: &Etag,
+    ) -> Result<Option<(Mapping, Written)>, StoreError> {
+        let Some(now) = read_one(tgt, tcal, href).await? else { return Ok(None) };
+        let Ok(there) = Item::parse(&now.data) else { return Ok(None) };
+        if there.identity() != item.identity {
+            return Ok(None);
+        }
+        debug!(href = %href, was = %etag, "adopting the target's copy of this meeting");
+        let etag = if there.content_hash() == item.hash {
+            now.etag
+        } else {
+            let mut ours = item.item.clone();
+            ours.set_uid(there.uid());
+            tgt.update(href, &now.etag, &ours.to_ics()).await?
+        };
+        let mapping = Mapping {
+            a_href: source_href.clone(),
+            a_etag: source_etag.clone(),
+            b_href: href.clone(),
+            b_etag: etag,
+            identity: item.identity.clone(),
+            hash: item.hash,
+        };
+        Ok(Some((mapping, Written::Adopted)))
     }
 
     /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
@@ -500,6 +598,12 @@ impl Engine {
         // One-way: the source is the truth; overwrite only the version just read.
         Ok(tgt.update(target_href, &now.etag, &text).await.map(|etag| (mapping(etag), Written::Updated)))
     }
+}
+
+/// A remote write to run; a create may carry a target item to adopt instead.
+enum Write {
+    Create { source_href: Href, source_etag: Etag, item: Arc<Prepared>, adopt: Option<(Href, Etag)> },
+    Plain(Action),
 }
 
 /// What one remote write came to, for the report.

@@ -218,6 +218,17 @@ impl Item {
         changed
     }
 
+    /// Spells the UID as `uid` in every component (adopting a copy whose server refuses a UID
+    /// change; the clean UID, and so the identity, stays the same).
+    pub fn set_uid(&mut self, uid: &str) {
+        for_each_props_mut(&mut self.cal, &mut |props| {
+            for p in props.iter_mut().filter(|p| p.name == "UID") {
+                p.value = Some(uid.to_string());
+            }
+        });
+        self.uid = uid.to_string();
+    }
+
     /// Sets `SCHEDULE-AGENT=CLIENT` on every ORGANIZER and ATTENDEE (RFC 6638 §7.1), so a
     /// scheduling server that receives the copy does not send invitations again.
     pub fn mark_client_scheduled(&mut self) {
@@ -440,6 +451,9 @@ fn canonical_property(p: &Property) -> String {
     if let Some(v) = &p.value {
         if RECUR_PROPS.contains(&p.name.as_str()) {
             push_recur(&mut s, v);
+        } else if p.name == "UID" {
+            // Spellings of one meeting's UID (GOID with an instance date, wrapped) are one.
+            s.push_str(&crate::identity::clean_uid(v));
         } else {
             push_address_aware(&mut s, v, ADDRESS_PROPS.contains(&p.name.as_str()));
         }

@@ -5,6 +5,7 @@
 //! PostgreSQL store can replace it later. Errors here are fatal for a run: without its state,
 //! tandem could duplicate or lose items.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::str::FromStr;
@@ -198,6 +199,7 @@ impl State {
                     "DELETE FROM mappings WHERE pair_id = ?",
                     "DELETE FROM pending_creates WHERE pair_id = ?",
                     "DELETE FROM watermarks WHERE pair_id = ?",
+                    "DELETE FROM target_items WHERE pair_id = ?",
                 ] {
                     sqlx::query(sql).bind(pair.id.as_str()).execute(&mut *tx).await.map_err(self.err("resetting pair"))?;
                 }
@@ -382,6 +384,67 @@ impl State {
                 .map_err(self.err("clearing pending creates"))?;
         }
         tx.commit().await.map_err(self.err("clearing pending creates"))
+    }
+
+    /// Target items read before, by href: the etag they were read at and their identity
+    /// (`None` if they could not be parsed).
+    pub async fn target_index(&self, pair: &PairId) -> StateResult<HashMap<Href, (Etag, Option<IdentityKey>)>> {
+        let rows = sqlx::query("SELECT href, etag, identity_organizer, identity_uid FROM target_items WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading target index"))?;
+        rows.into_iter()
+            .map(|r| {
+                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| StateError {
+                    path: self.path.display().to_string(),
+                    what: "reading target index",
+                    source: e.into(),
+                })?;
+                let uid: &str = r.get(3);
+                let identity = (!uid.is_empty()).then(|| IdentityKey::new(Some(r.get::<&str, _>(2)), uid));
+                Ok((href, (Etag::new(r.get::<&str, _>(1)), identity)))
+            })
+            .collect()
+    }
+
+    /// Records what was read of target items (`identity` `None`: unparseable) and forgets the
+    /// ones that are gone, in one transaction.
+    pub async fn update_target_index(
+        &self,
+        pair: &PairId,
+        read: &[(Href, Etag, Option<IdentityKey>)],
+        gone: &[Href],
+    ) -> StateResult<()> {
+        if read.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.writer.lock().await;
+        let mut tx = self.write_tx().await.map_err(self.err("updating target index"))?;
+        for href in gone {
+            sqlx::query("DELETE FROM target_items WHERE pair_id = ? AND href = ?")
+                .bind(pair.as_str())
+                .bind(href.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("updating target index"))?;
+        }
+        for (href, etag, identity) in read {
+            sqlx::query(
+                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
+                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid",
+            )
+            .bind(pair.as_str())
+            .bind(href.as_str())
+            .bind(etag.as_str())
+            .bind(identity.as_ref().map_or("", |i| i.organizer_str()))
+            .bind(identity.as_ref().map_or("", |i| i.uid.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("updating target index"))?;
+        }
+        tx.commit().await.map_err(self.err("updating target index"))
     }
 
     pub async fn watermark(&self, pair: &PairId, side: Side) -> StateResult<Option<SyncToken>> {

@@ -1,0 +1,102 @@
+//! Adopt, never duplicate: copies of a meeting already in the target (a repair assistant's, one
+//! under Exchange's GOID spelling of the UID, one with the organizer already in the new org) are
+//! taken over, on real Radicale servers.
+
+mod common;
+
+use common::dav::{DavServer, PASSWORD};
+use tandem::identity::wrap_uid;
+use tandem::item::{Item, Rewriter};
+use tandem::store::CalendarStore;
+use tandem::types::CalendarPath;
+
+const GOOGLE_UID: &str = "qa87q2t552detf773508pdrchc@google.com";
+
+fn meeting(uid: &str, organizer: &str, summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n\
+         DTSTART:20261201T100000Z\r\nDTEND:20261201T110000Z\r\nSUMMARY:{summary}\r\n\
+         ORGANIZER;CN=\"Doe, Jane\":mailto:jane@{organizer}\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@{organizer}\r\n\
+         END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn sync(config: &std::path::Path) -> serde_json::Value {
+    let out = common::tandem(config, &["sync", "--json"]);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(PASSWORD));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test]
+async fn existing_copies_of_a_meeting_are_adopted_not_duplicated() {
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let (src, tgt) = (source.store(), target.store());
+
+    // Source: a Google meeting, a plain meeting, and one with no copy anywhere yet.
+    src.create(&scal, "google.ics", &meeting(GOOGLE_UID, "old.example", "Roadmap")).await.unwrap();
+    src.create(&scal, "plain.ics", &meeting("plain-1@old.example", "old.example", "Budget")).await.unwrap();
+    src.create(&scal, "new.ics", &meeting("new-1@old.example", "old.example", "Hiring")).await.unwrap();
+    // Target: Exchange's repair assistant made the Google meeting under its GOID spelling (for one
+    // instance date), stale; and the plain one under another name, organizer already moved.
+    let goid = wrap_uid(GOOGLE_UID, Some((2026, 12, 1)));
+    tgt.create(&tcal, "CRA-0001.ics", &meeting(&goid, "new.example", "Roadmap (old title)")).await.unwrap();
+    tgt.create(&tcal, "by-hand.ics", &meeting("plain-1@old.example", "new.example", "Budget")).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[rewrite]\ndomains = {{ \"old.example\" = \"new.example\" }}\n\n\
+             [[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
+            dir.path().join("state.db").display(),
+            source.config_section("source", &pw),
+            target.config_section("target", &pw),
+        ),
+    )
+    .unwrap();
+
+    let first = sync(&config);
+    assert_eq!((first["created"].as_u64(), first["adopted"].as_u64(), first["failed"].as_u64()), (Some(1), Some(2), Some(0)), "{first}");
+
+    // Exactly one copy of each meeting, each equal to the rewritten source; spellings kept.
+    let listed = tgt.list(&tcal).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let hrefs: Vec<_> = listed.iter().map(|v| v.href.clone()).collect();
+    let rw = Rewriter::new([("old.example".to_string(), "new.example".to_string())], Vec::new());
+    let mut by_identity = std::collections::BTreeMap::new();
+    for (href, got) in tgt.fetch(&tcal, &hrefs).await.unwrap() {
+        let item = Item::parse(&got.unwrap().data).unwrap();
+        assert!(by_identity.insert(item.identity(), (href.file_name().to_string(), item)).is_none(), "duplicate");
+    }
+    let srcs: Vec<_> = src.list(&scal).await.unwrap().into_iter().map(|v| v.href).collect();
+    for (_, got) in src.fetch(&scal, &srcs).await.unwrap() {
+        let mut want = Item::parse(&got.unwrap().data).unwrap();
+        want.rewrite(&rw);
+        let (name, have) = &by_identity[&want.identity()];
+        assert_eq!(have.content_hash(), want.content_hash(), "{name} differs from its source");
+        match want.uid() {
+            GOOGLE_UID => {
+                assert_eq!(name, "CRA-0001.ics");
+                assert_eq!(have.uid(), goid, "the adopted copy keeps its GOID spelling");
+                assert_eq!(have.summary(), Some("Roadmap"), "the stale copy was updated");
+            }
+            "plain-1@old.example" => assert_eq!(name, "by-hand.ics"),
+            _ => {}
+        }
+    }
+
+    // The identities read are remembered: the next pass reads nothing and changes nothing.
+    let second = sync(&config);
+    for what in ["created", "updated", "deleted", "adopted", "failed"] {
+        assert_eq!(second[what].as_u64(), Some(0), "{what}: {second}");
+    }
+    assert_eq!(second["servers"]["target"]["requests"].as_u64(), Some(1), "{second}");
+}
