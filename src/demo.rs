@@ -23,6 +23,8 @@ const USERS: &[(&str, &str)] = &[
     ("frank", "Frank Fox"),
 ];
 const MARKER: &str = ".tandem-demo";
+/// The repair assistant's copy of one of bob's meetings, already in the new org.
+const REPAIR_COPY: &str = "CRA-0001.ics";
 
 pub struct DemoStats {
     pub users: usize,
@@ -52,6 +54,18 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
         std::fs::write(dir.join("old-org").join(user).join(name), body).map_err(io)?;
         items += 1;
     }
+    // Exchange's repair assistant got to one of bob's meetings first: a stale copy under the
+    // meeting's GOID spelling, addresses already in the new org. tandem must adopt it.
+    let (_, name, body) = calendars
+        .iter()
+        .find(|(u, n, _)| u == "bob" && n.starts_with("demo-meeting-"))
+        .expect("bob has meetings");
+    let uid = name.trim_end_matches(".ics");
+    let copy = body
+        .replace(&format!("UID:{uid}"), &format!("UID:{}", crate::identity::wrap_uid(uid, None)))
+        .replace("@old.example", "@new.example")
+        .replace("SUMMARY:", "SUMMARY:(copy) ");
+    std::fs::write(dir.join("new-org/bob").join(REPAIR_COPY), copy).map_err(io)?;
     let mut toml = String::from(
         "# Written by `tandem demo`: two vdir orgs, one pair per user.\n\
          [state]\nurl = \"sqlite://tandem.db\"\n\n\
@@ -76,13 +90,20 @@ pub(crate) async fn run(dir: &Path) -> Result<u8, crate::cli::Failure> {
         stats.items,
         dir.display()
     );
-    println!("  new org (new.example): empty calendars in {}/new-org/<user>/", dir.display());
+    println!(
+        "  new org (new.example): empty calendars in {}/new-org/<user>/, except a stale copy of one of\n  \
+         bob's meetings that Exchange's repair assistant made ({REPAIR_COPY}, UID in GOID form)",
+        dir.display()
+    );
     let config = Config::load(&dir.join("tandem.toml"))?;
     let state = State::open(&config.state.path).await?;
     let engine = Arc::new(Engine::new(&config, state.clone()));
     let parallel = config.agents.count.max(1);
 
-    println!("\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example");
+    println!(
+        "\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example;\n\
+         bob's repair-assistant copy is adopted and brought up to date, not duplicated"
+    );
     let first = Summary::new(crate::cli::run_pairs(&engine, config.pairs.clone(), PassOptions::default(), parallel).await?);
     print!("{}", first.render_text());
 
@@ -94,9 +115,10 @@ pub(crate) async fn run(dir: &Path) -> Result<u8, crate::cli::Failure> {
     let sample = dir.join("new-org/bob/demo-standup-alice@old.example.ics");
     println!("\nlook around:");
     println!("  a meeting alice organises, in bob's new calendar: {}", sample.display());
+    println!("  the adopted repair-assistant copy:              {}", dir.join("new-org/bob").join(REPAIR_COPY).display());
     println!("  the config: {}", dir.join("tandem.toml").display());
     println!("  status:     cargo run --release -- -c {} status", dir.join("tandem.toml").display());
-    let ok = first.ok && second.ok && second.created + second.updated + second.deleted == 0;
+    let ok = first.ok && second.ok && first.adopted == 1 && second.created + second.updated + second.deleted == 0;
     Ok(if ok { EXIT_OK } else { EXIT_PARTIAL })
 }
 
