@@ -77,6 +77,16 @@ enum Command {
         #[arg(long)]
         force_delete: bool,
     },
+    /// Delete duplicate copies of a meeting in one pair's target calendar (same identity key).
+    Dedupe {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: String,
+        /// Report the groups, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Per pair: last pass, outcome, items, errors.
     Status {
         #[arg(long)]
@@ -168,6 +178,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             sync(&config, &[pair], opts, json).await
         }
         Command::Status { json } => status(&cli.config, json).await,
+        Command::Dedupe { pair, dry_run, json } => dedupe(&cli.config, &pair, dry_run, json).await,
     }
 }
 
@@ -281,6 +292,35 @@ async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) ->
         print!("{}", summary.render_text());
     }
     Ok(if summary.ok { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+async fn dedupe(config: &std::path::Path, id: &str, dry_run: bool, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(config)?;
+    let pair = config.pair(id).ok_or_else(|| usage(format!("{}: pairs: no pair with id {id:?}", config.file.display())))?.clone();
+    let state = State::open(&config.state.path).await?;
+    let engine = Engine::new(&config, state.clone());
+    let report = engine.dedupe(&pair, dry_run).await?;
+    state.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    } else {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        for g in &report.groups {
+            println!("pair {}: {}: kept {}; {verb} {}", report.pair, g.identity, g.kept.join(", "), g.deleted.join(", "));
+            for f in &g.failed {
+                println!("pair {}: {}: delete failed: {f}", report.pair, g.identity);
+            }
+        }
+        for s in &report.skipped {
+            println!("pair {}: skipped {s}", report.pair);
+        }
+        if let Some(e) = &report.error {
+            println!("pair {}: {e}", report.pair);
+        }
+        let copies: usize = report.groups.iter().map(|g| g.deleted.len()).sum();
+        println!("{} duplicate group(s), {copies} copy(ies) {verb}{}", report.groups.len(), if dry_run { " (dry run)" } else { "" });
+    }
+    Ok(if report.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }
 
 /// Runs the pairs with at most `parallel` at once; reports come back in the order given.

@@ -102,6 +102,84 @@ impl Engine {
         }
     }
 
+    /// `tandem dedupe`: finds target items of `pair` that are the same meeting (one identity key),
+    /// keeps the mapped copy (else the highest SEQUENCE, then the latest LAST-MODIFIED) and
+    /// deletes the others with `If-Match`. Reads the whole target calendar; trusts no index.
+    pub async fn dedupe(&self, pair: &PairConfig, dry_run: bool) -> Result<DedupeReport, StateError> {
+        let mut report = DedupeReport { pair: pair.id.to_string(), dry_run, ..Default::default() };
+        let tgt = match self.store(&pair.target.server) {
+            Ok(t) => t,
+            Err(PassError::Pair(_, e)) => {
+                report.error = Some(e);
+                return Ok(report);
+            }
+            Err(PassError::State(e)) => return Err(e),
+        };
+        let tcal = &pair.target.path;
+        let read = async {
+            tgt.check_calendar(tcal).await?;
+            let hrefs: Vec<Href> = tgt.list(tcal).await?.into_iter().map(|v| v.href).collect();
+            fetch_all(&*tgt, tcal, &hrefs).await
+        };
+        let items = match read.await {
+            Ok(items) => items,
+            Err(e) => {
+                report.error = Some(format!("target calendar {} ({}): {e}", pair.target, tgt.describe()));
+                return Ok(report);
+            }
+        };
+        let known = self.state.pair_calendars(&pair.id).await?.is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
+        let mapped: HashSet<Href> =
+            if known { self.state.mappings(&pair.id).await?.into_iter().map(|m| m.b_href).collect() } else { HashSet::new() };
+        let mut groups: BTreeMap<IdentityKey, Vec<(Href, Etag, i64, Option<String>)>> = BTreeMap::new();
+        for (href, got) in items {
+            match got {
+                Ok(r) => match Item::parse(&r.data) {
+                    Ok(item) => groups.entry(item.identity()).or_default().push((
+                        href,
+                        r.etag,
+                        item.sequence(),
+                        item.last_modified().map(str::to_string),
+                    )),
+                    Err(e) => report.skipped.push(format!("{href}: not readable as iCalendar ({e})")),
+                },
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => report.skipped.push(format!("{href}: {e}")),
+            }
+        }
+        let mut gone = Vec::new();
+        for (identity, mut copies) in groups.into_iter().filter(|(_, c)| c.len() > 1) {
+            // Mapped copies first, then the highest SEQUENCE, then the latest LAST-MODIFIED.
+            copies.sort_by(|a, b| {
+                (mapped.contains(&b.0), b.2, &b.3).cmp(&(mapped.contains(&a.0), a.2, &a.3)).then_with(|| a.0.cmp(&b.0))
+            });
+            let mut group = DedupeGroup { identity: identity.to_string(), ..Default::default() };
+            for (i, (href, etag, ..)) in copies.into_iter().enumerate() {
+                // The first is kept; so is any other mapped copy (deleting it would only bring it back).
+                if i == 0 || mapped.contains(&href) {
+                    group.kept.push(href.to_string());
+                    continue;
+                }
+                if dry_run {
+                    group.deleted.push(href.to_string());
+                    continue;
+                }
+                match tgt.delete(&href, &etag).await {
+                    Ok(()) => {
+                        group.deleted.push(href.to_string());
+                        gone.push(href);
+                    }
+                    Err(e) => group.failed.push(format!("{href}: {e}")),
+                }
+            }
+            report.groups.push(group);
+        }
+        if known && !gone.is_empty() {
+            self.state.update_target_index(&pair.id, &[], &gone).await?;
+        }
+        Ok(report)
+    }
+
     /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
     #[tracing::instrument(skip_all, fields(pair = %pair.id))]
     pub async fn sync_pair(&self, pair: &PairConfig, opts: PassOptions) -> Result<PairReport, StateError> {
@@ -597,6 +675,34 @@ impl Engine {
         }
         // One-way: the source is the truth; overwrite only the version just read.
         Ok(tgt.update(target_href, &now.etag, &text).await.map(|etag| (mapping(etag), Written::Updated)))
+    }
+}
+
+/// What `dedupe` found in one pair's target calendar.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DedupeReport {
+    pub pair: String,
+    pub dry_run: bool,
+    /// Identities with more than one copy.
+    pub groups: Vec<DedupeGroup>,
+    /// Items that could not be read or parsed (left alone).
+    pub skipped: Vec<String>,
+    /// Why the pair could not be deduplicated at all.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DedupeGroup {
+    pub identity: String,
+    pub kept: Vec<String>,
+    /// Deleted (or, in a dry run, to be deleted).
+    pub deleted: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl DedupeReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.groups.iter().all(|g| g.failed.is_empty())
     }
 }
 

@@ -177,6 +177,22 @@ impl Item {
             .or_else(|| comps.iter().find_map(|p| prop_value(p, "ORGANIZER")))
     }
 
+    /// The master's SEQUENCE (0 when absent or unreadable).
+    pub fn sequence(&self) -> i64 {
+        self.master_value("SEQUENCE").and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// The master's LAST-MODIFIED as written (UTC `YYYYMMDDTHHMMSSZ` sorts by time).
+    pub fn last_modified(&self) -> Option<&str> {
+        self.master_value("LAST-MODIFIED")
+    }
+
+    fn master_value(&self, name: &str) -> Option<&str> {
+        let comps: Vec<_> = item_components(&self.cal).map(|(_, p)| p).collect();
+        let master = comps.iter().find(|p| prop_value(p, "RECURRENCE-ID").is_none()).or(comps.first())?;
+        prop_value(master, name)
+    }
+
     pub fn identity(&self) -> IdentityKey {
         IdentityKey::new(self.organizer(), &self.uid)
     }
