@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, PairConfig};
+use crate::config::{Config, Extras, PairConfig};
 use crate::error::{ErrorKind, StoreError};
 use crate::identity::IdentityKey;
 use crate::item::{Item, Rewriter};
@@ -37,6 +37,7 @@ pub struct Engine {
     /// Stores by server name; a server that cannot be opened fails the pairs that use it.
     stores: BTreeMap<String, Result<Arc<dyn CalendarStore>, String>>,
     rewriter: Arc<Rewriter>,
+    extras: Extras,
 }
 
 /// Why a pass of a pair stopped early.
@@ -78,12 +79,17 @@ impl Engine {
             .iter()
             .map(|(name, server)| (name.clone(), store::open(server).map_err(|e| e.to_string())))
             .collect();
-        Engine { state, stores, rewriter: Arc::new(config.rewrite.rewriter()) }
+        Engine { state, stores, rewriter: Arc::new(config.rewrite.rewriter()), extras: config.sync.extras }
     }
 
     /// An engine over given stores (tests, benches, the demo).
     pub fn with_stores(state: State, stores: BTreeMap<String, Arc<dyn CalendarStore>>, rewriter: Rewriter) -> Engine {
-        Engine { state, stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(), rewriter: Arc::new(rewriter) }
+        Engine {
+            state,
+            stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
+            rewriter: Arc::new(rewriter),
+            extras: Extras::Keep,
+        }
     }
 
     /// HTTP request counters per server, for the servers that speak HTTP.
@@ -131,7 +137,9 @@ impl Engine {
         let known = self.state.pair_calendars(&pair.id).await?.is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
         let mapped: HashSet<Href> =
             if known { self.state.mappings(&pair.id).await?.into_iter().map(|m| m.b_href).collect() } else { HashSet::new() };
-        let mut groups: BTreeMap<IdentityKey, Vec<(Href, Etag, i64, Option<String>)>> = BTreeMap::new();
+        // Per identity: (href, etag, SEQUENCE, LAST-MODIFIED) of each copy.
+        type Copy = (Href, Etag, i64, Option<String>);
+        let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
         for (href, got) in items {
             match got {
                 Ok(r) => match Item::parse(&r.data) {
@@ -373,10 +381,38 @@ impl Engine {
             .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
         report.unchanged = plan.unchanged;
 
+        // One adoption candidate per create, claimed here so parallel creates never share one.
+        let mut adopt_for: HashMap<Href, (Href, Etag)> = HashMap::new();
+        for a in &plan.actions {
+            if let Action::Create { source_href, item, .. } = a
+                && let Some(c) = adoptable.get_mut(&item.identity).and_then(Vec::pop)
+            {
+                adopt_for.insert(source_href.clone(), c);
+            }
+        }
+        // With `extras = "delete"`, target items that did not come from the source go too (not
+        // the ones about to be adopted, nor copies of creates still in flight).
+        let extras: Vec<(Href, Etag)> = if self.extras == Extras::Delete {
+            let in_flight: HashSet<&Href> = pending.iter().map(|p| &p.b_href).collect();
+            let unreadable = index.iter().filter(|(h, (_, i))| i.is_none() && !mapped.contains(h)).map(|(h, (e, _))| (h.clone(), e.clone()));
+            adoptable.into_values().flatten().chain(unreadable).filter(|(h, _)| !in_flight.contains(h)).collect()
+        } else {
+            Vec::new()
+        };
+
         if opts.dry_run {
             for a in &plan.actions {
                 count_planned(report, a);
                 report.plan.push(describe(a, tcal));
+            }
+            for (href, _) in &extras {
+                report.deleted += 1;
+                report.plan.push(PlannedAction {
+                    action: "delete",
+                    source_href: String::new(),
+                    target_href: Some(href.to_string()),
+                    detail: Some("not from the source (extras = \"delete\")".into()),
+                });
             }
             return Ok(());
         }
@@ -398,13 +434,14 @@ impl Engine {
                 }
                 a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => removals.push(Write::Plain(a)),
                 Action::Create { source_href, source_etag, item } => {
-                    // One candidate per create, claimed here so parallel creates never share one.
-                    let adopt = adoptable.get_mut(&item.identity).and_then(Vec::pop);
+                    let adopt = adopt_for.remove(&source_href);
                     writes.push(Write::Create { source_href, source_etag, item, adopt });
                 }
                 a @ Action::Update { .. } => writes.push(Write::Plain(a)),
             }
         }
+        removals.extend(extras.into_iter().map(|(href, etag)| Write::DeleteExtra { href, etag }));
+        let mut extras_gone = Vec::new();
         // Removals first, so a create that reuses a name (a source item moved to a new href)
         // never meets the copy it replaces; within each phase, up to the target's parallelism.
         let par = tgt.parallelism().max(1);
@@ -434,6 +471,10 @@ impl Engine {
                         Written::Unchanged => report.unchanged += 1,
                     },
                     Done::Deleted => report.deleted += 1,
+                    Done::ExtraDeleted(href) => {
+                        report.deleted += 1;
+                        extras_gone.push(href);
+                    }
                     Done::Settled { pending, removed } => {
                         report.deleted += u64::from(removed);
                         settled.push(pending);
@@ -451,6 +492,7 @@ impl Engine {
         }
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
         self.state.clear_pendings(&pair.id, &settled).await?;
+        self.state.update_target_index(&pair.id, &[], &extras_gone).await?;
         if let Some((kind, reason)) = halt {
             let store = tgt.describe();
             return Err(PassError::Pair(
@@ -494,6 +536,12 @@ impl Engine {
                     Err(e) => Err(e),
                 };
                 return self.record(pair, written, source_href).await;
+            }
+            Write::DeleteExtra { href, etag } => {
+                return Ok(match delete(tgt, tcal, &href, &etag).await {
+                    Ok(()) => Done::ExtraDeleted(href),
+                    Err(e) => Done::Failed { href, kind: e.kind, reason: format!("deleting an item not from the source failed ({}): {e}", e.kind) },
+                });
             }
             Write::Plain(a) => a,
         };
@@ -709,6 +757,8 @@ impl DedupeReport {
 /// A remote write to run; a create may carry a target item to adopt instead.
 enum Write {
     Create { source_href: Href, source_etag: Etag, item: Arc<Prepared>, adopt: Option<(Href, Etag)> },
+    /// A target item that did not come from the source (`extras = "delete"`).
+    DeleteExtra { href: Href, etag: Etag },
     Plain(Action),
 }
 
@@ -716,6 +766,7 @@ enum Write {
 enum Done {
     Written(Written),
     Deleted,
+    ExtraDeleted(Href),
     /// A pending create resolved; `removed` if its orphan copy was deleted.
     Settled { pending: Pending, removed: bool },
     Failed { href: Href, kind: ErrorKind, reason: String },

@@ -88,3 +88,32 @@ async fn dedupe_joins_uid_spellings_of_one_meeting_on_radicale() {
     left.sort();
     assert_eq!(left, ["other.ics", "plain.ics"]);
 }
+
+#[test]
+fn extras_delete_removes_target_items_not_from_the_source_but_adopts_copies() {
+    let s = Setup::new(&["alice"]);
+    s.put("alice", "m1.ics", &event("m1", "Planning", Some("jane@old.example")));
+    s.put("alice", "e1.ics", &event("e1", "Gym", None));
+    let target = s.target("alice");
+    std::fs::write(target.join("own.ics"), event("own", "Dentist", None)).unwrap();
+    std::fs::write(target.join("junk.ics"), "not a calendar").unwrap();
+    // A copy of m1 someone already made: adopted, not deleted.
+    std::fs::write(target.join("copy-of-m1.ics"), event("m1", "Planning", Some("jane@new.example"))).unwrap();
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str("\n[sync]\nextras = \"delete\"\n");
+    std::fs::write(&s.config, config).unwrap();
+
+    let dry = s.run(&["sync", "--dry-run"]);
+    let out = text(&dry);
+    assert!(out.contains("alice: delete  -> /alice/own.ics (not from the source (extras = \"delete\"))"), "{out}");
+    assert!(out.contains("alice: delete  -> /alice/junk.ics"), "{out}");
+    assert_eq!(Setup::files(&target).len(), 3, "a dry run deletes nothing");
+
+    let run = s.run(&["sync", "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!((v["created"].as_u64(), v["adopted"].as_u64(), v["deleted"].as_u64()), (Some(1), Some(1), Some(2)), "{v}");
+    let mut left: Vec<String> = Setup::files(&target).into_keys().collect();
+    left.sort();
+    assert_eq!(left, ["copy-of-m1.ics", "e1.ics"]);
+}
