@@ -100,3 +100,72 @@ async fn existing_copies_of_a_meeting_are_adopted_not_duplicated() {
     }
     assert_eq!(second["servers"]["target"]["requests"].as_u64(), Some(1), "{second}");
 }
+
+#[tokio::test]
+async fn tandem_killed_mid_pass_is_followed_by_a_pass_that_adopts_without_duplicates() {
+    const N: usize = 200;
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let src = source.store();
+    for i in 0..N {
+        let (uid, body) = common::items::item(i, 0);
+        src.create(&scal, &format!("{uid}.ics"), &body).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
+            dir.path().join("state.db").display(),
+            source.config_section("source", &pw),
+            target.config_section("target", &pw),
+        ),
+    )
+    .unwrap();
+
+    // Kill tandem (SIGKILL: no clean-up) while it is creating copies.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&config)
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tgt = target.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while tgt.list(&tcal).await.map(|l| l.len()).unwrap_or(0) < N / 3 {
+        assert!(std::time::Instant::now() < deadline, "the first pass never got going");
+        assert!(child.try_wait().unwrap().is_none(), "the pass finished before the kill");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let landed = tgt.list(&tcal).await.unwrap().len();
+    assert!(landed < N, "killed too late to mean anything");
+
+    let config2 = config.clone();
+    let v = tokio::task::spawn_blocking(move || sync(&config2)).await.unwrap();
+    assert_eq!(v["failed"].as_u64(), Some(0), "{v}");
+    // Copies that landed are recognised, not created again (a write in flight at the kill may
+    // still have landed after the count: at most max_concurrency of them).
+    let created = v["created"].as_u64().unwrap() as usize;
+    assert!(created <= N - landed && created + 4 >= N - landed, "landed {landed}: {v}");
+    let listed = tgt.list(&tcal).await.unwrap();
+    assert_eq!(listed.len(), N, "one copy of every item");
+    let hrefs: Vec<_> = listed.into_iter().map(|v| v.href).collect();
+    let mut uids = std::collections::BTreeSet::new();
+    for chunk in hrefs.chunks(100) {
+        for (href, got) in tgt.fetch(&tcal, chunk).await.unwrap() {
+            let item = Item::parse(&got.unwrap().data).unwrap();
+            assert!(uids.insert(item.uid().to_string()), "{href}: a second copy of {}", item.uid());
+        }
+    }
+    let v = tokio::task::spawn_blocking(move || sync(&config)).await.unwrap();
+    assert_eq!((v["created"].as_u64(), v["adopted"].as_u64()), (Some(0), Some(0)), "{v}");
+}
