@@ -81,19 +81,7 @@ fn main() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{t_tandem}\"\n",
-            dir.path().join("state.db").display(),
-            source.config_section("source", &pw),
-            target.config_section("target", &pw),
-        ),
-    )
-    .unwrap();
+    let config = dav::pair_config(dir.path(), &source, &target, &scal, &t_tandem, "");
 
     let vconfig = dir.path().join("vdirsyncer.conf");
     std::fs::write(

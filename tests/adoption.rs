@@ -48,20 +48,7 @@ async fn existing_copies_of_a_meeting_are_adopted_not_duplicated() {
     tgt.create(&tcal, "by-hand.ics", &meeting("plain-1@old.example", "new.example", "Budget")).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[rewrite]\ndomains = {{ \"old.example\" = \"new.example\" }}\n\n\
-             [[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
-            dir.path().join("state.db").display(),
-            source.config_section("source", &pw),
-            target.config_section("target", &pw),
-        ),
-    )
-    .unwrap();
+    let config = common::dav::pair_config(dir.path(), &source, &target, scal.as_str(), tcal.as_str(), "[rewrite]\ndomains = { \"old.example\" = \"new.example\" }");
 
     let first = sync(&config);
     assert_eq!((first["created"].as_u64(), first["adopted"].as_u64(), first["failed"].as_u64()), (Some(1), Some(2), Some(0)), "{first}");
@@ -114,19 +101,7 @@ async fn tandem_killed_mid_pass_is_followed_by_a_pass_that_adopts_without_duplic
         src.create(&scal, &format!("{uid}.ics"), &body).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
-            dir.path().join("state.db").display(),
-            source.config_section("source", &pw),
-            target.config_section("target", &pw),
-        ),
-    )
-    .unwrap();
+    let config = common::dav::pair_config(dir.path(), &source, &target, scal.as_str(), tcal.as_str(), "");
 
     // Kill tandem (SIGKILL: no clean-up) while it is creating copies.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))

@@ -33,23 +33,11 @@ impl Migration {
     fn new(target: Kind) -> Migration {
         let source = DavServer::radicale();
         let target = DavServer::start_new(target);
-        let scal = source.make_calendar("alice", "calendar").parse().unwrap();
-        let tcal = target.make_calendar("alice", "calendar").parse().unwrap();
+        let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+        let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("password");
-        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-        let config = dir.path().join("tandem.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[rewrite]\ndomains = {{ \"old.example\" = \"new.example\" }}\n\n\
-                 [[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
-                dir.path().join("state.db").display(),
-                source.config_section("source", &pw),
-                target.config_section("target", &pw),
-            ),
-        )
-        .unwrap();
+        let rewrite = "[rewrite]\ndomains = { \"old.example\" = \"new.example\" }";
+        let config = common::dav::pair_config(dir.path(), &source, &target, scal.as_str(), tcal.as_str(), rewrite);
         let check = common::tandem(&config, &["check"]);
         let text = common::text(&check);
         assert!(check.status.success(), "{text}");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::dav::{DavServer, PASSWORD};
+use common::dav::DavServer;
 use common::{Setup, event, text};
 use tandem::identity::wrap_uid;
 use tandem::store::CalendarStore;
@@ -67,19 +67,7 @@ async fn dedupe_joins_uid_spellings_of_one_meeting_on_radicale() {
     tgt.create(&tcal, "other.ics", &event("other", "Lunch", None)).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
-            dir.path().join("state.db").display(),
-            source.config_section("source", &pw),
-            target.config_section("target", &pw),
-        ),
-    )
-    .unwrap();
+    let config = common::dav::pair_config(dir.path(), &source, &target, &scal, tcal.as_str(), "");
     let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["dedupe", "--pair", "alice"])).await.unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");

@@ -236,3 +236,22 @@ impl DavServer {
         std::sync::Arc::new(tandem::store::caldav::CaldavStore::new(&self.url(), creds, settings).expect("open the caldav store"))
     }
 }
+
+/// Writes a password file and a config with one pair `alice` from `source:SCAL` to
+/// `target:TCAL` (state in `dir`), plus `extra` TOML; returns the config's path.
+pub fn pair_config(dir: &Path, source: &DavServer, target: &DavServer, scal: &str, tcal: &str, extra: &str) -> PathBuf {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let config = dir.join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n{extra}\n[[pairs]]\nid = \"alice\"\nsource = \"source:{scal}\"\ntarget = \"target:{tcal}\"\n",
+            dir.join("state.db").display(),
+            source.config_section("source", &pw),
+            target.config_section("target", &pw),
+        ),
+    )
+    .unwrap();
+    config
+}
