@@ -104,21 +104,9 @@ async fn tandem_killed_mid_pass_is_followed_by_a_pass_that_adopts_without_duplic
     let config = common::dav::pair_config(dir.path(), &source, &target, scal.as_str(), tcal.as_str(), "");
 
     // Kill tandem (SIGKILL: no clean-up) while it is creating copies.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("-c")
-        .arg(&config)
-        .arg("sync")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::dav::spawn_sync(&config);
     let tgt = target.store();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while tgt.list(&tcal).await.map(|l| l.len()).unwrap_or(0) < N / 3 {
-        assert!(std::time::Instant::now() < deadline, "the first pass never got going");
-        assert!(child.try_wait().unwrap().is_none(), "the pass finished before the kill");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::dav::wait_for_items(&*tgt, &tcal, N / 3, &mut child).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let landed = tgt.list(&tcal).await.unwrap().len();
@@ -131,16 +119,7 @@ async fn tandem_killed_mid_pass_is_followed_by_a_pass_that_adopts_without_duplic
     // still have landed after the count: at most max_concurrency of them).
     let created = v["created"].as_u64().unwrap() as usize;
     assert!(created <= N - landed && created + 4 >= N - landed, "landed {landed}: {v}");
-    let listed = tgt.list(&tcal).await.unwrap();
-    assert_eq!(listed.len(), N, "one copy of every item");
-    let hrefs: Vec<_> = listed.into_iter().map(|v| v.href).collect();
-    let mut uids = std::collections::BTreeSet::new();
-    for chunk in hrefs.chunks(100) {
-        for (href, got) in tgt.fetch(&tcal, chunk).await.unwrap() {
-            let item = Item::parse(&got.unwrap().data).unwrap();
-            assert!(uids.insert(item.uid().to_string()), "{href}: a second copy of {}", item.uid());
-        }
-    }
+    common::dav::assert_one_copy_each(&*tgt, &tcal, N).await;
     let v = tokio::task::spawn_blocking(move || sync(&config)).await.unwrap();
     assert_eq!((v["created"].as_u64(), v["adopted"].as_u64()), (Some(0), Some(0)), "{v}");
 }

@@ -230,26 +230,9 @@ async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates(
     let servers = target.config_section("target", &dir.path().join("pw"));
     let config = write_config(dir.path(), &source, &servers, &[("alice", format!("source:{scal}"), format!("target:{tcal}"))]);
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("-c")
-        .arg(&config)
-        .arg("sync")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Kill the target once a fair part of the items has landed.
-    let tgt = target.store();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = tgt.list(&tcal).await.map(|l| l.len()).unwrap_or(0);
-        if n >= N / 4 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first pass never got going");
-        assert!(child.try_wait().unwrap().is_none(), "the pass finished before the kill");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = common::dav::spawn_sync(&config);
+    common::dav::wait_for_items(&*target.store(), &tcal, N / 4, &mut child).await;
     target.kill();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     let text = common::text(&out);
@@ -264,16 +247,7 @@ async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates(
     .await
     .unwrap();
     assert!(out.status.success(), "{}", common::text(&out));
-    let got = target.store().list(&tcal).await.unwrap();
-    assert_eq!(got.len(), N, "one copy of every item");
-    let hrefs: Vec<_> = got.iter().map(|v| v.href.clone()).collect();
-    let mut uids = std::collections::BTreeSet::new();
-    for chunk in hrefs.chunks(100) {
-        for (href, r) in target.store().fetch(&tcal, chunk).await.unwrap() {
-            let item = tandem::item::Item::parse(&r.unwrap().data).unwrap();
-            assert!(uids.insert(item.uid().to_string()), "{href}: a duplicate of {}", item.uid());
-        }
-    }
+    common::dav::assert_one_copy_each(&*target.store(), &tcal, N).await;
     // And the pass after that has nothing to do.
     let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"])).await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

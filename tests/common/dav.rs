@@ -255,3 +255,38 @@ pub fn pair_config(dir: &Path, source: &DavServer, target: &DavServer, scal: &st
     .unwrap();
     config
 }
+
+/// Starts `tandem sync` on `config` in the background (output captured).
+pub fn spawn_sync(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(config)
+        .arg("sync")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tandem sync")
+}
+
+/// Waits until `cal` holds at least `n` items while `sync` is still running.
+pub async fn wait_for_items(store: &dyn tandem::store::CalendarStore, cal: &tandem::types::CalendarPath, n: usize, sync: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.list(cal).await.map(|l| l.len()).unwrap_or(0) < n {
+        assert!(Instant::now() < deadline, "the pass never got going");
+        assert!(sync.try_wait().unwrap().is_none(), "the pass finished before {n} items landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asserts `cal` holds `n` items, one per UID.
+pub async fn assert_one_copy_each(store: &dyn tandem::store::CalendarStore, cal: &tandem::types::CalendarPath, n: usize) {
+    let hrefs: Vec<_> = store.list(cal).await.unwrap().into_iter().map(|v| v.href).collect();
+    assert_eq!(hrefs.len(), n, "one copy of every item");
+    let mut uids = std::collections::BTreeSet::new();
+    for chunk in hrefs.chunks(100) {
+        for (href, got) in store.fetch(cal, chunk).await.unwrap() {
+            let item = tandem::item::Item::parse(&got.unwrap().data).unwrap();
+            assert!(uids.insert(item.uid().to_string()), "{href}: a second copy of {}", item.uid());
+        }
+    }
+}
