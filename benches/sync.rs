@@ -12,7 +12,10 @@ use tandem::item::{Item, Rewriter};
 use tandem::state::{Mapping, State};
 use tandem::store::CalendarStore;
 use tandem::store::vdir::VdirStore;
-use tandem::sync::{self, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem, TargetSnapshot};
+use tandem::sync::{
+    self, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
+    TargetSnapshot,
+};
 use tandem::types::{ContentHash, Etag, Href};
 
 fn ics(n: usize, version: usize) -> String {
@@ -46,13 +49,36 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
         let is_changed = n % (total / changed.max(1)).max(1) == 0 && changed > 0;
         items.push(SourceItem {
             href: a.clone(),
-            etag: if is_changed { Etag::new(format!("\"a-{n}-2\"")) } else { m.a_etag.clone() },
-            content: if is_changed { Content::Fetched(changed_item.clone()) } else { Content::NotFetched },
+            etag: if is_changed {
+                Etag::new(format!("\"a-{n}-2\""))
+            } else {
+                m.a_etag.clone()
+            },
+            content: if is_changed {
+                Content::Fetched(changed_item.clone())
+            } else {
+                Content::NotFetched
+            },
         });
-        target.insert(b.clone(), TargetItem { href: b, etag: m.b_etag.clone(), content: Content::NotFetched });
+        target.insert(
+            b.clone(),
+            TargetItem {
+                href: b,
+                etag: m.b_etag.clone(),
+                content: Content::NotFetched,
+            },
+        );
         prior.insert(a, m);
     }
-    (SourceSnapshot { items, deleted: Vec::new(), complete: true }, target, prior)
+    (
+        SourceSnapshot {
+            items,
+            deleted: Vec::new(),
+            complete: true,
+        },
+        target,
+        prior,
+    )
 }
 
 fn bench_plan(c: &mut Criterion) {
@@ -90,25 +116,49 @@ fn vdir_setup(items: usize) -> VdirBench {
     for n in 0..items {
         std::fs::write(root.join(format!("old/alice/{n}.ics")), ics(n, 1)).unwrap();
     }
-    let pair = PairConfig { id: "alice".parse().unwrap(), source: "old:/alice/".parse().unwrap(), target: "new:/alice/".parse().unwrap() };
-    VdirBench { _dir: dir, root, pair }
+    let pair = PairConfig {
+        id: "alice".parse().unwrap(),
+        source: "old:/alice/".parse().unwrap(),
+        target: "new:/alice/".parse().unwrap(),
+    };
+    VdirBench {
+        _dir: dir,
+        root,
+        pair,
+    }
 }
 
 async fn engine(root: &std::path::Path, run: usize) -> Engine {
     let target = root.join(format!("new-{run}"));
     std::fs::create_dir_all(target.join("alice")).unwrap();
-    let state = State::open(&root.join(format!("state-{run}.db"))).await.unwrap();
+    let state = State::open(&root.join(format!("state-{run}.db")))
+        .await
+        .unwrap();
     let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
-        ("old".to_string(), Arc::new(VdirStore::new(root.join("old"))) as Arc<dyn CalendarStore>),
-        ("new".to_string(), Arc::new(VdirStore::new(target)) as Arc<dyn CalendarStore>),
+        (
+            "old".to_string(),
+            Arc::new(VdirStore::new(root.join("old"))) as Arc<dyn CalendarStore>,
+        ),
+        (
+            "new".to_string(),
+            Arc::new(VdirStore::new(target)) as Arc<dyn CalendarStore>,
+        ),
     ]
     .into();
-    Engine::with_stores(state, stores, Rewriter::new([("old.example".into(), "new.example".into())], []))
+    Engine::with_stores(
+        state,
+        stores,
+        Rewriter::new([("old.example".into(), "new.example".into())], []),
+    )
 }
 
 fn bench_vdir(c: &mut Criterion) {
     const N: usize = 10_000;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let setup = vdir_setup(N);
     let mut g = c.benchmark_group("vdir to vdir");
     g.throughput(Throughput::Elements(N as u64));
@@ -121,7 +171,9 @@ fn bench_vdir(c: &mut Criterion) {
                 rt.block_on(engine(&setup.root, run))
             },
             |e| {
-                let r = rt.block_on(e.sync_pair(&setup.pair, PassOptions::default())).unwrap();
+                let r = rt
+                    .block_on(e.sync_pair(&setup.pair, PassOptions::default()))
+                    .unwrap();
                 assert_eq!(r.created, N as u64, "{:?}", r.error);
                 e
             },
@@ -130,12 +182,16 @@ fn bench_vdir(c: &mut Criterion) {
     });
     let synced = rt.block_on(async {
         let e = engine(&setup.root, 0).await;
-        e.sync_pair(&setup.pair, PassOptions::default()).await.unwrap();
+        e.sync_pair(&setup.pair, PassOptions::default())
+            .await
+            .unwrap();
         e
     });
     g.bench_function("no-change pass over 10k items", |b| {
         b.iter(|| {
-            let r = rt.block_on(synced.sync_pair(&setup.pair, PassOptions::default())).unwrap();
+            let r = rt
+                .block_on(synced.sync_pair(&setup.pair, PassOptions::default()))
+                .unwrap();
             assert_eq!(r.unchanged, N as u64);
         })
     });

@@ -50,10 +50,16 @@ fn tandem(config: &Path, args: &[&str]) -> Command {
 
 fn main() {
     // `cargo bench` passes harness flags such as `--bench`; a name filter that does not match skips.
-    if std::env::args().skip(1).any(|a| !a.starts_with("--") && !"vs_vdirsyncer".contains(a.as_str())) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && !"vs_vdirsyncer".contains(a.as_str()))
+    {
         return;
     }
-    let n: usize = std::env::var("TANDEM_BENCH_ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let n: usize = std::env::var("TANDEM_BENCH_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
     let bin = dav::venv_bin();
     let source = DavServer::radicale();
     let target = DavServer::radicale();
@@ -61,7 +67,11 @@ fn main() {
     let t_tandem = target.make_calendar("alice", "tandem");
     let t_vdir = target.make_calendar("alice", "vdirsyncer");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let src = source.store();
     let cal: CalendarPath = scal.parse().unwrap();
     rt.block_on(async {
@@ -107,8 +117,16 @@ fn main() {
 
     let tandem_first = timed("tandem first sync", &mut tandem(&config, &["sync"]));
     let vdir_first = timed("vdirsyncer first sync", &mut vdirsyncer(&["sync"]));
-    let tandem_quiet = median((0..QUIET_RUNS).map(|_| timed("tandem quiet pass", &mut tandem(&config, &["sync"]))).collect());
-    let vdir_quiet = median((0..QUIET_RUNS).map(|_| timed("vdirsyncer quiet pass", &mut vdirsyncer(&["sync"]))).collect());
+    let tandem_quiet = median(
+        (0..QUIET_RUNS)
+            .map(|_| timed("tandem quiet pass", &mut tandem(&config, &["sync"])))
+            .collect(),
+    );
+    let vdir_quiet = median(
+        (0..QUIET_RUNS)
+            .map(|_| timed("vdirsyncer quiet pass", &mut vdirsyncer(&["sync"])))
+            .collect(),
+    );
 
     // Both copies must be complete for the comparison to mean anything.
     rt.block_on(async {
@@ -121,8 +139,19 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("tandem vs vdirsyncer 0.21.0, Radicale 3.9.0 → Radicale 3.9.0, {n} items");
-    println!("{:<22} {:>12} {:>14} {:>10}", "", "tandem (ms)", "vdirsyncer (ms)", "speed-up");
-    for (what, t, v) in [("first sync", tandem_first, vdir_first), ("no-change pass", tandem_quiet, vdir_quiet)] {
-        println!("{what:<22} {:>12.0} {:>14.0} {:>9.1}×", ms(t), ms(v), v.as_secs_f64() / t.as_secs_f64());
+    println!(
+        "{:<22} {:>12} {:>14} {:>10}",
+        "", "tandem (ms)", "vdirsyncer (ms)", "speed-up"
+    );
+    for (what, t, v) in [
+        ("first sync", tandem_first, vdir_first),
+        ("no-change pass", tandem_quiet, vdir_quiet),
+    ] {
+        println!(
+            "{what:<22} {:>12.0} {:>14.0} {:>9.1}×",
+            ms(t),
+            ms(v),
+            v.as_secs_f64() / t.as_secs_f64()
+        );
     }
 }

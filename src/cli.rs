@@ -20,10 +20,20 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "tandem", version, about = "Keeps mailbox pairs' calendars in step during a mail migration")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Keeps mailbox pairs' calendars in step during a mail migration"
+)]
 struct Cli {
     /// Config file.
-    #[arg(short, long, global = true, env = "TANDEM_CONFIG", default_value = "tandem.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "TANDEM_CONFIG",
+        default_value = "tandem.toml"
+    )]
     config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -102,18 +112,27 @@ pub(crate) struct Failure {
 
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        Failure { code: EXIT_USAGE, message: e.to_string() }
+        Failure {
+            code: EXIT_USAGE,
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<crate::state::StateError> for Failure {
     fn from(e: crate::state::StateError) -> Self {
-        Failure { code: EXIT_FATAL, message: e.to_string() }
+        Failure {
+            code: EXIT_FATAL,
+            message: e.to_string(),
+        }
     }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { code: EXIT_USAGE, message: message.into() }
+    Failure {
+        code: EXIT_USAGE,
+        message: message.into(),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -125,7 +144,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format, cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tandem: cannot start the async runtime: {e}");
@@ -167,18 +189,40 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Check => check(&cli.config),
-        Command::Sync { pairs, dry_run, json, force_delete } => {
+        Command::Sync {
+            pairs,
+            dry_run,
+            json,
+            force_delete,
+        } => {
             let config = Config::load(&cli.config)?;
-            let opts = PassOptions { dry_run, full: false, force_delete };
+            let opts = PassOptions {
+                dry_run,
+                full: false,
+                force_delete,
+            };
             sync(&config, &pairs, opts, json).await
         }
-        Command::Resync { pair, dry_run, json, force_delete } => {
+        Command::Resync {
+            pair,
+            dry_run,
+            json,
+            force_delete,
+        } => {
             let config = Config::load(&cli.config)?;
-            let opts = PassOptions { dry_run, full: true, force_delete };
+            let opts = PassOptions {
+                dry_run,
+                full: true,
+                force_delete,
+            };
             sync(&config, &[pair], opts, json).await
         }
         Command::Status { json } => status(&cli.config, json).await,
-        Command::Dedupe { pair, dry_run, json } => dedupe(&cli.config, &pair, dry_run, json).await,
+        Command::Dedupe {
+            pair,
+            dry_run,
+            json,
+        } => dedupe(&cli.config, &pair, dry_run, json).await,
     }
 }
 
@@ -194,7 +238,11 @@ pub fn describe_config(c: &Config) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "config {}: OK", c.file.display());
     let _ = writeln!(o, "state    {}", c.state.path.display());
-    let window = |d: Option<std::time::Duration>| d.map_or("unlimited".to_string(), |d| humantime::format_duration(d).to_string());
+    let window = |d: Option<std::time::Duration>| {
+        d.map_or("unlimited".to_string(), |d| {
+            humantime::format_duration(d).to_string()
+        })
+    };
     let _ = writeln!(
         o,
         "sync     interval {}, window past {}, future {}, extras {:?}",
@@ -209,7 +257,11 @@ pub fn describe_config(c: &Config) -> String {
         "agents   {} on {} online processors ({})",
         c.agents.count,
         crate::config::online_processors(),
-        if c.agents.explicit { "explicit processor_indexes" } else { "default: agent i -> processor i mod N" }
+        if c.agents.explicit {
+            "explicit processor_indexes"
+        } else {
+            "default: agent i -> processor i mod N"
+        }
     );
     for (i, p) in c.agents.processor_indexes.iter().enumerate() {
         let _ = writeln!(o, "  agent {i} -> processor {p}");
@@ -228,10 +280,18 @@ pub fn describe_config(c: &Config) -> String {
             ServerKind::Vdir { path } => {
                 let _ = writeln!(o, "  {:<12} vdir   {}{limits}", s.name, path.display());
             }
-            ServerKind::Caldav { url, username, password } => {
+            ServerKind::Caldav {
+                url,
+                username,
+                password,
+            } => {
                 let auth = match (username, password) {
-                    (Some(u), Some(PasswordSource::Env(v))) => format!(" as {u}, password from ${v}"),
-                    (Some(u), Some(PasswordSource::File(f))) => format!(" as {u}, password from {}", f.display()),
+                    (Some(u), Some(PasswordSource::Env(v))) => {
+                        format!(" as {u}, password from ${v}")
+                    }
+                    (Some(u), Some(PasswordSource::File(f))) => {
+                        format!(" as {u}, password from {}", f.display())
+                    }
                     (Some(u), None) => format!(" as {u}"),
                     (None, _) => " without credentials".to_string(),
                 };
@@ -245,7 +305,9 @@ pub fn describe_config(c: &Config) -> String {
         "rewrite  {} domain(s), {} address(es){}",
         r.domains.len(),
         r.addresses.len(),
-        r.addresses_file.as_ref().map_or(String::new(), |f| format!(" from {}", f.display()))
+        r.addresses_file
+            .as_ref()
+            .map_or(String::new(), |f| format!(" from {}", f.display()))
     );
     for (from, to) in &r.domains {
         let _ = writeln!(o, "  @{from} -> @{to}");
@@ -257,10 +319,25 @@ pub fn describe_config(c: &Config) -> String {
     o
 }
 
-async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) -> Result<u8, Failure> {
+async fn sync(
+    config: &Config,
+    ids: &[String],
+    opts: PassOptions,
+    json: bool,
+) -> Result<u8, Failure> {
     let mut pairs = Vec::new();
     for id in ids {
-        pairs.push(config.pair(id).ok_or_else(|| usage(format!("{}: pairs: no pair with id {id:?}", config.file.display())))?.clone());
+        pairs.push(
+            config
+                .pair(id)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "{}: pairs: no pair with id {id:?}",
+                        config.file.display()
+                    ))
+                })?
+                .clone(),
+        );
     }
     if pairs.is_empty() {
         pairs = config.pairs.clone();
@@ -272,7 +349,10 @@ async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) ->
     let mut summary = Summary::new(reports);
     summary.servers = engine.server_counts();
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("summary serialises")
+        );
     } else {
         if opts.dry_run {
             for p in &summary.pairs {
@@ -282,8 +362,12 @@ async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) ->
                         p.pair,
                         a.action,
                         a.source_href,
-                        a.target_href.as_ref().map_or(String::new(), |t| format!(" -> {t}")),
-                        a.detail.as_ref().map_or(String::new(), |d| format!(" ({d})"))
+                        a.target_href
+                            .as_ref()
+                            .map_or(String::new(), |t| format!(" -> {t}")),
+                        a.detail
+                            .as_ref()
+                            .map_or(String::new(), |d| format!(" ({d})"))
                     );
                 }
             }
@@ -294,19 +378,41 @@ async fn sync(config: &Config, ids: &[String], opts: PassOptions, json: bool) ->
     Ok(if summary.ok { EXIT_OK } else { EXIT_PARTIAL })
 }
 
-async fn dedupe(config: &std::path::Path, id: &str, dry_run: bool, json: bool) -> Result<u8, Failure> {
+async fn dedupe(
+    config: &std::path::Path,
+    id: &str,
+    dry_run: bool,
+    json: bool,
+) -> Result<u8, Failure> {
     let config = Config::load(config)?;
-    let pair = config.pair(id).ok_or_else(|| usage(format!("{}: pairs: no pair with id {id:?}", config.file.display())))?.clone();
+    let pair = config
+        .pair(id)
+        .ok_or_else(|| {
+            usage(format!(
+                "{}: pairs: no pair with id {id:?}",
+                config.file.display()
+            ))
+        })?
+        .clone();
     let state = State::open(&config.state.path).await?;
     let engine = Engine::new(&config, state.clone());
     let report = engine.dedupe(&pair, dry_run).await?;
     state.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
     } else {
         let verb = if dry_run { "would delete" } else { "deleted" };
         for g in &report.groups {
-            println!("pair {}: {}: kept {}; {verb} {}", report.pair, g.identity, g.kept.join(", "), g.deleted.join(", "));
+            println!(
+                "pair {}: {}: kept {}; {verb} {}",
+                report.pair,
+                g.identity,
+                g.kept.join(", "),
+                g.deleted.join(", ")
+            );
             for f in &g.failed {
                 println!("pair {}: {}: delete failed: {f}", report.pair, g.identity);
             }
@@ -318,7 +424,11 @@ async fn dedupe(config: &std::path::Path, id: &str, dry_run: bool, json: bool) -
             println!("pair {}: {e}", report.pair);
         }
         let copies: usize = report.groups.iter().map(|g| g.deleted.len()).sum();
-        println!("{} duplicate group(s), {copies} copy(ies) {verb}{}", report.groups.len(), if dry_run { " (dry run)" } else { "" });
+        println!(
+            "{} duplicate group(s), {copies} copy(ies) {verb}{}",
+            report.groups.len(),
+            if dry_run { " (dry run)" } else { "" }
+        );
     }
     Ok(if report.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }
@@ -336,7 +446,10 @@ pub async fn run_pairs(
         let engine = engine.clone();
         let limit = limit.clone();
         tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             (i, engine.sync_pair(&pair, opts).await)
         });
     }
@@ -358,16 +471,37 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let statuses = state.pair_statuses(&ids).await?;
     state.close().await;
     if json {
-        let known: std::collections::HashSet<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
-        let never: Vec<&str> = ids.iter().map(|i| i.as_str()).filter(|i| !known.contains(i)).collect();
+        let known: std::collections::HashSet<&str> =
+            statuses.iter().map(|s| s.id.as_str()).collect();
+        let never: Vec<&str> = ids
+            .iter()
+            .map(|i| i.as_str())
+            .filter(|i| !known.contains(i))
+            .collect();
         let v = serde_json::json!({ "pairs": statuses, "never_synced": never });
-        println!("{}", serde_json::to_string_pretty(&v).expect("status serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("status serialises")
+        );
         return Ok(EXIT_OK);
     }
     let now = crate::state::now_ms();
-    let ago = |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(((now - t).max(0) / 1000) as u64))));
-    println!("{:<20} {:<8} {:>6} {:<18} last pass", "pair", "state", "items", "last success");
-    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> = statuses.iter().map(|s| (s.id.as_str(), s)).collect();
+    let ago = |t: Option<i64>| {
+        t.map_or("never".to_string(), |t| {
+            format!(
+                "{} ago",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    ((now - t).max(0) / 1000) as u64
+                ))
+            )
+        })
+    };
+    println!(
+        "{:<20} {:<8} {:>6} {:<18} last pass",
+        "pair", "state", "items", "last success"
+    );
+    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> =
+        statuses.iter().map(|s| (s.id.as_str(), s)).collect();
     for id in &ids {
         let Some(s) = by_id.get(id.as_str()) else {
             println!("{:<20} {:<8} {:>6} {:<18} -", id, "new", 0, "never");
@@ -386,11 +520,19 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
                     r.deleted,
                     r.unchanged,
                     r.failed,
-                    r.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
+                    r.error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" ({e})"))
                 ),
             ),
         };
-        println!("{:<20} {:<8} {:>6} {:<18} {last}", s.id, state, s.items, ago(s.last_success_at));
+        println!(
+            "{:<20} {:<8} {:>6} {:<18} {last}",
+            s.id,
+            state,
+            s.items,
+            ago(s.last_success_at)
+        );
     }
     Ok(EXIT_OK)
 }

@@ -106,8 +106,14 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub enum ServerKind {
-    Vdir { path: PathBuf },
-    Caldav { url: String, username: Option<String>, password: Option<PasswordSource> },
+    Vdir {
+        path: PathBuf,
+    },
+    Caldav {
+        url: String,
+        username: Option<String>,
+        password: Option<PasswordSource>,
+    },
 }
 
 impl ServerKind {
@@ -236,7 +242,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Number of processors this process may run on.
 pub fn online_processors() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl Config {
@@ -254,7 +262,10 @@ impl Config {
 
     /// Validates config text as if read from `file` (relative paths resolve against its folder).
     pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut v = Validator { file: file.to_path_buf(), issues: Vec::new() };
+        let mut v = Validator {
+            file: file.to_path_buf(),
+            issues: Vec::new(),
+        };
         let raw: Raw = match parse_raw(text) {
             Ok(raw) => raw,
             Err((key, reason)) => {
@@ -263,9 +274,17 @@ impl Config {
             }
         };
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
         let config = v.validate(raw, &base);
-        if v.issues.is_empty() { Ok(config) } else { Err(ConfigError(v.issues)) }
+        if v.issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(v.issues))
+        }
     }
 
     pub fn pair(&self, id: &str) -> Option<&PairConfig> {
@@ -274,11 +293,16 @@ impl Config {
 }
 
 fn parse_raw(text: &str) -> Result<Raw, (String, String)> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ("(syntax)".to_string(), toml_reason(text, &e)))?;
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ("(syntax)".to_string(), toml_reason(text, &e)))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let key = if path == "." || path.is_empty() { "(top level)".to_string() } else { path };
+        let key = if path == "." || path.is_empty() {
+            "(top level)".to_string()
+        } else {
+            path
+        };
         (key, toml_reason(text, &inner))
     })
 }
@@ -301,7 +325,11 @@ struct Validator {
 
 impl Validator {
     fn issue(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.issues.push(ConfigIssue { file: self.file.clone(), key: key.into(), reason: reason.into() });
+        self.issues.push(ConfigIssue {
+            file: self.file.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        });
     }
 
     fn duration(&mut self, key: &str, value: Option<&str>) -> Option<Duration> {
@@ -313,7 +341,10 @@ impl Validator {
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.issue(key, format!("{value:?} is not a duration like \"60s\" or \"180d\": {e}"));
+                self.issue(
+                    key,
+                    format!("{value:?} is not a duration like \"60s\" or \"180d\": {e}"),
+                );
                 None
             }
         }
@@ -335,7 +366,10 @@ impl Validator {
         let agents = self.agents(raw.agents);
         let listen = raw.http.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen.parse().unwrap_or_else(|_| {
-            self.issue("http.listen", format!("{listen:?} is not an address like 127.0.0.1:8686"));
+            self.issue(
+                "http.listen",
+                format!("{listen:?} is not an address like 127.0.0.1:8686"),
+            );
             DEFAULT_LISTEN.parse().expect("default listen address")
         });
         let servers: BTreeMap<String, ServerConfig> = raw
@@ -359,10 +393,16 @@ impl Validator {
 
     fn state(&mut self, raw: RawState, base: &Path) -> StateConfig {
         let url = raw.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
-        let path = match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             Some(p) if !p.is_empty() && !p.starts_with(":memory:") => base.join(p),
             _ => {
-                self.issue("state.url", format!("{url:?} is not a SQLite file URL like \"sqlite://tandem.db\""));
+                self.issue(
+                    "state.url",
+                    format!("{url:?} is not a SQLite file URL like \"sqlite://tandem.db\""),
+                );
                 base.join("tandem.db")
             }
         };
@@ -370,24 +410,37 @@ impl Validator {
     }
 
     fn sync(&mut self, raw: RawSync) -> SyncConfig {
-        let interval = self.duration("sync.interval", raw.interval.as_deref()).unwrap_or(Duration::from_secs(60));
+        let interval = self
+            .duration("sync.interval", raw.interval.as_deref())
+            .unwrap_or(Duration::from_secs(60));
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {
             None | Some("keep") => Extras::Keep,
             Some("delete") => Extras::Delete,
             Some(other) => {
-                self.issue("sync.extras", format!("{other:?} is neither \"keep\" nor \"delete\""));
+                self.issue(
+                    "sync.extras",
+                    format!("{other:?} is neither \"keep\" nor \"delete\""),
+                );
                 Extras::Keep
             }
         };
-        SyncConfig { interval, window_past, window_future, extras }
+        SyncConfig {
+            interval,
+            window_past,
+            window_future,
+            extras,
+        }
     }
 
     fn agents(&mut self, raw: RawAgents) -> AgentsConfig {
         let online = online_processors();
         let count = match raw.count {
-            None => raw.processor_indexes.as_ref().map_or(online, |v| v.len().max(1)),
+            None => raw
+                .processor_indexes
+                .as_ref()
+                .map_or(online, |v| v.len().max(1)),
             Some(n) if (1..=1024).contains(&n) => n as usize,
             Some(n) => {
                 self.issue("agents.count", format!("{n} is not between 1 and 1024"));
@@ -395,12 +448,19 @@ impl Validator {
             }
         };
         let Some(indexes) = raw.processor_indexes else {
-            return AgentsConfig { count, processor_indexes: (0..count).map(|i| i % online).collect(), explicit: false };
+            return AgentsConfig {
+                count,
+                processor_indexes: (0..count).map(|i| i % online).collect(),
+                explicit: false,
+            };
         };
         if indexes.len() != count {
             self.issue(
                 "agents.processor_indexes",
-                format!("lists {} indexes for {count} agents; give exactly one per agent", indexes.len()),
+                format!(
+                    "lists {} indexes for {count} agents; give exactly one per agent",
+                    indexes.len()
+                ),
             );
         }
         let mut valid = Vec::with_capacity(indexes.len());
@@ -414,19 +474,33 @@ impl Validator {
                 valid.push(idx as usize);
             }
         }
-        AgentsConfig { count, processor_indexes: valid, explicit: true }
+        AgentsConfig {
+            count,
+            processor_indexes: valid,
+            explicit: true,
+        }
     }
 
     fn server(&mut self, name: &str, raw: RawServer, base: &Path) -> Option<ServerConfig> {
         let key = |k: &str| format!("servers.{name}.{k}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            self.issue(format!("servers.{name}"), "a server name may only use letters, digits, - and _");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.issue(
+                format!("servers.{name}"),
+                "a server name may only use letters, digits, - and _",
+            );
         }
         let rps = match raw.requests_per_second {
             None => None,
             Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
             Some(n) => {
-                self.issue(key("requests_per_second"), format!("{n} is not between 1 and 100000"));
+                self.issue(
+                    key("requests_per_second"),
+                    format!("{n} is not between 1 and 100000"),
+                );
                 None
             }
         };
@@ -434,11 +508,16 @@ impl Validator {
             None => None,
             Some(n) if (1..=1024).contains(&n) => Some(n as usize),
             Some(n) => {
-                self.issue(key("max_concurrency"), format!("{n} is not between 1 and 1024"));
+                self.issue(
+                    key("max_concurrency"),
+                    format!("{n} is not between 1 and 1024"),
+                );
                 None
             }
         };
-        let timeout = self.duration(&key("timeout"), raw.timeout.as_deref()).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let timeout = self
+            .duration(&key("timeout"), raw.timeout.as_deref())
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let kind = match raw.kind.as_str() {
             "vdir" => {
                 for (k, set) in [
@@ -452,12 +531,18 @@ impl Validator {
                     }
                 }
                 let Some(path) = raw.path else {
-                    self.issue(key("path"), "a vdir server needs `path`, the folder that holds its calendars");
+                    self.issue(
+                        key("path"),
+                        "a vdir server needs `path`, the folder that holds its calendars",
+                    );
                     return None;
                 };
                 let path = base.join(path);
                 if !path.is_dir() {
-                    self.issue(key("path"), format!("folder {} does not exist", path.display()));
+                    self.issue(
+                        key("path"),
+                        format!("folder {} does not exist", path.display()),
+                    );
                     return None;
                 }
                 ServerKind::Vdir { path }
@@ -470,40 +555,71 @@ impl Validator {
                     self.issue(key("url"), "a caldav server needs `url`");
                     return None;
                 };
-                if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.contains(char::is_whitespace)
+                {
                     self.issue(key("url"), format!("{url:?} is not an http(s) URL"));
                     return None;
                 }
-                if url.split_once("://").is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|h| h.contains('@'))) {
-                    self.issue(key("url"), "must not carry credentials; use username and password_env/password_file");
+                if url.split_once("://").is_some_and(|(_, rest)| {
+                    rest.split('/').next().is_some_and(|h| h.contains('@'))
+                }) {
+                    self.issue(
+                        key("url"),
+                        "must not carry credentials; use username and password_env/password_file",
+                    );
                     return None;
                 }
                 let password_given = raw.password_env.is_some() || raw.password_file.is_some();
                 let password = match (raw.password_env, raw.password_file) {
                     (Some(_), Some(_)) => {
-                        self.issue(key("password_env"), "give either password_env or password_file, not both");
+                        self.issue(
+                            key("password_env"),
+                            "give either password_env or password_file, not both",
+                        );
                         None
                     }
                     (Some(var), None) => {
                         if std::env::var_os(&var).is_none() {
-                            self.issue(key("password_env"), format!("environment variable {var} is not set"));
+                            self.issue(
+                                key("password_env"),
+                                format!("environment variable {var} is not set"),
+                            );
                         }
                         Some(PasswordSource::Env(var))
                     }
-                    (None, Some(file)) => self.existing_file(&key("password_file"), base, &file).map(PasswordSource::File),
+                    (None, Some(file)) => self
+                        .existing_file(&key("password_file"), base, &file)
+                        .map(PasswordSource::File),
                     (None, None) => None,
                 };
                 if raw.username.is_some() && !password_given {
-                    self.issue(key("password_env"), "a username needs a password from password_env or password_file");
+                    self.issue(
+                        key("password_env"),
+                        "a username needs a password from password_env or password_file",
+                    );
                 }
-                ServerKind::Caldav { url, username: raw.username, password }
+                ServerKind::Caldav {
+                    url,
+                    username: raw.username,
+                    password,
+                }
             }
             other => {
-                self.issue(key("kind"), format!("unknown server kind {other:?} (known: \"caldav\", \"vdir\")"));
+                self.issue(
+                    key("kind"),
+                    format!("unknown server kind {other:?} (known: \"caldav\", \"vdir\")"),
+                );
                 return None;
             }
         };
-        Some(ServerConfig { name: name.to_string(), kind, requests_per_second: rps, max_concurrency: conc, timeout })
+        Some(ServerConfig {
+            name: name.to_string(),
+            kind,
+            requests_per_second: rps,
+            max_concurrency: conc,
+            timeout,
+        })
     }
 
     fn rewrite(&mut self, raw: RawRewrite, base: &Path) -> RewriteConfig {
@@ -525,7 +641,11 @@ impl Validator {
                 Ok(rows) => {
                     for (line, row) in rows {
                         if !row[0].contains('@') || !row[1].contains('@') {
-                            self.issue_in(&path, format!("line {line}"), "expected source_address,target_address");
+                            self.issue_in(
+                                &path,
+                                format!("line {line}"),
+                                "expected source_address,target_address",
+                            );
                         } else {
                             addresses.insert(row[0].to_lowercase(), row[1].clone());
                         }
@@ -535,11 +655,19 @@ impl Validator {
             }
             addresses_file = Some(path);
         }
-        RewriteConfig { domains, addresses, addresses_file }
+        RewriteConfig {
+            domains,
+            addresses,
+            addresses_file,
+        }
     }
 
     fn issue_in(&mut self, file: &Path, key: impl Into<String>, reason: impl Into<String>) {
-        self.issues.push(ConfigIssue { file: file.to_path_buf(), key: key.into(), reason: reason.into() });
+        self.issues.push(ConfigIssue {
+            file: file.to_path_buf(),
+            key: key.into(),
+            reason: reason.into(),
+        });
     }
 
     fn pairs(
@@ -553,7 +681,15 @@ impl Validator {
         let mut entries: Vec<(PathBuf, String, String, String, String)> = raw
             .into_iter()
             .enumerate()
-            .map(|(i, p)| (self.file.clone(), format!("pairs[{i}]"), p.id, p.source, p.target))
+            .map(|(i, p)| {
+                (
+                    self.file.clone(),
+                    format!("pairs[{i}]"),
+                    p.id,
+                    p.source,
+                    p.target,
+                )
+            })
             .collect();
         if let Some(csv) = csv
             && let Some(path) = self.existing_file("pairs_csv", base, csv)
@@ -564,14 +700,21 @@ impl Validator {
                         if line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target" {
                             continue; // header
                         }
-                        let [id, source, target] = <[String; 3]>::try_from(row).expect("3 columns checked");
+                        let [id, source, target] =
+                            <[String; 3]>::try_from(row).expect("3 columns checked");
                         entries.push((path.clone(), format!("line {line}"), id, source, target));
                     }
                 }
                 Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
             }
         }
-        let known = || servers.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let known = || {
+            servers
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut targets: HashSet<CalendarRef> = HashSet::new();
         let mut pairs = Vec::with_capacity(entries.len());
@@ -584,7 +727,11 @@ impl Validator {
                 }
             };
             if let Some(first) = seen.get(&id) {
-                self.issue_in(&file, format!("{key}.id"), format!("duplicate pair id {id:?} (first at {first})"));
+                self.issue_in(
+                    &file,
+                    format!("{key}.id"),
+                    format!("duplicate pair id {id:?} (first at {first})"),
+                );
             } else {
                 seen.insert(id.clone(), format!("{}: {key}", file.display()));
             }
@@ -595,7 +742,11 @@ impl Validator {
                         None
                     }
                     Ok(c) if !servers.contains_key(&c.server) => {
-                        self.issue_in(&file, format!("{key}.{name}"), format!("unknown server {:?} (configured: {})", c.server, known()));
+                        self.issue_in(
+                            &file,
+                            format!("{key}.{name}"),
+                            format!("unknown server {:?} (configured: {})", c.server, known()),
+                        );
                         None
                     }
                     Ok(c) => Some(c),
@@ -604,11 +755,19 @@ impl Validator {
             let (s, t) = (side("source", &source), side("target", &target));
             if let (Some(id), Some(source), Some(target)) = (id_parsed, s, t) {
                 if source == target {
-                    self.issue_in(&file, format!("{key}.target"), "is the same calendar as source");
+                    self.issue_in(
+                        &file,
+                        format!("{key}.target"),
+                        "is the same calendar as source",
+                    );
                     continue;
                 }
                 if !targets.insert(target.clone()) {
-                    self.issue_in(&file, format!("{key}.target"), format!("{target} is already the target of another pair"));
+                    self.issue_in(
+                        &file,
+                        format!("{key}.target"),
+                        format!("{target} is already the target of another pair"),
+                    );
                     continue;
                 }
                 pairs.push(PairConfig { id, source, target });
@@ -638,7 +797,13 @@ fn read_csv(path: &Path, columns: usize) -> Result<CsvRows, (u64, String)> {
             continue;
         }
         if rec.len() != columns {
-            return Err((line, format!("expected {columns} comma-separated fields, found {}", rec.len())));
+            return Err((
+                line,
+                format!(
+                    "expected {columns} comma-separated fields, found {}",
+                    rec.len()
+                ),
+            ));
         }
         rows.push((line, rec.iter().map(str::to_string).collect()));
     }

@@ -34,11 +34,18 @@ pub struct DemoStats {
 /// Writes the demo orgs and config into `dir` (which must be new, empty, or an earlier demo).
 pub fn build(dir: &Path) -> Result<DemoStats, String> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.next().is_none();
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .next()
+            .is_none();
         if !empty && !dir.join(MARKER).exists() {
-            return Err(format!("{}: exists and is not an earlier demo; choose another --dir", dir.display()));
+            return Err(format!(
+                "{}: exists and is not an earlier demo; choose another --dir",
+                dir.display()
+            ));
         }
-        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: cannot clear: {e}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("{}: cannot clear: {e}", dir.display()))?;
     }
     let io = |e: std::io::Error| format!("{}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(io)?;
@@ -62,7 +69,10 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
         .expect("bob has meetings");
     let uid = name.trim_end_matches(".ics");
     let copy = body
-        .replace(&format!("UID:{uid}"), &format!("UID:{}", crate::identity::wrap_uid(uid, None)))
+        .replace(
+            &format!("UID:{uid}"),
+            &format!("UID:{}", crate::identity::wrap_uid(uid, None)),
+        )
         .replace("@old.example", "@new.example")
         .replace("SUMMARY:", "SUMMARY:(copy) ");
     std::fs::write(dir.join("new-org/bob").join(REPAIR_COPY), copy).map_err(io)?;
@@ -74,14 +84,23 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
          [rewrite]\ndomains = { \"old.example\" = \"new.example\" }\n",
     );
     for (user, _) in USERS {
-        let _ = write!(toml, "\n[[pairs]]\nid = \"{user}\"\nsource = \"old:/{user}/\"\ntarget = \"new:/{user}/\"\n");
+        let _ = write!(
+            toml,
+            "\n[[pairs]]\nid = \"{user}\"\nsource = \"old:/{user}/\"\ntarget = \"new:/{user}/\"\n"
+        );
     }
     std::fs::write(dir.join("tandem.toml"), toml).map_err(io)?;
-    Ok(DemoStats { users: USERS.len(), items })
+    Ok(DemoStats {
+        users: USERS.len(),
+        items,
+    })
 }
 
 pub(crate) async fn run(dir: &Path) -> Result<u8, crate::cli::Failure> {
-    let usage = |m: String| crate::cli::Failure { code: EXIT_USAGE, message: m };
+    let usage = |m: String| crate::cli::Failure {
+        code: EXIT_USAGE,
+        message: m,
+    };
     let stats = build(dir).map_err(usage)?;
     println!("tandem demo in {}", dir.display());
     println!(
@@ -104,21 +123,49 @@ pub(crate) async fn run(dir: &Path) -> Result<u8, crate::cli::Failure> {
         "\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example;\n\
          bob's repair-assistant copy is adopted and brought up to date, not duplicated"
     );
-    let first = Summary::new(crate::cli::run_pairs(&engine, config.pairs.clone(), PassOptions::default(), parallel).await?);
+    let first = Summary::new(
+        crate::cli::run_pairs(
+            &engine,
+            config.pairs.clone(),
+            PassOptions::default(),
+            parallel,
+        )
+        .await?,
+    );
     print!("{}", first.render_text());
 
     println!("\nsecond pass: nothing changed, so nothing to do");
-    let second = Summary::new(crate::cli::run_pairs(&engine, config.pairs.clone(), PassOptions::default(), parallel).await?);
+    let second = Summary::new(
+        crate::cli::run_pairs(
+            &engine,
+            config.pairs.clone(),
+            PassOptions::default(),
+            parallel,
+        )
+        .await?,
+    );
     print!("{}", second.render_text());
     state.close().await;
 
     let sample = dir.join("new-org/bob/demo-standup-alice@old.example.ics");
     println!("\nlook around:");
-    println!("  a meeting alice organises, in bob's new calendar: {}", sample.display());
-    println!("  the adopted repair-assistant copy:              {}", dir.join("new-org/bob").join(REPAIR_COPY).display());
+    println!(
+        "  a meeting alice organises, in bob's new calendar: {}",
+        sample.display()
+    );
+    println!(
+        "  the adopted repair-assistant copy:              {}",
+        dir.join("new-org/bob").join(REPAIR_COPY).display()
+    );
     println!("  the config: {}", dir.join("tandem.toml").display());
-    println!("  status:     cargo run --release -- -c {} status", dir.join("tandem.toml").display());
-    let ok = first.ok && second.ok && first.adopted == 1 && second.created + second.updated + second.deleted == 0;
+    println!(
+        "  status:     cargo run --release -- -c {} status",
+        dir.join("tandem.toml").display()
+    );
+    let ok = first.ok
+        && second.ok
+        && first.adopted == 1
+        && second.created + second.updated + second.deleted == 0;
     Ok(if ok { EXIT_OK } else { EXIT_PARTIAL })
 }
 
@@ -127,48 +174,116 @@ pub fn generate() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let addr = |u: &str| format!("{u}@old.example");
     for (ui, (user, _)) in USERS.iter().enumerate() {
-        let mut push = |uid: String, body: String| out.push((user.to_string(), format!("{uid}.ics"), body));
+        let mut push =
+            |uid: String, body: String| out.push((user.to_string(), format!("{uid}.ics"), body));
         for i in 0..20 {
             let day = (ui * 3 + i * 2) as i64;
             let hour = 8 + (i % 9);
             let uid = format!("demo-{user}-single-{i}");
-            push(uid.clone(), calendar(&event(&uid, day, Some((hour, 0)), 60, &format!("Focus time {}", i + 1), None, &[], &[])));
+            push(
+                uid.clone(),
+                calendar(&event(
+                    &uid,
+                    day,
+                    Some((hour, 0)),
+                    60,
+                    &format!("Focus time {}", i + 1),
+                    None,
+                    &[],
+                    &[],
+                )),
+            );
         }
         for i in 0..8 {
             let uid = format!("demo-{user}-allday-{i}");
             let summary = ["Out of office", "Conference", "Public holiday", "Training"][i % 4];
-            push(uid.clone(), calendar(&event(&uid, (i * 9 + ui) as i64, None, 0, summary, None, &[], &[])));
+            push(
+                uid.clone(),
+                calendar(&event(
+                    &uid,
+                    (i * 9 + ui) as i64,
+                    None,
+                    0,
+                    summary,
+                    None,
+                    &[],
+                    &[],
+                )),
+            );
         }
         for i in 0..2 {
             let uid = format!("demo-{user}-task-{i}");
-            push(uid.clone(), calendar(&format!(
-                "BEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nDUE;VALUE=DATE:{}\r\nSUMMARY:Migration checklist {}\r\nSTATUS:NEEDS-ACTION\r\nEND:VTODO\r\n",
-                date(10 + i * 7),
-                i + 1
-            )));
+            push(
+                uid.clone(),
+                calendar(&format!(
+                    "BEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nDUE;VALUE=DATE:{}\r\nSUMMARY:Migration checklist {}\r\nSTATUS:NEEDS-ACTION\r\nEND:VTODO\r\n",
+                    date(10 + i * 7),
+                    i + 1
+                )),
+            );
         }
         // A weekly series with one cancelled and one moved instance, in a named time zone.
         let uid = format!("demo-{user}-weekly-1on1");
         let start = 1 + ui as i64;
-        let master = event(&uid, start, Some((14, 0)), 30, "1:1 with manager", Some("FREQ=WEEKLY;COUNT=12"), &[], &[])
-            .replace("END:VEVENT\r\n", &format!("EXDATE;TZID=Europe/Berlin:{}T140000\r\nEND:VEVENT\r\n", date(start + 14)));
+        let master = event(
+            &uid,
+            start,
+            Some((14, 0)),
+            30,
+            "1:1 with manager",
+            Some("FREQ=WEEKLY;COUNT=12"),
+            &[],
+            &[],
+        )
+        .replace(
+            "END:VEVENT\r\n",
+            &format!(
+                "EXDATE;TZID=Europe/Berlin:{}T140000\r\nEND:VEVENT\r\n",
+                date(start + 14)
+            ),
+        );
         let moved = format!(
             "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:{d}T140000\r\n\
              DTSTART;TZID=Europe/Berlin:{d}T160000\r\nDTEND;TZID=Europe/Berlin:{d}T163000\r\nSUMMARY:1:1 with manager (moved)\r\nEND:VEVENT\r\n",
             d = date(start + 21)
         );
         push(uid.clone(), calendar(&format!("{BERLIN}{master}{moved}")));
-        for (i, rule) in ["FREQ=DAILY;COUNT=10;BYDAY=MO,TU,WE,TH,FR", "FREQ=MONTHLY;BYMONTHDAY=1;COUNT=6"].iter().enumerate() {
+        for (i, rule) in [
+            "FREQ=DAILY;COUNT=10;BYDAY=MO,TU,WE,TH,FR",
+            "FREQ=MONTHLY;BYMONTHDAY=1;COUNT=6",
+        ]
+        .iter()
+        .enumerate()
+        {
             let uid = format!("demo-{user}-series-{i}");
-            push(uid.clone(), calendar(&event(&uid, 2 + i as i64, Some((9, 0)), 15, ["Daily check-in", "Monthly report"][i], Some(rule), &[], &[])));
+            push(
+                uid.clone(),
+                calendar(&event(
+                    &uid,
+                    2 + i as i64,
+                    Some((9, 0)),
+                    15,
+                    ["Daily check-in", "Monthly report"][i],
+                    Some(rule),
+                    &[],
+                    &[],
+                )),
+            );
         }
     }
     // Meetings: each user organises three; each appears in the organizer's and every attendee's
     // calendar under the same UID, as a scheduling server delivers them.
     for (ui, (organizer, org_name)) in USERS.iter().enumerate() {
         for m in 0..3 {
-            let attendees: Vec<usize> = (1..=2 + m % 2).map(|k| (ui + k + m) % USERS.len()).filter(|a| *a != ui).collect();
-            let uid = if m == 0 { format!("demo-standup-{}", addr(organizer)) } else { format!("demo-meeting-{organizer}-{m}") };
+            let attendees: Vec<usize> = (1..=2 + m % 2)
+                .map(|k| (ui + k + m) % USERS.len())
+                .filter(|a| *a != ui)
+                .collect();
+            let uid = if m == 0 {
+                format!("demo-standup-{}", addr(organizer))
+            } else {
+                format!("demo-meeting-{organizer}-{m}")
+            };
             let summary = ["Standup", "Migration planning", "Design review"][m];
             let rrule = (m == 0).then_some("FREQ=WEEKLY;BYDAY=MO,WE;COUNT=20");
             let org_line = format!("ORGANIZER;CN=\"{org_name}\":mailto:{}", addr(organizer));
@@ -177,8 +292,20 @@ pub fn generate() -> Vec<(String, String, String)> {
                 let (u, n) = USERS[*a];
                 lines.push(format!("ATTENDEE;CN=\"{n}\";ROLE=REQ-PARTICIPANT;PARTSTAT=ACCEPTED;RSVP=TRUE:mailto:{}", addr(u)));
             }
-            lines.push("ATTENDEE;CN=External Partner;PARTSTAT=NEEDS-ACTION:mailto:partner@partner.example".into());
-            let body = calendar(&event(&uid, (ui * 2 + m * 5) as i64, Some((10 + m, 30)), 45, summary, rrule, &lines, &["LOCATION:Room \"Harbour\"\\, 2nd floor"]));
+            lines.push(
+                "ATTENDEE;CN=External Partner;PARTSTAT=NEEDS-ACTION:mailto:partner@partner.example"
+                    .into(),
+            );
+            let body = calendar(&event(
+                &uid,
+                (ui * 2 + m * 5) as i64,
+                Some((10 + m, 30)),
+                45,
+                summary,
+                rrule,
+                &lines,
+                &["LOCATION:Room \"Harbour\"\\, 2nd floor"],
+            ));
             for who in std::iter::once(ui).chain(attendees.iter().copied()) {
                 out.push((USERS[who].0.to_string(), format!("{uid}.ics"), body.clone()));
             }
@@ -193,22 +320,49 @@ TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\nDTSTART:19701025T030000\
 END:STANDARD\r\nEND:VTIMEZONE\r\n";
 
 fn calendar(components: &str) -> String {
-    format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//old.example//Groupware 9.1//EN\r\n{components}END:VCALENDAR\r\n")
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//old.example//Groupware 9.1//EN\r\n{components}END:VCALENDAR\r\n"
+    )
 }
 
 /// A VEVENT `day` days after 2026-11-02; `time` None makes it all-day.
 #[allow(clippy::too_many_arguments)]
-fn event(uid: &str, day: i64, time: Option<(usize, usize)>, minutes: usize, summary: &str, rrule: Option<&str>, people: &[String], extra: &[&str]) -> String {
+fn event(
+    uid: &str,
+    day: i64,
+    time: Option<(usize, usize)>,
+    minutes: usize,
+    summary: &str,
+    rrule: Option<&str>,
+    people: &[String],
+    extra: &[&str],
+) -> String {
     let mut e = format!("BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\n");
     match time {
         Some((h, m)) => {
             let end = h * 60 + m + minutes;
-            let tz = if rrule.is_some_and(|r| r.contains("WEEKLY;COUNT=12")) { ";TZID=Europe/Berlin" } else { "" };
+            let tz = if rrule.is_some_and(|r| r.contains("WEEKLY;COUNT=12")) {
+                ";TZID=Europe/Berlin"
+            } else {
+                ""
+            };
             let z = if tz.is_empty() { "Z" } else { "" };
-            let _ = write!(e, "DTSTART{tz}:{}T{h:02}{m:02}00{z}\r\nDTEND{tz}:{}T{:02}{:02}00{z}\r\n", date(day), date(day), end / 60, end % 60);
+            let _ = write!(
+                e,
+                "DTSTART{tz}:{}T{h:02}{m:02}00{z}\r\nDTEND{tz}:{}T{:02}{:02}00{z}\r\n",
+                date(day),
+                date(day),
+                end / 60,
+                end % 60
+            );
         }
         None => {
-            let _ = write!(e, "DTSTART;VALUE=DATE:{}\r\nDTEND;VALUE=DATE:{}\r\nTRANSP:TRANSPARENT\r\n", date(day), date(day + 1));
+            let _ = write!(
+                e,
+                "DTSTART;VALUE=DATE:{}\r\nDTEND;VALUE=DATE:{}\r\nTRANSP:TRANSPARENT\r\n",
+                date(day),
+                date(day + 1)
+            );
         }
     }
     let _ = write!(e, "SUMMARY:{summary}\r\n");

@@ -17,7 +17,9 @@ use crate::item::{Item, Rewriter};
 use crate::report::{PairReport, PlannedAction};
 use crate::state::{Mapping, Outcome, Pending, RunCounts, RunKind, Side, State, StateError};
 use crate::store::{self, CalendarStore, ItemVersion};
-use crate::sync::{self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem};
+use crate::sync::{
+    self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
+};
 use crate::types::{CalendarPath, Etag, Href};
 
 /// Items per multiget-style fetch.
@@ -53,7 +55,11 @@ impl From<StateError> for PassError {
 }
 
 /// Wraps a store error as a pair failure naming the calendar and its store.
-fn named<'a>(store: &dyn CalendarStore, side: &'a str, cal: &'a crate::types::CalendarRef) -> impl FnOnce(StoreError) -> PassError + 'a {
+fn named<'a>(
+    store: &dyn CalendarStore,
+    side: &'a str,
+    cal: &'a crate::types::CalendarRef,
+) -> impl FnOnce(StoreError) -> PassError + 'a {
     let store = store.describe();
     move |e| PassError::Pair(e.kind, format!("{side} calendar {cal} ({store}): {e}"))
 }
@@ -64,7 +70,9 @@ pub fn target_name(uid: &str) -> String {
     let safe = !uid.is_empty()
         && uid.len() <= 200
         && !uid.starts_with('.')
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || "@._-+".contains(c));
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-+".contains(c));
     if safe {
         format!("{uid}.ics")
     } else {
@@ -79,11 +87,20 @@ impl Engine {
             .iter()
             .map(|(name, server)| (name.clone(), store::open(server).map_err(|e| e.to_string())))
             .collect();
-        Engine { state, stores, rewriter: Arc::new(config.rewrite.rewriter()), extras: config.sync.extras }
+        Engine {
+            state,
+            stores,
+            rewriter: Arc::new(config.rewrite.rewriter()),
+            extras: config.sync.extras,
+        }
     }
 
     /// An engine over given stores (tests, benches, the demo).
-    pub fn with_stores(state: State, stores: BTreeMap<String, Arc<dyn CalendarStore>>, rewriter: Rewriter) -> Engine {
+    pub fn with_stores(
+        state: State,
+        stores: BTreeMap<String, Arc<dyn CalendarStore>>,
+        rewriter: Rewriter,
+    ) -> Engine {
         Engine {
             state,
             stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
@@ -104,15 +121,26 @@ impl Engine {
         match self.stores.get(server) {
             Some(Ok(s)) => Ok(s.clone()),
             Some(Err(e)) => Err(PassError::Pair(ErrorKind::Permanent, e.clone())),
-            None => Err(PassError::Pair(ErrorKind::Permanent, format!("server {server:?} is not configured"))),
+            None => Err(PassError::Pair(
+                ErrorKind::Permanent,
+                format!("server {server:?} is not configured"),
+            )),
         }
     }
 
     /// `tandem dedupe`: finds target items of `pair` that are the same meeting (one identity key),
     /// keeps the mapped copy (else the highest SEQUENCE, then the latest LAST-MODIFIED) and
     /// deletes the others with `If-Match`. Reads the whole target calendar; trusts no index.
-    pub async fn dedupe(&self, pair: &PairConfig, dry_run: bool) -> Result<DedupeReport, StateError> {
-        let mut report = DedupeReport { pair: pair.id.to_string(), dry_run, ..Default::default() };
+    pub async fn dedupe(
+        &self,
+        pair: &PairConfig,
+        dry_run: bool,
+    ) -> Result<DedupeReport, StateError> {
+        let mut report = DedupeReport {
+            pair: pair.id.to_string(),
+            dry_run,
+            ..Default::default()
+        };
         let tgt = match self.store(&pair.target.server) {
             Ok(t) => t,
             Err(PassError::Pair(_, e)) => {
@@ -130,13 +158,29 @@ impl Engine {
         let items = match read.await {
             Ok(items) => items,
             Err(e) => {
-                report.error = Some(format!("target calendar {} ({}): {e}", pair.target, tgt.describe()));
+                report.error = Some(format!(
+                    "target calendar {} ({}): {e}",
+                    pair.target,
+                    tgt.describe()
+                ));
                 return Ok(report);
             }
         };
-        let known = self.state.pair_calendars(&pair.id).await?.is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
-        let mapped: HashSet<Href> =
-            if known { self.state.mappings(&pair.id).await?.into_iter().map(|m| m.b_href).collect() } else { HashSet::new() };
+        let known = self
+            .state
+            .pair_calendars(&pair.id)
+            .await?
+            .is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
+        let mapped: HashSet<Href> = if known {
+            self.state
+                .mappings(&pair.id)
+                .await?
+                .into_iter()
+                .map(|m| m.b_href)
+                .collect()
+        } else {
+            HashSet::new()
+        };
         // Per identity: (href, etag, SEQUENCE, LAST-MODIFIED) of each copy.
         type Copy = (Href, Etag, i64, Option<String>);
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
@@ -149,7 +193,9 @@ impl Engine {
                         item.sequence(),
                         item.last_modified().map(str::to_string),
                     )),
-                    Err(e) => report.skipped.push(format!("{href}: not readable as iCalendar ({e})")),
+                    Err(e) => report
+                        .skipped
+                        .push(format!("{href}: not readable as iCalendar ({e})")),
                 },
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => report.skipped.push(format!("{href}: {e}")),
@@ -159,9 +205,14 @@ impl Engine {
         for (identity, mut copies) in groups.into_iter().filter(|(_, c)| c.len() > 1) {
             // Mapped copies first, then the highest SEQUENCE, then the latest LAST-MODIFIED.
             copies.sort_by(|a, b| {
-                (mapped.contains(&b.0), b.2, &b.3).cmp(&(mapped.contains(&a.0), a.2, &a.3)).then_with(|| a.0.cmp(&b.0))
+                (mapped.contains(&b.0), b.2, &b.3)
+                    .cmp(&(mapped.contains(&a.0), a.2, &a.3))
+                    .then_with(|| a.0.cmp(&b.0))
             });
-            let mut group = DedupeGroup { identity: identity.to_string(), ..Default::default() };
+            let mut group = DedupeGroup {
+                identity: identity.to_string(),
+                ..Default::default()
+            };
             for (i, (href, etag, ..)) in copies.into_iter().enumerate() {
                 // The first is kept; so is any other mapped copy (deleting it would only bring it back).
                 if i == 0 || mapped.contains(&href) {
@@ -190,7 +241,11 @@ impl Engine {
 
     /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
     #[tracing::instrument(skip_all, fields(pair = %pair.id))]
-    pub async fn sync_pair(&self, pair: &PairConfig, opts: PassOptions) -> Result<PairReport, StateError> {
+    pub async fn sync_pair(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+    ) -> Result<PairReport, StateError> {
         let mut report = PairReport::new(pair.id.as_str());
         report.dry_run = opts.dry_run;
         if !opts.dry_run {
@@ -199,7 +254,18 @@ impl Engine {
         let run = if opts.dry_run {
             None
         } else {
-            Some(self.state.begin_run(&pair.id, if opts.full { RunKind::Resync } else { RunKind::Sync }).await?)
+            Some(
+                self.state
+                    .begin_run(
+                        &pair.id,
+                        if opts.full {
+                            RunKind::Resync
+                        } else {
+                            RunKind::Sync
+                        },
+                    )
+                    .await?,
+            )
         };
         match self.pass(pair, opts, &mut report).await {
             Ok(()) => {}
@@ -222,7 +288,9 @@ impl Engine {
                 unchanged: report.unchanged,
                 failed: report.failed,
             };
-            self.state.finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref()).await?;
+            self.state
+                .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
+                .await?;
         }
         match &report.error {
             Some(e) => warn!(error = %e, "pair failed"),
@@ -239,7 +307,12 @@ impl Engine {
         Ok(report)
     }
 
-    async fn pass(&self, pair: &PairConfig, opts: PassOptions, report: &mut PairReport) -> Result<(), PassError> {
+    async fn pass(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
@@ -251,7 +324,10 @@ impl Engine {
         let (token, target_token) = if opts.full || !known {
             (None, None)
         } else {
-            (self.state.watermark(&pair.id, Side::A).await?, self.state.watermark(&pair.id, Side::B).await?)
+            (
+                self.state.watermark(&pair.id, Side::A).await?,
+                self.state.watermark(&pair.id, Side::B).await?,
+            )
         };
 
         // The two sides are usually different servers: ask both at once, and read what the
@@ -260,12 +336,24 @@ impl Engine {
         // check is the clearer error; a side with one was checked before, and its listing fails
         // with the URL and status if the calendar is gone. An unchanged calendar costs one request.
         let source_side = async {
-            let check = async { if token.is_none() { src.check_calendar(scal).await } else { Ok(()) } };
+            let check = async {
+                if token.is_none() {
+                    src.check_calendar(scal).await
+                } else {
+                    Ok(())
+                }
+            };
             let (check, changes) = tokio::join!(check, src.changes(scal, token.as_ref()));
             check.and(changes)
         };
         let target_side = async {
-            let check = async { if target_token.is_none() { tgt.check_calendar(tcal).await } else { Ok(()) } };
+            let check = async {
+                if target_token.is_none() {
+                    tgt.check_calendar(tcal).await
+                } else {
+                    Ok(())
+                }
+            };
             let (check, changes) = tokio::join!(check, tgt.changes(tcal, target_token.as_ref()));
             check.and(changes)
         };
@@ -273,8 +361,18 @@ impl Engine {
             if !known {
                 return Ok((Prior::new(), Vec::new(), HashMap::new()));
             }
-            let prior: Prior = self.state.mappings(&pair.id).await?.into_iter().map(|m| (m.a_href.clone(), m)).collect();
-            Ok::<_, StateError>((prior, self.state.pendings(&pair.id).await?, self.state.target_index(&pair.id).await?))
+            let prior: Prior = self
+                .state
+                .mappings(&pair.id)
+                .await?
+                .into_iter()
+                .map(|m| (m.a_href.clone(), m))
+                .collect();
+            Ok::<_, StateError>((
+                prior,
+                self.state.pendings(&pair.id).await?,
+                self.state.target_index(&pair.id).await?,
+            ))
         };
         let (changes, target_changes, recorded) = tokio::join!(source_side, target_side, recorded);
         let (prior, pending, mut index) = recorded?;
@@ -286,33 +384,66 @@ impl Engine {
                 .changed
                 .into_iter()
                 .filter(|v| scal.contains(&v.href))
-                .map(|v| SourceItem { href: v.href, etag: v.etag, content: Content::NotFetched })
+                .map(|v| SourceItem {
+                    href: v.href,
+                    etag: v.etag,
+                    content: Content::NotFetched,
+                })
                 .collect(),
             deleted: changes.deleted,
             complete: changes.complete,
         };
-        let target_etags = target_view(&prior, target_changes.changed, &target_changes.deleted, target_changes.complete);
-        let (src_fetch, mut tgt_fetch) = sync::fetch_lists(&source, &target_etags, &prior, opts.full);
+        let target_etags = target_view(
+            &prior,
+            target_changes.changed,
+            &target_changes.deleted,
+            target_changes.complete,
+        );
+        let (src_fetch, mut tgt_fetch) =
+            sync::fetch_lists(&source, &target_etags, &prior, opts.full);
         // Target items that are not copies of ours are read once per etag, for their identity.
         let mapped: HashSet<&Href> = prior.values().map(|m| &m.b_href).collect();
         let mut gone: Vec<Href> = index
             .keys()
-            .filter(|h| mapped.contains(h) || if target_changes.complete { !target_etags.contains_key(*h) } else { target_changes.deleted.contains(h) })
+            .filter(|h| {
+                mapped.contains(h)
+                    || if target_changes.complete {
+                        !target_etags.contains_key(*h)
+                    } else {
+                        target_changes.deleted.contains(h)
+                    }
+            })
             .cloned()
             .collect();
         let to_index: HashSet<Href> = target_etags
             .iter()
-            .filter(|(h, e)| !mapped.contains(h) && index.get(*h).is_none_or(|(known, _)| known != *e))
+            .filter(|(h, e)| {
+                !mapped.contains(h) && index.get(*h).is_none_or(|(known, _)| known != *e)
+            })
             .map(|(h, _)| h.clone())
             .collect();
-        tgt_fetch.extend(to_index.iter().filter(|h| !tgt_fetch.contains(h)).cloned().collect::<Vec<_>>());
-        debug!(source = src_fetch.len(), target = tgt_fetch.len(), "reading changed items");
+        tgt_fetch.extend(
+            to_index
+                .iter()
+                .filter(|h| !tgt_fetch.contains(h))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        debug!(
+            source = src_fetch.len(),
+            target = tgt_fetch.len(),
+            "reading changed items"
+        );
 
         // Source: parse, rewrite for the target org, hash.
         // The etag is the one read with the body, when the read succeeded.
-        let mut fetched_src: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> = HashMap::with_capacity(src_fetch.len());
+        let mut fetched_src: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> =
+            HashMap::with_capacity(src_fetch.len());
         // Both sides' reads go out at once.
-        let (src_read, tgt_read) = tokio::join!(fetch_all(&*src, scal, &src_fetch), fetch_all(&*tgt, tcal, &tgt_fetch));
+        let (src_read, tgt_read) = tokio::join!(
+            fetch_all(&*src, scal, &src_fetch),
+            fetch_all(&*tgt, tcal, &tgt_fetch)
+        );
         let src_read = src_read.map_err(named(&*src, "source", &pair.source))?;
         let tgt_read = tgt_read.map_err(named(&*tgt, "target", &pair.target))?;
         for (href, res) in src_read {
@@ -330,23 +461,44 @@ impl Engine {
         }
         // Mappings an incremental listing did not mention but whose target copy needs restoring.
         for (href, (etag, content)) in fetched_src {
-            let Some(etag) = etag.or_else(|| prior.get(&href).map(|p| p.a_etag.clone())) else { continue };
-            source.items.push(SourceItem { href, etag, content });
+            let Some(etag) = etag.or_else(|| prior.get(&href).map(|p| p.a_etag.clone())) else {
+                continue;
+            };
+            source.items.push(SourceItem {
+                href,
+                etag,
+                content,
+            });
         }
 
         // Target: hash what is there now.
         let mut target: HashMap<Href, TargetItem> = target_etags
             .into_iter()
-            .map(|(href, etag)| (href.clone(), TargetItem { href, etag, content: Content::NotFetched }))
+            .map(|(href, etag)| {
+                (
+                    href.clone(),
+                    TargetItem {
+                        href,
+                        etag,
+                        content: Content::NotFetched,
+                    },
+                )
+            })
             .collect();
         let mut indexed: Vec<(Href, Etag, Option<IdentityKey>)> = Vec::new();
         for (href, res) in tgt_read {
-            let Some(t) = target.get_mut(&href) else { continue };
+            let Some(t) = target.get_mut(&href) else {
+                continue;
+            };
             match res {
                 Ok(r) => {
                     let parsed = Item::parse(&r.data);
                     if to_index.contains(&href) {
-                        indexed.push((href.clone(), r.etag.clone(), parsed.as_ref().ok().map(Item::identity)));
+                        indexed.push((
+                            href.clone(),
+                            r.etag.clone(),
+                            parsed.as_ref().ok().map(Item::identity),
+                        ));
                     }
                     t.etag = r.etag;
                     t.content = match parsed {
@@ -373,18 +525,31 @@ impl Engine {
             if let Some(identity) = identity
                 && !mapped.contains(href)
             {
-                adoptable.entry(identity.clone()).or_default().push((href.clone(), etag.clone()));
+                adoptable
+                    .entry(identity.clone())
+                    .or_default()
+                    .push((href.clone(), etag.clone()));
             }
         }
 
-        let plan = sync::plan(&source, &target, &prior, &pending, PlanOptions { force_delete: opts.force_delete })
-            .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
+        let plan = sync::plan(
+            &source,
+            &target,
+            &prior,
+            &pending,
+            PlanOptions {
+                force_delete: opts.force_delete,
+            },
+        )
+        .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
         report.unchanged = plan.unchanged;
 
         // One adoption candidate per create, claimed here so parallel creates never share one.
         let mut adopt_for: HashMap<Href, (Href, Etag)> = HashMap::new();
         for a in &plan.actions {
-            if let Action::Create { source_href, item, .. } = a
+            if let Action::Create {
+                source_href, item, ..
+            } = a
                 && let Some(c) = adoptable.get_mut(&item.identity).and_then(Vec::pop)
             {
                 adopt_for.insert(source_href.clone(), c);
@@ -394,8 +559,16 @@ impl Engine {
         // the ones about to be adopted, nor copies of creates still in flight).
         let extras: Vec<(Href, Etag)> = if self.extras == Extras::Delete {
             let in_flight: HashSet<&Href> = pending.iter().map(|p| &p.b_href).collect();
-            let unreadable = index.iter().filter(|(h, (_, i))| i.is_none() && !mapped.contains(h)).map(|(h, (e, _))| (h.clone(), e.clone()));
-            adoptable.into_values().flatten().chain(unreadable).filter(|(h, _)| !in_flight.contains(h)).collect()
+            let unreadable = index
+                .iter()
+                .filter(|(h, (_, i))| i.is_none() && !mapped.contains(h))
+                .map(|(h, (e, _))| (h.clone(), e.clone()));
+            adoptable
+                .into_values()
+                .flatten()
+                .chain(unreadable)
+                .filter(|(h, _)| !in_flight.contains(h))
+                .collect()
         } else {
             Vec::new()
         };
@@ -417,7 +590,9 @@ impl Engine {
             return Ok(());
         }
 
-        self.state.update_target_index(&pair.id, &indexed, &gone).await?;
+        self.state
+            .update_target_index(&pair.id, &indexed, &gone)
+            .await?;
 
         let mut bookkeeping: Vec<Mapping> = Vec::new();
         let mut forget: Vec<Href> = Vec::new();
@@ -429,18 +604,37 @@ impl Engine {
                 Action::ClearPending { pending } => settled.push(pending),
                 Action::Refresh { mapping } => bookkeeping.push(mapping),
                 Action::Forget { source_href } => forget.push(source_href),
-                Action::Skip { source_href, kind, reason } => {
+                Action::Skip {
+                    source_href,
+                    kind,
+                    reason,
+                } => {
                     report.fail_item(&source_href, kind, format!("source item skipped: {reason}"));
                 }
-                a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => removals.push(Write::Plain(a)),
-                Action::Create { source_href, source_etag, item } => {
+                a @ (Action::Delete { .. } | Action::DeleteOrphan { .. }) => {
+                    removals.push(Write::Plain(a))
+                }
+                Action::Create {
+                    source_href,
+                    source_etag,
+                    item,
+                } => {
                     let adopt = adopt_for.remove(&source_href);
-                    writes.push(Write::Create { source_href, source_etag, item, adopt });
+                    writes.push(Write::Create {
+                        source_href,
+                        source_etag,
+                        item,
+                        adopt,
+                    });
                 }
                 a @ Action::Update { .. } => writes.push(Write::Plain(a)),
             }
         }
-        removals.extend(extras.into_iter().map(|(href, etag)| Write::DeleteExtra { href, etag }));
+        removals.extend(
+            extras
+                .into_iter()
+                .map(|(href, etag)| Write::DeleteExtra { href, etag }),
+        );
         let mut extras_gone = Vec::new();
         // Removals first, so a create that reuses a name (a source item moved to a new href)
         // never meets the copy it replaces; within each phase, up to the target's parallelism.
@@ -492,21 +686,30 @@ impl Engine {
         }
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
         self.state.clear_pendings(&pair.id, &settled).await?;
-        self.state.update_target_index(&pair.id, &[], &extras_gone).await?;
+        self.state
+            .update_target_index(&pair.id, &[], &extras_gone)
+            .await?;
         if let Some((kind, reason)) = halt {
             let store = tgt.describe();
             return Err(PassError::Pair(
                 kind,
-                format!("target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass", pair.target),
+                format!(
+                    "target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass",
+                    pair.target
+                ),
             ));
         }
 
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
-            self.state.set_watermark(&pair.id, Side::A, changes.token.as_ref()).await?;
+            self.state
+                .set_watermark(&pair.id, Side::A, changes.token.as_ref())
+                .await?;
             // Taken before this pass wrote: our own writes show up next time with the etags
             // just recorded (a no-op), and nobody else's edit in between is missed.
-            self.state.set_watermark(&pair.id, Side::B, target_changes.token.as_ref()).await?;
+            self.state
+                .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
+                .await?;
         }
         Ok(())
     }
@@ -518,21 +721,41 @@ impl Engine {
                 item.mark_client_scheduled();
                 Content::Fetched(Arc::new(Prepared::new(item)))
             }
-            Err(e) => Content::Broken(ErrorKind::InvalidData, format!("invalid iCalendar data: {e}")),
+            Err(e) => Content::Broken(
+                ErrorKind::InvalidData,
+                format!("invalid iCalendar data: {e}"),
+            ),
         }
     }
 
     /// Performs one remote write and records its mapping right after it succeeded.
-    async fn execute(&self, pair: &PairConfig, tgt: &dyn CalendarStore, tcal: &CalendarPath, write: Write) -> Result<Done, StateError> {
+    async fn execute(
+        &self,
+        pair: &PairConfig,
+        tgt: &dyn CalendarStore,
+        tcal: &CalendarPath,
+        write: Write,
+    ) -> Result<Done, StateError> {
         let action = match write {
-            Write::Create { source_href, source_etag, item, adopt } => {
+            Write::Create {
+                source_href,
+                source_etag,
+                item,
+                adopt,
+            } => {
                 let adopted = match adopt {
-                    Some((href, etag)) => self.adopt(tgt, tcal, &source_href, &source_etag, &item, &href, &etag).await,
+                    Some((href, etag)) => {
+                        self.adopt(tgt, tcal, &source_href, &source_etag, &item, &href, &etag)
+                            .await
+                    }
                     None => Ok(None),
                 };
                 let written = match adopted {
                     Ok(Some(done)) => Ok(done),
-                    Ok(None) => self.create(pair, tgt, tcal, &source_href, &source_etag, &item).await?,
+                    Ok(None) => {
+                        self.create(pair, tgt, tcal, &source_href, &source_etag, &item)
+                            .await?
+                    }
                     Err(e) => Err(e),
                 };
                 return self.record(pair, written, source_href).await;
@@ -540,26 +763,63 @@ impl Engine {
             Write::DeleteExtra { href, etag } => {
                 return Ok(match delete(tgt, tcal, &href, &etag).await {
                     Ok(()) => Done::ExtraDeleted(href),
-                    Err(e) => Done::Failed { href, kind: e.kind, reason: format!("deleting an item not from the source failed ({}): {e}", e.kind) },
+                    Err(e) => Done::Failed {
+                        href,
+                        kind: e.kind,
+                        reason: format!(
+                            "deleting an item not from the source failed ({}): {e}",
+                            e.kind
+                        ),
+                    },
                 });
             }
             Write::Plain(a) => a,
         };
         let written = match action {
-            Action::Create { source_href, source_etag, item } => {
-                (self.create(pair, tgt, tcal, &source_href, &source_etag, &item).await?, source_href)
-            }
-            Action::Update { source_href, source_etag, target_href, target_etag, item } => (
-                self.update(pair, tgt, tcal, &source_href, &source_etag, &target_href, &target_etag, &item).await?,
+            Action::Create {
+                source_href,
+                source_etag,
+                item,
+            } => (
+                self.create(pair, tgt, tcal, &source_href, &source_etag, &item)
+                    .await?,
                 source_href,
             ),
-            Action::Delete { source_href, target_href, target_etag } => {
+            Action::Update {
+                source_href,
+                source_etag,
+                target_href,
+                target_etag,
+                item,
+            } => (
+                self.update(
+                    pair,
+                    tgt,
+                    tcal,
+                    &source_href,
+                    &source_etag,
+                    &target_href,
+                    &target_etag,
+                    &item,
+                )
+                .await?,
+                source_href,
+            ),
+            Action::Delete {
+                source_href,
+                target_href,
+                target_etag,
+            } => {
                 return match delete(tgt, tcal, &target_href, &target_etag).await {
                     Ok(()) => {
                         self.state.delete_mapping(&pair.id, &source_href).await?;
                         Ok(Done::Deleted)
                     }
-                    Err(e) => Ok(Done::Failed { href: target_href, kind: e.kind, reason: format!("delete failed ({}): {e}", e.kind) }),
+                    Err(e) => Ok(Done::Failed {
+                        href: target_href,
+                        kind: e.kind,
+                        reason: format!("delete failed ({}): {e}", e.kind),
+                    }),
                 };
             }
             Action::DeleteOrphan { pending } => {
@@ -568,7 +828,10 @@ impl Engine {
                     Err(e) => Done::Failed {
                         href: pending.b_href,
                         kind: e.kind,
-                        reason: format!("removing a copy left by an interrupted create failed ({}): {e}", e.kind),
+                        reason: format!(
+                            "removing a copy left by an interrupted create failed ({}): {e}",
+                            e.kind
+                        ),
                     },
                 });
             }
@@ -578,13 +841,22 @@ impl Engine {
     }
 
     /// Records the mapping of a successful write right away, or reports the failure.
-    async fn record(&self, pair: &PairConfig, written: Result<(Mapping, Written), StoreError>, source_href: Href) -> Result<Done, StateError> {
+    async fn record(
+        &self,
+        pair: &PairConfig,
+        written: Result<(Mapping, Written), StoreError>,
+        source_href: Href,
+    ) -> Result<Done, StateError> {
         match written {
             Ok((mapping, how)) => {
                 self.state.put_mapping(&pair.id, &mapping).await?;
                 Ok(Done::Written(how))
             }
-            Err(e) => Ok(Done::Failed { href: source_href, kind: e.kind, reason: format!("write to target failed ({}): {e}", e.kind) }),
+            Err(e) => Ok(Done::Failed {
+                href: source_href,
+                kind: e.kind,
+                reason: format!("write to target failed ({}): {e}", e.kind),
+            }),
         }
     }
 
@@ -602,8 +874,12 @@ impl Engine {
         href: &Href,
         etag: &Etag,
     ) -> Result<Option<(Mapping, Written)>, StoreError> {
-        let Some(now) = read_one(tgt, tcal, href).await? else { return Ok(None) };
-        let Ok(there) = Item::parse(&now.data) else { return Ok(None) };
+        let Some(now) = read_one(tgt, tcal, href).await? else {
+            return Ok(None);
+        };
+        let Ok(there) = Item::parse(&now.data) else {
+            return Ok(None);
+        };
         if there.identity() != item.identity {
             return Ok(None);
         }
@@ -650,7 +926,11 @@ impl Engine {
             identity: item.identity.clone(),
             hash: item.hash,
         };
-        let pending = |name: &str| Pending { a_href: source_href.clone(), b_href: tcal.join(name), identity: item.identity.clone() };
+        let pending = |name: &str| Pending {
+            a_href: source_href.clone(),
+            b_href: tcal.join(name),
+            identity: item.identity.clone(),
+        };
         self.state.add_pending(&pair.id, &pending(&name)).await?;
         match tgt.create(tcal, &name, &text).await {
             Ok(v) => return Ok(Ok((mapping(v), Written::Created))),
@@ -669,7 +949,10 @@ impl Engine {
                 } else {
                     tgt.update(&href, &existing.etag, &text).await?
                 };
-                return Ok(Some(mapping(ItemVersion { href: href.clone(), etag })));
+                return Ok(Some(mapping(ItemVersion {
+                    href: href.clone(),
+                    etag,
+                })));
             }
             Ok::<_, StoreError>(None)
         };
@@ -681,7 +964,10 @@ impl Engine {
         let stem = name.trim_end_matches(".ics");
         let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
         self.state.add_pending(&pair.id, &pending(&fresh)).await?;
-        Ok(tgt.create(tcal, &fresh, &text).await.map(|v| (mapping(v), Written::Created)))
+        Ok(tgt
+            .create(tcal, &fresh, &text)
+            .await
+            .map(|v| (mapping(v), Written::Created)))
     }
 
     /// `If-Match` update; on 412 re-read the target copy and decide again (once).
@@ -709,12 +995,20 @@ impl Engine {
         match tgt.update(target_href, target_etag, &text).await {
             Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
-            Err(e) if e.kind == ErrorKind::NotFound => return self.create(pair, tgt, tcal, source_href, source_etag, item).await,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return self
+                    .create(pair, tgt, tcal, source_href, source_etag, item)
+                    .await;
+            }
             Err(e) => return Ok(Err(e)),
         }
         debug!(href = %target_href, "target changed underneath; re-reading");
         let now = match read_one(tgt, tcal, target_href).await {
-            Ok(None) => return self.create(pair, tgt, tcal, source_href, source_etag, item).await,
+            Ok(None) => {
+                return self
+                    .create(pair, tgt, tcal, source_href, source_etag, item)
+                    .await;
+            }
             Ok(Some(now)) => now,
             Err(e) => return Ok(Err(e)),
         };
@@ -722,7 +1016,10 @@ impl Engine {
             return Ok(Ok((mapping(now.etag), Written::Unchanged)));
         }
         // One-way: the source is the truth; overwrite only the version just read.
-        Ok(tgt.update(target_href, &now.etag, &text).await.map(|etag| (mapping(etag), Written::Updated)))
+        Ok(tgt
+            .update(target_href, &now.etag, &text)
+            .await
+            .map(|etag| (mapping(etag), Written::Updated)))
     }
 }
 
@@ -756,9 +1053,17 @@ impl DedupeReport {
 
 /// A remote write to run; a create may carry a target item to adopt instead.
 enum Write {
-    Create { source_href: Href, source_etag: Etag, item: Arc<Prepared>, adopt: Option<(Href, Etag)> },
+    Create {
+        source_href: Href,
+        source_etag: Etag,
+        item: Arc<Prepared>,
+        adopt: Option<(Href, Etag)>,
+    },
     /// A target item that did not come from the source (`extras = "delete"`).
-    DeleteExtra { href: Href, etag: Etag },
+    DeleteExtra {
+        href: Href,
+        etag: Etag,
+    },
     Plain(Action),
 }
 
@@ -768,19 +1073,31 @@ enum Done {
     Deleted,
     ExtraDeleted(Href),
     /// A pending create resolved; `removed` if its orphan copy was deleted.
-    Settled { pending: Pending, removed: bool },
-    Failed { href: Href, kind: ErrorKind, reason: String },
+    Settled {
+        pending: Pending,
+        removed: bool,
+    },
+    Failed {
+        href: Href,
+        kind: ErrorKind,
+        reason: String,
+    },
     /// Not attempted: the pass stopped.
     NotRun,
 }
 
 /// Reads `hrefs` in multiget-sized batches, up to the store's parallelism at once.
-async fn fetch_all(store: &dyn CalendarStore, cal: &CalendarPath, hrefs: &[Href]) -> Result<Vec<store::Fetched>, StoreError> {
-    let batches: Vec<Vec<store::Fetched>> = stream::iter(hrefs.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
-        .map(|batch| async move { store.fetch(cal, &batch).await })
-        .buffer_unordered(store.parallelism().max(1))
-        .try_collect()
-        .await?;
+async fn fetch_all(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    hrefs: &[Href],
+) -> Result<Vec<store::Fetched>, StoreError> {
+    let batches: Vec<Vec<store::Fetched>> =
+        stream::iter(hrefs.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
+            .map(|batch| async move { store.fetch(cal, &batch).await })
+            .buffer_unordered(store.parallelism().max(1))
+            .try_collect()
+            .await?;
     Ok(batches.into_iter().flatten().collect())
 }
 
@@ -789,11 +1106,19 @@ async fn fetch_all(store: &dyn CalendarStore, cal: &CalendarPath, hrefs: &[Href]
 /// From a complete listing, that is the listing. From changes since the last good pass, it is
 /// the copies recorded then, with what changed or went since laid over them; target items that
 /// did not come from the source and did not change are not needed.
-fn target_view(prior: &Prior, changed: Vec<ItemVersion>, deleted: &[Href], complete: bool) -> HashMap<Href, Etag> {
+fn target_view(
+    prior: &Prior,
+    changed: Vec<ItemVersion>,
+    deleted: &[Href],
+    complete: bool,
+) -> HashMap<Href, Etag> {
     let mut view: HashMap<Href, Etag> = if complete {
         HashMap::with_capacity(changed.len())
     } else {
-        prior.values().map(|m| (m.b_href.clone(), m.b_etag.clone())).collect()
+        prior
+            .values()
+            .map(|m| (m.b_href.clone(), m.b_etag.clone()))
+            .collect()
     };
     for href in deleted {
         view.remove(href);
@@ -804,7 +1129,10 @@ fn target_view(prior: &Prior, changed: Vec<ItemVersion>, deleted: &[Href], compl
 
 /// Errors that say the calendar, not the item, is unavailable.
 fn halts_pass(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::Moving { .. } | ErrorKind::Throttled { .. } | ErrorKind::Unauthorized)
+    matches!(
+        kind,
+        ErrorKind::Moving { .. } | ErrorKind::Throttled { .. } | ErrorKind::Unauthorized
+    )
 }
 
 enum Written {
@@ -816,11 +1144,17 @@ enum Written {
 }
 
 /// `If-Match` delete; on 412 re-read and delete the version now there (the source item is gone).
-async fn delete(tgt: &dyn CalendarStore, tcal: &CalendarPath, href: &Href, etag: &Etag) -> Result<(), StoreError> {
+async fn delete(
+    tgt: &dyn CalendarStore,
+    tcal: &CalendarPath,
+    href: &Href,
+    etag: &Etag,
+) -> Result<(), StoreError> {
     match tgt.delete(href, etag).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind == ErrorKind::PreconditionFailed => match read_one(tgt, tcal, href).await? {
+        Err(e) if e.kind == ErrorKind::PreconditionFailed => match read_one(tgt, tcal, href).await?
+        {
             None => Ok(()),
             Some(now) => tgt.delete(href, &now.etag).await,
         },
@@ -829,8 +1163,14 @@ async fn delete(tgt: &dyn CalendarStore, tcal: &CalendarPath, href: &Href, etag:
 }
 
 /// Deletes the copy a pending create left, if it is still that item. Returns whether it deleted.
-async fn delete_orphan(tgt: &dyn CalendarStore, tcal: &CalendarPath, p: &Pending) -> Result<bool, StoreError> {
-    let Some(now) = read_one(tgt, tcal, &p.b_href).await? else { return Ok(false) };
+async fn delete_orphan(
+    tgt: &dyn CalendarStore,
+    tcal: &CalendarPath,
+    p: &Pending,
+) -> Result<bool, StoreError> {
+    let Some(now) = read_one(tgt, tcal, &p.b_href).await? else {
+        return Ok(false);
+    };
     let ours = Item::parse(&now.data).is_ok_and(|i| i.identity() == p.identity);
     if !ours {
         return Ok(false); // another item holds the name now; not ours to delete
@@ -840,7 +1180,11 @@ async fn delete_orphan(tgt: &dyn CalendarStore, tcal: &CalendarPath, p: &Pending
 }
 
 /// Reads one item; `None` if it does not exist.
-async fn read_one(tgt: &dyn CalendarStore, cal: &CalendarPath, href: &Href) -> Result<Option<crate::store::Resource>, StoreError> {
+async fn read_one(
+    tgt: &dyn CalendarStore,
+    cal: &CalendarPath,
+    href: &Href,
+) -> Result<Option<crate::store::Resource>, StoreError> {
     let mut got = tgt.fetch(cal, std::slice::from_ref(href)).await?;
     match got.pop() {
         Some((_, Ok(r))) => Ok(Some(r)),
@@ -855,33 +1199,57 @@ fn count_planned(report: &mut PairReport, a: &Action) {
         Action::Create { .. } => report.created += 1,
         Action::Update { .. } => report.updated += 1,
         Action::Delete { .. } => report.deleted += 1,
-        Action::Skip { source_href, kind, reason } => report.fail_item(source_href, *kind, format!("source item skipped: {reason}")),
+        Action::Skip {
+            source_href,
+            kind,
+            reason,
+        } => report.fail_item(source_href, *kind, format!("source item skipped: {reason}")),
         Action::DeleteOrphan { .. } => report.deleted += 1,
         Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
     }
 }
 
 fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
-    let planned = |action, source: &Href, target: Option<&Href>, detail: Option<String>| PlannedAction {
-        action,
-        source_href: source.to_string(),
-        target_href: target.map(Href::to_string),
-        detail,
-    };
+    let planned =
+        |action, source: &Href, target: Option<&Href>, detail: Option<String>| PlannedAction {
+            action,
+            source_href: source.to_string(),
+            target_href: target.map(Href::to_string),
+            detail,
+        };
     let summary = |p: &Prepared| p.item.summary().map(|s| format!("{s:?}"));
     match a {
-        Action::Create { source_href, item, .. } => {
-            planned("create", source_href, Some(&tcal.join(&target_name(item.item.uid()))), summary(item))
-        }
-        Action::Update { source_href, target_href, item, .. } => planned("update", source_href, Some(target_href), summary(item)),
-        Action::Delete { source_href, target_href, .. } => planned("delete", source_href, Some(target_href), None),
+        Action::Create {
+            source_href, item, ..
+        } => planned(
+            "create",
+            source_href,
+            Some(&tcal.join(&target_name(item.item.uid()))),
+            summary(item),
+        ),
+        Action::Update {
+            source_href,
+            target_href,
+            item,
+            ..
+        } => planned("update", source_href, Some(target_href), summary(item)),
+        Action::Delete {
+            source_href,
+            target_href,
+            ..
+        } => planned("delete", source_href, Some(target_href), None),
         Action::Refresh { mapping } => planned(
             "refresh",
             &mapping.a_href,
             Some(&mapping.b_href),
             Some("etags moved, content equal: record only".into()),
         ),
-        Action::Forget { source_href } => planned("forget", source_href, None, Some("gone on both sides: drop the mapping".into())),
+        Action::Forget { source_href } => planned(
+            "forget",
+            source_href,
+            None,
+            Some("gone on both sides: drop the mapping".into()),
+        ),
         Action::DeleteOrphan { pending } => planned(
             "delete",
             &pending.a_href,
@@ -894,6 +1262,10 @@ fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
             Some(&pending.b_href),
             Some("interrupted create already resolved: record only".into()),
         ),
-        Action::Skip { source_href, reason, .. } => planned("skip", source_href, None, Some(reason.clone())),
+        Action::Skip {
+            source_href,
+            reason,
+            ..
+        } => planned("skip", source_href, None, Some(reason.clone())),
     }
 }

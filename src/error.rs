@@ -75,7 +75,11 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        StoreError { kind, message: message.into(), source: None }
+        StoreError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn with_source(
@@ -83,7 +87,11 @@ impl StoreError {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        StoreError { kind, message: message.into(), source: Some(Box::new(source)) }
+        StoreError {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
@@ -107,18 +115,28 @@ mod tests {
     #[test]
     fn kinds_say_whether_to_retry_or_quarantine() {
         let later = Some(Duration::from_secs(30));
-        for k in [ErrorKind::Moving { retry_after: later }, ErrorKind::Throttled { retry_after: None }, ErrorKind::Transient] {
+        for k in [
+            ErrorKind::Moving { retry_after: later },
+            ErrorKind::Throttled { retry_after: None },
+            ErrorKind::Transient,
+        ] {
             assert!(k.is_retryable() && !k.is_permanent(), "{k}");
         }
         for k in [ErrorKind::InvalidData, ErrorKind::Permanent] {
             assert!(k.is_permanent() && !k.is_retryable(), "{k}");
         }
-        for k in [ErrorKind::NotFound, ErrorKind::PreconditionFailed, ErrorKind::Unauthorized] {
+        for k in [
+            ErrorKind::NotFound,
+            ErrorKind::PreconditionFailed,
+            ErrorKind::Unauthorized,
+        ] {
             assert!(!k.is_permanent() && !k.is_retryable(), "{k}");
         }
-        let io = StoreError::io("x.ics", std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+        let io = StoreError::io(
+            "x.ics",
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        );
         assert_eq!(io.kind, ErrorKind::PreconditionFailed);
         assert!(io.to_string().starts_with("x.ics: "));
     }
 }
-

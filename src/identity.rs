@@ -73,7 +73,12 @@ fn goid_bytes(uid: &str) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16).expect("checked hex") as u8;
-    Some(uid.as_bytes().chunks(2).map(|p| digit(p[0]) << 4 | digit(p[1])).collect())
+    Some(
+        uid.as_bytes()
+            .chunks(2)
+            .map(|p| digit(p[0]) << 4 | digit(p[1]))
+            .collect(),
+    )
 }
 
 /// The UID that identifies a meeting across spellings:
@@ -81,7 +86,9 @@ fn goid_bytes(uid: &str) -> Option<Vec<u8>> {
 /// - any other GOID → the clean GOID (instance date, bytes 16–19, zeroed), upper-case hex;
 /// - anything else → unchanged.
 pub fn clean_uid(uid: &str) -> Cow<'_, str> {
-    let Some(mut bytes) = goid_bytes(uid) else { return Cow::Borrowed(uid) };
+    let Some(mut bytes) = goid_bytes(uid) else {
+        return Cow::Borrowed(uid);
+    };
     let size = u32::from_le_bytes(bytes[36..40].try_into().expect("four bytes")) as usize;
     let data = &bytes[40..bytes.len().min(40 + size)];
     if let Some(wrapped) = data.strip_prefix(VCAL_UID) {
@@ -109,7 +116,9 @@ pub fn wrap_uid(uid: &str, instance: Option<(u16, u8, u8)>) -> String {
     data.extend_from_slice(uid.as_bytes());
     data.push(0);
     let mut b = Vec::with_capacity(40 + data.len());
-    b.extend((0..16).map(|i| u8::from_str_radix(&GOID_CLASS_ID[2 * i..2 * i + 2], 16).expect("hex")));
+    b.extend(
+        (0..16).map(|i| u8::from_str_radix(&GOID_CLASS_ID[2 * i..2 * i + 2], 16).expect("hex")),
+    );
     let (y, m, d) = instance.unwrap_or((0, 0, 0));
     b.extend_from_slice(&y.to_be_bytes());
     b.extend_from_slice(&[m, d]);
@@ -124,8 +133,7 @@ mod tests {
     use super::*;
 
     /// The [MS-OXOCAL] §4.1.2 example: an exception on 2008-03-25.
-    const SAMPLE: &str =
-        "040000008200E00074C5B7101A82E00807D803195025D461E473C801000000000000000010000000\
+    const SAMPLE: &str = "040000008200E00074C5B7101A82E00807D803195025D461E473C801000000000000000010000000\
          2A5844B3A444F74A9C246C60886F116B";
 
     #[test]
@@ -139,7 +147,11 @@ mod tests {
              2A5844B3A444F74A9C246C60886F116B"
         );
         assert_eq!(goid_instance(&clean), None);
-        assert_eq!(clean_uid(&SAMPLE.to_lowercase()), clean, "hex case is not identity");
+        assert_eq!(
+            clean_uid(&SAMPLE.to_lowercase()),
+            clean,
+            "hex case is not identity"
+        );
         assert_eq!(clean_uid(&clean), clean, "cleaning is idempotent");
     }
 
@@ -157,12 +169,22 @@ mod tests {
         b[36..40].copy_from_slice(&size.to_le_bytes());
         let no_nul: String = b.iter().map(|x| format!("{x:02X}")).collect();
         assert_eq!(clean_uid(&no_nul), google);
-        assert_eq!(IdentityKey::new(Some("mailto:a@x"), &wrapped), IdentityKey::new(Some("mailto:a@x"), google));
+        assert_eq!(
+            IdentityKey::new(Some("mailto:a@x"), &wrapped),
+            IdentityKey::new(Some("mailto:a@x"), google)
+        );
     }
 
     #[test]
     fn other_uids_are_left_alone() {
-        for uid in ["", "abc", "040000008200E00074C5B7101A82E008", &SAMPLE[..80], &format!("{SAMPLE}0"), &SAMPLE.replace('5', "g")] {
+        for uid in [
+            "",
+            "abc",
+            "040000008200E00074C5B7101A82E008",
+            &SAMPLE[..80],
+            &format!("{SAMPLE}0"),
+            &SAMPLE.replace('5', "g"),
+        ] {
             assert_eq!(clean_uid(uid), uid);
         }
         let other_class = format!("05{}", &SAMPLE[2..]);

@@ -7,9 +7,7 @@
 
 use std::collections::HashMap;
 
-use ical::parser::ical::component::{
-    IcalAlarm, IcalCalendar, IcalJournal, IcalTimeZone,
-};
+use ical::parser::ical::component::{IcalAlarm, IcalCalendar, IcalJournal, IcalTimeZone};
 use ical::property::Property;
 
 use crate::identity::{IdentityKey, strip_mailto};
@@ -81,7 +79,10 @@ impl Item {
         for cal in parse_calendars(text)? {
             let mut groups: Vec<(String, IcalCalendar)> = Vec::new();
             let mut group = |uid: Option<&str>, name: &'static str| -> Result<usize, ItemError> {
-                let uid = uid.map(str::trim).filter(|u| !u.is_empty()).ok_or(ItemError::MissingUid(name))?;
+                let uid = uid
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .ok_or(ItemError::MissingUid(name))?;
                 Ok(match groups.iter().position(|(u, _)| u == uid) {
                     Some(i) => i,
                     None => {
@@ -97,13 +98,22 @@ impl Item {
             };
             let mut placed: Vec<(usize, Component)> = Vec::new();
             for e in &cal.events {
-                placed.push((group(prop_value(&e.properties, "UID"), "VEVENT")?, Component::Event(e.clone())));
+                placed.push((
+                    group(prop_value(&e.properties, "UID"), "VEVENT")?,
+                    Component::Event(e.clone()),
+                ));
             }
             for t in &cal.todos {
-                placed.push((group(prop_value(&t.properties, "UID"), "VTODO")?, Component::Todo(t.clone())));
+                placed.push((
+                    group(prop_value(&t.properties, "UID"), "VTODO")?,
+                    Component::Todo(t.clone()),
+                ));
             }
             for j in &cal.journals {
-                placed.push((group(prop_value(&j.properties, "UID"), "VJOURNAL")?, Component::Journal(j.clone())));
+                placed.push((
+                    group(prop_value(&j.properties, "UID"), "VJOURNAL")?,
+                    Component::Journal(j.clone()),
+                ));
             }
             for (i, c) in placed {
                 let g = &mut groups[i].1;
@@ -114,7 +124,11 @@ impl Item {
                 }
             }
             if groups.is_empty() && (!cal.free_busys.is_empty() || !cal.alarms.is_empty()) {
-                return Err(ItemError::Unsupported(if cal.free_busys.is_empty() { "a VALARM outside any event or task" } else { "VFREEBUSY" }));
+                return Err(ItemError::Unsupported(if cal.free_busys.is_empty() {
+                    "a VALARM outside any event or task"
+                } else {
+                    "VFREEBUSY"
+                }));
             }
             for (_, g) in groups {
                 items.push(Item::from_calendar(g)?);
@@ -130,7 +144,11 @@ impl Item {
         if !cal.alarms.is_empty() {
             return Err(ItemError::Unsupported("a VALARM outside any event or task"));
         }
-        let kinds = [!cal.events.is_empty(), !cal.todos.is_empty(), !cal.journals.is_empty()];
+        let kinds = [
+            !cal.events.is_empty(),
+            !cal.todos.is_empty(),
+            !cal.journals.is_empty(),
+        ];
         let kind = match kinds {
             [true, false, false] => ItemKind::Event,
             [false, true, false] => ItemKind::Todo,
@@ -171,7 +189,9 @@ impl Item {
     /// The ORGANIZER value of the master, else of the first component that has one.
     pub fn organizer(&self) -> Option<&str> {
         let comps: Vec<_> = item_components(&self.cal).map(|(_, p)| p).collect();
-        let master = comps.iter().find(|p| prop_value(p, "RECURRENCE-ID").is_none());
+        let master = comps
+            .iter()
+            .find(|p| prop_value(p, "RECURRENCE-ID").is_none());
         master
             .and_then(|p| prop_value(p, "ORGANIZER"))
             .or_else(|| comps.iter().find_map(|p| prop_value(p, "ORGANIZER")))
@@ -179,7 +199,9 @@ impl Item {
 
     /// The master's SEQUENCE (0 when absent or unreadable).
     pub fn sequence(&self) -> i64 {
-        self.master_value("SEQUENCE").and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+        self.master_value("SEQUENCE")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// The master's LAST-MODIFIED as written (UTC `YYYYMMDDTHHMMSSZ` sorts by time).
@@ -189,7 +211,10 @@ impl Item {
 
     fn master_value(&self, name: &str) -> Option<&str> {
         let comps: Vec<_> = item_components(&self.cal).map(|(_, p)| p).collect();
-        let master = comps.iter().find(|p| prop_value(p, "RECURRENCE-ID").is_none()).or(comps.first())?;
+        let master = comps
+            .iter()
+            .find(|p| prop_value(p, "RECURRENCE-ID").is_none())
+            .or(comps.first())?;
         prop_value(master, name)
     }
 
@@ -249,7 +274,10 @@ impl Item {
     /// scheduling server that receives the copy does not send invitations again.
     pub fn mark_client_scheduled(&mut self) {
         for_each_props_mut(&mut self.cal, &mut |props| {
-            for p in props.iter_mut().filter(|p| ADDRESS_PROPS.contains(&p.name.as_str())) {
+            for p in props
+                .iter_mut()
+                .filter(|p| ADDRESS_PROPS.contains(&p.name.as_str()))
+            {
                 let params = p.params.get_or_insert_with(Vec::new);
                 params.retain(|(n, _)| !n.eq_ignore_ascii_case("SCHEDULE-AGENT"));
                 params.push(("SCHEDULE-AGENT".to_string(), vec!["CLIENT".to_string()]));
@@ -296,8 +324,14 @@ impl Rewriter {
         addresses: impl IntoIterator<Item = (String, String)>,
     ) -> Self {
         Rewriter {
-            domains: domains.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-            addresses: addresses.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+            domains: domains
+                .into_iter()
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
+            addresses: addresses
+                .into_iter()
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
         }
     }
 
@@ -336,20 +370,31 @@ enum Component {
 /// inside it becomes an error for this item instead of taking the pass down.
 fn parse_calendars(text: &str) -> Result<Vec<IcalCalendar>, ItemError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text); // Outlook and Windows tools write a BOM
-    std::panic::catch_unwind(|| ical::IcalParser::new(text.as_bytes()).collect::<Result<Vec<_>, _>>())
-        .map_err(|_| ItemError::Parse("the iCalendar parser failed on this input".into()))?
-        .map_err(|e| ItemError::Parse(e.to_string()))
+    std::panic::catch_unwind(|| {
+        ical::IcalParser::new(text.as_bytes()).collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(|_| ItemError::Parse("the iCalendar parser failed on this input".into()))?
+    .map_err(|e| ItemError::Parse(e.to_string()))
 }
 
 fn prop_value<'a>(props: &'a [Property], name: &str) -> Option<&'a str> {
-    props.iter().find(|p| p.name == name).and_then(|p| p.value.as_deref())
+    props
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.value.as_deref())
 }
 
 /// The item's own components (not timezones), with their names.
 fn item_components(cal: &IcalCalendar) -> impl Iterator<Item = (&'static str, &[Property])> {
-    let events = cal.events.iter().map(|e| ("VEVENT", e.properties.as_slice()));
+    let events = cal
+        .events
+        .iter()
+        .map(|e| ("VEVENT", e.properties.as_slice()));
     let todos = cal.todos.iter().map(|t| ("VTODO", t.properties.as_slice()));
-    let journals = cal.journals.iter().map(|j| ("VJOURNAL", j.properties.as_slice()));
+    let journals = cal
+        .journals
+        .iter()
+        .map(|j| ("VJOURNAL", j.properties.as_slice()));
     events.chain(todos).chain(journals)
 }
 
@@ -393,10 +438,27 @@ fn upper_names(cal: &mut IcalCalendar) {
 fn canonical(cal: &IcalCalendar) -> String {
     let mut subs: Vec<String> = Vec::new();
     subs.extend(cal.timezones.iter().map(canonical_timezone));
-    subs.extend(cal.events.iter().map(|e| canonical_with_alarms("VEVENT", &e.properties, &e.alarms)));
-    subs.extend(cal.todos.iter().map(|t| canonical_with_alarms("VTODO", &t.properties, &t.alarms)));
-    subs.extend(cal.journals.iter().map(|j: &IcalJournal| canonical_component("VJOURNAL", &j.properties, &[], Vec::new())));
-    canonical_component("VCALENDAR", &cal.properties, HASH_IGNORED_CALENDAR_PROPS, subs)
+    subs.extend(
+        cal.events
+            .iter()
+            .map(|e| canonical_with_alarms("VEVENT", &e.properties, &e.alarms)),
+    );
+    subs.extend(
+        cal.todos
+            .iter()
+            .map(|t| canonical_with_alarms("VTODO", &t.properties, &t.alarms)),
+    );
+    subs.extend(
+        cal.journals
+            .iter()
+            .map(|j: &IcalJournal| canonical_component("VJOURNAL", &j.properties, &[], Vec::new())),
+    );
+    canonical_component(
+        "VCALENDAR",
+        &cal.properties,
+        HASH_IGNORED_CALENDAR_PROPS,
+        subs,
+    )
 }
 
 fn canonical_timezone(tz: &IcalTimeZone) -> String {
@@ -416,14 +478,24 @@ fn canonical_timezone(tz: &IcalTimeZone) -> String {
 }
 
 fn canonical_with_alarms(name: &str, props: &[Property], alarms: &[IcalAlarm]) -> String {
-    let subs = alarms.iter().map(|a| canonical_component("VALARM", &a.properties, &[], Vec::new())).collect();
+    let subs = alarms
+        .iter()
+        .map(|a| canonical_component("VALARM", &a.properties, &[], Vec::new()))
+        .collect();
     canonical_component(name, props, &[], subs)
 }
 
-fn canonical_component(name: &str, props: &[Property], ignored: &[&str], mut subs: Vec<String>) -> String {
+fn canonical_component(
+    name: &str,
+    props: &[Property],
+    ignored: &[&str],
+    mut subs: Vec<String>,
+) -> String {
     let mut lines: Vec<String> = props
         .iter()
-        .filter(|p| !HASH_IGNORED_PROPS.contains(&p.name.as_str()) && !ignored.contains(&p.name.as_str()))
+        .filter(|p| {
+            !HASH_IGNORED_PROPS.contains(&p.name.as_str()) && !ignored.contains(&p.name.as_str())
+        })
         .map(canonical_property)
         .collect();
     lines.sort_unstable();
@@ -448,8 +520,14 @@ fn canonical_component(name: &str, props: &[Property], ignored: &[&str], mut sub
 fn canonical_property(p: &Property) -> String {
     let mut s = p.name.clone();
     if let Some(params) = &p.params {
-        let mut params: Vec<&(String, Vec<String>)> =
-            params.iter().filter(|(n, _)| !HASH_IGNORED_PARAMS.iter().any(|i| n.eq_ignore_ascii_case(i))).collect();
+        let mut params: Vec<&(String, Vec<String>)> = params
+            .iter()
+            .filter(|(n, _)| {
+                !HASH_IGNORED_PARAMS
+                    .iter()
+                    .any(|i| n.eq_ignore_ascii_case(i))
+            })
+            .collect();
         params.sort_unstable();
         for (name, values) in params {
             s.push(';');
@@ -482,7 +560,11 @@ fn canonical_property(p: &Property) -> String {
 const RECUR_PROPS: &[&str] = &["RRULE", "EXRULE"];
 
 fn push_recur(out: &mut String, v: &str) {
-    let mut parts: Vec<String> = v.split(';').filter(|p| !p.is_empty()).map(str::to_ascii_uppercase).collect();
+    let mut parts: Vec<String> = v
+        .split(';')
+        .filter(|p| !p.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
     parts.sort_unstable();
     out.push_str(&parts.join(";"));
 }
@@ -576,7 +658,11 @@ fn fold_into(out: &mut String, line: &str) {
         if !first {
             out.push(' ');
         }
-        let cut = if rest.len() <= limit { rest.len() } else { fold_point(rest, limit) };
+        let cut = if rest.len() <= limit {
+            rest.len()
+        } else {
+            fold_point(rest, limit)
+        };
         out.push_str(&rest[..cut]);
         out.push_str("\r\n");
         rest = &rest[cut..];
@@ -611,21 +697,49 @@ mod tests {
         let mut marked = plain.clone();
         marked.mark_client_scheduled();
         let text = marked.to_ics();
-        assert!(text.contains("ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@old.example\r\n"), "{text}");
-        assert_eq!(text.matches("SCHEDULE-AGENT=CLIENT").count(), 3, "organizer and two attendees: {text}");
+        assert!(
+            text.contains(
+                "ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@old.example\r\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("SCHEDULE-AGENT=CLIENT").count(),
+            3,
+            "organizer and two attendees: {text}"
+        );
         let again = Item::parse(&text).unwrap();
         assert_eq!(again.content_hash(), plain.content_hash());
         let status = MEETING.replace("ATTENDEE;CN=Bob;", "ATTENDEE;SCHEDULE-STATUS=1.2;CN=Bob;");
-        assert_eq!(Item::parse(&status).unwrap().content_hash(), plain.content_hash());
+        assert_eq!(
+            Item::parse(&status).unwrap().content_hash(),
+            plain.content_hash()
+        );
         marked.mark_client_scheduled();
-        assert_eq!(marked.to_ics().matches("SCHEDULE-AGENT").count(), 3, "marking twice adds nothing");
+        assert_eq!(
+            marked.to_ics().matches("SCHEDULE-AGENT").count(),
+            3,
+            "marking twice adds nothing"
+        );
     }
 
     #[test]
     fn recurrence_rule_part_order_is_not_content() {
-        let a = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=5")).unwrap();
-        let b = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;COUNT=5;BYDAY=MO")).unwrap();
-        let c = Item::parse(&MEETING.replace("RRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=MO")).unwrap();
+        let a = Item::parse(&MEETING.replace(
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=5",
+        ))
+        .unwrap();
+        let b = Item::parse(&MEETING.replace(
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            "RRULE:FREQ=WEEKLY;COUNT=5;BYDAY=MO",
+        ))
+        .unwrap();
+        let c = Item::parse(&MEETING.replace(
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            "RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=MO",
+        ))
+        .unwrap();
         assert_eq!(a.content_hash(), b.content_hash());
         assert_ne!(a.content_hash(), c.content_hash());
     }
@@ -650,7 +764,10 @@ mod tests {
         let a = Item::parse(MEETING).unwrap();
         let reordered = MEETING
             .replace("DTSTAMP:20260101T000000Z", "DTSTAMP:20270101T000000Z")
-            .replace("SUMMARY:Weekly\r\nRRULE:FREQ=WEEKLY;COUNT=5", "RRULE:FREQ=WEEKLY;COUNT=5\r\nSUMMARY:Weekly")
+            .replace(
+                "SUMMARY:Weekly\r\nRRULE:FREQ=WEEKLY;COUNT=5",
+                "RRULE:FREQ=WEEKLY;COUNT=5\r\nSUMMARY:Weekly",
+            )
             .replace("CN=Bob;PARTSTAT=ACCEPTED", "PARTSTAT=ACCEPTED;CN=Bob")
             .replace("SUMMARY:Weekly (moved)", "SUMMARY:Weekly (m\r\n oved)")
             .replace("PRODID:-//test//EN", "PRODID:-//other//EN");
@@ -673,7 +790,10 @@ mod tests {
             &MEETING[begin..master_end],
             &MEETING[end..]
         );
-        assert_eq!(a.content_hash(), Item::parse(&swapped).unwrap().content_hash());
+        assert_eq!(
+            a.content_hash(),
+            Item::parse(&swapped).unwrap().content_hash()
+        );
     }
 
     #[test]
@@ -681,24 +801,45 @@ mod tests {
         let mut item = Item::parse(MEETING).unwrap();
         assert_eq!(item.rewrite(&rw()), 3);
         let text = item.to_ics();
-        assert!(text.contains("ORGANIZER;CN=\"Doe, Jane\":mailto:jane@new.example\r\n"), "{text}");
+        assert!(
+            text.contains("ORGANIZER;CN=\"Doe, Jane\":mailto:jane@new.example\r\n"),
+            "{text}"
+        );
         assert!(text.contains("MAILTO:Bob@new.example"), "{text}");
-        assert!(text.contains("SENT-BY=\"mailto:assistant@new.example\""), "{text}");
-        assert!(text.contains("mailto:carol@other.example"), "unmapped stays: {text}");
+        assert!(
+            text.contains("SENT-BY=\"mailto:assistant@new.example\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailto:carol@other.example"),
+            "unmapped stays: {text}"
+        );
         let again = Item::parse(&text).unwrap();
         assert_eq!(again.content_hash(), item.content_hash());
         assert_eq!(again.identity(), item.identity());
-        assert_eq!(item.identity().organizer.as_deref(), Some("jane@new.example"));
+        assert_eq!(
+            item.identity().organizer.as_deref(),
+            Some("jane@new.example")
+        );
     }
 
     #[test]
     fn exact_addresses_win_over_domains() {
         let rw = Rewriter::new(
             [("old.example".to_string(), "new.example".to_string())],
-            [("jane@old.example".to_string(), "j.doe@new.example".to_string())],
+            [(
+                "jane@old.example".to_string(),
+                "j.doe@new.example".to_string(),
+            )],
         );
-        assert_eq!(rw.map_address("Jane@Old.Example").as_deref(), Some("j.doe@new.example"));
-        assert_eq!(rw.map_address("bob@OLD.example").as_deref(), Some("bob@new.example"));
+        assert_eq!(
+            rw.map_address("Jane@Old.Example").as_deref(),
+            Some("j.doe@new.example")
+        );
+        assert_eq!(
+            rw.map_address("bob@OLD.example").as_deref(),
+            Some("bob@new.example")
+        );
         assert_eq!(rw.map_address("bob@else.example"), None);
         assert_eq!(rw.map_uri("urn:uuid:x"), None);
     }
@@ -722,9 +863,16 @@ mod tests {
     fn rejects_bad_shapes() {
         assert_eq!(Item::parse("").unwrap_err(), ItemError::Empty);
         assert!(matches!(Item::parse("garbage"), Err(ItemError::Parse(_))));
-        let no_uid = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        assert_eq!(Item::parse(no_uid).unwrap_err(), ItemError::MissingUid("VEVENT"));
-        let mixed = MEETING.replace("UID:m1@old.example\r\nRECURRENCE-ID", "UID:other\r\nRECURRENCE-ID");
+        let no_uid =
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        assert_eq!(
+            Item::parse(no_uid).unwrap_err(),
+            ItemError::MissingUid("VEVENT")
+        );
+        let mixed = MEETING.replace(
+            "UID:m1@old.example\r\nRECURRENCE-ID",
+            "UID:other\r\nRECURRENCE-ID",
+        );
         assert!(matches!(Item::parse(&mixed), Err(ItemError::MixedUids(..))));
         let empty = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n";
         assert_eq!(Item::parse(empty).unwrap_err(), ItemError::NoComponents);

@@ -55,7 +55,10 @@ fn kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok,
 
 impl PairReport {
     pub fn new(pair: &str) -> Self {
-        PairReport { pair: pair.to_string(), ..Default::default() }
+        PairReport {
+            pair: pair.to_string(),
+            ..Default::default()
+        }
     }
 
     pub fn ok(&self) -> bool {
@@ -64,7 +67,11 @@ impl PairReport {
 
     pub fn fail_item(&mut self, href: impl ToString, kind: ErrorKind, reason: impl ToString) {
         self.failed += 1;
-        self.failures.push(ItemFailure { href: href.to_string(), kind: kind.name(), reason: reason.to_string() });
+        self.failures.push(ItemFailure {
+            href: href.to_string(),
+            kind: kind.name(),
+            reason: reason.to_string(),
+        });
     }
 
     /// Whether this pass changed anything (or, in a dry run, would).
@@ -90,7 +97,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(pairs: Vec<PairReport>) -> Self {
-        let mut s = Summary { ok: true, ..Default::default() };
+        let mut s = Summary {
+            ok: true,
+            ..Default::default()
+        };
         for p in &pairs {
             s.created += p.created;
             s.updated += p.updated;
@@ -111,7 +121,13 @@ impl Summary {
     pub fn render_text(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let width = self.pairs.iter().map(|p| p.pair.len()).max().unwrap_or(4).max(4);
+        let width = self
+            .pairs
+            .iter()
+            .map(|p| p.pair.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let _ = writeln!(
             out,
             "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}  status",
@@ -133,7 +149,13 @@ impl Summary {
         let _ = writeln!(
             out,
             "{:<width$}  {:>7} {:>7} {:>7} {:>7} {:>9} {:>6}",
-            "total", self.created, self.updated, self.deleted, self.adopted, self.unchanged, self.failed
+            "total",
+            self.created,
+            self.updated,
+            self.deleted,
+            self.adopted,
+            self.unchanged,
+            self.failed
         );
         for (name, c) in &self.servers {
             let _ = writeln!(
@@ -147,7 +169,11 @@ impl Summary {
                 let _ = writeln!(out, "pair {}: {e}", p.pair);
             }
             for f in &p.failures {
-                let _ = writeln!(out, "pair {}: {}: {} [{}]", p.pair, f.href, f.reason, f.kind);
+                let _ = writeln!(
+                    out,
+                    "pair {}: {}: {} [{}]",
+                    p.pair, f.href, f.reason, f.kind
+                );
             }
         }
         out

@@ -7,12 +7,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::PairConfig;
 use crate::identity::IdentityKey;
@@ -135,7 +137,9 @@ pub struct State {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl State {
@@ -162,8 +166,15 @@ impl State {
             .connect_with(opts)
             .await
             .map_err(|e| err("opening", e.into()))?;
-        MIGRATOR.run(&pool).await.map_err(|e| err("migrating", e.into()))?;
-        Ok(State { pool, path: path.to_path_buf(), writer: Arc::default() })
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| err("migrating", e.into()))?;
+        Ok(State {
+            pool,
+            path: path.to_path_buf(),
+            writer: Arc::default(),
+        })
     }
 
     /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
@@ -177,7 +188,11 @@ impl State {
     }
 
     fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
-        move |e| StateError { path: self.path.display().to_string(), what, source: e.into() }
+        move |e| StateError {
+            path: self.path.display().to_string(),
+            what,
+            source: e.into(),
+        }
     }
 
     /// Records a configured pair. If its calendars changed since the state last saw it, the old
@@ -201,7 +216,11 @@ impl State {
                     "DELETE FROM watermarks WHERE pair_id = ?",
                     "DELETE FROM target_items WHERE pair_id = ?",
                 ] {
-                    sqlx::query(sql).bind(pair.id.as_str()).execute(&mut *tx).await.map_err(self.err("resetting pair"))?;
+                    sqlx::query(sql)
+                        .bind(pair.id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.err("resetting pair"))?;
                 }
                 sqlx::query("UPDATE pairs SET a_calendar = ?, b_calendar = ? WHERE id = ?")
                     .bind(&a)
@@ -282,7 +301,10 @@ impl State {
             return Ok(());
         }
         let now = now_ms();
-        let mut tx = self.write_tx().await.map_err(self.err("writing mappings"))?;
+        let mut tx = self
+            .write_tx()
+            .await
+            .map_err(self.err("writing mappings"))?;
         for href in delete {
             sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND a_href = ?")
                 .bind(pair.as_str())
@@ -292,13 +314,15 @@ impl State {
                 .map_err(self.err("deleting mapping"))?;
         }
         for m in put {
-            sqlx::query("DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?")
-                .bind(pair.as_str())
-                .bind(m.a_href.as_str())
-                .bind(m.b_href.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("writing mapping"))?;
+            sqlx::query(
+                "DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?",
+            )
+            .bind(pair.as_str())
+            .bind(m.a_href.as_str())
+            .bind(m.b_href.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("writing mapping"))?;
             sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND b_href = ? AND a_href <> ?")
                 .bind(pair.as_str())
                 .bind(m.b_href.as_str())
@@ -357,7 +381,11 @@ impl State {
             .map_err(self.err("reading pending creates"))?;
         rows.iter()
             .map(|r| {
-                let bad = |e: String| StateError { path: self.path.display().to_string(), what: "reading pending creates", source: e.into() };
+                let bad = |e: String| StateError {
+                    path: self.path.display().to_string(),
+                    what: "reading pending creates",
+                    source: e.into(),
+                };
                 Ok(Pending {
                     a_href: Href::new(r.get::<&str, _>(0)).map_err(bad)?,
                     b_href: Href::new(r.get::<&str, _>(1)).map_err(bad)?,
@@ -373,22 +401,32 @@ impl State {
         if settled.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await.map_err(self.err("clearing pending creates"))?;
+        let mut tx = self
+            .write_tx()
+            .await
+            .map_err(self.err("clearing pending creates"))?;
         for p in settled {
-            sqlx::query("DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?")
-                .bind(pair.as_str())
-                .bind(p.a_href.as_str())
-                .bind(p.b_href.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("clearing pending creates"))?;
+            sqlx::query(
+                "DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?",
+            )
+            .bind(pair.as_str())
+            .bind(p.a_href.as_str())
+            .bind(p.b_href.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("clearing pending creates"))?;
         }
-        tx.commit().await.map_err(self.err("clearing pending creates"))
+        tx.commit()
+            .await
+            .map_err(self.err("clearing pending creates"))
     }
 
     /// Target items read before, by href: the etag they were read at and their identity
     /// (`None` if they could not be parsed).
-    pub async fn target_index(&self, pair: &PairId) -> StateResult<HashMap<Href, (Etag, Option<IdentityKey>)>> {
+    pub async fn target_index(
+        &self,
+        pair: &PairId,
+    ) -> StateResult<HashMap<Href, (Etag, Option<IdentityKey>)>> {
         let rows = sqlx::query("SELECT href, etag, identity_organizer, identity_uid FROM target_items WHERE pair_id = ?")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
@@ -402,7 +440,8 @@ impl State {
                     source: e.into(),
                 })?;
                 let uid: &str = r.get(3);
-                let identity = (!uid.is_empty()).then(|| IdentityKey::new(Some(r.get::<&str, _>(2)), uid));
+                let identity =
+                    (!uid.is_empty()).then(|| IdentityKey::new(Some(r.get::<&str, _>(2)), uid));
                 Ok((href, (Etag::new(r.get::<&str, _>(1)), identity)))
             })
             .collect()
@@ -420,7 +459,10 @@ impl State {
             return Ok(());
         }
         let _turn = self.writer.lock().await;
-        let mut tx = self.write_tx().await.map_err(self.err("updating target index"))?;
+        let mut tx = self
+            .write_tx()
+            .await
+            .map_err(self.err("updating target index"))?;
         for href in gone {
             sqlx::query("DELETE FROM target_items WHERE pair_id = ? AND href = ?")
                 .bind(pair.as_str())
@@ -457,7 +499,12 @@ impl State {
         Ok(row.map(|r| SyncToken::new(r.get::<&str, _>(0))))
     }
 
-    pub async fn set_watermark(&self, pair: &PairId, side: Side, token: Option<&SyncToken>) -> StateResult<()> {
+    pub async fn set_watermark(
+        &self,
+        pair: &PairId,
+        side: Side,
+        token: Option<&SyncToken>,
+    ) -> StateResult<()> {
         let _turn = self.writer.lock().await;
         let q = match token {
             Some(t) => sqlx::query(
@@ -472,7 +519,9 @@ impl State {
                 .bind(pair.as_str())
                 .bind(side.as_str()),
         };
-        q.execute(&self.pool).await.map_err(self.err("writing watermark"))?;
+        q.execute(&self.pool)
+            .await
+            .map_err(self.err("writing watermark"))?;
         Ok(())
     }
 

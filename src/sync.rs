@@ -24,7 +24,11 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(item: Item) -> Self {
-        Prepared { hash: item.content_hash(), identity: item.identity(), item }
+        Prepared {
+            hash: item.content_hash(),
+            identity: item.identity(),
+            item,
+        }
     }
 }
 
@@ -71,17 +75,35 @@ pub type Prior = HashMap<Href, Mapping>;
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Write the source item as a new target item.
-    Create { source_href: Href, source_etag: Etag, item: Arc<Prepared> },
+    Create {
+        source_href: Href,
+        source_etag: Etag,
+        item: Arc<Prepared>,
+    },
     /// Overwrite the mapped target item (which is at `target_etag`).
-    Update { source_href: Href, source_etag: Etag, target_href: Href, target_etag: Etag, item: Arc<Prepared> },
+    Update {
+        source_href: Href,
+        source_etag: Etag,
+        target_href: Href,
+        target_etag: Etag,
+        item: Arc<Prepared>,
+    },
     /// The source item is gone: delete its target copy.
-    Delete { source_href: Href, target_href: Href, target_etag: Etag },
+    Delete {
+        source_href: Href,
+        target_href: Href,
+        target_etag: Etag,
+    },
     /// Both sides agree but an etag moved: record the new etags, write nothing remote.
     Refresh { mapping: Mapping },
     /// The source item and its target copy are both gone: drop the mapping.
     Forget { source_href: Href },
     /// The source item cannot be synced this pass; its mapping and target copy are kept.
-    Skip { source_href: Href, kind: ErrorKind, reason: String },
+    Skip {
+        source_href: Href,
+        kind: ErrorKind,
+        reason: String,
+    },
     /// A create whose outcome was never recorded left a copy whose source item is gone (or is
     /// now mapped elsewhere): delete it if it still carries the pending identity.
     DeleteOrphan { pending: Pending },
@@ -114,7 +136,12 @@ pub enum PlanError {
 /// Which hrefs must be read before planning: every source item that is new or whose etag moved,
 /// every mapped target item whose etag moved, and the source of every mapping whose target copy
 /// moved or vanished (to restore it). With `full`, every source item and every mapped target.
-pub fn fetch_lists(source: &SourceSnapshot, target: &HashMap<Href, Etag>, prior: &Prior, full: bool) -> (Vec<Href>, Vec<Href>) {
+pub fn fetch_lists(
+    source: &SourceSnapshot,
+    target: &HashMap<Href, Etag>,
+    prior: &Prior,
+    full: bool,
+) -> (Vec<Href>, Vec<Href>) {
     let mut src: Vec<Href> = Vec::new();
     let mut listed: HashSet<&Href> = HashSet::with_capacity(source.items.len());
     for s in &source.items {
@@ -132,7 +159,11 @@ pub fn fetch_lists(source: &SourceSnapshot, target: &HashMap<Href, Etag>, prior:
             tgt.push(p.b_href.clone());
         }
         // Unmentioned by an incremental listing, but its target copy moved or vanished.
-        if !source.complete && !listed.contains(&p.a_href) && !deleted.contains(&p.a_href) && (full || target_etag != Some(&p.b_etag)) {
+        if !source.complete
+            && !listed.contains(&p.a_href)
+            && !deleted.contains(&p.a_href)
+            && (full || target_etag != Some(&p.b_etag))
+        {
             src.push(p.a_href.clone());
         }
     }
@@ -148,9 +179,14 @@ pub fn plan(
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
     if source.complete && source.items.is_empty() && !prior.is_empty() && !opts.force_delete {
-        return Err(PlanError::SourceEmpty { mapped: prior.len() });
+        return Err(PlanError::SourceEmpty {
+            mapped: prior.len(),
+        });
     }
-    let mut out = Plan { actions: Vec::new(), unchanged: 0 };
+    let mut out = Plan {
+        actions: Vec::new(),
+        unchanged: 0,
+    };
     let mut push = |a: Option<Action>| match a {
         Some(a) => out.actions.push(a),
         None => out.unchanged += 1,
@@ -175,7 +211,11 @@ pub fn plan(
             if source.complete || deleted.contains(&p.a_href) {
                 push(plan_item(None, t, Some(p)));
             } else {
-                let unchanged = SourceItem { href: p.a_href.clone(), etag: p.a_etag.clone(), content: Content::NotFetched };
+                let unchanged = SourceItem {
+                    href: p.a_href.clone(),
+                    etag: p.a_etag.clone(),
+                    content: Content::NotFetched,
+                };
                 push(plan_item(Some(&unchanged), t, Some(p)));
             }
         }
@@ -183,26 +223,39 @@ pub fn plan(
     for pd in pending {
         let mapped = prior.get(&pd.a_href);
         if mapped.is_some_and(|m| m.b_href == pd.b_href) {
-            out.actions.push(Action::ClearPending { pending: pd.clone() });
+            out.actions.push(Action::ClearPending {
+                pending: pd.clone(),
+            });
             continue;
         }
-        let source_present = listed.contains(&pd.a_href) || (!source.complete && !deleted.contains(&pd.a_href));
+        let source_present =
+            listed.contains(&pd.a_href) || (!source.complete && !deleted.contains(&pd.a_href));
         if source_present && mapped.is_none() {
             continue; // the item's own Create retries on the same name and adopts the copy
         }
         out.actions.push(match target.get(&pd.b_href) {
-            Some(_) => Action::DeleteOrphan { pending: pd.clone() },
-            None => Action::ClearPending { pending: pd.clone() },
+            Some(_) => Action::DeleteOrphan {
+                pending: pd.clone(),
+            },
+            None => Action::ClearPending {
+                pending: pd.clone(),
+            },
         });
     }
     Ok(out)
 }
 
 /// The decision for one item; `None` means "in step, nothing to do".
-pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapping>) -> Option<Action> {
+pub fn plan_item(
+    s: Option<&SourceItem>,
+    t: Option<&TargetItem>,
+    p: Option<&Mapping>,
+) -> Option<Action> {
     match (s, t, p) {
         (None, _, None) => None,
-        (None, None, Some(p)) => Some(Action::Forget { source_href: p.a_href.clone() }),
+        (None, None, Some(p)) => Some(Action::Forget {
+            source_href: p.a_href.clone(),
+        }),
         (None, Some(t), Some(p)) => Some(Action::Delete {
             source_href: p.a_href.clone(),
             target_href: t.href.clone(),
@@ -210,9 +263,21 @@ pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapp
         }),
         // New in the source, or its target copy vanished: (re)create.
         (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
-            Content::Fetched(item) => Action::Create { source_href: s.href.clone(), source_etag: s.etag.clone(), item: item.clone() },
-            Content::Broken(kind, reason) => Action::Skip { source_href: s.href.clone(), kind: *kind, reason: reason.clone() },
-            Content::NotFetched => Action::Skip { source_href: s.href.clone(), kind: ErrorKind::Transient, reason: "source item was not read".into() },
+            Content::Fetched(item) => Action::Create {
+                source_href: s.href.clone(),
+                source_etag: s.etag.clone(),
+                item: item.clone(),
+            },
+            Content::Broken(kind, reason) => Action::Skip {
+                source_href: s.href.clone(),
+                kind: *kind,
+                reason: reason.clone(),
+            },
+            Content::NotFetched => Action::Skip {
+                source_href: s.href.clone(),
+                kind: ErrorKind::Transient,
+                reason: "source item was not read".into(),
+            },
         }),
         (Some(s), Some(t), Some(p)) => {
             let want = match &s.content {
@@ -226,7 +291,11 @@ pub fn plan_item(s: Option<&SourceItem>, t: Option<&TargetItem>, p: Option<&Mapp
                     });
                 }
                 Content::Broken(kind, reason) => {
-                    return Some(Action::Skip { source_href: s.href.clone(), kind: *kind, reason: reason.clone() });
+                    return Some(Action::Skip {
+                        source_href: s.href.clone(),
+                        kind: *kind,
+                        reason: reason.clone(),
+                    });
                 }
             };
             let have = match &t.content {
@@ -334,30 +403,165 @@ mod tests {
     #[test]
     fn truth_table() {
         let p = prior("A");
-        type Case = (&'static str, Option<SourceItem>, Option<TargetItem>, Option<Mapping>, &'static str);
+        type Case = (
+            &'static str,
+            Option<SourceItem>,
+            Option<TargetItem>,
+            Option<Mapping>,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             ("nothing anywhere", None, None, None, "none"),
-            ("target-only item is left alone", None, Some(tgt("t9", None)), None, "none"),
-            ("new in source", Some(src("s1", Some("A"))), None, None, "create"),
-            ("new in source but unreadable", Some(SourceItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..src("s1", None) }), None, None, "skip"),
+            (
+                "target-only item is left alone",
+                None,
+                Some(tgt("t9", None)),
+                None,
+                "none",
+            ),
+            (
+                "new in source",
+                Some(src("s1", Some("A"))),
+                None,
+                None,
+                "create",
+            ),
+            (
+                "new in source but unreadable",
+                Some(SourceItem {
+                    content: Content::Broken(ErrorKind::InvalidData, "bad".into()),
+                    ..src("s1", None)
+                }),
+                None,
+                None,
+                "skip",
+            ),
             ("both gone", None, None, Some(p.clone()), "forget"),
-            ("deleted in source", None, Some(tgt("t1", None)), Some(p.clone()), "delete"),
-            ("deleted in source, target edited", None, Some(tgt("t2", Some("B"))), Some(p.clone()), "delete"),
-            ("target copy vanished: recreate", Some(src("s1", Some("A"))), None, Some(p.clone()), "create"),
-            ("target copy vanished, source changed", Some(src("s2", Some("B"))), None, Some(p.clone()), "create"),
-            ("unchanged both", Some(src("s1", None)), Some(tgt("t1", None)), Some(p.clone()), "none"),
-            ("source changed", Some(src("s2", Some("B"))), Some(tgt("t1", None)), Some(p.clone()), "update"),
-            ("source etag moved, same content", Some(src("s2", Some("A"))), Some(tgt("t1", None)), Some(p.clone()), "refresh"),
-            ("target edited: source wins", Some(src("s1", Some("A"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "update"),
-            ("target etag moved, same content", Some(src("s1", Some("A"))), Some(tgt("t2", Some("A"))), Some(p.clone()), "refresh"),
-            ("target etag moved, not read", Some(src("s1", None)), Some(tgt("t2", None)), Some(p.clone()), "skip"),
-            ("target unreadable", Some(src("s1", Some("A"))), Some(TargetItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..tgt("t2", None) }), Some(p.clone()), "update"),
-            ("both changed to the same", Some(src("s2", Some("B"))), Some(tgt("t2", Some("B"))), Some(p.clone()), "refresh"),
-            ("both changed differently", Some(src("s2", Some("B"))), Some(tgt("t2", Some("C"))), Some(p.clone()), "update"),
-            ("source changed but unreadable", Some(SourceItem { content: Content::Broken(ErrorKind::InvalidData, "bad".into()), ..src("s2", None) }), Some(tgt("t1", None)), Some(p.clone()), "skip"),
-            ("source changed, not read", Some(src("s2", None)), Some(tgt("t1", None)), Some(p.clone()), "skip"),
-            ("full compare, in step", Some(src("s1", Some("A"))), Some(tgt("t1", Some("A"))), Some(p.clone()), "none"),
-            ("full compare, target drifted at same etag", Some(src("s1", Some("A"))), Some(tgt("t1", Some("B"))), Some(p.clone()), "update"),
+            (
+                "deleted in source",
+                None,
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "delete",
+            ),
+            (
+                "deleted in source, target edited",
+                None,
+                Some(tgt("t2", Some("B"))),
+                Some(p.clone()),
+                "delete",
+            ),
+            (
+                "target copy vanished: recreate",
+                Some(src("s1", Some("A"))),
+                None,
+                Some(p.clone()),
+                "create",
+            ),
+            (
+                "target copy vanished, source changed",
+                Some(src("s2", Some("B"))),
+                None,
+                Some(p.clone()),
+                "create",
+            ),
+            (
+                "unchanged both",
+                Some(src("s1", None)),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "none",
+            ),
+            (
+                "source changed",
+                Some(src("s2", Some("B"))),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "update",
+            ),
+            (
+                "source etag moved, same content",
+                Some(src("s2", Some("A"))),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "refresh",
+            ),
+            (
+                "target edited: source wins",
+                Some(src("s1", Some("A"))),
+                Some(tgt("t2", Some("B"))),
+                Some(p.clone()),
+                "update",
+            ),
+            (
+                "target etag moved, same content",
+                Some(src("s1", Some("A"))),
+                Some(tgt("t2", Some("A"))),
+                Some(p.clone()),
+                "refresh",
+            ),
+            (
+                "target etag moved, not read",
+                Some(src("s1", None)),
+                Some(tgt("t2", None)),
+                Some(p.clone()),
+                "skip",
+            ),
+            (
+                "target unreadable",
+                Some(src("s1", Some("A"))),
+                Some(TargetItem {
+                    content: Content::Broken(ErrorKind::InvalidData, "bad".into()),
+                    ..tgt("t2", None)
+                }),
+                Some(p.clone()),
+                "update",
+            ),
+            (
+                "both changed to the same",
+                Some(src("s2", Some("B"))),
+                Some(tgt("t2", Some("B"))),
+                Some(p.clone()),
+                "refresh",
+            ),
+            (
+                "both changed differently",
+                Some(src("s2", Some("B"))),
+                Some(tgt("t2", Some("C"))),
+                Some(p.clone()),
+                "update",
+            ),
+            (
+                "source changed but unreadable",
+                Some(SourceItem {
+                    content: Content::Broken(ErrorKind::InvalidData, "bad".into()),
+                    ..src("s2", None)
+                }),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "skip",
+            ),
+            (
+                "source changed, not read",
+                Some(src("s2", None)),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "skip",
+            ),
+            (
+                "full compare, in step",
+                Some(src("s1", Some("A"))),
+                Some(tgt("t1", Some("A"))),
+                Some(p.clone()),
+                "none",
+            ),
+            (
+                "full compare, target drifted at same etag",
+                Some(src("s1", Some("A"))),
+                Some(tgt("t1", Some("B"))),
+                Some(p.clone()),
+                "update",
+            ),
         ];
         for (name, s, t, p, want) in cases {
             let got = plan_item(s.as_ref(), t.as_ref(), p.as_ref());
@@ -368,11 +572,19 @@ mod tests {
     #[test]
     fn update_carries_if_match_etag_and_refresh_new_etags() {
         let p = prior("A");
-        match plan_item(Some(&src("s1", Some("A"))), Some(&tgt("t2", Some("B"))), Some(&p)) {
+        match plan_item(
+            Some(&src("s1", Some("A"))),
+            Some(&tgt("t2", Some("B"))),
+            Some(&p),
+        ) {
             Some(Action::Update { target_etag, .. }) => assert_eq!(target_etag.as_str(), "t2"),
             other => panic!("{other:?}"),
         }
-        match plan_item(Some(&src("s2", Some("A"))), Some(&tgt("t1", None)), Some(&p)) {
+        match plan_item(
+            Some(&src("s2", Some("A"))),
+            Some(&tgt("t1", None)),
+            Some(&p),
+        ) {
             Some(Action::Refresh { mapping }) => {
                 assert_eq!(mapping.a_etag.as_str(), "s2");
                 assert_eq!(mapping.b_etag.as_str(), "t1");
@@ -382,7 +594,11 @@ mod tests {
     }
 
     fn snapshot(items: Vec<SourceItem>, complete: bool) -> SourceSnapshot {
-        SourceSnapshot { items, deleted: Vec::new(), complete }
+        SourceSnapshot {
+            items,
+            deleted: Vec::new(),
+            complete,
+        }
     }
 
     #[test]
@@ -390,12 +606,33 @@ mod tests {
         let p = prior("A");
         let prior: Prior = [(p.a_href.clone(), p.clone())].into();
         let target: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
-        let err = plan(&snapshot(vec![], true), &target, &prior, &[], PlanOptions::default()).unwrap_err();
+        let err = plan(
+            &snapshot(vec![], true),
+            &target,
+            &prior,
+            &[],
+            PlanOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
-        let forced = plan(&snapshot(vec![], true), &target, &prior, &[], PlanOptions { force_delete: true }).unwrap();
+        let forced = plan(
+            &snapshot(vec![], true),
+            &target,
+            &prior,
+            &[],
+            PlanOptions { force_delete: true },
+        )
+        .unwrap();
         assert!(matches!(forced.actions.as_slice(), [Action::Delete { .. }]));
         // An empty incremental listing only means "nothing changed".
-        let delta = plan(&snapshot(vec![], false), &target, &prior, &[], PlanOptions::default()).unwrap();
+        let delta = plan(
+            &snapshot(vec![], false),
+            &target,
+            &prior,
+            &[],
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert!(delta.actions.is_empty());
         assert_eq!(delta.unchanged, 1);
     }
@@ -417,47 +654,125 @@ mod tests {
         let prior: Prior = [(p.a_href.clone(), p.clone())].into();
         let unchanged = snapshot(vec![src("s1", None)], true);
         let target: HashMap<Href, Etag> = [(href("/t/x.ics"), Etag::new("t1"))].into();
-        assert_eq!(fetch_lists(&unchanged, &target, &prior, false), (vec![], vec![]));
+        assert_eq!(
+            fetch_lists(&unchanged, &target, &prior, false),
+            (vec![], vec![])
+        );
         let (s, t) = fetch_lists(&unchanged, &target, &prior, true);
         assert_eq!((s.len(), t.len()), (1, 1));
         let moved: HashMap<Href, Etag> = [(href("/t/x.ics"), Etag::new("t2"))].into();
-        assert_eq!(fetch_lists(&unchanged, &moved, &prior, false), (vec![href("/s/x.ics")], vec![href("/t/x.ics")]));
+        assert_eq!(
+            fetch_lists(&unchanged, &moved, &prior, false),
+            (vec![href("/s/x.ics")], vec![href("/t/x.ics")])
+        );
         let gone = HashMap::new();
-        assert_eq!(fetch_lists(&unchanged, &gone, &prior, false), (vec![href("/s/x.ics")], vec![]));
+        assert_eq!(
+            fetch_lists(&unchanged, &gone, &prior, false),
+            (vec![href("/s/x.ics")], vec![])
+        );
         // Incremental listing that does not mention the item, but its target copy vanished.
         let delta = snapshot(vec![], false);
-        assert_eq!(fetch_lists(&delta, &gone, &prior, false), (vec![href("/s/x.ics")], vec![]));
-        assert_eq!(fetch_lists(&delta, &target, &prior, false), (vec![], vec![]));
-        let new = SourceSnapshot { items: vec![SourceItem { href: href("/s/new.ics"), ..src("n1", None) }], deleted: vec![], complete: false };
-        assert_eq!(fetch_lists(&new, &target, &prior, false).0, vec![href("/s/new.ics")]);
+        assert_eq!(
+            fetch_lists(&delta, &gone, &prior, false),
+            (vec![href("/s/x.ics")], vec![])
+        );
+        assert_eq!(
+            fetch_lists(&delta, &target, &prior, false),
+            (vec![], vec![])
+        );
+        let new = SourceSnapshot {
+            items: vec![SourceItem {
+                href: href("/s/new.ics"),
+                ..src("n1", None)
+            }],
+            deleted: vec![],
+            complete: false,
+        };
+        assert_eq!(
+            fetch_lists(&new, &target, &prior, false).0,
+            vec![href("/s/new.ics")]
+        );
     }
 
     #[test]
     fn pending_creates_after_a_crash() {
         let it = item("x", "A");
-        let pending = Pending { a_href: href("/s/x.ics"), b_href: href("/t/x.ics"), identity: it.identity.clone() };
+        let pending = Pending {
+            a_href: href("/s/x.ics"),
+            b_href: href("/t/x.ics"),
+            identity: it.identity.clone(),
+        };
         let copy: TargetSnapshot = [(href("/t/x.ics"), tgt("t1", None))].into();
-        let kinds = |p: &Plan| p.actions.iter().map(|a| kind(&Some(a.clone()))).collect::<Vec<_>>();
+        let kinds = |p: &Plan| {
+            p.actions
+                .iter()
+                .map(|a| kind(&Some(a.clone())))
+                .collect::<Vec<_>>()
+        };
         // Source still there: its own create retries (and will adopt); the pending row stays.
         let present = snapshot(vec![src("s1", Some("A"))], true);
-        let p = plan(&present, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        let p = plan(
+            &present,
+            &copy,
+            &Prior::new(),
+            std::slice::from_ref(&pending),
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(kinds(&p), ["create"]);
         // Source gone: the orphan copy is deleted.
-        let gone = snapshot(vec![src("s9", Some("B"))].into_iter().map(|mut s| { s.href = href("/s/other.ics"); s }).collect(), true);
-        let p = plan(&gone, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        let gone = snapshot(
+            vec![src("s9", Some("B"))]
+                .into_iter()
+                .map(|mut s| {
+                    s.href = href("/s/other.ics");
+                    s
+                })
+                .collect(),
+            true,
+        );
+        let p = plan(
+            &gone,
+            &copy,
+            &Prior::new(),
+            std::slice::from_ref(&pending),
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(kinds(&p), ["create", "delete-orphan"]);
         // Source gone and nothing was written: just settle.
-        let p = plan(&gone, &TargetSnapshot::new(), &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        let p = plan(
+            &gone,
+            &TargetSnapshot::new(),
+            &Prior::new(),
+            std::slice::from_ref(&pending),
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(kinds(&p), ["create", "clear-pending"]);
         // Recorded meanwhile: settle.
         let m = prior("A");
         let mapped: Prior = [(m.a_href.clone(), m)].into();
-        let p = plan(&snapshot(vec![src("s1", None)], true), &copy, &mapped, std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        let p = plan(
+            &snapshot(vec![src("s1", None)], true),
+            &copy,
+            &mapped,
+            std::slice::from_ref(&pending),
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(kinds(&p), ["clear-pending"]);
         // Incremental listing that reports the source deleted.
         let mut delta = snapshot(vec![], false);
         delta.deleted.push(href("/s/x.ics"));
-        let p = plan(&delta, &copy, &Prior::new(), std::slice::from_ref(&pending), PlanOptions::default()).unwrap();
+        let p = plan(
+            &delta,
+            &copy,
+            &Prior::new(),
+            std::slice::from_ref(&pending),
+            PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(kinds(&p), ["delete-orphan"]);
     }
 }

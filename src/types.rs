@@ -62,7 +62,11 @@ impl Href {
 
     /// The last path segment (a file name for vdir, a resource name for CalDAV).
     pub fn file_name(&self) -> &str {
-        self.0.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+        self.0
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
     }
 }
 
@@ -84,8 +88,13 @@ impl FromStr for PairId {
         if s.is_empty() || s.len() > 128 {
             return Err("a pair id must be 1 to 128 characters".into());
         }
-        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c))) {
-            return Err(format!("a pair id may not contain {c:?} (allowed: letters, digits, . _ @ + -)"));
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
+        {
+            return Err(format!(
+                "a pair id may not contain {c:?} (allowed: letters, digits, . _ @ + -)"
+            ));
         }
         Ok(PairId(s.into()))
     }
@@ -152,7 +161,10 @@ impl FromStr for CalendarRef {
         if server.is_empty() {
             return Err(format!("{s:?} names no server before ':'"));
         }
-        Ok(CalendarRef { server: server.to_string(), path: path.parse()? })
+        Ok(CalendarRef {
+            server: server.to_string(),
+            path: path.parse()?,
+        })
     }
 }
 
@@ -175,7 +187,9 @@ impl fmt::Display for ContentHash {
 impl FromStr for ContentHash {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        u128::from_str_radix(s, 16).map(ContentHash).map_err(|e| format!("bad content hash {s:?}: {e}"))
+        u128::from_str_radix(s, 16)
+            .map(ContentHash)
+            .map_err(|e| format!("bad content hash {s:?}: {e}"))
     }
 }
 

@@ -41,28 +41,60 @@ fn listing() -> String {
 
 #[tokio::test]
 async fn waits_as_told_by_429_retry_after_then_succeeds() {
-    let mock = Mock::start(|_, i| if i == 0 { Answer::new(429, "slow down").header("Retry-After", "1") } else { Answer::new(207, listing()) }).await;
+    let mock = Mock::start(|_, i| {
+        if i == 0 {
+            Answer::new(429, "slow down").header("Retry-After", "1")
+        } else {
+            Answer::new(207, listing())
+        }
+    })
+    .await;
     let s = store(&mock);
     let started = Instant::now();
     let c = s.changes(&cal(), None).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "retried before Retry-After elapsed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried before Retry-After elapsed"
+    );
     assert_eq!(c.changed.len(), 1);
     let n = s.counts().unwrap();
-    assert_eq!((n.requests, n.retries, n.throttled, n.failures), (2, 1, 1, 0));
+    assert_eq!(
+        (n.requests, n.retries, n.throttled, n.failures),
+        (2, 1, 1, 0)
+    );
 }
 
 #[tokio::test]
 async fn a_long_retry_after_fails_the_request_with_its_kind_at_once() {
     let mock = Mock::start(|_, _| Answer::new(429, "").header("Retry-After", "3600")).await;
     let e = store(&mock).changes(&cal(), None).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Throttled { retry_after: Some(Duration::from_secs(3600)) });
-    assert!(e.to_string().contains(&format!("REPORT http://127.0.0.1:{}/u/cal/", mock.port)), "{e}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Throttled {
+            retry_after: Some(Duration::from_secs(3600))
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("REPORT http://127.0.0.1:{}/u/cal/", mock.port)),
+        "{e}"
+    );
     assert!(e.to_string().contains("429"), "{e}");
-    assert_eq!(mock.requests().len(), 1, "no retry inside the pass for an hour-long wait");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "no retry inside the pass for an hour-long wait"
+    );
 
     let mock = Mock::start(|_, _| Answer::new(503, "").header("Retry-After", "120")).await;
     let e = store(&mock).changes(&cal(), None).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Moving { retry_after: Some(Duration::from_secs(120)) }, "{e}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Moving {
+            retry_after: Some(Duration::from_secs(120))
+        },
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -77,8 +109,23 @@ async fn server_errors_are_retried_with_backoff_then_reported_as_transient() {
     assert_eq!((n.requests, n.retries, n.failures), (4, 3, 1));
 
     // A 502 that clears up is invisible to the caller.
-    let mock = Mock::start(|_, i| if i < 2 { Answer::new(502, "") } else { Answer::new(207, listing()) }).await;
-    assert_eq!(store(&mock).changes(&cal(), None).await.unwrap().changed.len(), 1);
+    let mock = Mock::start(|_, i| {
+        if i < 2 {
+            Answer::new(502, "")
+        } else {
+            Answer::new(207, listing())
+        }
+    })
+    .await;
+    assert_eq!(
+        store(&mock)
+            .changes(&cal(), None)
+            .await
+            .unwrap()
+            .changed
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -86,24 +133,39 @@ async fn locked_and_moving_mailboxes_map_to_moving() {
     let mock = Mock::start(|_, _| Answer::new(423, "")).await;
     let e = store(&mock).changes(&cal(), None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Moving { retry_after: None }, "{e}");
-    assert_eq!(mock.requests().len(), 4, "a brief lock is retried a few times");
+    assert_eq!(
+        mock.requests().len(),
+        4,
+        "a brief lock is retried a few times"
+    );
 
-    let mock = Mock::start(|_, _| Answer::new(503, "The mailbox is being moved. Try again later.")).await;
+    let mock =
+        Mock::start(|_, _| Answer::new(503, "The mailbox is being moved. Try again later.")).await;
     let e = store(&mock).changes(&cal(), None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Moving { retry_after: None }, "{e}");
-    assert_eq!(mock.requests().len(), 1, "a move is not retried inside the pass");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "a move is not retried inside the pass"
+    );
 }
 
 #[tokio::test]
 async fn malformed_xml_is_a_clear_error_not_a_panic() {
-    let mock = Mock::start(|_, _| Answer::new(207, "<d:multistatus xmlns:d=\"DAV:\"><d:response><d:href>")).await;
+    let mock = Mock::start(|_, _| {
+        Answer::new(207, "<d:multistatus xmlns:d=\"DAV:\"><d:response><d:href>")
+    })
+    .await;
     let s = store(&mock);
     let e = s.changes(&cal(), None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
     assert!(e.to_string().contains("malformed XML"), "{e}");
     let e = s.check_calendar(&cal()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
-    let e = s.fetch(&cal(), &[tandem::types::Href::new("/u/cal/a.ics").unwrap()]).await.unwrap_err();
+    let e = s
+        .fetch(&cal(), &[tandem::types::Href::new("/u/cal/a.ics").unwrap()])
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
 }
 
@@ -111,9 +173,15 @@ async fn malformed_xml_is_a_clear_error_not_a_panic() {
 async fn a_truncated_listing_is_continued_from_the_new_token() {
     let mock = Mock::start(|req, _| {
         if req.body.contains("<D:sync-token>t1</D:sync-token>") || req.body.contains(">t1<") {
-            Answer::new(207, sync_answer(CAL, &[("/u/cal/b.ics", "\"2\"")], "t2", false))
+            Answer::new(
+                207,
+                sync_answer(CAL, &[("/u/cal/b.ics", "\"2\"")], "t2", false),
+            )
         } else {
-            Answer::new(207, sync_answer(CAL, &[("/u/cal/a.ics", "\"1\"")], "t1", true))
+            Answer::new(
+                207,
+                sync_answer(CAL, &[("/u/cal/a.ics", "\"1\"")], "t1", true),
+            )
         }
     })
     .await;
@@ -144,17 +212,35 @@ async fn a_server_without_sync_support_is_listed_with_propfind() {
         assert_eq!(c.changed.len(), 1);
         assert_eq!(c.changed[0].etag.as_str(), "\"9\"");
     }
-    let reports = mock.requests().iter().filter(|r| r.method == "REPORT").count();
-    assert_eq!(reports, 1, "sync-collection is not asked again once refused");
+    let reports = mock
+        .requests()
+        .iter()
+        .filter(|r| r.method == "REPORT")
+        .count();
+    assert_eq!(
+        reports, 1,
+        "sync-collection is not asked again once refused"
+    );
 }
 
 /// A config with pairs from a real Radicale source to the given targets.
-fn write_config(dir: &std::path::Path, source: &DavServer, servers: &str, pairs: &[(&str, String, String)]) -> std::path::PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    source: &DavServer,
+    servers: &str,
+    pairs: &[(&str, String, String)],
+) -> std::path::PathBuf {
     let pw = dir.join("pw");
     std::fs::write(&pw, PASSWORD).unwrap();
-    let mut toml = format!("[state]\nurl = \"sqlite://{}\"\n\n{}\n{servers}\n", dir.join("state.db").display(), source.config_section("source", &pw));
+    let mut toml = format!(
+        "[state]\nurl = \"sqlite://{}\"\n\n{}\n{servers}\n",
+        dir.join("state.db").display(),
+        source.config_section("source", &pw)
+    );
     for (id, s, t) in pairs {
-        toml.push_str(&format!("[[pairs]]\nid = \"{id}\"\nsource = \"{s}\"\ntarget = \"{t}\"\n\n"));
+        toml.push_str(&format!(
+            "[[pairs]]\nid = \"{id}\"\nsource = \"{s}\"\ntarget = \"{t}\"\n\n"
+        ));
     }
     let path = dir.join("tandem.toml");
     std::fs::write(&path, toml).unwrap();
@@ -168,7 +254,9 @@ async fn bad_calendars_fail_their_pair_with_pair_url_and_status_while_others_syn
     let scal = source.make_calendar("alice", "calendar");
     let src = source.store();
     let (_, body) = common::items::item(2, 0);
-    src.create(&scal.parse().unwrap(), "m.ics", &body).await.unwrap();
+    src.create(&scal.parse().unwrap(), "m.ics", &body)
+        .await
+        .unwrap();
     let tcal = target.make_calendar("alice", "calendar");
     target.make_calendar("bob", "calendar"); // leaves /bob/ as a plain collection
     let garbage = Mock::start(|_, _| Answer::new(207, "<<<this is not xml")).await;
@@ -197,21 +285,43 @@ async fn bad_calendars_fail_their_pair_with_pair_url_and_status_while_others_syn
             ("garbled", s.clone(), "garbage:/u/cal/".into()),
         ],
     );
-    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"]))
+        .await
+        .unwrap();
     let text = common::text(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(!text.contains(PASSWORD) && !text.contains("not-the-password"), "a password leaked:\n{text}");
-    let line = |pair: &str| text.lines().find(|l| l.starts_with(&format!("pair {pair}: "))).unwrap_or_else(|| panic!("no error line for {pair}:\n{text}")).to_string();
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("not-the-password"),
+        "a password leaked:\n{text}"
+    );
+    let line = |pair: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("pair {pair}: ")))
+            .unwrap_or_else(|| panic!("no error line for {pair}:\n{text}"))
+            .to_string()
+    };
     let good = text.lines().find(|l| l.starts_with("good ")).unwrap();
-    assert!(good.ends_with("ok") && good.split_whitespace().nth(1) == Some("1"), "{good}");
+    assert!(
+        good.ends_with("ok") && good.split_whitespace().nth(1) == Some("1"),
+        "{good}"
+    );
     let l = line("missing");
-    assert!(l.contains(&format!("{tp}nobody/calendar/")) && l.contains("404"), "{l}");
+    assert!(
+        l.contains(&format!("{tp}nobody/calendar/")) && l.contains("404"),
+        "{l}"
+    );
     let l = line("notcal");
-    assert!(l.contains(&format!("{tp}bob/")) && l.contains("not a calendar"), "{l}");
+    assert!(
+        l.contains(&format!("{tp}bob/")) && l.contains("not a calendar"),
+        "{l}"
+    );
     let l = line("denied");
     assert!(l.contains("401") && l.contains(&tp), "{l}");
     let l = line("garbled");
-    assert!(l.contains("malformed XML") && l.contains(&garbage.url()), "{l}");
+    assert!(
+        l.contains("malformed XML") && l.contains(&garbage.url()),
+        "{l}"
+    );
 }
 
 #[tokio::test]
@@ -224,19 +334,32 @@ async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates(
     let src = source.store();
     for i in 0..N {
         let (uid, body) = common::items::item(i, 0);
-        src.create(&scal, &format!("{uid}.ics"), &body).await.unwrap();
+        src.create(&scal, &format!("{uid}.ics"), &body)
+            .await
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let servers = target.config_section("target", &dir.path().join("pw"));
-    let config = write_config(dir.path(), &source, &servers, &[("alice", format!("source:{scal}"), format!("target:{tcal}"))]);
+    let config = write_config(
+        dir.path(),
+        &source,
+        &servers,
+        &[("alice", format!("source:{scal}"), format!("target:{tcal}"))],
+    );
 
     // Kill the target once a fair part of the items has landed.
     let mut child = common::dav::spawn_sync(&config);
     common::dav::wait_for_items(&*target.store(), &tcal, N / 4, &mut child).await;
     target.kill();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let text = common::text(&out);
-    assert_eq!(out.status.code(), Some(3), "the interrupted pass reports failure:\n{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the interrupted pass reports failure:\n{text}"
+    );
     assert!(text.contains("pair alice: target calendar"), "{text}");
 
     target.start();
@@ -249,9 +372,15 @@ async fn a_target_killed_mid_pass_converges_on_the_next_pass_without_duplicates(
     assert!(out.status.success(), "{}", common::text(&out));
     common::dav::assert_one_copy_each(&*target.store(), &tcal, N).await;
     // And the pass after that has nothing to do.
-    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"]))
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["created"].as_u64(), v["failed"].as_u64()), (Some(0), Some(0)), "{v}");
+    assert_eq!(
+        (v["created"].as_u64(), v["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -262,15 +391,31 @@ async fn a_calendar_that_disappears_after_a_good_pass_is_reported_with_url_and_s
     let tcal = target.make_calendar("alice", "calendar");
     let dir = tempfile::tempdir().unwrap();
     let servers = target.config_section("target", &dir.path().join("pw"));
-    let config = write_config(dir.path(), &source, &servers, &[("alice", format!("source:{scal}"), format!("target:{tcal}"))]);
-    let run = |config: std::path::PathBuf| async move { tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"])).await.unwrap() };
+    let config = write_config(
+        dir.path(),
+        &source,
+        &servers,
+        &[("alice", format!("source:{scal}"), format!("target:{tcal}"))],
+    );
+    let run = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || common::tandem(&config, &["sync"]))
+            .await
+            .unwrap()
+    };
     assert!(run(config.clone()).await.status.success());
     assert!(matches!(target.delete_collection(&tcal), 200 | 204));
     let out = run(config).await;
     let text = common::text(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
-    let line = text.lines().find(|l| l.starts_with("pair alice: ")).unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains(&format!("{}{}", target.url().trim_end_matches('/'), tcal)) && line.contains("404"), "{line}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("pair alice: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(&format!("{}{}", target.url().trim_end_matches('/'), tcal))
+            && line.contains("404"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -284,17 +429,30 @@ async fn a_put_answered_without_an_etag_is_followed_by_reading_the_etag() {
         ),
     })
     .await;
-    let v = store(&mock).create(&cal(), "x.ics", &common::event("x", "x", None)).await.unwrap();
+    let v = store(&mock)
+        .create(&cal(), "x.ics", &common::event("x", "x", None))
+        .await
+        .unwrap();
     assert_eq!(v.etag.as_str(), "\"rewritten\"");
     let seen = mock.requests();
-    assert_eq!(seen.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["PUT", "PROPFIND"]);
-    assert!(seen[0].headers.to_ascii_lowercase().contains("if-none-match: *"), "{}", seen[0].headers);
+    assert_eq!(
+        seen.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        ["PUT", "PROPFIND"]
+    );
+    assert!(
+        seen[0]
+            .headers
+            .to_ascii_lowercase()
+            .contains("if-none-match: *"),
+        "{}",
+        seen[0].headers
+    );
 }
 
 #[tokio::test]
 async fn requests_per_second_and_max_concurrency_hold_per_server() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     // The responder cannot see overlap itself (it answers at once), so a slow answer is simulated
     // by holding each connection open: count how many are open at the same time.
     let open = Arc::new(AtomicUsize::new(0));
@@ -306,7 +464,9 @@ async fn requests_per_second_and_max_concurrency_hold_per_server() {
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (open, most) = (open.clone(), most.clone());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
@@ -323,31 +483,59 @@ async fn requests_per_second_and_max_concurrency_hold_per_server() {
             }
         });
     }
-    let settings = HttpSettings { max_concurrency: 2, ..quick() };
-    let s = Arc::new(CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, settings).unwrap());
+    let settings = HttpSettings {
+        max_concurrency: 2,
+        ..quick()
+    };
+    let s =
+        Arc::new(CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, settings).unwrap());
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..30 {
         let s = s.clone();
-        tasks.spawn(async move { s.delete(&tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(), &tandem::types::Etag::new("\"1\"")).await });
+        tasks.spawn(async move {
+            s.delete(
+                &tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
+                &tandem::types::Etag::new("\"1\""),
+            )
+            .await
+        });
     }
     while let Some(r) = tasks.join_next().await {
         assert_eq!(r.unwrap().unwrap_err().kind, ErrorKind::NotFound);
     }
-    assert_eq!(most.load(Ordering::SeqCst), 2, "at most max_concurrency requests in flight, and that many used");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "at most max_concurrency requests in flight, and that many used"
+    );
     assert_eq!(s.counts().unwrap().requests, 30);
 
     // The rate: 12 requests at 4 per second (a burst of 4, then one every 250 ms) take 2 s.
     let mock = Mock::start(|_, _| Answer::new(404, "")).await;
-    let settings = HttpSettings { max_concurrency: 8, requests_per_second: Some(4), ..quick() };
+    let settings = HttpSettings {
+        max_concurrency: 8,
+        requests_per_second: Some(4),
+        ..quick()
+    };
     let s = Arc::new(CaldavStore::new(&mock.url(), None, settings).unwrap());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..12 {
         let s = s.clone();
-        tasks.spawn(async move { s.delete(&tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(), &tandem::types::Etag::new("\"1\"")).await });
+        tasks.spawn(async move {
+            s.delete(
+                &tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
+                &tandem::types::Etag::new("\"1\""),
+            )
+            .await
+        });
     }
     while tasks.join_next().await.is_some() {}
-    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(mock.requests().len(), 12);
 }
 
@@ -364,7 +552,10 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
             held.push(sock); // read nothing, answer nothing
         }
     });
-    let settings = HttpSettings { timeout: Duration::from_millis(200), ..quick() };
+    let settings = HttpSettings {
+        timeout: Duration::from_millis(200),
+        ..quick()
+    };
     let s = CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, settings).unwrap();
     let e = s.changes(&cal(), None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");

@@ -32,7 +32,10 @@ fn assert_config_error(body: &str, extra: &[(&str, &str)], file: &str, key: &str
     assert_eq!(out.status.code(), Some(2), "{t}");
     let path = dir.path().join(file);
     let prefix = format!("{}: {key}: ", path.display());
-    let line = t.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{t}"));
+    let line = t
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{t}"));
     assert!(line.contains(reason), "{line:?} lacks {reason:?}");
 }
 
@@ -47,8 +50,16 @@ fn a_valid_config_is_printed_back() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("old")).unwrap();
     std::fs::create_dir_all(dir.path().join("new")).unwrap();
-    std::fs::write(dir.path().join("map.csv"), "jane@old.example,j.doe@new.example\n").unwrap();
-    std::fs::write(dir.path().join("pairs.csv"), "id,source,target\nbob,old:/bob/,dav:/bob/calendar/\n").unwrap();
+    std::fs::write(
+        dir.path().join("map.csv"),
+        "jane@old.example,j.doe@new.example\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pairs.csv"),
+        "id,source,target\nbob,old:/bob/,dav:/bob/calendar/\n",
+    )
+    .unwrap();
     let config = dir.path().join("tandem.toml");
     std::fs::write(&config, body).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -74,17 +85,51 @@ fn a_valid_config_is_printed_back() {
 
 #[test]
 fn unknown_keys_are_named() {
-    assert_config_error(&format!("colour = \"blue\"\n{SERVERS}"), &[], "tandem.toml", "colour", "unknown field");
-    assert_config_error("[servers.old]\nkind = \"vdir\"\npathh = \"old\"\n", &[], "tandem.toml", "servers.old.pathh", "unknown field");
-    assert_config_error(&format!("{SERVERS}[sync]\nintervall = \"1m\"\n"), &[], "tandem.toml", "sync.intervall", "unknown field");
+    assert_config_error(
+        &format!("colour = \"blue\"\n{SERVERS}"),
+        &[],
+        "tandem.toml",
+        "colour",
+        "unknown field",
+    );
+    assert_config_error(
+        "[servers.old]\nkind = \"vdir\"\npathh = \"old\"\n",
+        &[],
+        "tandem.toml",
+        "servers.old.pathh",
+        "unknown field",
+    );
+    assert_config_error(
+        &format!("{SERVERS}[sync]\nintervall = \"1m\"\n"),
+        &[],
+        "tandem.toml",
+        "sync.intervall",
+        "unknown field",
+    );
 }
 
 #[test]
 fn pairs_must_name_known_servers_and_unique_ids() {
     let body = format!("{SERVERS}{}", pair("alice", "nope:/alice/", "new:/alice/"));
-    assert_config_error(&body, &[], "tandem.toml", "pairs[0].source", "unknown server \"nope\"");
-    let body = format!("{SERVERS}{}{}", pair("alice", "old:/a/", "new:/a/"), pair("alice", "old:/b/", "new:/b/"));
-    assert_config_error(&body, &[], "tandem.toml", "pairs[1].id", "duplicate pair id \"alice\"");
+    assert_config_error(
+        &body,
+        &[],
+        "tandem.toml",
+        "pairs[0].source",
+        "unknown server \"nope\"",
+    );
+    let body = format!(
+        "{SERVERS}{}{}",
+        pair("alice", "old:/a/", "new:/a/"),
+        pair("alice", "old:/b/", "new:/b/")
+    );
+    assert_config_error(
+        &body,
+        &[],
+        "tandem.toml",
+        "pairs[1].id",
+        "duplicate pair id \"alice\"",
+    );
     let body = format!("{SERVERS}{}", pair("alice", "old", "new:/a/"));
     assert_config_error(&body, &[], "tandem.toml", "pairs[0].source", "SERVER:PATH");
     let body = format!("{SERVERS}{}", pair("al ice", "old:/a/", "new:/a/"));
@@ -93,11 +138,33 @@ fn pairs_must_name_known_servers_and_unique_ids() {
 
 #[test]
 fn pairs_csv_problems_name_the_csv_and_line() {
-    let body = format!("pairs_csv = \"pairs.csv\"\n{SERVERS}{}", pair("alice", "old:/a/", "new:/a/"));
-    let csv = "id,source,target\nbob,old:/b/,new:/b/\nalice,old:/c/,new:/c/\ncarol,old:/d/,gone:/d/\n";
-    assert_config_error(&body, &[("pairs.csv", csv)], "pairs.csv", "line 3.id", "duplicate pair id \"alice\"");
-    assert_config_error(&body, &[("pairs.csv", csv)], "pairs.csv", "line 4.target", "unknown server \"gone\"");
-    assert_config_error(&body, &[("pairs.csv", "bob,old:/b/\n")], "pairs.csv", "line 1", "expected 3");
+    let body = format!(
+        "pairs_csv = \"pairs.csv\"\n{SERVERS}{}",
+        pair("alice", "old:/a/", "new:/a/")
+    );
+    let csv =
+        "id,source,target\nbob,old:/b/,new:/b/\nalice,old:/c/,new:/c/\ncarol,old:/d/,gone:/d/\n";
+    assert_config_error(
+        &body,
+        &[("pairs.csv", csv)],
+        "pairs.csv",
+        "line 3.id",
+        "duplicate pair id \"alice\"",
+    );
+    assert_config_error(
+        &body,
+        &[("pairs.csv", csv)],
+        "pairs.csv",
+        "line 4.target",
+        "unknown server \"gone\"",
+    );
+    assert_config_error(
+        &body,
+        &[("pairs.csv", "bob,old:/b/\n")],
+        "pairs.csv",
+        "line 1",
+        "expected 3",
+    );
 }
 
 #[test]
@@ -105,29 +172,111 @@ fn missing_files_are_named() {
     let body = format!("pairs_csv = \"missing.csv\"\n{SERVERS}");
     assert_config_error(&body, &[], "tandem.toml", "pairs_csv", "does not exist");
     let body = format!("{SERVERS}[rewrite]\naddresses = \"nowhere.csv\"\n");
-    assert_config_error(&body, &[], "tandem.toml", "rewrite.addresses", "does not exist");
-    assert_config_error("[servers.old]\nkind = \"vdir\"\npath = \"no-such-folder\"\n", &[], "tandem.toml", "servers.old.path", "does not exist");
+    assert_config_error(
+        &body,
+        &[],
+        "tandem.toml",
+        "rewrite.addresses",
+        "does not exist",
+    );
+    assert_config_error(
+        "[servers.old]\nkind = \"vdir\"\npath = \"no-such-folder\"\n",
+        &[],
+        "tandem.toml",
+        "servers.old.path",
+        "does not exist",
+    );
     let body = "[servers.dav]\nkind = \"caldav\"\nurl = \"https://x.example/\"\nusername = \"u\"\npassword_file = \"secret.txt\"\n";
-    assert_config_error(body, &[], "tandem.toml", "servers.dav.password_file", "does not exist");
+    assert_config_error(
+        body,
+        &[],
+        "tandem.toml",
+        "servers.dav.password_file",
+        "does not exist",
+    );
 
     let missing = Path::new("/nonexistent/tandem.toml");
     let out = tandem(missing, &["check"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).starts_with("/nonexistent/tandem.toml: (file): cannot read"), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("/nonexistent/tandem.toml: (file): cannot read"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn values_are_checked() {
-    assert_config_error("[sync]\ninterval = \"often\"\n", &[], "tandem.toml", "sync.interval", "not a duration");
-    assert_config_error("[sync]\nextras = \"burn\"\n", &[], "tandem.toml", "sync.extras", "neither");
-    assert_config_error("[agents]\ncount = 1\nprocessor_indexes = [4096]\n", &[], "tandem.toml", "agents.processor_indexes[0]", "does not exist");
-    assert_config_error("[agents]\ncount = 2\nprocessor_indexes = [0]\n", &[], "tandem.toml", "agents.processor_indexes", "exactly one per agent");
-    assert_config_error("[http]\nlisten = \"everywhere\"\n", &[], "tandem.toml", "http.listen", "not an address");
-    assert_config_error("[state]\nurl = \"postgres://x\"\n", &[], "tandem.toml", "state.url", "SQLite");
-    assert_config_error("[servers.x]\nkind = \"exchange\"\n", &[], "tandem.toml", "servers.x.kind", "unknown server kind");
-    assert_config_error("[servers.dav]\nkind = \"caldav\"\n", &[], "tandem.toml", "servers.dav.url", "needs `url`");
-    assert_config_error("[servers.dav]\nkind = \"caldav\"\nurl = \"ftp://x\"\n", &[], "tandem.toml", "servers.dav.url", "not an http(s) URL");
-    assert_config_error("[servers.dav]\nkind = \"caldav\"\nurl = \"https://u:pw@x.example/\"\n", &[], "tandem.toml", "servers.dav.url", "credentials");
+    assert_config_error(
+        "[sync]\ninterval = \"often\"\n",
+        &[],
+        "tandem.toml",
+        "sync.interval",
+        "not a duration",
+    );
+    assert_config_error(
+        "[sync]\nextras = \"burn\"\n",
+        &[],
+        "tandem.toml",
+        "sync.extras",
+        "neither",
+    );
+    assert_config_error(
+        "[agents]\ncount = 1\nprocessor_indexes = [4096]\n",
+        &[],
+        "tandem.toml",
+        "agents.processor_indexes[0]",
+        "does not exist",
+    );
+    assert_config_error(
+        "[agents]\ncount = 2\nprocessor_indexes = [0]\n",
+        &[],
+        "tandem.toml",
+        "agents.processor_indexes",
+        "exactly one per agent",
+    );
+    assert_config_error(
+        "[http]\nlisten = \"everywhere\"\n",
+        &[],
+        "tandem.toml",
+        "http.listen",
+        "not an address",
+    );
+    assert_config_error(
+        "[state]\nurl = \"postgres://x\"\n",
+        &[],
+        "tandem.toml",
+        "state.url",
+        "SQLite",
+    );
+    assert_config_error(
+        "[servers.x]\nkind = \"exchange\"\n",
+        &[],
+        "tandem.toml",
+        "servers.x.kind",
+        "unknown server kind",
+    );
+    assert_config_error(
+        "[servers.dav]\nkind = \"caldav\"\n",
+        &[],
+        "tandem.toml",
+        "servers.dav.url",
+        "needs `url`",
+    );
+    assert_config_error(
+        "[servers.dav]\nkind = \"caldav\"\nurl = \"ftp://x\"\n",
+        &[],
+        "tandem.toml",
+        "servers.dav.url",
+        "not an http(s) URL",
+    );
+    assert_config_error(
+        "[servers.dav]\nkind = \"caldav\"\nurl = \"https://u:pw@x.example/\"\n",
+        &[],
+        "tandem.toml",
+        "servers.dav.url",
+        "credentials",
+    );
     assert_config_error(
         "[servers.dav]\nkind = \"caldav\"\nurl = \"https://x.example/\"\nusername = \"u\"\npassword_env = \"TANDEM_SURELY_UNSET_VAR\"\n",
         &[],
@@ -135,9 +284,27 @@ fn values_are_checked() {
         "servers.dav.password_env",
         "TANDEM_SURELY_UNSET_VAR is not set",
     );
-    assert_config_error("[servers.dav]\nkind = \"caldav\"\nurl = \"https://x.example/\"\nusername = \"u\"\n", &[], "tandem.toml", "servers.dav.password_env", "needs a password");
-    assert_config_error("[sync\ninterval = 1\n", &[], "tandem.toml", "(syntax)", "line 1");
-    assert_config_error("[sync]\ninterval = 60\n", &[], "tandem.toml", "sync.interval", "string");
+    assert_config_error(
+        "[servers.dav]\nkind = \"caldav\"\nurl = \"https://x.example/\"\nusername = \"u\"\n",
+        &[],
+        "tandem.toml",
+        "servers.dav.password_env",
+        "needs a password",
+    );
+    assert_config_error(
+        "[sync\ninterval = 1\n",
+        &[],
+        "tandem.toml",
+        "(syntax)",
+        "line 1",
+    );
+    assert_config_error(
+        "[sync]\ninterval = 60\n",
+        &[],
+        "tandem.toml",
+        "sync.interval",
+        "string",
+    );
 }
 
 #[test]
@@ -159,6 +326,12 @@ fn the_example_config_is_valid() {
         .unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("alice") && t.contains("source:/alice/calendar/ -> target:/alice/calendar/"), "{t}");
-    assert!(!t.contains("example-source-secret") && !t.contains("example-target-secret"), "{t}");
+    assert!(
+        t.contains("alice") && t.contains("source:/alice/calendar/ -> target:/alice/calendar/"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("example-source-secret") && !t.contains("example-target-secret"),
+        "{t}"
+    );
 }

@@ -12,8 +12,8 @@ use tandem::engine::{Engine, PassOptions};
 use tandem::error::ErrorKind;
 use tandem::item::{Item, Rewriter};
 use tandem::state::State;
-use tandem::store::memory::MemoryStore;
 use tandem::store::CalendarStore;
+use tandem::store::memory::MemoryStore;
 use tandem::types::CalendarPath;
 
 #[derive(Debug, Clone)]
@@ -25,13 +25,25 @@ enum Fault {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { key: u8, version: u8 },
-    Delete { key: u8 },
+    Put {
+        key: u8,
+        version: u8,
+    },
+    Delete {
+        key: u8,
+    },
     /// Someone edits the target copy of `key` behind tandem's back.
-    Tamper { key: u8 },
+    Tamper {
+        key: u8,
+    },
     /// Someone deletes the target copy of `key`.
-    Drop { key: u8 },
-    Sync { target: Fault, source_fails: usize },
+    Drop {
+        key: u8,
+    },
+    Sync {
+        target: Fault,
+        source_fails: usize,
+    },
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -62,7 +74,9 @@ fn op() -> impl Strategy<Value = Op> {
 /// Item `key` at `version`; even keys are meetings organised in the old org.
 fn body(key: u8, version: u8) -> String {
     let people = if key.is_multiple_of(2) {
-        format!("ORGANIZER;CN=\"Org, {key}\":mailto:org{key}@old.example\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:att@old.example\r\n")
+        format!(
+            "ORGANIZER;CN=\"Org, {key}\":mailto:org{key}@old.example\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:att@old.example\r\n"
+        )
     } else {
         String::new()
     };
@@ -80,16 +94,27 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let state = State::open(&dir.path().join("state.db")).await.unwrap();
     let (src, tgt) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
-    let (scal, tcal): (CalendarPath, CalendarPath) = ("/src/".parse().unwrap(), "/tgt/".parse().unwrap());
+    let (scal, tcal): (CalendarPath, CalendarPath) =
+        ("/src/".parse().unwrap(), "/tgt/".parse().unwrap());
     src.add_calendar(&scal);
     tgt.add_calendar(&tcal);
     // Somebody's own item in the target: never ours to touch.
     let extra = tgt.put(&tcal, "own.ics", &body(99, 0));
-    let stores: BTreeMap<String, Arc<dyn CalendarStore>> =
-        [("s".to_string(), src.clone() as Arc<dyn CalendarStore>), ("t".to_string(), tgt.clone() as Arc<dyn CalendarStore>)].into();
+    let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
+        ("s".to_string(), src.clone() as Arc<dyn CalendarStore>),
+        ("t".to_string(), tgt.clone() as Arc<dyn CalendarStore>),
+    ]
+    .into();
     let engine = Engine::with_stores(state, stores, rewriter());
-    let pair = PairConfig { id: "p".parse().unwrap(), source: "s:/src/".parse().unwrap(), target: "t:/tgt/".parse().unwrap() };
-    let opts = PassOptions { force_delete: true, ..Default::default() };
+    let pair = PairConfig {
+        id: "p".parse().unwrap(),
+        source: "s:/src/".parse().unwrap(),
+        target: "t:/tgt/".parse().unwrap(),
+    };
+    let opts = PassOptions {
+        force_delete: true,
+        ..Default::default()
+    };
 
     for op in ops {
         match op {
@@ -106,11 +131,18 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         tgt.remove(&copy);
                     } else {
                         // Same meeting (same identity), different content.
-                        tgt.put(&tcal, copy.file_name(), &body(key, 9).replace("old.example", "new.example"));
+                        tgt.put(
+                            &tcal,
+                            copy.file_name(),
+                            &body(key, 9).replace("old.example", "new.example"),
+                        );
                     }
                 }
             }
-            Op::Sync { target, source_fails } => {
+            Op::Sync {
+                target,
+                source_fails,
+            } => {
                 match target {
                     Fault::None => {}
                     Fault::Fail(n, kind) => tgt.fail_next(n, kind),
@@ -134,7 +166,11 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (href, data) in src.items(&scal) {
         let mut item = Item::parse(&data).unwrap();
         item.rewrite(&rw);
-        prop_assert!(want.insert(item.identity().to_string(), item.content_hash().0).is_none(), "source duplicate at {href}");
+        prop_assert!(
+            want.insert(item.identity().to_string(), item.content_hash().0)
+                .is_none(),
+            "source duplicate at {href}"
+        );
     }
     let mut have: HashMap<String, u128> = HashMap::new();
     let mut extra_seen = false;
@@ -145,14 +181,20 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         let item = Item::parse(&data).unwrap();
         let id = item.identity().to_string();
-        prop_assert!(have.insert(id.clone(), item.content_hash().0).is_none(), "duplicate of {id} in the target ({href})");
+        prop_assert!(
+            have.insert(id.clone(), item.content_hash().0).is_none(),
+            "duplicate of {id} in the target ({href})"
+        );
     }
     prop_assert!(extra_seen, "the target's own item was touched");
     prop_assert_eq!(&have, &want);
 
     // And a further pass has nothing to do.
     let again = engine.sync_pair(&pair, opts).await.unwrap();
-    prop_assert!(again.ok() && again.changes() == 0, "second clean pass still had work: {again:?}");
+    prop_assert!(
+        again.ok() && again.changes() == 0,
+        "second clean pass still had work: {again:?}"
+    );
     Ok(())
 }
 

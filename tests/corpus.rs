@@ -31,14 +31,30 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn corpus_round_trips() {
     let dir = corpus_dir();
-    assert!(dir.is_dir(), "the .ics corpus is missing at {} (set TANDEM_ICS_CORPUS)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the .ics corpus is missing at {} (set TANDEM_ICS_CORPUS)",
+        dir.display()
+    );
     let mut files = Vec::new();
     walk(&dir, &mut files);
     assert!(!files.is_empty(), "no files under {}", dir.display());
 
     // Rewrite every address's domain so the round trip exercises the rewriting path everywhere.
-    let domains = ["example.com", "example.org", "host.com", "gmail.com", "google.com", "mozilla.org", "test.com", "example.net"];
-    let rw = Rewriter::new(domains.iter().map(|d| (d.to_string(), format!("new.{d}"))), []);
+    let domains = [
+        "example.com",
+        "example.org",
+        "host.com",
+        "gmail.com",
+        "google.com",
+        "mozilla.org",
+        "test.com",
+        "example.net",
+    ];
+    let rw = Rewriter::new(
+        domains.iter().map(|d| (d.to_string(), format!("new.{d}"))),
+        [],
+    );
 
     let (mut parsed_files, mut items, mut rewritten) = (0, 0, 0);
     let mut rejected: Vec<(String, String)> = Vec::new();
@@ -74,22 +90,38 @@ fn corpus_round_trips() {
             let (identity, hash) = (item.identity(), item.content_hash());
             let emitted = item.to_ics();
             match Item::parse(&emitted) {
-                Err(e) => broken.push(format!("{name}: uid {:?}: emitted item does not parse: {e}", item.uid())),
+                Err(e) => broken.push(format!(
+                    "{name}: uid {:?}: emitted item does not parse: {e}",
+                    item.uid()
+                )),
                 Ok(back) => {
                     if back.identity() != identity {
-                        broken.push(format!("{name}: uid {:?}: identity changed: {identity} -> {}", item.uid(), back.identity()));
+                        broken.push(format!(
+                            "{name}: uid {:?}: identity changed: {identity} -> {}",
+                            item.uid(),
+                            back.identity()
+                        ));
                     }
                     if back.content_hash() != hash {
-                        broken.push(format!("{name}: uid {:?}: content hash changed in the round trip", item.uid()));
+                        broken.push(format!(
+                            "{name}: uid {:?}: content hash changed in the round trip",
+                            item.uid()
+                        ));
                     }
                     if back.to_ics() != emitted {
-                        broken.push(format!("{name}: uid {:?}: emitting twice differs", item.uid()));
+                        broken.push(format!(
+                            "{name}: uid {:?}: emitting twice differs",
+                            item.uid()
+                        ));
                     }
                 }
             }
             for line in emitted.split("\r\n") {
                 if line.len() > 75 {
-                    broken.push(format!("{name}: uid {:?}: line over 75 octets: {line:?}", item.uid()));
+                    broken.push(format!(
+                        "{name}: uid {:?}: line over 75 octets: {line:?}",
+                        item.uid()
+                    ));
                 }
             }
         }
@@ -103,6 +135,14 @@ fn corpus_round_trips() {
     for (name, reason) in &rejected {
         println!("  rejected {name}: {reason}");
     }
-    assert!(broken.is_empty(), "round-trip failures:\n{}", broken.join("\n"));
-    assert!(parsed_files * 2 > files.len(), "fewer than half the corpus parsed: {parsed_files} of {}", files.len());
+    assert!(
+        broken.is_empty(),
+        "round-trip failures:\n{}",
+        broken.join("\n")
+    );
+    assert!(
+        parsed_files * 2 > files.len(),
+        "fewer than half the corpus parsed: {parsed_files} of {}",
+        files.len()
+    );
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{event, text, Setup};
+use common::{Setup, event, text};
 use serde_json::Value;
 
 fn json(out: &std::process::Output) -> Value {
@@ -10,7 +10,12 @@ fn json(out: &std::process::Output) -> Value {
 }
 
 fn pair<'a>(v: &'a Value, id: &str) -> &'a Value {
-    v["pairs"].as_array().unwrap().iter().find(|p| p["pair"] == id).unwrap_or_else(|| panic!("no pair {id} in {v}"))
+    v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pair"] == id)
+        .unwrap_or_else(|| panic!("no pair {id} in {v}"))
 }
 
 fn counts(p: &Value) -> [u64; 5] {
@@ -20,10 +25,18 @@ fn counts(p: &Value) -> [u64; 5] {
 #[test]
 fn first_sync_copies_and_rewrites_then_nothing_is_left() {
     let s = Setup::new(&["alice", "bob"]);
-    s.put("alice", "m1.ics", &event("m1", "Planning", Some("jane@old.example")));
+    s.put(
+        "alice",
+        "m1.ics",
+        &event("m1", "Planning", Some("jane@old.example")),
+    );
     s.put("alice", "e2.ics", &event("e2", "Dentist", None));
     s.put("alice", "e3.ics", &event("e3", "Gym", None));
-    s.put("bob", "m1.ics", &event("m1", "Planning", Some("jane@old.example")));
+    s.put(
+        "bob",
+        "m1.ics",
+        &event("m1", "Planning", Some("jane@old.example")),
+    );
 
     let out = s.run(&["sync", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -34,8 +47,16 @@ fn first_sync_copies_and_rewrites_then_nothing_is_left() {
     let alice = Setup::files(&s.target("alice"));
     assert_eq!(alice.len(), 3, "{alice:?}");
     let meeting = &alice["m1.ics"];
-    assert!(meeting.contains("ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@new.example\r\n"), "{meeting}");
-    assert!(meeting.contains("ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-AGENT=CLIENT:mailto:bob@new.example"), "{meeting}");
+    assert!(
+        meeting.contains(
+            "ORGANIZER;CN=\"Doe, Jane\";SCHEDULE-AGENT=CLIENT:mailto:jane@new.example\r\n"
+        ),
+        "{meeting}"
+    );
+    assert!(
+        meeting.contains("ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-AGENT=CLIENT:mailto:bob@new.example"),
+        "{meeting}"
+    );
     assert!(meeting.contains("mailto:bob@new.example"), "{meeting}");
     assert!(!meeting.contains("old.example"), "{meeting}");
 
@@ -48,7 +69,12 @@ fn first_sync_copies_and_rewrites_then_nothing_is_left() {
     let status = s.run(&["status", "--json"]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let st = json(&status);
-    let alice = st["pairs"].as_array().unwrap().iter().find(|p| p["id"] == "alice").unwrap();
+    let alice = st["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "alice")
+        .unwrap();
     assert_eq!(alice["items"], 3);
     assert_eq!(alice["last_run"]["outcome"], "ok");
 }
@@ -60,7 +86,11 @@ fn source_creates_updates_and_deletes_reach_the_target_and_extras_stay() {
     s.put("alice", "b.ics", &event("b", "Two", None));
     assert_eq!(s.run(&["sync"]).status.code(), Some(0));
     // An item somebody made directly in the new org: not ours, left alone.
-    std::fs::write(s.target("alice").join("own.ics"), event("own", "Made in the new org", None)).unwrap();
+    std::fs::write(
+        s.target("alice").join("own.ics"),
+        event("own", "Made in the new org", None),
+    )
+    .unwrap();
 
     s.put("alice", "a.ics", &event("a", "One, moved to Friday", None));
     std::fs::remove_file(s.source("alice").join("b.ics")).unwrap();
@@ -70,9 +100,18 @@ fn source_creates_updates_and_deletes_reach_the_target_and_extras_stay() {
     assert_eq!(counts(pair(&json(&out), "alice")), [1, 1, 1, 0, 0]);
 
     let files = Setup::files(&s.target("alice"));
-    assert_eq!(files.keys().cloned().collect::<Vec<_>>(), ["a.ics", "c.ics", "own.ics"]);
-    assert!(files["a.ics"].contains("SUMMARY:One\\, moved to Friday") || files["a.ics"].contains("SUMMARY:One, moved to Friday"));
-    assert_eq!(counts(pair(&json(&s.run(&["sync", "--json"])), "alice")), [0, 0, 0, 2, 0]);
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        ["a.ics", "c.ics", "own.ics"]
+    );
+    assert!(
+        files["a.ics"].contains("SUMMARY:One\\, moved to Friday")
+            || files["a.ics"].contains("SUMMARY:One, moved to Friday")
+    );
+    assert_eq!(
+        counts(pair(&json(&s.run(&["sync", "--json"])), "alice")),
+        [0, 0, 0, 2, 0]
+    );
 }
 
 #[test]
@@ -81,11 +120,22 @@ fn a_hand_edited_target_copy_is_restored_from_the_source() {
     s.put("alice", "a.ics", &event("a", "Original", None));
     assert_eq!(s.run(&["sync"]).status.code(), Some(0));
     let copy = s.target("alice").join("a.ics");
-    let edited = std::fs::read_to_string(&copy).unwrap().replace("Original", "Edited by hand");
+    let edited = std::fs::read_to_string(&copy)
+        .unwrap()
+        .replace("Original", "Edited by hand");
     std::fs::write(&copy, edited).unwrap();
     let out = s.run(&["sync", "--json"]);
-    assert_eq!(counts(pair(&json(&out), "alice")), [0, 1, 0, 0, 0], "{}", text(&out));
-    assert!(std::fs::read_to_string(&copy).unwrap().contains("SUMMARY:Original"));
+    assert_eq!(
+        counts(pair(&json(&out), "alice")),
+        [0, 1, 0, 0, 0],
+        "{}",
+        text(&out)
+    );
+    assert!(
+        std::fs::read_to_string(&copy)
+            .unwrap()
+            .contains("SUMMARY:Original")
+    );
 }
 
 #[test]
@@ -96,7 +146,10 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let out = s.run(&["sync", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("alice: create /alice/a.ics -> /alice/a.ics"), "{t}");
+    assert!(
+        t.contains("alice: create /alice/a.ics -> /alice/a.ics"),
+        "{t}"
+    );
     assert!(t.contains("nothing was written"), "{t}");
     assert!(Setup::files(&s.target("alice")).is_empty());
 
@@ -107,9 +160,16 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let v = json(&dry);
     assert_eq!(counts(pair(&v, "alice")), [0, 1, 0, 1, 0]);
     assert_eq!(pair(&v, "alice")["plan"][0]["action"], "update");
-    assert_eq!(Setup::files(&s.target("alice")), before, "dry run changed the target");
+    assert_eq!(
+        Setup::files(&s.target("alice")),
+        before,
+        "dry run changed the target"
+    );
     // Nothing was recorded either: the real pass still has the update to do.
-    assert_eq!(counts(pair(&json(&s.run(&["sync", "--json"])), "alice")), [0, 1, 0, 1, 0]);
+    assert_eq!(
+        counts(pair(&json(&s.run(&["sync", "--json"])), "alice")),
+        [0, 1, 0, 1, 0]
+    );
 }
 
 #[test]
@@ -127,9 +187,22 @@ fn an_emptied_source_is_not_mirrored_without_force_delete() {
     let out = s.run(&["sync"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(3), "{t}");
-    assert!(t.contains("pair alice:") && t.contains("refusing to delete") && t.contains("--force-delete"), "{t}");
-    assert_eq!(Setup::files(&s.target("alice")).len(), 2, "guard must keep the target copies");
-    assert_eq!(Setup::files(&s.target("bob")).len(), 2, "other pairs keep syncing");
+    assert!(
+        t.contains("pair alice:")
+            && t.contains("refusing to delete")
+            && t.contains("--force-delete"),
+        "{t}"
+    );
+    assert_eq!(
+        Setup::files(&s.target("alice")).len(),
+        2,
+        "guard must keep the target copies"
+    );
+    assert_eq!(
+        Setup::files(&s.target("bob")).len(),
+        2,
+        "other pairs keep syncing"
+    );
 
     let forced = s.run(&["sync", "--pair", "alice", "--force-delete", "--json"]);
     assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
@@ -141,7 +214,11 @@ fn an_emptied_source_is_not_mirrored_without_force_delete() {
 fn a_broken_item_is_reported_by_pair_and_href_and_the_rest_syncs() {
     let s = Setup::new(&["alice"]);
     s.put("alice", "good.ics", &event("good", "Fine", None));
-    s.put("alice", "bad.ics", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:no uid, no end\r\n");
+    s.put(
+        "alice",
+        "bad.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:no uid, no end\r\n",
+    );
     let out = s.run(&["sync", "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let v = json(&out);
@@ -149,17 +226,33 @@ fn a_broken_item_is_reported_by_pair_and_href_and_the_rest_syncs() {
     assert_eq!(counts(p), [1, 0, 0, 0, 1]);
     assert_eq!(p["failures"][0]["href"], "/alice/bad.ics");
     assert_eq!(p["failures"][0]["kind"], "invalid-data");
-    assert!(p["failures"][0]["reason"].as_str().unwrap().contains("invalid iCalendar"), "{p}");
+    assert!(
+        p["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid iCalendar"),
+        "{p}"
+    );
     let human = text(&s.run(&["sync"]));
-    assert!(human.contains("pair alice: /alice/bad.ics: source item skipped: invalid iCalendar data"), "{human}");
-    assert_eq!(Setup::files(&s.target("alice")).keys().collect::<Vec<_>>(), ["good.ics"]);
+    assert!(
+        human.contains("pair alice: /alice/bad.ics: source item skipped: invalid iCalendar data"),
+        "{human}"
+    );
+    assert_eq!(
+        Setup::files(&s.target("alice")).keys().collect::<Vec<_>>(),
+        ["good.ics"]
+    );
 }
 
 #[test]
 fn losing_the_state_database_does_not_duplicate() {
     let s = Setup::new(&["alice"]);
     for i in 0..5 {
-        s.put("alice", &format!("e{i}.ics"), &event(&format!("e{i}"), "Item", Some("jane@old.example")));
+        s.put(
+            "alice",
+            &format!("e{i}.ics"),
+            &event(&format!("e{i}"), "Item", Some("jane@old.example")),
+        );
     }
     assert_eq!(s.run(&["sync"]).status.code(), Some(0));
     std::fs::remove_dir_all(s.dir.path().join("state")).unwrap();
@@ -177,8 +270,16 @@ fn resync_reads_everything_and_finds_an_in_step_pair_unchanged() {
     s.put("alice", "a.ics", &event("a", "Right", None));
     assert_eq!(s.run(&["sync"]).status.code(), Some(0));
     let out = s.run(&["resync", "--pair", "alice", "--json"]);
-    assert_eq!(counts(pair(&json(&out), "alice")), [0, 0, 0, 1, 0], "{}", text(&out));
-    assert_eq!(s.run(&["resync", "--pair", "nobody"]).status.code(), Some(2));
+    assert_eq!(
+        counts(pair(&json(&out), "alice")),
+        [0, 0, 0, 1, 0],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        s.run(&["resync", "--pair", "nobody"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -186,7 +287,11 @@ fn unknown_pair_and_missing_calendar_are_clear() {
     let s = Setup::new(&["alice"]);
     let out = s.run(&["sync", "--pair", "nobody"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("no pair with id \"nobody\""), "{}", text(&out));
+    assert!(
+        text(&out).contains("no pair with id \"nobody\""),
+        "{}",
+        text(&out)
+    );
 
     std::fs::remove_dir(s.target("alice")).unwrap();
     let out = s.run(&["sync"]);

@@ -28,7 +28,10 @@ fn rewriter() -> Rewriter {
     Rewriter::new(
         [("old.example".to_string(), "new.example".to_string())],
         // An exact address wins over its domain.
-        [("carol@old.example".to_string(), "c.jones@new.example".to_string())],
+        [(
+            "carol@old.example".to_string(),
+            "c.jones@new.example".to_string(),
+        )],
     )
 }
 
@@ -64,9 +67,18 @@ json.dump(out, sys.stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the virtualenv's python");
-    child.stdin.take().unwrap().write_all(serde_json::to_string(items).unwrap().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(items).unwrap().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "icalendar could not read tandem's output:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "icalendar could not read tandem's output:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -74,14 +86,25 @@ json.dump(out, sys.stdout)
 fn rewritten_items_read_the_same_in_a_second_parser() {
     let mut item = Item::parse(MEETING).unwrap();
     let before = item.identity();
-    assert_eq!(item.rewrite(&rewriter()), 7, "organizer, SENT-BY, three attendees, DELEGATED-FROM; and the exception's two");
+    assert_eq!(
+        item.rewrite(&rewriter()),
+        7,
+        "organizer, SENT-BY, three attendees, DELEGATED-FROM; and the exception's two"
+    );
     item.mark_client_scheduled();
     let emitted = item.to_ics();
 
     // tandem's own reading.
     let back = Item::parse(&emitted).unwrap();
-    assert_eq!(back.identity().uid, before.uid, "the clean GOID is unchanged");
-    assert_eq!(back.identity().organizer.as_deref(), Some("jane.doe@new.example"));
+    assert_eq!(
+        back.identity().uid,
+        before.uid,
+        "the clean GOID is unchanged"
+    );
+    assert_eq!(
+        back.identity().organizer.as_deref(),
+        Some("jane.doe@new.example")
+    );
     // Only the domain changes; the local part and the scheme keep their case.
     let lines = emitted.replace("\r\n ", "");
     assert!(
@@ -89,10 +112,22 @@ fn rewritten_items_read_the_same_in_a_second_parser() {
         "{lines}"
     );
     assert!(lines.contains("ATTENDEE;CN=\"Smith; John\";PARTSTAT=ACCEPTED;SCHEDULE-AGENT=CLIENT:mailto:john@new.example\r\n"), "{lines}");
-    assert!(lines.contains(":mailto:c.jones@new.example\r\n"), "exact address wins: {lines}");
-    assert!(lines.contains("DELEGATED-FROM=\"mailto:dave@new.example\""), "{lines}");
-    assert!(lines.contains(":mailto:x@partner.example\r\n"), "unmapped addresses stay: {lines}");
-    assert!(!lines.to_ascii_lowercase().contains("@old.example"), "{lines}");
+    assert!(
+        lines.contains(":mailto:c.jones@new.example\r\n"),
+        "exact address wins: {lines}"
+    );
+    assert!(
+        lines.contains("DELEGATED-FROM=\"mailto:dave@new.example\""),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(":mailto:x@partner.example\r\n"),
+        "unmapped addresses stay: {lines}"
+    );
+    assert!(
+        !lines.to_ascii_lowercase().contains("@old.example"),
+        "{lines}"
+    );
 
     // Python's reading.
     let got = python_reads(std::slice::from_ref(&emitted));
@@ -102,26 +137,61 @@ fn rewritten_items_read_the_same_in_a_second_parser() {
     assert_eq!(master["summary"], "Quarterly review, Q1; all hands");
     assert_eq!(master["organizer"]["params"]["CN"], "Doe, Jane");
     assert_eq!(master["organizer"]["params"]["SCHEDULE-AGENT"], "CLIENT");
-    assert!(master["organizer"]["params"]["SENT-BY"].as_str().unwrap().eq_ignore_ascii_case("mailto:assistant@new.example"));
-    assert!(master["organizer"]["value"].as_str().unwrap().eq_ignore_ascii_case("mailto:jane.doe@new.example"));
+    assert!(
+        master["organizer"]["params"]["SENT-BY"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("mailto:assistant@new.example")
+    );
+    assert!(
+        master["organizer"]["value"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("mailto:jane.doe@new.example")
+    );
     let attendees: Vec<(String, String)> = master["attendees"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["value"].as_str().unwrap().to_lowercase(), a["params"]["CN"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["value"].as_str().unwrap().to_lowercase(),
+                a["params"]["CN"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         attendees,
         [
-            ("mailto:john@new.example".to_string(), "Smith; John".to_string()),
-            ("mailto:c.jones@new.example".to_string(), "Carol".to_string()),
-            ("mailto:x@partner.example".to_string(), "Outside: Partner".to_string()),
+            (
+                "mailto:john@new.example".to_string(),
+                "Smith; John".to_string()
+            ),
+            (
+                "mailto:c.jones@new.example".to_string(),
+                "Carol".to_string()
+            ),
+            (
+                "mailto:x@partner.example".to_string(),
+                "Outside: Partner".to_string()
+            ),
         ]
     );
-    assert_eq!(events[1]["attendees"][0]["value"].as_str().unwrap().to_lowercase(), "mailto:john@new.example");
+    assert_eq!(
+        events[1]["attendees"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        "mailto:john@new.example"
+    );
 
     // Python's re-emission means the same to tandem.
     let again = Item::parse(got[0]["reemitted"].as_str().unwrap()).unwrap();
     assert_eq!(again.identity(), back.identity());
-    assert_eq!(again.content_hash(), back.content_hash(), "python:\n{}\ntandem:\n{emitted}", got[0]["reemitted"]);
+    assert_eq!(
+        again.content_hash(),
+        back.content_hash(),
+        "python:\n{}\ntandem:\n{emitted}",
+        got[0]["reemitted"]
+    );
 }

@@ -4,11 +4,15 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tandem::config::PairConfig;
 use tandem::identity::IdentityKey;
-use tandem::state::{Mapping, Pending, Side, State, MIGRATOR};
+use tandem::state::{MIGRATOR, Mapping, Pending, Side, State};
 use tandem::types::{ContentHash, Etag, Href, SyncToken};
 
 fn pair(id: &str, source: &str) -> PairConfig {
-    PairConfig { id: id.parse().unwrap(), source: source.parse().unwrap(), target: format!("t:/{id}/").parse().unwrap() }
+    PairConfig {
+        id: id.parse().unwrap(),
+        source: source.parse().unwrap(),
+        target: format!("t:/{id}/").parse().unwrap(),
+    }
 }
 
 fn mapping(n: u32) -> Mapping {
@@ -28,18 +32,34 @@ async fn opens_with_wal_foreign_keys_and_busy_timeout() {
     let path = dir.path().join("sub/tandem.db");
     let state = State::open(&path).await.unwrap();
     assert!(path.exists());
-    state.ensure_pair(&pair("alice", "s:/alice/")).await.unwrap();
+    state
+        .ensure_pair(&pair("alice", "s:/alice/"))
+        .await
+        .unwrap();
     state.close().await;
     // Journal mode is persistent in the file; check it from a fresh connection.
-    let pool = SqlitePoolOptions::new().connect_with(SqliteConnectOptions::new().filename(&path)).await.unwrap();
-    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&pool).await.unwrap().get(0);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(SqliteConnectOptions::new().filename(&path))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(mode, "wal");
     drop(pool);
     // Foreign keys and busy timeout are per connection: check through the store's own pool by
     // violating a foreign key.
     let state = State::open(&path).await.unwrap();
-    let orphan = PairConfig { id: "ghost".parse().unwrap(), ..pair("x", "s:/x/") };
-    assert!(state.put_mapping(&orphan.id, &mapping(1)).await.is_err(), "foreign keys are off");
+    let orphan = PairConfig {
+        id: "ghost".parse().unwrap(),
+        ..pair("x", "s:/x/")
+    };
+    assert!(
+        state.put_mapping(&orphan.id, &mapping(1)).await.is_err(),
+        "foreign keys are off"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +69,11 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
     // Build a database as the first release left it: only the first migration applied.
     {
         let pool = SqlitePoolOptions::new()
-            .connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true))
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
             .await
             .unwrap();
         let mut first = sqlx::migrate::Migrator::DEFAULT;
@@ -66,20 +90,38 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
         .execute(&pool)
         .await
         .unwrap();
-        let runs = sqlx::query("SELECT name FROM sqlite_master WHERE name = 'runs'").fetch_optional(&pool).await.unwrap();
-        assert!(runs.is_none(), "the old database must not have the runs table yet");
+        let runs = sqlx::query("SELECT name FROM sqlite_master WHERE name = 'runs'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        assert!(
+            runs.is_none(),
+            "the old database must not have the runs table yet"
+        );
         pool.close().await;
     }
     let state = State::open(&path).await.unwrap();
     let alice = pair("alice", "s:/alice/");
     state.ensure_pair(&alice).await.unwrap();
     assert_eq!(state.mappings(&alice.id).await.unwrap(), vec![mapping(1)]);
-    let run = state.begin_run(&alice.id, tandem::state::RunKind::Sync).await.unwrap();
-    state
-        .finish_run(&alice.id, &run, tandem::state::Outcome::Ok, &Default::default(), None)
+    let run = state
+        .begin_run(&alice.id, tandem::state::RunKind::Sync)
         .await
         .unwrap();
-    let status = state.pair_statuses(std::slice::from_ref(&alice.id)).await.unwrap();
+    state
+        .finish_run(
+            &alice.id,
+            &run,
+            tandem::state::Outcome::Ok,
+            &Default::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let status = state
+        .pair_statuses(std::slice::from_ref(&alice.id))
+        .await
+        .unwrap();
     assert_eq!(status[0].items, 1);
     assert!(status[0].last_success_at.is_some());
 }
@@ -92,30 +134,58 @@ async fn mappings_watermarks_and_pending_creates() {
     state.ensure_pair(&alice).await.unwrap();
     let id = &alice.id;
 
-    let p = Pending { a_href: mapping(1).a_href, b_href: mapping(1).b_href, identity: mapping(1).identity };
+    let p = Pending {
+        a_href: mapping(1).a_href,
+        b_href: mapping(1).b_href,
+        identity: mapping(1).identity,
+    };
     state.add_pending(id, &p).await.unwrap();
     state.add_pending(id, &p).await.unwrap();
     assert_eq!(state.pendings(id).await.unwrap(), vec![p.clone()]);
     state.put_mapping(id, &mapping(1)).await.unwrap();
-    assert!(state.pendings(id).await.unwrap().is_empty(), "recording the mapping settles its pending create");
+    assert!(
+        state.pendings(id).await.unwrap().is_empty(),
+        "recording the mapping settles its pending create"
+    );
 
     // A new mapping that claims a target href takes it over from the old one.
     let mut other = mapping(2);
     other.b_href = mapping(1).b_href;
     state.put_mapping(id, &other).await.unwrap();
     assert_eq!(state.mappings(id).await.unwrap(), vec![other.clone()]);
-    state.apply(id, &[mapping(3), mapping(4)], &[other.a_href.clone()]).await.unwrap();
-    let mut hrefs: Vec<_> = state.mappings(id).await.unwrap().into_iter().map(|m| m.a_href).collect();
+    state
+        .apply(id, &[mapping(3), mapping(4)], &[other.a_href.clone()])
+        .await
+        .unwrap();
+    let mut hrefs: Vec<_> = state
+        .mappings(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.a_href)
+        .collect();
     hrefs.sort();
     assert_eq!(hrefs, vec![mapping(3).a_href, mapping(4).a_href]);
 
     assert_eq!(state.watermark(id, Side::A).await.unwrap(), None);
-    state.set_watermark(id, Side::A, Some(&SyncToken::new("tok-1"))).await.unwrap();
-    state.set_watermark(id, Side::A, Some(&SyncToken::new("tok-2"))).await.unwrap();
-    assert_eq!(state.watermark(id, Side::A).await.unwrap(), Some(SyncToken::new("tok-2")));
+    state
+        .set_watermark(id, Side::A, Some(&SyncToken::new("tok-1")))
+        .await
+        .unwrap();
+    state
+        .set_watermark(id, Side::A, Some(&SyncToken::new("tok-2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.watermark(id, Side::A).await.unwrap(),
+        Some(SyncToken::new("tok-2"))
+    );
 
     // Pointing the pair at other calendars forgets what belonged to the old ones.
-    state.ensure_pair(&pair("alice", "s:/alice-archive/")).await.unwrap();
+    state
+        .ensure_pair(&pair("alice", "s:/alice-archive/"))
+        .await
+        .unwrap();
     assert!(state.mappings(id).await.unwrap().is_empty());
     assert_eq!(state.watermark(id, Side::A).await.unwrap(), None);
 }

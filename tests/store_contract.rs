@@ -5,26 +5,34 @@ mod common;
 use std::sync::Arc;
 
 use tandem::error::ErrorKind;
+use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
 use tandem::store::vdir::VdirStore;
-use tandem::store::CalendarStore;
 use tandem::types::{CalendarPath, Etag, Href};
 
 fn ics(uid: &str, summary: &str) -> String {
-    format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:20260101T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:20260101T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
 }
 
 async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: CalendarPath) {
     store.check_calendar(&cal).await.expect("calendar exists");
     let err = store.check_calendar(&missing).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
-    assert_eq!(store.list(&missing).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        store.list(&missing).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
     assert!(store.list(&cal).await.unwrap().is_empty());
 
     // create, then a conflicting create is a precondition failure
     let a = store.create(&cal, "a.ics", &ics("a", "one")).await.unwrap();
     assert_eq!(a.href, cal.join("a.ics"));
-    let dup = store.create(&cal, "a.ics", &ics("a", "again")).await.unwrap_err();
+    let dup = store
+        .create(&cal, "a.ics", &ics("a", "again"))
+        .await
+        .unwrap_err();
     assert_eq!(dup.kind, ErrorKind::PreconditionFailed, "{dup}");
     let b = store.create(&cal, "b.ics", &ics("b", "two")).await.unwrap();
 
@@ -36,32 +44,67 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
 
     // fetch many, with a missing one reported per item
     let gone = cal.join("nope.ics");
-    let got = store.fetch(&cal, &[a.href.clone(), gone.clone(), b.href.clone()]).await.unwrap();
+    let got = store
+        .fetch(&cal, &[a.href.clone(), gone.clone(), b.href.clone()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 3);
-    let body_a = got.iter().find(|(h, _)| *h == a.href).unwrap().1.as_ref().unwrap();
+    let body_a = got
+        .iter()
+        .find(|(h, _)| *h == a.href)
+        .unwrap()
+        .1
+        .as_ref()
+        .unwrap();
     assert!(body_a.data.contains("SUMMARY:one"));
     assert_eq!(body_a.etag, a.etag);
-    let missing_item = got.iter().find(|(h, _)| *h == gone).unwrap().1.as_ref().unwrap_err();
+    let missing_item = got
+        .iter()
+        .find(|(h, _)| *h == gone)
+        .unwrap()
+        .1
+        .as_ref()
+        .unwrap_err();
     assert_eq!(missing_item.kind, ErrorKind::NotFound);
 
     // update with If-Match: the right etag wins, a stale one is refused; etags change on every write
-    let a2 = store.update(&a.href, &a.etag, &ics("a", "one edited")).await.unwrap();
+    let a2 = store
+        .update(&a.href, &a.etag, &ics("a", "one edited"))
+        .await
+        .unwrap();
     assert_ne!(a2, a.etag);
-    let stale = store.update(&a.href, &a.etag, &ics("a", "lost")).await.unwrap_err();
+    let stale = store
+        .update(&a.href, &a.etag, &ics("a", "lost"))
+        .await
+        .unwrap_err();
     assert_eq!(stale.kind, ErrorKind::PreconditionFailed);
-    let now = store.fetch(&cal, std::slice::from_ref(&a.href)).await.unwrap();
+    let now = store
+        .fetch(&cal, std::slice::from_ref(&a.href))
+        .await
+        .unwrap();
     let now = now[0].1.as_ref().unwrap();
     assert!(now.data.contains("one edited"));
     assert_eq!(now.etag, a2, "a read reports the etag the write returned");
 
     // delete with If-Match
-    let stale = store.delete(&b.href, &Etag::new("stale")).await.unwrap_err();
+    let stale = store
+        .delete(&b.href, &Etag::new("stale"))
+        .await
+        .unwrap_err();
     assert_eq!(stale.kind, ErrorKind::PreconditionFailed);
     store.delete(&b.href, &b.etag).await.unwrap();
     // On a gone item, HTTP servers may answer 404 or 412 (If-Match on nothing); both are handled.
     let gone_kinds = [ErrorKind::NotFound, ErrorKind::PreconditionFailed];
     assert!(gone_kinds.contains(&store.delete(&b.href, &b.etag).await.unwrap_err().kind));
-    assert!(gone_kinds.contains(&store.update(&b.href, &b.etag, &ics("b", "x")).await.unwrap_err().kind));
+    assert!(
+        gone_kinds.contains(
+            &store
+                .update(&b.href, &b.etag, &ics("b", "x"))
+                .await
+                .unwrap_err()
+                .kind
+        )
+    );
 
     // changes without a watermark list everything
     let all = store.changes(&cal, None).await.unwrap();
@@ -74,16 +117,36 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
     let since = all.token.clone();
     let quiet = store.changes(&cal, since.as_ref()).await.unwrap();
     if quiet.complete {
-        assert_eq!(quiet.changed.len(), 1, "a store without watermarks lists everything");
+        assert_eq!(
+            quiet.changed.len(),
+            1,
+            "a store without watermarks lists everything"
+        );
     } else {
-        assert!(quiet.changed.is_empty() && quiet.deleted.is_empty(), "{quiet:?}");
+        assert!(
+            quiet.changed.is_empty() && quiet.deleted.is_empty(),
+            "{quiet:?}"
+        );
     }
-    let c = store.create(&cal, "c.ics", &ics("c", "three")).await.unwrap();
-    let a4 = store.update(&a.href, &a2, &ics("a", "one edited twice")).await.unwrap();
+    let c = store
+        .create(&cal, "c.ics", &ics("c", "three"))
+        .await
+        .unwrap();
+    let a4 = store
+        .update(&a.href, &a2, &ics("a", "one edited twice"))
+        .await
+        .unwrap();
     let delta = store.changes(&cal, since.as_ref()).await.unwrap();
-    let mut moved: Vec<_> = delta.changed.iter().map(|v| (v.href.clone(), v.etag.clone())).collect();
+    let mut moved: Vec<_> = delta
+        .changed
+        .iter()
+        .map(|v| (v.href.clone(), v.etag.clone()))
+        .collect();
     moved.sort();
-    let mut want = vec![(a.href.clone(), a4.clone()), (c.href.clone(), c.etag.clone())];
+    let mut want = vec![
+        (a.href.clone(), a4.clone()),
+        (c.href.clone(), c.etag.clone()),
+    ];
     want.sort();
     assert_eq!(moved, want, "{delta:?}");
     store.delete(&c.href, &c.etag).await.unwrap();
@@ -91,13 +154,27 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
     if delta.complete {
         assert_eq!(delta.changed.len(), 1, "{delta:?}");
     } else {
-        assert!(delta.deleted.contains(&c.href) || !delta.changed.iter().any(|v| v.href == c.href), "{delta:?}");
+        assert!(
+            delta.deleted.contains(&c.href) || !delta.changed.iter().any(|v| v.href == c.href),
+            "{delta:?}"
+        );
         assert!(!delta.changed.iter().any(|v| v.href == c.href), "{delta:?}");
     }
     // a watermark the store does not know yields a complete listing, not an error
-    let bogus = store.changes(&cal, Some(&tandem::types::SyncToken::new("http://tandem.invalid/sync/0"))).await.unwrap();
+    let bogus = store
+        .changes(
+            &cal,
+            Some(&tandem::types::SyncToken::new(
+                "http://tandem.invalid/sync/0",
+            )),
+        )
+        .await
+        .unwrap();
     assert!(bogus.complete, "{bogus:?}");
-    assert_eq!(bogus.changed.iter().map(|v| &v.href).collect::<Vec<_>>(), vec![&a.href]);
+    assert_eq!(
+        bogus.changed.iter().map(|v| &v.href).collect::<Vec<_>>(),
+        vec![&a.href]
+    );
 }
 
 #[tokio::test]
@@ -107,12 +184,23 @@ async fn vdir_store_meets_the_contract() {
     std::fs::write(dir.path().join("alice/.hidden.ics"), "ignored").unwrap();
     std::fs::write(dir.path().join("alice/notes.txt"), "ignored").unwrap();
     let store = Arc::new(VdirStore::new(dir.path().to_path_buf()));
-    contract(store.clone(), "/alice/".parse().unwrap(), "/nobody/".parse().unwrap()).await;
+    contract(
+        store.clone(),
+        "/alice/".parse().unwrap(),
+        "/nobody/".parse().unwrap(),
+    )
+    .await;
     // names that would escape the calendar are refused
     let cal: CalendarPath = "/alice/".parse().unwrap();
-    assert_eq!(store.create(&cal, "../x.ics", "x").await.unwrap_err().kind, ErrorKind::InvalidData);
+    assert_eq!(
+        store.create(&cal, "../x.ics", "x").await.unwrap_err().kind,
+        ErrorKind::InvalidData
+    );
     let evil = Href::new("/alice/../../etc/passwd.ics").unwrap();
-    assert_eq!(store.delete(&evil, &Etag::new("x")).await.unwrap_err().kind, ErrorKind::InvalidData);
+    assert_eq!(
+        store.delete(&evil, &Etag::new("x")).await.unwrap_err().kind,
+        ErrorKind::InvalidData
+    );
     // no temporary files are left behind
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("alice"))
         .unwrap()
@@ -127,7 +215,12 @@ async fn radicale_meets_the_contract() {
     let server = common::dav::DavServer::radicale();
     let cal = server.make_calendar("alice", "calendar");
     let missing = server.calendar_path("nobody", "calendar");
-    contract(server.store(), cal.parse().unwrap(), missing.parse().unwrap()).await;
+    contract(
+        server.store(),
+        cal.parse().unwrap(),
+        missing.parse().unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -135,7 +228,12 @@ async fn xandikos_meets_the_contract() {
     let server = common::dav::DavServer::xandikos();
     let cal = server.make_calendar("alice", "calendar");
     let missing = server.calendar_path("nobody", "calendar");
-    contract(server.store(), cal.parse().unwrap(), missing.parse().unwrap()).await;
+    contract(
+        server.store(),
+        cal.parse().unwrap(),
+        missing.parse().unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -162,10 +260,16 @@ async fn memory_store_reports_changes_since_a_token() {
     store.put(&cal, "a.ics", &ics("a", "2"));
     store.remove(&b);
     let delta = store.changes(&cal, Some(&token)).await.unwrap();
-    assert_eq!(delta.changed.iter().map(|v| &v.href).collect::<Vec<_>>(), vec![&a]);
+    assert_eq!(
+        delta.changed.iter().map(|v| &v.href).collect::<Vec<_>>(),
+        vec![&a]
+    );
     assert_eq!(delta.deleted, vec![b]);
     // an unknown token falls back to a complete listing
-    let bogus = store.changes(&cal, Some(&tandem::types::SyncToken::new("garbage"))).await.unwrap();
+    let bogus = store
+        .changes(&cal, Some(&tandem::types::SyncToken::new("garbage")))
+        .await
+        .unwrap();
     assert!(bogus.complete);
 }
 
@@ -176,14 +280,27 @@ async fn memory_store_injects_faults() {
     store.add_calendar(&cal);
     store.fail_next(2, ErrorKind::Throttled { retry_after: None });
     for _ in 0..2 {
-        let e = store.create(&cal, "a.ics", &ics("a", "1")).await.unwrap_err();
+        let e = store
+            .create(&cal, "a.ics", &ics("a", "1"))
+            .await
+            .unwrap_err();
         assert!(matches!(e.kind, ErrorKind::Throttled { .. }));
     }
-    assert!(store.items(&cal).is_empty(), "a refused call writes nothing");
+    assert!(
+        store.items(&cal).is_empty(),
+        "a refused call writes nothing"
+    );
     store.crash_after_next_write();
-    let e = store.create(&cal, "a.ics", &ics("a", "1")).await.unwrap_err();
+    let e = store
+        .create(&cal, "a.ics", &ics("a", "1"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transient);
-    assert_eq!(store.items(&cal).len(), 1, "a crash after the write leaves the write in place");
+    assert_eq!(
+        store.items(&cal).len(),
+        1,
+        "a crash after the write leaves the write in place"
+    );
     store.create(&cal, "b.ics", &ics("b", "1")).await.unwrap();
 }
 
@@ -192,7 +309,11 @@ async fn limited_store_meets_the_contract() {
     let inner = Arc::new(MemoryStore::new());
     let cal: CalendarPath = "/alice/".parse().unwrap();
     inner.add_calendar(&cal);
-    let limited = Arc::new(tandem::store::limit::Limited::new(inner, Some(10_000), Some(2)));
+    let limited = Arc::new(tandem::store::limit::Limited::new(
+        inner,
+        Some(10_000),
+        Some(2),
+    ));
     contract(limited, cal, "/nobody/".parse().unwrap()).await;
 }
 
@@ -211,7 +332,10 @@ impl CalendarStore for Slow {
     async fn check_calendar(&self, _: &CalendarPath) -> tandem::error::StoreResult<()> {
         Ok(())
     }
-    async fn list(&self, _: &CalendarPath) -> tandem::error::StoreResult<Vec<tandem::store::ItemVersion>> {
+    async fn list(
+        &self,
+        _: &CalendarPath,
+    ) -> tandem::error::StoreResult<Vec<tandem::store::ItemVersion>> {
         use std::sync::atomic::Ordering::SeqCst;
         let n = self.now.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(n, SeqCst);
@@ -219,10 +343,19 @@ impl CalendarStore for Slow {
         self.now.fetch_sub(1, SeqCst);
         Ok(Vec::new())
     }
-    async fn fetch(&self, _: &CalendarPath, _: &[Href]) -> tandem::error::StoreResult<Vec<tandem::store::Fetched>> {
+    async fn fetch(
+        &self,
+        _: &CalendarPath,
+        _: &[Href],
+    ) -> tandem::error::StoreResult<Vec<tandem::store::Fetched>> {
         Ok(Vec::new())
     }
-    async fn create(&self, _: &CalendarPath, _: &str, _: &str) -> tandem::error::StoreResult<tandem::store::ItemVersion> {
+    async fn create(
+        &self,
+        _: &CalendarPath,
+        _: &str,
+        _: &str,
+    ) -> tandem::error::StoreResult<tandem::store::ItemVersion> {
         unreachable!("not used by this test")
     }
     async fn update(&self, _: &Href, _: &Etag, _: &str) -> tandem::error::StoreResult<Etag> {
@@ -236,7 +369,11 @@ impl CalendarStore for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_caps_requests_in_flight() {
     let slow = Arc::new(Slow::default());
-    let limited = Arc::new(tandem::store::limit::Limited::new(slow.clone(), None, Some(2)));
+    let limited = Arc::new(tandem::store::limit::Limited::new(
+        slow.clone(),
+        None,
+        Some(2),
+    ));
     let cal: CalendarPath = "/c/".parse().unwrap();
     let calls: Vec<_> = (0..8)
         .map(|_| {
@@ -248,5 +385,8 @@ async fn max_concurrency_caps_requests_in_flight() {
         c.await.unwrap().unwrap();
     }
     let peak = slow.peak.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(peak, 2, "at most two listings may run at once, and the cap should be reached");
+    assert_eq!(
+        peak, 2,
+        "at most two listings may run at once, and the cap should be reached"
+    );
 }

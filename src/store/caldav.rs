@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use http::{Request, StatusCode, Uri};
 use libdav::caldav::GetCalendarResources;
 use libdav::dav::{
-    Delete, GetEtag, ListResources, Propfind, PutResource, SyncCollection, SyncCollectionParseError, SyncCollectionResponse,
-    WebDavClient, WebDavError,
+    Delete, GetEtag, ListResources, Propfind, PutResource, SyncCollection,
+    SyncCollectionParseError, SyncCollectionResponse, WebDavClient, WebDavError,
 };
 use libdav::requests::{DavRequest, ParseResponseError};
 use libdav::{Depth, names};
@@ -53,18 +53,30 @@ pub fn read_password(source: &PasswordSource) -> Result<SecretString, String> {
 }
 
 impl CaldavStore {
-    pub fn new(url: &str, credentials: Option<(&str, &SecretString)>, settings: HttpSettings) -> StoreResult<CaldavStore> {
-        let base: Uri = url.parse().map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{url:?} is not a URL: {e}")))?;
+    pub fn new(
+        url: &str,
+        credentials: Option<(&str, &SecretString)>,
+        settings: HttpSettings,
+    ) -> StoreResult<CaldavStore> {
+        let base: Uri = url.parse().map_err(|e| {
+            StoreError::new(ErrorKind::Permanent, format!("{url:?} is not a URL: {e}"))
+        })?;
         let plain_remote = base.scheme_str() == Some("http")
-            && !matches!(base.host(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+            && !matches!(
+                base.host(),
+                Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+            );
         if plain_remote && credentials.is_some() {
             return Err(StoreError::new(
                 ErrorKind::Permanent,
-                format!("{url}: refusing to send a password over plain http to a host other than loopback; use https"),
+                format!(
+                    "{url}: refusing to send a password over plain http to a host other than loopback; use https"
+                ),
             ));
         }
         let tls = base.scheme_str() == Some("https");
-        let transport = Transport::new(credentials, settings, tls).map_err(|e| StoreError::new(ErrorKind::Permanent, e))?;
+        let transport = Transport::new(credentials, settings, tls)
+            .map_err(|e| StoreError::new(ErrorKind::Permanent, e))?;
         Ok(CaldavStore {
             dav: WebDavClient::new(base.clone(), transport.clone()),
             base,
@@ -79,55 +91,102 @@ impl CaldavStore {
 
     /// The full URL of a server path, for messages (libdav resolves paths against the authority).
     fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.base.scheme_str().unwrap_or("http"), self.base.authority().map_or("", |a| a.as_str()))
+        format!(
+            "{}://{}{path}",
+            self.base.scheme_str().unwrap_or("http"),
+            self.base.authority().map_or("", |a| a.as_str())
+        )
     }
 
     /// Turns a libdav error into a store error naming the request.
     fn error(&self, op: &str, path: &str, e: WebDavError<HttpFault>) -> StoreError {
         let url = self.url(path);
         match e {
-            WebDavError::Request(libdav::dav::RequestError::Client(fault)) => StoreError::new(fault.kind, fault.message),
-            WebDavError::Request(libdav::dav::RequestError::Http(e)) => {
-                StoreError::new(ErrorKind::Transient, format!("{op} {url}: reading the answer failed: {e}"))
+            WebDavError::Request(libdav::dav::RequestError::Client(fault)) => {
+                StoreError::new(fault.kind, fault.message)
             }
+            WebDavError::Request(libdav::dav::RequestError::Http(e)) => StoreError::new(
+                ErrorKind::Transient,
+                format!("{op} {url}: reading the answer failed: {e}"),
+            ),
             WebDavError::BadStatusCode(s) => status_error(op, &url, s),
             WebDavError::PreconditionFailed(p) => {
                 let name: libdav::PropertyName = p.into();
-                StoreError::new(ErrorKind::PreconditionFailed, format!("{op} {url}: precondition {} failed", name.name()))
+                StoreError::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("{op} {url}: precondition {} failed", name.name()),
+                )
             }
-            WebDavError::Xml(e) => StoreError::new(ErrorKind::InvalidData, format!("{op} {url}: the server answered malformed XML: {e}")),
-            WebDavError::InvalidResponse(e) => {
-                StoreError::new(ErrorKind::InvalidData, format!("{op} {url}: the server's answer makes no sense: {e}"))
-            }
-            WebDavError::InvalidInput(e) => StoreError::new(ErrorKind::Permanent, format!("{op} {url}: cannot build the request: {e}")),
+            WebDavError::Xml(e) => StoreError::new(
+                ErrorKind::InvalidData,
+                format!("{op} {url}: the server answered malformed XML: {e}"),
+            ),
+            WebDavError::InvalidResponse(e) => StoreError::new(
+                ErrorKind::InvalidData,
+                format!("{op} {url}: the server's answer makes no sense: {e}"),
+            ),
+            WebDavError::InvalidInput(e) => StoreError::new(
+                ErrorKind::Permanent,
+                format!("{op} {url}: cannot build the request: {e}"),
+            ),
         }
     }
 
-    async fn sync_page(&self, cal: &CalendarPath, token: Option<&SyncToken>) -> Result<SyncPage, WebDavError<HttpFault>> {
+    async fn sync_page(
+        &self,
+        cal: &CalendarPath,
+        token: Option<&SyncToken>,
+    ) -> Result<SyncPage, WebDavError<HttpFault>> {
         let mut req = SyncCollection::new(cal.as_str());
         if let Some(t) = token {
             req = req.with_sync_token(t.as_str());
         }
-        self.dav.request(TruncatableSync { inner: req, collection: cal.as_str() }).await
+        self.dav
+            .request(TruncatableSync {
+                inner: req,
+                collection: cal.as_str(),
+            })
+            .await
     }
 
     /// PROPFIND Depth 1: every item with its etag.
     async fn propfind_list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
-        let got = self.dav.request(ListResources::new(cal.as_str())).await.map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
+        let got = self
+            .dav
+            .request(ListResources::new(cal.as_str()))
+            .await
+            .map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
         // Some servers (Xandikos) answer 207 with a 404 inside for a missing collection.
-        if got.resources.iter().any(|r| r.status == Some(StatusCode::NOT_FOUND) && same_path(&r.href, cal.as_str())) {
-            return Err(status_error("PROPFIND", &self.url(cal.as_str()), StatusCode::NOT_FOUND));
+        if got
+            .resources
+            .iter()
+            .any(|r| r.status == Some(StatusCode::NOT_FOUND) && same_path(&r.href, cal.as_str()))
+        {
+            return Err(status_error(
+                "PROPFIND",
+                &self.url(cal.as_str()),
+                StatusCode::NOT_FOUND,
+            ));
         }
         Ok(got
             .resources
             .into_iter()
             .filter(|r| !r.resource_type.is_collection && !same_path(&r.href, cal.as_str()))
-            .filter_map(|r| Some(ItemVersion { href: href_of(&r.href)?, etag: Etag::new(r.etag?) }))
+            .filter_map(|r| {
+                Some(ItemVersion {
+                    href: href_of(&r.href)?,
+                    etag: Etag::new(r.etag?),
+                })
+            })
             .collect())
     }
 
     async fn etag_of(&self, href: &Href) -> StoreResult<Etag> {
-        let got = self.dav.request(GetEtag::new(href.as_str())).await.map_err(|e| self.error("PROPFIND", href.as_str(), e))?;
+        let got = self
+            .dav
+            .request(GetEtag::new(href.as_str()))
+            .await
+            .map_err(|e| self.error("PROPFIND", href.as_str(), e))?;
         Ok(Etag::new(got.etag))
     }
 }
@@ -162,7 +221,9 @@ fn status_error(op: &str, url: &str, s: StatusCode) -> StoreError {
     let hint = match s {
         StatusCode::UNAUTHORIZED => " (check username and password)",
         StatusCode::FORBIDDEN => " (the account may not access this calendar)",
-        StatusCode::CONFLICT => " (the server refused the item; it may already hold one with this UID)",
+        StatusCode::CONFLICT => {
+            " (the server refused the item; it may already hold one with this UID)"
+        }
         _ => "",
     };
     StoreError::new(kind, format!("{op} {url}: {s}{hint}"))
@@ -190,31 +251,52 @@ impl DavRequest for TruncatableSync<'_> {
         self.inner.prepare_request(base_url)
     }
 
-    fn parse_response(&self, parts: &http::response::Parts, body: &[u8]) -> Result<SyncPage, SyncCollectionParseError> {
+    fn parse_response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<SyncPage, SyncCollectionParseError> {
         if parts.status == StatusCode::PRECONDITION_FAILED {
-            return Err(SyncCollectionParseError::PreconditionFailed(names::VALID_SYNC_TOKEN.into()));
+            return Err(SyncCollectionParseError::PreconditionFailed(
+                names::VALID_SYNC_TOKEN.into(),
+            ));
         }
         let resp = self.inner.parse_response(parts, body)?;
-        let truncated = truncated(body, self.collection).map_err(|e| SyncCollectionParseError::Parse(ParseResponseError::Xml(e)))?;
+        let truncated = truncated(body, self.collection)
+            .map_err(|e| SyncCollectionParseError::Parse(ParseResponseError::Xml(e)))?;
         Ok(SyncPage { resp, truncated })
     }
 }
 
 /// Whether a multistatus holds a 507 response for the collection itself.
 fn truncated(body: &[u8], collection: &str) -> Result<bool, roxmltree::Error> {
-    let Ok(text) = std::str::from_utf8(body) else { return Ok(false) };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(false);
+    };
     let doc = roxmltree::Document::parse(text)?;
-    let found = doc.descendants().filter(|n| n.tag_name() == names::RESPONSE).any(|r| {
-        let href = r.descendants().find(|n| n.tag_name() == names::HREF).and_then(|n| n.text()).unwrap_or("");
-        let same = same_path(href, collection);
-        let status = r.children().find(|n| n.tag_name() == names::STATUS).and_then(|n| n.text()).unwrap_or("");
-        same && status.split_whitespace().nth(1) == Some("507")
-    });
+    let found = doc
+        .descendants()
+        .filter(|n| n.tag_name() == names::RESPONSE)
+        .any(|r| {
+            let href = r
+                .descendants()
+                .find(|n| n.tag_name() == names::HREF)
+                .and_then(|n| n.text())
+                .unwrap_or("");
+            let same = same_path(href, collection);
+            let status = r
+                .children()
+                .find(|n| n.tag_name() == names::STATUS)
+                .and_then(|n| n.text())
+                .unwrap_or("");
+            same && status.split_whitespace().nth(1) == Some("507")
+        });
     Ok(found)
 }
 
 /// The collection properties `check_calendar` reads.
-const CHECK_PROPS: [&libdav::PropertyName<'static, 'static>; 2] = [&names::RESOURCETYPE, &names::SUPPORTED_REPORT_SET];
+const CHECK_PROPS: [&libdav::PropertyName<'static, 'static>; 2] =
+    [&names::RESOURCETYPE, &names::SUPPORTED_REPORT_SET];
 
 #[async_trait]
 impl CalendarStore for CaldavStore {
@@ -234,30 +316,57 @@ impl CalendarStore for CaldavStore {
         let url = self.url(cal.as_str());
         let got = self
             .dav
-            .request(Propfind::new(cal.as_str()).with_properties(&CHECK_PROPS).with_depth(Depth::Zero))
+            .request(
+                Propfind::new(cal.as_str())
+                    .with_properties(&CHECK_PROPS)
+                    .with_depth(Depth::Zero),
+            )
             .await
             .map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
         let doc = got.xml_tree().map_err(|e| {
-            StoreError::new(ErrorKind::InvalidData, format!("PROPFIND {url}: the server answered malformed XML: {e}"))
+            StoreError::new(
+                ErrorKind::InvalidData,
+                format!("PROPFIND {url}: the server answered malformed XML: {e}"),
+            )
         })?;
-        let missing = doc.descendants().filter(|n| n.tag_name() == names::RESPONSE).any(|r| {
-            r.children().any(|n| n.tag_name() == names::STATUS && n.text().is_some_and(|t| t.split_whitespace().nth(1) == Some("404")))
-        });
+        let missing = doc
+            .descendants()
+            .filter(|n| n.tag_name() == names::RESPONSE)
+            .any(|r| {
+                r.children().any(|n| {
+                    n.tag_name() == names::STATUS
+                        && n.text()
+                            .is_some_and(|t| t.split_whitespace().nth(1) == Some("404"))
+                })
+            });
         if missing {
             return Err(status_error("PROPFIND", &url, StatusCode::NOT_FOUND));
         }
-        let rtype = doc.descendants().find(|n| n.tag_name() == names::RESOURCETYPE);
-        let is_calendar = rtype.is_some_and(|r| r.descendants().any(|n| n.tag_name() == names::CALENDAR));
+        let rtype = doc
+            .descendants()
+            .find(|n| n.tag_name() == names::RESOURCETYPE);
+        let is_calendar =
+            rtype.is_some_and(|r| r.descendants().any(|n| n.tag_name() == names::CALENDAR));
         if !is_calendar {
-            return Err(StoreError::new(ErrorKind::Permanent, format!("PROPFIND {url}: not a calendar collection")));
+            return Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!("PROPFIND {url}: not a calendar collection"),
+            ));
         }
-        let reports = doc.descendants().find(|n| n.tag_name() == names::SUPPORTED_REPORT_SET);
+        let reports = doc
+            .descendants()
+            .find(|n| n.tag_name() == names::SUPPORTED_REPORT_SET);
         if let Some(reports) = reports
             && reports.has_children()
-            && !reports.descendants().any(|n| n.tag_name() == names::SYNC_COLLECTION)
+            && !reports
+                .descendants()
+                .any(|n| n.tag_name() == names::SYNC_COLLECTION)
         {
             debug!(%url, "no sync-collection in supported-report-set; listing with PROPFIND");
-            self.no_sync.lock().expect("no panics while held").insert(cal.clone());
+            self.no_sync
+                .lock()
+                .expect("no panics while held")
+                .insert(cal.clone());
         }
         Ok(())
     }
@@ -267,8 +376,18 @@ impl CalendarStore for CaldavStore {
     }
 
     async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
-        if self.no_sync.lock().expect("no panics while held").contains(cal) {
-            return Ok(Changes { changed: self.propfind_list(cal).await?, deleted: Vec::new(), complete: true, token: None });
+        if self
+            .no_sync
+            .lock()
+            .expect("no panics while held")
+            .contains(cal)
+        {
+            return Ok(Changes {
+                changed: self.propfind_list(cal).await?,
+                deleted: Vec::new(),
+                complete: true,
+                token: None,
+            });
         }
         let mut token = since.cloned();
         let mut changed: BTreeMap<String, String> = BTreeMap::new();
@@ -300,36 +419,65 @@ impl CalendarStore for CaldavStore {
                     if pages >= MAX_SYNC_PAGES {
                         return Err(StoreError::new(
                             ErrorKind::Transient,
-                            format!("REPORT {}: the server truncated {pages} sync-collection answers in a row", self.url(cal.as_str())),
+                            format!(
+                                "REPORT {}: the server truncated {pages} sync-collection answers in a row",
+                                self.url(cal.as_str())
+                            ),
                         ));
                     }
                     debug!(calendar = %cal, pages, "sync-collection truncated; continuing from the new token");
                 }
                 // An expired or unknown token: start over with a full listing.
-                Err(WebDavError::PreconditionFailed(_)) | Err(WebDavError::BadStatusCode(StatusCode::FORBIDDEN | StatusCode::CONFLICT | StatusCode::BAD_REQUEST))
-                    if token.is_some() && since.is_some() && pages == 1 =>
-                {
+                Err(WebDavError::PreconditionFailed(_))
+                | Err(WebDavError::BadStatusCode(
+                    StatusCode::FORBIDDEN | StatusCode::CONFLICT | StatusCode::BAD_REQUEST,
+                )) if token.is_some() && since.is_some() && pages == 1 => {
                     debug!(calendar = %cal, "sync token refused; listing everything");
                     return self.changes(cal, None).await;
                 }
                 // No sync support at all: PROPFIND from now on.
                 Err(WebDavError::BadStatusCode(
-                    StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED | StatusCode::BAD_REQUEST,
+                    StatusCode::FORBIDDEN
+                    | StatusCode::METHOD_NOT_ALLOWED
+                    | StatusCode::NOT_IMPLEMENTED
+                    | StatusCode::BAD_REQUEST,
                 )) if token.is_none() => {
                     debug!(calendar = %cal, "sync-collection refused; listing with PROPFIND");
-                    self.no_sync.lock().expect("no panics while held").insert(cal.clone());
-                    return Ok(Changes { changed: self.propfind_list(cal).await?, deleted: Vec::new(), complete: true, token: None });
+                    self.no_sync
+                        .lock()
+                        .expect("no panics while held")
+                        .insert(cal.clone());
+                    return Ok(Changes {
+                        changed: self.propfind_list(cal).await?,
+                        deleted: Vec::new(),
+                        complete: true,
+                        token: None,
+                    });
                 }
                 Err(e) => return Err(self.error("REPORT", cal.as_str(), e)),
             }
         }
         let complete = since.is_none();
         let to_versions = |m: BTreeMap<String, String>| {
-            m.into_iter().filter_map(|(h, e)| Some(ItemVersion { href: Href::new(&h).ok()?, etag: Etag::new(e) })).collect()
+            m.into_iter()
+                .filter_map(|(h, e)| {
+                    Some(ItemVersion {
+                        href: Href::new(&h).ok()?,
+                        etag: Etag::new(e),
+                    })
+                })
+                .collect()
         };
         Ok(Changes {
             changed: to_versions(changed),
-            deleted: if complete { Vec::new() } else { deleted.into_iter().filter_map(|h| Href::new(&h).ok()).collect() },
+            deleted: if complete {
+                Vec::new()
+            } else {
+                deleted
+                    .into_iter()
+                    .filter_map(|h| Href::new(&h).ok())
+                    .collect()
+            },
             complete,
             token,
         })
@@ -341,20 +489,32 @@ impl CalendarStore for CaldavStore {
         }
         let got = self
             .dav
-            .request(GetCalendarResources::new(cal.as_str()).with_hrefs(hrefs.iter().map(Href::as_str)))
+            .request(
+                GetCalendarResources::new(cal.as_str()).with_hrefs(hrefs.iter().map(Href::as_str)),
+            )
             .await
             .map_err(|e| self.error("REPORT", cal.as_str(), e))?;
-        let mut by_href: HashMap<String, libdav::FetchedResource> =
-            got.resources.into_iter().map(|r| (path_of(&r.href).to_string(), r)).collect();
+        let mut by_href: HashMap<String, libdav::FetchedResource> = got
+            .resources
+            .into_iter()
+            .map(|r| (path_of(&r.href).to_string(), r))
+            .collect();
         Ok(hrefs
             .iter()
             .map(|href| {
                 let res = match by_href.remove(href.as_str()) {
                     Some(r) => match r.content {
-                        Ok(c) => Ok(Resource { href: href.clone(), etag: Etag::new(c.etag), data: c.data }),
+                        Ok(c) => Ok(Resource {
+                            href: href.clone(),
+                            etag: Etag::new(c.etag),
+                            data: c.data,
+                        }),
                         Err(s) => Err(status_error("REPORT", &self.url(href.as_str()), s)),
                     },
-                    None => Err(StoreError::new(ErrorKind::NotFound, format!("{}: not in the multiget answer", self.url(href.as_str())))),
+                    None => Err(StoreError::new(
+                        ErrorKind::NotFound,
+                        format!("{}: not in the multiget answer", self.url(href.as_str())),
+                    )),
                 };
                 (href.clone(), res)
             })
@@ -411,7 +571,13 @@ mod tests {
 </d:multistatus>"#;
         assert!(truncated(body.as_bytes(), "/u/cal/").unwrap());
         assert!(!truncated(body.as_bytes(), "/u/other/").unwrap());
-        assert!(!truncated(body.replace("507 Insufficient", "200 OK").as_bytes(), "/u/cal/").unwrap());
+        assert!(
+            !truncated(
+                body.replace("507 Insufficient", "200 OK").as_bytes(),
+                "/u/cal/"
+            )
+            .unwrap()
+        );
         assert!(truncated(b"<not xml", "/u/cal/").is_err());
         assert_eq!(path_of("http://h:1/u/cal/a.ics"), "/u/cal/a.ics");
         assert_eq!(path_of("/u/cal/a.ics"), "/u/cal/a.ics");
@@ -421,24 +587,63 @@ mod tests {
     fn statuses_map_to_kinds_and_name_the_url() {
         let e = status_error("PUT", "http://h/u/cal/x.ics", StatusCode::UNAUTHORIZED);
         assert_eq!(e.kind, ErrorKind::Unauthorized);
-        assert_eq!(e.to_string(), "PUT http://h/u/cal/x.ics: 401 Unauthorized (check username and password)");
-        assert_eq!(status_error("GET", "u", StatusCode::PRECONDITION_FAILED).kind, ErrorKind::PreconditionFailed);
-        assert_eq!(status_error("GET", "u", StatusCode::NOT_FOUND).kind, ErrorKind::NotFound);
-        assert_eq!(status_error("GET", "u", StatusCode::LOCKED).kind, ErrorKind::Moving { retry_after: None });
-        assert_eq!(status_error("GET", "u", StatusCode::BAD_GATEWAY).kind, ErrorKind::Transient);
-        assert_eq!(status_error("PUT", "u", StatusCode::UNSUPPORTED_MEDIA_TYPE).kind, ErrorKind::Permanent);
+        assert_eq!(
+            e.to_string(),
+            "PUT http://h/u/cal/x.ics: 401 Unauthorized (check username and password)"
+        );
+        assert_eq!(
+            status_error("GET", "u", StatusCode::PRECONDITION_FAILED).kind,
+            ErrorKind::PreconditionFailed
+        );
+        assert_eq!(
+            status_error("GET", "u", StatusCode::NOT_FOUND).kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            status_error("GET", "u", StatusCode::LOCKED).kind,
+            ErrorKind::Moving { retry_after: None }
+        );
+        assert_eq!(
+            status_error("GET", "u", StatusCode::BAD_GATEWAY).kind,
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            status_error("PUT", "u", StatusCode::UNSUPPORTED_MEDIA_TYPE).kind,
+            ErrorKind::Permanent
+        );
     }
 
     #[test]
     fn refuses_a_password_over_plain_http_to_a_remote_host() {
         let pw = SecretString::from("hunter2".to_string());
-        let err = CaldavStore::new("http://caldav.example/", Some(("u", &pw)), HttpSettings::default()).err().unwrap();
+        let err = CaldavStore::new(
+            "http://caldav.example/",
+            Some(("u", &pw)),
+            HttpSettings::default(),
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("plain http"), "{err}");
         assert!(!err.to_string().contains("hunter2"));
-        assert!(CaldavStore::new("http://127.0.0.1:5232/", Some(("u", &pw)), HttpSettings::default()).is_ok());
+        assert!(
+            CaldavStore::new(
+                "http://127.0.0.1:5232/",
+                Some(("u", &pw)),
+                HttpSettings::default()
+            )
+            .is_ok()
+        );
         // https loads the system's roots through rustls with the ring provider.
-        let s = CaldavStore::new("https://caldav.example/dav/", Some(("u", &pw)), HttpSettings::default()).unwrap();
+        let s = CaldavStore::new(
+            "https://caldav.example/dav/",
+            Some(("u", &pw)),
+            HttpSettings::default(),
+        )
+        .unwrap();
         assert_eq!(s.describe(), "caldav https://caldav.example/dav/");
-        assert_eq!(s.url("/alice/calendar/"), "https://caldav.example/alice/calendar/");
+        assert_eq!(
+            s.url("/alice/calendar/"),
+            "https://caldav.example/alice/calendar/"
+        );
     }
 }

@@ -139,16 +139,24 @@ pub struct Transport(Arc<Inner>);
 impl Transport {
     /// `tls`: load the system's root certificates (only `https://` servers need them; reading
     /// them costs a few milliseconds per process).
-    pub fn new(credentials: Option<(&str, &SecretString)>, settings: HttpSettings, tls: bool) -> Result<Transport, String> {
+    pub fn new(
+        credentials: Option<(&str, &SecretString)>,
+        settings: HttpSettings,
+        tls: bool,
+    ) -> Result<Transport, String> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = if tls {
-            builder.with_native_roots().map_err(|e| format!("loading the system's TLS root certificates: {e}"))?
+            builder
+                .with_native_roots()
+                .map_err(|e| format!("loading the system's TLS root certificates: {e}"))?
         } else {
-            let config = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
+            let config = rustls::ClientConfig::builder_with_provider(
+                rustls::crypto::ring::default_provider().into(),
+            )
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
             builder.with_tls_config(config)
         };
         let connector = builder.https_or_http().enable_http1().build();
@@ -157,15 +165,21 @@ impl Transport {
             .build(connector);
         let auth = credentials.map(|(user, password)| {
             let raw = format!("{user}:{}", password.expose_secret());
-            let mut v = HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
-                .expect("base64 is a valid header value");
+            let mut v = HeaderValue::try_from(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ))
+            .expect("base64 is a valid header value");
             v.set_sensitive(true);
             v
         });
         Ok(Transport(Arc::new(Inner {
             client,
             auth,
-            rate: settings.requests_per_second.and_then(NonZeroU32::new).map(|r| RateLimiter::direct(Quota::per_second(r))),
+            rate: settings
+                .requests_per_second
+                .and_then(NonZeroU32::new)
+                .map(|r| RateLimiter::direct(Quota::per_second(r))),
             slots: Semaphore::new(settings.max_concurrency.max(1)),
             settings,
             stats: Arc::new(HttpStats::default()),
@@ -200,7 +214,10 @@ impl tower_service::Service<Request<String>> for Transport {
 enum Verdict {
     Done(Response<Full<Bytes>>),
     /// Worth another try after `wait` (if attempts remain); otherwise fail with `fault`.
-    Retry { wait: Duration, fault: HttpFault },
+    Retry {
+        wait: Duration,
+        fault: HttpFault,
+    },
     Fail(HttpFault),
 }
 
@@ -216,9 +233,16 @@ impl Inner {
             if let Some(auth) = &self.auth {
                 req.headers_mut().insert(AUTHORIZATION, auth.clone());
             }
-            req.headers_mut().insert(USER_AGENT, HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))));
+            req.headers_mut().insert(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))),
+            );
             let outcome = {
-                let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+                let _slot = self
+                    .slots
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
                 if let Some(rate) = &self.rate {
                     rate.until_ready().await;
                 }
@@ -236,15 +260,22 @@ impl Inner {
                     wait: backoff(&policy, attempt),
                     fault: HttpFault {
                         kind: ErrorKind::Transient,
-                        message: format!("{what}: no answer within {}", humantime::format_duration(self.settings.timeout)),
+                        message: format!(
+                            "{what}: no answer within {}",
+                            humantime::format_duration(self.settings.timeout)
+                        ),
                     },
                 },
                 Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
-                Ok(Ok((head, bytes))) => classify_status(&what, head, bytes, &policy, attempt, &self.stats),
+                Ok(Ok((head, bytes))) => {
+                    classify_status(&what, head, bytes, &policy, attempt, &self.stats)
+                }
             };
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
-                Verdict::Retry { wait, fault } if attempt < policy.attempts && wait <= policy.max_wait => {
+                Verdict::Retry { wait, fault }
+                    if attempt < policy.attempts && wait <= policy.max_wait =>
+                {
                     debug!(request = %what, attempt, wait_ms = wait.as_millis() as u64, reason = %fault.message, "retrying");
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
@@ -260,12 +291,20 @@ impl Inner {
 
 /// Exponential backoff with jitter: a random delay in [d/2, d], d = base·2^(attempt-1), capped.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let d = policy.base_delay.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(policy.max_delay);
+    let d = policy
+        .base_delay
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(policy.max_delay);
     let half = d / 2;
     half + half.mul_f64(fastrand::f64())
 }
 
-fn classify_io(what: &str, e: &(dyn std::error::Error + 'static), policy: &RetryPolicy, attempt: u32) -> Verdict {
+fn classify_io(
+    what: &str,
+    e: &(dyn std::error::Error + 'static),
+    policy: &RetryPolicy,
+    attempt: u32,
+) -> Verdict {
     let refused = std::iter::successors(Some(e), |e| e.source())
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
@@ -274,9 +313,19 @@ fn classify_io(what: &str, e: &(dyn std::error::Error + 'static), policy: &Retry
         .map(|root| root.to_string())
         .unwrap_or_else(|| e.to_string());
     // A refused connection is a server that is down or being moved: the pair pauses (rule 3).
-    let kind = if refused { ErrorKind::Moving { retry_after: None } } else { ErrorKind::Transient };
-    let fault = HttpFault { kind, message: format!("{what}: {reason}") };
-    Verdict::Retry { wait: backoff(policy, attempt), fault }
+    let kind = if refused {
+        ErrorKind::Moving { retry_after: None }
+    } else {
+        ErrorKind::Transient
+    };
+    let fault = HttpFault {
+        kind,
+        message: format!("{what}: {reason}"),
+    };
+    Verdict::Retry {
+        wait: backoff(policy, attempt),
+        fault,
+    }
 }
 
 fn classify_status(
@@ -288,22 +337,34 @@ fn classify_status(
     stats: &HttpStats,
 ) -> Verdict {
     let status = head.status;
-    let retry_after = head.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let retry_after = head
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
     let said = |extra: &str| {
-        let after = retry_after.map_or(String::new(), |d| format!(", Retry-After {}", humantime::format_duration(d)));
+        let after = retry_after.map_or(String::new(), |d| {
+            format!(", Retry-After {}", humantime::format_duration(d))
+        });
         format!("{what}: {status}{after}{extra}")
     };
     if status.is_client_error() || status.is_server_error() {
         let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
         if text.contains("being moved") || text.contains("mailbox move") {
-            return Verdict::Fail(HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (mailbox being moved)") });
+            return Verdict::Fail(HttpFault {
+                kind: ErrorKind::Moving { retry_after },
+                message: said(" (mailbox being moved)"),
+            });
         }
         // Some servers lock briefly around each write (Xandikos' repository lock): worth a few
         // quick retries before the pair is paused as locked.
         if status == StatusCode::LOCKED {
             return Verdict::Retry {
                 wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
-                fault: HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (locked)") },
+                fault: HttpFault {
+                    kind: ErrorKind::Moving { retry_after },
+                    message: said(" (locked)"),
+                },
             };
         }
     }
@@ -312,21 +373,35 @@ fn classify_status(
             stats.throttled.fetch_add(1, Ordering::Relaxed);
             Verdict::Retry {
                 wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
-                fault: HttpFault { kind: ErrorKind::Throttled { retry_after }, message: said(" (throttled)") },
+                fault: HttpFault {
+                    kind: ErrorKind::Throttled { retry_after },
+                    message: said(" (throttled)"),
+                },
             }
         }
         StatusCode::SERVICE_UNAVAILABLE if retry_after.is_some() => {
             stats.throttled.fetch_add(1, Ordering::Relaxed);
             Verdict::Retry {
                 wait: retry_after.unwrap_or_default(),
-                fault: HttpFault { kind: ErrorKind::Moving { retry_after }, message: said(" (unavailable)") },
+                fault: HttpFault {
+                    kind: ErrorKind::Moving { retry_after },
+                    message: said(" (unavailable)"),
+                },
             }
         }
         // 501/505 say "never", not "not now".
-        s if s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED && s != StatusCode::HTTP_VERSION_NOT_SUPPORTED => Verdict::Retry {
-            wait: backoff(policy, attempt),
-            fault: HttpFault { kind: ErrorKind::Transient, message: said("") },
-        },
+        s if s.is_server_error()
+            && s != StatusCode::NOT_IMPLEMENTED
+            && s != StatusCode::HTTP_VERSION_NOT_SUPPORTED =>
+        {
+            Verdict::Retry {
+                wait: backoff(policy, attempt),
+                fault: HttpFault {
+                    kind: ErrorKind::Transient,
+                    message: said(""),
+                },
+            }
+        }
         _ => Verdict::Done(Response::from_parts(head, Full::new(body))),
     }
 }
@@ -350,17 +425,30 @@ mod tests {
     fn retry_after_in_seconds_or_as_a_date() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a past date means now");
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
         let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
-        let header = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&later).unwrap();
+        let header = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&later)
+            .unwrap();
         let d = parse_retry_after(&header).unwrap();
-        assert!(d > Duration::from_secs(3500) && d <= Duration::from_secs(3600), "{d:?}");
+        assert!(
+            d > Duration::from_secs(3500) && d <= Duration::from_secs(3600),
+            "{d:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_capped() {
-        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
         for attempt in 1..=10 {
             let d = backoff(&p, attempt);
             let full = Duration::from_millis(100 << (attempt - 1)).min(Duration::from_secs(1));

@@ -22,10 +22,16 @@ pub struct Limited {
 }
 
 impl Limited {
-    pub fn new(inner: Arc<dyn CalendarStore>, requests_per_second: Option<u32>, max_concurrency: Option<usize>) -> Self {
+    pub fn new(
+        inner: Arc<dyn CalendarStore>,
+        requests_per_second: Option<u32>,
+        max_concurrency: Option<usize>,
+    ) -> Self {
         Limited {
             inner,
-            rate: requests_per_second.and_then(NonZeroU32::new).map(|r| RateLimiter::direct(Quota::per_second(r))),
+            rate: requests_per_second
+                .and_then(NonZeroU32::new)
+                .map(|r| RateLimiter::direct(Quota::per_second(r))),
             slots: max_concurrency.filter(|n| *n > 0).map(Semaphore::new),
             cap: max_concurrency.filter(|n| *n > 0),
         }

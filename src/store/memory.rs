@@ -101,7 +101,12 @@ impl MemoryStore {
         let g = self.lock();
         g.calendars
             .get(cal)
-            .map(|c| c.items.iter().map(|(h, s)| (h.clone(), s.data.clone())).collect())
+            .map(|c| {
+                c.items
+                    .iter()
+                    .map(|(h, s)| (h.clone(), s.data.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -117,7 +122,14 @@ impl Inner {
         let etag = Etag::new(format!("\"r{rev}\""));
         let c = self.calendars.entry(cal.clone()).or_default();
         c.tombstones.remove(href);
-        c.items.insert(href.clone(), Stored { etag: etag.clone(), data, revision: rev });
+        c.items.insert(
+            href.clone(),
+            Stored {
+                etag: etag.clone(),
+                data,
+                revision: rev,
+            },
+        );
         etag
     }
 
@@ -126,7 +138,10 @@ impl Inner {
         if self.fail_next > 0 {
             self.fail_next -= 1;
             let kind = self.fail_kind.unwrap_or(ErrorKind::Transient);
-            return Err(StoreError::new(kind, format!("injected {kind} failure on {what}")));
+            return Err(StoreError::new(
+                kind,
+                format!("injected {kind} failure on {what}"),
+            ));
         }
         Ok(())
     }
@@ -134,15 +149,21 @@ impl Inner {
     /// Called after a write landed: turns it into a "crash" if one was asked for.
     fn after_write(&mut self, what: &str) -> StoreResult<()> {
         if std::mem::take(&mut self.crash_after_write) {
-            return Err(StoreError::new(ErrorKind::Transient, format!("simulated crash after {what}")));
+            return Err(StoreError::new(
+                ErrorKind::Transient,
+                format!("simulated crash after {what}"),
+            ));
         }
         Ok(())
     }
 
     fn calendar(&self, cal: &CalendarPath) -> StoreResult<&Calendar> {
-        self.calendars
-            .get(cal)
-            .ok_or_else(|| StoreError::new(ErrorKind::NotFound, format!("calendar {cal} does not exist")))
+        self.calendars.get(cal).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::NotFound,
+                format!("calendar {cal} does not exist"),
+            )
+        })
     }
 
     fn find(&mut self, href: &Href) -> StoreResult<(CalendarPath, &mut Stored)> {
@@ -173,7 +194,13 @@ impl CalendarStore for MemoryStore {
         let mut g = self.lock();
         g.enter("list")?;
         let c = g.calendar(cal)?;
-        Ok(c.items.iter().map(|(h, s)| ItemVersion { href: h.clone(), etag: s.etag.clone() }).collect())
+        Ok(c.items
+            .iter()
+            .map(|(h, s)| ItemVersion {
+                href: h.clone(),
+                etag: s.etag.clone(),
+            })
+            .collect())
     }
 
     async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
@@ -181,15 +208,33 @@ impl CalendarStore for MemoryStore {
         g.enter("changes")?;
         let token = Some(SyncToken::new(format!("mem-{}", g.revision)));
         let c = g.calendar(cal)?;
-        let version = |(h, s): (&Href, &Stored)| ItemVersion { href: h.clone(), etag: s.etag.clone() };
+        let version = |(h, s): (&Href, &Stored)| ItemVersion {
+            href: h.clone(),
+            etag: s.etag.clone(),
+        };
         match since.and_then(parse_token) {
             Some(rev) => Ok(Changes {
-                changed: c.items.iter().filter(|(_, s)| s.revision > rev).map(version).collect(),
-                deleted: c.tombstones.iter().filter(|(_, r)| **r > rev).map(|(h, _)| h.clone()).collect(),
+                changed: c
+                    .items
+                    .iter()
+                    .filter(|(_, s)| s.revision > rev)
+                    .map(version)
+                    .collect(),
+                deleted: c
+                    .tombstones
+                    .iter()
+                    .filter(|(_, r)| **r > rev)
+                    .map(|(h, _)| h.clone())
+                    .collect(),
                 complete: false,
                 token,
             }),
-            None => Ok(Changes { changed: c.items.iter().map(version).collect(), deleted: Vec::new(), complete: true, token }),
+            None => Ok(Changes {
+                changed: c.items.iter().map(version).collect(),
+                deleted: Vec::new(),
+                complete: true,
+                token,
+            }),
         }
     }
 
@@ -203,8 +248,14 @@ impl CalendarStore for MemoryStore {
                 let res = c
                     .items
                     .get(h)
-                    .map(|s| Resource { href: h.clone(), etag: s.etag.clone(), data: s.data.clone() })
-                    .ok_or_else(|| StoreError::new(ErrorKind::NotFound, format!("{h} does not exist")));
+                    .map(|s| Resource {
+                        href: h.clone(),
+                        etag: s.etag.clone(),
+                        data: s.data.clone(),
+                    })
+                    .ok_or_else(|| {
+                        StoreError::new(ErrorKind::NotFound, format!("{h} does not exist"))
+                    });
                 (h.clone(), res)
             })
             .collect())
@@ -215,7 +266,10 @@ impl CalendarStore for MemoryStore {
         g.enter("create")?;
         let href = cal.join(name);
         if g.calendar(cal)?.items.contains_key(&href) {
-            return Err(StoreError::new(ErrorKind::PreconditionFailed, format!("{href} already exists")));
+            return Err(StoreError::new(
+                ErrorKind::PreconditionFailed,
+                format!("{href} already exists"),
+            ));
         }
         let etag = g.write(cal, &href, data.to_string());
         g.after_write("create")?;
@@ -227,7 +281,10 @@ impl CalendarStore for MemoryStore {
         g.enter("update")?;
         let (cal, stored) = g.find(href)?;
         if &stored.etag != etag {
-            return Err(StoreError::new(ErrorKind::PreconditionFailed, format!("{href} changed since it was read")));
+            return Err(StoreError::new(
+                ErrorKind::PreconditionFailed,
+                format!("{href} changed since it was read"),
+            ));
         }
         let new = g.write(&cal, href, data.to_string());
         g.after_write("update")?;
@@ -239,7 +296,10 @@ impl CalendarStore for MemoryStore {
         g.enter("delete")?;
         let (cal, stored) = g.find(href)?;
         if &stored.etag != etag {
-            return Err(StoreError::new(ErrorKind::PreconditionFailed, format!("{href} changed since it was read")));
+            return Err(StoreError::new(
+                ErrorKind::PreconditionFailed,
+                format!("{href} changed since it was read"),
+            ));
         }
         let rev = g.bump();
         let c = g.calendars.get_mut(&cal).expect("found above");

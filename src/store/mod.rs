@@ -65,7 +65,12 @@ pub trait CalendarStore: Send + Sync {
     /// An expired or invalid watermark also yields a complete listing, never an error.
     async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
         let _ = since;
-        Ok(Changes { changed: self.list(cal).await?, deleted: Vec::new(), complete: true, token: None })
+        Ok(Changes {
+            changed: self.list(cal).await?,
+            deleted: Vec::new(),
+            complete: true,
+            token: None,
+        })
     }
 
     /// Reads many items at once.
@@ -96,10 +101,23 @@ pub trait CalendarStore: Send + Sync {
 pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
     let store: Arc<dyn CalendarStore> = match &server.kind {
         ServerKind::Vdir { path } => Arc::new(vdir::VdirStore::new(path.clone())),
-        ServerKind::Caldav { url, username, password } => {
+        ServerKind::Caldav {
+            url,
+            username,
+            password,
+        } => {
             // Limits apply per HTTP request inside the transport, retries and pagination included.
-            let fail = |e: String| StoreError::new(ErrorKind::Permanent, format!("server {} ({url}): {e}", server.name));
-            let secret = password.as_ref().map(caldav::read_password).transpose().map_err(fail)?;
+            let fail = |e: String| {
+                StoreError::new(
+                    ErrorKind::Permanent,
+                    format!("server {} ({url}): {e}", server.name),
+                )
+            };
+            let secret = password
+                .as_ref()
+                .map(caldav::read_password)
+                .transpose()
+                .map_err(fail)?;
             let credentials = match (username, &secret) {
                 (Some(u), Some(p)) => Some((u.as_str(), p)),
                 (None, Some(p)) => Some(("", p)),
@@ -111,13 +129,18 @@ pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
                 timeout: server.timeout,
                 ..Default::default()
             };
-            let store = caldav::CaldavStore::new(url, credentials, settings)
-                .map_err(|e| StoreError::new(e.kind, format!("server {}: {}", server.name, e.message)))?;
+            let store = caldav::CaldavStore::new(url, credentials, settings).map_err(|e| {
+                StoreError::new(e.kind, format!("server {}: {}", server.name, e.message))
+            })?;
             return Ok(Arc::new(store));
         }
     };
     if server.requests_per_second.is_none() && server.max_concurrency.is_none() {
         return Ok(store);
     }
-    Ok(Arc::new(limit::Limited::new(store, server.requests_per_second, server.max_concurrency)))
+    Ok(Arc::new(limit::Limited::new(
+        store,
+        server.requests_per_second,
+        server.max_concurrency,
+    )))
 }

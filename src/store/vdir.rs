@@ -28,7 +28,12 @@ impl VdirStore {
 }
 
 fn etag_of(meta: &fs::Metadata) -> Etag {
-    Etag::new(format!("{}.{:09};{}", meta.mtime(), meta.mtime_nsec(), meta.ino()))
+    Etag::new(format!(
+        "{}.{:09};{}",
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    ))
 }
 
 fn cal_dir(root: &Path, cal: &CalendarPath) -> PathBuf {
@@ -38,14 +43,24 @@ fn cal_dir(root: &Path, cal: &CalendarPath) -> PathBuf {
 fn item_path(root: &Path, href: &Href) -> StoreResult<PathBuf> {
     let rel = href.as_str().trim_start_matches('/');
     if rel.split('/').any(|seg| seg == ".." || seg.is_empty()) || !rel.ends_with(".ics") {
-        return Err(StoreError::new(ErrorKind::InvalidData, format!("href {href} is not a vdir item")));
+        return Err(StoreError::new(
+            ErrorKind::InvalidData,
+            format!("href {href} is not a vdir item"),
+        ));
     }
     Ok(root.join(rel))
 }
 
 fn valid_name(name: &str) -> StoreResult<()> {
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) || !name.ends_with(".ics") {
-        return Err(StoreError::new(ErrorKind::InvalidData, format!("{name:?} is not a valid item file name")));
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains(['/', '\\', '\0'])
+        || !name.ends_with(".ics")
+    {
+        return Err(StoreError::new(
+            ErrorKind::InvalidData,
+            format!("{name:?} is not a valid item file name"),
+        ));
     }
     Ok(())
 }
@@ -55,7 +70,10 @@ fn write_temp(dest: &Path, data: &str) -> io::Result<PathBuf> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("item");
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     f.write_all(data.as_bytes())?;
     Ok(tmp)
 }
@@ -63,12 +81,17 @@ fn write_temp(dest: &Path, data: &str) -> io::Result<PathBuf> {
 fn check_etag(path: &Path, href: &Href, etag: &Etag) -> StoreResult<()> {
     let meta = fs::metadata(path).map_err(|e| StoreError::io(href, e))?;
     if &etag_of(&meta) != etag {
-        return Err(StoreError::new(ErrorKind::PreconditionFailed, format!("{href} changed since it was read")));
+        return Err(StoreError::new(
+            ErrorKind::PreconditionFailed,
+            format!("{href} changed since it was read"),
+        ));
     }
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::new(ErrorKind::Transient, format!("vdir worker failed: {e}")))?
@@ -90,8 +113,14 @@ impl CalendarStore for VdirStore {
         let cal = cal.clone();
         blocking(move || match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(StoreError::new(ErrorKind::NotFound, format!("calendar {cal}: {} is not a folder", dir.display()))),
-            Err(e) => Err(StoreError::io(format_args!("calendar {cal} ({})", dir.display()), e)),
+            Ok(_) => Err(StoreError::new(
+                ErrorKind::NotFound,
+                format!("calendar {cal}: {} is not a folder", dir.display()),
+            )),
+            Err(e) => Err(StoreError::io(
+                format_args!("calendar {cal} ({})", dir.display()),
+                e,
+            )),
         })
         .await
     }
@@ -115,7 +144,10 @@ impl CalendarStore for VdirStore {
                     Err(e) => return Err(StoreError::io(ctx(), e)),
                 };
                 if meta.is_file() {
-                    out.push(ItemVersion { href: cal.join(name), etag: etag_of(&meta) });
+                    out.push(ItemVersion {
+                        href: cal.join(name),
+                        etag: etag_of(&meta),
+                    });
                 }
             }
             Ok(out)
@@ -134,8 +166,13 @@ impl CalendarStore for VdirStore {
                         let mut f = fs::File::open(&path).map_err(|e| StoreError::io(&href, e))?;
                         let meta = f.metadata().map_err(|e| StoreError::io(&href, e))?;
                         let mut data = String::with_capacity(meta.len() as usize);
-                        f.read_to_string(&mut data).map_err(|e| StoreError::io(&href, e))?;
-                        Ok(Resource { href: href.clone(), etag: etag_of(&meta), data })
+                        f.read_to_string(&mut data)
+                            .map_err(|e| StoreError::io(&href, e))?;
+                        Ok(Resource {
+                            href: href.clone(),
+                            etag: etag_of(&meta),
+                            data,
+                        })
                     });
                     (href, res)
                 })
@@ -155,13 +192,17 @@ impl CalendarStore for VdirStore {
             let linked = fs::hard_link(&tmp, &path);
             let _ = fs::remove_file(&tmp);
             linked.map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => {
-                    StoreError::new(ErrorKind::PreconditionFailed, format!("{href} already exists"))
-                }
+                io::ErrorKind::AlreadyExists => StoreError::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("{href} already exists"),
+                ),
                 _ => StoreError::io(&href, e),
             })?;
             let meta = fs::metadata(&path).map_err(|e| StoreError::io(&href, e))?;
-            Ok(ItemVersion { etag: etag_of(&meta), href })
+            Ok(ItemVersion {
+                etag: etag_of(&meta),
+                href,
+            })
         })
         .await
     }

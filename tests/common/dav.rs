@@ -17,7 +17,10 @@ pub const PASSWORD: &str = "correct-horse-battery-staple";
 
 /// `target/` of this build (benches and integration tests both get CARGO_TARGET_TMPDIR).
 fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target/tmp has a parent").to_path_buf()
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .to_path_buf()
 }
 
 /// The virtualenv's `bin/`, installing it if needed. Safe across parallel test processes.
@@ -29,11 +32,17 @@ pub fn venv_bin() -> PathBuf {
         return venv.join("bin");
     }
     std::fs::create_dir_all(target_dir()).unwrap();
-    let lock = std::fs::File::create(target_dir().join("dav-venv.lock")).expect("create the venv lock file");
+    let lock = std::fs::File::create(target_dir().join("dav-venv.lock"))
+        .expect("create the venv lock file");
     lock.lock().expect("lock the venv");
     if !std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
         let run = |cmd: &mut Command, what: &str| {
-            let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e} (python3 with venv and pip is required)", cmd.get_program()));
+            let out = cmd.output().unwrap_or_else(|e| {
+                panic!(
+                    "{what}: cannot run {:?}: {e} (python3 with venv and pip is required)",
+                    cmd.get_program()
+                )
+            });
             assert!(
                 out.status.success(),
                 "{what} failed ({}):\n{}{}",
@@ -43,9 +52,14 @@ pub fn venv_bin() -> PathBuf {
             );
         };
         let _ = std::fs::remove_dir_all(&venv);
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "creating the virtualenv for the CalDAV test servers");
         run(
-            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(REQUIREMENTS),
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "creating the virtualenv for the CalDAV test servers",
+        );
+        run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(REQUIREMENTS),
             "pip install of the CalDAV test servers",
         );
         std::fs::write(&marker, &wanted).unwrap();
@@ -68,7 +82,11 @@ pub struct DavServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl DavServer {
@@ -81,7 +99,12 @@ impl DavServer {
     }
 
     pub fn start_new(kind: Kind) -> DavServer {
-        let mut s = DavServer { kind, port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        let mut s = DavServer {
+            kind,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
         s.start();
         s
     }
@@ -133,7 +156,10 @@ impl DavServer {
             }
             Kind::Xandikos => {
                 let mut c = Command::new(bin.join("xandikos"));
-                c.args(["serve", "--autocreate", "-l", "127.0.0.1", "-p"]).arg(self.port.to_string()).arg("-d").arg(&data);
+                c.args(["serve", "--autocreate", "-l", "127.0.0.1", "-p"])
+                    .arg(self.port.to_string())
+                    .arg("-d")
+                    .arg(&data);
                 c
             }
         };
@@ -150,9 +176,19 @@ impl DavServer {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{:?} exited at start ({status}):\n{}", self.kind, self.log());
+                panic!(
+                    "{:?} exited at start ({status}):\n{}",
+                    self.kind,
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "{:?} did not listen on port {} within 60 s:\n{}", self.kind, self.port, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not listen on port {} within 60 s:\n{}",
+                self.kind,
+                self.port,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -178,7 +214,10 @@ impl DavServer {
         use std::io::Write;
         let auth = if self.needs_auth() {
             use base64::Engine as _;
-            format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")))
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+            )
         } else {
             String::new()
         };
@@ -186,7 +225,11 @@ impl DavServer {
         write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Deletes a collection and everything in it; returns the HTTP status.
@@ -200,7 +243,11 @@ impl DavServer {
         if self.kind == Kind::Radicale {
             let parent = format!("/{user}/");
             let code = self.raw("MKCOL", &parent);
-            assert!(code == 201 || code == 405, "MKCOL {parent}: {code}\n{}", self.log());
+            assert!(
+                code == 201 || code == 405,
+                "MKCOL {parent}: {code}\n{}",
+                self.log()
+            );
         }
         let code = self.raw("MKCALENDAR", &path);
         assert_eq!(code, 201, "MKCALENDAR {path}\n{}", self.log());
@@ -210,11 +257,17 @@ impl DavServer {
     /// A `[servers.NAME]` config section for this server.
     pub fn config_section(&self, name: &str, password_file: &Path) -> String {
         let auth = if self.needs_auth() {
-            format!("username = \"{USER}\"\npassword_file = \"{}\"\n", password_file.display())
+            format!(
+                "username = \"{USER}\"\npassword_file = \"{}\"\n",
+                password_file.display()
+            )
         } else {
             String::new()
         };
-        format!("[servers.{name}]\nkind = \"caldav\"\nurl = \"{}\"\n{auth}", self.url())
+        format!(
+            "[servers.{name}]\nkind = \"caldav\"\nurl = \"{}\"\n{auth}",
+            self.url()
+        )
     }
 }
 
@@ -230,16 +283,29 @@ impl DavServer {
         self.store_with(tandem::store::http::HttpSettings::default())
     }
 
-    pub fn store_with(&self, settings: tandem::store::http::HttpSettings) -> std::sync::Arc<tandem::store::caldav::CaldavStore> {
+    pub fn store_with(
+        &self,
+        settings: tandem::store::http::HttpSettings,
+    ) -> std::sync::Arc<tandem::store::caldav::CaldavStore> {
         let password = secrecy::SecretString::from(PASSWORD.to_string());
         let creds = self.needs_auth().then_some((USER, &password));
-        std::sync::Arc::new(tandem::store::caldav::CaldavStore::new(&self.url(), creds, settings).expect("open the caldav store"))
+        std::sync::Arc::new(
+            tandem::store::caldav::CaldavStore::new(&self.url(), creds, settings)
+                .expect("open the caldav store"),
+        )
     }
 }
 
 /// Writes a password file and a config with one pair `alice` from `source:SCAL` to
 /// `target:TCAL` (state in `dir`), plus `extra` TOML; returns the config's path.
-pub fn pair_config(dir: &Path, source: &DavServer, target: &DavServer, scal: &str, tcal: &str, extra: &str) -> PathBuf {
+pub fn pair_config(
+    dir: &Path,
+    source: &DavServer,
+    target: &DavServer,
+    scal: &str,
+    tcal: &str,
+    extra: &str,
+) -> PathBuf {
     let pw = dir.join("pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let config = dir.join("tandem.toml");
@@ -269,24 +335,46 @@ pub fn spawn_sync(config: &Path) -> Child {
 }
 
 /// Waits until `cal` holds at least `n` items while `sync` is still running.
-pub async fn wait_for_items(store: &dyn tandem::store::CalendarStore, cal: &tandem::types::CalendarPath, n: usize, sync: &mut Child) {
+pub async fn wait_for_items(
+    store: &dyn tandem::store::CalendarStore,
+    cal: &tandem::types::CalendarPath,
+    n: usize,
+    sync: &mut Child,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while store.list(cal).await.map(|l| l.len()).unwrap_or(0) < n {
         assert!(Instant::now() < deadline, "the pass never got going");
-        assert!(sync.try_wait().unwrap().is_none(), "the pass finished before {n} items landed");
+        assert!(
+            sync.try_wait().unwrap().is_none(),
+            "the pass finished before {n} items landed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Asserts `cal` holds `n` items, one per UID.
-pub async fn assert_one_copy_each(store: &dyn tandem::store::CalendarStore, cal: &tandem::types::CalendarPath, n: usize) {
-    let hrefs: Vec<_> = store.list(cal).await.unwrap().into_iter().map(|v| v.href).collect();
+pub async fn assert_one_copy_each(
+    store: &dyn tandem::store::CalendarStore,
+    cal: &tandem::types::CalendarPath,
+    n: usize,
+) {
+    let hrefs: Vec<_> = store
+        .list(cal)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.href)
+        .collect();
     assert_eq!(hrefs.len(), n, "one copy of every item");
     let mut uids = std::collections::BTreeSet::new();
     for chunk in hrefs.chunks(100) {
         for (href, got) in store.fetch(cal, chunk).await.unwrap() {
             let item = tandem::item::Item::parse(&got.unwrap().data).unwrap();
-            assert!(uids.insert(item.uid().to_string()), "{href}: a second copy of {}", item.uid());
+            assert!(
+                uids.insert(item.uid().to_string()),
+                "{href}: a second copy of {}",
+                item.uid()
+            );
         }
     }
 }

@@ -25,7 +25,9 @@ pub fn fold(line: &str) -> String {
 }
 
 fn wrap(body: &str) -> String {
-    format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//tandem tests//EN\r\n{body}END:VCALENDAR\r\n")
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//tandem tests//EN\r\n{body}END:VCALENDAR\r\n"
+    )
 }
 
 /// The `i`th item of the mix, with `rev` folded into its summary so edits are visible.

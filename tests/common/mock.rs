@@ -15,7 +15,11 @@ pub struct Answer {
 
 impl Answer {
     pub fn new(status: u16, body: impl Into<String>) -> Answer {
-        Answer { status, headers: Vec::new(), body: body.into() }
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Answer {
@@ -50,13 +54,17 @@ impl Mock {
         let log = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (script, log) = (script.clone(), log.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
                     let head_end = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -68,10 +76,16 @@ impl Mock {
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                     let len = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     while buf.len() < head_end + len {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             break;
                         }
@@ -90,7 +104,11 @@ impl Mock {
                         l.len() - 1
                     };
                     let a = script(&req, index);
-                    let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", a.status, a.body.len());
+                    let mut out = format!(
+                        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        a.status,
+                        a.body.len()
+                    );
                     for (k, v) in &a.headers {
                         out.push_str(&format!("{k}: {v}\r\n"));
                     }
@@ -114,7 +132,12 @@ impl Mock {
 }
 
 /// A multistatus listing `(href, etag)` items, optionally truncated, with a sync token.
-pub fn sync_answer(collection: &str, items: &[(&str, &str)], token: &str, truncated: bool) -> String {
+pub fn sync_answer(
+    collection: &str,
+    items: &[(&str, &str)],
+    token: &str,
+    truncated: bool,
+) -> String {
     let mut s = String::from("<?xml version=\"1.0\"?>\n<d:multistatus xmlns:d=\"DAV:\">\n");
     for (href, etag) in items {
         s.push_str(&format!(
@@ -125,6 +148,8 @@ pub fn sync_answer(collection: &str, items: &[(&str, &str)], token: &str, trunca
     if truncated {
         s.push_str(&format!("<d:response><d:href>{collection}</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>\n"));
     }
-    s.push_str(&format!("<d:sync-token>{token}</d:sync-token>\n</d:multistatus>\n"));
+    s.push_str(&format!(
+        "<d:sync-token>{token}</d:sync-token>\n</d:multistatus>\n"
+    ));
     s
 }

@@ -21,7 +21,11 @@ pub fn tandem(config: &Path, args: &[&str]) -> Output {
 }
 
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub fn event(uid: &str, summary: &str, organizer: Option<&str>) -> String {
@@ -50,7 +54,9 @@ impl Setup {
         for u in users {
             std::fs::create_dir_all(dir.path().join("old").join(u)).unwrap();
             std::fs::create_dir_all(dir.path().join("new").join(u)).unwrap();
-            toml.push_str(&format!("\n[[pairs]]\nid = \"{u}\"\nsource = \"old:/{u}/\"\ntarget = \"new:/{u}/\"\n"));
+            toml.push_str(&format!(
+                "\n[[pairs]]\nid = \"{u}\"\nsource = \"old:/{u}/\"\ntarget = \"new:/{u}/\"\n"
+            ));
         }
         let config = dir.path().join("tandem.toml");
         std::fs::write(&config, toml).unwrap();
@@ -74,7 +80,12 @@ impl Setup {
         std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok())
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
