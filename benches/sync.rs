@@ -75,6 +75,7 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
             items,
             deleted: Vec::new(),
             complete: true,
+            waiting: 0,
         },
         target,
         prior,

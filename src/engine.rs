@@ -15,12 +15,15 @@ use crate::error::{ErrorKind, StoreError};
 use crate::identity::IdentityKey;
 use crate::item::{Item, Rewriter};
 use crate::report::{PairReport, PlannedAction};
-use crate::state::{Mapping, Outcome, Pending, RunCounts, RunKind, Side, State, StateError};
+use crate::state::{
+    Mapping, Outcome, OutsideWindow, Pending, RunCounts, RunKind, Side, State, StateError,
+};
 use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{
     self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
 };
 use crate::types::{CalendarPath, Etag, Href};
+use crate::window::Window;
 
 /// Items per multiget-style fetch.
 const FETCH_BATCH: usize = 100;
@@ -40,6 +43,15 @@ pub struct Engine {
     stores: BTreeMap<String, Result<Arc<dyn CalendarStore>, String>>,
     rewriter: Arc<Rewriter>,
     extras: Extras,
+    window: Window,
+    clock: Clock,
+}
+
+/// What "now" is for the sync window (replaceable in tests to let time pass).
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(chrono::Utc::now)
 }
 
 /// Why a pass of a pair stopped early.
@@ -92,6 +104,11 @@ impl Engine {
             stores,
             rewriter: Arc::new(config.rewrite.rewriter()),
             extras: config.sync.extras,
+            window: Window {
+                past: config.sync.window_past,
+                future: config.sync.window_future,
+            },
+            clock: system_clock(),
         }
     }
 
@@ -106,7 +123,26 @@ impl Engine {
             stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
             rewriter: Arc::new(rewriter),
             extras: Extras::Keep,
+            window: Window::default(),
+            clock: system_clock(),
         }
+    }
+
+    /// Only items overlapping `window` are created or updated.
+    pub fn with_window(mut self, window: Window) -> Engine {
+        self.window = window;
+        self
+    }
+
+    pub fn with_extras(mut self, extras: Extras) -> Engine {
+        self.extras = extras;
+        self
+    }
+
+    /// Judges the window by `clock` instead of the system time.
+    pub fn with_clock(mut self, clock: Clock) -> Engine {
+        self.clock = clock;
+        self
     }
 
     /// HTTP request counters per server, for the servers that speak HTTP.
@@ -392,7 +428,65 @@ impl Engine {
                 .collect(),
             deleted: changes.deleted,
             complete: changes.complete,
+            waiting: 0,
         };
+        // Source items left outside the window earlier. Due ones (their time has come, or the
+        // window setting changed) are read again: an incremental listing will not mention them,
+        // so they are read as if listed. A complete listing lists whatever still exists (a
+        // remembered item it does not list is gone), and lists the ones not yet due as well:
+        // those are not read again while their etag holds.
+        let now = (self.clock)();
+        let window_key = self.window.key();
+        let mut outside_gone: Vec<Href> = Vec::new();
+        let mut injected: HashSet<Href> = HashSet::new();
+        if known {
+            let rows = self
+                .state
+                .outside_window(&pair.id, now.timestamp(), &window_key, source.complete)
+                .await?;
+            if !rows.is_empty() {
+                let listed: HashMap<&Href, &Etag> =
+                    source.items.iter().map(|s| (&s.href, &s.etag)).collect();
+                let deleted: HashSet<&Href> = source.deleted.iter().collect();
+                let in_flight: HashSet<&Href> = pending.iter().map(|p| &p.a_href).collect();
+                let mut waiting: HashSet<Href> = HashSet::new();
+                let mut inject = Vec::new();
+                for (href, etag, due) in rows {
+                    match listed.get(&href) {
+                        // Still waiting, unchanged: a new item is left out, a changed mapped
+                        // one is listed at its mapped etag (so it counts as unchanged).
+                        Some(now_etag)
+                            if !due && **now_etag == etag && !in_flight.contains(&href) =>
+                        {
+                            waiting.insert(href);
+                        }
+                        Some(_) => {}
+                        None if deleted.contains(&href) => {}
+                        None if source.complete => outside_gone.push(href),
+                        None => inject.push((href, etag)),
+                    }
+                }
+                source.items.retain_mut(|s| {
+                    match (waiting.contains(&s.href), prior.get(&s.href)) {
+                        (false, _) => true,
+                        (true, None) => false,
+                        (true, Some(p)) => {
+                            s.etag = p.a_etag.clone();
+                            true
+                        }
+                    }
+                });
+                source.waiting = waiting.len();
+                for (href, etag) in inject {
+                    injected.insert(href.clone());
+                    source.items.push(SourceItem {
+                        href,
+                        etag,
+                        content: Content::NotFetched,
+                    });
+                }
+            }
+        }
         let target_etags = target_view(
             &prior,
             target_changes.changed,
@@ -448,10 +542,19 @@ impl Engine {
         let tgt_read = tgt_read.map_err(named(&*tgt, "target", &pair.target))?;
         for (href, res) in src_read {
             let entry = match res {
-                Ok(r) => (Some(r.etag), self.prepare(&r.data)),
+                Ok(r) => (Some(r.etag), self.prepare(&r.data, now)),
+                // A remembered item deleted since: nothing to sync, nothing to remember.
+                Err(e) if e.kind == ErrorKind::NotFound && injected.contains(&href) => {
+                    outside_gone.push(href);
+                    continue;
+                }
                 Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
             };
             fetched_src.insert(href, entry);
+        }
+        if !outside_gone.is_empty() && !injected.is_empty() {
+            let gone: HashSet<&Href> = outside_gone.iter().collect();
+            source.items.retain(|s| !gone.contains(&s.href));
         }
         for s in &mut source.items {
             if let Some((etag, content)) = fetched_src.remove(&s.href) {
@@ -556,16 +659,26 @@ impl Engine {
             }
         }
         // With `extras = "delete"`, target items that did not come from the source go too (not
-        // the ones about to be adopted, nor copies of creates still in flight).
+        // the ones about to be adopted, nor copies of creates still in flight, nor copies of
+        // source items outside the window: those did come from the source).
         let extras: Vec<(Href, Etag)> = if self.extras == Extras::Delete {
             let in_flight: HashSet<&Href> = pending.iter().map(|p| &p.b_href).collect();
+            let mut outside: HashSet<IdentityKey> = HashSet::new();
+            if adoptable.values().any(|c| !c.is_empty()) {
+                outside.extend(self.state.outside_window_identities(&pair.id).await?);
+                outside.extend(plan.actions.iter().filter_map(|a| match a {
+                    Action::Defer { identity, .. } => Some(identity.clone()),
+                    _ => None,
+                }));
+            }
             let unreadable = index
                 .iter()
                 .filter(|(h, (_, i))| i.is_none() && !mapped.contains(h))
                 .map(|(h, (e, _))| (h.clone(), e.clone()));
             adoptable
-                .into_values()
-                .flatten()
+                .into_iter()
+                .filter(|(identity, _)| !outside.contains(identity))
+                .flat_map(|(_, copies)| copies)
                 .chain(unreadable)
                 .filter(|(h, _)| !in_flight.contains(h))
                 .collect()
@@ -597,6 +710,7 @@ impl Engine {
         let mut bookkeeping: Vec<Mapping> = Vec::new();
         let mut forget: Vec<Href> = Vec::new();
         let mut settled: Vec<Pending> = Vec::new();
+        let mut outside: Vec<OutsideWindow> = Vec::new();
         let mut removals = Vec::new();
         let mut writes = Vec::new();
         for action in plan.actions {
@@ -604,6 +718,24 @@ impl Engine {
                 Action::ClearPending { pending } => settled.push(pending),
                 Action::Refresh { mapping } => bookkeeping.push(mapping),
                 Action::Forget { source_href } => forget.push(source_href),
+                Action::Defer {
+                    source_href,
+                    source_etag,
+                    identity,
+                    enters,
+                    forget: drop_mapping,
+                } => {
+                    report.outside_window += 1;
+                    if drop_mapping {
+                        forget.push(source_href.clone());
+                    }
+                    outside.push(OutsideWindow {
+                        a_href: source_href,
+                        a_etag: source_etag,
+                        identity,
+                        enters: enters.map(|t| t.timestamp()),
+                    });
+                }
                 Action::Skip {
                     source_href,
                     kind,
@@ -689,6 +821,16 @@ impl Engine {
         self.state
             .update_target_index(&pair.id, &[], &extras_gone)
             .await?;
+        // What was read and is now written, in step or deleted needs no remembering; after a
+        // failure only what is known gone is forgotten (the rest is read again next pass).
+        if report.failed == 0 && halt.is_none() {
+            outside_gone.extend(src_fetch);
+            outside_gone.extend(injected);
+            outside_gone.extend(source.deleted.iter().cloned());
+        }
+        self.state
+            .update_outside_window(&pair.id, &outside, &outside_gone, &window_key)
+            .await?;
         if let Some((kind, reason)) = halt {
             let store = tgt.describe();
             return Err(PassError::Pair(
@@ -714,12 +856,13 @@ impl Engine {
         Ok(())
     }
 
-    fn prepare(&self, data: &str) -> Content<Arc<Prepared>> {
+    fn prepare(&self, data: &str, now: chrono::DateTime<chrono::Utc>) -> Content<Arc<Prepared>> {
         match Item::parse(data) {
             Ok(mut item) => {
                 item.rewrite(&self.rewriter);
                 item.mark_client_scheduled();
-                Content::Fetched(Arc::new(Prepared::new(item)))
+                let fit = self.window.fit(&item, now);
+                Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit)))
             }
             Err(e) => Content::Broken(
                 ErrorKind::InvalidData,
@@ -1205,6 +1348,7 @@ fn count_planned(report: &mut PairReport, a: &Action) {
             reason,
         } => report.fail_item(source_href, *kind, format!("source item skipped: {reason}")),
         Action::DeleteOrphan { .. } => report.deleted += 1,
+        Action::Defer { .. } => report.outside_window += 1,
         Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
     }
 }
@@ -1267,5 +1411,21 @@ fn describe(a: &Action, tcal: &CalendarPath) -> PlannedAction {
             reason,
             ..
         } => planned("skip", source_href, None, Some(reason.clone())),
+        Action::Defer {
+            source_href,
+            enters,
+            ..
+        } => planned(
+            "outside-window",
+            source_href,
+            None,
+            Some(match enters {
+                Some(t) => format!(
+                    "outside the sync window: written once it enters it, {}",
+                    t.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => "before the sync window: not written".into(),
+            }),
+        ),
     }
 }

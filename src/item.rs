@@ -218,6 +218,11 @@ impl Item {
         prop_value(master, name)
     }
 
+    /// The properties of each VEVENT, VTODO or VJOURNAL (the master and its overrides).
+    pub fn components(&self) -> impl Iterator<Item = &[Property]> {
+        item_components(&self.cal).map(|(_, p)| p)
+    }
+
     pub fn identity(&self) -> IdentityKey {
         IdentityKey::new(self.organizer(), &self.uid)
     }

@@ -33,6 +33,8 @@ pub struct PairReport {
     pub unchanged: u64,
     /// Target items that already held a source item (from a crashed run) and were taken over.
     pub adopted: u64,
+    /// New or changed source items not written because they lie outside the sync window.
+    pub outside_window: u64,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
     pub failures: Vec<ItemFailure>,
@@ -89,6 +91,7 @@ pub struct Summary {
     pub deleted: u64,
     pub unchanged: u64,
     pub adopted: u64,
+    pub outside_window: u64,
     pub failed: u64,
     pub failed_pairs: u64,
     /// HTTP requests per server during this run (CalDAV servers only).
@@ -107,6 +110,7 @@ impl Summary {
             s.deleted += p.deleted;
             s.unchanged += p.unchanged;
             s.adopted += p.adopted;
+            s.outside_window += p.outside_window;
             s.failed += p.failed;
             if p.error.is_some() {
                 s.failed_pairs += 1;
@@ -157,6 +161,19 @@ impl Summary {
             self.unchanged,
             self.failed
         );
+        if self.outside_window > 0 {
+            let _ = writeln!(
+                out,
+                "outside the sync window: {} new or changed item(s) not written ({})",
+                self.outside_window,
+                self.pairs
+                    .iter()
+                    .filter(|p| p.outside_window > 0)
+                    .map(|p| format!("{} {}", p.pair, p.outside_window))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         for (name, c) in &self.servers {
             let _ = writeln!(
                 out,

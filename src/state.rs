@@ -61,6 +61,16 @@ pub struct Mapping {
     pub hash: ContentHash,
 }
 
+/// A new or changed source item that nothing was written for because it lies outside the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideWindow {
+    pub a_href: Href,
+    pub a_etag: Etag,
+    pub identity: IdentityKey,
+    /// When it will overlap the window (unix seconds); `None`: never.
+    pub enters: Option<i64>,
+}
+
 /// A create that was sent but not yet recorded as a mapping (see `pending_creates`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -215,6 +225,7 @@ impl State {
                     "DELETE FROM pending_creates WHERE pair_id = ?",
                     "DELETE FROM watermarks WHERE pair_id = ?",
                     "DELETE FROM target_items WHERE pair_id = ?",
+                    "DELETE FROM outside_window WHERE pair_id = ?",
                 ] {
                     sqlx::query(sql)
                         .bind(pair.id.as_str())
@@ -419,6 +430,124 @@ impl State {
         tx.commit()
             .await
             .map_err(self.err("clearing pending creates"))
+    }
+
+    /// Source items remembered as outside the window, with whether each is due to be looked at
+    /// again: its time to enter has come (`now`, unix seconds), or it was judged by another
+    /// window setting. Without `all`, only the due ones.
+    pub async fn outside_window(
+        &self,
+        pair: &PairId,
+        now: i64,
+        window: &str,
+        all: bool,
+    ) -> StateResult<Vec<(Href, Etag, bool)>> {
+        let what = "reading items outside the window";
+        let rows = sqlx::query(
+            "SELECT a_href, a_etag, (enters_at <= ? OR window <> ?) AS due FROM outside_window \
+             WHERE pair_id = ? AND (? OR enters_at <= ? OR window <> ?)",
+        )
+        .bind(now)
+        .bind(window)
+        .bind(pair.as_str())
+        .bind(all)
+        .bind(now)
+        .bind(window)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err(what))?;
+        rows.into_iter()
+            .map(|r| {
+                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| StateError {
+                    path: self.path.display().to_string(),
+                    what,
+                    source: e.into(),
+                })?;
+                Ok((
+                    href,
+                    Etag::new(r.get::<&str, _>(1)),
+                    r.get::<Option<bool>, _>(2).unwrap_or(false),
+                ))
+            })
+            .collect()
+    }
+
+    /// The identities of every source item remembered as outside the window.
+    pub async fn outside_window_identities(&self, pair: &PairId) -> StateResult<Vec<IdentityKey>> {
+        let rows = sqlx::query(
+            "SELECT identity_organizer, identity_uid FROM outside_window WHERE pair_id = ?",
+        )
+        .bind(pair.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading items outside the window"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| IdentityKey::new(Some(r.get::<&str, _>(0)), r.get::<&str, _>(1)))
+            .collect())
+    }
+
+    /// How many source items of `pair` are remembered as outside the window.
+    pub async fn outside_window_count(&self, pair: &PairId) -> StateResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outside_window WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reading items outside the window"))?;
+        Ok(n as u64)
+    }
+
+    /// Remembers source items left outside the window and forgets the ones `settled` (written,
+    /// deleted, or found in step), in one transaction.
+    pub async fn update_outside_window(
+        &self,
+        pair: &PairId,
+        put: &[OutsideWindow],
+        settled: &[Href],
+        window: &str,
+    ) -> StateResult<()> {
+        if put.is_empty() && settled.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.writer.lock().await;
+        let what = "recording items outside the window";
+        let mut tx = self.write_tx().await.map_err(self.err(what))?;
+        // Most pairs have none: skip one delete per settled item then.
+        let any = sqlx::query("SELECT 1 FROM outside_window WHERE pair_id = ? LIMIT 1")
+            .bind(pair.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err(what))?
+            .is_some();
+        if any {
+            for href in settled {
+                sqlx::query("DELETE FROM outside_window WHERE pair_id = ? AND a_href = ?")
+                    .bind(pair.as_str())
+                    .bind(href.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err(what))?;
+            }
+        }
+        for o in put {
+            sqlx::query(
+                "INSERT INTO outside_window (pair_id, a_href, a_etag, identity_organizer, identity_uid, enters_at, window) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
+                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
+                 enters_at = excluded.enters_at, window = excluded.window",
+            )
+            .bind(pair.as_str())
+            .bind(o.a_href.as_str())
+            .bind(o.a_etag.as_str())
+            .bind(o.identity.organizer_str())
+            .bind(o.identity.uid.as_str())
+            .bind(o.enters)
+            .bind(window)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        }
+        tx.commit().await.map_err(self.err(what))
     }
 
     /// Target items read before, by href: the etag they were read at and their identity

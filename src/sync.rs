@@ -13,6 +13,7 @@ use crate::identity::IdentityKey;
 use crate::item::Item;
 use crate::state::{Mapping, Pending};
 use crate::types::{ContentHash, Etag, Href};
+use crate::window::Fit;
 
 /// A source item parsed, rewritten for the target org, and hashed.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Prepared {
     pub item: Item,
     pub hash: ContentHash,
     pub identity: IdentityKey,
+    /// Where the item stands against the sync window this pass.
+    pub fit: Fit,
 }
 
 impl Prepared {
@@ -28,7 +31,13 @@ impl Prepared {
             hash: item.content_hash(),
             identity: item.identity(),
             item,
+            fit: Fit::Inside,
         }
+    }
+
+    pub fn with_fit(mut self, fit: Fit) -> Self {
+        self.fit = fit;
+        self
     }
 }
 
@@ -66,6 +75,8 @@ pub struct SourceSnapshot {
     /// `items` is every item of the calendar; a mapped href missing from it was deleted. When
     /// false, hrefs neither in `items` nor in `deleted` are unchanged.
     pub complete: bool,
+    /// Listed items left out of `items` because they wait outside the sync window.
+    pub waiting: usize,
 }
 
 pub type TargetSnapshot = HashMap<Href, TargetItem>;
@@ -109,6 +120,16 @@ pub enum Action {
     DeleteOrphan { pending: Pending },
     /// A pending create is settled: recorded, or nothing was written.
     ClearPending { pending: Pending },
+    /// The source item is new or changed but outside the sync window: write nothing, and remember
+    /// it until `enters` (when it will overlap the window) so an incremental listing, which will
+    /// not mention it again, does not lose it. `forget`: its mapping points at a copy that is gone.
+    Defer {
+        source_href: Href,
+        source_etag: Etag,
+        identity: IdentityKey,
+        enters: Option<chrono::DateTime<chrono::Utc>>,
+        forget: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -178,7 +199,12 @@ pub fn plan(
     pending: &[Pending],
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
-    if source.complete && source.items.is_empty() && !prior.is_empty() && !opts.force_delete {
+    if source.complete
+        && source.items.is_empty()
+        && source.waiting == 0
+        && !prior.is_empty()
+        && !opts.force_delete
+    {
         return Err(PlanError::SourceEmpty {
             mapped: prior.len(),
         });
@@ -261,8 +287,9 @@ pub fn plan_item(
             target_href: t.href.clone(),
             target_etag: t.etag.clone(),
         }),
-        // New in the source, or its target copy vanished: (re)create.
+        // New in the source, or its target copy vanished: (re)create, if inside the window.
         (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
+            Content::Fetched(item) if !item.fit.is_inside() => defer(s, item, p.is_some()),
             Content::Fetched(item) => Action::Create {
                 source_href: s.href.clone(),
                 source_etag: s.etag.clone(),
@@ -323,6 +350,23 @@ pub fn plan_item(
                 });
             }
             match &s.content {
+                // Outside the window nothing is written: an edit of the target copy is accepted
+                // as it is, a source change waits until the item enters the window.
+                Content::Fetched(item) if !item.fit.is_inside() => {
+                    if s.etag != p.a_etag {
+                        return Some(defer(s, item, false));
+                    }
+                    if t.etag == p.b_etag {
+                        return None;
+                    }
+                    Some(Action::Refresh {
+                        mapping: Mapping {
+                            b_href: t.href.clone(),
+                            b_etag: t.etag.clone(),
+                            ..p.clone()
+                        },
+                    })
+                }
                 Content::Fetched(item) => Some(Action::Update {
                     source_href: s.href.clone(),
                     source_etag: s.etag.clone(),
@@ -337,6 +381,20 @@ pub fn plan_item(
                 }),
             }
         }
+    }
+}
+
+fn defer(s: &SourceItem, item: &Prepared, forget: bool) -> Action {
+    let enters = match item.fit {
+        Fit::Outside { enters } => enters,
+        Fit::Inside => None,
+    };
+    Action::Defer {
+        source_href: s.href.clone(),
+        source_etag: s.etag.clone(),
+        identity: item.identity.clone(),
+        enters,
+        forget,
     }
 }
 
@@ -396,6 +454,8 @@ mod tests {
             Some(Action::Skip { .. }) => "skip",
             Some(Action::DeleteOrphan { .. }) => "delete-orphan",
             Some(Action::ClearPending { .. }) => "clear-pending",
+            Some(Action::Defer { forget: false, .. }) => "defer",
+            Some(Action::Defer { forget: true, .. }) => "defer-forget",
         }
     }
 
@@ -569,6 +629,101 @@ mod tests {
         }
     }
 
+    /// Source `summary` fetched at `etag`, outside the window.
+    fn src_outside(etag: &str, summary: &str) -> SourceItem {
+        let later = chrono::DateTime::from_timestamp(2_000_000_000, 0);
+        let it =
+            Arc::new(Prepared::clone(&item("x", summary)).with_fit(Fit::Outside { enters: later }));
+        SourceItem {
+            href: href("/s/x.ics"),
+            etag: Etag::new(etag),
+            content: Content::Fetched(it),
+        }
+    }
+
+    /// Outside the window nothing is written, and nothing is deleted for it either.
+    #[test]
+    fn window_cases() {
+        let p = prior("A");
+        type Case = (
+            &'static str,
+            Option<SourceItem>,
+            Option<TargetItem>,
+            Option<Mapping>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "new, outside",
+                Some(src_outside("s1", "A")),
+                None,
+                None,
+                "defer",
+            ),
+            (
+                "aged out, unchanged",
+                Some(src_outside("s1", "A")),
+                Some(tgt("t1", Some("A"))),
+                Some(p.clone()),
+                "none",
+            ),
+            (
+                "aged out, source changed",
+                Some(src_outside("s2", "B")),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "defer",
+            ),
+            (
+                "aged out, target edited: kept as is",
+                Some(src_outside("s1", "A")),
+                Some(tgt("t2", Some("B"))),
+                Some(p.clone()),
+                "refresh",
+            ),
+            (
+                "aged out, target copy gone",
+                Some(src_outside("s1", "A")),
+                None,
+                Some(p.clone()),
+                "defer-forget",
+            ),
+            (
+                "aged out, same content, etag moved",
+                Some(src_outside("s2", "A")),
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "refresh",
+            ),
+            (
+                "aged out, deleted in source",
+                None,
+                Some(tgt("t1", None)),
+                Some(p.clone()),
+                "delete",
+            ),
+        ];
+        for (name, s, t, p, want) in cases {
+            let got = plan_item(s.as_ref(), t.as_ref(), p.as_ref());
+            assert_eq!(kind(&got), want, "{name}: {got:?}");
+        }
+        // The accepted edit keeps the hash of what was last written.
+        match plan_item(
+            Some(&src_outside("s1", "A")),
+            Some(&tgt("t2", Some("B"))),
+            Some(&p),
+        ) {
+            Some(Action::Refresh { mapping }) => {
+                assert_eq!(
+                    (mapping.a_etag.as_str(), mapping.b_etag.as_str()),
+                    ("s1", "t2")
+                );
+                assert_eq!(mapping.hash, p.hash);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn update_carries_if_match_etag_and_refresh_new_etags() {
         let p = prior("A");
@@ -598,6 +753,7 @@ mod tests {
             items,
             deleted: Vec::new(),
             complete,
+            waiting: 0,
         }
     }
 
@@ -687,6 +843,7 @@ mod tests {
             }],
             deleted: vec![],
             complete: false,
+            waiting: 0,
         };
         assert_eq!(
             fetch_lists(&new, &target, &prior, false).0,
