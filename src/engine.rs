@@ -861,7 +861,12 @@ impl Engine {
             Ok(mut item) => {
                 item.rewrite(&self.rewriter);
                 item.mark_client_scheduled();
-                let fit = self.window.fit(&item, now);
+                // The recurrence expander is third-party code: if it panics on some input, the
+                // item counts as inside (synced) rather than taking the pass down.
+                let fit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.window.fit(&item, now)
+                }))
+                .unwrap_or(crate::window::Fit::Inside);
                 Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit)))
             }
             Err(e) => Content::Broken(

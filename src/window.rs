@@ -75,7 +75,9 @@ impl Window {
             };
             match hi {
                 Some(hi) if start >= hi => {
-                    let at = future.map_or(start, |f| start - f);
+                    let at = future
+                        .and_then(|f| start.checked_sub_signed(f))
+                        .unwrap_or(start);
                     enters = Some(enters.map_or(at, |e| e.min(at)));
                 }
                 _ => return Fit::Inside,
@@ -97,8 +99,12 @@ fn first_overlapping_start(
         return Some(None);
     };
     let length = instance_length(props, &start);
-    let ends_after_lo =
-        |s: DateTime<Utc>| lo.is_none_or(|lo| s + length > lo || (length.is_zero() && s >= lo));
+    // An end beyond what chrono can hold is later than any window.
+    let ends_after_lo = |s: DateTime<Utc>| {
+        lo.is_none_or(|lo| {
+            s.checked_add_signed(length).is_none_or(|end| end > lo) || (length.is_zero() && s >= lo)
+        })
+    };
     let rules: Vec<&str> = props
         .iter()
         .filter(|p| p.name == "RRULE")
@@ -138,7 +144,10 @@ fn first_overlapping_start(
         }
     }
     if let Some(lo) = lo {
-        set = set.after((lo - length).with_timezone(&rrule::Tz::UTC));
+        let from = lo
+            .checked_sub_signed(length)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        set = set.after(from.with_timezone(&rrule::Tz::UTC));
     }
     let found = set.all(8);
     found
@@ -294,14 +303,15 @@ fn parse_duration(v: &str) -> Option<chrono::Duration> {
             unit => {
                 let n: i64 = num.parse().ok()?;
                 num.clear();
-                total += match (unit, in_time) {
-                    ('W', false) => chrono::Duration::weeks(n),
-                    ('D', false) => chrono::Duration::days(n),
-                    ('H', true) => chrono::Duration::hours(n),
-                    ('M', true) => chrono::Duration::minutes(n),
-                    ('S', true) => chrono::Duration::seconds(n),
-                    _ => return None,
-                };
+                let part = match (unit, in_time) {
+                    ('W', false) => chrono::Duration::try_weeks(n),
+                    ('D', false) => chrono::Duration::try_days(n),
+                    ('H', true) => chrono::Duration::try_hours(n),
+                    ('M', true) => chrono::Duration::try_minutes(n),
+                    ('S', true) => chrono::Duration::try_seconds(n),
+                    _ => None,
+                }?;
+                total = total.checked_add(&part)?;
             }
         }
     }
@@ -514,5 +524,10 @@ mod tests {
         assert_eq!(parse_duration("PT"), Some(chrono::Duration::zero()));
         assert_eq!(parse_duration("1D"), None);
         assert_eq!(parse_duration("P1H"), None);
+        assert_eq!(
+            parse_duration("P999999999999999999W"),
+            None,
+            "out of range, not a panic"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Real-world .ics files (`../shared/corpus/ics`, or `TANDEM_ICS_CORPUS`) go through
 //! parse → rewrite → emit → parse: no panic, and every item that parses keeps its identity and
-//! content hash. Prints how many parsed and every rejected file with its reason.
+//! content hash, and the sync window judges the copy as it judged the original. Prints how many
+//! parsed and every rejected file with its reason.
 
 use std::path::{Path, PathBuf};
 
 use tandem::item::{Item, Rewriter};
+use tandem::window::Window;
 
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("TANDEM_ICS_CORPUS") {
@@ -57,6 +59,14 @@ fn corpus_round_trips() {
     );
 
     let (mut parsed_files, mut items, mut rewritten) = (0, 0, 0);
+    // A year either side of a fixed day, so the count printed below is stable.
+    let year = std::time::Duration::from_secs(365 * 86_400);
+    let window = Window {
+        past: Some(year),
+        future: Some(year),
+    };
+    let now = chrono::DateTime::from_timestamp(1_795_262_400, 0).unwrap();
+    let mut inside = 0;
     let mut rejected: Vec<(String, String)> = Vec::new();
     let mut broken: Vec<String> = Vec::new();
     for file in &files {
@@ -88,6 +98,18 @@ fn corpus_round_trips() {
             rewritten += item.rewrite(&rw);
             item.mark_client_scheduled(); // as every copy is written
             let (identity, hash) = (item.identity(), item.content_hash());
+            // The window judgement never panics, and is the same for the emitted copy.
+            let fit = match std::panic::catch_unwind(|| window.fit(&item, now)) {
+                Ok(fit) => fit,
+                Err(_) => {
+                    broken.push(format!(
+                        "{name}: uid {:?}: window check panicked",
+                        item.uid()
+                    ));
+                    continue;
+                }
+            };
+            inside += usize::from(fit.is_inside());
             let emitted = item.to_ics();
             match Item::parse(&emitted) {
                 Err(e) => broken.push(format!(
@@ -105,6 +127,12 @@ fn corpus_round_trips() {
                     if back.content_hash() != hash {
                         broken.push(format!(
                             "{name}: uid {:?}: content hash changed in the round trip",
+                            item.uid()
+                        ));
+                    }
+                    if window.fit(&back, now) != fit {
+                        broken.push(format!(
+                            "{name}: uid {:?}: emitted copy is judged differently by the window",
                             item.uid()
                         ));
                     }
@@ -127,7 +155,8 @@ fn corpus_round_trips() {
         }
     }
     println!(
-        "corpus {}: {} files, {parsed_files} parsed into {items} items ({rewritten} addresses rewritten), {} rejected",
+        "corpus {}: {} files, {parsed_files} parsed into {items} items ({rewritten} addresses rewritten, \
+         {inside} inside a window of a year either side of 2026-11-21), {} rejected",
         dir.display(),
         files.len(),
         rejected.len()
