@@ -1,4 +1,5 @@
-//! Benchmarks: the planner over 100,000 items, and vdir → vdir passes over 10,000 items.
+//! Benchmarks: the planner over 100,000 items, the sync window's judgement of one item, and
+//! vdir → vdir passes over 10,000 items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tandem::sync::{
     TargetSnapshot,
 };
 use tandem::types::{ContentHash, Etag, Href};
+use tandem::window::Window;
 
 fn ics(n: usize, version: usize) -> String {
     format!(
@@ -100,6 +102,30 @@ fn bench_plan(c: &mut Criterion) {
             assert_eq!(plan.actions.len(), 1_000);
             plan
         })
+    });
+    g.finish();
+}
+
+/// The window check runs on every item read: a single event, and a weekly series from 2019 in a
+/// Windows zone (the expander walks every week from then to the window).
+fn bench_window(c: &mut Criterion) {
+    let mut g = c.benchmark_group("window");
+    let day = Duration::from_secs(86_400);
+    let w = Window {
+        past: Some(day * 180),
+        future: Some(day * 730),
+    };
+    let now = chrono::DateTime::from_timestamp(1_795_262_400, 0).unwrap();
+    let single = Item::parse(&ics(1, 1)).unwrap();
+    let weekly = Item::parse(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:weekly@old.example\r\n\
+         DTSTART;TZID=W. Europe Standard Time:20190107T100000\r\nDTEND;TZID=W. Europe Standard Time:20190107T110000\r\n\
+         RRULE:FREQ=WEEKLY;BYDAY=MO,WE\r\nEXDATE;TZID=W. Europe Standard Time:20190109T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    g.bench_function("single event", |b| b.iter(|| w.fit(&single, now)));
+    g.bench_function("twice-weekly series since 2019", |b| {
+        b.iter(|| w.fit(&weekly, now))
     });
     g.finish();
 }
@@ -199,5 +225,5 @@ fn bench_vdir(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_plan, bench_vdir);
+criterion_group!(benches, bench_plan, bench_window, bench_vdir);
 criterion_main!(benches);
