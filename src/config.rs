@@ -75,6 +75,11 @@ pub enum Extras {
 pub struct SyncConfig {
     /// How often the service polls each pair.
     pub interval: Duration,
+    /// How long a pair pauses when its mailbox is being moved or locked and the server gives no
+    /// Retry-After.
+    pub pause: Duration,
+    /// The longest wait between retries of a failing pair.
+    pub backoff_max: Duration,
     pub window_past: Option<Duration>,
     pub window_future: Option<Duration>,
     pub extras: Extras,
@@ -87,6 +92,36 @@ pub struct AgentsConfig {
     pub processor_indexes: Vec<usize>,
     /// Whether the indexes were given explicitly (shown by `check`).
     pub explicit: bool,
+    /// Passes one agent runs at once (they wait on the network, not the processor).
+    pub passes: usize,
+}
+
+impl AgentsConfig {
+    /// The idle-core mistake: processors with no agent while another has two or more.
+    pub fn placement_warning(&self, online: usize) -> Option<String> {
+        let mut per = vec![0usize; online.max(1)];
+        for &p in &self.processor_indexes {
+            if let Some(n) = per.get_mut(p) {
+                *n += 1;
+            }
+        }
+        let idle: Vec<usize> = (0..per.len()).filter(|&p| per[p] == 0).collect();
+        let crowded: Vec<String> = (0..per.len())
+            .filter(|&p| per[p] >= 2)
+            .map(|p| format!("{p} ({} agents)", per[p]))
+            .collect();
+        if idle.is_empty() || crowded.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "processor(s) {} have no agent while processor(s) {} have several: set agents.processor_indexes to spread them",
+            idle.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            crowded.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +222,8 @@ struct RawState {
 #[serde(deny_unknown_fields)]
 struct RawSync {
     interval: Option<String>,
+    pause: Option<String>,
+    backoff_max: Option<String>,
     window_past: Option<String>,
     window_future: Option<String>,
     extras: Option<String>,
@@ -196,6 +233,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawAgents {
     count: Option<i64>,
+    passes: Option<i64>,
     processor_indexes: Option<Vec<i64>>,
 }
 
@@ -241,6 +279,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Number of processors this process may run on.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(300);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1800);
+pub const DEFAULT_PASSES_PER_AGENT: usize = 8;
+
 pub fn online_processors() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -413,6 +455,12 @@ impl Validator {
         let interval = self
             .duration("sync.interval", raw.interval.as_deref())
             .unwrap_or(Duration::from_secs(60));
+        let pause = self
+            .duration("sync.pause", raw.pause.as_deref())
+            .unwrap_or(DEFAULT_PAUSE);
+        let backoff_max = self
+            .duration("sync.backoff_max", raw.backoff_max.as_deref())
+            .unwrap_or(DEFAULT_BACKOFF_MAX);
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {
@@ -428,6 +476,8 @@ impl Validator {
         };
         SyncConfig {
             interval,
+            pause,
+            backoff_max,
             window_past,
             window_future,
             extras,
@@ -447,11 +497,20 @@ impl Validator {
                 online
             }
         };
+        let passes = match raw.passes {
+            None => DEFAULT_PASSES_PER_AGENT,
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(n) => {
+                self.issue("agents.passes", format!("{n} is not between 1 and 1024"));
+                DEFAULT_PASSES_PER_AGENT
+            }
+        };
         let Some(indexes) = raw.processor_indexes else {
             return AgentsConfig {
                 count,
                 processor_indexes: (0..count).map(|i| i % online).collect(),
                 explicit: false,
+                passes,
             };
         };
         if indexes.len() != count {
@@ -478,6 +537,7 @@ impl Validator {
             count,
             processor_indexes: valid,
             explicit: true,
+            passes,
         }
     }
 

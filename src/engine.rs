@@ -45,6 +45,20 @@ pub struct Engine {
     extras: Extras,
     window: Window,
     clock: Clock,
+    /// Who this process is, in pair claims ("pid 1234 ab12cd34").
+    holder: String,
+    claim_ttl: std::time::Duration,
+}
+
+/// How long a pair claim lasts without renewal (a crashed holder's claim lapses after this).
+pub const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn process_holder() -> String {
+    format!(
+        "pid {} {}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -109,6 +123,8 @@ impl Engine {
                 future: config.sync.window_future,
             },
             clock: system_clock(),
+            holder: process_holder(),
+            claim_ttl: CLAIM_TTL,
         }
     }
 
@@ -125,6 +141,8 @@ impl Engine {
             extras: Extras::Keep,
             window: Window::default(),
             clock: system_clock(),
+            holder: process_holder(),
+            claim_ttl: CLAIM_TTL,
         }
     }
 
@@ -137,6 +155,16 @@ impl Engine {
     pub fn with_extras(mut self, extras: Extras) -> Engine {
         self.extras = extras;
         self
+    }
+
+    /// Names this engine in pair claims (tests run several "processes" in one).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Engine {
+        self.holder = holder.into();
+        self
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Judges the window by `clock` instead of the system time.
@@ -286,6 +314,21 @@ impl Engine {
         report.dry_run = opts.dry_run;
         if !opts.dry_run {
             self.state.ensure_pair(pair).await?;
+            // One writer per pair across processes: another holder means skip, not wait.
+            if let Err(held) = self
+                .state
+                .claim(&pair.id, &self.holder, self.claim_ttl)
+                .await?
+            {
+                report.busy = true;
+                report.error = Some(format!(
+                    "pair is being synced by {} (claim expires {}); skipped this time",
+                    held.holder,
+                    crate::report::time(held.expires_at)
+                ));
+                warn!(holder = %held.holder, "pair is being synced elsewhere; skipped");
+                return Ok(report);
+            }
         }
         let run = if opts.dry_run {
             None
@@ -303,7 +346,27 @@ impl Engine {
                     .await?,
             )
         };
-        match self.pass(pair, opts, &mut report).await {
+        // The claim is renewed while the pass runs, so a long first sync keeps it.
+        let renew = async {
+            if opts.dry_run {
+                return std::future::pending().await;
+            }
+            loop {
+                tokio::time::sleep(self.claim_ttl / 3).await;
+                if let Err(e) = self
+                    .state
+                    .claim(&pair.id, &self.holder, self.claim_ttl)
+                    .await
+                {
+                    warn!(error = %e, "renewing the pair's claim failed");
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            r = self.pass(pair, opts, &mut report) => r,
+            never = renew => never,
+        };
+        match outcome {
             Ok(()) => {}
             Err(PassError::State(e)) => return Err(e),
             Err(PassError::Pair(kind, msg)) => {
@@ -327,6 +390,7 @@ impl Engine {
             self.state
                 .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
                 .await?;
+            self.state.release_claim(&pair.id, &self.holder).await?;
         }
         match &report.error {
             Some(e) => warn!(error = %e, "pair failed"),
@@ -437,13 +501,27 @@ impl Engine {
         // those are not read again while their etag holds.
         let now = (self.clock)();
         let window_key = self.window.key();
+        // Items quarantined after repeated permanent failures are held the same way while
+        // their etag holds; one an operator asked to retry (or not yet quarantined) is read.
         let mut outside_gone: Vec<Href> = Vec::new();
         let mut injected: HashSet<Href> = HashSet::new();
+        let mut quarantine_rows = Vec::new();
         if known {
-            let rows = self
-                .state
-                .outside_window(&pair.id, now.timestamp(), &window_key, source.complete)
-                .await?;
+            let (outside_rows, q_rows) = tokio::join!(
+                self.state
+                    .outside_window(&pair.id, now.timestamp(), &window_key, source.complete),
+                self.state.quarantine_rows(&pair.id)
+            );
+            quarantine_rows = q_rows?;
+            // (href, etag, held while listed at this etag, quarantined)
+            let rows: Vec<(Href, Etag, bool, bool)> = outside_rows?
+                .into_iter()
+                .map(|(h, e, due)| (h, e, !due, false))
+                .chain(quarantine_rows.iter().map(|q| {
+                    let held = q.quarantined && !q.retry;
+                    (q.href.clone(), q.etag.clone(), held, held)
+                }))
+                .collect();
             if !rows.is_empty() {
                 let listed: HashMap<&Href, &Etag> =
                     source.items.iter().map(|s| (&s.href, &s.etag)).collect();
@@ -451,19 +529,25 @@ impl Engine {
                 let in_flight: HashSet<&Href> = pending.iter().map(|p| &p.a_href).collect();
                 let mut waiting: HashSet<Href> = HashSet::new();
                 let mut inject = Vec::new();
-                for (href, etag, due) in rows {
+                for (href, etag, held, quarantined) in rows {
                     match listed.get(&href) {
-                        // Still waiting, unchanged: a new item is left out, a changed mapped
-                        // one is listed at its mapped etag (so it counts as unchanged).
+                        // Held and unchanged: a new item is left out, a changed mapped one is
+                        // listed at its mapped etag (so it counts as unchanged).
                         Some(now_etag)
-                            if !due && **now_etag == etag && !in_flight.contains(&href) =>
+                            if held && **now_etag == etag && !in_flight.contains(&href) =>
                         {
+                            report.quarantined += u64::from(quarantined);
                             waiting.insert(href);
                         }
                         Some(_) => {}
                         None if deleted.contains(&href) => {}
                         None if source.complete => outside_gone.push(href),
-                        None => inject.push((href, etag)),
+                        None if held => {}
+                        None => {
+                            if !injected.contains(&href) {
+                                inject.push((href, etag));
+                            }
+                        }
                     }
                 }
                 source.items.retain_mut(|s| {
@@ -478,12 +562,13 @@ impl Engine {
                 });
                 source.waiting = waiting.len();
                 for (href, etag) in inject {
-                    injected.insert(href.clone());
-                    source.items.push(SourceItem {
-                        href,
-                        etag,
-                        content: Content::NotFetched,
-                    });
+                    if injected.insert(href.clone()) {
+                        source.items.push(SourceItem {
+                            href,
+                            etag,
+                            content: Content::NotFetched,
+                        });
+                    }
                 }
             }
         }
@@ -821,6 +906,57 @@ impl Engine {
         self.state
             .update_target_index(&pair.id, &[], &extras_gone)
             .await?;
+        // Permanent failures of source items count towards quarantine; items read and synced
+        // (or gone) leave it. Unless the pass stopped early: then what was not written is unknown.
+        let source_versions: HashMap<&Href, &SourceItem> =
+            source.items.iter().map(|s| (&s.href, s)).collect();
+        let mut faults = Vec::new();
+        let mut failed_sources: HashSet<Href> = HashSet::new();
+        for f in &report.failures {
+            let Ok(href) = Href::new(&f.href) else {
+                continue;
+            };
+            if let Some(s) = source_versions.get(&href) {
+                failed_sources.insert(href.clone());
+                if f.permanent {
+                    let identity = match &s.content {
+                        Content::Fetched(p) => Some(p.identity.clone()),
+                        _ => prior.get(&href).map(|m| m.identity.clone()),
+                    };
+                    faults.push(crate::pairstate::ItemFault {
+                        href,
+                        etag: s.etag.clone(),
+                        identity,
+                        error: f.reason.clone(),
+                    });
+                }
+            }
+        }
+        let mut synced: Vec<Href> = outside_gone.clone();
+        if halt.is_none() {
+            synced.extend(
+                src_fetch
+                    .iter()
+                    .chain(&injected)
+                    .filter(|h| !failed_sources.contains(*h))
+                    .cloned(),
+            );
+            synced.extend(source.deleted.iter().cloned());
+        }
+        if !faults.is_empty() || !quarantine_rows.is_empty() {
+            let newly = self
+                .state
+                .record_item_faults(&pair.id, &faults, &synced)
+                .await?;
+            for f in &mut report.failures {
+                if newly.iter().any(|h| h.as_str() == f.href) {
+                    f.reason.push_str(&format!(
+                        "; quarantined after {} failures: skipped until it changes in the source or `tandem quarantine retry`",
+                        crate::pairstate::QUARANTINE_AFTER
+                    ));
+                }
+            }
+        }
         // What was read and is now written, in step or deleted needs no remembering; after a
         // failure only what is known gone is forgotten (the rest is read again next pass).
         if report.failed == 0 && halt.is_none() {

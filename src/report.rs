@@ -11,6 +11,9 @@ pub struct ItemFailure {
     /// `invalid-data` for an item that cannot be parsed, else the store's error kind.
     pub kind: &'static str,
     pub reason: String,
+    /// Retrying will not help until the item changes (counts towards quarantine).
+    #[serde(skip)]
+    pub permanent: bool,
 }
 
 /// One planned action, as `--dry-run` prints it.
@@ -35,6 +38,11 @@ pub struct PairReport {
     pub adopted: u64,
     /// New or changed source items not written because they lie outside the sync window.
     pub outside_window: u64,
+    /// Quarantined source items skipped this pass (see `tandem quarantine list`).
+    pub quarantined: u64,
+    /// Another process is syncing this pair: it was skipped, not failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
     pub failures: Vec<ItemFailure>,
@@ -46,6 +54,14 @@ pub struct PairReport {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedAction>,
+}
+
+/// Unix milliseconds as a UTC time for people.
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
 
 fn kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok, S::Error> {
@@ -73,6 +89,7 @@ impl PairReport {
             href: href.to_string(),
             kind: kind.name(),
             reason: reason.to_string(),
+            permanent: kind.is_permanent(),
         });
     }
 

@@ -139,11 +139,11 @@ pub struct RunStatus {
 
 #[derive(Clone)]
 pub struct State {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     path: PathBuf,
     /// Writers of this process take turns here, so concurrent writes of one pass never meet on
     /// SQLite's lock (whose busy handler sleeps); other processes still queue on the busy timeout.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -189,7 +189,9 @@ impl State {
 
     /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
     /// writers queue on the busy timeout instead of failing on a read-to-write lock upgrade.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
@@ -197,7 +199,20 @@ impl State {
         &self.path
     }
 
-    fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
+    /// A stored row that does not read back (a malformed href, ...).
+    pub(crate) fn bad_row(
+        &self,
+        what: &'static str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StateError {
+        StateError {
+            path: self.path.display().to_string(),
+            what,
+            source: e.into(),
+        }
+    }
+
+    pub(crate) fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
         move |e| StateError {
             path: self.path.display().to_string(),
             what,
@@ -226,6 +241,7 @@ impl State {
                     "DELETE FROM watermarks WHERE pair_id = ?",
                     "DELETE FROM target_items WHERE pair_id = ?",
                     "DELETE FROM outside_window WHERE pair_id = ?",
+                    "DELETE FROM quarantine WHERE pair_id = ?",
                 ] {
                     sqlx::query(sql)
                         .bind(pair.id.as_str())

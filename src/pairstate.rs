@@ -1,0 +1,419 @@
+//! What the service keeps per pair in the state store: its state (active, paused, backoff,
+//! disabled), who is syncing it right now (claims), and items quarantined after repeated
+//! permanent failures.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::identity::IdentityKey;
+use crate::state::{State, StateResult, now_ms};
+use crate::types::{Etag, Href, PairId};
+
+/// Permanent failures of one item version before it is quarantined.
+pub const QUARANTINE_AFTER: i64 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum PairState {
+    Active,
+    /// The mailbox is being moved or locked, or the server asked to wait: resumes by itself.
+    Paused {
+        reason: String,
+        until: i64,
+    },
+    /// Repeated failures: retried at `until`, the wait doubling up to a cap.
+    Backoff {
+        reason: String,
+        failures: u32,
+        until: i64,
+    },
+    /// Stopped by an operator; only an operator starts it again.
+    Disabled {
+        reason: String,
+    },
+}
+
+impl PairState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PairState::Active => "active",
+            PairState::Paused { .. } => "paused",
+            PairState::Backoff { .. } => "backoff",
+            PairState::Disabled { .. } => "disabled",
+        }
+    }
+
+    /// When a paused or backing-off pair may run again (unix ms).
+    pub fn until(&self) -> Option<i64> {
+        match self {
+            PairState::Paused { until, .. } | PairState::Backoff { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PairState::Active => None,
+            PairState::Paused { reason, .. }
+            | PairState::Backoff { reason, .. }
+            | PairState::Disabled { reason } => Some(reason),
+        }
+    }
+
+    pub fn failures(&self) -> u32 {
+        match self {
+            PairState::Backoff { failures, .. } => *failures,
+            _ => 0,
+        }
+    }
+}
+
+/// A pair's stored state and when a service last scheduled its next pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    pub state: PairState,
+    pub next_run: Option<i64>,
+}
+
+/// One item that failed permanently, as `quarantine list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineEntry {
+    pub pair: String,
+    pub href: String,
+    pub identity: String,
+    pub error: String,
+    pub count: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub quarantined: bool,
+    pub retry: bool,
+}
+
+/// A quarantine row as a pass needs it.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub href: Href,
+    pub etag: Etag,
+    pub quarantined: bool,
+    pub retry: bool,
+}
+
+/// A permanent failure of one source item in a pass.
+#[derive(Debug, Clone)]
+pub struct ItemFault {
+    pub href: Href,
+    pub etag: Etag,
+    pub identity: Option<IdentityKey>,
+    pub error: String,
+}
+
+/// Why a claim was refused: someone else holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub holder: String,
+    pub expires_at: i64,
+}
+
+impl State {
+    pub async fn pair_state(&self, pair: &PairId) -> StateResult<StoredState> {
+        Ok(self
+            .pair_states()
+            .await
+            .map(|mut all| all.remove(pair.as_str()))?
+            .unwrap_or(StoredState {
+                state: PairState::Active,
+                next_run: None,
+            }))
+    }
+
+    /// Every stored pair state, by pair id (pairs without a row are active).
+    pub async fn pair_states(&self) -> StateResult<HashMap<String, StoredState>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, state, reason, until, failures, next_run FROM pair_states",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading pair states"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let reason = r.get::<Option<String>, _>(2).unwrap_or_default();
+                let until = r.get::<Option<i64>, _>(3).unwrap_or(0);
+                let state = match r.get::<&str, _>(1) {
+                    "paused" => PairState::Paused { reason, until },
+                    "backoff" => PairState::Backoff {
+                        reason,
+                        failures: r.get::<i64, _>(4) as u32,
+                        until,
+                    },
+                    "disabled" => PairState::Disabled { reason },
+                    _ => PairState::Active,
+                };
+                (
+                    r.get::<String, _>(0),
+                    StoredState {
+                        state,
+                        next_run: r.get(5),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Pairs that have had a successful pass.
+    pub async fn synced_pairs(&self) -> StateResult<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT id FROM pairs WHERE last_success_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pairs"))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Saves a pair's state (the pair must have been recorded by `ensure_pair`).
+    pub async fn set_pair_state(
+        &self,
+        pair: &PairId,
+        state: &PairState,
+        next_run: Option<i64>,
+    ) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO pair_states (pair_id, state, reason, until, failures, next_run, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id) DO UPDATE SET state = excluded.state, \
+             reason = excluded.reason, until = excluded.until, failures = excluded.failures, \
+             next_run = excluded.next_run, updated_at = excluded.updated_at",
+        )
+        .bind(pair.as_str())
+        .bind(state.name())
+        .bind(state.reason())
+        .bind(state.until())
+        .bind(state.failures() as i64)
+        .bind(next_run)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("saving pair state"))?;
+        Ok(())
+    }
+
+    /// Claims `pair` for `holder` for `ttl`: one conditional write, so of two processes racing
+    /// for a free (or expired) claim exactly one wins. Re-claiming one's own claim renews it.
+    pub async fn claim(
+        &self,
+        pair: &PairId,
+        holder: &str,
+        ttl: Duration,
+    ) -> StateResult<Result<(), Held>> {
+        let _turn = self.writer.lock().await;
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO pair_claims (pair_id, holder, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (pair_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE pair_claims.holder = excluded.holder OR pair_claims.expires_at <= ?",
+        )
+        .bind(pair.as_str())
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("claiming pair"))?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT holder, expires_at FROM pair_claims WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("claiming pair"))?;
+        Ok(Err(match row {
+            Some(r) => Held {
+                holder: r.get(0),
+                expires_at: r.get(1),
+            },
+            None => Held {
+                holder: "unknown".into(),
+                expires_at: now,
+            },
+        }))
+    }
+
+    pub async fn release_claim(&self, pair: &PairId, holder: &str) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
+        sqlx::query("DELETE FROM pair_claims WHERE pair_id = ? AND holder = ?")
+            .bind(pair.as_str())
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("releasing pair claim"))?;
+        Ok(())
+    }
+
+    /// Releases every claim of `holder` (a stopping service).
+    pub async fn release_claims(&self, holder: &str) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
+        sqlx::query("DELETE FROM pair_claims WHERE holder = ?")
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("releasing pair claims"))?;
+        Ok(())
+    }
+
+    /// The pair's failed and quarantined items.
+    pub async fn quarantine_rows(&self, pair: &PairId) -> StateResult<Vec<Quarantined>> {
+        let what = "reading quarantine";
+        let rows =
+            sqlx::query("SELECT href, etag, quarantined, retry FROM quarantine WHERE pair_id = ?")
+                .bind(pair.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err(what))?;
+        rows.into_iter()
+            .map(|r| {
+                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| self.bad_row(what, e))?;
+                Ok(Quarantined {
+                    href,
+                    etag: Etag::new(r.get::<&str, _>(1)),
+                    quarantined: r.get::<i64, _>(2) != 0,
+                    retry: r.get::<i64, _>(3) != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts this pass's permanent item failures (quarantining an item at its third) and forgets
+    /// the items in `settled` (synced now). Returns the items quarantined by this call.
+    pub async fn record_item_faults(
+        &self,
+        pair: &PairId,
+        faults: &[ItemFault],
+        settled: &[Href],
+    ) -> StateResult<Vec<Href>> {
+        if faults.is_empty() && settled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = "recording item failures";
+        let _turn = self.writer.lock().await;
+        let mut tx = self.write_tx().await.map_err(self.err(what))?;
+        let any = sqlx::query("SELECT 1 FROM quarantine WHERE pair_id = ? LIMIT 1")
+            .bind(pair.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err(what))?
+            .is_some();
+        if any {
+            for href in settled {
+                sqlx::query("DELETE FROM quarantine WHERE pair_id = ? AND href = ?")
+                    .bind(pair.as_str())
+                    .bind(href.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err(what))?;
+            }
+        }
+        let now = now_ms();
+        let mut newly = Vec::new();
+        for f in faults {
+            let (organizer, uid) = f
+                .identity
+                .as_ref()
+                .map_or(("", ""), |i| (i.organizer_str(), i.uid.as_str()));
+            let row = sqlx::query(
+                "INSERT INTO quarantine (pair_id, href, etag, identity_organizer, identity_uid, error, count, \
+                 first_seen, last_seen, quarantined, retry) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, 0, 0) \
+                 ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
+                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
+                 error = excluded.error, count = quarantine.count + 1, last_seen = excluded.last_seen, \
+                 quarantined = (quarantine.count + 1 >= ?), retry = 0 \
+                 RETURNING count, quarantined",
+            )
+            .bind(pair.as_str())
+            .bind(f.href.as_str())
+            .bind(f.etag.as_str())
+            .bind(organizer)
+            .bind(uid)
+            .bind(&f.error)
+            .bind(now)
+            .bind(now)
+            .bind(QUARANTINE_AFTER)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+            let (count, quarantined): (i64, i64) = (row.get(0), row.get(1));
+            if quarantined != 0 && count == QUARANTINE_AFTER {
+                newly.push(f.href.clone());
+            }
+        }
+        tx.commit().await.map_err(self.err(what))?;
+        Ok(newly)
+    }
+
+    /// Failed and quarantined items, of one pair or all, worst first.
+    pub async fn quarantine_list(
+        &self,
+        pair: Option<&PairId>,
+    ) -> StateResult<Vec<QuarantineEntry>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, href, identity_organizer, identity_uid, error, count, first_seen, last_seen, \
+             quarantined, retry FROM quarantine WHERE (? IS NULL OR pair_id = ?) \
+             ORDER BY quarantined DESC, count DESC, pair_id, href",
+        )
+        .bind(pair.map(PairId::as_str))
+        .bind(pair.map(PairId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading quarantine"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let uid: String = r.get(3);
+                let identity = if uid.is_empty() {
+                    "(unparseable)".to_string()
+                } else {
+                    IdentityKey::new(Some(r.get::<&str, _>(2)), &uid).to_string()
+                };
+                QuarantineEntry {
+                    pair: r.get(0),
+                    href: r.get(1),
+                    identity,
+                    error: r.get(4),
+                    count: r.get(5),
+                    first_seen: r.get(6),
+                    last_seen: r.get(7),
+                    quarantined: r.get::<i64, _>(8) != 0,
+                    retry: r.get::<i64, _>(9) != 0,
+                }
+            })
+            .collect())
+    }
+
+    /// Quarantined items per pair.
+    pub async fn quarantine_counts(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, COUNT(*) FROM quarantine WHERE quarantined = 1 GROUP BY pair_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading quarantine"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Asks the next pass to try the quarantined items (of one pair, or all) again. Returns how
+    /// many were marked.
+    pub async fn quarantine_retry(&self, pair: Option<&PairId>) -> StateResult<u64> {
+        let _turn = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE quarantine SET retry = 1 WHERE quarantined = 1 AND (? IS NULL OR pair_id = ?)",
+        )
+        .bind(pair.map(PairId::as_str))
+        .bind(pair.map(PairId::as_str))
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("marking quarantined items for retry"))?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,268 @@
+//! The agent pool: one OS thread per agent, pinned to its configured processor, each running its
+//! own single-threaded tokio runtime and scheduler over its share of the pairs.
+//!
+//! Pairs are sharded by a hash of their id, then balanced so no agent has more than its share
+//! (rounded up): a pair belongs to exactly one agent, so one process never syncs it twice at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{Config, PairConfig};
+use crate::engine::Engine;
+use crate::scheduler::{Policy, Scheduler, StepOutcome};
+use crate::state::now_ms;
+use crate::types::PairId;
+
+/// How long in-flight passes may finish after a stop was asked for; then they are abandoned
+/// (a write whose mapping was not recorded is found again by the next pass).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The agent (0-based) of each pair, in the order given.
+pub fn assign(pairs: &[PairId], agents: usize) -> Vec<usize> {
+    let agents = agents.max(1);
+    let hash = |p: &PairId| xxhash_rust::xxh3::xxh3_64(p.as_str().as_bytes());
+    let mut owner: Vec<usize> = pairs
+        .iter()
+        .map(|p| (hash(p) % agents as u64) as usize)
+        .collect();
+    let cap = pairs.len().div_ceil(agents);
+    let mut load = vec![0usize; agents];
+    for &a in &owner {
+        load[a] += 1;
+    }
+    // Over-full agents hand their surplus (in a stable order) to the least loaded.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(hash(&pairs[i]).rotate_left(32)), i));
+    for i in order {
+        let from = owner[i];
+        if load[from] <= cap {
+            continue;
+        }
+        let to = (0..agents)
+            .min_by_key(|&a| (load[a], a))
+            .expect("at least one agent");
+        if load[to] + 1 > cap {
+            continue;
+        }
+        load[from] -= 1;
+        load[to] += 1;
+        owner[i] = to;
+    }
+    owner
+}
+
+/// One agent: its processor and pairs.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub index: usize,
+    pub processor: usize,
+    pub pairs: Vec<PairConfig>,
+}
+
+/// The agents `config` asks for, with their share of the pairs.
+pub fn plan(config: &Config) -> Vec<AgentSpec> {
+    let count = config.agents.count.max(1);
+    let mut specs: Vec<AgentSpec> = (0..count)
+        .map(|i| AgentSpec {
+            index: i,
+            processor: config.agents.processor_indexes.get(i).copied().unwrap_or(0),
+            pairs: Vec::new(),
+        })
+        .collect();
+    let ids: Vec<PairId> = config.pairs.iter().map(|p| p.id.clone()).collect();
+    for (pair, agent) in config.pairs.iter().zip(assign(&ids, count)) {
+        specs[agent].pairs.push(pair.clone());
+    }
+    specs
+}
+
+/// Running agents.
+pub struct Pool {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Pool {
+    /// Starts one pinned thread per agent.
+    pub fn start(
+        specs: Vec<AgentSpec>,
+        engine: Arc<Engine>,
+        policy: Policy,
+        passes: usize,
+    ) -> std::io::Result<Pool> {
+        let (stop, stopped) = watch::channel(false);
+        let mut threads = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (engine, stopped) = (engine.clone(), stopped.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("tandem-agent-{}", spec.index))
+                .spawn(move || {
+                    let (agent, processor) = (spec.index, spec.processor);
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: processor }) {
+                        warn!(
+                            agent,
+                            processor, "could not pin the agent to its processor; it runs unpinned"
+                        );
+                    }
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            error!(agent, error = %e, "cannot start the agent's runtime");
+                            return;
+                        }
+                    };
+                    let span = info_span!("agent", agent);
+                    runtime.block_on(
+                        run_agent(spec, engine, policy, passes, stopped).instrument(span),
+                    );
+                })?;
+            threads.push(thread);
+        }
+        Ok(Pool { threads, stop })
+    }
+
+    /// Asks every agent to stop: no new passes; in-flight ones get `STOP_GRACE` to finish.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for every agent thread to end.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// The agents' OS threads (for reading their placement back).
+    pub fn threads(&self) -> impl Iterator<Item = &std::thread::Thread> {
+        self.threads.iter().map(|t| t.thread())
+    }
+}
+
+async fn run_agent(
+    spec: AgentSpec,
+    engine: Arc<Engine>,
+    policy: Policy,
+    passes: usize,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let (agent, count) = (spec.index, spec.pairs.len());
+    let mut sched = loop {
+        match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                error!(error = %e, "cannot read pair states; retrying in 10 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    };
+    info!(processor = spec.processor, pairs = count, "agent started");
+    let mut running = FuturesUnordered::new();
+    while !*stopped.borrow() {
+        let now = now_ms();
+        while running.len() < passes.max(1) {
+            let Some(i) = sched.take_due(now) else { break };
+            let pass = sched.run(i, now);
+            running.push(async move { (i, pass.await) });
+        }
+        // Sleep until the next pair is due (if there is room to run it), a pass ends, or stop.
+        let wake = match sched.next_due() {
+            Some(at) if running.len() < passes.max(1) => {
+                Duration::from_millis((at - now).clamp(0, 60_000) as u64)
+            }
+            _ => Duration::from_secs(60),
+        };
+        tokio::select! {
+            Some((i, outcome)) = running.next(), if !running.is_empty() => finished(&mut sched, i, outcome, &policy),
+            _ = tokio::time::sleep(wake) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+    let left = running.len();
+    if left > 0 {
+        info!(passes = left, "stopping: letting in-flight passes finish");
+        let drain = async {
+            while let Some((i, outcome)) = running.next().await {
+                finished(&mut sched, i, outcome, &policy);
+            }
+        };
+        if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+            warn!(
+                "stopping: abandoned passes still in flight; the next pass picks up where they stopped"
+            );
+        }
+    }
+    info!("agent stopped");
+}
+
+fn finished(
+    sched: &mut Scheduler,
+    i: usize,
+    outcome: Result<StepOutcome, crate::state::StateError>,
+    policy: &Policy,
+) {
+    match outcome {
+        Ok(o) => {
+            if let Some(r) = &o.report {
+                if let Some(e) = &r.error {
+                    warn!(pair = %o.pair, state = o.state.name(), error = %e, "pass failed");
+                } else {
+                    info!(pair = %o.pair, created = r.created, updated = r.updated, deleted = r.deleted, failed = r.failed, quarantined = r.quarantined, "pass finished");
+                }
+            }
+            sched.finish(i, &o);
+        }
+        Err(e) => {
+            error!(pair = %sched.pairs()[i].id, error = %e, "the state store failed during a pass; retrying the pair later");
+            let again = StepOutcome {
+                pair: sched.pairs()[i].id.clone(),
+                agent: sched.agent(),
+                report: None,
+                state: crate::pairstate::PairState::Active,
+                next_run: now_ms() + policy.interval.as_millis() as i64,
+            };
+            sched.finish(i, &again);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousand_pairs_over_four_agents_are_balanced_and_stable() {
+        let ids: Vec<PairId> = (0..1000)
+            .map(|i| format!("user-{i:04}").parse().unwrap())
+            .collect();
+        let owners = assign(&ids, 4);
+        let mut load = [0usize; 4];
+        for &a in &owners {
+            load[a] += 1;
+        }
+        for n in load {
+            assert!((225..=275).contains(&n), "{load:?}");
+        }
+        assert_eq!(owners, assign(&ids, 4), "same pairs, same owners");
+        // One more pair moves few others.
+        let mut more = ids.clone();
+        more.push("user-1000".parse().unwrap());
+        let moved = assign(&more, 4)
+            .iter()
+            .zip(&owners)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(moved < 50, "{moved} pairs moved");
+    }
+}

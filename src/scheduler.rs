@@ -1,0 +1,367 @@
+//! One agent's scheduler: which of its pairs is due, running it, and what its state becomes.
+//!
+//! Every pair has a next-due time. A pass that succeeds schedules the next one an interval later
+//! (with jitter, so pairs do not fire together); a moving or locked mailbox pauses the pair until
+//! the server's Retry-After (or `[sync] pause`); other failures back off exponentially up to
+//! `[sync] backoff_max` and keep retrying. Nothing here ever stops a pair: only an operator
+//! disables one. `step` runs the next due pair and says what happened; the service loop and the
+//! tests share it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, PairConfig};
+use crate::engine::{Engine, PassOptions};
+use crate::error::ErrorKind;
+use crate::pairstate::PairState;
+use crate::report::PairReport;
+use crate::state::StateError;
+use crate::types::PairId;
+
+/// How pair states move.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub interval: Duration,
+    /// A moving or locked mailbox waits this long when the server gives no Retry-After.
+    pub pause: Duration,
+    /// The first backoff wait; it doubles with each failure.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Spread of the interval, as a fraction (0.1 = ±10%).
+    pub jitter: f64,
+}
+
+impl Policy {
+    pub fn from_config(config: &Config) -> Policy {
+        Policy {
+            interval: config.sync.interval,
+            pause: config.sync.pause,
+            backoff_base: config
+                .sync
+                .interval
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            backoff_max: config.sync.backoff_max,
+            jitter: 0.1,
+        }
+    }
+
+    /// The interval with jitter, in ms.
+    fn next_interval(&self) -> i64 {
+        let ms = self.interval.as_millis() as f64;
+        (ms * (1.0 + self.jitter * (2.0 * fastrand::f64() - 1.0))).max(0.0) as i64
+    }
+}
+
+/// The state a pass leaves its pair in.
+pub fn next_state(
+    prev: &PairState,
+    report: &PairReport,
+    now_ms: i64,
+    policy: &Policy,
+) -> PairState {
+    let Some(error) = &report.error else {
+        return PairState::Active;
+    };
+    let ms = |d: Duration| d.as_millis() as i64;
+    match report.error_kind {
+        Some(ErrorKind::Moving { retry_after } | ErrorKind::Throttled { retry_after }) => {
+            PairState::Paused {
+                reason: error.clone(),
+                until: now_ms + ms(retry_after.unwrap_or(policy.pause)),
+            }
+        }
+        _ => {
+            let failures = prev.failures().saturating_add(1);
+            let wait = policy
+                .backoff_base
+                .saturating_mul(1u32 << (failures - 1).min(20))
+                .min(policy.backoff_max);
+            PairState::Backoff {
+                reason: error.clone(),
+                failures,
+                until: now_ms + ms(wait),
+            }
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub pair: PairId,
+    pub agent: usize,
+    /// The pass's report; `None` if the pair was not run (disabled, or paused by someone else).
+    pub report: Option<PairReport>,
+    pub state: PairState,
+    /// When the pair is due next (unix ms).
+    pub next_run: i64,
+}
+
+/// One agent's pairs and when each is due.
+pub struct Scheduler {
+    agent: usize,
+    engine: Arc<Engine>,
+    policy: Policy,
+    pairs: Vec<PairConfig>,
+    next: Vec<i64>,
+    queue: BTreeSet<(i64, usize)>,
+    running: HashSet<usize>,
+}
+
+impl Scheduler {
+    /// Schedules `pairs`: a pair never synced is due at once, a paused or backing-off one at its
+    /// `until`, the rest spread over one interval.
+    pub async fn new(
+        agent: usize,
+        engine: Arc<Engine>,
+        pairs: Vec<PairConfig>,
+        policy: Policy,
+        now_ms: i64,
+    ) -> Result<Scheduler, StateError> {
+        let states = engine.state.pair_states().await?;
+        let synced = engine.state.synced_pairs().await?;
+        let interval = policy.interval.as_millis().max(1) as i64;
+        let mut s = Scheduler {
+            agent,
+            engine,
+            policy,
+            next: vec![0; pairs.len()],
+            pairs,
+            queue: BTreeSet::new(),
+            running: HashSet::new(),
+        };
+        for i in 0..s.pairs.len() {
+            let id = s.pairs[i].id.as_str();
+            let at = match states.get(id).and_then(|st| st.state.until()) {
+                Some(until) => until.max(now_ms),
+                None if !synced.contains(id) => now_ms,
+                None => now_ms + (fastrand::f64() * interval as f64) as i64,
+            };
+            s.schedule(i, at);
+        }
+        Ok(s)
+    }
+
+    pub fn agent(&self) -> usize {
+        self.agent
+    }
+
+    pub fn pairs(&self) -> &[PairConfig] {
+        &self.pairs
+    }
+
+    fn schedule(&mut self, i: usize, at: i64) {
+        self.queue.remove(&(self.next[i], i));
+        self.next[i] = at;
+        self.queue.insert((at, i));
+    }
+
+    /// The earliest due time of a pair not running now.
+    pub fn next_due(&self) -> Option<i64> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// Takes the next pair due at `now_ms`, if any; it is not handed out again until `finish`.
+    pub fn take_due(&mut self, now_ms: i64) -> Option<usize> {
+        let &(at, i) = self.queue.first()?;
+        if at > now_ms {
+            return None;
+        }
+        self.queue.remove(&(at, i));
+        self.running.insert(i);
+        Some(i)
+    }
+
+    /// Reschedules a pair after its step.
+    pub fn finish(&mut self, i: usize, outcome: &StepOutcome) {
+        self.running.remove(&i);
+        self.queue.insert((outcome.next_run, i));
+        self.next[i] = outcome.next_run;
+    }
+
+    /// A future running pair `i` (for the service loop, which runs several at once).
+    pub fn run(
+        &self,
+        i: usize,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<StepOutcome, StateError>> + use<> {
+        run_pair(
+            self.engine.clone(),
+            self.pairs[i].clone(),
+            self.policy,
+            self.agent,
+            now_ms,
+        )
+    }
+
+    /// Runs the next pair due at `now_ms` and says what happened; `None` if none is due.
+    pub async fn step(&mut self, now_ms: i64) -> Result<Option<StepOutcome>, StateError> {
+        let Some(i) = self.take_due(now_ms) else {
+            return Ok(None);
+        };
+        let outcome = self.run(i, now_ms).await;
+        match outcome {
+            Ok(o) => {
+                self.finish(i, &o);
+                Ok(Some(o))
+            }
+            Err(e) => {
+                // The state store failed: try this pair again after an interval.
+                let again = now_ms + self.policy.interval.as_millis() as i64;
+                self.running.remove(&i);
+                self.schedule(i, again);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One pair's turn: skip it if disabled (or paused by another process), else pass and move its
+/// state.
+async fn run_pair(
+    engine: Arc<Engine>,
+    pair: PairConfig,
+    policy: Policy,
+    agent: usize,
+    now_ms: i64,
+) -> Result<StepOutcome, StateError> {
+    let prev = engine.state.pair_state(&pair.id).await?.state;
+    let not_run = |state: PairState, next_run: i64| StepOutcome {
+        pair: pair.id.clone(),
+        agent,
+        report: None,
+        state,
+        next_run,
+    };
+    match &prev {
+        PairState::Disabled { .. } => {
+            return Ok(not_run(prev.clone(), now_ms + policy.next_interval()));
+        }
+        PairState::Paused { until, .. } | PairState::Backoff { until, .. } if *until > now_ms => {
+            return Ok(not_run(prev.clone(), *until));
+        }
+        _ => {}
+    }
+    let report = engine.sync_pair(&pair, PassOptions::default()).await?;
+    let (state, next_run) = if report.busy {
+        (prev.clone(), now_ms + policy.next_interval())
+    } else {
+        let state = next_state(&prev, &report, crate::state::now_ms(), &policy);
+        let next = state
+            .until()
+            .unwrap_or_else(|| crate::state::now_ms() + policy.next_interval());
+        (state, next)
+    };
+    if !report.busy {
+        engine
+            .state
+            .set_pair_state(&pair.id, &state, Some(next_run))
+            .await?;
+    }
+    match (&state, &prev) {
+        (PairState::Active, PairState::Active) => {}
+        (PairState::Active, _) => info!(pair = %pair.id, agent, was = prev.name(), "pair resumed"),
+        (PairState::Paused { reason, until }, _) => {
+            warn!(pair = %pair.id, agent, until = %crate::report::time(*until), reason = %reason, "pair paused; it resumes by itself")
+        }
+        (
+            PairState::Backoff {
+                reason,
+                failures,
+                until,
+            },
+            _,
+        ) => {
+            warn!(pair = %pair.id, agent, failures, until = %crate::report::time(*until), reason = %reason, "pair failed; retrying later")
+        }
+        (PairState::Disabled { .. }, _) => {}
+    }
+    Ok(StepOutcome {
+        pair: pair.id,
+        agent,
+        report: Some(report),
+        state,
+        next_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            interval: Duration::from_secs(60),
+            pause: Duration::from_secs(300),
+            backoff_base: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(1800),
+            jitter: 0.1,
+        }
+    }
+
+    fn failed(kind: ErrorKind) -> PairReport {
+        PairReport {
+            error: Some("boom".into()),
+            error_kind: Some(kind),
+            ..PairReport::new("p")
+        }
+    }
+
+    #[test]
+    fn states_move_as_documented() {
+        let p = policy();
+        assert_eq!(
+            next_state(&PairState::Active, &PairReport::new("p"), 0, &p),
+            PairState::Active
+        );
+        // Moving: paused for Retry-After, else `pause`.
+        let moving = failed(ErrorKind::Moving {
+            retry_after: Some(Duration::from_secs(42)),
+        });
+        assert_eq!(
+            next_state(&PairState::Active, &moving, 1000, &p),
+            PairState::Paused {
+                reason: "boom".into(),
+                until: 43_000
+            }
+        );
+        let locked = failed(ErrorKind::Moving { retry_after: None });
+        assert_eq!(
+            next_state(&PairState::Active, &locked, 0, &p).until(),
+            Some(300_000)
+        );
+        // Transient failures back off 1, 2, 4, ... minutes up to the cap, and keep retrying.
+        let mut st = PairState::Active;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            st = next_state(&st, &failed(ErrorKind::Transient), 0, &p);
+            waits.push(st.until().unwrap() / 60_000);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(st.failures(), 8);
+        // A success resets everything.
+        assert_eq!(
+            next_state(&st, &PairReport::new("p"), 0, &p),
+            PairState::Active
+        );
+        // Item failures alone do not change the pair's state.
+        let mut partial = PairReport::new("p");
+        partial.fail_item("/x.ics", ErrorKind::InvalidData, "bad");
+        assert_eq!(
+            next_state(&PairState::Active, &partial, 0, &p),
+            PairState::Active
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let p = policy();
+        for _ in 0..1000 {
+            let n = p.next_interval();
+            assert!((54_000..=66_000).contains(&n), "{n}");
+        }
+    }
+}
