@@ -97,15 +97,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per pair: last pass, outcome, items, errors.
+    /// Per pair: state, last pass, outcome, items, quarantined items, next run, errors.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// The sync service: agents pinned to their processors sync every pair, forever; stops on
+    /// SIGINT/SIGTERM.
+    Run,
+    /// Which agent runs on which processor, with how many pairs and items.
+    Agents {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Items skipped after failing permanently three times.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// Stop syncing a pair until `enable` (the service skips it; `sync` still runs it on demand).
+    Disable {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: String,
+        /// Shown in `status`.
+        #[arg(long, default_value = "disabled by an operator")]
+        reason: String,
+    },
+    /// Sync a disabled, paused or backing-off pair again from its next turn.
+    Enable {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineAction {
+    /// Failed and quarantined items with pair, href, identity and reason.
+    List {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try quarantined items again on their pair's next pass.
+    Retry {
+        #[arg(long = "pair", value_name = "ID")]
+        pair: Option<String>,
+    },
 }
 
 /// An error with the exit code it maps to.
-pub(crate) struct Failure {
+pub struct Failure {
     pub(crate) code: u8,
     pub(crate) message: String,
 }
@@ -128,7 +170,7 @@ impl From<crate::state::StateError> for Failure {
     }
 }
 
-fn usage(message: impl Into<String>) -> Failure {
+pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: EXIT_USAGE,
         message: message.into(),
@@ -218,6 +260,20 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             sync(&config, &[pair], opts, json).await
         }
         Command::Status { json } => status(&cli.config, json).await,
+        Command::Run => crate::service::serve(&cli.config).await,
+        Command::Agents { json } => crate::service::agents(&cli.config, json).await,
+        Command::Quarantine { action } => match action {
+            QuarantineAction::List { pair, json } => {
+                crate::service::quarantine_list(&cli.config, pair.as_deref(), json).await
+            }
+            QuarantineAction::Retry { pair } => {
+                crate::service::quarantine_retry(&cli.config, pair.as_deref()).await
+            }
+        },
+        Command::Disable { pair, reason } => {
+            crate::service::set_enabled(&cli.config, &pair, Some(reason)).await
+        }
+        Command::Enable { pair } => crate::service::set_enabled(&cli.config, &pair, None).await,
         Command::Dedupe {
             pair,
             dry_run,
@@ -245,8 +301,10 @@ pub fn describe_config(c: &Config) -> String {
     };
     let _ = writeln!(
         o,
-        "sync     interval {}, window past {}, future {}, extras {:?}",
+        "sync     interval {}, pause {}, backoff up to {}, window past {}, future {}, extras {:?}",
         humantime::format_duration(c.sync.interval),
+        humantime::format_duration(c.sync.pause),
+        humantime::format_duration(c.sync.backoff_max),
         window(c.sync.window_past),
         window(c.sync.window_future),
         c.sync.extras
@@ -265,6 +323,13 @@ pub fn describe_config(c: &Config) -> String {
     );
     for (i, p) in c.agents.processor_indexes.iter().enumerate() {
         let _ = writeln!(o, "  agent {i} -> processor {p}");
+    }
+    let _ = writeln!(o, "  {} passes at once per agent", c.agents.passes);
+    if let Some(w) = c
+        .agents
+        .placement_warning(crate::config::online_processors())
+    {
+        let _ = writeln!(o, "  warning: {w}");
     }
     let _ = writeln!(o, "servers  {}", c.servers.len());
     for s in c.servers.values() {
@@ -469,70 +534,97 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let state = State::open(&config.state.path).await?;
     let ids: Vec<_> = config.pairs.iter().map(|p| p.id.clone()).collect();
     let statuses = state.pair_statuses(&ids).await?;
+    let states = state.pair_states().await?;
+    let quarantined = state.quarantine_counts().await?;
     state.close().await;
+    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> =
+        statuses.iter().map(|s| (s.id.as_str(), s)).collect();
+    let now = crate::state::now_ms();
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let st = by_id.get(id.as_str());
+        let stored = states.get(id.as_str());
+        let pair_state = match (stored, st) {
+            (Some(s), _) => s.state.clone(),
+            (None, _) => crate::pairstate::PairState::Active,
+        };
+        rows.push(serde_json::json!({
+            "id": id.as_str(),
+            "state": if st.is_none() && stored.is_none() { "new" } else { pair_state.name() },
+            "reason": pair_state.reason(),
+            "until": pair_state.until(),
+            "failures": pair_state.failures(),
+            "next_run": stored.and_then(|s| s.next_run),
+            "items": st.map_or(0, |s| s.items),
+            "quarantined": quarantined.get(id.as_str()).copied().unwrap_or(0),
+            "last_success_at": st.and_then(|s| s.last_success_at),
+            "last_run": st.and_then(|s| s.last_run.as_ref()),
+        }));
+    }
+    let placement = config
+        .agents
+        .placement_warning(crate::config::online_processors());
     if json {
-        let known: std::collections::HashSet<&str> =
-            statuses.iter().map(|s| s.id.as_str()).collect();
-        let never: Vec<&str> = ids
-            .iter()
-            .map(|i| i.as_str())
-            .filter(|i| !known.contains(i))
-            .collect();
-        let v = serde_json::json!({ "pairs": statuses, "never_synced": never });
+        let v = serde_json::json!({ "pairs": rows, "agents_warning": placement });
         println!(
             "{}",
             serde_json::to_string_pretty(&v).expect("status serialises")
         );
         return Ok(EXIT_OK);
     }
-    let now = crate::state::now_ms();
-    let ago = |t: Option<i64>| {
-        t.map_or("never".to_string(), |t| {
-            format!(
-                "{} ago",
-                humantime::format_duration(std::time::Duration::from_secs(
-                    ((now - t).max(0) / 1000) as u64
-                ))
-            )
+    let when = |t: Option<i64>| {
+        t.map_or("-".to_string(), |t| {
+            let d = std::time::Duration::from_secs(((now - t).abs() / 1000) as u64);
+            let d = humantime::format_duration(d).to_string();
+            if t <= now {
+                format!("{d} ago")
+            } else {
+                format!("in {d}")
+            }
         })
     };
     println!(
-        "{:<20} {:<8} {:>6} {:<18} last pass",
-        "pair", "state", "items", "last success"
+        "{:<20} {:<8} {:<8} {:>6} {:>4} {:<18} {:<14} detail",
+        "pair", "state", "last", "items", "quar", "last success", "next run"
     );
-    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> =
-        statuses.iter().map(|s| (s.id.as_str(), s)).collect();
-    for id in &ids {
-        let Some(s) = by_id.get(id.as_str()) else {
-            println!("{:<20} {:<8} {:>6} {:<18} -", id, "new", 0, "never");
-            continue;
-        };
-        let (state, last) = match &s.last_run {
-            None => ("new".to_string(), "-".to_string()),
-            Some(r) => (
-                r.outcome.clone().unwrap_or_else(|| "running".into()), // or interrupted
-                format!(
-                    "{} {}: +{} ~{} -{} ={} !{}{}",
-                    r.kind,
-                    ago(Some(r.started_at)),
-                    r.created,
-                    r.updated,
-                    r.deleted,
-                    r.unchanged,
-                    r.failed,
-                    r.error
-                        .as_ref()
-                        .map_or(String::new(), |e| format!(" ({e})"))
-                ),
+    for (id, r) in ids.iter().zip(&rows) {
+        let last = by_id.get(id.as_str()).and_then(|s| s.last_run.as_ref());
+        let outcome = last.map_or("-".to_string(), |r| {
+            r.outcome.clone().unwrap_or_else(|| "running".into())
+        });
+        let detail = match (r["reason"].as_str(), last) {
+            (Some(reason), _) => match r["until"].as_i64() {
+                Some(u) => format!("{reason} (until {})", crate::report::time(u)),
+                None => reason.to_string(),
+            },
+            (None, Some(run)) => format!(
+                "{} {}: +{} ~{} -{} ={} !{}{}",
+                run.kind,
+                when(Some(run.started_at)),
+                run.created,
+                run.updated,
+                run.deleted,
+                run.unchanged,
+                run.failed,
+                run.error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" ({e})"))
             ),
+            (None, None) => "never synced".to_string(),
         };
         println!(
-            "{:<20} {:<8} {:>6} {:<18} {last}",
-            s.id,
-            state,
-            s.items,
-            ago(s.last_success_at)
+            "{:<20} {:<8} {:<8} {:>6} {:>4} {:<18} {:<14} {detail}",
+            id.as_str(),
+            r["state"].as_str().unwrap_or("-"),
+            outcome,
+            r["items"].as_i64().unwrap_or(0),
+            r["quarantined"].as_i64().unwrap_or(0),
+            when(r["last_success_at"].as_i64()),
+            when(r["next_run"].as_i64()),
         );
+    }
+    if let Some(w) = placement {
+        println!("warning: {w}");
     }
     Ok(EXIT_OK)
 }

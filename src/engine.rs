@@ -304,7 +304,7 @@ impl Engine {
     }
 
     /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
-    #[tracing::instrument(skip_all, fields(pair = %pair.id))]
+    #[tracing::instrument(skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
     pub async fn sync_pair(
         &self,
         pair: &PairConfig,
@@ -346,6 +346,9 @@ impl Engine {
                     .await?,
             )
         };
+        if let Some(run) = &run {
+            tracing::Span::current().record("run", run.as_str());
+        }
         // The claim is renewed while the pass runs, so a long first sync keeps it.
         let renew = async {
             if opts.dry_run {

@@ -14,6 +14,7 @@ pub mod pairstate;
 pub mod pool;
 pub mod report;
 pub mod scheduler;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;

@@ -163,6 +163,15 @@ impl State {
             .collect())
     }
 
+    /// Mapped items per pair.
+    pub async fn item_counts(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT pair_id, COUNT(*) FROM mappings GROUP BY pair_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting items"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Pairs that have had a successful pass.
     pub async fn synced_pairs(&self) -> StateResult<std::collections::HashSet<String>> {
         let rows = sqlx::query("SELECT id FROM pairs WHERE last_success_at IS NOT NULL")

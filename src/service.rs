@@ -1,0 +1,223 @@
+//! `tandem run` and the operator commands around it: `agents`, `quarantine`, `enable`/`disable`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::cli::{EXIT_FATAL, EXIT_OK, Failure, usage};
+use crate::config::{Config, online_processors};
+use crate::engine::Engine;
+use crate::pairstate::PairState;
+use crate::pool::{self, Pool};
+use crate::scheduler::Policy;
+use crate::state::State;
+use crate::types::PairId;
+
+/// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
+/// few seconds, claims are released, exit 0.
+pub async fn serve(file: &Path) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let state = State::open(&config.state.path).await?;
+    let online = online_processors();
+    if let Some(w) = config.agents.placement_warning(online) {
+        warn!("{w}");
+    }
+    let engine = Arc::new(Engine::new(&config, state.clone()));
+    let specs = pool::plan(&config);
+    for s in &specs {
+        info!(
+            agent = s.index,
+            processor = s.processor,
+            pairs = s.pairs.len(),
+            "agent planned"
+        );
+    }
+    info!(
+        agents = specs.len(),
+        pairs = config.pairs.len(),
+        holder = engine.holder(),
+        "tandem run: starting"
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure {
+        code: EXIT_FATAL,
+        message: format!("cannot listen for SIGTERM: {e}"),
+    })?;
+    let pool = Pool::start(
+        specs,
+        engine.clone(),
+        Policy::from_config(&config),
+        config.agents.passes,
+    )
+    .map_err(|e| Failure {
+        code: EXIT_FATAL,
+        message: format!("cannot start the agents: {e}"),
+    })?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        _ = terminate.recv() => info!("SIGTERM: stopping"),
+    }
+    pool.stop();
+    let _ = tokio::task::spawn_blocking(move || pool.join()).await;
+    // Passes abandoned at the deadline did not release their claims.
+    state.release_claims(engine.holder()).await?;
+    state.close().await;
+    info!("stopped");
+    Ok(EXIT_OK)
+}
+
+#[derive(serde::Serialize)]
+struct AgentRow {
+    agent: usize,
+    processor: usize,
+    pairs: usize,
+    items: i64,
+}
+
+/// `tandem agents`: agent → processor → pairs (items), and the idle-processor warning.
+pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let items: HashMap<String, i64> = if config.state.path.exists() {
+        let state = State::open(&config.state.path).await?;
+        let counts = state.item_counts().await?;
+        state.close().await;
+        counts
+    } else {
+        HashMap::new()
+    };
+    let online = online_processors();
+    let rows: Vec<AgentRow> = pool::plan(&config)
+        .into_iter()
+        .map(|s| AgentRow {
+            agent: s.index,
+            processor: s.processor,
+            pairs: s.pairs.len(),
+            items: s
+                .pairs
+                .iter()
+                .map(|p| items.get(p.id.as_str()).copied().unwrap_or(0))
+                .sum(),
+        })
+        .collect();
+    let warning = config.agents.placement_warning(online);
+    if json {
+        let v =
+            serde_json::json!({ "online_processors": online, "agents": rows, "warning": warning });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("agents serialise")
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<6} {:>9} {:>6} {:>8}",
+        "agent", "processor", "pairs", "items"
+    );
+    for r in &rows {
+        println!(
+            "{:<6} {:>9} {:>6} {:>8}",
+            r.agent, r.processor, r.pairs, r.items
+        );
+    }
+    let mut per = vec![0; online];
+    for r in &rows {
+        if let Some(n) = per.get_mut(r.processor) {
+            *n += 1;
+        }
+    }
+    let spread: Vec<String> = per
+        .iter()
+        .enumerate()
+        .map(|(p, n)| format!("{p}: {n}"))
+        .collect();
+    println!(
+        "agents per processor ({online} online): {}",
+        spread.join(", ")
+    );
+    if let Some(w) = warning {
+        println!("warning: {w}");
+    }
+    Ok(EXIT_OK)
+}
+
+fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
+    config.pair(id).map(|p| p.id.clone()).ok_or_else(|| {
+        usage(format!(
+            "{}: pairs: no pair with id {id:?}",
+            config.file.display()
+        ))
+    })
+}
+
+pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
+    let state = State::open(&config.state.path).await?;
+    let entries = state.quarantine_list(pair.as_ref()).await?;
+    state.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("quarantine serialises")
+        );
+        return Ok(EXIT_OK);
+    }
+    if entries.is_empty() {
+        println!("no failed or quarantined items");
+    }
+    for e in &entries {
+        let what = if e.quarantined {
+            if e.retry {
+                "quarantined, retry asked"
+            } else {
+                "quarantined"
+            }
+        } else {
+            "failing"
+        };
+        println!(
+            "pair {}: {} [{what}, {} failure(s), first {}, last {}]\n  identity {}\n  {}",
+            e.pair,
+            e.href,
+            e.count,
+            crate::report::time(e.first_seen),
+            crate::report::time(e.last_seen),
+            e.identity,
+            e.error
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
+    let state = State::open(&config.state.path).await?;
+    let n = state.quarantine_retry(pair.as_ref()).await?;
+    state.close().await;
+    println!("{n} quarantined item(s) will be tried again on their pair's next pass");
+    Ok(EXIT_OK)
+}
+
+/// `disable` (with a reason) or `enable` (`None`).
+pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let pair = config.pair(id).cloned().ok_or_else(|| {
+        usage(format!(
+            "{}: pairs: no pair with id {id:?}",
+            config.file.display()
+        ))
+    })?;
+    let state = State::open(&config.state.path).await?;
+    state.ensure_pair(&pair).await?;
+    let new = match disable {
+        Some(reason) => PairState::Disabled { reason },
+        None => PairState::Active,
+    };
+    state.set_pair_state(&pair.id, &new, None).await?;
+    state.close().await;
+    println!("pair {}: {}", pair.id, new.name());
+    Ok(EXIT_OK)
+}
