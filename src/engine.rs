@@ -48,6 +48,8 @@ pub struct Engine {
     /// Who this process is, in pair claims ("pid 1234 ab12cd34").
     holder: String,
     claim_ttl: std::time::Duration,
+    /// Set when the service stops: passes finish the writes in flight and start no more.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a pair claim lasts without renewal (a crashed holder's claim lapses after this).
@@ -125,6 +127,7 @@ impl Engine {
             clock: system_clock(),
             holder: process_holder(),
             claim_ttl: CLAIM_TTL,
+            stopping: Arc::default(),
         }
     }
 
@@ -143,6 +146,7 @@ impl Engine {
             clock: system_clock(),
             holder: process_holder(),
             claim_ttl: CLAIM_TTL,
+            stopping: Arc::default(),
         }
     }
 
@@ -161,6 +165,12 @@ impl Engine {
     pub fn with_holder(mut self, holder: impl Into<String>) -> Engine {
         self.holder = holder.into();
         self
+    }
+
+    /// Passes in progress stop after the writes in flight; their mappings are recorded.
+    pub fn request_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn holder(&self) -> &str {
@@ -869,7 +879,10 @@ impl Engine {
                 .map(|a| {
                     let (halted, tgt) = (&halted, &tgt);
                     async move {
-                        if halted.load(std::sync::atomic::Ordering::Relaxed) {
+                        // A stopping service lets writes in flight finish and starts no more.
+                        if halted.load(std::sync::atomic::Ordering::Relaxed)
+                            || self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+                        {
                             return Ok(Done::NotRun);
                         }
                         self.execute(pair, &**tgt, tcal, a).await
@@ -936,7 +949,8 @@ impl Engine {
             }
         }
         let mut synced: Vec<Href> = outside_gone.clone();
-        if halt.is_none() {
+        let cut_short = halt.is_some() || left > 0;
+        if !cut_short {
             synced.extend(
                 src_fetch
                     .iter()
@@ -962,7 +976,7 @@ impl Engine {
         }
         // What was read and is now written, in step or deleted needs no remembering; after a
         // failure only what is known gone is forgotten (the rest is read again next pass).
-        if report.failed == 0 && halt.is_none() {
+        if report.failed == 0 && !cut_short {
             outside_gone.extend(src_fetch);
             outside_gone.extend(injected);
             outside_gone.extend(source.deleted.iter().cloned());
@@ -978,6 +992,13 @@ impl Engine {
                     "target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass",
                     pair.target
                 ),
+            ));
+        }
+        if left > 0 {
+            report.interrupted = true;
+            return Err(PassError::Pair(
+                ErrorKind::Transient,
+                format!("interrupted: tandem is stopping; {left} change(s) left for the next pass"),
             ));
         }
 

@@ -85,6 +85,7 @@ pub fn plan(config: &Config) -> Vec<AgentSpec> {
 pub struct Pool {
     threads: Vec<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    engine: Arc<Engine>,
 }
 
 impl Pool {
@@ -126,11 +127,17 @@ impl Pool {
                 })?;
             threads.push(thread);
         }
-        Ok(Pool { threads, stop })
+        Ok(Pool {
+            threads,
+            stop,
+            engine,
+        })
     }
 
-    /// Asks every agent to stop: no new passes; in-flight ones get `STOP_GRACE` to finish.
+    /// Asks every agent to stop: no new passes; passes in progress finish the writes in flight
+    /// (recording them) and start no more, within `STOP_GRACE` or they are abandoned.
     pub fn stop(&self) {
+        self.engine.request_stop();
         let _ = self.stop.send(true);
     }
 

@@ -43,6 +43,9 @@ pub struct PairReport {
     /// Another process is syncing this pair: it was skipped, not failed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub busy: bool,
+    /// The pass stopped early because tandem is stopping.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
     pub failures: Vec<ItemFailure>,

@@ -246,13 +246,14 @@ async fn run_pair(
         _ => {}
     }
     let report = engine.sync_pair(&pair, PassOptions::default()).await?;
-    let (state, next_run) = if report.busy {
+    // Skipped (another process holds the pair) or cut short by a stop: the pair's state stands.
+    let (state, next_run) = if report.busy || report.interrupted {
         (prev.clone(), now_ms + policy.next_interval())
     } else {
-        let state = next_state(&prev, &report, crate::state::now_ms(), &policy);
+        let state = next_state(&prev, &report, now_ms, &policy);
         let next = state
             .until()
-            .unwrap_or_else(|| crate::state::now_ms() + policy.next_interval());
+            .unwrap_or_else(|| now_ms + policy.next_interval());
         (state, next)
     };
     if !report.busy {
