@@ -554,7 +554,13 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             "reason": pair_state.reason(),
             "until": pair_state.until(),
             "failures": pair_state.failures(),
-            "next_run": stored.and_then(|s| s.next_run),
+            // An active pair runs an interval after its last pass started (the service does
+            // not record that time for every quiet pass).
+            "next_run": match (&pair_state, st.and_then(|s| s.last_run.as_ref())) {
+                (crate::pairstate::PairState::Active, Some(run)) => Some(run.started_at + config.sync.interval.as_millis() as i64),
+                (crate::pairstate::PairState::Active, None) => None,
+                _ => stored.and_then(|s| s.next_run),
+            },
             "items": st.map_or(0, |s| s.items),
             "quarantined": quarantined.get(id.as_str()).copied().unwrap_or(0),
             "last_success_at": st.and_then(|s| s.last_success_at),

@@ -470,27 +470,69 @@ impl Engine {
             let (check, changes) = tokio::join!(check, tgt.changes(tcal, target_token.as_ref()));
             check.and(changes)
         };
-        let recorded = async {
-            if !known {
-                return Ok((Prior::new(), Vec::new(), HashMap::new()));
+        let pending_read = async {
+            if known {
+                self.state.pendings(&pair.id).await
+            } else {
+                Ok(Vec::new())
             }
-            let prior: Prior = self
-                .state
-                .mappings(&pair.id)
-                .await?
+        };
+        let (changes, target_changes, pending) =
+            tokio::join!(source_side, target_side, pending_read);
+        let pending = pending?;
+        let changes = changes.map_err(named(&*src, "source", &pair.source))?;
+        let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
+        let now = (self.clock)();
+        let window_key = self.window.key();
+
+        // Nothing moved on either side since the last pass (the usual case for a service passing
+        // thousands of pairs): unless something is due, there is nothing to read or plan.
+        let quiet = known
+            && !opts.full
+            && !changes.complete
+            && !target_changes.complete
+            && changes.changed.is_empty()
+            && changes.deleted.is_empty()
+            && target_changes.changed.is_empty()
+            && target_changes.deleted.is_empty()
+            && pending.is_empty();
+        if quiet {
+            let (due, held) = tokio::join!(
+                self.state
+                    .outside_window(&pair.id, now.timestamp(), &window_key, false),
+                self.state.quarantine_rows(&pair.id)
+            );
+            if due?.is_empty() && held?.iter().all(|q| q.quarantined && !q.retry) {
+                report.unchanged = self.state.mapping_count(&pair.id).await?;
+                if opts.dry_run {
+                    return Ok(());
+                }
+                if changes.token != token {
+                    self.state
+                        .set_watermark(&pair.id, Side::A, changes.token.as_ref())
+                        .await?;
+                }
+                if target_changes.token != target_token {
+                    self.state
+                        .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
+                        .await?;
+                }
+                return Ok(());
+            }
+        }
+        let (prior, mut index) = if known {
+            let (mappings, index) = tokio::join!(
+                self.state.mappings(&pair.id),
+                self.state.target_index(&pair.id)
+            );
+            let prior: Prior = mappings?
                 .into_iter()
                 .map(|m| (m.a_href.clone(), m))
                 .collect();
-            Ok::<_, StateError>((
-                prior,
-                self.state.pendings(&pair.id).await?,
-                self.state.target_index(&pair.id).await?,
-            ))
+            (prior, index?)
+        } else {
+            (Prior::new(), HashMap::new())
         };
-        let (changes, target_changes, recorded) = tokio::join!(source_side, target_side, recorded);
-        let (prior, pending, mut index) = recorded?;
-        let changes = changes.map_err(named(&*src, "source", &pair.source))?;
-        let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
 
         let mut source = SourceSnapshot {
             items: changes
@@ -512,8 +554,6 @@ impl Engine {
         // so they are read as if listed. A complete listing lists whatever still exists (a
         // remembered item it does not list is gone), and lists the ones not yet due as well:
         // those are not read again while their etag holds.
-        let now = (self.clock)();
-        let window_key = self.window.key();
         // Items quarantined after repeated permanent failures are held the same way while
         // their etag holds; one an operator asked to retry (or not yet quarantined) is read.
         let mut outside_gone: Vec<Href> = Vec::new();
@@ -1004,14 +1044,19 @@ impl Engine {
 
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
-            self.state
-                .set_watermark(&pair.id, Side::A, changes.token.as_ref())
-                .await?;
+            // Unchanged tokens (a quiet calendar) need no write.
+            if changes.token != token {
+                self.state
+                    .set_watermark(&pair.id, Side::A, changes.token.as_ref())
+                    .await?;
+            }
             // Taken before this pass wrote: our own writes show up next time with the etags
             // just recorded (a no-op), and nobody else's edit in between is missed.
-            self.state
-                .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
-                .await?;
+            if target_changes.token != target_token {
+                self.state
+                    .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -117,16 +117,39 @@ pub struct Held {
     pub expires_at: i64,
 }
 
+fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: i64) -> PairState {
+    let (reason, until) = (reason.unwrap_or_default(), until.unwrap_or(0));
+    match name {
+        "paused" => PairState::Paused { reason, until },
+        "backoff" => PairState::Backoff {
+            reason,
+            failures: failures as u32,
+            until,
+        },
+        "disabled" => PairState::Disabled { reason },
+        _ => PairState::Active,
+    }
+}
+
 impl State {
     pub async fn pair_state(&self, pair: &PairId) -> StateResult<StoredState> {
-        Ok(self
-            .pair_states()
-            .await
-            .map(|mut all| all.remove(pair.as_str()))?
-            .unwrap_or(StoredState {
+        let row = sqlx::query(
+            "SELECT state, reason, until, failures, next_run FROM pair_states WHERE pair_id = ?",
+        )
+        .bind(pair.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err("reading pair state"))?;
+        Ok(row.map_or(
+            StoredState {
                 state: PairState::Active,
                 next_run: None,
-            }))
+            },
+            |r| StoredState {
+                state: read_state(r.get(0), r.get(1), r.get(2), r.get(3)),
+                next_run: r.get(4),
+            },
+        ))
     }
 
     /// Every stored pair state, by pair id (pairs without a row are active).
@@ -140,18 +163,7 @@ impl State {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let reason = r.get::<Option<String>, _>(2).unwrap_or_default();
-                let until = r.get::<Option<i64>, _>(3).unwrap_or(0);
-                let state = match r.get::<&str, _>(1) {
-                    "paused" => PairState::Paused { reason, until },
-                    "backoff" => PairState::Backoff {
-                        reason,
-                        failures: r.get::<i64, _>(4) as u32,
-                        until,
-                    },
-                    "disabled" => PairState::Disabled { reason },
-                    _ => PairState::Active,
-                };
+                let state = read_state(r.get(1), r.get(2), r.get(3), r.get(4));
                 (
                     r.get::<String, _>(0),
                     StoredState {
@@ -161,6 +173,16 @@ impl State {
                 )
             })
             .collect())
+    }
+
+    /// Mapped items of one pair.
+    pub async fn mapping_count(&self, pair: &PairId) -> StateResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mappings WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("counting items"))?;
+        Ok(n as u64)
     }
 
     /// Mapped items per pair.

@@ -256,7 +256,11 @@ async fn run_pair(
             .unwrap_or_else(|| now_ms + policy.next_interval());
         (state, next)
     };
-    if !report.busy {
+    // An active pair that stays active needs no write (the common, quiet case).
+    if !report.busy
+        && !report.interrupted
+        && !(state == PairState::Active && prev == PairState::Active)
+    {
         engine
             .state
             .set_pair_state(&pair.id, &state, Some(next_run))

@@ -146,6 +146,9 @@ pub struct State {
     pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Passes kept in the run history per pair.
+pub const RUNS_KEPT: i64 = 50;
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -223,8 +226,16 @@ impl State {
     /// Records a configured pair. If its calendars changed since the state last saw it, the old
     /// mappings and watermarks describe other calendars and are dropped.
     pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
+        // Almost always the pair is known and unchanged: one read, no write.
+        if self
+            .pair_calendars(&pair.id)
+            .await?
+            .is_some_and(|(x, y)| x == a && y == b)
+        {
+            return Ok(());
+        }
+        let _turn = self.writer.lock().await;
         let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
         let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
             .bind(pair.id.as_str())
@@ -634,6 +645,27 @@ impl State {
         tx.commit().await.map_err(self.err("updating target index"))
     }
 
+    /// Both sides' watermarks in one read.
+    pub async fn watermarks(
+        &self,
+        pair: &PairId,
+    ) -> StateResult<(Option<SyncToken>, Option<SyncToken>)> {
+        let rows = sqlx::query("SELECT side, token FROM watermarks WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading watermark"))?;
+        let mut out = (None, None);
+        for r in rows {
+            let token = Some(SyncToken::new(r.get::<&str, _>(1)));
+            match r.get::<&str, _>(0) {
+                "a" => out.0 = token,
+                _ => out.1 = token,
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn watermark(&self, pair: &PairId, side: Side) -> StateResult<Option<SyncToken>> {
         let row = sqlx::query("SELECT token FROM watermarks WHERE pair_id = ? AND side = ?")
             .bind(pair.as_str())
@@ -715,6 +747,20 @@ impl State {
         .execute(&mut *tx)
         .await
         .map_err(self.err("recording run"))?;
+        // A service passes every pair every minute for months: keep the recent history only
+        // (pruned now and then, not on every pass).
+        if fastrand::u8(..) < 16 {
+            sqlx::query(
+            "DELETE FROM runs WHERE pair_id = ? AND started_at < \
+             (SELECT started_at FROM runs WHERE pair_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(pair.as_str())
+        .bind(pair.as_str())
+        .bind(RUNS_KEPT - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("recording run"))?;
+        }
         if outcome == Outcome::Ok {
             sqlx::query("UPDATE pairs SET last_success_at = ? WHERE id = ?")
                 .bind(now)

@@ -206,8 +206,17 @@ impl CalendarStore for MemoryStore {
     async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
         let mut g = self.lock();
         g.enter("changes")?;
-        let token = Some(SyncToken::new(format!("mem-{}", g.revision)));
         let c = g.calendar(cal)?;
+        // The calendar's own last change, as a server's per-collection token: unchanged while
+        // the calendar is.
+        let latest = c
+            .items
+            .values()
+            .map(|s| s.revision)
+            .chain(c.tombstones.values().copied())
+            .max()
+            .unwrap_or(0);
+        let token = Some(SyncToken::new(format!("mem-{latest}")));
         let version = |(h, s): (&Href, &Stored)| ItemVersion {
             href: h.clone(),
             etag: s.etag.clone(),

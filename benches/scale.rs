@@ -1,0 +1,312 @@
+//! Scale simulation of the service: 10,000 pairs × 50 items on the memory backend, every request
+//! delayed 5 ms, at most 32 requests at once per server, 2 pinned agents. After the first sync,
+//! every minute 1% of the pairs get a source change (at random moments); the figures are the
+//! latency from each change to its target write, the CPU time used, and the peak RSS.
+//!
+//! `cargo bench --bench scale`. Smaller runs: `TANDEM_SCALE_PAIRS`, `TANDEM_SCALE_ITEMS`,
+//! `TANDEM_SCALE_MINUTES` (default 10000, 50, 3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tandem::config::PairConfig;
+use tandem::engine::{Engine, target_name};
+use tandem::error::StoreResult;
+use tandem::item::Rewriter;
+use tandem::pool::{self, AgentSpec, Pool};
+use tandem::scheduler::Policy;
+use tandem::state::State;
+use tandem::store::memory::MemoryStore;
+use tandem::store::{CalendarStore, Changes, Fetched, ItemVersion};
+use tandem::types::{CalendarPath, Etag, Href, PairId, SyncToken};
+
+const DELAY: Duration = Duration::from_millis(5);
+const CAP: usize = 32;
+const INTERVAL: Duration = Duration::from_secs(30);
+
+/// Changes waiting for their target write: target href → when the source changed.
+type Waiting = Mutex<HashMap<Href, Instant>>;
+
+/// A server: the memory store behind a fixed delay per request and a concurrency cap.
+struct Server {
+    inner: Arc<MemoryStore>,
+    slots: tokio::sync::Semaphore,
+    creates: AtomicU64,
+    waiting: Option<Arc<Waiting>>,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Server {
+    fn new(inner: Arc<MemoryStore>, waiting: Option<Arc<Waiting>>) -> Server {
+        Server {
+            inner,
+            slots: tokio::sync::Semaphore::new(CAP),
+            creates: AtomicU64::new(0),
+            waiting,
+            latencies: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let permit = self.slots.acquire().await.expect("never closed");
+        tokio::time::sleep(DELAY).await;
+        permit
+    }
+
+    fn written(&self, href: &Href) {
+        if let Some(w) = &self.waiting
+            && let Some(at) = w.lock().unwrap().remove(href)
+        {
+            self.latencies.lock().unwrap().push(at.elapsed());
+        }
+    }
+}
+
+#[async_trait]
+impl CalendarStore for Server {
+    fn describe(&self) -> String {
+        "simulated server".into()
+    }
+    async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {
+        let _t = self.turn().await;
+        self.inner.check_calendar(cal).await
+    }
+    async fn list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
+        let _t = self.turn().await;
+        self.inner.list(cal).await
+    }
+    async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
+        let _t = self.turn().await;
+        self.inner.changes(cal, since).await
+    }
+    async fn fetch(&self, cal: &CalendarPath, hrefs: &[Href]) -> StoreResult<Vec<Fetched>> {
+        let _t = self.turn().await;
+        self.inner.fetch(cal, hrefs).await
+    }
+    async fn create(&self, cal: &CalendarPath, name: &str, data: &str) -> StoreResult<ItemVersion> {
+        let _t = self.turn().await;
+        let v = self.inner.create(cal, name, data).await?;
+        self.creates.fetch_add(1, Ordering::Relaxed);
+        self.written(&v.href);
+        Ok(v)
+    }
+    async fn update(&self, href: &Href, etag: &Etag, data: &str) -> StoreResult<Etag> {
+        let _t = self.turn().await;
+        let e = self.inner.update(href, etag, data).await?;
+        self.written(href);
+        Ok(e)
+    }
+    async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
+        let _t = self.turn().await;
+        self.inner.delete(href, etag).await
+    }
+    fn parallelism(&self) -> usize {
+        CAP
+    }
+}
+
+fn ics(pair: usize, item: usize, version: u32) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//sim//EN\r\nBEGIN:VEVENT\r\nUID:u{pair}-{item}@old.example\r\n\
+         DTSTAMP:20261101T000000Z\r\nDTSTART:20261201T{:02}0000Z\r\nSUMMARY:Meeting {item} v{version}\r\n\
+         ORGANIZER:mailto:u{pair}@old.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        item % 24
+    )
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Process CPU time (user + system) from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name; ticks of 1/100 s.
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+fn rss_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let pairs = env("TANDEM_SCALE_PAIRS", 10_000);
+    let items = env("TANDEM_SCALE_ITEMS", 50);
+    let minutes = env("TANDEM_SCALE_MINUTES", 3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let source = Arc::new(MemoryStore::new());
+    let target = Arc::new(MemoryStore::new());
+    let mut configs = Vec::with_capacity(pairs);
+    for p in 0..pairs {
+        let (scal, tcal): (CalendarPath, CalendarPath) = (
+            format!("/u{p}/").parse().unwrap(),
+            format!("/u{p}/").parse().unwrap(),
+        );
+        source.add_calendar(&scal);
+        target.add_calendar(&tcal);
+        for i in 0..items {
+            source.put(&scal, &format!("{i}.ics"), &ics(p, i, 0));
+        }
+        configs.push(PairConfig {
+            id: format!("u{p}").parse::<PairId>().unwrap(),
+            source: format!("old:/u{p}/").parse().unwrap(),
+            target: format!("new:/u{p}/").parse().unwrap(),
+        });
+    }
+    let seeded_rss = rss_mb("VmRSS:");
+    println!(
+        "seeded {pairs} pairs × {items} items; RSS with the simulated source data: {seeded_rss:.0} MB"
+    );
+
+    let waiting: Arc<Waiting> = Arc::default();
+    let src = Arc::new(Server::new(source.clone(), None));
+    let tgt = Arc::new(Server::new(target.clone(), Some(waiting.clone())));
+    let state = runtime
+        .block_on(State::open(&dir.path().join("state.db")))
+        .unwrap();
+    let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
+        ("old".to_string(), src.clone() as Arc<dyn CalendarStore>),
+        ("new".to_string(), tgt.clone() as _),
+    ]
+    .into();
+    let rewriter = Rewriter::new([("old.example".to_string(), "new.example".to_string())], []);
+    let engine = Arc::new(Engine::with_stores(state, stores, rewriter));
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ids: Vec<PairId> = configs.iter().map(|c| c.id.clone()).collect();
+    let mut specs: Vec<AgentSpec> = (0..2)
+        .map(|i| AgentSpec {
+            index: i,
+            processor: i % online,
+            pairs: Vec::new(),
+        })
+        .collect();
+    for (c, a) in configs.iter().zip(pool::assign(&ids, 2)) {
+        specs[a].pairs.push(c.clone());
+    }
+    let policy = Policy {
+        interval: INTERVAL,
+        pause: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(300),
+        jitter: 0.1,
+    };
+
+    let started = Instant::now();
+    let cpu0 = cpu_time();
+    let pool = Pool::start(specs, engine.clone(), policy, 8).unwrap();
+    let total = (pairs * items) as u64;
+    while tgt.creates.load(Ordering::Relaxed) < total {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first = started.elapsed();
+    let first_cpu = cpu_time() - cpu0;
+    println!(
+        "first sync: {total} items in {:.1} s ({:.0} items/s), CPU {:.1} s",
+        first.as_secs_f64(),
+        total as f64 / first.as_secs_f64(),
+        first_cpu.as_secs_f64()
+    );
+
+    // Steady state: every minute 1% of the pairs change one item each, at random moments.
+    let steady = Instant::now();
+    let cpu1 = cpu_time();
+    let per_minute = (pairs / 100).max(1);
+    let mut version = 1;
+    for minute in 0..minutes {
+        let mut moments: Vec<(Duration, usize)> = (0..per_minute)
+            .map(|_| {
+                (
+                    Duration::from_millis(fastrand::u64(0..60_000)),
+                    fastrand::usize(0..pairs),
+                )
+            })
+            .collect();
+        moments.sort();
+        let base = Instant::now();
+        for (at, p) in moments {
+            if let Some(wait) = at.checked_sub(base.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let i = fastrand::usize(0..items);
+            let cal: CalendarPath = format!("/u{p}/").parse().unwrap();
+            let href = cal.join(&target_name(&format!("u{p}-{i}@old.example")));
+            waiting
+                .lock()
+                .unwrap()
+                .entry(href)
+                .or_insert_with(Instant::now);
+            source.put(&cal, &format!("{i}.ics"), &ics(p, i, version));
+            version += 1;
+        }
+        if let Some(rest) = Duration::from_secs(60).checked_sub(base.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        println!("minute {}: {per_minute} changes", minute + 1);
+    }
+    // Let the last changes land (at most two intervals), then stop.
+    let drain = Instant::now();
+    while !waiting.lock().unwrap().is_empty() && drain.elapsed() < INTERVAL * 2 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let steady_wall = steady.elapsed();
+    let steady_cpu = cpu_time() - cpu1;
+    pool.stop();
+    pool.join();
+
+    let mut lat = tgt.latencies.lock().unwrap().clone();
+    lat.sort();
+    let missing = waiting.lock().unwrap().len();
+    let peak = rss_mb("VmHWM:");
+    println!(
+        "steady state: {} changes over {minutes} min, {} written, {missing} not written",
+        lat.len() + missing,
+        lat.len()
+    );
+    println!(
+        "latency source change → target write: p50 {:.1} s, p99 {:.1} s, max {:.1} s (interval {} s ±10%)",
+        percentile(&lat, 0.5).as_secs_f64(),
+        percentile(&lat, 0.99).as_secs_f64(),
+        lat.last().copied().unwrap_or_default().as_secs_f64(),
+        INTERVAL.as_secs()
+    );
+    println!(
+        "CPU in steady state: {:.1} s over {:.0} s = {:.2} cores",
+        steady_cpu.as_secs_f64(),
+        steady_wall.as_secs_f64(),
+        steady_cpu.as_secs_f64() / steady_wall.as_secs_f64()
+    );
+    println!(
+        "peak RSS {peak:.0} MB, of which about {:.0} MB is the simulated servers' data (source seeded: {seeded_rss:.0} MB, target the same again)",
+        (2.0 * seeded_rss).min(peak)
+    );
+}
