@@ -55,12 +55,32 @@ pub struct Engine {
 /// How long a pair claim lasts without renewal (a crashed holder's claim lapses after this).
 pub const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
+}
+
+/// "HOST pid N TAG": who holds a claim, and enough to tell whether it still runs.
 fn process_holder() -> String {
     format!(
-        "pid {} {}",
+        "{} pid {} {}",
+        hostname(),
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
+}
+
+/// Whether `holder` is a process of this machine that no longer runs (killed, crashed).
+fn holder_is_gone(holder: &str) -> bool {
+    match holder.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [host, "pid", pid, _] => {
+            *host == hostname()
+                && pid
+                    .parse::<u32>()
+                    .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        }
+        _ => false,
+    }
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -330,14 +350,24 @@ impl Engine {
                 .claim(&pair.id, &self.holder, self.claim_ttl)
                 .await?
             {
-                report.busy = true;
-                report.error = Some(format!(
-                    "pair is being synced by {} (claim expires {}); skipped this time",
-                    held.holder,
-                    crate::report::time(held.expires_at)
-                ));
-                warn!(holder = %held.holder, "pair is being synced elsewhere; skipped");
-                return Ok(report);
+                // A holder on this machine that no longer runs (killed mid-pass) is not waited out.
+                let gone = holder_is_gone(&held.holder)
+                    && self
+                        .state
+                        .take_over_claim(&pair.id, &held.holder, &self.holder, self.claim_ttl)
+                        .await?;
+                if gone {
+                    info!(was = %held.holder, "took over the claim of a process that is gone");
+                } else {
+                    report.busy = true;
+                    report.error = Some(format!(
+                        "pair is being synced by {} (claim expires {}); skipped this time",
+                        held.holder,
+                        crate::report::time(held.expires_at)
+                    ));
+                    warn!(holder = %held.holder, "pair is being synced elsewhere; skipped");
+                    return Ok(report);
+                }
             }
         }
         let run = if opts.dry_run {

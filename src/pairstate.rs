@@ -272,6 +272,28 @@ impl State {
         }))
     }
 
+    /// Takes over a claim from `from` (a holder known to be dead), if it still holds it.
+    pub async fn take_over_claim(
+        &self,
+        pair: &PairId,
+        from: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StateResult<bool> {
+        let _turn = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE pair_claims SET holder = ?, expires_at = ? WHERE pair_id = ? AND holder = ?",
+        )
+        .bind(holder)
+        .bind(now_ms() + ttl.as_millis() as i64)
+        .bind(pair.as_str())
+        .bind(from)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("claiming pair"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn release_claim(&self, pair: &PairId, holder: &str) -> StateResult<()> {
         let _turn = self.writer.lock().await;
         sqlx::query("DELETE FROM pair_claims WHERE pair_id = ? AND holder = ?")

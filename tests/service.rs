@@ -446,6 +446,41 @@ async fn two_processes_never_sync_one_pair_at_once() {
         .await
         .unwrap();
     assert!(r.ok() && !r.busy, "{r:?}");
+    // A holder on this machine that was killed (its pid is gone) is not waited out.
+    let mut child = Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let dead = format!("{} pid {} 0badc0de", host.trim(), child.id());
+    assert!(
+        other_state
+            .claim(&m.pair.id, &dead, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let r = m
+        .engine
+        .sync_pair(&m.pair, PassOptions::default())
+        .await
+        .unwrap();
+    assert!(r.ok() && !r.busy, "{r:?}");
+    // A live one is waited for, however its name reads.
+    let alive = format!("{} pid {} 0badc0de", host.trim(), std::process::id());
+    assert!(
+        other_state
+            .claim(&m.pair.id, &alive, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        m.engine
+            .sync_pair(&m.pair, PassOptions::default())
+            .await
+            .unwrap()
+            .busy
+    );
+    other_state.release_claim(&m.pair.id, &alive).await.unwrap();
     // A crashed holder's claim lapses by itself.
     assert!(
         other_state
