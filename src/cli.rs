@@ -115,6 +115,12 @@ enum Command {
         #[command(subcommand)]
         action: QuarantineAction,
     },
+    /// Calendar leases: list them, or take and give one back by hand (an operator pausing sync
+    /// on a calendar while another tool repairs it).
+    Lock {
+        #[command(subcommand)]
+        action: LockAction,
+    },
     /// Stop syncing a pair until `enable` (the service skips it; `sync` still runs it on demand).
     Disable {
         #[arg(long = "pair", value_name = "ID")]
@@ -127,6 +133,33 @@ enum Command {
     Enable {
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LockAction {
+    /// Every calendar lease: holder, kind, token, expiry.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a calendar's lease (exit 3 with the current holder if someone else has it).
+    Acquire {
+        /// SERVER:PATH, as in the pairs.
+        #[arg(long)]
+        calendar: String,
+        #[arg(long)]
+        holder: String,
+        /// How long before the lease lapses by itself.
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+    },
+    /// Give a calendar's lease back.
+    Release {
+        #[arg(long)]
+        calendar: String,
+        #[arg(long)]
+        holder: String,
     },
 }
 
@@ -268,6 +301,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             QuarantineAction::Retry { pair } => {
                 crate::service::quarantine_retry(&cli.config, pair.as_deref()).await
+            }
+        },
+        Command::Lock { action } => match action {
+            LockAction::List { json } => crate::service::lock_list(&cli.config, json).await,
+            LockAction::Acquire {
+                calendar,
+                holder,
+                ttl,
+            } => crate::service::lock_acquire(&cli.config, &calendar, &holder, &ttl).await,
+            LockAction::Release { calendar, holder } => {
+                crate::service::lock_release(&cli.config, &calendar, &holder).await
             }
         },
         Command::Disable { pair, reason } => {
@@ -536,6 +580,14 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let statuses = state.pair_statuses(&ids).await?;
     let states = state.pair_states().await?;
     let quarantined = state.quarantine_counts().await?;
+    let now_ms = crate::state::now_ms();
+    let locks: std::collections::HashMap<String, crate::lease::Lease> = state
+        .leases()
+        .await?
+        .into_iter()
+        .filter(|l| l.expires_at > now_ms)
+        .map(|l| (l.calendar.clone(), l))
+        .collect();
     state.close().await;
     let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> =
         statuses.iter().map(|s| (s.id.as_str(), s)).collect();
@@ -563,6 +615,9 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             },
             "items": st.map_or(0, |s| s.items),
             "quarantined": quarantined.get(id.as_str()).copied().unwrap_or(0),
+            "lock": config.pair(id.as_str()).and_then(|p| locks.get(&p.target.to_string())).map(|l| serde_json::json!({
+                "holder": l.holder, "kind": l.kind, "token": l.token, "until": l.expires_at,
+            })),
             "last_success_at": st.and_then(|s| s.last_success_at),
             "last_run": st.and_then(|s| s.last_run.as_ref()),
         }));
@@ -598,6 +653,14 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         let outcome = last.map_or("-".to_string(), |r| {
             r.outcome.clone().unwrap_or_else(|| "running".into())
         });
+        let lock = r["lock"].as_object().map(|l| {
+            format!(
+                "locked by {} ({}) until {}; ",
+                l["holder"].as_str().unwrap_or("?"),
+                l["kind"].as_str().unwrap_or("?"),
+                crate::report::time(l["until"].as_i64().unwrap_or(0))
+            )
+        });
         let detail = match (r["reason"].as_str(), last) {
             (Some(reason), _) => match r["until"].as_i64() {
                 Some(u) => format!("{reason} (until {})", crate::report::time(u)),
@@ -618,6 +681,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             ),
             (None, None) => "never synced".to_string(),
         };
+        let detail = format!("{}{detail}", lock.unwrap_or_default());
         println!(
             "{:<20} {:<8} {:<8} {:>6} {:>4} {:<18} {:<14} {detail}",
             id.as_str(),

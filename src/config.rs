@@ -80,6 +80,9 @@ pub struct SyncConfig {
     pub pause: Duration,
     /// The longest wait between retries of a failing pair.
     pub backoff_max: Duration,
+    /// How long a calendar lease lasts without renewal (a stalled or crashed holder loses it
+    /// after this).
+    pub lease_ttl: Duration,
     pub window_past: Option<Duration>,
     pub window_future: Option<Duration>,
     pub extras: Extras,
@@ -224,6 +227,7 @@ struct RawSync {
     interval: Option<String>,
     pause: Option<String>,
     backoff_max: Option<String>,
+    lease_ttl: Option<String>,
     window_past: Option<String>,
     window_future: Option<String>,
     extras: Option<String>,
@@ -461,6 +465,9 @@ impl Validator {
         let backoff_max = self
             .duration("sync.backoff_max", raw.backoff_max.as_deref())
             .unwrap_or(DEFAULT_BACKOFF_MAX);
+        let lease_ttl = self
+            .duration("sync.lease_ttl", raw.lease_ttl.as_deref())
+            .unwrap_or(crate::lease::DEFAULT_TTL);
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {
@@ -478,6 +485,7 @@ impl Validator {
             interval,
             pause,
             backoff_max,
+            lease_ttl,
             window_past,
             window_future,
             extras,

@@ -14,6 +14,7 @@ use crate::config::{Config, Extras, PairConfig};
 use crate::error::{ErrorKind, StoreError};
 use crate::identity::IdentityKey;
 use crate::item::{Item, Rewriter};
+use crate::lease::{Lease, LeaseKind, Locked};
 use crate::report::{PairReport, PlannedAction};
 use crate::state::{
     Mapping, Outcome, OutsideWindow, Pending, RunCounts, RunKind, Side, State, StateError,
@@ -45,42 +46,11 @@ pub struct Engine {
     extras: Extras,
     window: Window,
     clock: Clock,
-    /// Who this process is, in pair claims ("pid 1234 ab12cd34").
+    /// Who this process is, in leases ("HOST pid 1234 ab12cd34").
     holder: String,
-    claim_ttl: std::time::Duration,
+    lease_ttl: std::time::Duration,
     /// Set when the service stops: passes finish the writes in flight and start no more.
     stopping: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// How long a pair claim lasts without renewal (a crashed holder's claim lapses after this).
-pub const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
-}
-
-/// "HOST pid N TAG": who holds a claim, and enough to tell whether it still runs.
-fn process_holder() -> String {
-    format!(
-        "{} pid {} {}",
-        hostname(),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
-/// Whether `holder` is a process of this machine that no longer runs (killed, crashed).
-fn holder_is_gone(holder: &str) -> bool {
-    match holder.split_whitespace().collect::<Vec<_>>().as_slice() {
-        [host, "pid", pid, _] => {
-            *host == hostname()
-                && pid
-                    .parse::<u32>()
-                    .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        }
-        _ => false,
-    }
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -145,8 +115,8 @@ impl Engine {
                 future: config.sync.window_future,
             },
             clock: system_clock(),
-            holder: process_holder(),
-            claim_ttl: CLAIM_TTL,
+            holder: crate::lease::process_holder(),
+            lease_ttl: config.sync.lease_ttl,
             stopping: Arc::default(),
         }
     }
@@ -164,8 +134,8 @@ impl Engine {
             extras: Extras::Keep,
             window: Window::default(),
             clock: system_clock(),
-            holder: process_holder(),
-            claim_ttl: CLAIM_TTL,
+            holder: crate::lease::process_holder(),
+            lease_ttl: crate::lease::DEFAULT_TTL,
             stopping: Arc::default(),
         }
     }
@@ -181,7 +151,7 @@ impl Engine {
         self
     }
 
-    /// Names this engine in pair claims (tests run several "processes" in one).
+    /// Names this engine in leases (tests run several "processes" in one).
     pub fn with_holder(mut self, holder: impl Into<String>) -> Engine {
         self.holder = holder.into();
         self
@@ -244,6 +214,21 @@ impl Engine {
             Err(PassError::State(e)) => return Err(e),
         };
         let tcal = &pair.target.path;
+        // Deleting copies is writing: under the target calendar's lease, like a sync pass.
+        let lease = if dry_run {
+            None
+        } else {
+            match self
+                .take_lease(&pair.target.to_string(), LeaseKind::Repair)
+                .await?
+            {
+                Ok(l) => Some(l),
+                Err(locked) => {
+                    report.error = Some(format!("target calendar {}: {locked}", pair.target));
+                    return Ok(report);
+                }
+            }
+        };
         let read = async {
             tgt.check_calendar(tcal).await?;
             let hrefs: Vec<Href> = tgt.list(tcal).await?.into_iter().map(|v| v.href).collect();
@@ -257,6 +242,9 @@ impl Engine {
                     pair.target,
                     tgt.describe()
                 ));
+                if let Some(lease) = &lease {
+                    self.state.release_lease(lease).await?;
+                }
                 return Ok(report);
             }
         };
@@ -313,8 +301,14 @@ impl Engine {
                     group.kept.push(href.to_string());
                     continue;
                 }
-                if dry_run {
+                let Some(lease) = &lease else {
                     group.deleted.push(href.to_string());
+                    continue;
+                };
+                if !self.state.lease_is_current(lease).await? {
+                    group.failed.push(format!(
+                        "{href}: not deleted: the lease on the calendar was taken over"
+                    ));
                     continue;
                 }
                 match tgt.delete(&href, &etag).await {
@@ -330,6 +324,9 @@ impl Engine {
         if known && !gone.is_empty() {
             self.state.update_target_index(&pair.id, &[], &gone).await?;
         }
+        if let Some(lease) = &lease {
+            self.state.release_lease(lease).await?;
+        }
         Ok(report)
     }
 
@@ -344,32 +341,28 @@ impl Engine {
         report.dry_run = opts.dry_run;
         if !opts.dry_run {
             self.state.ensure_pair(pair).await?;
-            // One writer per pair across processes: another holder means skip, not wait.
-            if let Err(held) = self
-                .state
-                .claim(&pair.id, &self.holder, self.claim_ttl)
+        }
+        // Whoever writes the target calendar holds its lease: another holder means skip this
+        // round, never wait.
+        let lease = if opts.dry_run {
+            None
+        } else {
+            match self
+                .take_lease(&pair.target.to_string(), LeaseKind::Sync)
                 .await?
             {
-                // A holder on this machine that no longer runs (killed mid-pass) is not waited out.
-                let gone = holder_is_gone(&held.holder)
-                    && self
-                        .state
-                        .take_over_claim(&pair.id, &held.holder, &self.holder, self.claim_ttl)
-                        .await?;
-                if gone {
-                    info!(was = %held.holder, "took over the claim of a process that is gone");
-                } else {
+                Ok(lease) => Some(lease),
+                Err(locked) => {
                     report.busy = true;
                     report.error = Some(format!(
-                        "pair is being synced by {} (claim expires {}); skipped this time",
-                        held.holder,
-                        crate::report::time(held.expires_at)
+                        "target calendar {}: {locked}; skipped this time",
+                        pair.target
                     ));
-                    warn!(holder = %held.holder, "pair is being synced elsewhere; skipped");
+                    warn!(holder = %locked.holder, "target calendar is locked; pair skipped");
                     return Ok(report);
                 }
             }
-        }
+        };
         let run = if opts.dry_run {
             None
         } else {
@@ -389,24 +382,23 @@ impl Engine {
         if let Some(run) = &run {
             tracing::Span::current().record("run", run.as_str());
         }
-        // The claim is renewed while the pass runs, so a long first sync keeps it.
+        // The lease is renewed while the pass runs, so a long first sync keeps it.
         let renew = async {
-            if opts.dry_run {
+            let Some(lease) = &lease else {
                 return std::future::pending().await;
-            }
+            };
             loop {
-                tokio::time::sleep(self.claim_ttl / 3).await;
-                if let Err(e) = self
-                    .state
-                    .claim(&pair.id, &self.holder, self.claim_ttl)
-                    .await
-                {
-                    warn!(error = %e, "renewing the pair's claim failed");
+                tokio::time::sleep(self.lease_ttl / 3).await;
+                match self.state.renew_lease(lease, self.lease_ttl).await {
+                    Ok(true) => {}
+                    // Lost: the write batches see it and stop.
+                    Ok(false) => warn!(calendar = %lease.calendar, "the lease was lost"),
+                    Err(e) => warn!(error = %e, "renewing the lease failed"),
                 }
             }
         };
         let outcome = tokio::select! {
-            r = self.pass(pair, opts, &mut report) => r,
+            r = self.pass(pair, opts, &mut report, lease.as_ref()) => r,
             never = renew => never,
         };
         match outcome {
@@ -433,7 +425,9 @@ impl Engine {
             self.state
                 .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
                 .await?;
-            self.state.release_claim(&pair.id, &self.holder).await?;
+            if let Some(lease) = &lease {
+                self.state.release_lease(lease).await?;
+            }
         }
         match &report.error {
             Some(e) => warn!(error = %e, "pair failed"),
@@ -450,11 +444,42 @@ impl Engine {
         Ok(report)
     }
 
+    /// Takes `calendar`'s lease for this process. A holder on this machine that no longer runs
+    /// (killed mid-pass) is not waited out.
+    pub async fn take_lease(
+        &self,
+        calendar: &str,
+        kind: LeaseKind,
+    ) -> Result<Result<Lease, Locked>, StateError> {
+        match self
+            .state
+            .acquire_lease(calendar, &self.holder, kind, self.lease_ttl)
+            .await?
+        {
+            Ok(lease) => Ok(Ok(lease)),
+            Err(locked) if crate::lease::holder_is_gone(&locked.holder) => {
+                match self
+                    .state
+                    .take_over_lease(calendar, &locked.holder, &self.holder, kind, self.lease_ttl)
+                    .await?
+                {
+                    Some(lease) => {
+                        info!(was = %locked.holder, calendar, "took over the lease of a process that is gone");
+                        Ok(Ok(lease))
+                    }
+                    None => Ok(Err(locked)),
+                }
+            }
+            Err(locked) => Ok(Err(locked)),
+        }
+    }
+
     async fn pass(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
         report: &mut PairReport,
+        lease: Option<&Lease>,
     ) -> Result<(), PassError> {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
@@ -944,10 +969,14 @@ impl Engine {
         let halted = std::sync::atomic::AtomicBool::new(false);
         let mut halt: Option<(ErrorKind, String)> = None;
         let mut left = 0u64;
+        let lease = lease.expect("a pass that writes holds the target calendar's lease");
+        // Fencing: every write first checks that the lease is still ours. A holder whose lease
+        // was taken over (it stalled past its expiry, say) writes nothing more.
+        let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         for phase in [removals, writes] {
             let mut done = stream::iter(phase)
                 .map(|a| {
-                    let (halted, tgt) = (&halted, &tgt);
+                    let (halted, tgt, lost) = (&halted, &tgt, &lost);
                     async move {
                         // A stopping service lets writes in flight finish and starts no more.
                         if halted.load(std::sync::atomic::Ordering::Relaxed)
@@ -955,7 +984,18 @@ impl Engine {
                         {
                             return Ok(Done::NotRun);
                         }
-                        self.execute(pair, &**tgt, tcal, a).await
+                        if !self.state.lease_is_current(lease).await? {
+                            halted.store(true, std::sync::atomic::Ordering::Relaxed);
+                            let now = self.state.lease(&lease.calendar).await?;
+                            lost.lock().expect("not poisoned").get_or_insert(match now {
+                                Some(l) if l.token != lease.token => {
+                                    format!("{} (token {}) took over the lease", l.holder, l.token)
+                                }
+                                _ => "the lease expired".to_string(),
+                            });
+                            return Ok(Done::NotRun);
+                        }
+                        self.execute(pair, &**tgt, tcal, a, lease).await
                     }
                 })
                 .buffer_unordered(par);
@@ -987,6 +1027,7 @@ impl Engine {
                 }
             }
         }
+        let lost = lost.into_inner().expect("not poisoned");
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
         self.state.clear_pendings(&pair.id, &settled).await?;
         self.state
@@ -1064,6 +1105,16 @@ impl Engine {
                 ),
             ));
         }
+        if let Some(why) = lost {
+            report.busy = true;
+            return Err(PassError::Pair(
+                ErrorKind::Transient,
+                format!(
+                    "target calendar {}: {why}; stopped writing, {left} change(s) left for the next pass",
+                    pair.target
+                ),
+            ));
+        }
         if left > 0 {
             report.interrupted = true;
             return Err(PassError::Pair(
@@ -1118,6 +1169,7 @@ impl Engine {
         tgt: &dyn CalendarStore,
         tcal: &CalendarPath,
         write: Write,
+        _lease: &Lease,
     ) -> Result<Done, StateError> {
         let action = match write {
             Write::Create {

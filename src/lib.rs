@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod item;
+pub mod lease;
 pub mod pairstate;
 pub mod pool;
 pub mod report;

@@ -1,9 +1,7 @@
 //! What the service keeps per pair in the state store: its state (active, paused, backoff,
-//! disabled), who is syncing it right now (claims), and items quarantined after repeated
-//! permanent failures.
+//! disabled) and items quarantined after repeated permanent failures.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -108,13 +106,6 @@ pub struct ItemFault {
     pub etag: Etag,
     pub identity: Option<IdentityKey>,
     pub error: String,
-}
-
-/// Why a claim was refused: someone else holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub holder: String,
-    pub expires_at: i64,
 }
 
 fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: i64) -> PairState {
@@ -227,92 +218,6 @@ impl State {
         .execute(&self.pool)
         .await
         .map_err(self.err("saving pair state"))?;
-        Ok(())
-    }
-
-    /// Claims `pair` for `holder` for `ttl`: one conditional write, so of two processes racing
-    /// for a free (or expired) claim exactly one wins. Re-claiming one's own claim renews it.
-    pub async fn claim(
-        &self,
-        pair: &PairId,
-        holder: &str,
-        ttl: Duration,
-    ) -> StateResult<Result<(), Held>> {
-        let _turn = self.writer.lock().await;
-        let now = now_ms();
-        let done = sqlx::query(
-            "INSERT INTO pair_claims (pair_id, holder, expires_at) VALUES (?, ?, ?) \
-             ON CONFLICT (pair_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE pair_claims.holder = excluded.holder OR pair_claims.expires_at <= ?",
-        )
-        .bind(pair.as_str())
-        .bind(holder)
-        .bind(now + ttl.as_millis() as i64)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(self.err("claiming pair"))?;
-        if done.rows_affected() == 1 {
-            return Ok(Ok(()));
-        }
-        let row = sqlx::query("SELECT holder, expires_at FROM pair_claims WHERE pair_id = ?")
-            .bind(pair.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("claiming pair"))?;
-        Ok(Err(match row {
-            Some(r) => Held {
-                holder: r.get(0),
-                expires_at: r.get(1),
-            },
-            None => Held {
-                holder: "unknown".into(),
-                expires_at: now,
-            },
-        }))
-    }
-
-    /// Takes over a claim from `from` (a holder known to be dead), if it still holds it.
-    pub async fn take_over_claim(
-        &self,
-        pair: &PairId,
-        from: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> StateResult<bool> {
-        let _turn = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE pair_claims SET holder = ?, expires_at = ? WHERE pair_id = ? AND holder = ?",
-        )
-        .bind(holder)
-        .bind(now_ms() + ttl.as_millis() as i64)
-        .bind(pair.as_str())
-        .bind(from)
-        .execute(&self.pool)
-        .await
-        .map_err(self.err("claiming pair"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn release_claim(&self, pair: &PairId, holder: &str) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
-        sqlx::query("DELETE FROM pair_claims WHERE pair_id = ? AND holder = ?")
-            .bind(pair.as_str())
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("releasing pair claim"))?;
-        Ok(())
-    }
-
-    /// Releases every claim of `holder` (a stopping service).
-    pub async fn release_claims(&self, holder: &str) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
-        sqlx::query("DELETE FROM pair_claims WHERE holder = ?")
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("releasing pair claims"))?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::state::State;
 use crate::types::PairId;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
-/// few seconds, claims are released, exit 0.
+/// few seconds, leases are released, exit 0.
 pub async fn serve(file: &Path) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = State::open(&config.state.path).await?;
@@ -61,8 +61,8 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     }
     pool.stop();
     let _ = tokio::task::spawn_blocking(move || pool.join()).await;
-    // Passes abandoned at the deadline did not release their claims.
-    state.release_claims(engine.holder()).await?;
+    // Passes abandoned at the deadline did not release their leases.
+    state.release_leases_of(engine.holder()).await?;
     state.close().await;
     info!("stopped");
     Ok(EXIT_OK)
@@ -220,4 +220,116 @@ pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Resu
     state.close().await;
     println!("pair {}: {}", pair.id, new.name());
     Ok(EXIT_OK)
+}
+
+/// A `--calendar` argument as the lease key: `SERVER:PATH` with a configured server.
+fn lease_calendar(config: &Config, calendar: &str) -> Result<String, Failure> {
+    let c: crate::types::CalendarRef = calendar
+        .parse()
+        .map_err(|e: String| usage(format!("--calendar: {e}")))?;
+    if !config.servers.contains_key(&c.server) {
+        let known: Vec<&str> = config.servers.keys().map(String::as_str).collect();
+        return Err(usage(format!(
+            "--calendar: unknown server {:?} (configured: {})",
+            c.server,
+            known.join(", ")
+        )));
+    }
+    Ok(c.to_string())
+}
+
+pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let state = State::open(&config.state.path).await?;
+    let leases = state.leases().await?;
+    state.close().await;
+    let now = crate::state::now_ms();
+    if json {
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| serde_json::json!({ "calendar": l.calendar, "holder": l.holder, "kind": l.kind, "token": l.token, "expires_at": l.expires_at, "held": l.expires_at > now }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("leases serialise")
+        );
+        return Ok(EXIT_OK);
+    }
+    if leases.iter().all(|l| l.expires_at <= now) {
+        println!("no calendar is locked");
+    }
+    for l in &leases {
+        let until = if l.expires_at > now {
+            format!("until {}", crate::report::time(l.expires_at))
+        } else {
+            "free".to_string()
+        };
+        println!(
+            "{:<40} {:<9} token {:<5} {} {}",
+            l.calendar,
+            l.kind.as_str(),
+            l.token,
+            l.holder,
+            until
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn lock_acquire(
+    file: &Path,
+    calendar: &str,
+    holder: &str,
+    ttl: &str,
+) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let calendar = lease_calendar(&config, calendar)?;
+    let ttl = humantime::parse_duration(ttl).map_err(|e| usage(format!("--ttl {ttl:?}: {e}")))?;
+    if holder.trim().is_empty() {
+        return Err(usage(
+            "--holder: give a name (who holds the lock, for `lock list` and `status`)",
+        ));
+    }
+    let state = State::open(&config.state.path).await?;
+    let kind = crate::lease::LeaseKind::External;
+    let mut got = state.acquire_lease(&calendar, holder, kind, ttl).await?;
+    // A tandem process of this machine that was killed need not be waited out.
+    if let Err(locked) = &got
+        && crate::lease::holder_is_gone(&locked.holder)
+        && let Some(l) = state
+            .take_over_lease(&calendar, &locked.holder, holder, kind, ttl)
+            .await?
+    {
+        got = Ok(l);
+    }
+    state.close().await;
+    match got {
+        Ok(l) => {
+            println!(
+                "{calendar}: locked by {holder} until {} (token {})",
+                crate::report::time(l.expires_at),
+                l.token
+            );
+            Ok(EXIT_OK)
+        }
+        Err(locked) => {
+            println!("{calendar}: {locked}");
+            Ok(crate::cli::EXIT_PARTIAL)
+        }
+    }
+}
+
+pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let calendar = lease_calendar(&config, calendar)?;
+    let state = State::open(&config.state.path).await?;
+    let released = state.release_lease_of(&calendar, holder).await?;
+    state.close().await;
+    if released {
+        println!("{calendar}: released by {holder}");
+        Ok(EXIT_OK)
+    } else {
+        println!("{calendar}: {holder} holds no lease on it");
+        Ok(crate::cli::EXIT_PARTIAL)
+    }
 }

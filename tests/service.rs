@@ -398,7 +398,10 @@ async fn only_an_operator_disables_a_pair() {
 
 #[tokio::test]
 async fn two_processes_never_sync_one_pair_at_once() {
+    use tandem::lease::LeaseKind;
     let m = memory_pair(2).await;
+    let cal = m.pair.target.to_string();
+    let ttl = Duration::from_secs(60);
     // A second "process": its own connection pool on the same database file, its own name.
     let other_state = State::open(m.engine.state.path()).await.unwrap();
     let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
@@ -408,15 +411,12 @@ async fn two_processes_never_sync_one_pair_at_once() {
     .into();
     let other = Engine::with_stores(other_state.clone(), stores, Rewriter::default())
         .with_holder("other process");
-    m.engine.state.ensure_pair(&m.pair).await.unwrap();
-    // The other process is in the middle of a pass.
-    assert!(
-        other_state
-            .claim(&m.pair.id, "other process", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_ok()
-    );
+    // The other process is in the middle of a pass: it holds the target calendar's lease.
+    let held = other_state
+        .acquire_lease(&cal, "other process", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
     let r = m
         .engine
         .sync_pair(&m.pair, PassOptions::default())
@@ -427,14 +427,15 @@ async fn two_processes_never_sync_one_pair_at_once() {
         r.error
             .as_deref()
             .unwrap()
-            .contains("being synced by other process"),
+            .contains("locked by other process (sync) until"),
         "{r:?}"
     );
     assert!(
         m.tgt.items(&m.tcal).is_empty(),
-        "nothing written while the other holds the pair"
+        "nothing written while the other holds the lease"
     );
-    // Its pass ends (the claim is released): ours runs.
+    other_state.release_lease(&held).await.unwrap();
+    // Its pass ends (the lease is released): ours runs.
     let done = other
         .sync_pair(&m.pair, PassOptions::default())
         .await
@@ -453,7 +454,7 @@ async fn two_processes_never_sync_one_pair_at_once() {
     let dead = format!("{} pid {} 0badc0de", host.trim(), child.id());
     assert!(
         other_state
-            .claim(&m.pair.id, &dead, Duration::from_secs(600))
+            .acquire_lease(&cal, &dead, LeaseKind::Sync, Duration::from_secs(600))
             .await
             .unwrap()
             .is_ok()
@@ -466,13 +467,11 @@ async fn two_processes_never_sync_one_pair_at_once() {
     assert!(r.ok() && !r.busy, "{r:?}");
     // A live one is waited for, however its name reads.
     let alive = format!("{} pid {} 0badc0de", host.trim(), std::process::id());
-    assert!(
-        other_state
-            .claim(&m.pair.id, &alive, Duration::from_secs(600))
-            .await
-            .unwrap()
-            .is_ok()
-    );
+    let live = other_state
+        .acquire_lease(&cal, &alive, LeaseKind::Sync, Duration::from_secs(600))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         m.engine
             .sync_pair(&m.pair, PassOptions::default())
@@ -480,11 +479,11 @@ async fn two_processes_never_sync_one_pair_at_once() {
             .unwrap()
             .busy
     );
-    other_state.release_claim(&m.pair.id, &alive).await.unwrap();
-    // A crashed holder's claim lapses by itself.
+    other_state.release_lease(&live).await.unwrap();
+    // A crashed holder's lease lapses by itself.
     assert!(
         other_state
-            .claim(&m.pair.id, "crashed", Duration::ZERO)
+            .acquire_lease(&cal, "crashed elsewhere", LeaseKind::Sync, Duration::ZERO)
             .await
             .unwrap()
             .is_ok()
