@@ -115,6 +115,18 @@ enum Command {
         #[command(subcommand)]
         action: QuarantineAction,
     },
+    /// Compare each pair's source and target in full (trusting no recorded state), fix what
+    /// differs under the target calendar's lease, and rebuild the pair's mappings.
+    Repair {
+        /// Only this pair (repeatable); all by default.
+        #[arg(long = "pair", value_name = "ID")]
+        pairs: Vec<String>,
+        /// Report the findings, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Calendar leases: list them, or take and give one back by hand (an operator pausing sync
     /// on a calendar while another tool repairs it).
     Lock {
@@ -303,6 +315,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 crate::service::quarantine_retry(&cli.config, pair.as_deref()).await
             }
         },
+        Command::Repair {
+            pairs,
+            dry_run,
+            json,
+        } => crate::service::repair(&cli.config, &pairs, dry_run, json).await,
         Command::Lock { action } => match action {
             LockAction::List { json } => crate::service::lock_list(&cli.config, json).await,
             LockAction::Acquire {

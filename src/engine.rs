@@ -23,7 +23,7 @@ use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{
     self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
 };
-use crate::types::{CalendarPath, Etag, Href};
+use crate::types::{CalendarPath, Etag, Href, SyncToken};
 use crate::window::Window;
 
 /// Items per multiget-style fetch.
@@ -179,6 +179,23 @@ impl Engine {
             .iter()
             .filter_map(|(name, s)| Some((name.clone(), s.as_ref().ok()?.counts()?)))
             .collect()
+    }
+
+    /// The store of `server`, or why it cannot be used.
+    pub(crate) fn store_of(&self, server: &str) -> Result<Arc<dyn CalendarStore>, String> {
+        match self.store(server) {
+            Ok(s) => Ok(s),
+            Err(PassError::Pair(_, e)) => Err(e),
+            Err(PassError::State(e)) => Err(e.to_string()),
+        }
+    }
+
+    pub(crate) fn extras(&self) -> Extras {
+        self.extras
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
     }
 
     fn store(&self, server: &str) -> Result<Arc<dyn CalendarStore>, PassError> {
@@ -444,6 +461,23 @@ impl Engine {
         Ok(report)
     }
 
+    /// Saves each side's new sync token; an unchanged one (a quiet calendar) needs no write.
+    async fn save_watermarks(
+        &self,
+        pair: &PairConfig,
+        a: (&Option<SyncToken>, &Option<SyncToken>),
+        b: (&Option<SyncToken>, &Option<SyncToken>),
+    ) -> Result<(), StateError> {
+        for (side, (old, new)) in [(Side::A, a), (Side::B, b)] {
+            if old != new {
+                self.state
+                    .set_watermark(&pair.id, side, new.as_ref())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes `calendar`'s lease for this process. A holder on this machine that no longer runs
     /// (killed mid-pass) is not waited out.
     pub async fn take_lease(
@@ -562,16 +596,12 @@ impl Engine {
                 if opts.dry_run {
                     return Ok(());
                 }
-                if changes.token != token {
-                    self.state
-                        .set_watermark(&pair.id, Side::A, changes.token.as_ref())
-                        .await?;
-                }
-                if target_changes.token != target_token {
-                    self.state
-                        .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
-                        .await?;
-                }
+                self.save_watermarks(
+                    pair,
+                    (&token, &changes.token),
+                    (&target_token, &target_changes.token),
+                )
+                .await?;
                 return Ok(());
             }
         }
@@ -1125,24 +1155,23 @@ impl Engine {
 
         // The watermark moves only when every change it covers is recorded.
         if report.failed == 0 {
-            // Unchanged tokens (a quiet calendar) need no write.
-            if changes.token != token {
-                self.state
-                    .set_watermark(&pair.id, Side::A, changes.token.as_ref())
-                    .await?;
-            }
-            // Taken before this pass wrote: our own writes show up next time with the etags
+            // The target's token was taken before this pass wrote: our own writes show up next time with the etags
             // just recorded (a no-op), and nobody else's edit in between is missed.
-            if target_changes.token != target_token {
-                self.state
-                    .set_watermark(&pair.id, Side::B, target_changes.token.as_ref())
-                    .await?;
-            }
+            self.save_watermarks(
+                pair,
+                (&token, &changes.token),
+                (&target_token, &target_changes.token),
+            )
+            .await?;
         }
         Ok(())
     }
 
-    fn prepare(&self, data: &str, now: chrono::DateTime<chrono::Utc>) -> Content<Arc<Prepared>> {
+    pub(crate) fn prepare(
+        &self,
+        data: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Content<Arc<Prepared>> {
         match Item::parse(data) {
             Ok(mut item) => {
                 item.rewrite(&self.rewriter);
@@ -1342,7 +1371,7 @@ impl Engine {
     ///
     /// Each create is first noted as pending in the state, so a copy written just before a crash
     /// is found again (adopted, or deleted if its source item is gone) by the next pass.
-    async fn create(
+    pub(crate) async fn create(
         &self,
         pair: &PairConfig,
         tgt: &dyn CalendarStore,
@@ -1522,7 +1551,7 @@ enum Done {
 }
 
 /// Reads `hrefs` in multiget-sized batches, up to the store's parallelism at once.
-async fn fetch_all(
+pub(crate) async fn fetch_all(
     store: &dyn CalendarStore,
     cal: &CalendarPath,
     hrefs: &[Href],
@@ -1570,7 +1599,7 @@ fn halts_pass(kind: ErrorKind) -> bool {
     )
 }
 
-enum Written {
+pub(crate) enum Written {
     Created,
     Updated,
     Adopted,

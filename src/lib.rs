@@ -13,6 +13,7 @@ pub mod item;
 pub mod lease;
 pub mod pairstate;
 pub mod pool;
+pub mod repair;
 pub mod report;
 pub mod scheduler;
 pub mod service;

@@ -257,22 +257,9 @@ impl State {
         let what = "recording item failures";
         let _turn = self.writer.lock().await;
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
-        let any = sqlx::query("SELECT 1 FROM quarantine WHERE pair_id = ? LIMIT 1")
-            .bind(pair.as_str())
-            .fetch_optional(&mut *tx)
+        crate::state::forget_rows(&mut tx, "quarantine", "href", pair, settled)
             .await
-            .map_err(self.err(what))?
-            .is_some();
-        if any {
-            for href in settled {
-                sqlx::query("DELETE FROM quarantine WHERE pair_id = ? AND href = ?")
-                    .bind(pair.as_str())
-                    .bind(href.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err(what))?;
-            }
-        }
+            .map_err(self.err(what))?;
         let now = now_ms();
         let mut newly = Vec::new();
         for f in faults {

@@ -333,3 +333,68 @@ pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u
         Ok(crate::cli::EXIT_PARTIAL)
     }
 }
+
+/// `tandem repair`: the pairs one after another; exit 3 if any could not be repaired fully.
+pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let pairs = if ids.is_empty() {
+        config.pairs.clone()
+    } else {
+        ids.iter()
+            .map(|id| {
+                config.pair(id).cloned().ok_or_else(|| {
+                    usage(format!(
+                        "{}: pairs: no pair with id {id:?}",
+                        config.file.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let state = State::open(&config.state.path).await?;
+    let engine = Engine::new(&config, state.clone());
+    let mut reports = Vec::with_capacity(pairs.len());
+    for pair in &pairs {
+        reports.push(engine.repair(pair, dry_run).await?);
+    }
+    state.close().await;
+    let ok = reports.iter().all(|r| r.ok());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("reports serialise")
+        );
+    } else {
+        for r in &reports {
+            for f in &r.findings {
+                println!(
+                    "pair {}: {} {} ({}): {}",
+                    r.pair, f.class, f.href, f.identity, f.action
+                );
+            }
+            for s in &r.skipped {
+                println!("pair {}: skipped {s}", r.pair);
+            }
+            match &r.error {
+                Some(e) => println!("pair {}: not repaired: {e}", r.pair),
+                None => println!(
+                    "pair {}: {} finding(s), {} in step, {} outside the window{}",
+                    r.pair,
+                    r.findings.len(),
+                    r.in_step,
+                    r.outside_window,
+                    if dry_run {
+                        " (dry run: nothing changed)"
+                    } else {
+                        "; mappings rebuilt"
+                    }
+                ),
+            }
+        }
+    }
+    Ok(if ok {
+        EXIT_OK
+    } else {
+        crate::cli::EXIT_PARTIAL
+    })
+}

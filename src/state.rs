@@ -332,6 +332,34 @@ impl State {
         self.apply(pair, &[], std::slice::from_ref(a_href)).await
     }
 
+    /// Replaces everything recorded of the pair's items with `mappings` (the repair assistant's
+    /// findings): pending creates, watermarks and the target index go too, so the next pass
+    /// lists both sides in full. Should the process die in between, the next pass finds every
+    /// copy again by identity (adoption), so nothing is duplicated.
+    pub async fn rebuild_mappings(&self, pair: &PairId, mappings: &[Mapping]) -> StateResult<()> {
+        {
+            let _turn = self.writer.lock().await;
+            let mut tx = self
+                .write_tx()
+                .await
+                .map_err(self.err("rebuilding mappings"))?;
+            for sql in [
+                "DELETE FROM mappings WHERE pair_id = ?",
+                "DELETE FROM pending_creates WHERE pair_id = ?",
+                "DELETE FROM watermarks WHERE pair_id = ?",
+                "DELETE FROM target_items WHERE pair_id = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(pair.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("rebuilding mappings"))?;
+            }
+            tx.commit().await.map_err(self.err("rebuilding mappings"))?;
+        }
+        self.apply(pair, mappings, &[]).await
+    }
+
     /// Upserts and deletes many mappings in one transaction.
     pub async fn apply(&self, pair: &PairId, put: &[Mapping], delete: &[Href]) -> StateResult<()> {
         let _turn = self.writer.lock().await;
@@ -539,23 +567,9 @@ impl State {
         let _turn = self.writer.lock().await;
         let what = "recording items outside the window";
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
-        // Most pairs have none: skip one delete per settled item then.
-        let any = sqlx::query("SELECT 1 FROM outside_window WHERE pair_id = ? LIMIT 1")
-            .bind(pair.as_str())
-            .fetch_optional(&mut *tx)
+        forget_rows(&mut tx, "outside_window", "a_href", pair, settled)
             .await
-            .map_err(self.err(what))?
-            .is_some();
-        if any {
-            for href in settled {
-                sqlx::query("DELETE FROM outside_window WHERE pair_id = ? AND a_href = ?")
-                    .bind(pair.as_str())
-                    .bind(href.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err(what))?;
-            }
-        }
+            .map_err(self.err(what))?;
         for o in put {
             sqlx::query(
                 "INSERT INTO outside_window (pair_id, a_href, a_etag, identity_organizer, identity_uid, enters_at, window) \
@@ -817,4 +831,37 @@ impl State {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Deletes the rows of `hrefs` from a per-pair table keyed by (pair_id, `column`), skipping the
+/// per-row deletes when the pair has no rows there at all (the usual case).
+pub(crate) async fn forget_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    table: &'static str,
+    column: &'static str,
+    pair: &PairId,
+    hrefs: &[Href],
+) -> Result<(), sqlx::Error> {
+    if hrefs.is_empty() {
+        return Ok(());
+    }
+    // `table` and `column` are names from this crate, never input.
+    let any = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE pair_id = ? LIMIT 1"
+    )))
+    .bind(pair.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some();
+    if any {
+        let delete = format!("DELETE FROM {table} WHERE pair_id = ? AND {column} = ?");
+        for href in hrefs {
+            sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
+                .bind(pair.as_str())
+                .bind(href.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }

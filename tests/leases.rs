@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::dav::{self, DavServer};
+use common::dav;
 use common::{Setup, event, text};
 use tandem::lease::LeaseKind;
 use tandem::state::State;
@@ -272,9 +272,7 @@ fn lease_token(config: &std::path::Path, calendar: &str) -> (String, i64) {
 }
 
 struct Radicale {
-    _source: DavServer,
-    _target: DavServer,
-    dir: tempfile::TempDir,
+    pair: dav::SeededPair,
     config: std::path::PathBuf,
     tgt: std::sync::Arc<tandem::store::caldav::CaldavStore>,
     tcal: CalendarPath,
@@ -282,30 +280,11 @@ struct Radicale {
 }
 
 async fn radicale_pair(items: usize, extra: &str) -> Radicale {
-    let source = DavServer::radicale();
-    let target = DavServer::radicale();
-    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
-    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
-    let src = source.store();
-    for i in 0..items {
-        let (name, body) = common::items::item(i, 0);
-        src.create(&scal, &name, &body).await.unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dav::pair_config(
-        dir.path(),
-        &source,
-        &target,
-        scal.as_str(),
-        tcal.as_str(),
-        extra,
-    );
-    let tgt = target.store();
+    let pair = dav::seeded_pair(items, extra).await;
+    let (config, tgt, tcal) = (pair.config.clone(), pair.target.store(), pair.tcal.clone());
     let calendar = format!("target:{tcal}");
     Radicale {
-        _source: source,
-        _target: target,
-        dir,
+        pair,
         config,
         tgt,
         tcal,
@@ -365,7 +344,7 @@ async fn a_killed_holder_loses_its_lease_to_the_next_with_a_higher_token() {
     let out = common::tandem(&r.config, &["sync"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     dav::assert_one_copy_each(&*r.tgt, &r.tcal, 300).await;
-    drop(r.dir);
+    drop(r.pair);
 }
 
 #[tokio::test]

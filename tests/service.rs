@@ -1,5 +1,5 @@
 //! The sync service: agents pinned to their processors, pairs that pause and resume by themselves,
-//! poison items quarantined, claims between processes, and a graceful stop.
+//! poison items quarantined, leases between processes, and a graceful stop.
 
 mod common;
 
@@ -723,27 +723,11 @@ async fn a_target_server_killed_and_restarted_under_the_service_converges() {
 
 #[tokio::test]
 async fn sigterm_mid_pass_stops_cleanly_and_the_next_sync_converges() {
-    let source = DavServer::radicale();
-    let target = DavServer::radicale();
-    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
-    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
-    let src = source.store();
-    for i in 0..300 {
-        let (name, body) = common::items::item(i, 0);
-        src.create(&scal, &name, &body).await.unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dav::pair_config(
-        dir.path(),
-        &source,
-        &target,
-        scal.as_str(),
-        tcal.as_str(),
-        "[sync]\ninterval = \"1s\"\n",
-    );
-    let mut run = spawn_run(&config);
-    let tgt = target.store();
-    dav::wait_for_items(&*tgt, &tcal, 20, &mut run).await;
+    let p = dav::seeded_pair(300, "[sync]\ninterval = \"1s\"\n").await;
+    let (config, tcal) = (&p.config, &p.tcal);
+    let mut run = spawn_run(config);
+    let tgt = p.target.store();
+    dav::wait_for_items(&*tgt, tcal, 20, &mut run).await;
     let asked = Instant::now();
     let (status, log) = stop(&mut run);
     let took = asked.elapsed();
@@ -752,15 +736,15 @@ async fn sigterm_mid_pass_stops_cleanly_and_the_next_sync_converges() {
         log.contains("SIGTERM: stopping") && log.contains("stopped"),
         "{log}"
     );
-    let landed = tgt.list(&tcal).await.unwrap().len();
+    let landed = tgt.list(tcal).await.unwrap().len();
     assert!(
         landed < 150,
         "a stopping pass starts no new writes ({landed} of 300 landed)"
     );
     println!("stopped {took:?} after SIGTERM with {landed} of 300 items written");
-    // The claim was released and nothing half-done confuses the next pass: one copy of each.
-    let out = common::tandem(&config, &["sync", "--json"]);
+    // The lease was released and nothing half-done confuses the next pass: one copy of each.
+    let out = common::tandem(config, &["sync", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    dav::assert_one_copy_each(&*tgt, &tcal, 300).await;
+    dav::assert_one_copy_each(&*tgt, tcal, 300).await;
     let _ = std::io::stdout().flush();
 }

@@ -378,3 +378,46 @@ pub async fn assert_one_copy_each(
         }
     }
 }
+
+/// Two Radicale servers with a calendar for alice on each, `items` generated items in the source
+/// calendar, and the pair's config (plus `extra` TOML) in a temporary folder.
+pub struct SeededPair {
+    pub source: DavServer,
+    pub target: DavServer,
+    pub scal: tandem::types::CalendarPath,
+    pub tcal: tandem::types::CalendarPath,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+pub async fn seeded_pair(items: usize, extra: &str) -> SeededPair {
+    use tandem::store::CalendarStore;
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal: tandem::types::CalendarPath =
+        source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: tandem::types::CalendarPath =
+        target.make_calendar("alice", "calendar").parse().unwrap();
+    let src = source.store();
+    for i in 0..items {
+        let (name, body) = super::items::item(i, 0);
+        src.create(&scal, &name, &body).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = pair_config(
+        dir.path(),
+        &source,
+        &target,
+        scal.as_str(),
+        tcal.as_str(),
+        extra,
+    );
+    SeededPair {
+        source,
+        target,
+        scal,
+        tcal,
+        dir,
+        config,
+    }
+}

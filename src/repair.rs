@@ -1,0 +1,381 @@
+//! The repair assistant: compares a pair's source and target in full, trusting nothing the state
+//! store says, fixes what differs under the target calendar's lease, and rebuilds the pair's
+//! mappings from what it found.
+//!
+//! Findings by class: `missing` (in the source, not in the target: created), `drifted` (the target
+//! copy differs from the rewritten source: updated), `duplicate` (more copies of one meeting: one
+//! kept as `dedupe` would), `orphan` (a copy tandem made whose source item is gone: deleted),
+//! `extra` (not from the source: reported; deleted only with `extras = "delete"`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::config::{Extras, PairConfig};
+use crate::engine::{Engine, fetch_all};
+use crate::identity::IdentityKey;
+use crate::item::Item;
+use crate::lease::LeaseKind;
+use crate::state::{Mapping, StateError};
+use crate::sync::Content;
+use crate::types::{ContentHash, Etag, Href};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `missing`, `drifted`, `duplicate`, `orphan` or `extra`.
+    pub class: &'static str,
+    pub href: String,
+    pub identity: String,
+    /// What was done (or, in a dry run, would be).
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    pub pair: String,
+    pub dry_run: bool,
+    pub findings: Vec<Finding>,
+    /// Items found in step.
+    pub in_step: u64,
+    /// Source items outside the sync window without a target copy (not created).
+    pub outside_window: u64,
+    /// Items that could not be read or parsed (left alone).
+    pub skipped: Vec<String>,
+    /// Why the pair could not be repaired (locked, unreachable, ...).
+    pub error: Option<String>,
+}
+
+impl RepairReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && self
+                .findings
+                .iter()
+                .all(|f| !f.action.starts_with("failed"))
+    }
+}
+
+/// One target item as read.
+struct Copy {
+    href: Href,
+    etag: Etag,
+    uid: String,
+    hash: ContentHash,
+    sequence: i64,
+    last_modified: Option<String>,
+}
+
+impl Engine {
+    /// `tandem repair` for one pair. Only a state-store failure is an `Err`.
+    pub async fn repair(
+        &self,
+        pair: &PairConfig,
+        dry_run: bool,
+    ) -> Result<RepairReport, StateError> {
+        let mut report = RepairReport {
+            pair: pair.id.to_string(),
+            dry_run,
+            ..Default::default()
+        };
+        let (src, tgt) = match (
+            self.store_of(&pair.source.server),
+            self.store_of(&pair.target.server),
+        ) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) | (_, Err(e)) => {
+                report.error = Some(e);
+                return Ok(report);
+            }
+        };
+        let (scal, tcal) = (&pair.source.path, &pair.target.path);
+        let lease = if dry_run {
+            None
+        } else {
+            self.state.ensure_pair(pair).await?;
+            match self
+                .take_lease(&pair.target.to_string(), LeaseKind::Repair)
+                .await?
+            {
+                Ok(l) => Some(l),
+                Err(locked) => {
+                    report.error = Some(format!(
+                        "target calendar {}: {locked}; not repaired",
+                        pair.target
+                    ));
+                    return Ok(report);
+                }
+            }
+        };
+        let result = self
+            .repair_under(pair, &*src, &*tgt, scal, tcal, lease.as_ref(), &mut report)
+            .await;
+        if let Some(l) = &lease {
+            self.state.release_lease(l).await?;
+        }
+        result?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn repair_under<'a>(
+        &self,
+        pair: &PairConfig,
+        src: &'a dyn crate::store::CalendarStore,
+        tgt: &'a dyn crate::store::CalendarStore,
+        scal: &'a crate::types::CalendarPath,
+        tcal: &'a crate::types::CalendarPath,
+        lease: Option<&crate::lease::Lease>,
+        report: &mut RepairReport,
+    ) -> Result<(), StateError> {
+        let read = |s: &'a dyn crate::store::CalendarStore, cal: &'a crate::types::CalendarPath| async move {
+            s.check_calendar(cal).await?;
+            let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
+            fetch_all(s, cal, &hrefs).await
+        };
+        let (source_items, target_items) = tokio::join!(read(src, scal), read(tgt, tcal));
+        let (source_items, target_items) = match (source_items, target_items) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) => {
+                report.error = Some(format!(
+                    "source calendar {} ({}): {e}",
+                    pair.source,
+                    src.describe()
+                ));
+                return Ok(());
+            }
+            (_, Err(e)) => {
+                report.error = Some(format!(
+                    "target calendar {} ({}): {e}",
+                    pair.target,
+                    tgt.describe()
+                ));
+                return Ok(());
+            }
+        };
+        let now = self.now();
+        // The target, grouped by meeting.
+        let mut copies: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
+        for (href, got) in target_items {
+            match got.map_err(|e| e.to_string()).and_then(|r| {
+                Item::parse(&r.data)
+                    .map(|i| (r.etag, i))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok((etag, item)) => copies.entry(item.identity()).or_default().push(Copy {
+                    href,
+                    etag,
+                    uid: item.uid().to_string(),
+                    hash: item.content_hash(),
+                    sequence: item.sequence(),
+                    last_modified: item.last_modified().map(str::to_string),
+                }),
+                Err(e) => report.skipped.push(format!("target {href}: {e}")),
+            }
+        }
+        // What the state believes (used only to tell an orphan from an extra, and to prefer the
+        // mapped copy of a duplicate).
+        let known = self
+            .state
+            .pair_calendars(&pair.id)
+            .await?
+            .is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
+        let mapped: HashSet<Href> = if known {
+            self.state
+                .mappings(&pair.id)
+                .await?
+                .into_iter()
+                .map(|m| m.b_href)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+
+        let mut found: Vec<Mapping> = Vec::new();
+        let mut source_items: Vec<_> = source_items.into_iter().collect();
+        source_items.sort_by(|a, b| a.0.cmp(&b.0));
+        for (href, got) in source_items {
+            let (etag, prepared) = match got {
+                Ok(r) => match self.prepare(&r.data, now) {
+                    Content::Fetched(p) => (r.etag, p),
+                    Content::Broken(_, e) => {
+                        report.skipped.push(format!("source {href}: {e}"));
+                        continue;
+                    }
+                    Content::NotFetched => continue,
+                },
+                Err(e) => {
+                    report.skipped.push(format!("source {href}: {e}"));
+                    continue;
+                }
+            };
+            let identity = prepared.identity.to_string();
+            let mut these = copies.remove(&prepared.identity).unwrap_or_default();
+            if these.is_empty() {
+                if !prepared.fit.is_inside() {
+                    report.outside_window += 1;
+                    continue;
+                }
+                let action = match lease {
+                    None => "would create".to_string(),
+                    Some(l) if !self.state.lease_is_current(l).await? => {
+                        "failed: the lease was taken over".to_string()
+                    }
+                    Some(_) => match self
+                        .create(pair, tgt, tcal, &href, &etag, &prepared)
+                        .await?
+                    {
+                        Ok((m, _)) => {
+                            let done = format!("created {}", m.b_href);
+                            found.push(m);
+                            done
+                        }
+                        Err(e) => format!("failed: {e}"),
+                    },
+                };
+                report.findings.push(Finding {
+                    class: "missing",
+                    href: href.to_string(),
+                    identity,
+                    action,
+                });
+                continue;
+            }
+            // Keep the mapped copy, else one already equal, else the highest SEQUENCE, then the
+            // latest LAST-MODIFIED (as `dedupe` does).
+            these.sort_by(|a, b| {
+                (
+                    mapped.contains(&b.href),
+                    b.hash == prepared.hash,
+                    b.sequence,
+                    &b.last_modified,
+                )
+                    .cmp(&(
+                        mapped.contains(&a.href),
+                        a.hash == prepared.hash,
+                        a.sequence,
+                        &a.last_modified,
+                    ))
+                    .then_with(|| a.href.cmp(&b.href))
+            });
+            let mut rest = these.into_iter();
+            let keep = rest.next().expect("at least one copy");
+            for dup in rest {
+                let action = self
+                    .remove(
+                        tgt,
+                        lease,
+                        &dup.href,
+                        &dup.etag,
+                        format!("kept {}", keep.href),
+                    )
+                    .await?;
+                report.findings.push(Finding {
+                    class: "duplicate",
+                    href: dup.href.to_string(),
+                    identity: identity.clone(),
+                    action,
+                });
+            }
+            let mut mapping = Mapping {
+                a_href: href.clone(),
+                a_etag: etag.clone(),
+                b_href: keep.href.clone(),
+                b_etag: keep.etag.clone(),
+                identity: prepared.identity.clone(),
+                hash: prepared.hash,
+            };
+            if keep.hash == prepared.hash {
+                report.in_step += 1;
+            } else if !prepared.fit.is_inside() {
+                // Outside the window nothing is updated; remember what the copy holds.
+                mapping.hash = keep.hash;
+                report.outside_window += 1;
+            } else {
+                let action = match lease {
+                    None => "would update".to_string(),
+                    Some(l) if !self.state.lease_is_current(l).await? => {
+                        "failed: the lease was taken over".to_string()
+                    }
+                    Some(_) => {
+                        let mut ours = prepared.item.clone();
+                        ours.set_uid(&keep.uid);
+                        match tgt.update(&keep.href, &keep.etag, &ours.to_ics()).await {
+                            Ok(new) => {
+                                mapping.b_etag = new;
+                                "updated".to_string()
+                            }
+                            Err(e) => {
+                                mapping.hash = keep.hash;
+                                format!("failed: {e}")
+                            }
+                        }
+                    }
+                };
+                report.findings.push(Finding {
+                    class: "drifted",
+                    href: keep.href.to_string(),
+                    identity: identity.clone(),
+                    action,
+                });
+            }
+            found.push(mapping);
+        }
+        // What is left did not come from any source item.
+        for (identity, rest) in copies {
+            for c in rest {
+                let (class, action) = if mapped.contains(&c.href) {
+                    (
+                        "orphan",
+                        self.remove(
+                            tgt,
+                            lease,
+                            &c.href,
+                            &c.etag,
+                            "its source item is gone".into(),
+                        )
+                        .await?,
+                    )
+                } else if self.extras() == Extras::Delete {
+                    (
+                        "extra",
+                        self.remove(tgt, lease, &c.href, &c.etag, "extras = \"delete\"".into())
+                            .await?,
+                    )
+                } else {
+                    ("extra", "kept (extras = \"keep\")".to_string())
+                };
+                report.findings.push(Finding {
+                    class,
+                    href: c.href.to_string(),
+                    identity: identity.to_string(),
+                    action,
+                });
+            }
+        }
+        if lease.is_some() {
+            self.state.rebuild_mappings(&pair.id, &found).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a target copy with `If-Match` (under a current lease); in a dry run only says so.
+    async fn remove(
+        &self,
+        tgt: &dyn crate::store::CalendarStore,
+        lease: Option<&crate::lease::Lease>,
+        href: &Href,
+        etag: &Etag,
+        why: String,
+    ) -> Result<String, StateError> {
+        let Some(l) = lease else {
+            return Ok(format!("would delete ({why})"));
+        };
+        if !self.state.lease_is_current(l).await? {
+            return Ok("failed: the lease was taken over".to_string());
+        }
+        Ok(match tgt.delete(href, etag).await {
+            Ok(()) => format!("deleted ({why})"),
+            Err(e) => format!("failed: {e}"),
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The repair assistant, one finding class at a time, on vdir and real Radicale: missing, drifted,
+//! duplicate, orphan and extra; `--dry-run` changes nothing; afterwards a sync has nothing to do.
+
+mod common;
+
+use common::dav::{self, DavServer};
+use common::{Setup, event, text};
+use tandem::identity::wrap_uid;
+use tandem::store::CalendarStore;
+use tandem::types::CalendarPath;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+/// `(class, action)` of every finding, sorted.
+fn findings(v: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["class"].as_str().unwrap().to_string(),
+                f["action"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn classes(want: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = want
+        .iter()
+        .map(|(c, a)| (c.to_string(), a.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_class_on_vdir() {
+    let s = Setup::new(&["alice"]);
+    for (name, uid) in [
+        ("keep.ics", "keep"),
+        ("gone.ics", "gone"),
+        ("edit.ics", "edit"),
+        ("dup.ics", "dup"),
+        ("lost.ics", "lost"),
+    ] {
+        s.put("alice", name, &event(uid, "Original", None));
+    }
+    assert_eq!(s.run(&["sync"]).status.code(), Some(0));
+    let t = s.target("alice");
+    // Missing: a copy deleted behind tandem's back.
+    std::fs::remove_file(t.join("lost.ics")).unwrap();
+    // Drifted: a copy edited in the target.
+    std::fs::write(
+        t.join("edit.ics"),
+        event("edit", "Edited in the target", None),
+    )
+    .unwrap();
+    // Duplicate: a second copy of a meeting.
+    std::fs::write(t.join("dup-copy.ics"), event("dup", "Original", None)).unwrap();
+    // Orphan: the source item went and no pass has run since.
+    std::fs::remove_file(s.source("alice").join("gone.ics")).unwrap();
+    // Extra: somebody's own item.
+    std::fs::write(t.join("own.ics"), event("own", "Made in the new org", None)).unwrap();
+    let before = Setup::files(&t);
+
+    let dry = s.run(&["repair", "--dry-run", "--json"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(
+        findings(&json(&dry)),
+        classes(&[
+            ("missing", "would"),
+            ("drifted", "would"),
+            ("duplicate", "would"),
+            ("orphan", "would"),
+            ("extra", "kept")
+        ])
+    );
+    assert_eq!(Setup::files(&t), before, "a dry run changes nothing");
+
+    let out = s.run(&["repair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listed = text(&out);
+    for class in [
+        "missing /alice/lost.ics",
+        "drifted /new/alice/edit.ics",
+        "duplicate /new/alice/",
+        "orphan /new/alice/gone.ics",
+        "extra /new/alice/own.ics",
+    ] {
+        let class = class.replace("/new/alice/", "/alice/");
+        assert!(listed.contains(&class), "{class}: {listed}");
+    }
+    let after = Setup::files(&t);
+    let mut names: Vec<&str> = after.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "keep, edit, one dup, lost, own: {names:?}");
+    assert!(!after.contains_key("gone.ics"));
+    assert!(after["edit.ics"].contains("SUMMARY:Original"));
+    assert_eq!(after.values().filter(|b| b.contains("UID:dup")).count(), 1);
+    // The mappings were rebuilt: a sync finds everything in step.
+    let sync = s.run(&["sync", "--json"]);
+    assert_eq!(sync.status.code(), Some(0), "{}", text(&sync));
+    let p = &json(&sync)["pairs"][0];
+    assert_eq!(
+        (
+            p["created"].as_u64(),
+            p["updated"].as_u64(),
+            p["deleted"].as_u64(),
+            p["adopted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{p}"
+    );
+    // And a second repair finds nothing but the extra.
+    let again = json(&s.run(&["repair", "--json"]));
+    assert_eq!(findings(&again), classes(&[("extra", "kept")]));
+}
+
+#[test]
+fn extras_are_deleted_only_when_configured() {
+    let s = Setup::new(&["alice"]);
+    s.put("alice", "a.ics", &event("a", "One", None));
+    std::fs::write(s.target("alice").join("own.ics"), event("own", "Own", None)).unwrap();
+    let mut toml = std::fs::read_to_string(&s.config).unwrap();
+    toml.push_str("\n[sync]\nextras = \"delete\"\n");
+    std::fs::write(&s.config, toml).unwrap();
+    let out = json(&s.run(&["repair", "--json"]));
+    assert_eq!(
+        findings(&out),
+        classes(&[("missing", "created"), ("extra", "deleted")])
+    );
+    assert!(!s.target("alice").join("own.ics").exists());
+}
+
+#[test]
+fn a_locked_calendar_is_not_repaired() {
+    let s = Setup::new(&["alice"]);
+    s.put("alice", "a.ics", &event("a", "One", None));
+    assert_eq!(
+        s.run(&[
+            "lock",
+            "acquire",
+            "--calendar",
+            "new:/alice/",
+            "--holder",
+            "someone"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    let out = s.run(&["repair"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("locked by someone (external)"),
+        "{}",
+        text(&out)
+    );
+    assert!(Setup::files(&s.target("alice")).is_empty());
+}
+
+#[tokio::test]
+async fn every_class_on_radicale() {
+    let source = DavServer::radicale();
+    let target = DavServer::radicale();
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let (src, tgt) = (source.store(), target.store());
+    for uid in ["keep", "gone", "edit", "dup", "lost"] {
+        src.create(
+            &scal,
+            &format!("{uid}.ics"),
+            &event(
+                &format!("{uid}@old.example"),
+                "Original",
+                Some("jane@old.example"),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dav::pair_config(
+        dir.path(),
+        &source,
+        &target,
+        scal.as_str(),
+        tcal.as_str(),
+        "",
+    );
+    assert_eq!(common::tandem(&config, &["sync"]).status.code(), Some(0));
+    let version = |name: &str| {
+        let (tgt, tcal) = (tgt.clone(), tcal.clone());
+        let href = tcal.join(name);
+        async move {
+            tgt.list(&tcal)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|v| v.href == href)
+                .unwrap()
+        }
+    };
+    let lost = version("lost@old.example.ics").await;
+    tgt.delete(&lost.href, &lost.etag).await.unwrap();
+    let edit = version("edit@old.example.ics").await;
+    tgt.update(
+        &edit.href,
+        &edit.etag,
+        &event(
+            "edit@old.example",
+            "Edited in the target",
+            Some("jane@old.example"),
+        ),
+    )
+    .await
+    .unwrap();
+    // Radicale refuses two items with one UID: the duplicate carries Exchange's GOID spelling.
+    tgt.create(
+        &tcal,
+        "dup-goid.ics",
+        &event(
+            &wrap_uid("dup@old.example", None),
+            "Original",
+            Some("jane@old.example"),
+        ),
+    )
+    .await
+    .unwrap();
+    let gone = src
+        .list(&scal)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.href.file_name() == "gone.ics")
+        .unwrap();
+    src.delete(&gone.href, &gone.etag).await.unwrap();
+    tgt.create(
+        &tcal,
+        "own.ics",
+        &event("own@new.example", "Made in the new org", None),
+    )
+    .await
+    .unwrap();
+    let before = tgt.list(&tcal).await.unwrap();
+
+    let dry = common::tandem(&config, &["repair", "--dry-run", "--json"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(
+        findings(&json(&dry)),
+        classes(&[
+            ("missing", "would"),
+            ("drifted", "would"),
+            ("duplicate", "would"),
+            ("orphan", "would"),
+            ("extra", "kept")
+        ])
+    );
+    let mut unchanged = tgt.list(&tcal).await.unwrap();
+    let mut was = before.clone();
+    unchanged.sort_by(|a, b| a.href.cmp(&b.href));
+    was.sort_by(|a, b| a.href.cmp(&b.href));
+    assert_eq!(unchanged, was, "a dry run changes nothing");
+
+    let out = common::tandem(&config, &["repair", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        findings(&json(&out)),
+        classes(&[
+            ("missing", "created"),
+            ("drifted", "updated"),
+            ("duplicate", "deleted"),
+            ("orphan", "deleted"),
+            ("extra", "kept")
+        ])
+    );
+    // One copy of each source item plus the extra; a sync then has nothing to do.
+    assert_eq!(tgt.list(&tcal).await.unwrap().len(), 5);
+    let sync = common::tandem(&config, &["sync", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&sync.stdout).unwrap();
+    let p = &v["pairs"][0];
+    assert_eq!(
+        (
+            p["created"].as_u64(),
+            p["updated"].as_u64(),
+            p["deleted"].as_u64(),
+            p["adopted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{p}"
+    );
+}
