@@ -55,6 +55,8 @@ pub struct Config {
     pub servers: BTreeMap<String, ServerConfig>,
     pub rewrite: RewriteConfig,
     pub pairs: Vec<PairConfig>,
+    /// Mailbox address (lower-case, as written in the config) → pair, for pairs that give one.
+    pub addresses: BTreeMap<String, PairId>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +277,8 @@ struct RawPair {
     id: String,
     source: String,
     target: String,
+    /// The mailbox's address, for the repair assistant's cross-calendar check.
+    address: Option<String>,
 }
 
 pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
@@ -424,6 +428,7 @@ impl Validator {
             .filter_map(|(name, s)| self.server(&name, s, base).map(|s| (name, s)))
             .collect();
         let rewrite = self.rewrite(raw.rewrite, base);
+        let addresses = self.addresses(&raw.pairs);
         let pairs = self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers);
         Config {
             file: self.file.clone(),
@@ -434,7 +439,31 @@ impl Validator {
             servers,
             rewrite,
             pairs,
+            addresses,
         }
+    }
+
+    /// `[[pairs]] address`: each a plain address, each used once.
+    fn addresses(&mut self, raw: &[RawPair]) -> BTreeMap<String, PairId> {
+        let mut out = BTreeMap::new();
+        for (i, p) in raw.iter().enumerate() {
+            let (Some(addr), Ok(id)) = (&p.address, p.id.parse::<PairId>()) else {
+                continue;
+            };
+            let addr = crate::identity::normalize_address(addr);
+            if !addr.contains('@') || addr.contains(char::is_whitespace) {
+                self.issue(
+                    format!("pairs[{i}].address"),
+                    format!("{addr:?} is not an email address"),
+                );
+            } else if let Some(other) = out.insert(addr.clone(), id) {
+                self.issue(
+                    format!("pairs[{i}].address"),
+                    format!("{addr} is already the address of pair {other}"),
+                );
+            }
+        }
+        out
     }
 
     fn state(&mut self, raw: RawState, base: &Path) -> StateConfig {

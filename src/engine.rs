@@ -51,6 +51,8 @@ pub struct Engine {
     lease_ttl: std::time::Duration,
     /// Set when the service stops: passes finish the writes in flight and start no more.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Mailbox address (as configured and as rewritten into the target org) → its pair.
+    pub(crate) mailboxes: HashMap<String, PairConfig>,
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -117,6 +119,22 @@ impl Engine {
             clock: system_clock(),
             holder: crate::lease::process_holder(),
             lease_ttl: config.sync.lease_ttl,
+            mailboxes: {
+                let rw = config.rewrite.rewriter();
+                let mut m = HashMap::new();
+                for (addr, id) in &config.addresses {
+                    if let Some(pair) = config.pair(id.as_str()) {
+                        let rewritten = rw
+                            .map_address(addr)
+                            .map(|a| crate::identity::normalize_address(&a));
+                        m.insert(addr.clone(), pair.clone());
+                        if let Some(r) = rewritten {
+                            m.insert(r, pair.clone());
+                        }
+                    }
+                }
+                m
+            },
             stopping: Arc::default(),
         }
     }
@@ -136,6 +154,7 @@ impl Engine {
             clock: system_clock(),
             holder: crate::lease::process_holder(),
             lease_ttl: crate::lease::DEFAULT_TTL,
+            mailboxes: HashMap::new(),
             stopping: Arc::default(),
         }
     }

@@ -197,6 +197,22 @@ impl Item {
             .or_else(|| comps.iter().find_map(|p| prop_value(p, "ORGANIZER")))
     }
 
+    /// Every ATTENDEE address (lower-case, without `mailto:`), once each.
+    pub fn attendees(&self) -> Vec<String> {
+        let mut out: Vec<String> = item_components(&self.cal)
+            .flat_map(|(_, props)| {
+                props
+                    .iter()
+                    .filter(|p| p.name == "ATTENDEE")
+                    .filter_map(|p| p.value.as_deref())
+            })
+            .map(crate::identity::normalize_address)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The master's SEQUENCE (0 when absent or unreadable).
     pub fn sequence(&self) -> i64 {
         self.master_value("SEQUENCE")

@@ -5,7 +5,9 @@
 //! Findings by class: `missing` (in the source, not in the target: created), `drifted` (the target
 //! copy differs from the rewritten source: updated), `duplicate` (more copies of one meeting: one
 //! kept as `dedupe` would), `orphan` (a copy tandem made whose source item is gone: deleted),
-//! `extra` (not from the source: reported; deleted only with `extras = "delete"`).
+//! `extra` (not from the source: reported; deleted only with `extras = "delete"`), and, across
+//! calendars, `attendee-missing` (a meeting organised by this pair's mailbox that an attendee's
+//! pair lacks in its target: that pair is synced from its source, never given a made-up copy).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -191,6 +193,8 @@ impl Engine {
         };
 
         let mut found: Vec<Mapping> = Vec::new();
+        // Meetings this pair's mailbox organises, with attendees that are configured pairs too.
+        let mut invited: Vec<(Href, IdentityKey, PairConfig)> = Vec::new();
         let mut source_items: Vec<_> = source_items.into_iter().collect();
         source_items.sort_by(|a, b| a.0.cmp(&b.0));
         for (href, got) in source_items {
@@ -209,6 +213,21 @@ impl Engine {
                 }
             };
             let identity = prepared.identity.to_string();
+            let organiser = prepared
+                .item
+                .organizer()
+                .map(crate::identity::normalize_address);
+            if organiser
+                .as_ref()
+                .and_then(|o| self.mailboxes.get(o))
+                .is_some_and(|p| p.id == pair.id)
+            {
+                for a in prepared.item.attendees() {
+                    if let Some(q) = self.mailboxes.get(&a).filter(|q| q.id != pair.id) {
+                        invited.push((href.clone(), prepared.identity.clone(), q.clone()));
+                    }
+                }
+            }
             let mut these = copies.remove(&prepared.identity).unwrap_or_default();
             if these.is_empty() {
                 if !prepared.fit.is_inside() {
@@ -355,7 +374,87 @@ impl Engine {
         if lease.is_some() {
             self.state.rebuild_mappings(&pair.id, &found).await?;
         }
+        self.check_attendees(invited, lease.is_none(), report).await
+    }
+
+    /// Exchange-style cross-calendar check: an attendee whose mailbox is a configured pair should
+    /// have the meeting in its target calendar. If not, that pair is synced from its source; a
+    /// meeting its source lacks too is reported, never fabricated.
+    async fn check_attendees(
+        &self,
+        invited: Vec<(Href, IdentityKey, PairConfig)>,
+        dry_run: bool,
+        report: &mut RepairReport,
+    ) -> Result<(), StateError> {
+        let mut seen: std::collections::HashMap<String, Result<HashSet<IdentityKey>, String>> =
+            std::collections::HashMap::new();
+        for (href, identity, q) in invited {
+            let key = q.id.to_string();
+            if !seen.contains_key(&key) {
+                seen.insert(key.clone(), self.target_identities(&q).await);
+            }
+            let has = match &seen[&key] {
+                Ok(ids) => ids.contains(&identity),
+                Err(e) => {
+                    report.findings.push(Finding {
+                        class: "attendee-missing",
+                        href: href.to_string(),
+                        identity: identity.to_string(),
+                        action: format!("failed: pair {}: {e}", q.id),
+                    });
+                    continue;
+                }
+            };
+            if has {
+                continue;
+            }
+            let action = if dry_run {
+                format!("would sync pair {} from its source", q.id)
+            } else {
+                let r = self
+                    .sync_pair(&q, crate::engine::PassOptions::default())
+                    .await?;
+                let now = self.target_identities(&q).await;
+                let present = now.as_ref().is_ok_and(|ids| ids.contains(&identity));
+                seen.insert(key, now);
+                match (&r.error, present) {
+                    (_, true) => format!("synced pair {} from its source: now present", q.id),
+                    (Some(e), false) => format!("failed: syncing pair {}: {e}", q.id),
+                    (None, false) => format!(
+                        "not in pair {}'s source either: not fabricated (the attendee's old mailbox lacks it)",
+                        q.id
+                    ),
+                }
+            };
+            report.findings.push(Finding {
+                class: "attendee-missing",
+                href: href.to_string(),
+                identity: identity.to_string(),
+                action,
+            });
+        }
         Ok(())
+    }
+
+    /// The identities of every item in `pair`'s target calendar.
+    async fn target_identities(&self, pair: &PairConfig) -> Result<HashSet<IdentityKey>, String> {
+        let tgt = self.store_of(&pair.target.server)?;
+        let cal = &pair.target.path;
+        let hrefs: Vec<Href> = tgt
+            .list(cal)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|v| v.href)
+            .collect();
+        let items = fetch_all(&*tgt, cal, &hrefs)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(items
+            .into_iter()
+            .filter_map(|(_, r)| Item::parse(&r.ok()?.data).ok())
+            .map(|i| i.identity())
+            .collect())
     }
 
     /// Deletes a target copy with `If-Match` (under a current lease); in a dry run only says so.

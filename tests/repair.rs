@@ -302,3 +302,58 @@ async fn every_class_on_radicale() {
         "{p}"
     );
 }
+
+#[test]
+fn attendees_that_are_pairs_get_the_meeting_from_their_own_source() {
+    let s = Setup::new(&["alice", "bob", "carol"]);
+    // Mailbox addresses let repair see that alice organises a meeting bob and carol attend.
+    let mut toml = std::fs::read_to_string(&s.config).unwrap();
+    for u in ["alice", "bob", "carol"] {
+        toml = toml.replace(
+            &format!("id = \"{u}\"\n"),
+            &format!("id = \"{u}\"\naddress = \"{u}@old.example\"\n"),
+        );
+    }
+    std::fs::write(&s.config, &toml).unwrap();
+    let meeting = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:board@old.example\r\n\
+                   DTSTAMP:20260101T000000Z\r\nDTSTART:20260110T100000Z\r\nSUMMARY:Board\r\nORGANIZER:mailto:alice@old.example\r\n\
+                   ATTENDEE:mailto:bob@old.example\r\nATTENDEE:mailto:carol@old.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    s.put("alice", "board.ics", meeting);
+    s.put("bob", "board.ics", meeting); // bob's old mailbox has his copy; carol's lacks it
+    assert_eq!(s.run(&["sync", "--pair", "alice"]).status.code(), Some(0));
+
+    let dry = json(&s.run(&["repair", "--pair", "alice", "--dry-run", "--json"]));
+    let actions: Vec<&str> = dry[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "would sync pair bob from its source",
+            "would sync pair carol from its source"
+        ],
+        "{dry}"
+    );
+    assert!(Setup::files(&s.target("bob")).is_empty());
+
+    let out = s.run(&["repair", "--pair", "alice"]);
+    let listed = text(&out);
+    assert!(listed.contains("attendee-missing /alice/board.ics (alice@new.example board@old.example): synced pair bob from its source: now present"), "{listed}");
+    assert!(
+        listed.contains("not in pair carol's source either: not fabricated"),
+        "{listed}"
+    );
+    assert_eq!(
+        Setup::files(&s.target("bob")).len(),
+        1,
+        "bob's copy came from bob's source"
+    );
+    assert!(
+        Setup::files(&s.target("carol")).is_empty(),
+        "nothing made up for carol"
+    );
+    assert_eq!(out.status.code(), Some(0), "{listed}");
+}
