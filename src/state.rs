@@ -179,10 +179,24 @@ impl State {
             .connect_with(opts)
             .await
             .map_err(|e| err("opening", e.into()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| err("migrating", e.into()))?;
+        // Two processes opening a new database at once must not both apply its migrations (SQLite
+        // gives sqlx no migration lock): they take turns on a lock file beside it.
+        let lock_path = path.with_extension("migrate.lock");
+        let lock = tokio::task::spawn_blocking(move || {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            f.lock()?;
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(|e| err("locking for migration", e.into()))?
+        .map_err(|e| err("locking for migration", e.into()))?;
+        let migrated = MIGRATOR.run(&pool).await;
+        drop(lock);
+        migrated.map_err(|e| err("migrating", e.into()))?;
         Ok(State {
             pool,
             path: path.to_path_buf(),
