@@ -284,21 +284,9 @@ impl Engine {
                 return Ok(report);
             }
         };
-        let known = self
-            .state
-            .pair_calendars(&pair.id)
-            .await?
-            .is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
-        let mapped: HashSet<Href> = if known {
-            self.state
-                .mappings(&pair.id)
-                .await?
-                .into_iter()
-                .map(|m| m.b_href)
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let recorded = self.mapped_copies(pair).await?;
+        let known = recorded.is_some();
+        let mapped = recorded.unwrap_or_default();
         // Per identity: (href, etag, SEQUENCE, LAST-MODIFIED) of each copy.
         type Copy = (Href, Etag, i64, Option<String>);
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
@@ -478,6 +466,30 @@ impl Engine {
             ),
         }
         Ok(report)
+    }
+
+    /// The target hrefs the state maps for `pair`; `None` if it recorded other calendars for it
+    /// (or none at all).
+    pub(crate) async fn mapped_copies(
+        &self,
+        pair: &PairConfig,
+    ) -> Result<Option<HashSet<Href>>, StateError> {
+        let known = self
+            .state
+            .pair_calendars(&pair.id)
+            .await?
+            .is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
+        if !known {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.state
+                .mappings(&pair.id)
+                .await?
+                .into_iter()
+                .map(|m| m.b_href)
+                .collect(),
+        ))
     }
 
     /// Saves each side's new sync token; an unchanged one (a quiet calendar) needs no write.

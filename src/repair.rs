@@ -176,21 +176,7 @@ impl Engine {
         }
         // What the state believes (used only to tell an orphan from an extra, and to prefer the
         // mapped copy of a duplicate).
-        let known = self
-            .state
-            .pair_calendars(&pair.id)
-            .await?
-            .is_some_and(|(a, b)| a == pair.source.to_string() && b == pair.target.to_string());
-        let mapped: HashSet<Href> = if known {
-            self.state
-                .mappings(&pair.id)
-                .await?
-                .into_iter()
-                .map(|m| m.b_href)
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
 
         let mut found: Vec<Mapping> = Vec::new();
         // Meetings this pair's mailbox organises, with attendees that are configured pairs too.
