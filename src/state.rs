@@ -174,13 +174,9 @@ impl State {
             .foreign_keys(true)
             // Several processes (sync, repair, an operator's `lock`) share one file.
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| err("opening", e.into()))?;
-        // Two processes opening a new database at once must not both apply its migrations (SQLite
-        // gives sqlx no migration lock): they take turns on a lock file beside it.
+        // Processes opening the database at once take turns on a lock file beside it: two must not
+        // both apply its migrations (SQLite gives sqlx no migration lock), and switching a new
+        // file to WAL answers "database is locked" at once instead of waiting.
         let lock_path = path.with_extension("migrate.lock");
         let lock = tokio::task::spawn_blocking(move || {
             let f = std::fs::OpenOptions::new()
@@ -192,8 +188,13 @@ impl State {
             Ok::<_, std::io::Error>(f)
         })
         .await
-        .map_err(|e| err("locking for migration", e.into()))?
-        .map_err(|e| err("locking for migration", e.into()))?;
+        .map_err(|e| err("taking turns with another process opening it", e.into()))?
+        .map_err(|e| err("taking turns with another process opening it", e.into()))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| err("opening", e.into()))?;
         let migrated = MIGRATOR.run(&pool).await;
         drop(lock);
         migrated.map_err(|e| err("migrating", e.into()))?;
