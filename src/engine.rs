@@ -209,6 +209,10 @@ impl Engine {
         }
     }
 
+    pub(crate) fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
+    }
+
     pub(crate) fn extras(&self) -> Extras {
         self.extras
     }
