@@ -620,13 +620,16 @@ impl Engine {
             && target_changes.changed.is_empty()
             && target_changes.deleted.is_empty()
             && pending.is_empty();
+        // Rows read for that check are used again below rather than read twice.
+        let mut remembered = None;
         if quiet {
             let (due, held) = tokio::join!(
                 self.state
                     .outside_window(&pair.id, now.timestamp(), &window_key, false),
                 self.state.quarantine_rows(&pair.id)
             );
-            if due?.is_empty() && held?.iter().all(|q| q.quarantined && !q.retry) {
+            let (due, held) = (due?, held?);
+            if due.is_empty() && held.iter().all(|q| q.quarantined && !q.retry) {
                 report.unchanged = self.state.mapping_count(&pair.id).await?;
                 if opts.dry_run {
                     return Ok(());
@@ -639,6 +642,7 @@ impl Engine {
                 .await?;
                 return Ok(());
             }
+            remembered = Some((due, held));
         }
         let (prior, mut index) = if known {
             let (mappings, index) = tokio::join!(
@@ -680,14 +684,25 @@ impl Engine {
         let mut injected: HashSet<Href> = HashSet::new();
         let mut quarantine_rows = Vec::new();
         if known {
-            let (outside_rows, q_rows) = tokio::join!(
-                self.state
-                    .outside_window(&pair.id, now.timestamp(), &window_key, source.complete),
-                self.state.quarantine_rows(&pair.id)
-            );
-            quarantine_rows = q_rows?;
+            // A quiet-looking pass read these already (its listing was incremental, as here).
+            let (outside_rows, q_rows) = match remembered {
+                Some(rows) => rows,
+                None => {
+                    let (o, q) = tokio::join!(
+                        self.state.outside_window(
+                            &pair.id,
+                            now.timestamp(),
+                            &window_key,
+                            source.complete
+                        ),
+                        self.state.quarantine_rows(&pair.id)
+                    );
+                    (o?, q?)
+                }
+            };
+            quarantine_rows = q_rows;
             // (href, etag, held while listed at this etag, quarantined)
-            let rows: Vec<(Href, Etag, bool, bool)> = outside_rows?
+            let rows: Vec<(Href, Etag, bool, bool)> = outside_rows
                 .into_iter()
                 .map(|(h, e, due)| (h, e, !due, false))
                 .chain(quarantine_rows.iter().map(|q| {
