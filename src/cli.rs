@@ -3,11 +3,12 @@
 //! Exit codes: 0 all requested pairs synced; 1 fatal (state store unusable, ...); 2 usage or
 //! config error; 3 finished, but some pairs or items failed.
 
+use crate::logging::LogFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PasswordSource, ServerKind};
 use crate::engine::{Engine, PassOptions};
@@ -43,12 +44,6 @@ struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,7 +225,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    init_logging(cli.log_format, cli.verbose);
+    crate::logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -248,28 +243,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-fn init_logging(format: LogFormat, verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    // RUST_LOG wins; sqlx's per-statement logs stay quiet unless asked for.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn,hyper_util=warn")));
-    // No `log` bridge on purpose: libdav's trace logging prints request headers, credentials included.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
@@ -469,8 +442,19 @@ async fn sync(
         pairs = config.pairs.clone();
     }
     let state = State::open(&config.state.path).await?;
-    let engine = Arc::new(Engine::new(config, state.clone()));
+    // A bar per pair on a terminal; log lines every few seconds otherwise (or with --json, whose
+    // stdout is for scripts).
+    let progress: Arc<dyn crate::progress::Progress> =
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json {
+            Arc::new(crate::progress::Bars::new())
+        } else {
+            Arc::new(crate::progress::Lines::new(std::time::Duration::from_secs(5)))
+        };
+    let engine = Arc::new(Engine::new(config, state.clone()).with_progress(progress));
     let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
+    if !opts.dry_run {
+        engine.flush_server_counts().await?;
+    }
     state.close().await;
     let mut summary = Summary::new(reports);
     summary.servers = engine.server_counts();
@@ -593,67 +577,20 @@ pub async fn run_pairs(
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = State::open(&config.state.path).await?;
-    let ids: Vec<_> = config.pairs.iter().map(|p| p.id.clone()).collect();
-    let statuses = state.pair_statuses(&ids).await?;
-    let states = state.pair_states().await?;
-    let quarantined = state.quarantine_counts().await?;
-    let now_ms = crate::state::now_ms();
-    let locks: std::collections::HashMap<String, crate::lease::Lease> = state
-        .leases()
-        .await?
-        .into_iter()
-        .filter(|l| l.expires_at > now_ms)
-        .map(|l| (l.calendar.clone(), l))
-        .collect();
+    let snap =
+        crate::observe::snapshot(&config, &state, &crate::observe::Live::default()).await?;
     state.close().await;
-    let by_id: std::collections::HashMap<&str, &crate::state::PairStatus> =
-        statuses.iter().map(|s| (s.id.as_str(), s)).collect();
-    let now = crate::state::now_ms();
-    let mut rows = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let st = by_id.get(id.as_str());
-        let stored = states.get(id.as_str());
-        let pair_state = match (stored, st) {
-            (Some(s), _) => s.state.clone(),
-            (None, _) => crate::pairstate::PairState::Active,
-        };
-        rows.push(serde_json::json!({
-            "id": id.as_str(),
-            "state": if st.is_none() && stored.is_none() { "new" } else { pair_state.name() },
-            "reason": pair_state.reason(),
-            "until": pair_state.until(),
-            "failures": pair_state.failures(),
-            // An active pair runs an interval after its last pass started (the service does
-            // not record that time for every quiet pass).
-            "next_run": match (&pair_state, st.and_then(|s| s.last_run.as_ref())) {
-                (crate::pairstate::PairState::Active, Some(run)) => Some(run.started_at + config.sync.interval.as_millis() as i64),
-                (crate::pairstate::PairState::Active, None) => None,
-                _ => stored.and_then(|s| s.next_run),
-            },
-            "items": st.map_or(0, |s| s.items),
-            "quarantined": quarantined.get(id.as_str()).copied().unwrap_or(0),
-            "lock": config.pair(id.as_str()).and_then(|p| locks.get(&p.target.to_string())).map(|l| serde_json::json!({
-                "holder": l.holder, "kind": l.kind, "token": l.token, "until": l.expires_at,
-            })),
-            "last_success_at": st.and_then(|s| s.last_success_at),
-            "last_run": st.and_then(|s| s.last_run.as_ref()),
-        }));
-    }
-    let placement = config
-        .agents
-        .placement_warning(crate::config::online_processors());
     if json {
-        let v = serde_json::json!({ "pairs": rows, "agents_warning": placement });
         println!(
             "{}",
-            serde_json::to_string_pretty(&v).expect("status serialises")
+            serde_json::to_string_pretty(&snap).expect("status serialises")
         );
         return Ok(EXIT_OK);
     }
+    let now = snap.generated_at;
     let when = |t: Option<i64>| {
         t.map_or("-".to_string(), |t| {
-            let d = std::time::Duration::from_secs(((now - t).abs() / 1000) as u64);
-            let d = humantime::format_duration(d).to_string();
+            let d = crate::observe::human_seconds((now - t).abs() as f64 / 1000.0);
             if t <= now {
                 format!("{d} ago")
             } else {
@@ -662,30 +599,27 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         })
     };
     println!(
-        "{:<20} {:<8} {:<8} {:>6} {:>4} {:<18} {:<14} detail",
-        "pair", "state", "last", "items", "quar", "last success", "next run"
+        "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
+        "pair", "state", "lag", "backlog", "items", "quar", "fail%", "last success", "next run"
     );
-    for (id, r) in ids.iter().zip(&rows) {
-        let last = by_id.get(id.as_str()).and_then(|s| s.last_run.as_ref());
-        let outcome = last.map_or("-".to_string(), |r| {
-            r.outcome.clone().unwrap_or_else(|| "running".into())
-        });
-        let lock = r["lock"].as_object().map(|l| {
+    for p in &snap.pairs {
+        let lock = p.lock.as_ref().map(|l| {
             format!(
                 "locked by {} ({}) until {}; ",
-                l["holder"].as_str().unwrap_or("?"),
-                l["kind"].as_str().unwrap_or("?"),
-                crate::report::time(l["until"].as_i64().unwrap_or(0))
+                l.holder,
+                l.kind,
+                crate::report::time(l.until)
             )
         });
-        let detail = match (r["reason"].as_str(), last) {
-            (Some(reason), _) => match r["until"].as_i64() {
+        let detail = match (&p.reason, &p.last_run) {
+            (Some(reason), _) => match p.until {
                 Some(u) => format!("{reason} (until {})", crate::report::time(u)),
-                None => reason.to_string(),
+                None => reason.clone(),
             },
             (None, Some(run)) => format!(
-                "{} {}: +{} ~{} -{} ={} !{}{}",
+                "{} {} {}: +{} ~{} -{} ={} !{}{}",
                 run.kind,
+                run.outcome.as_deref().unwrap_or("running"),
                 when(Some(run.started_at)),
                 run.created,
                 run.updated,
@@ -698,19 +632,40 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             ),
             (None, None) => "never synced".to_string(),
         };
-        let detail = format!("{}{detail}", lock.unwrap_or_default());
+        let alerts = if p.alerts.is_empty() {
+            String::new()
+        } else {
+            format!("ALERT {}; ", p.alerts.join(", "))
+        };
         println!(
-            "{:<20} {:<8} {:<8} {:>6} {:>4} {:<18} {:<14} {detail}",
-            id.as_str(),
-            r["state"].as_str().unwrap_or("-"),
-            outcome,
-            r["items"].as_i64().unwrap_or(0),
-            r["quarantined"].as_i64().unwrap_or(0),
-            when(r["last_success_at"].as_i64()),
-            when(r["next_run"].as_i64()),
+            "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{}{detail}",
+            p.id,
+            p.state,
+            crate::observe::human_seconds(p.lag_seconds),
+            p.backlog,
+            p.items,
+            p.quarantined,
+            p.failed_requests_percent
+                .map_or("-".to_string(), |f| format!("{f:.1}")),
+            when(p.last_success_at),
+            when(p.next_run),
+            lock.unwrap_or_default(),
         );
     }
-    if let Some(w) = placement {
+    for s in snap.servers.iter().filter(|s| s.requests > 0) {
+        println!(
+            "server {}: {} requests in the last hour, {} failed ({}), {} throttled, {:.2}/s now{}",
+            s.name,
+            s.requests_last_hour,
+            s.failed_requests_last_hour,
+            s.failed_requests_percent
+                .map_or("-".to_string(), |f| format!("{f:.1}%")),
+            s.throttled_last_hour,
+            s.rate_per_second,
+            if s.alerts.is_empty() { "" } else { "  ALERT failed requests" }
+        );
+    }
+    if let Some(w) = &snap.agents_warning {
         println!("warning: {w}");
     }
     Ok(EXIT_OK)

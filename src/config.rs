@@ -52,6 +52,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub agents: AgentsConfig,
     pub http: HttpConfig,
+    pub alerts: AlertsConfig,
     pub servers: BTreeMap<String, ServerConfig>,
     pub rewrite: RewriteConfig,
     pub pairs: Vec<PairConfig>,
@@ -132,6 +133,27 @@ impl AgentsConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The environment variable holding the bearer token that `POST /api/pairs/{id}/resync`
+    /// asks for; without one, that endpoint refuses every request.
+    pub token_env: Option<String>,
+}
+
+/// Thresholds that mark a pair or a server as needing attention (status, page, `/metrics`).
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// A pair whose oldest unapplied source change has waited longer than this.
+    pub lag: Duration,
+    /// A pair or server whose requests failed more than this share (percent) over the last hour.
+    pub failed_requests_percent: f64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            lag: Duration::from_secs(20 * 60),
+            failed_requests_percent: 80.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +231,8 @@ struct Raw {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
     servers: BTreeMap<String, RawServer>,
     #[serde(default)]
     rewrite: RawRewrite,
@@ -247,6 +271,14 @@ struct RawAgents {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    token_env: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    lag: Option<String>,
+    failed_requests_percent: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +454,34 @@ impl Validator {
             );
             DEFAULT_LISTEN.parse().expect("default listen address")
         });
+        let token_env = raw.http.token_env;
+        if let Some(var) = &token_env {
+            match std::env::var(var) {
+                Err(_) => self.issue(
+                    "http.token_env",
+                    format!("environment variable {var} is not set"),
+                ),
+                Ok(t) if t.trim().len() < 16 => self.issue(
+                    "http.token_env",
+                    format!("the token in {var} is shorter than 16 characters"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        let mut alerts = AlertsConfig::default();
+        if let Some(lag) = self.duration("alerts.lag", raw.alerts.lag.as_deref()) {
+            alerts.lag = lag;
+        }
+        if let Some(p) = raw.alerts.failed_requests_percent {
+            if (0.0..=100.0).contains(&p) {
+                alerts.failed_requests_percent = p;
+            } else {
+                self.issue(
+                    "alerts.failed_requests_percent",
+                    format!("{p} is not a percentage from 0 to 100"),
+                );
+            }
+        }
         let servers: BTreeMap<String, ServerConfig> = raw
             .servers
             .into_iter()
@@ -435,7 +495,8 @@ impl Validator {
             state,
             sync,
             agents,
-            http: HttpConfig { listen },
+            http: HttpConfig { listen, token_env },
+            alerts,
             servers,
             rewrite,
             pairs,

@@ -53,6 +53,10 @@ pub struct Engine {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Mailbox address (as configured and as rewritten into the target org) → its pair.
     pub(crate) mailboxes: HashMap<String, PairConfig>,
+    /// Told how a long write phase (a first sync, a resync) is going.
+    progress: Option<Arc<dyn crate::progress::Progress>>,
+    /// Server counters as last added to the state.
+    flushed: std::sync::Mutex<BTreeMap<String, crate::store::http::HttpCounts>>,
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -136,6 +140,8 @@ impl Engine {
                 m
             },
             stopping: Arc::default(),
+            progress: None,
+            flushed: std::sync::Mutex::default(),
         }
     }
 
@@ -156,6 +162,8 @@ impl Engine {
             lease_ttl: crate::lease::DEFAULT_TTL,
             mailboxes: HashMap::new(),
             stopping: Arc::default(),
+            progress: None,
+            flushed: std::sync::Mutex::default(),
         }
     }
 
@@ -173,6 +181,12 @@ impl Engine {
     /// Names this engine in leases (tests run several "processes" in one).
     pub fn with_holder(mut self, holder: impl Into<String>) -> Engine {
         self.holder = holder.into();
+        self
+    }
+
+    /// Reports the write phase of first syncs and resyncs to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn crate::progress::Progress>) -> Engine {
+        self.progress = Some(progress);
         self
     }
 
@@ -198,6 +212,34 @@ impl Engine {
             .iter()
             .filter_map(|(name, s)| Some((name.clone(), s.as_ref().ok()?.counts()?)))
             .collect()
+    }
+
+    /// Adds the requests made since the last call to the state's per-server counters.
+    pub async fn flush_server_counts(&self) -> Result<(), StateError> {
+        let now = self.server_counts();
+        let deltas: BTreeMap<String, crate::store::http::HttpCounts> = {
+            let mut flushed = self.flushed.lock().expect("not poisoned");
+            let deltas = now
+                .iter()
+                .map(|(name, c)| {
+                    let was = flushed.get(name).copied().unwrap_or_default();
+                    let d = crate::store::http::HttpCounts {
+                        requests: c.requests - was.requests,
+                        retries: c.retries - was.retries,
+                        failures: c.failures - was.failures,
+                        failed: c.failed - was.failed,
+                        throttled: c.throttled - was.throttled,
+                    };
+                    (name.clone(), d)
+                })
+                .filter(|(_, d)| d.requests > 0)
+                .collect();
+            *flushed = now;
+            deltas
+        };
+        self.state
+            .add_server_counts(&deltas, crate::state::now_ms())
+            .await
     }
 
     /// The store of `server`, or why it cannot be used.
@@ -425,10 +467,18 @@ impl Engine {
                 }
             }
         };
-        let outcome = tokio::select! {
-            r = self.pass(pair, opts, &mut report, lease.as_ref()) => r,
-            never = renew => never,
-        };
+        let tally = Arc::new(crate::store::http::Tally::default());
+        let outcome = crate::store::http::PASS_TALLY
+            .scope(tally.clone(), async {
+                tokio::select! {
+                    r = self.pass(pair, opts, &mut report, lease.as_ref()) => r,
+                    never = renew => never,
+                }
+            })
+            .await;
+        let counted = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        report.requests = counted(&tally.requests);
+        report.failed_requests = counted(&tally.failed);
         match outcome {
             Ok(()) => {}
             Err(PassError::State(e)) => return Err(e),
@@ -444,11 +494,16 @@ impl Engine {
                 (None, _) => Outcome::Partial,
             };
             let counts = RunCounts {
-                created: report.created + report.adopted,
+                created: report.created,
                 updated: report.updated,
                 deleted: report.deleted,
                 unchanged: report.unchanged,
                 failed: report.failed,
+                adopted: report.adopted,
+                requests: report.requests,
+                failed_requests: report.failed_requests,
+                throttled: counted(&tally.throttled),
+                backlog: report.backlog,
             };
             self.state
                 .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
@@ -631,6 +686,8 @@ impl Engine {
             let (due, held) = (due?, held?);
             if due.is_empty() && held.iter().all(|q| q.quarantined && !q.retry) {
                 report.unchanged = self.state.mapping_count(&pair.id).await?;
+                // Quarantined items are source changes not in the target.
+                report.backlog = Some(held.len() as u64);
                 if opts.dry_run {
                     return Ok(());
                 }
@@ -1053,6 +1110,13 @@ impl Engine {
         // Fencing: every write first checks that the lease is still ours. A holder whose lease
         // was taken over (it stalled past its expiry, say) writes nothing more.
         let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let progress = self
+            .progress
+            .as_ref()
+            .filter(|_| (opts.full || prior.is_empty()) && removals.len() + writes.len() > 0);
+        if let Some(p) = progress {
+            p.start(pair.id.as_str(), (removals.len() + writes.len()) as u64);
+        }
         for phase in [removals, writes] {
             let mut done = stream::iter(phase)
                 .map(|a| {
@@ -1080,6 +1144,9 @@ impl Engine {
                 })
                 .buffer_unordered(par);
             while let Some(outcome) = done.next().await {
+                if let Some(p) = progress {
+                    p.advance(pair.id.as_str());
+                }
                 match outcome? {
                     Done::Written(how) => match how {
                         Written::Created => report.created += 1,
@@ -1107,6 +1174,12 @@ impl Engine {
                 }
             }
         }
+        if let Some(p) = progress {
+            p.finish(pair.id.as_str());
+        }
+        // Every source change this pass saw and did not apply: failed, skipped, quarantined, or
+        // left when the pass stopped early.
+        report.backlog = Some(report.failed + left + report.quarantined);
         let lost = lost.into_inner().expect("not poisoned");
         self.state.apply(&pair.id, &bookkeeping, &forget).await?;
         self.state.clear_pendings(&pair.id, &settled).await?;

@@ -86,6 +86,43 @@ pub struct Pool {
     threads: Vec<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     engine: Arc<Engine>,
+    agents: Vec<Arc<AgentStats>>,
+}
+
+/// What the status page and `/metrics` show of one running agent.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    pub index: usize,
+    pub processor: usize,
+    pub pairs: usize,
+    /// Passes finished.
+    pub passes: std::sync::atomic::AtomicU64,
+    /// The agent thread's id, to read its processor time from /proc (0 until it started).
+    tid: std::sync::atomic::AtomicU64,
+}
+
+impl AgentStats {
+    /// Processor time the agent's thread has used, in seconds: an agent that does the work shows
+    /// it here; an idle processor shows as agents with none.
+    pub fn busy_seconds(&self) -> f64 {
+        let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
+        if tid == 0 {
+            return 0.0;
+        }
+        // schedstat's first field is the time on the processor in nanoseconds.
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0.0, |ns| ns as f64 / 1e9)
+    }
+}
+
+/// The calling thread's id, as /proc names it.
+fn thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Pool {
@@ -98,12 +135,23 @@ impl Pool {
     ) -> std::io::Result<Pool> {
         let (stop, stopped) = watch::channel(false);
         let mut threads = Vec::with_capacity(specs.len());
+        let mut agents = Vec::with_capacity(specs.len());
         for spec in specs {
             let (engine, stopped) = (engine.clone(), stopped.clone());
+            let stats = Arc::new(AgentStats {
+                index: spec.index,
+                processor: spec.processor,
+                pairs: spec.pairs.len(),
+                ..AgentStats::default()
+            });
+            agents.push(stats.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("tandem-agent-{}", spec.index))
                 .spawn(move || {
                     let (agent, processor) = (spec.index, spec.processor);
+                    stats
+                        .tid
+                        .store(thread_id(), std::sync::atomic::Ordering::Relaxed);
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: processor }) {
                         warn!(
                             agent,
@@ -122,7 +170,7 @@ impl Pool {
                     };
                     let span = info_span!("agent", agent);
                     runtime.block_on(
-                        run_agent(spec, engine, policy, passes, stopped).instrument(span),
+                        run_agent(spec, engine, policy, passes, stopped, stats).instrument(span),
                     );
                 })?;
             threads.push(thread);
@@ -131,7 +179,13 @@ impl Pool {
             threads,
             stop,
             engine,
+            agents,
         })
+    }
+
+    /// The running agents' figures.
+    pub fn agents(&self) -> Vec<Arc<AgentStats>> {
+        self.agents.clone()
     }
 
     /// Asks every agent to stop: no new passes; passes in progress finish the writes in flight
@@ -160,6 +214,7 @@ async fn run_agent(
     policy: Policy,
     passes: usize,
     mut stopped: watch::Receiver<bool>,
+    stats: Arc<AgentStats>,
 ) {
     let (agent, count) = (spec.index, spec.pairs.len());
     let mut sched = loop {
@@ -191,7 +246,10 @@ async fn run_agent(
             _ => Duration::from_secs(60),
         };
         tokio::select! {
-            Some((i, outcome)) = running.next(), if !running.is_empty() => finished(&mut sched, i, outcome, &policy),
+            Some((i, outcome)) = running.next(), if !running.is_empty() => {
+                stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                finished(&mut sched, i, outcome, &policy)
+            }
             _ = tokio::time::sleep(wake) => {}
             _ = stopped.changed() => {}
         }

@@ -46,6 +46,13 @@ pub struct PairReport {
     /// The pass stopped early because tandem is stopping.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Source changes seen but not applied (failed, quarantined, or left when the pass stopped
+    /// early); absent when the pass did not get far enough to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+    /// HTTP requests the pass made, retries included, and those that got no usable answer.
+    pub requests: u64,
+    pub failed_requests: u64,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
     pub failures: Vec<ItemFailure>,

@@ -93,6 +93,15 @@ pub struct RunCounts {
     pub deleted: u64,
     pub unchanged: u64,
     pub failed: u64,
+    pub adopted: u64,
+    /// HTTP requests the pass made (retries included), those that got no usable answer, and
+    /// those throttled.
+    pub requests: u64,
+    pub failed_requests: u64,
+    pub throttled: u64,
+    /// Source changes seen but not applied; `None` when the pass did not get far enough to know
+    /// (the pair's previous backlog and lag then stand).
+    pub backlog: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +157,8 @@ pub struct State {
 
 /// Passes kept in the run history per pair.
 pub const RUNS_KEPT: i64 = 50;
+/// An hour in milliseconds: the span of the failed-request percentage.
+pub const HOUR_MS: i64 = 3_600_000;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -762,7 +773,8 @@ impl State {
         let mut tx = self.write_tx().await.map_err(self.err("recording run"))?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, outcome = ?, created = ?, updated = ?, deleted = ?, \
-             unchanged = ?, failed = ?, error = ? WHERE id = ?",
+             unchanged = ?, failed = ?, error = ?, adopted = ?, requests = ?, failed_requests = ?, \
+             throttled = ?, backlog = ? WHERE id = ?",
         )
         .bind(now)
         .bind(outcome.as_str())
@@ -772,32 +784,57 @@ impl State {
         .bind(counts.unchanged as i64)
         .bind(counts.failed as i64)
         .bind(error)
+        .bind(counts.adopted as i64)
+        .bind(counts.requests as i64)
+        .bind(counts.failed_requests as i64)
+        .bind(counts.throttled as i64)
+        .bind(counts.backlog.map(|b| b as i64))
         .bind(run)
         .execute(&mut *tx)
         .await
         .map_err(self.err("recording run"))?;
         // A service passes every pair every minute for months: keep the recent history only
-        // (pruned now and then, not on every pass).
+        // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
+        // pruned now and then, not on every pass.
         if fastrand::u8(..) < 16 {
             sqlx::query(
-            "DELETE FROM runs WHERE pair_id = ? AND started_at < \
-             (SELECT started_at FROM runs WHERE pair_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
+                "DELETE FROM runs WHERE pair_id = ? AND started_at < ? AND started_at < \
+                 (SELECT started_at FROM runs WHERE pair_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
+            )
+            .bind(pair.as_str())
+            .bind(now - HOUR_MS)
+            .bind(pair.as_str())
+            .bind(RUNS_KEPT - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording run"))?;
+        }
+        // Lag counts from the pass that first saw a change it could not apply; a pass that
+        // applied everything clears it. An unknown backlog leaves both as they were.
+        sqlx::query(
+            "UPDATE pairs SET \
+             last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END, \
+             pending_since = CASE WHEN ? IS NULL THEN pending_since WHEN ? = 0 THEN NULL \
+                 ELSE COALESCE(pending_since, (SELECT started_at FROM runs WHERE id = ?)) END, \
+             backlog = COALESCE(?, backlog), \
+             total_created = total_created + ?, total_updated = total_updated + ?, \
+             total_deleted = total_deleted + ?, total_adopted = total_adopted + ? \
+             WHERE id = ?",
         )
+        .bind(outcome == Outcome::Ok)
+        .bind(now)
+        .bind(counts.backlog.map(|b| b as i64))
+        .bind(counts.backlog.map(|b| b as i64))
+        .bind(run)
+        .bind(counts.backlog.map(|b| b as i64))
+        .bind(counts.created as i64)
+        .bind(counts.updated as i64)
+        .bind(counts.deleted as i64)
+        .bind(counts.adopted as i64)
         .bind(pair.as_str())
-        .bind(pair.as_str())
-        .bind(RUNS_KEPT - 1)
         .execute(&mut *tx)
         .await
         .map_err(self.err("recording run"))?;
-        }
-        if outcome == Outcome::Ok {
-            sqlx::query("UPDATE pairs SET last_success_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(pair.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("recording run"))?;
-        }
         tx.commit().await.map_err(self.err("recording run"))
     }
 

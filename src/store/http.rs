@@ -85,7 +85,25 @@ pub struct HttpStats {
     requests: AtomicU64,
     retries: AtomicU64,
     failures: AtomicU64,
+    failed: AtomicU64,
     throttled: AtomicU64,
+}
+
+/// The requests one pass made, whichever server they went to: the engine sets one around each
+/// pass (`PASS_TALLY.scope`) so a pair's failed-request percentage is its own.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub requests: AtomicU64,
+    pub failed: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+tokio::task_local! {
+    pub static PASS_TALLY: Arc<Tally>;
+}
+
+fn tally(f: impl FnOnce(&Tally)) {
+    let _ = PASS_TALLY.try_with(|t| f(t));
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -95,6 +113,9 @@ pub struct HttpCounts {
     pub retries: u64,
     /// Requests given up on (after retries), or answered with a moving/locked status.
     pub failures: u64,
+    /// Requests that got no usable answer (an error status, no answer, a broken connection),
+    /// retried ones included: the "failed requests" of `status` and `/metrics`.
+    pub failed: u64,
     /// 429 and 503-with-Retry-After answers.
     pub throttled: u64,
 }
@@ -105,6 +126,7 @@ impl HttpStats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
         }
     }
@@ -247,6 +269,9 @@ impl Inner {
                     rate.until_ready().await;
                 }
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                tally(|t| {
+                    t.requests.fetch_add(1, Ordering::Relaxed);
+                });
                 tokio::time::timeout(self.settings.timeout, async {
                     let resp = self.client.request(req).await?;
                     let (head, body) = resp.into_parts();
@@ -271,6 +296,12 @@ impl Inner {
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };
+            if !matches!(verdict, Verdict::Done(_)) {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tally(|t| {
+                    t.failed.fetch_add(1, Ordering::Relaxed);
+                });
+            }
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
                 Verdict::Retry { wait, fault }
@@ -371,6 +402,9 @@ fn classify_status(
     match status {
         StatusCode::TOO_MANY_REQUESTS => {
             stats.throttled.fetch_add(1, Ordering::Relaxed);
+            tally(|t| {
+                t.throttled.fetch_add(1, Ordering::Relaxed);
+            });
             Verdict::Retry {
                 wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
                 fault: HttpFault {
@@ -381,6 +415,9 @@ fn classify_status(
         }
         StatusCode::SERVICE_UNAVAILABLE if retry_after.is_some() => {
             stats.throttled.fetch_add(1, Ordering::Relaxed);
+            tally(|t| {
+                t.throttled.fetch_add(1, Ordering::Relaxed);
+            });
             Verdict::Retry {
                 wait: retry_after.unwrap_or_default(),
                 fault: HttpFault {

@@ -1,0 +1,546 @@
+//! The operator's view: per pair its state, lag, backlog, counts and failed requests; per server
+//! its requests; per agent its processor. One `Snapshot`, read from the state store, feeds
+//! `tandem status`, the status page, the JSON API and `/metrics`, so they always agree.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::config::Config;
+use crate::lease::Lease;
+use crate::pairstate::PairState;
+use crate::state::{HOUR_MS, RunStatus, State, StateResult, now_ms};
+use crate::store::http::HttpCounts;
+
+/// A pair that is new to the state (never passed) shows as `new`.
+pub const NEW: &str = "new";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockView {
+    pub holder: String,
+    pub kind: &'static str,
+    pub token: i64,
+    pub until: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PairView {
+    pub id: String,
+    pub source: String,
+    pub target: String,
+    /// `active`, `paused`, `backoff`, `disabled` or `new`.
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub until: Option<i64>,
+    pub failures: u32,
+    pub next_run: Option<i64>,
+    /// Items in step (mapped source → target).
+    pub items: i64,
+    pub quarantined: i64,
+    /// Who holds the target calendar's lease now, if anyone.
+    pub lock: Option<LockView>,
+    pub last_success_at: Option<i64>,
+    pub last_run: Option<RunStatus>,
+    /// Seconds the oldest source change not yet in the target has been waiting; 0 when current.
+    pub lag_seconds: f64,
+    /// When that change was first seen (unix ms).
+    pub pending_since: Option<i64>,
+    /// Source changes seen but not applied.
+    pub backlog: i64,
+    /// Writes since the pair was first synced.
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub adopted: i64,
+    /// HTTP requests of this pair's passes over the last hour, and those that failed.
+    pub requests_last_hour: i64,
+    pub failed_requests_last_hour: i64,
+    /// `failed / requests` in percent; `None` with no requests (vdir pairs, idle hours).
+    pub failed_requests_percent: Option<f64>,
+    /// Thresholds of `[alerts]` this pair is over: `lag`, `failed_requests`.
+    pub alerts: Vec<&'static str>,
+}
+
+impl PairView {
+    /// Worst first: backoff, paused, disabled, then by lag, highest first.
+    fn rank(&self) -> u8 {
+        match self.state {
+            "backoff" => 0,
+            "paused" => 1,
+            "disabled" => 2,
+            _ => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    pub name: String,
+    pub kind: &'static str,
+    /// Since the state was created.
+    pub requests: i64,
+    pub failed_requests: i64,
+    pub throttled: i64,
+    pub requests_last_hour: i64,
+    pub failed_requests_last_hour: i64,
+    pub throttled_last_hour: i64,
+    pub failed_requests_percent: Option<f64>,
+    /// Requests per second over about the last minute.
+    pub rate_per_second: f64,
+    pub alerts: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub agent: usize,
+    pub processor: usize,
+    pub pairs: usize,
+    pub items: i64,
+    /// Only while the service runs: passes finished and processor time used.
+    pub passes: Option<u64>,
+    pub busy_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertThresholds {
+    pub lag_seconds: f64,
+    pub failed_requests_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub generated_at: i64,
+    /// Worst first.
+    pub pairs: Vec<PairView>,
+    /// Pairs per state.
+    pub states: BTreeMap<&'static str, usize>,
+    pub servers: Vec<ServerView>,
+    pub online_processors: usize,
+    pub agents: Vec<AgentView>,
+    /// Processors left idle while others carry several agents.
+    pub agents_warning: Option<String>,
+    /// Leases held now.
+    pub leases: Vec<Lease>,
+    pub quarantined: i64,
+    pub alerts: AlertThresholds,
+}
+
+/// One pass of a pair, for its detail page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassView {
+    pub run: String,
+    #[serde(flatten)]
+    pub status: RunStatus,
+    pub adopted: i64,
+    pub requests: i64,
+    pub failed_requests: i64,
+    pub backlog: Option<i64>,
+}
+
+struct PairRow {
+    id: String,
+    last_success_at: Option<i64>,
+    pending_since: Option<i64>,
+    backlog: i64,
+    totals: [i64; 4],
+    last_run: Option<RunStatus>,
+    requests: i64,
+    failed: i64,
+}
+
+fn percent(failed: i64, requests: i64) -> Option<f64> {
+    (requests > 0).then(|| (failed as f64 * 1000.0 / requests as f64).round() / 10.0)
+}
+
+impl State {
+    /// Every pair the state knows, with its last pass and its requests of the last hour.
+    async fn pair_rows(&self, since: i64) -> StateResult<Vec<PairRow>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.last_success_at, p.pending_since, p.backlog, \
+             p.total_created, p.total_updated, p.total_deleted, p.total_adopted, \
+             r.kind, r.started_at, r.finished_at, r.outcome, r.created, r.updated, r.deleted, \
+             r.unchanged, r.failed, r.error, h.requests, h.failed \
+             FROM pairs p \
+             LEFT JOIN runs r ON r.id = \
+               (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, rowid DESC LIMIT 1) \
+             LEFT JOIN (SELECT pair_id, SUM(requests) AS requests, SUM(failed_requests) AS failed \
+               FROM runs WHERE started_at >= ? GROUP BY pair_id) h ON h.pair_id = p.id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading status"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PairRow {
+                id: r.get(0),
+                last_success_at: r.get(1),
+                pending_since: r.get(2),
+                backlog: r.get(3),
+                totals: [r.get(4), r.get(5), r.get(6), r.get(7)],
+                last_run: r.get::<Option<String>, _>(8).map(|kind| RunStatus {
+                    kind,
+                    started_at: r.get(9),
+                    finished_at: r.get(10),
+                    outcome: r.get(11),
+                    created: r.get(12),
+                    updated: r.get(13),
+                    deleted: r.get(14),
+                    unchanged: r.get(15),
+                    failed: r.get(16),
+                    error: r.get(17),
+                }),
+                requests: r.get::<Option<i64>, _>(18).unwrap_or(0),
+                failed: r.get::<Option<i64>, _>(19).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The recent passes of `pair`, newest first.
+    pub async fn passes(&self, pair: &str, limit: i64) -> StateResult<Vec<PassView>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, started_at, finished_at, outcome, created, updated, deleted, unchanged, \
+             failed, error, adopted, requests, failed_requests, backlog FROM runs WHERE pair_id = ? \
+             ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(pair)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading passes"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PassView {
+                run: r.get(0),
+                status: RunStatus {
+                    kind: r.get(1),
+                    started_at: r.get(2),
+                    finished_at: r.get(3),
+                    outcome: r.get(4),
+                    created: r.get(5),
+                    updated: r.get(6),
+                    deleted: r.get(7),
+                    unchanged: r.get(8),
+                    failed: r.get(9),
+                    error: r.get(10),
+                },
+                adopted: r.get(11),
+                requests: r.get(12),
+                failed_requests: r.get(13),
+                backlog: r.get(14),
+            })
+            .collect())
+    }
+
+    /// Adds what each server did since the last call (`now` − `before`) to its counters.
+    pub async fn add_server_counts(
+        &self,
+        deltas: &BTreeMap<String, HttpCounts>,
+        now: i64,
+    ) -> StateResult<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let minute = now / 60_000;
+        let _turn = self.writer.lock().await;
+        let mut tx = self
+            .write_tx()
+            .await
+            .map_err(self.err("recording requests"))?;
+        for (server, d) in deltas {
+            sqlx::query(
+                "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (server, minute) DO UPDATE SET requests = requests + excluded.requests, \
+                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
+            )
+            .bind(server)
+            .bind(minute)
+            .bind(d.requests as i64)
+            .bind(d.failed as i64)
+            .bind(d.throttled as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording requests"))?;
+            sqlx::query(
+                "INSERT INTO server_totals (server, requests, failed, throttled) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (server) DO UPDATE SET requests = requests + excluded.requests, \
+                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
+            )
+            .bind(server)
+            .bind(d.requests as i64)
+            .bind(d.failed as i64)
+            .bind(d.throttled as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording requests"))?;
+        }
+        sqlx::query("DELETE FROM server_minutes WHERE minute < ?")
+            .bind(minute - 61)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording requests"))?;
+        tx.commit().await.map_err(self.err("recording requests"))
+    }
+
+    /// Per server: totals, the last hour, and the requests of about the last minute.
+    async fn server_rows(&self, now: i64) -> StateResult<HashMap<String, ServerRow>> {
+        let minute = now / 60_000;
+        let rows = sqlx::query(
+            "SELECT t.server, t.requests, t.failed, t.throttled, \
+             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.failed END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.throttled END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0) \
+             FROM server_totals t LEFT JOIN server_minutes m ON m.server = t.server GROUP BY t.server",
+        )
+        .bind(minute - 59)
+        .bind(minute - 59)
+        .bind(minute - 59)
+        .bind(minute - 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading server counters"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    ServerRow {
+                        totals: [r.get(1), r.get(2), r.get(3)],
+                        hour: [r.get(4), r.get(5), r.get(6)],
+                        recent: r.get(7),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+struct ServerRow {
+    totals: [i64; 3],
+    hour: [i64; 3],
+    /// Requests of the previous and the current minute.
+    recent: i64,
+}
+
+/// Live figures of a running service, added to the stored ones.
+#[derive(Default)]
+pub struct Live {
+    pub agents: Vec<std::sync::Arc<crate::pool::AgentStats>>,
+}
+
+/// Reads everything the operator's view shows, sorted worst first.
+pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResult<Snapshot> {
+    let now = now_ms();
+    let (rows, states, quarantined, leases, items, servers) = tokio::join!(
+        state.pair_rows(now - HOUR_MS),
+        state.pair_states(),
+        state.quarantine_counts(),
+        state.leases(),
+        state.item_counts(),
+        state.server_rows(now),
+    );
+    let (rows, states, quarantined, leases, items, servers) =
+        (rows?, states?, quarantined?, leases?, items?, servers?);
+    let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
+    let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
+    let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let alerts = &config.alerts;
+    let mut pairs = Vec::with_capacity(config.pairs.len());
+    for p in &config.pairs {
+        let id = p.id.as_str();
+        let row = rows.get(id);
+        let stored = states.get(id);
+        let pair_state = stored.map_or(PairState::Active, |s| s.state.clone());
+        let name = if row.is_none() && stored.is_none() {
+            NEW
+        } else {
+            pair_state.name()
+        };
+        let last_run = row.and_then(|r| r.last_run.clone());
+        let next_run = match (&pair_state, &last_run) {
+            // An active pair runs an interval after its last pass started (the service does not
+            // record that time for every quiet pass).
+            (PairState::Active, Some(run)) => {
+                Some(run.started_at + config.sync.interval.as_millis() as i64)
+            }
+            (PairState::Active, None) => None,
+            _ => stored.and_then(|s| s.next_run),
+        };
+        let pending_since = row.and_then(|r| r.pending_since);
+        let lag_seconds = pending_since.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+        let (requests, failed) = row.map_or((0, 0), |r| (r.requests, r.failed));
+        let failed_percent = percent(failed, requests);
+        let mut flags = Vec::new();
+        if lag_seconds > alerts.lag.as_secs_f64() {
+            flags.push("lag");
+        }
+        if failed_percent.is_some_and(|f| f > alerts.failed_requests_percent) {
+            flags.push("failed_requests");
+        }
+        let totals = row.map_or([0; 4], |r| r.totals);
+        pairs.push(PairView {
+            id: id.to_string(),
+            source: p.source.to_string(),
+            target: p.target.to_string(),
+            state: name,
+            reason: pair_state.reason().map(str::to_string),
+            until: pair_state.until(),
+            failures: pair_state.failures(),
+            next_run,
+            items: items.get(id).copied().unwrap_or(0),
+            quarantined: quarantined.get(id).copied().unwrap_or(0),
+            lock: lock_of.get(p.target.to_string().as_str()).map(|l| LockView {
+                holder: l.holder.clone(),
+                kind: l.kind.as_str(),
+                token: l.token,
+                until: l.expires_at,
+            }),
+            last_success_at: row.and_then(|r| r.last_success_at),
+            last_run,
+            lag_seconds,
+            pending_since,
+            backlog: row.map_or(0, |r| r.backlog),
+            created: totals[0],
+            updated: totals[1],
+            deleted: totals[2],
+            adopted: totals[3],
+            requests_last_hour: requests,
+            failed_requests_last_hour: failed,
+            failed_requests_percent: failed_percent,
+            alerts: flags,
+        });
+    }
+    pairs.sort_by(|a, b| {
+        a.rank()
+            .cmp(&b.rank())
+            .then(b.lag_seconds.total_cmp(&a.lag_seconds))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut by_state: BTreeMap<&'static str, usize> = ["active", "paused", "backoff", "disabled", NEW]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    for p in &pairs {
+        *by_state.entry(p.state).or_default() += 1;
+    }
+    let seconds_this_minute = (now % 60_000) as f64 / 1000.0;
+    let servers = config
+        .servers
+        .iter()
+        .map(|(name, s)| {
+            let r = servers.get(name);
+            let totals = r.map_or([0; 3], |r| r.totals);
+            let hour = r.map_or([0; 3], |r| r.hour);
+            let failed_percent = percent(hour[1], hour[0]);
+            let mut flags = Vec::new();
+            if failed_percent.is_some_and(|f| f > alerts.failed_requests_percent) {
+                flags.push("failed_requests");
+            }
+            ServerView {
+                name: name.clone(),
+                kind: s.kind.name(),
+                requests: totals[0],
+                failed_requests: totals[1],
+                throttled: totals[2],
+                requests_last_hour: hour[0],
+                failed_requests_last_hour: hour[1],
+                throttled_last_hour: hour[2],
+                failed_requests_percent: failed_percent,
+                rate_per_second: r.map_or(0.0, |r| {
+                    (r.recent as f64 / (60.0 + seconds_this_minute) * 100.0).round() / 100.0
+                }),
+                alerts: flags,
+            }
+        })
+        .collect();
+    let online = crate::config::online_processors();
+    let agents = match live.agents.is_empty() {
+        false => live
+            .agents
+            .iter()
+            .map(|a| AgentView {
+                agent: a.index,
+                processor: a.processor,
+                pairs: a.pairs,
+                items: 0,
+                passes: Some(a.passes.load(std::sync::atomic::Ordering::Relaxed)),
+                busy_seconds: Some((a.busy_seconds() * 1000.0).round() / 1000.0),
+            })
+            .collect::<Vec<_>>(),
+        true => Vec::new(),
+    };
+    // Items per agent come from the plan, which the live figures do not carry.
+    let planned = crate::pool::plan(config);
+    let agents = if agents.is_empty() {
+        planned
+            .iter()
+            .map(|s| AgentView {
+                agent: s.index,
+                processor: s.processor,
+                pairs: s.pairs.len(),
+                items: 0,
+                passes: None,
+                busy_seconds: None,
+            })
+            .collect()
+    } else {
+        agents
+    };
+    let agents = agents
+        .into_iter()
+        .map(|mut a| {
+            if let Some(s) = planned.iter().find(|s| s.index == a.agent) {
+                a.items = s
+                    .pairs
+                    .iter()
+                    .map(|p| items.get(p.id.as_str()).copied().unwrap_or(0))
+                    .sum();
+            }
+            a
+        })
+        .collect();
+    Ok(Snapshot {
+        generated_at: now,
+        quarantined: pairs.iter().map(|p| p.quarantined).sum(),
+        pairs,
+        states: by_state,
+        servers,
+        online_processors: online,
+        agents,
+        agents_warning: config.agents.placement_warning(online),
+        leases,
+        alerts: AlertThresholds {
+            lag_seconds: alerts.lag.as_secs_f64(),
+            failed_requests_percent: alerts.failed_requests_percent,
+        },
+    })
+}
+
+/// Seconds for people: "0s", "4m 12s", "2h 5m".
+pub fn human_seconds(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_and_durations_for_people() {
+        assert_eq!(percent(0, 0), None);
+        assert_eq!(percent(1, 3), Some(33.3));
+        assert_eq!(percent(4, 4), Some(100.0));
+        assert_eq!(human_seconds(0.4), "0s");
+        assert_eq!(human_seconds(252.0), "4m 12s");
+        assert_eq!(human_seconds(7500.0), "2h 5m");
+        assert_eq!(human_seconds(90000.0), "1d 1h");
+    }
+}
