@@ -448,7 +448,9 @@ async fn sync(
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json {
             Arc::new(crate::progress::Bars::new())
         } else {
-            Arc::new(crate::progress::Lines::new(std::time::Duration::from_secs(5)))
+            Arc::new(crate::progress::Lines::new(std::time::Duration::from_secs(
+                5,
+            )))
         };
     let engine = Arc::new(Engine::new(config, state.clone()).with_progress(progress));
     let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
@@ -577,8 +579,7 @@ pub async fn run_pairs(
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = State::open(&config.state.path).await?;
-    let snap =
-        crate::observe::snapshot(&config, &state, &crate::observe::Live::default()).await?;
+    let snap = crate::observe::snapshot(&config, &state, &crate::observe::Live::default()).await?;
     state.close().await;
     if json {
         println!(
@@ -662,7 +663,11 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
                 .map_or("-".to_string(), |f| format!("{f:.1}%")),
             s.throttled_last_hour,
             s.rate_per_second,
-            if s.alerts.is_empty() { "" } else { "  ALERT failed requests" }
+            if s.alerts.is_empty() {
+                ""
+            } else {
+                "  ALERT failed requests"
+            }
         );
     }
     if let Some(w) = &snap.agents_warning {

@@ -401,7 +401,8 @@ impl Engine {
     }
 
     /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
-    #[tracing::instrument(skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
+    // At error level so the span (and its fields on every log line) exists at any log level.
+    #[tracing::instrument(level = "error", skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
     pub async fn sync_pair(
         &self,
         pair: &PairConfig,
@@ -476,7 +477,8 @@ impl Engine {
                 }
             })
             .await;
-        let counted = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let counted =
+            |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         report.requests = counted(&tally.requests);
         report.failed_requests = counted(&tally.failed);
         match outcome {
@@ -511,6 +513,9 @@ impl Engine {
             if let Some(lease) = &lease {
                 self.state.release_lease(lease).await?;
             }
+        }
+        for f in &report.failures {
+            warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
         }
         match &report.error {
             Some(e) => warn!(error = %e, "pair failed"),
@@ -549,6 +554,34 @@ impl Engine {
                 .map(|m| m.b_href)
                 .collect(),
         ))
+    }
+
+    /// How many source changes `changes` holds for `pair`: all of an incremental listing; the
+    /// items of a complete one whose etag moved, that are new, or that are gone.
+    async fn seen_changes(
+        &self,
+        pair: &PairConfig,
+        known: bool,
+        changes: &crate::store::Changes,
+    ) -> Result<u64, StateError> {
+        if !changes.complete {
+            return Ok((changes.changed.len() + changes.deleted.len()) as u64);
+        }
+        let mappings = if known {
+            self.state.mappings(&pair.id).await?
+        } else {
+            Vec::new()
+        };
+        let listed: HashMap<&Href, &Etag> =
+            changes.changed.iter().map(|v| (&v.href, &v.etag)).collect();
+        let mapped: HashMap<&Href, &Etag> =
+            mappings.iter().map(|m| (&m.a_href, &m.a_etag)).collect();
+        let moved = listed
+            .iter()
+            .filter(|(h, e)| mapped.get(*h) != Some(*e))
+            .count();
+        let gone = mapped.keys().filter(|h| !listed.contains_key(*h)).count();
+        Ok((moved + gone) as u64)
     }
 
     /// Saves each side's new sync token; an unchanged one (a quiet calendar) needs no write.
@@ -660,7 +693,16 @@ impl Engine {
             tokio::join!(source_side, target_side, pending_read);
         let pending = pending?;
         let changes = changes.map_err(named(&*src, "source", &pair.source))?;
-        let target_changes = target_changes.map_err(named(&*tgt, "target", &pair.target))?;
+        let target_changes = match target_changes {
+            Ok(c) => c,
+            Err(e) => {
+                // The source changes just listed wait for the target: they are backlog.
+                if !opts.dry_run {
+                    report.backlog = Some(self.seen_changes(pair, known, &changes).await?);
+                }
+                return Err(named(&*tgt, "target", &pair.target)(e));
+            }
+        };
         let now = (self.clock)();
         let window_key = self.window.key();
 

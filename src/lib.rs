@@ -24,4 +24,5 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod types;
+pub mod web;
 pub mod window;

@@ -391,12 +391,14 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             next_run,
             items: items.get(id).copied().unwrap_or(0),
             quarantined: quarantined.get(id).copied().unwrap_or(0),
-            lock: lock_of.get(p.target.to_string().as_str()).map(|l| LockView {
-                holder: l.holder.clone(),
-                kind: l.kind.as_str(),
-                token: l.token,
-                until: l.expires_at,
-            }),
+            lock: lock_of
+                .get(p.target.to_string().as_str())
+                .map(|l| LockView {
+                    holder: l.holder.clone(),
+                    kind: l.kind.as_str(),
+                    token: l.token,
+                    until: l.expires_at,
+                }),
             last_success_at: row.and_then(|r| r.last_success_at),
             last_run,
             lag_seconds,
@@ -418,10 +420,11 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             .then(b.lag_seconds.total_cmp(&a.lag_seconds))
             .then_with(|| a.id.cmp(&b.id))
     });
-    let mut by_state: BTreeMap<&'static str, usize> = ["active", "paused", "backoff", "disabled", NEW]
-        .into_iter()
-        .map(|s| (s, 0))
-        .collect();
+    let mut by_state: BTreeMap<&'static str, usize> =
+        ["active", "paused", "backoff", "disabled", NEW]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
     for p in &pairs {
         *by_state.entry(p.state).or_default() += 1;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, error, error_span, info, warn};
 
 use crate::config::{Config, PairConfig};
 use crate::engine::Engine;
@@ -168,7 +168,8 @@ impl Pool {
                             return;
                         }
                     };
-                    let span = info_span!("agent", agent);
+                    // Error level: the agent's number is on its log lines at any log level.
+                    let span = error_span!("agent", agent);
                     runtime.block_on(
                         run_agent(spec, engine, policy, passes, stopped, stats).instrument(span),
                     );

@@ -92,7 +92,11 @@ impl Lines {
 
 fn say(pair: &str, l: &Line) {
     let secs = l.started.elapsed().as_secs_f64();
-    let rate = if secs > 0.0 { l.done as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        l.done as f64 / secs
+    } else {
+        0.0
+    };
     let eta = if rate > 0.0 {
         humantime::format_duration(Duration::from_secs(
             ((l.total - l.done.min(l.total)) as f64 / rate).ceil() as u64,

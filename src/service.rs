@@ -55,12 +55,59 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         code: EXIT_FATAL,
         message: format!("cannot start the agents: {e}"),
     })?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            pool.stop();
+            Failure {
+                code: EXIT_FATAL,
+                message: format!(
+                    "{}: http.listen: cannot listen on {}: {e}",
+                    config.file.display(),
+                    config.http.listen
+                ),
+            }
+        })?;
+    info!(
+        listen = %listener.local_addr().map_or_else(|_| config.http.listen.to_string(), |a| a.to_string()),
+        "status page, API and /metrics served"
+    );
+    let web = Arc::new(crate::web::Web::new(
+        Arc::new(config.clone()),
+        state.clone(),
+        engine.clone(),
+        crate::observe::Live {
+            agents: pool.agents(),
+        },
+    ));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(crate::web::serve(web, listener, async {
+        let _ = http_stopped.await;
+    }));
+    // Request counters reach the state store (and so status, page and metrics) every few seconds.
+    let flush = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if let Err(e) = engine.flush_server_counts().await {
+                warn!(error = %e, "recording request counters failed");
+            }
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         _ = terminate.recv() => info!("SIGTERM: stopping"),
+        never = flush => never,
     }
     pool.stop();
     let _ = tokio::task::spawn_blocking(move || pool.join()).await;
+    let _ = stop_http.send(());
+    match tokio::time::timeout(std::time::Duration::from_secs(3), http).await {
+        Ok(Ok(Err(e))) => warn!(error = %e, "the status server failed"),
+        Ok(Err(e)) => warn!(error = %e, "the status server failed"),
+        Err(_) => warn!("the status server did not stop within 3 s; leaving it"),
+        Ok(Ok(Ok(()))) => {}
+    }
+    engine.flush_server_counts().await?;
     // Passes abandoned at the deadline did not release their leases.
     state.release_leases_of(engine.holder()).await?;
     state.close().await;

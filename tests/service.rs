@@ -31,6 +31,15 @@ fn online() -> usize {
 }
 
 fn spawn_run(config: &std::path::Path) -> Child {
+    // Tests run side by side: each service takes a port of its own.
+    let toml = std::fs::read_to_string(config).unwrap();
+    if !toml.contains("[http]") {
+        std::fs::write(
+            config,
+            format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+        )
+        .unwrap();
+    }
     Command::new(env!("CARGO_BIN_EXE_tandem"))
         .arg("-c")
         .arg(config)

@@ -1,0 +1,834 @@
+//! The operator's view: the status page in real headless Chromium, the JSON API, `/metrics`
+//! against `status --json`, lag that grows while a target is down and returns to 0, JSON log
+//! lines, progress lines, and no secret in any of it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dav::DavServer;
+use common::{event, tandem, text};
+use serde_json::Value;
+
+/// The bearer token of the scenario's service, and the password of its unreachable server.
+const TOKEN: &str = "tok-3f9a1c77e2b84d0c9d11";
+const DOWN_PASSWORD: &str = "pw-down-6b1e0f4a9c2d";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request; returns status and body.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Bodies arrive chunked or whole; de-chunk when needed.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (code, body) = http(port, "GET", path, &[]);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+fn pair<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no pair {id} in {v}"))
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `tandem run` with its log lines (JSON) in a file, stopped with SIGTERM on drop.
+struct Service {
+    child: Child,
+}
+
+impl Service {
+    fn start(config: &Path, port: u16, log: PathBuf) -> Service {
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("-c")
+            .arg(config)
+            .args(["--log-format", "json", "-v", "run"])
+            .env_remove("RUST_LOG")
+            .env("TANDEM_TEST_TOKEN", TOKEN)
+            .env("TANDEM_TEST_DOWN_PASSWORD", DOWN_PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tandem run");
+        let s = Service { child };
+        wait_until("the service to answer /healthz", 60, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && http(port, "GET", "/healthz", &[]).0 == 200
+        });
+        s
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// Four pairs on two agents pinned to processors 0 and 1:
+/// - alice: vdir → vdir, three items, in step;
+/// - bob: vdir → vdir, one item that cannot be parsed (quarantined after three passes);
+/// - carol: vdir → Radicale, two items (the server with request counts);
+/// - dave: vdir → a CalDAV server that refuses connections (paused, lagging).
+struct Scenario {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+    _radicale: DavServer,
+}
+
+fn scenario() -> Scenario {
+    let dir = tempfile::tempdir().unwrap();
+    let radicale = DavServer::radicale();
+    let carol_cal = radicale.make_calendar("carol", "calendar");
+    let pw = dir.path().join("radicale.pw");
+    std::fs::write(&pw, common::dav::PASSWORD).unwrap();
+    for u in ["alice", "bob", "carol", "dave"] {
+        std::fs::create_dir_all(dir.path().join("old").join(u)).unwrap();
+        std::fs::create_dir_all(dir.path().join("new").join(u)).unwrap();
+    }
+    let put = |user: &str, name: &str, body: &str| {
+        std::fs::write(dir.path().join("old").join(user).join(name), body).unwrap()
+    };
+    for i in 0..3 {
+        put(
+            "alice",
+            &format!("a{i}.ics"),
+            &event(&format!("alice-{i}"), "Standup", Some("alice@old.example")),
+        );
+    }
+    put("bob", "good.ics", &event("bob-1", "Review", None));
+    put(
+        "bob",
+        "broken.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:no end\r\n",
+    );
+    for i in 0..2 {
+        put(
+            "carol",
+            &format!("c{i}.ics"),
+            &event(&format!("carol-{i}"), "Planning", None),
+        );
+    }
+    for i in 0..2 {
+        put(
+            "dave",
+            &format!("d{i}.ics"),
+            &event(&format!("dave-{i}"), "1:1", None),
+        );
+    }
+    let port = free_port();
+    let down = free_port();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nurl = \"sqlite://state/tandem.db\"\n\n\
+             [sync]\ninterval = \"1h\"\npause = \"1h\"\n\n\
+             [agents]\ncount = 2\nprocessor_indexes = [0, 1]\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"TANDEM_TEST_TOKEN\"\n\n\
+             [alerts]\nlag = \"2s\"\nfailed_requests_percent = 50\n\n\
+             [servers.old]\nkind = \"vdir\"\npath = \"old\"\n\n\
+             [servers.new]\nkind = \"vdir\"\npath = \"new\"\n\n\
+             {}\n\
+             [servers.down]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:{down}/\"\nusername = \"svc\"\npassword_env = \"TANDEM_TEST_DOWN_PASSWORD\"\n\n\
+             [[pairs]]\nid = \"alice\"\nsource = \"old:/alice/\"\ntarget = \"new:/alice/\"\n\n\
+             [[pairs]]\nid = \"bob\"\nsource = \"old:/bob/\"\ntarget = \"new:/bob/\"\n\n\
+             [[pairs]]\nid = \"carol\"\nsource = \"old:/carol/\"\ntarget = \"dav:{carol_cal}\"\n\n\
+             [[pairs]]\nid = \"dave\"\nsource = \"old:/dave/\"\ntarget = \"down:/dave/calendar/\"\n",
+            radicale.config_section("dav", &pw),
+        ),
+    )
+    .unwrap();
+    // Three passes quarantine bob's broken item.
+    for _ in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "sync", "--pair", "alice", "--pair", "bob", "--pair", "carol",
+            ])
+            .env("TANDEM_TEST_TOKEN", TOKEN)
+            .env("TANDEM_TEST_DOWN_PASSWORD", DOWN_PASSWORD)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    }
+    Scenario {
+        dir,
+        config,
+        port,
+        _radicale: radicale,
+    }
+}
+
+impl Scenario {
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("TANDEM_TEST_TOKEN", TOKEN)
+            .env("TANDEM_TEST_DOWN_PASSWORD", DOWN_PASSWORD)
+            .output()
+            .unwrap()
+    }
+
+    fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Starts the service and waits until every pair has had its pass and dave is paused.
+    fn serve(&self) -> Service {
+        let svc = Service::start(&self.config, self.port, self.dir.path().join("run.log"));
+        wait_until("dave to pause and carol to sync", 60, || {
+            let v = get_json(self.port, "/api/pairs");
+            pair(&v, "dave")["state"] == "paused" && pair(&v, "carol")["items"] == 2
+        });
+        // The request counters reach the state every 5 s (only the service asks `down`).
+        wait_until("the server counters", 30, || {
+            let v = get_json(self.port, "/api/servers");
+            v["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["name"] == "down" && s["requests"].as_i64().unwrap_or(0) > 0)
+        });
+        svc
+    }
+}
+
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("TANDEM_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(name).output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!(
+        "the status page is tested in headless Chromium: install Debian's `chromium` \
+         (apt-get install chromium) or set TANDEM_CHROMIUM"
+    );
+}
+
+/// Loads `url` in headless Chromium: its DOM after load, and a screenshot saved to `shot`.
+fn browse(url: &str, shot: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let base = |cmd: &mut Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1366,1200",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut dom = Command::new(chromium());
+    base(&mut dom);
+    let out = dom
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium --dump-dom {url}: {}",
+        text(&out)
+    );
+    let mut png = Command::new(chromium());
+    base(&mut png);
+    let shot_out = png
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        shot_out.status.success(),
+        "chromium --screenshot: {}",
+        text(&shot_out)
+    );
+    let bytes = std::fs::read(shot).expect("the screenshot was written");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "a real screenshot"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn target_dir() -> PathBuf {
+    // tests/../target, whatever profile built this test.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The part of `html` from the element with `id` to its section's end.
+fn part<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{html}"));
+    let end = html[start..]
+        .find("</section>")
+        .map_or(html.len(), |e| start + e);
+    &html[start..end]
+}
+
+#[test]
+fn the_status_page_in_headless_chromium() {
+    let s = scenario();
+    let _svc = s.serve();
+    let dom = browse(
+        &format!("http://127.0.0.1:{}/", s.port),
+        &target_dir().join("status-page.png"),
+    );
+
+    // Totals by state.
+    let totals = part(&dom, "totals");
+    assert!(
+        totals.contains("data-state=\"active\"><b class=\"st-active\">3</b>"),
+        "{totals}"
+    );
+    assert!(
+        totals.contains("data-state=\"paused\"><b class=\"st-paused\">1</b>"),
+        "{totals}"
+    );
+    assert!(
+        totals.contains("data-total=\"quarantined\"><b>1</b>"),
+        "{totals}"
+    );
+
+    // Worst first: the paused pair leads, with its reason.
+    let pairs = part(&dom, "pairs");
+    let rows: Vec<&str> = pairs.split("<tr data-pair=\"").skip(1).collect();
+    assert_eq!(rows.len(), 4, "{pairs}");
+    assert!(
+        rows[0].starts_with("dave\" data-state=\"paused\""),
+        "{pairs}"
+    );
+    assert!(
+        rows[0].contains("Connection refused") || rows[0].contains("connection refused"),
+        "{}",
+        rows[0]
+    );
+    let bob = rows.iter().find(|r| r.starts_with("bob\"")).unwrap();
+    assert!(
+        bob.contains("<td class=\"n\">1</td><td class=\"n\">-</td>"),
+        "bob has one quarantined item: {bob}"
+    );
+
+    // dave's two items wait: its lag shows in the histogram and over the 2 s alert.
+    wait_until("dave's lag to pass the alert threshold", 30, || {
+        get_json(s.port, "/api/pairs/dave")["pair"]["alerts"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("lag"))
+    });
+    let hist = part(&dom, "lag-histogram");
+    // alice and carol are current; bob waits on its quarantined item, dave on its target.
+    assert!(
+        hist.contains("data-bucket=\"current\"><td>current</td><td class=\"n\">2</td>"),
+        "{hist}"
+    );
+
+    // Agents per processor: one on each, no idle processor.
+    let procs = part(&dom, "processors");
+    assert!(
+        procs.contains("data-processor=\"0\" data-agents=\"1\""),
+        "{procs}"
+    );
+    assert!(
+        procs.contains("data-processor=\"1\" data-agents=\"1\""),
+        "{procs}"
+    );
+    assert!(!procs.contains("proc idle"), "{procs}");
+    assert!(!dom.contains("agents-warning"));
+
+    // Servers, leases, quarantine.
+    let servers = part(&dom, "servers");
+    assert!(servers.contains("data-server=\"dav\""), "{servers}");
+    assert!(servers.contains("data-server=\"down\""), "{servers}");
+    assert!(dom.contains("id=\"leases\""));
+    let quarantine = part(&dom, "quarantine");
+    assert!(quarantine.contains("data-pair=\"bob\""), "{quarantine}");
+    assert!(quarantine.contains("broken.ics"), "{quarantine}");
+
+    // The pair detail page: recent passes and the quarantined item with its error.
+    let detail = browse(
+        &format!("http://127.0.0.1:{}/pairs/bob", s.port),
+        &target_dir().join("status-pair.png"),
+    );
+    assert!(detail.contains("<h2>Pair bob</h2>"), "{detail}");
+    let passes = part(&detail, "passes");
+    assert!(passes.matches("<tr data-run=").count() >= 3, "{passes}");
+    let items = part(&detail, "items");
+    assert!(
+        items.contains("broken.ics") && items.contains("quarantined"),
+        "{items}"
+    );
+
+    // An unknown pair is a 404 page, not an error.
+    assert_eq!(http(s.port, "GET", "/pairs/nobody", &[]).0, 404);
+}
+
+/// `name{labels} value` lines of a Prometheus text answer.
+fn parse_metrics(body: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        assert!(out.insert(key.to_string(), value).is_none(), "{key} twice");
+    }
+    out
+}
+
+#[test]
+fn metrics_and_api_agree_with_status_and_resync_needs_the_token() {
+    let s = scenario();
+    let svc = s.serve();
+    let mut seen = String::new();
+
+    let (code, body) = http(s.port, "GET", "/metrics", &[]);
+    assert_eq!(code, 200);
+    seen.push_str(&body);
+    let m = parse_metrics(&body);
+    let st = s.status();
+    seen.push_str(&st.to_string());
+    for id in ["alice", "bob", "carol", "dave"] {
+        let p = pair(&st, id);
+        let l = format!("{{pair=\"{id}\"}}");
+        assert_eq!(
+            m[&format!("tandem_pair_backlog{l}")],
+            p["backlog"].as_f64().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            m[&format!("tandem_pair_items{l}")],
+            p["items"].as_f64().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            m[&format!("tandem_pair_quarantined_items{l}")],
+            p["quarantined"].as_f64().unwrap(),
+            "{id}"
+        );
+        let state = p["state"].as_str().unwrap();
+        assert_eq!(
+            m[&format!("tandem_pair_state{{pair=\"{id}\",state=\"{state}\"}}")],
+            1.0
+        );
+        // Lag grows between the two reads; they agree within the time between them.
+        let lag = m[&format!("tandem_pair_lag_seconds{l}")];
+        let lag_status = p["lag_seconds"].as_f64().unwrap();
+        assert!(
+            lag <= lag_status && lag_status - lag < 10.0,
+            "{id}: {lag} vs {lag_status}"
+        );
+        assert_eq!(
+            m[&format!("tandem_pair_writes_total{{pair=\"{id}\",kind=\"created\"}}")],
+            p["created"].as_f64().unwrap()
+        );
+    }
+    assert_eq!(pair(&st, "alice")["lag_seconds"], 0.0);
+    assert_eq!(pair(&st, "alice")["created"], 3);
+    assert_eq!(pair(&st, "dave")["backlog"], 2);
+    assert!(pair(&st, "dave")["lag_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(pair(&st, "bob")["backlog"], 1, "the quarantined item waits");
+    assert_eq!(st["pairs"][0]["id"], "dave", "worst first");
+    assert_eq!(m["tandem_pairs{state=\"active\"}"], 3.0);
+    assert_eq!(m["tandem_pairs{state=\"paused\"}"], 1.0);
+    // Requests per server: totals agree; dave's refused connections all failed.
+    for srv in st["servers"].as_array().unwrap() {
+        let name = srv["name"].as_str().unwrap();
+        assert_eq!(
+            m.get(&format!(
+                "tandem_server_requests_total{{server=\"{name}\"}}"
+            ))
+            .copied(),
+            Some(srv["requests"].as_f64().unwrap()),
+            "{name}"
+        );
+    }
+    let down = st["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "down")
+        .unwrap();
+    assert!(down["failed_requests"].as_i64().unwrap() > 0);
+    assert_eq!(down["failed_requests"], down["requests"]);
+    assert_eq!(down["alerts"], serde_json::json!(["failed_requests"]));
+    assert_eq!(pair(&st, "dave")["failed_requests_percent"], 100.0);
+    let carol = pair(&st, "carol");
+    assert!(carol["requests_last_hour"].as_i64().unwrap() > 0);
+    assert_eq!(carol["failed_requests_percent"], 0.0);
+    // Agents: two, one per processor, every pair on one of them.
+    let a0 = m
+        .iter()
+        .find(|(k, _)| k.starts_with("tandem_agent_pairs{agent=\"0\""))
+        .unwrap();
+    let a1 = m
+        .iter()
+        .find(|(k, _)| k.starts_with("tandem_agent_pairs{agent=\"1\""))
+        .unwrap();
+    assert!(a0.0.contains("processor=\"0\"") && a1.0.contains("processor=\"1\""));
+    assert_eq!(a0.1 + a1.1, 4.0);
+    assert_eq!(m["tandem_idle_processors"], 0.0);
+
+    // The API.
+    for path in [
+        "/api/pairs",
+        "/api/pairs/bob",
+        "/api/agents",
+        "/api/servers",
+        "/api/leases",
+        "/api/quarantine",
+        "/",
+    ] {
+        let (code, body) = http(s.port, "GET", path, &[]);
+        assert_eq!(code, 200, "{path}");
+        seen.push_str(&body);
+    }
+    let pairs = get_json(s.port, "/api/pairs");
+    assert_eq!(pairs["pairs"].as_array().unwrap().len(), 4);
+    let bob = get_json(s.port, "/api/pairs/bob");
+    assert!(
+        bob["quarantine"][0]["href"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.ics"),
+        "{bob}"
+    );
+    assert!(bob["passes"].as_array().unwrap().len() >= 3);
+    let agents = get_json(s.port, "/api/agents");
+    assert_eq!(agents["agents"].as_array().unwrap().len(), 2);
+    assert!(agents["agents"][0]["passes"].as_u64().is_some());
+    assert_eq!(
+        get_json(s.port, "/api/quarantine")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(http(s.port, "GET", "/api/pairs/nobody", &[]).0, 404);
+    assert_eq!(
+        http(s.port, "GET", "/healthz", &[]),
+        (200, "ok\n".to_string())
+    );
+
+    // Resync: refused without the token or with a wrong one, started with it.
+    let path = "/api/pairs/alice/resync";
+    let (code, body) = http(s.port, "POST", path, &[]);
+    assert_eq!(code, 401, "{body}");
+    seen.push_str(&body);
+    let (code, body) = http(
+        s.port,
+        "POST",
+        path,
+        &[("Authorization", "Bearer not-the-token-at-all")],
+    );
+    assert_eq!(code, 401, "{body}");
+    seen.push_str(&body);
+    let resyncs = |v: &Value| {
+        v["passes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "resync" && r["outcome"] == "ok")
+            .count()
+    };
+    assert_eq!(
+        resyncs(&get_json(s.port, "/api/pairs/alice")),
+        0,
+        "a refused resync ran nothing"
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let (code, body) = http(s.port, "POST", path, &[("Authorization", &bearer)]);
+    assert_eq!(code, 202, "{body}");
+    wait_until("alice's resync", 30, || {
+        resyncs(&get_json(s.port, "/api/pairs/alice")) == 1
+    });
+    assert_eq!(
+        http(
+            s.port,
+            "POST",
+            "/api/pairs/nobody/resync",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        404
+    );
+
+    // No secret anywhere: pages, API answers, metrics, status, the service's log lines.
+    drop(svc);
+    seen.push_str(&std::fs::read_to_string(s.dir.path().join("run.log")).unwrap());
+    let out = s.cli(&["status"]);
+    seen.push_str(&text(&out));
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        common::dav::USER,
+        common::dav::PASSWORD
+    ));
+    for secret in [TOKEN, DOWN_PASSWORD, common::dav::PASSWORD, basic.as_str()] {
+        assert!(!seen.contains(secret), "a secret leaked: {secret}");
+    }
+    assert!(seen.len() > 10_000, "the outputs were collected");
+}
+
+#[test]
+fn service_log_lines_are_json_with_pair_agent_and_run() {
+    let s = scenario();
+    let svc = s.serve();
+    drop(svc);
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 5, "{log}");
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string(),
+            "{l}"
+        );
+    }
+    // dave's failed pass: its agent, pair, run and error in one line.
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "pair failed" && l["pair"] == "dave")
+        .unwrap_or_else(|| panic!("no failure line for dave:\n{log}"));
+    assert!(failed["agent"].is_u64(), "{failed}");
+    assert!(
+        failed["run"].as_str().is_some_and(|r| r.len() == 36),
+        "{failed}"
+    );
+    assert!(
+        failed["error"].as_str().unwrap().contains("dave"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn lag_grows_while_the_target_is_down_and_returns_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut radicale = DavServer::radicale();
+    let cal = radicale.make_calendar("alice", "calendar");
+    let pw = dir.path().join("radicale.pw");
+    std::fs::write(&pw, common::dav::PASSWORD).unwrap();
+    let src = dir.path().join("old").join("alice");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("1.ics"), event("lag-1", "Kickoff", None)).unwrap();
+    let port = free_port();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\nurl = \"sqlite://tandem.db\"\n\n[sync]\ninterval = \"1s\"\npause = \"1s\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [servers.old]\nkind = \"vdir\"\npath = \"old\"\n\n{}\n\
+             [[pairs]]\nid = \"alice\"\nsource = \"old:/alice/\"\ntarget = \"new:{cal}\"\n",
+            radicale.config_section("new", &pw)
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(&config, port, dir.path().join("run.log"));
+    let alice = || get_json(port, "/api/pairs/alice")["pair"].clone();
+    wait_until("the first sync", 60, || alice()["items"] == 1);
+    assert_eq!(alice()["lag_seconds"], 0.0);
+    assert_eq!(alice()["backlog"], 0);
+
+    // The target goes away; a new meeting in the source is held back.
+    radicale.kill();
+    std::fs::write(src.join("2.ics"), event("lag-2", "Budget", None)).unwrap();
+    wait_until("the change to be seen and held", 60, || {
+        let a = alice();
+        a["backlog"] == 1 && a["lag_seconds"].as_f64().unwrap() > 0.0
+    });
+    let a = alice();
+    assert_eq!(a["state"], "paused", "{a}");
+    let first = a["lag_seconds"].as_f64().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = alice()["lag_seconds"].as_f64().unwrap();
+    assert!(
+        later >= first + 2.0,
+        "lag grows while held: {first} then {later}"
+    );
+    let (_, metrics) = http(port, "GET", "/metrics", &[]);
+    let m = parse_metrics(&metrics);
+    assert!(m["tandem_pair_lag_seconds{pair=\"alice\"}"] >= later);
+    assert_eq!(m["tandem_pair_backlog{pair=\"alice\"}"], 1.0);
+
+    // The target is back: the pair resumes by itself and is current again.
+    radicale.start();
+    wait_until("the held change to sync", 60, || {
+        let a = alice();
+        a["items"] == 2 && a["lag_seconds"] == 0.0 && a["backlog"] == 0
+    });
+    let (_, metrics) = http(port, "GET", "/metrics", &[]);
+    assert_eq!(
+        parse_metrics(&metrics)["tandem_pair_lag_seconds{pair=\"alice\"}"],
+        0.0
+    );
+    assert!(alice()["pending_since"].is_null());
+    drop(svc);
+}
+
+#[test]
+fn cli_progress_and_json_logs_when_not_on_a_terminal() {
+    let s = common::Setup::new(&["alice"]);
+    for i in 0..40 {
+        s.put(
+            "alice",
+            &format!("{i}.ics"),
+            &event(&format!("p-{i}"), "Item", None),
+        );
+    }
+    s.put(
+        "alice",
+        "broken.ics",
+        "BEGIN:VCALENDAR\r\nnot a calendar\r\n",
+    );
+    // A first sync, stdout a pipe: progress comes as log lines, here JSON ones.
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&s.config)
+        .args(["--log-format", "json", "sync"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let progress: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "tandem::progress")
+        .collect();
+    assert!(progress.len() >= 2, "{lines:?}");
+    assert_eq!(progress[0]["done"], 0);
+    assert_eq!(progress[0]["total"], 40);
+    assert_eq!(progress.last().unwrap()["done"], 40);
+    assert!(
+        progress
+            .iter()
+            .all(|l| l["pair"] == "alice" && l["run"].is_string())
+    );
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "item failed")
+        .unwrap_or_else(|| panic!("no item failure line: {lines:?}"));
+    assert_eq!(failed["pair"], "alice");
+    assert!(failed["item"].as_str().unwrap().ends_with("broken.ics"));
+    assert!(failed["error"].is_string() && failed["run"].is_string());
+
+    // A resync shows progress too (text lines); a quiet sync does not.
+    let out = tandem(&s.config, &["resync", "--pair", "alice"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("progress 0/"),
+        "nothing to write, nothing to show: {err}"
+    );
+    std::fs::remove_dir_all(s.target("alice")).unwrap();
+    std::fs::create_dir_all(s.target("alice")).unwrap();
+    let out = tandem(&s.config, &["resync", "--pair", "alice"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("progress 0/40 items") && err.contains("progress 40/40 items"),
+        "{err}"
+    );
+    let out = tandem(&s.config, &["sync"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("progress"),
+        "{}",
+        text(&out)
+    );
+}
