@@ -309,4 +309,41 @@ fn main() {
         "peak RSS {peak:.0} MB, of which about {:.0} MB is the simulated servers' data (source seeded: {seeded_rss:.0} MB, target the same again)",
         (2.0 * seeded_rss).min(peak)
     );
+
+    // The operator's view over all pairs: what each status page load, /metrics scrape and
+    // `status --json` costs at this size.
+    let mut toml = String::from(
+        "[servers.old]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\n\
+         [servers.new]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\n",
+    );
+    for c in &configs {
+        toml.push_str(&format!(
+            "[[pairs]]\nid = \"{}\"\nsource = \"{}\"\ntarget = \"{}\"\n",
+            c.id, c.source, c.target
+        ));
+    }
+    let config = tandem::config::Config::from_toml(&dir.path().join("tandem.toml"), &toml).unwrap();
+    let live = tandem::observe::Live::default();
+    for round in 0..3 {
+        let t = Instant::now();
+        let snap = runtime
+            .block_on(tandem::observe::snapshot(&config, &engine.state, &live))
+            .unwrap();
+        let read = t.elapsed();
+        let t = Instant::now();
+        let metrics = tandem::web::encode_metrics(&snap);
+        let encode = t.elapsed();
+        let t = Instant::now();
+        let page = tandem::web::render_page(&snap, &[]);
+        let render = t.elapsed();
+        println!(
+            "operator view #{round} over {} pairs: snapshot {:.0} ms, /metrics {:.0} ms ({} KB), page {:.1} ms ({} KB)",
+            snap.pairs.len(),
+            read.as_secs_f64() * 1e3,
+            encode.as_secs_f64() * 1e3,
+            metrics.len() / 1024,
+            render.as_secs_f64() * 1e3,
+            page.len() / 1024
+        );
+    }
 }

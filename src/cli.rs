@@ -343,7 +343,21 @@ pub fn describe_config(c: &Config) -> String {
         window(c.sync.window_future),
         c.sync.extras
     );
-    let _ = writeln!(o, "http     {}", c.http.listen);
+    let _ = writeln!(
+        o,
+        "http     {}{}",
+        c.http.listen,
+        c.http.token_env.as_ref().map_or_else(
+            || "; resync over HTTP off (no token_env)".to_string(),
+            |v| format!("; resync token from ${v}")
+        )
+    );
+    let _ = writeln!(
+        o,
+        "alerts   lag over {}, failed requests over {}%",
+        humantime::format_duration(c.alerts.lag),
+        c.alerts.failed_requests_percent
+    );
     let _ = writeln!(
         o,
         "agents   {} on {} online processors ({})",

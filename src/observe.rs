@@ -149,6 +149,23 @@ struct PairRow {
     failed: i64,
 }
 
+/// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
+/// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
+pub(crate) fn run_status(r: &sqlx::sqlite::SqliteRow, at: usize) -> Option<RunStatus> {
+    r.get::<Option<String>, _>(at).map(|kind| RunStatus {
+        kind,
+        started_at: r.get(at + 1),
+        finished_at: r.get(at + 2),
+        outcome: r.get(at + 3),
+        created: r.get(at + 4),
+        updated: r.get(at + 5),
+        deleted: r.get(at + 6),
+        unchanged: r.get(at + 7),
+        failed: r.get(at + 8),
+        error: r.get(at + 9),
+    })
+}
+
 fn percent(failed: i64, requests: i64) -> Option<f64> {
     (requests > 0).then(|| (failed as f64 * 1000.0 / requests as f64).round() / 10.0)
 }
@@ -179,18 +196,7 @@ impl State {
                 pending_since: r.get(2),
                 backlog: r.get(3),
                 totals: [r.get(4), r.get(5), r.get(6), r.get(7)],
-                last_run: r.get::<Option<String>, _>(8).map(|kind| RunStatus {
-                    kind,
-                    started_at: r.get(9),
-                    finished_at: r.get(10),
-                    outcome: r.get(11),
-                    created: r.get(12),
-                    updated: r.get(13),
-                    deleted: r.get(14),
-                    unchanged: r.get(15),
-                    failed: r.get(16),
-                    error: r.get(17),
-                }),
+                last_run: run_status(&r, 8),
                 requests: r.get::<Option<i64>, _>(18).unwrap_or(0),
                 failed: r.get::<Option<i64>, _>(19).unwrap_or(0),
             })
@@ -213,18 +219,7 @@ impl State {
             .into_iter()
             .map(|r| PassView {
                 run: r.get(0),
-                status: RunStatus {
-                    kind: r.get(1),
-                    started_at: r.get(2),
-                    finished_at: r.get(3),
-                    outcome: r.get(4),
-                    created: r.get(5),
-                    updated: r.get(6),
-                    deleted: r.get(7),
-                    unchanged: r.get(8),
-                    failed: r.get(9),
-                    error: r.get(10),
-                },
+                status: run_status(&r, 1).expect("a run has a kind"),
                 adopted: r.get(11),
                 requests: r.get(12),
                 failed_requests: r.get(13),

@@ -43,9 +43,15 @@ impl Progress for Bars {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:>16} [{bar:32}] {pos}/{len} items  {per_sec:>9}  ETA {eta}",
+                "{prefix:>16} [{bar:32}] {pos}/{len} items  {rate:>9}  ETA {eta}",
             )
             .expect("a valid template")
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", s.per_sec());
+                },
+            )
             .progress_chars("=> "),
         );
         bar.set_prefix(pair.to_string());

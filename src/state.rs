@@ -856,18 +856,7 @@ impl State {
             .await
             .map_err(self.err("reading status"))?;
             let Some(r) = row else { continue };
-            let last_run = r.get::<Option<String>, _>(5).map(|kind| RunStatus {
-                kind,
-                started_at: r.get(6),
-                finished_at: r.get(7),
-                outcome: r.get(8),
-                created: r.get(9),
-                updated: r.get(10),
-                deleted: r.get(11),
-                unchanged: r.get(12),
-                failed: r.get(13),
-                error: r.get(14),
-            });
+            let last_run = crate::observe::run_status(&r, 5);
             out.push(PairStatus {
                 id: r.get(0),
                 source: r.get(1),

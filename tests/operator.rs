@@ -291,49 +291,34 @@ fn chromium() -> PathBuf {
 /// Loads `url` in headless Chromium: its DOM after load, and a screenshot saved to `shot`.
 fn browse(url: &str, shot: &Path) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let base = |cmd: &mut Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1366,1200",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
+    let chrome = |arg: String| {
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1366,1200",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(&arg)
+            .arg(url)
+            .output()
+            .expect("run chromium");
+        assert!(out.status.success(), "chromium {arg} {url}: {}", text(&out));
+        out
     };
-    let mut dom = Command::new(chromium());
-    base(&mut dom);
-    let out = dom
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium --dump-dom {url}: {}",
-        text(&out)
-    );
-    let mut png = Command::new(chromium());
-    base(&mut png);
-    let shot_out = png
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        shot_out.status.success(),
-        "chromium --screenshot: {}",
-        text(&shot_out)
-    );
+    let dom = chrome("--dump-dom".into());
+    chrome(format!("--screenshot={}", shot.display()));
     let bytes = std::fs::read(shot).expect("the screenshot was written");
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
         "a real screenshot"
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(dom.stdout).unwrap()
 }
 
 fn target_dir() -> PathBuf {
@@ -830,5 +815,28 @@ fn cli_progress_and_json_logs_when_not_on_a_terminal() {
         !String::from_utf8_lossy(&out.stderr).contains("progress"),
         "{}",
         text(&out)
+    );
+
+    // On a terminal (`script` gives it one), a bar instead.
+    std::fs::remove_dir_all(s.target("alice")).unwrap();
+    std::fs::create_dir_all(s.target("alice")).unwrap();
+    let cmd = format!(
+        "{} -c {} resync --pair alice",
+        env!("CARGO_BIN_EXE_tandem"),
+        s.config.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run script (util-linux)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("alice [") && screen.contains("40/40 items") && screen.contains("/s  ETA"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("progress 0/40"),
+        "a bar, not log lines: {screen}"
     );
 }
