@@ -318,6 +318,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 
 fn check(file: &std::path::Path) -> Result<u8, Failure> {
     let config = Config::load(file)?;
+    // What only the service reads is checked here too.
+    config.http.token().map_err(|reason| {
+        usage(format!(
+            "{}: http.token_env: {reason}",
+            config.file.display()
+        ))
+    })?;
     print!("{}", describe_config(&config));
     Ok(EXIT_OK)
 }

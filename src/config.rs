@@ -138,6 +138,23 @@ pub struct HttpConfig {
     pub token_env: Option<String>,
 }
 
+impl HttpConfig {
+    /// The bearer token for `POST …/resync`, read from `token_env`; only `run` (and `check`)
+    /// need it, so other commands work without it in their environment.
+    pub fn token(&self) -> Result<Option<secrecy::SecretString>, String> {
+        let Some(var) = &self.token_env else {
+            return Ok(None);
+        };
+        match std::env::var(var) {
+            Err(_) => Err(format!("environment variable {var} is not set")),
+            Ok(t) if t.trim().chars().count() < 16 => {
+                Err(format!("the token in {var} is shorter than 16 characters"))
+            }
+            Ok(t) => Ok(Some(secrecy::SecretString::from(t.trim().to_string()))),
+        }
+    }
+}
+
 /// Thresholds that mark a pair or a server as needing attention (status, page, `/metrics`).
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
@@ -455,18 +472,8 @@ impl Validator {
             DEFAULT_LISTEN.parse().expect("default listen address")
         });
         let token_env = raw.http.token_env;
-        if let Some(var) = &token_env {
-            match std::env::var(var) {
-                Err(_) => self.issue(
-                    "http.token_env",
-                    format!("environment variable {var} is not set"),
-                ),
-                Ok(t) if t.trim().len() < 16 => self.issue(
-                    "http.token_env",
-                    format!("the token in {var} is shorter than 16 characters"),
-                ),
-                Ok(_) => {}
-            }
+        if token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            self.issue("http.token_env", "names no environment variable");
         }
         let mut alerts = AlertsConfig::default();
         if let Some(lag) = self.duration("alerts.lag", raw.alerts.lag.as_deref()) {

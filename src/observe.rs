@@ -203,6 +203,15 @@ impl State {
             .collect())
     }
 
+    /// Whether the database answers a read (`/healthz`).
+    pub async fn ping(&self) -> StateResult<()> {
+        sqlx::query("SELECT 1 FROM pairs LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading the state"))?;
+        Ok(())
+    }
+
     /// The recent passes of `pair`, newest first.
     pub async fn passes(&self, pair: &str, limit: i64) -> StateResult<Vec<PassView>> {
         let rows = sqlx::query(

@@ -45,6 +45,23 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         code: EXIT_FATAL,
         message: format!("cannot listen for SIGTERM: {e}"),
     })?;
+    let token = config.http.token().map_err(|reason| {
+        usage(format!(
+            "{}: http.token_env: {reason}",
+            config.file.display()
+        ))
+    })?;
+    // The port first: a service that cannot serve its status page does not start syncing.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| Failure {
+            code: EXIT_FATAL,
+            message: format!(
+                "{}: http.listen: cannot listen on {}: {e}",
+                config.file.display(),
+                config.http.listen
+            ),
+        })?;
     let pool = Pool::start(
         specs,
         engine.clone(),
@@ -55,19 +72,6 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         code: EXIT_FATAL,
         message: format!("cannot start the agents: {e}"),
     })?;
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|e| {
-            pool.stop();
-            Failure {
-                code: EXIT_FATAL,
-                message: format!(
-                    "{}: http.listen: cannot listen on {}: {e}",
-                    config.file.display(),
-                    config.http.listen
-                ),
-            }
-        })?;
     info!(
         listen = %listener.local_addr().map_or_else(|_| config.http.listen.to_string(), |a| a.to_string()),
         "status page, API and /metrics served"
@@ -79,6 +83,7 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         crate::observe::Live {
             agents: pool.agents(),
         },
+        token,
     ));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(crate::web::serve(web, listener, async {

@@ -38,13 +38,14 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(config: Arc<Config>, state: State, engine: Arc<Engine>, live: Live) -> Web {
-        let token = config
-            .http
-            .token_env
-            .as_ref()
-            .and_then(|var| std::env::var(var).ok())
-            .map(|t| SecretString::from(t.trim().to_string()));
+    /// `token`: from `HttpConfig::token`, read once at start.
+    pub fn new(
+        config: Arc<Config>,
+        state: State,
+        engine: Arc<Engine>,
+        live: Live,
+        token: Option<SecretString>,
+    ) -> Web {
         Web {
             config,
             state,
@@ -232,7 +233,7 @@ async fn api_resync(
 }
 
 async fn healthz(Extract(web): Extract<Shared>) -> Response {
-    match web.state.pair_states().await {
+    match web.state.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -883,6 +884,54 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
+    }
+
+    fn snapshot_with_agents(online: usize, processors: &[usize]) -> Snapshot {
+        Snapshot {
+            generated_at: 0,
+            pairs: Vec::new(),
+            states: Default::default(),
+            servers: Vec::new(),
+            online_processors: online,
+            agents: processors
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| crate::observe::AgentView {
+                    agent: i,
+                    processor: p,
+                    pairs: 5,
+                    items: 50,
+                    passes: Some(3),
+                    busy_seconds: Some(1.5),
+                })
+                .collect(),
+            agents_warning: Some("processor(s) 1 have no agent".into()),
+            leases: Vec::new(),
+            quarantined: 0,
+            alerts: crate::observe::AlertThresholds {
+                lag_seconds: 1200.0,
+                failed_requests_percent: 80.0,
+            },
+        }
+    }
+
+    #[test]
+    fn an_idle_processor_shows_on_the_page_and_in_metrics() {
+        let s = snapshot_with_agents(2, &[0, 0]);
+        let page = render_page(&s, &[]);
+        assert!(page.contains("class=\"proc\" data-processor=\"0\" data-agents=\"2\""));
+        assert!(page.contains("class=\"proc idle\" data-processor=\"1\" data-agents=\"0\""));
+        assert!(page.contains("id=\"agents-warning\">processor(s) 1 have no agent"));
+        let m = encode_metrics(&s);
+        assert!(m.contains("tandem_idle_processors 1\n"), "{m}");
+        assert!(
+            m.contains("tandem_agent_pairs{agent=\"1\",processor=\"0\"} 5\n"),
+            "{m}"
+        );
+
+        let spread = snapshot_with_agents(2, &[0, 1]);
+        assert!(!render_page(&spread, &[]).contains("proc idle"));
+        assert!(encode_metrics(&spread).contains("tandem_idle_processors 0\n"));
     }
 
     #[test]

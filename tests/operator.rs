@@ -840,3 +840,70 @@ fn cli_progress_and_json_logs_when_not_on_a_terminal() {
         "a bar, not log lines: {screen}"
     );
 }
+
+#[test]
+fn a_taken_port_stops_the_service_before_it_syncs() {
+    let s = common::Setup::new(&["alice"]);
+    s.put("alice", "1.ics", &event("port-1", "Item", None));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{toml}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let out = tandem(&s.config, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http.listen: cannot listen on 127.0.0.1:") && err.contains("tandem.toml"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(s.target("alice"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing was synced"
+    );
+}
+
+#[test]
+fn the_api_token_is_needed_by_run_and_check_only() {
+    let s = common::Setup::new(&["alice"]);
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{toml}\n[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TANDEM_TEST_NO_SUCH_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    // A cron `sync` and `status` need no token in their environment.
+    assert_eq!(tandem(&s.config, &["sync"]).status.code(), Some(0));
+    assert_eq!(tandem(&s.config, &["status"]).status.code(), Some(0));
+    for cmd in ["check", "run"] {
+        let out = tandem(&s.config, &[cmd]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("tandem.toml: http.token_env: environment variable TANDEM_TEST_NO_SUCH_TOKEN is not set"),
+            "{cmd}: {err}"
+        );
+    }
+    // A short token is refused too, without being printed.
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&s.config)
+        .arg("check")
+        .env("TANDEM_TEST_NO_SUCH_TOKEN", "short-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = text(&out);
+    assert!(
+        all.contains("shorter than 16 characters") && !all.contains("short-secret"),
+        "{all}"
+    );
+}
