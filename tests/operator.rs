@@ -907,3 +907,52 @@ fn the_api_token_is_needed_by_run_and_check_only() {
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_server_shows_in_status_with_its_throttled_answers() {
+    use common::mock::{Answer, Mock};
+    let mock = Mock::start(|_, _| Answer::new(429, "").header("Retry-After", "1")).await;
+    let s = common::Setup::new(&["alice"]);
+    s.put("alice", "1.ics", &event("slow-1", "Item", None));
+    let toml = std::fs::read_to_string(&s.config).unwrap().replace(
+        "target = \"new:/alice/\"",
+        "target = \"slow:/alice/calendar/\"",
+    );
+    std::fs::write(
+        &s.config,
+        format!(
+            "{toml}\n[servers.slow]\nkind = \"caldav\"\nurl = \"{}\"\n\n[alerts]\nfailed_requests_percent = 90\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let config = s.config.clone();
+    let (sync, st) = tokio::task::spawn_blocking(move || {
+        (
+            tandem(&config, &["sync"]),
+            tandem(&config, &["status", "--json"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(sync.status.code(), Some(3), "{}", text(&sync));
+    assert!(text(&sync).contains("throttled"), "{}", text(&sync));
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    let slow = st["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "slow")
+        .unwrap();
+    let asked = mock.requests().len() as i64;
+    assert!(asked >= 1);
+    assert_eq!(slow["requests"], asked, "{slow}");
+    assert_eq!(slow["throttled"], asked, "{slow}");
+    assert_eq!(slow["failed_requests"], asked, "{slow}");
+    assert_eq!(slow["failed_requests_percent"], 100.0);
+    assert_eq!(slow["alerts"], serde_json::json!(["failed_requests"]));
+    let alice = pair(&st, "alice");
+    assert_eq!(alice["requests_last_hour"], asked);
+    assert_eq!(alice["failed_requests_percent"], 100.0);
+    assert_eq!(alice["alerts"], serde_json::json!(["failed_requests"]));
+}
