@@ -251,10 +251,6 @@ impl Engine {
         }
     }
 
-    pub(crate) fn lease_ttl(&self) -> std::time::Duration {
-        self.lease_ttl
-    }
-
     pub(crate) fn extras(&self) -> Extras {
         self.extras
     }
@@ -295,7 +291,6 @@ impl Engine {
             }
             Err(PassError::State(e)) => return Err(e),
         };
-        let tcal = &pair.target.path;
         // Deleting copies is writing: under the target calendar's lease, like a sync pass.
         let lease = if dry_run {
             None
@@ -311,6 +306,29 @@ impl Engine {
                 }
             }
         };
+        // Renewed while it runs: reading a large calendar can outlast one ttl.
+        let outcome = self
+            .renewing(
+                lease.as_ref(),
+                self.dedupe_under(pair, &*tgt, lease.as_ref(), &mut report),
+            )
+            .await;
+        if let Some(lease) = &lease {
+            self.state.release_lease(lease).await?;
+        }
+        outcome?;
+        Ok(report)
+    }
+
+    /// `dedupe` under its lease (`None`: a dry run).
+    async fn dedupe_under(
+        &self,
+        pair: &PairConfig,
+        tgt: &dyn CalendarStore,
+        lease: Option<&Lease>,
+        report: &mut DedupeReport,
+    ) -> Result<(), StateError> {
+        let tcal = &pair.target.path;
         let read = async {
             tgt.check_calendar(tcal).await?;
             let hrefs: Vec<Href> = tgt.list(tcal).await?.into_iter().map(|v| v.href).collect();
@@ -324,10 +342,7 @@ impl Engine {
                     pair.target,
                     tgt.describe()
                 ));
-                if let Some(lease) = &lease {
-                    self.state.release_lease(lease).await?;
-                }
-                return Ok(report);
+                return Ok(());
             }
         };
         let recorded = self.mapped_copies(pair).await?;
@@ -371,7 +386,7 @@ impl Engine {
                     group.kept.push(href.to_string());
                     continue;
                 }
-                let Some(lease) = &lease else {
+                let Some(lease) = lease else {
                     group.deleted.push(href.to_string());
                     continue;
                 };
@@ -394,10 +409,7 @@ impl Engine {
         if known && !gone.is_empty() {
             self.state.update_target_index(&pair.id, &[], &gone).await?;
         }
-        if let Some(lease) = &lease {
-            self.state.release_lease(lease).await?;
-        }
-        Ok(report)
+        Ok(())
     }
 
     /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
@@ -453,29 +465,16 @@ impl Engine {
         if let Some(run) = &run {
             tracing::Span::current().record("run", run.as_str());
         }
-        // The lease is renewed while the pass runs, so a long first sync keeps it.
-        let renew = async {
-            let Some(lease) = &lease else {
-                return std::future::pending().await;
-            };
-            loop {
-                tokio::time::sleep(self.lease_ttl / 3).await;
-                match self.state.renew_lease(lease, self.lease_ttl).await {
-                    Ok(true) => {}
-                    // Lost: the write batches see it and stop.
-                    Ok(false) => warn!(calendar = %lease.calendar, "the lease was lost"),
-                    Err(e) => warn!(error = %e, "renewing the lease failed"),
-                }
-            }
-        };
         let tally = Arc::new(crate::store::http::Tally::default());
         let outcome = crate::store::http::PASS_TALLY
-            .scope(tally.clone(), async {
-                tokio::select! {
-                    r = self.pass(pair, opts, &mut report, lease.as_ref()) => r,
-                    never = renew => never,
-                }
-            })
+            // The lease is renewed while the pass runs, so a long first sync keeps it.
+            .scope(
+                tally.clone(),
+                self.renewing(
+                    lease.as_ref(),
+                    self.pass(pair, opts, &mut report, lease.as_ref()),
+                ),
+            )
             .await;
         let counted =
             |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -599,6 +598,32 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Runs `work` while renewing `lease` every third of its ttl, so work that outlasts one ttl
+    /// keeps it. A lost lease is only logged here: the writes check it themselves.
+    pub(crate) async fn renewing<T>(
+        &self,
+        lease: Option<&Lease>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let renew = async {
+            let Some(lease) = lease else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(self.lease_ttl / 3).await;
+                match self.state.renew_lease(lease, self.lease_ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!(calendar = %lease.calendar, "the lease was lost"),
+                    Err(e) => warn!(error = %e, "renewing the lease failed"),
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            never = renew => never,
+        }
     }
 
     /// Takes `calendar`'s lease for this process. A holder on this machine that no longer runs

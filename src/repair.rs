@@ -109,21 +109,12 @@ impl Engine {
             }
         };
         // Renewed while the repair runs: a large calendar takes longer than one ttl.
-        let renew = async {
-            let Some(l) = &lease else {
-                return std::future::pending().await;
-            };
-            loop {
-                tokio::time::sleep(self.lease_ttl() / 3).await;
-                if let Ok(false) | Err(_) = self.state.renew_lease(l, self.lease_ttl()).await {
-                    tracing::warn!(calendar = %l.calendar, "renewing the repair's lease failed");
-                }
-            }
-        };
-        let result = tokio::select! {
-            r = self.repair_under(pair, &*src, &*tgt, scal, tcal, lease.as_ref(), &mut report) => r,
-            never = renew => never,
-        };
+        let result = self
+            .renewing(
+                lease.as_ref(),
+                self.repair_under(pair, &*src, &*tgt, scal, tcal, lease.as_ref(), &mut report),
+            )
+            .await;
         if let Some(l) = &lease {
             self.state.release_lease(l).await?;
         }
