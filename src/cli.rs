@@ -433,8 +433,22 @@ pub fn describe_config(c: &Config) -> String {
         let _ = writeln!(o, "  @{from} -> @{to}");
     }
     let _ = writeln!(o, "pairs    {}", c.pairs.len());
+    let mailbox: std::collections::HashMap<&str, &str> = c
+        .addresses
+        .iter()
+        .map(|(addr, id)| (id.as_str(), addr.as_str()))
+        .collect();
     for p in &c.pairs {
-        let _ = writeln!(o, "  {:<20} {} -> {}", p.id, p.source, p.target);
+        let _ = writeln!(
+            o,
+            "  {:<20} {} -> {}{}",
+            p.id,
+            p.source,
+            p.target,
+            mailbox
+                .get(p.id.as_str())
+                .map_or(String::new(), |a| format!("  (mailbox {a})"))
+        );
     }
     o
 }
@@ -620,6 +634,27 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             }
         })
     };
+    let alerts = snap.pairs.iter().filter(|p| !p.alerts.is_empty()).count();
+    let states: Vec<String> = ["active", "paused", "backoff", "disabled", "new"]
+        .iter()
+        .filter_map(|s| {
+            snap.states
+                .get(s)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {s}"))
+        })
+        .collect();
+    println!(
+        "{} pair(s): {}; {} over an alert; {} quarantined item(s)",
+        snap.pairs.len(),
+        if states.is_empty() {
+            "none".to_string()
+        } else {
+            states.join(", ")
+        },
+        alerts,
+        snap.quarantined
+    );
     println!(
         "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
         "pair", "state", "lag", "backlog", "items", "quar", "fail%", "last success", "next run"

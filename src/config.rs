@@ -495,8 +495,8 @@ impl Validator {
             .filter_map(|(name, s)| self.server(&name, s, base).map(|s| (name, s)))
             .collect();
         let rewrite = self.rewrite(raw.rewrite, base);
-        let addresses = self.addresses(&raw.pairs);
-        let pairs = self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers);
+        // Mailbox addresses come with their pairs (`[[pairs]] address`, a 4th CSV column).
+        let (pairs, addresses) = self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers);
         Config {
             file: self.file.clone(),
             state,
@@ -509,29 +509,6 @@ impl Validator {
             pairs,
             addresses,
         }
-    }
-
-    /// `[[pairs]] address`: each a plain address, each used once.
-    fn addresses(&mut self, raw: &[RawPair]) -> BTreeMap<String, PairId> {
-        let mut out = BTreeMap::new();
-        for (i, p) in raw.iter().enumerate() {
-            let (Some(addr), Ok(id)) = (&p.address, p.id.parse::<PairId>()) else {
-                continue;
-            };
-            let addr = crate::identity::normalize_address(addr);
-            if !addr.contains('@') || addr.contains(char::is_whitespace) {
-                self.issue(
-                    format!("pairs[{i}].address"),
-                    format!("{addr:?} is not an email address"),
-                );
-            } else if let Some(other) = out.insert(addr.clone(), id) {
-                self.issue(
-                    format!("pairs[{i}].address"),
-                    format!("{addr} is already the address of pair {other}"),
-                );
-            }
-        }
-        out
     }
 
     fn state(&mut self, raw: RawState, base: &Path) -> StateConfig {
@@ -802,7 +779,7 @@ impl Validator {
         if let Some(file) = raw.addresses
             && let Some(path) = self.existing_file("rewrite.addresses", base, &file)
         {
-            match read_csv(&path, 2) {
+            match read_csv(&path, 2..=2) {
                 Ok(rows) => {
                     for (line, row) in rows {
                         if !row[0].contains('@') || !row[1].contains('@') {
@@ -841,9 +818,10 @@ impl Validator {
         csv: Option<&str>,
         base: &Path,
         servers: &BTreeMap<String, ServerConfig>,
-    ) -> Vec<PairConfig> {
-        // (file, key prefix, id, source, target)
-        let mut entries: Vec<(PathBuf, String, String, String, String)> = raw
+    ) -> (Vec<PairConfig>, BTreeMap<String, PairId>) {
+        // (file, key prefix, id, source, target, mailbox address)
+        type Entry = (PathBuf, String, String, String, String, Option<String>);
+        let mut entries: Vec<Entry> = raw
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
@@ -853,21 +831,32 @@ impl Validator {
                     p.id,
                     p.source,
                     p.target,
+                    p.address,
                 )
             })
             .collect();
         if let Some(csv) = csv
             && let Some(path) = self.existing_file("pairs_csv", base, csv)
         {
-            match read_csv(&path, 3) {
+            match read_csv(&path, 3..=4) {
                 Ok(rows) => {
-                    for (line, row) in rows {
+                    for (line, mut row) in rows {
                         if line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target" {
                             continue; // header
                         }
+                        let address = (row.len() == 4)
+                            .then(|| row.pop().expect("4 columns"))
+                            .filter(|a| !a.is_empty());
                         let [id, source, target] =
                             <[String; 3]>::try_from(row).expect("3 columns checked");
-                        entries.push((path.clone(), format!("line {line}"), id, source, target));
+                        entries.push((
+                            path.clone(),
+                            format!("line {line}"),
+                            id,
+                            source,
+                            target,
+                            address,
+                        ));
                     }
                 }
                 Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
@@ -883,7 +872,8 @@ impl Validator {
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut targets: HashSet<CalendarRef> = HashSet::new();
         let mut pairs = Vec::with_capacity(entries.len());
-        for (file, key, id, source, target) in entries {
+        let mut addresses: BTreeMap<String, PairId> = BTreeMap::new();
+        for (file, key, id, source, target, address) in entries {
             let id_parsed = match id.parse::<PairId>() {
                 Ok(id) => Some(id),
                 Err(e) => {
@@ -935,10 +925,26 @@ impl Validator {
                     );
                     continue;
                 }
+                if let Some(addr) = address {
+                    let addr = crate::identity::normalize_address(&addr);
+                    if !addr.contains('@') || addr.contains(char::is_whitespace) {
+                        self.issue_in(
+                            &file,
+                            format!("{key}.address"),
+                            format!("{addr:?} is not an email address"),
+                        );
+                    } else if let Some(other) = addresses.insert(addr.clone(), id.clone()) {
+                        self.issue_in(
+                            &file,
+                            format!("{key}.address"),
+                            format!("{addr} is already the address of pair {other}"),
+                        );
+                    }
+                }
                 pairs.push(PairConfig { id, source, target });
             }
         }
-        pairs
+        (pairs, addresses)
     }
 }
 
@@ -946,7 +952,10 @@ impl Validator {
 type CsvRows = Vec<(u64, Vec<String>)>;
 
 /// Reads a headerless CSV with exactly `columns` fields per record; an error is (line, reason).
-fn read_csv(path: &Path, columns: usize) -> Result<CsvRows, (u64, String)> {
+fn read_csv(
+    path: &Path,
+    columns: std::ops::RangeInclusive<usize>,
+) -> Result<CsvRows, (u64, String)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
@@ -961,11 +970,16 @@ fn read_csv(path: &Path, columns: usize) -> Result<CsvRows, (u64, String)> {
         if rec.iter().all(str::is_empty) {
             continue;
         }
-        if rec.len() != columns {
+        if !columns.contains(&rec.len()) {
+            let expected = if columns.start() == columns.end() {
+                columns.start().to_string()
+            } else {
+                format!("{} or {}", columns.start(), columns.end())
+            };
             return Err((
                 line,
                 format!(
-                    "expected {columns} comma-separated fields, found {}",
+                    "expected {expected} comma-separated fields, found {}",
                     rec.len()
                 ),
             ));

@@ -163,8 +163,49 @@ fn pairs_csv_problems_name_the_csv_and_line() {
         &[("pairs.csv", "bob,old:/b/\n")],
         "pairs.csv",
         "line 1",
-        "expected 3",
+        "expected 3 or 4",
     );
+    // A fourth column is the pair's mailbox address, used once.
+    assert_config_error(
+        &body,
+        &[("pairs.csv", "bob,old:/b/,new:/b/,not-an-address\n")],
+        "pairs.csv",
+        "line 1.address",
+        "\"not-an-address\" is not an email address",
+    );
+    assert_config_error(
+        &body,
+        &[(
+            "pairs.csv",
+            "id,source,target,address\nbob,old:/b/,new:/b/,bob@old.example\ncarol,old:/c/,new:/c/,Bob@Old.example\n",
+        )],
+        "pairs.csv",
+        "line 3.address",
+        "bob@old.example is already the address of pair bob",
+    );
+}
+
+#[test]
+fn pairs_csv_gives_mailbox_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["old", "new"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("pairs.csv"),
+        "id,source,target,address\nbob,old:/b/,new:/b/,Bob@old.example\ncarol,old:/c/,new:/c/\n",
+    )
+    .unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(&config, format!("pairs_csv = \"pairs.csv\"\n{SERVERS}")).unwrap();
+    let out = common::tandem(&config, &["check"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("old:/b/ -> new:/b/  (mailbox bob@old.example)"),
+        "{printed}"
+    );
+    assert!(printed.contains("old:/c/ -> new:/c/\n"), "{printed}");
 }
 
 #[test]
