@@ -162,6 +162,10 @@ pub(crate) async fn run(dir: &Path) -> Result<u8, crate::cli::Failure> {
         "  status:     cargo run --release -- -c {} status",
         dir.join("tandem.toml").display()
     );
+    println!(
+        "  the service and its status page (http://127.0.0.1:8686/): cargo run --release -- -c {} run",
+        dir.join("tandem.toml").display()
+    );
     let ok = first.ok
         && second.ok
         && first.adopted == 1
