@@ -634,6 +634,14 @@ fn metrics_and_api_agree_with_status_and_resync_needs_the_token() {
     // No secret anywhere: pages, API answers, metrics, status, the service's log lines.
     drop(svc);
     seen.push_str(&std::fs::read_to_string(s.dir.path().join("run.log")).unwrap());
+    // The most verbose logs of a pass over every server, the refusing one included.
+    let out = s.cli(&["-vvv", "sync"]);
+    assert!(
+        text(&out).contains("TRACE") || text(&out).contains("DEBUG"),
+        "{}",
+        text(&out)
+    );
+    seen.push_str(&text(&out));
     let out = s.cli(&["status"]);
     seen.push_str(&text(&out));
     use base64::Engine as _;
