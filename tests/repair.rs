@@ -36,6 +36,22 @@ fn findings(v: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
+/// What a dry run, and then a repair, reports for the scenario with one finding of every class.
+const DRY_RUN: [&str; 4] = ["would", "would", "would", "would"];
+const REPAIRED: [&str; 4] = ["created", "updated", "deleted", "deleted"];
+
+/// missing, drifted, duplicate, orphan with their `actions`; the extra is always kept.
+fn every_class(actions: [&str; 4]) -> Vec<(String, String)> {
+    let [m, dr, du, o] = actions;
+    classes(&[
+        ("missing", m),
+        ("drifted", dr),
+        ("duplicate", du),
+        ("orphan", o),
+        ("extra", "kept"),
+    ])
+}
+
 fn classes(want: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = want
         .iter()
@@ -77,16 +93,7 @@ fn every_class_on_vdir() {
 
     let dry = s.run(&["repair", "--dry-run", "--json"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
-    assert_eq!(
-        findings(&json(&dry)),
-        classes(&[
-            ("missing", "would"),
-            ("drifted", "would"),
-            ("duplicate", "would"),
-            ("orphan", "would"),
-            ("extra", "kept")
-        ])
-    );
+    assert_eq!(findings(&json(&dry)), every_class(DRY_RUN));
     assert_eq!(Setup::files(&t), before, "a dry run changes nothing");
 
     let out = s.run(&["repair"]);
@@ -258,16 +265,7 @@ async fn every_class_on_radicale() {
 
     let dry = common::tandem(&config, &["repair", "--dry-run", "--json"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
-    assert_eq!(
-        findings(&json(&dry)),
-        classes(&[
-            ("missing", "would"),
-            ("drifted", "would"),
-            ("duplicate", "would"),
-            ("orphan", "would"),
-            ("extra", "kept")
-        ])
-    );
+    assert_eq!(findings(&json(&dry)), every_class(DRY_RUN));
     let mut unchanged = tgt.list(&tcal).await.unwrap();
     let mut was = before.clone();
     unchanged.sort_by(|a, b| a.href.cmp(&b.href));
@@ -276,16 +274,7 @@ async fn every_class_on_radicale() {
 
     let out = common::tandem(&config, &["repair", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(
-        findings(&json(&out)),
-        classes(&[
-            ("missing", "created"),
-            ("drifted", "updated"),
-            ("duplicate", "deleted"),
-            ("orphan", "deleted"),
-            ("extra", "kept")
-        ])
-    );
+    assert_eq!(findings(&json(&out)), every_class(REPAIRED));
     // One copy of each source item plus the extra; a sync then has nothing to do.
     assert_eq!(tgt.list(&tcal).await.unwrap().len(), 5);
     let sync = common::tandem(&config, &["sync", "--json"]);
