@@ -10,10 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use ical::property::Property;
 use rrule::{RRule, RRuleSet, Unvalidated};
 
-use crate::item::{Item, ItemKind};
+use crate::item::{Item, ItemKind, Property};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
@@ -51,7 +50,8 @@ impl Window {
 
     /// Where `item` stands against the window at `now`.
     pub fn fit(&self, item: &Item, now: DateTime<Utc>) -> Fit {
-        if self.is_unlimited() {
+        // Components tandem does not interpret are not judged by their dates.
+        if self.is_unlimited() || item.kind() == ItemKind::Other {
             return Fit::Inside;
         }
         let lo = self
@@ -108,7 +108,7 @@ fn first_overlapping_start(
     let rules: Vec<&str> = props
         .iter()
         .filter(|p| p.name == "RRULE")
-        .filter_map(|p| p.value.as_deref())
+        .map(|p| p.value.trim())
         .collect();
     let rdates: Vec<&Property> = props.iter().filter(|p| p.name == "RDATE").collect();
     if rules.is_empty() && rdates.is_empty() {
@@ -164,9 +164,7 @@ fn instance_length(props: &[Property], start: &Moment) -> chrono::Duration {
     if let Some(end) = find("DTEND").and_then(Moment::parse) {
         return (end.utc() - start.utc()).max(chrono::Duration::zero());
     }
-    if let Some(d) = find("DURATION")
-        .and_then(|p| p.value.as_deref())
-        .and_then(parse_duration)
+    if let Some(d) = find("DURATION").and_then(|p| parse_duration(p.value.trim()))
     {
         return d.max(chrono::Duration::zero());
     }
@@ -181,8 +179,7 @@ fn is_open_task(props: &[Property]) -> bool {
     let status = props
         .iter()
         .find(|p| p.name == "STATUS")
-        .and_then(|p| p.value.as_deref())
-        .unwrap_or("");
+        .map_or("", |p| p.value.trim());
     let done = status.eq_ignore_ascii_case("COMPLETED") || status.eq_ignore_ascii_case("CANCELLED");
     !done && !props.iter().any(|p| p.name == "COMPLETED")
 }
@@ -210,11 +207,8 @@ impl Moment {
     /// Every value of a (possibly comma-separated) DATE / DATE-TIME property; PERIOD values
     /// count by their start.
     fn parse_list(p: &Property) -> Vec<Moment> {
-        let tz = param(p, "TZID").map(zone).unwrap_or(rrule::Tz::UTC);
-        let Some(value) = p.value.as_deref() else {
-            return Vec::new();
-        };
-        value
+        let tz = p.param("TZID").map(zone).unwrap_or(rrule::Tz::UTC);
+        p.value
             .split(',')
             .filter_map(|v| Moment::parse_value(v.split('/').next()?.trim(), tz))
             .collect()
@@ -250,16 +244,6 @@ fn local_in(tz: rrule::Tz, naive: NaiveDateTime) -> Option<DateTime<rrule::Tz>> 
         tz.from_local_datetime(&(naive + chrono::Duration::hours(1)))
             .earliest()
     })
-}
-
-fn param<'a>(p: &'a Property, name: &str) -> Option<&'a str> {
-    p.params
-        .as_ref()?
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))?
-        .1
-        .first()
-        .map(String::as_str)
 }
 
 /// A TZID as a zone: an IANA name, a Windows name, or an IANA name behind a vendor prefix
