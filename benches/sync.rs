@@ -1,5 +1,5 @@
-//! Benchmarks: the planner over 100,000 items, the sync window's judgement of one item, and
-//! vdir → vdir passes over 10,000 items.
+//! Benchmarks: the planner over 100,000 items, reading and writing one item, the sync window's
+//! judgement of one item, and vdir → vdir passes over 10,000 items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -130,6 +130,34 @@ fn bench_window(c: &mut Criterion) {
     g.finish();
 }
 
+/// Every item read is parsed, hashed, rewritten and written again: a meeting, and one with a
+/// 4 kB description folded by its client.
+fn bench_item(c: &mut Criterion) {
+    let mut g = c.benchmark_group("item");
+    let rw = Rewriter::new([("old.example".to_string(), "new.example".to_string())], []);
+    let long = ics(1, 1).replace(
+        "SUMMARY:",
+        &format!(
+            "DESCRIPTION:{}\r\nSUMMARY:",
+            "Agenda item, see notes \\n".repeat(160)
+        ),
+    );
+    let long = Item::parse(&long).unwrap().to_ics();
+    for (name, text) in [("meeting", ics(1, 1)), ("4 kB description", long)] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("parse, hash, rewrite, emit: {name}"), |b| {
+            b.iter(|| {
+                let mut item = Item::parse(&text).unwrap();
+                let hash = item.content_hash();
+                item.rewrite(&rw);
+                item.mark_client_scheduled();
+                (hash, item.to_ics())
+            })
+        });
+    }
+    g.finish();
+}
+
 struct VdirBench {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
@@ -225,5 +253,5 @@ fn bench_vdir(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_plan, bench_window, bench_vdir);
+criterion_group!(benches, bench_plan, bench_item, bench_window, bench_vdir);
 criterion_main!(benches);

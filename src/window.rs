@@ -164,8 +164,7 @@ fn instance_length(props: &[Property], start: &Moment) -> chrono::Duration {
     if let Some(end) = find("DTEND").and_then(Moment::parse) {
         return (end.utc() - start.utc()).max(chrono::Duration::zero());
     }
-    if let Some(d) = find("DURATION").and_then(|p| parse_duration(p.value.trim()))
-    {
+    if let Some(d) = find("DURATION").and_then(|p| parse_duration(p.value.trim())) {
         return d.max(chrono::Duration::zero());
     }
     if start.all_day {

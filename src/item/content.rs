@@ -134,9 +134,7 @@ fn param_values<'a>(mut s: &'a str, pname: &str) -> Result<(Vec<ParamValue>, &'a
             });
             s = &q[close + 1..];
             if !s.starts_with([',', ';', ':']) {
-                return Err(format!(
-                    "text after the closing quote of parameter {pname}"
-                ));
+                return Err(format!("text after the closing quote of parameter {pname}"));
             }
         } else {
             let end = s
@@ -227,7 +225,10 @@ mod tests {
     use super::*;
 
     fn lines(text: &str) -> Vec<String> {
-        unfold(text).into_iter().map(|(_, l)| l.into_owned()).collect()
+        unfold(text)
+            .into_iter()
+            .map(|(_, l)| l.into_owned())
+            .collect()
     }
 
     #[test]
@@ -241,8 +242,8 @@ mod tests {
 
     #[test]
     fn properties_split_by_the_grammar() {
-        let p = Property::parse("attendee;CN=\"Doe, Jane: CEO\";x-a=1,,\"b;c\":mailto:x@y ")
-            .unwrap();
+        let p =
+            Property::parse("attendee;CN=\"Doe, Jane: CEO\";x-a=1,,\"b;c\":mailto:x@y ").unwrap();
         assert_eq!(p.name, "ATTENDEE");
         assert_eq!(p.param("cn"), Some("Doe, Jane: CEO"));
         assert_eq!(p.params[1].name, "X-A");
@@ -251,7 +252,15 @@ mod tests {
         assert_eq!(p.value, "mailto:x@y ");
         assert_eq!(Property::parse("X-A::b").unwrap().value, ":b");
         assert_eq!(Property::parse("X-A:").unwrap().value, "");
-        for bad in ["NOVALUE", "X;A:b", "X;A=\"b:c", "X;A=\"b\"c:d", ":v", "A B:c", "X;=1:v"] {
+        for bad in [
+            "NOVALUE",
+            "X;A:b",
+            "X;A=\"b:c",
+            "X;A=\"b\"c:d",
+            ":v",
+            "A B:c",
+            "X;=1:v",
+        ] {
             assert!(Property::parse(bad).is_err(), "{bad}");
         }
     }

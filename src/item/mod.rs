@@ -46,6 +46,8 @@ pub enum ItemError {
     Line { line: usize, reason: String },
     #[error("not valid iCalendar: line {line}: {reason} ({})", self.rule())]
     Structure { line: usize, reason: String },
+    #[error("not valid iCalendar: line {line}: {reason} ({})", self.rule())]
+    OutsideCalendar { line: usize, reason: String },
     #[error("not valid iCalendar: no VCALENDAR ({})", self.rule())]
     Empty,
     #[error("more than one VCALENDAR in one resource ({})", self.rule())]
@@ -67,7 +69,10 @@ impl ItemError {
     pub fn rule(&self) -> &'static str {
         match self {
             ItemError::Line { .. } => "RFC 5545 §3.1: content lines",
-            ItemError::Structure { .. } => "RFC 5545 §3.4, §3.6: BEGIN/END of components",
+            ItemError::Structure { .. } => "RFC 5545 §3.6: every BEGIN has its END",
+            ItemError::OutsideCalendar { .. } => {
+                "RFC 5545 §3.4: an iCalendar object is one VCALENDAR"
+            }
             ItemError::Empty => "RFC 5545 §3.4: an iCalendar stream is VCALENDAR objects",
             ItemError::MultipleCalendars | ItemError::MixedUids(..) => {
                 "RFC 4791 §4.1: one resource holds one UID"
@@ -244,9 +249,11 @@ impl Item {
         self.master().and_then(|c| c.value("LAST-MODIFIED"))
     }
 
-    /// The properties of each own component (the master and its overrides).
+    /// The properties of each own VEVENT, VTODO or VJOURNAL (the master and its overrides).
     pub fn components(&self) -> impl Iterator<Item = &[Property]> {
-        self.own().map(|c| c.props.as_slice())
+        self.own()
+            .filter(|c| matches!(c.name.as_str(), "VEVENT" | "VTODO" | "VJOURNAL"))
+            .map(|c| c.props.as_slice())
     }
 
     /// The whole VCALENDAR as read.
@@ -566,10 +573,14 @@ mod tests {
         let item = Item::parse(&ics).unwrap();
         assert_eq!(item.summary(), Some("hello world"));
         let out = item.to_ics();
-        assert!(out.contains("DESCRIPTION:tab\there and trailing  \r\n"), "{out}");
+        assert!(
+            out.contains("DESCRIPTION:tab\there and trailing  \r\n"),
+            "{out}"
+        );
         let long = format!("{}  ", "word ".repeat(40));
-        let item = Item::parse(&MEETING.replace("SUMMARY:Weekly\r\n", &format!("SUMMARY:{long}\r\n")))
-            .unwrap();
+        let item =
+            Item::parse(&MEETING.replace("SUMMARY:Weekly\r\n", &format!("SUMMARY:{long}\r\n")))
+                .unwrap();
         let back = Item::parse(&item.to_ics()).unwrap();
         assert_eq!(back.summary(), Some(long.as_str()));
         assert_eq!(back.content_hash(), item.content_hash());

@@ -73,10 +73,10 @@ pub fn parse_stream(text: &str) -> Result<Vec<Component>, ItemError> {
             "BEGIN" => {
                 let name = component_name(&prop.value, line)?;
                 if open.is_empty() && name != "VCALENDAR" {
-                    return Err(structure(
+                    return Err(ItemError::OutsideCalendar {
                         line,
-                        format!("BEGIN:{name} outside any VCALENDAR"),
-                    ));
+                        reason: format!("BEGIN:{name} outside any VCALENDAR"),
+                    });
                 }
                 open.push((line, Component::new(&name)));
             }
@@ -99,10 +99,10 @@ pub fn parse_stream(text: &str) -> Result<Vec<Component>, ItemError> {
             _ => match open.last_mut() {
                 Some((_, comp)) => comp.props.push(prop),
                 None => {
-                    return Err(structure(
+                    return Err(ItemError::OutsideCalendar {
                         line,
-                        format!("{} outside any VCALENDAR", prop.name),
-                    ));
+                        reason: format!("{} outside any VCALENDAR", prop.name),
+                    });
                 }
             },
         }

@@ -95,7 +95,11 @@ pub fn dirs() -> Vec<(String, PathBuf)> {
 pub fn files(dirs: &[(String, PathBuf)]) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for (label, dir) in dirs {
-        assert!(dir.is_dir(), "the .ics corpus is missing at {}", dir.display());
+        assert!(
+            dir.is_dir(),
+            "the .ics corpus is missing at {}",
+            dir.display()
+        );
         walk(dir, &mut |p| {
             if p.extension().is_some_and(|e| e == "ics") {
                 let rel = p.strip_prefix(dir).unwrap_or(p).display();

@@ -10,7 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What the virtualenv holds; a change re-installs.
-const REQUIREMENTS: &[&str] = &["radicale==3.9.0", "xandikos==0.4.10", "vdirsyncer==0.21.0"];
+const REQUIREMENTS: &[&str] = &[
+    "radicale==3.9.0",
+    "xandikos==0.4.10",
+    "vdirsyncer==0.21.0",
+    // The independent parser of the fidelity tests.
+    "icalendar==7.3.0",
+];
 
 pub const USER: &str = "tandem";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
@@ -352,12 +358,11 @@ pub async fn wait_for_items(
     }
 }
 
-/// Asserts `cal` holds `n` items, one per UID.
-pub async fn assert_one_copy_each(
+/// The href and text of every item in `cal`.
+pub async fn read_all(
     store: &dyn tandem::store::CalendarStore,
     cal: &tandem::types::CalendarPath,
-    n: usize,
-) {
+) -> Vec<(tandem::types::Href, String)> {
     let hrefs: Vec<_> = store
         .list(cal)
         .await
@@ -365,17 +370,32 @@ pub async fn assert_one_copy_each(
         .into_iter()
         .map(|v| v.href)
         .collect();
-    assert_eq!(hrefs.len(), n, "one copy of every item");
-    let mut uids = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(hrefs.len());
     for chunk in hrefs.chunks(100) {
         for (href, got) in store.fetch(cal, chunk).await.unwrap() {
-            let item = tandem::item::Item::parse(&got.unwrap().data).unwrap();
-            assert!(
-                uids.insert(item.uid().to_string()),
-                "{href}: a second copy of {}",
-                item.uid()
-            );
+            let data = got.unwrap_or_else(|e| panic!("{href}: {e}")).data;
+            out.push((href, data));
         }
+    }
+    out
+}
+
+/// Asserts `cal` holds `n` items, one per UID.
+pub async fn assert_one_copy_each(
+    store: &dyn tandem::store::CalendarStore,
+    cal: &tandem::types::CalendarPath,
+    n: usize,
+) {
+    let items = read_all(store, cal).await;
+    assert_eq!(items.len(), n, "one copy of every item");
+    let mut uids = std::collections::BTreeSet::new();
+    for (href, data) in items {
+        let item = tandem::item::Item::parse(&data).unwrap();
+        assert!(
+            uids.insert(item.uid().to_string()),
+            "{href}: a second copy of {}",
+            item.uid()
+        );
     }
 }
 
