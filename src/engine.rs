@@ -1589,7 +1589,7 @@ impl Engine {
         match tgt.create(tcal, &name, &text).await {
             Ok(v) => return Ok(Ok((mapping(v), Written::Created))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return self.refused_create(pair, pending(&name), e).await,
         }
         // The name is taken: by our own copy from an interrupted run (adopt it), or by another item.
         let href = tcal.join(&name);
@@ -1618,10 +1618,25 @@ impl Engine {
         let stem = name.trim_end_matches(".ics");
         let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
         self.state.add_pending(&pair.id, &pending(&fresh)).await?;
-        Ok(tgt
-            .create(tcal, &fresh, &text)
-            .await
-            .map(|v| (mapping(v), Written::Created)))
+        match tgt.create(tcal, &fresh, &text).await {
+            Ok(v) => Ok(Ok((mapping(v), Written::Created))),
+            Err(e) => self.refused_create(pair, pending(&fresh), e).await,
+        }
+    }
+
+    /// A create that failed. A permanent refusal (a 4xx such as 413) wrote nothing, so its pending
+    /// row goes: a pending create is never held back, and the item could not be quarantined. A
+    /// failure that may have written (a timeout, a 5xx) keeps the row for the next pass to settle.
+    async fn refused_create(
+        &self,
+        pair: &PairConfig,
+        pending: Pending,
+        e: StoreError,
+    ) -> Result<Result<(Mapping, Written), StoreError>, StateError> {
+        if e.kind.is_permanent() {
+            self.state.clear_pendings(&pair.id, &[pending]).await?;
+        }
+        Ok(Err(e))
     }
 
     /// `If-Match` update; on 412 re-read the target copy and decide again (once).

@@ -562,3 +562,75 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
     assert!(e.to_string().contains("no answer within 200ms"), "{e}");
     assert_eq!(s.counts().unwrap().requests, 4);
 }
+
+/// A target that refuses one item for good (Radicale answers 413 to an event over its
+/// `max_content_length`): after three passes the item is quarantined, and from then on it is
+/// held, not sent again, and the pair is healthy with its other items synced.
+#[tokio::test]
+async fn an_item_the_target_refuses_is_quarantined_and_no_longer_sent() {
+    let source = DavServer::radicale();
+    let target = DavServer::radicale_with("max_content_length = 20000");
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let src = source.store();
+    for i in 0..5 {
+        let (uid, body) = common::items::item(i, 0);
+        src.create(&scal, &format!("{uid}.ics"), &body)
+            .await
+            .unwrap();
+    }
+    let big = common::event("big@old.example", &"A long agenda ".repeat(3_000), None);
+    assert!(big.len() > 40_000);
+    src.create(&scal, "big.ics", &big).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::dav::pair_config(
+        dir.path(),
+        &source,
+        &target,
+        scal.as_str(),
+        tcal.as_str(),
+        "",
+    );
+    let sync = || {
+        let config = config.clone();
+        async move {
+            let out =
+                tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"]))
+                    .await
+                    .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+            (out.status.code(), v)
+        }
+    };
+    for pass in 1..=3 {
+        let (code, v) = sync().await;
+        assert_eq!(
+            (code, v["failed"].as_u64()),
+            (Some(3), Some(1)),
+            "pass {pass}: {v}"
+        );
+        let reason = v["pairs"][0]["failures"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("413"), "pass {pass}: {reason}");
+        assert_eq!(
+            reason.contains("quarantined after 3 failures"),
+            pass == 3,
+            "pass {pass}: {reason}"
+        );
+    }
+    // Held from then on: not sent again (the target would refuse it again: a failure), the
+    // pair is ok.
+    let (code, v) = sync().await;
+    assert_eq!(
+        (code, v["failed"].as_u64(), v["pairs"][0]["quarantined"].as_u64()),
+        (Some(0), Some(0), Some(1)),
+        "{v}"
+    );
+    common::dav::assert_one_copy_each(&*target.store(), &tcal, 5).await;
+    let status =
+        tokio::task::spawn_blocking(move || common::tandem(&config, &["status", "--json"]))
+            .await
+            .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["pairs"][0]["state"], "active", "{status}");
+}

@@ -83,6 +83,8 @@ pub enum Kind {
 pub struct DavServer {
     pub kind: Kind,
     pub port: u16,
+    /// Lines added to Radicale's `[server]` section (limits such as `max_content_length`).
+    server_extra: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -104,10 +106,20 @@ impl DavServer {
         Self::start_new(Kind::Xandikos)
     }
 
+    /// A Radicale with `extra` lines in its `[server]` section.
+    pub fn radicale_with(extra: &str) -> DavServer {
+        Self::start_with(Kind::Radicale, extra)
+    }
+
     pub fn start_new(kind: Kind) -> DavServer {
+        Self::start_with(kind, "")
+    }
+
+    fn start_with(kind: Kind, server_extra: &str) -> DavServer {
         let mut s = DavServer {
             kind,
             port: free_port(),
+            server_extra: server_extra.to_string(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -147,10 +159,11 @@ impl DavServer {
                 std::fs::write(
                     &config,
                     format!(
-                        "[server]\nhosts = 127.0.0.1:{}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {}\n\
+                        "[server]\nhosts = 127.0.0.1:{}\n{}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {}\n\
                          htpasswd_encryption = plain\ndelay = 0\n[rights]\ntype = authenticated\n\
                          [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
                         self.port,
+                        self.server_extra,
                         users.display(),
                         data.display()
                     ),
