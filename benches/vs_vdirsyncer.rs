@@ -4,10 +4,10 @@
 //!
 //! `cargo bench --bench vs_vdirsyncer` (set `TANDEM_BENCH_ITEMS` for another size).
 
-#[path = "../tests/common/dav.rs"]
+#[path = "../tests/it/common/dav.rs"]
 #[allow(dead_code)]
 mod dav;
-#[path = "../tests/common/items.rs"]
+#[path = "../tests/it/common/items.rs"]
 #[allow(dead_code)]
 mod items;
 

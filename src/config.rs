@@ -14,6 +14,9 @@ use serde::Deserialize;
 use crate::item::Rewriter;
 use crate::types::{CalendarRef, PairId};
 
+/// How long a lease lasts without renewal: a crashed holder's lease lapses after this.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
+
 /// One problem in a config file (or a file it names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -541,7 +544,7 @@ impl Validator {
             .unwrap_or(DEFAULT_BACKOFF_MAX);
         let lease_ttl = self
             .duration("sync.lease_ttl", raw.lease_ttl.as_deref())
-            .unwrap_or(crate::lease::DEFAULT_TTL);
+            .unwrap_or(DEFAULT_LEASE_TTL);
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {

@@ -15,8 +15,7 @@ use sqlx::Row;
 
 use crate::state::{State, StateResult, now_ms};
 
-/// How long a lease lasts without renewal: a crashed holder's lease lapses after this.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(120);
+pub use crate::config::DEFAULT_LEASE_TTL as DEFAULT_TTL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -19,7 +19,6 @@ pub mod progress;
 pub mod repair;
 pub mod report;
 pub mod scheduler;
-pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;

@@ -10,7 +10,7 @@ use sqlx::Row;
 use crate::config::Config;
 use crate::lease::Lease;
 use crate::pairstate::PairState;
-use crate::state::{HOUR_MS, RunStatus, State, StateResult, now_ms};
+use crate::state::{HOUR_MS, RunStatus, State, StateResult, now_ms, run_status};
 use crate::store::http::HttpCounts;
 
 /// A pair that is new to the state (never passed) shows as `new`.
@@ -147,23 +147,6 @@ struct PairRow {
     last_run: Option<RunStatus>,
     requests: i64,
     failed: i64,
-}
-
-/// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
-/// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
-pub(crate) fn run_status(r: &sqlx::sqlite::SqliteRow, at: usize) -> Option<RunStatus> {
-    r.get::<Option<String>, _>(at).map(|kind| RunStatus {
-        kind,
-        started_at: r.get(at + 1),
-        finished_at: r.get(at + 2),
-        outcome: r.get(at + 3),
-        created: r.get(at + 4),
-        updated: r.get(at + 5),
-        deleted: r.get(at + 6),
-        unchanged: r.get(at + 7),
-        failed: r.get(at + 8),
-        error: r.get(at + 9),
-    })
 }
 
 fn percent(failed: i64, requests: i64) -> Option<f64> {

@@ -146,6 +146,23 @@ pub struct RunStatus {
     pub error: Option<String>,
 }
 
+/// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
+/// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
+pub(crate) fn run_status(r: &sqlx::sqlite::SqliteRow, at: usize) -> Option<RunStatus> {
+    r.get::<Option<String>, _>(at).map(|kind| RunStatus {
+        kind,
+        started_at: r.get(at + 1),
+        finished_at: r.get(at + 2),
+        outcome: r.get(at + 3),
+        created: r.get(at + 4),
+        updated: r.get(at + 5),
+        deleted: r.get(at + 6),
+        unchanged: r.get(at + 7),
+        failed: r.get(at + 8),
+        error: r.get(at + 9),
+    })
+}
+
 #[derive(Clone)]
 pub struct State {
     pub(crate) pool: SqlitePool,
@@ -856,7 +873,7 @@ impl State {
             .await
             .map_err(self.err("reading status"))?;
             let Some(r) = row else { continue };
-            let last_run = crate::observe::run_status(&r, 5);
+            let last_run = run_status(&r, 5);
             out.push(PairStatus {
                 id: r.get(0),
                 source: r.get(1),

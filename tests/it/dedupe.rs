@@ -1,6 +1,6 @@
 //! `tandem dedupe`: duplicate copies of one meeting in a target calendar are reduced to one.
 
-mod common;
+use crate::common;
 
 use common::dav::DavServer;
 use common::{Setup, event, text};

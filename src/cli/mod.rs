@@ -1,7 +1,12 @@
 //! The `tandem` command line (DESIGN.md "Interface").
 //!
 //! Exit codes: 0 all requested pairs synced; 1 fatal (state store unusable, ...); 2 usage or
-//! config error; 3 finished, but some pairs or items failed.
+//! config error; 3 finished, but some pairs or items failed. Every subcommand's handler lives
+//! here or in a file beside this one ([`demo`], [`service`]); the library below returns typed
+//! errors, and only this layer turns them into exit codes.
+
+mod demo;
+mod service;
 
 use crate::logging::LogFormat;
 use std::path::PathBuf;
@@ -247,7 +252,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Demo { dir } => crate::demo::run(&dir).await,
+        Command::Demo { dir } => demo::run(&dir).await,
         Command::Check => check(&cli.config),
         Command::Sync {
             pairs,
@@ -278,36 +283,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             sync(&config, &[pair], opts, json).await
         }
         Command::Status { json } => status(&cli.config, json).await,
-        Command::Run => crate::service::serve(&cli.config).await,
-        Command::Agents { json } => crate::service::agents(&cli.config, json).await,
+        Command::Run => service::serve(&cli.config).await,
+        Command::Agents { json } => service::agents(&cli.config, json).await,
         Command::Quarantine { action } => match action {
             QuarantineAction::List { pair, json } => {
-                crate::service::quarantine_list(&cli.config, pair.as_deref(), json).await
+                service::quarantine_list(&cli.config, pair.as_deref(), json).await
             }
             QuarantineAction::Retry { pair } => {
-                crate::service::quarantine_retry(&cli.config, pair.as_deref()).await
+                service::quarantine_retry(&cli.config, pair.as_deref()).await
             }
         },
         Command::Repair {
             pairs,
             dry_run,
             json,
-        } => crate::service::repair(&cli.config, &pairs, dry_run, json).await,
+        } => service::repair(&cli.config, &pairs, dry_run, json).await,
         Command::Lock { action } => match action {
-            LockAction::List { json } => crate::service::lock_list(&cli.config, json).await,
+            LockAction::List { json } => service::lock_list(&cli.config, json).await,
             LockAction::Acquire {
                 calendar,
                 holder,
                 ttl,
-            } => crate::service::lock_acquire(&cli.config, &calendar, &holder, &ttl).await,
+            } => service::lock_acquire(&cli.config, &calendar, &holder, &ttl).await,
             LockAction::Release { calendar, holder } => {
-                crate::service::lock_release(&cli.config, &calendar, &holder).await
+                service::lock_release(&cli.config, &calendar, &holder).await
             }
         },
         Command::Disable { pair, reason } => {
-            crate::service::set_enabled(&cli.config, &pair, Some(reason)).await
+            service::set_enabled(&cli.config, &pair, Some(reason)).await
         }
-        Command::Enable { pair } => crate::service::set_enabled(&cli.config, &pair, None).await,
+        Command::Enable { pair } => service::set_enabled(&cli.config, &pair, None).await,
         Command::Dedupe {
             pair,
             dry_run,

@@ -1,6 +1,6 @@
 //! One contract for every `CalendarStore` backend (vdirsyncer's `StorageTests` habit).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

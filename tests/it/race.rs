@@ -2,7 +2,7 @@
 //! leases let exactly one write each calendar, so 20 rounds on fresh target calendars end with no
 //! duplicate and nothing missing, and every round says who was skipped.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

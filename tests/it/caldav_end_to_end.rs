@@ -2,7 +2,7 @@
 //! Radicale → Xandikos through the `tandem` binary, then edits and deletes, then a quiet pass,
 //! with the HTTP requests of every pass counted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -58,7 +58,10 @@ pub fn rewriter() -> tandem::item::Rewriter {
 
 /// Runs the reference over `cases` in one Python process.
 pub fn compare(cases: &[Case]) -> Vec<Verdict> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/ics_compare.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/common/ics_compare.py"
+    );
     let job = serde_json::json!({
         "domains": domains().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "cases": cases,

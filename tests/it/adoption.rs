@@ -2,7 +2,7 @@
 //! under Exchange's GOID spelling of the UID, one with the organizer already in the new org) are
 //! taken over, on real Radicale servers.
 
-mod common;
+use crate::common;
 
 use common::dav::{DavServer, PASSWORD};
 use tandem::identity::wrap_uid;

@@ -1,6 +1,6 @@
 //! vdir → vdir through the `tandem` binary, with the state in SQLite on disk.
 
-mod common;
+use crate::common;
 
 use common::{Setup, event, text};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! What the CalDAV backend does when servers misbehave: throttling, outages, locks, garbage,
 //! truncated listings, no sync support, a server killed mid-pass, bad credentials and paths.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -622,7 +622,11 @@ async fn an_item_the_target_refuses_is_quarantined_and_no_longer_sent() {
     // pair is ok.
     let (code, v) = sync().await;
     assert_eq!(
-        (code, v["failed"].as_u64(), v["pairs"][0]["quarantined"].as_u64()),
+        (
+            code,
+            v["failed"].as_u64(),
+            v["pairs"][0]["quarantined"].as_u64()
+        ),
         (Some(0), Some(0), Some(1)),
         "{v}"
     );

@@ -1,7 +1,7 @@
 //! The sync service: agents pinned to their processors, pairs that pause and resume by themselves,
 //! poison items quarantined, leases between processes, and a graceful stop.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! The repair assistant, one finding class at a time, on vdir and real Radicale: missing, drifted,
 //! duplicate, orphan and extra; `--dry-run` changes nothing; afterwards a sync has nothing to do.
 
-mod common;
+use crate::common;
 
 use common::dav::{self, DavServer};
 use common::{Setup, event, text};

@@ -1,7 +1,7 @@
 //! Calendar leases: one writer per calendar across processes, fencing tokens that only grow, a
 //! crashed or stalled holder that loses its lease, and an operator's outside lock.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Config problems exit 2 and name the file, the key and the reason; `check` prints what it read.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

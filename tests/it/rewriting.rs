@@ -2,7 +2,7 @@
 //! by Python's `icalendar` (from the test virtualenv) the same way, and its re-emission means the
 //! same to tandem.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! against `status --json`, lag that grows while a target is down and returns to 0, JSON log
 //! lines, progress lines, and no secret in any of it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

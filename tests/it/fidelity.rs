@@ -4,7 +4,7 @@
 //! position, the folded-text regression on a vdir pair, and copies made over real Radicale and
 //! Xandikos servers.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::cli::{EXIT_FATAL, EXIT_OK, Failure, usage};
+use super::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, Failure, usage};
 use crate::config::{Config, online_processors};
 use crate::engine::Engine;
 use crate::pairstate::PairState;
@@ -366,7 +366,7 @@ pub async fn lock_acquire(
         }
         Err(locked) => {
             println!("{calendar}: {locked}");
-            Ok(crate::cli::EXIT_PARTIAL)
+            Ok(EXIT_PARTIAL)
         }
     }
 }
@@ -382,7 +382,7 @@ pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u
         Ok(EXIT_OK)
     } else {
         println!("{calendar}: {holder} holds no lease on it");
-        Ok(crate::cli::EXIT_PARTIAL)
+        Ok(EXIT_PARTIAL)
     }
 }
 
@@ -444,9 +444,5 @@ pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> R
             }
         }
     }
-    Ok(if ok {
-        EXIT_OK
-    } else {
-        crate::cli::EXIT_PARTIAL
-    })
+    Ok(if ok { EXIT_OK } else { EXIT_PARTIAL })
 }

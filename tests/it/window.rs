@@ -1,7 +1,7 @@
 //! The sync window over time: on the memory store and real Radicale (incremental listings, where
 //! an item outside the window is never listed again) and on vdir (complete listings).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,88 @@
+//! `tandem demo`: builds the two orgs ([`crate::demo`]), syncs them twice and says what happened.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure, run_pairs};
+use crate::config::Config;
+use crate::demo::{REPAIR_COPY, build};
+use crate::engine::{Engine, PassOptions};
+use crate::report::Summary;
+use crate::state::State;
+
+pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
+    let usage = |m: String| Failure {
+        code: EXIT_USAGE,
+        message: m,
+    };
+    let stats = build(dir).map_err(usage)?;
+    println!("tandem demo in {}", dir.display());
+    println!(
+        "  old org (old.example): {} users, {} items in {}/old-org/<user>/",
+        stats.users,
+        stats.items,
+        dir.display()
+    );
+    println!(
+        "  new org (new.example): empty calendars in {}/new-org/<user>/, except a stale copy of one of\n  \
+         bob's meetings that Exchange's repair assistant made ({REPAIR_COPY}, UID in GOID form)",
+        dir.display()
+    );
+    let config = Config::load(&dir.join("tandem.toml"))?;
+    let state = State::open(&config.state.path).await?;
+    let engine = Arc::new(Engine::new(&config, state.clone()));
+    let parallel = config.agents.count.max(1);
+
+    println!(
+        "\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example;\n\
+         bob's repair-assistant copy is adopted and brought up to date, not duplicated"
+    );
+    let first = Summary::new(
+        run_pairs(
+            &engine,
+            config.pairs.clone(),
+            PassOptions::default(),
+            parallel,
+        )
+        .await?,
+    );
+    print!("{}", first.render_text());
+
+    println!("\nsecond pass: nothing changed, so nothing to do");
+    let second = Summary::new(
+        run_pairs(
+            &engine,
+            config.pairs.clone(),
+            PassOptions::default(),
+            parallel,
+        )
+        .await?,
+    );
+    print!("{}", second.render_text());
+    state.close().await;
+
+    let sample = dir.join("new-org/bob/demo-standup-alice@old.example.ics");
+    println!("\nlook around:");
+    println!(
+        "  a meeting alice organises, in bob's new calendar: {}",
+        sample.display()
+    );
+    println!(
+        "  the adopted repair-assistant copy:              {}",
+        dir.join("new-org/bob").join(REPAIR_COPY).display()
+    );
+    println!("  the config: {}", dir.join("tandem.toml").display());
+    println!(
+        "  status:     cargo run --release -- -c {} status",
+        dir.join("tandem.toml").display()
+    );
+    println!(
+        "  the service and its status page (http://127.0.0.1:8686/): cargo run --release -- -c {} run",
+        dir.join("tandem.toml").display()
+    );
+    let ok = first.ok
+        && second.ok
+        && first.adopted == 1
+        && second.created + second.updated + second.deleted == 0;
+    Ok(if ok { EXIT_OK } else { EXIT_PARTIAL })
+}

@@ -1,0 +1,24 @@
+//! The integration tests, one binary (one build and one link on a 2-core machine instead of one
+//! per file). Each module is one subject; `common` holds the harness: real CalDAV servers, the
+//! .ics corpus, the independent iCalendar reference, vdir set-ups and scripted HTTP answers.
+
+mod common;
+
+mod adoption;
+mod architecture;
+mod caldav_end_to_end;
+mod caldav_faults;
+mod config_errors;
+mod convergence;
+mod dedupe;
+mod end_to_end;
+mod fidelity;
+mod leases;
+mod operator;
+mod race;
+mod repair;
+mod rewriting;
+mod service;
+mod state_store;
+mod store_contract;
+mod window;
