@@ -8,12 +8,7 @@
 //! holder checks its token is still current before each batch of writes and stops writing if the
 //! lease was taken over (it slept past its expiry, say).
 
-use std::time::Duration;
-
 use serde::Serialize;
-use sqlx::Row;
-
-use crate::state::{State, StateResult, now_ms};
 
 pub use crate::config::DEFAULT_LEASE_TTL as DEFAULT_TTL;
 
@@ -35,7 +30,8 @@ impl LeaseKind {
         }
     }
 
-    fn parse(s: &str) -> LeaseKind {
+    /// The kind stored as `s` (unknown spellings read as `sync`).
+    pub fn parse(s: &str) -> LeaseKind {
         match s {
             "repair" => LeaseKind::Repair,
             "external" => LeaseKind::External,
@@ -100,187 +96,5 @@ pub fn holder_is_gone(holder: &str) -> bool {
                     .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
         }
         _ => false,
-    }
-}
-
-impl State {
-    /// Takes the lease on `calendar` for `holder` if it is free, expired or already `holder`'s.
-    /// A new holder gets a higher token than any before; renewing keeps the token.
-    pub async fn acquire_lease(
-        &self,
-        calendar: &str,
-        holder: &str,
-        kind: LeaseKind,
-        ttl: Duration,
-    ) -> StateResult<Result<Lease, Locked>> {
-        let _turn = self.writer.lock().await;
-        let now = now_ms();
-        let expires = now + ttl.as_millis() as i64;
-        let row = sqlx::query(
-            "INSERT INTO leases (calendar, holder, kind, token, expires_at) VALUES (?, ?, ?, 1, ?) \
-             ON CONFLICT (calendar) DO UPDATE SET \
-             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END, \
-             holder = excluded.holder, kind = excluded.kind, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= ? \
-             RETURNING token",
-        )
-        .bind(calendar)
-        .bind(holder)
-        .bind(kind.as_str())
-        .bind(expires)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(self.err("acquiring lease"))?;
-        if let Some(r) = row {
-            return Ok(Ok(Lease {
-                calendar: calendar.to_string(),
-                holder: holder.to_string(),
-                kind,
-                token: r.get(0),
-                expires_at: expires,
-            }));
-        }
-        let held = self.lease(calendar).await?;
-        Ok(Err(match held {
-            Some(l) => Locked {
-                holder: l.holder,
-                kind: l.kind,
-                expires_at: l.expires_at,
-            },
-            None => Locked {
-                holder: "unknown".into(),
-                kind: LeaseKind::Sync,
-                expires_at: now,
-            },
-        }))
-    }
-
-    /// Takes over the lease from `from` (a holder known to be gone), if it still holds it.
-    pub async fn take_over_lease(
-        &self,
-        calendar: &str,
-        from: &str,
-        holder: &str,
-        kind: LeaseKind,
-        ttl: Duration,
-    ) -> StateResult<Option<Lease>> {
-        let _turn = self.writer.lock().await;
-        let expires = now_ms() + ttl.as_millis() as i64;
-        let row = sqlx::query(
-            "UPDATE leases SET holder = ?, kind = ?, token = token + 1, expires_at = ? \
-             WHERE calendar = ? AND holder = ? RETURNING token",
-        )
-        .bind(holder)
-        .bind(kind.as_str())
-        .bind(expires)
-        .bind(calendar)
-        .bind(from)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(self.err("acquiring lease"))?;
-        Ok(row.map(|r| Lease {
-            calendar: calendar.to_string(),
-            holder: holder.to_string(),
-            kind,
-            token: r.get(0),
-            expires_at: expires,
-        }))
-    }
-
-    /// Extends a held lease; `false` if it is no longer ours (taken over after it expired).
-    pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
-        let _turn = self.writer.lock().await;
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE leases SET expires_at = ? WHERE calendar = ? AND holder = ? AND token = ? AND expires_at > ?",
-        )
-        .bind(now + ttl.as_millis() as i64)
-        .bind(&lease.calendar)
-        .bind(&lease.holder)
-        .bind(lease.token)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(self.err("renewing lease"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Whether `lease` is still the current one (same token, not expired): checked before each
-    /// batch of writes.
-    pub async fn lease_is_current(&self, lease: &Lease) -> StateResult<bool> {
-        Ok(self.lease(&lease.calendar).await?.is_some_and(|l| {
-            l.token == lease.token && l.holder == lease.holder && l.expires_at > now_ms()
-        }))
-    }
-
-    /// Gives a lease up. The row stays (expired) so the next holder's token is higher.
-    pub async fn release_lease(&self, lease: &Lease) -> StateResult<()> {
-        self.release_lease_of(&lease.calendar, &lease.holder)
-            .await
-            .map(|_| ())
-    }
-
-    /// Releases `calendar`'s lease if `holder` has it; `false` if not.
-    pub async fn release_lease_of(&self, calendar: &str, holder: &str) -> StateResult<bool> {
-        let _turn = self.writer.lock().await;
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE leases SET expires_at = ? WHERE calendar = ? AND holder = ? AND expires_at > ?",
-        )
-        .bind(now)
-        .bind(calendar)
-        .bind(holder)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(self.err("releasing lease"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Releases every lease of `holder` (a stopping service).
-    pub async fn release_leases_of(&self, holder: &str) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
-        let now = now_ms();
-        sqlx::query("UPDATE leases SET expires_at = ? WHERE holder = ? AND expires_at > ?")
-            .bind(now)
-            .bind(holder)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("releasing leases"))?;
-        Ok(())
-    }
-
-    /// The lease row of `calendar` (held or not).
-    pub async fn lease(&self, calendar: &str) -> StateResult<Option<Lease>> {
-        let row = sqlx::query(
-            "SELECT calendar, holder, kind, token, expires_at FROM leases WHERE calendar = ?",
-        )
-        .bind(calendar)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(self.err("reading lease"))?;
-        Ok(row.map(|r| read_lease(&r)))
-    }
-
-    /// Every lease row, held ones first.
-    pub async fn leases(&self) -> StateResult<Vec<Lease>> {
-        let rows = sqlx::query("SELECT calendar, holder, kind, token, expires_at FROM leases ORDER BY expires_at DESC, calendar")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.err("reading leases"))?;
-        Ok(rows.iter().map(read_lease).collect())
-    }
-}
-
-fn read_lease(r: &sqlx::sqlite::SqliteRow) -> Lease {
-    Lease {
-        calendar: r.get(0),
-        holder: r.get(1),
-        kind: LeaseKind::parse(r.get(2)),
-        token: r.get(3),
-        expires_at: r.get(4),
     }
 }

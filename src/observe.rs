@@ -5,13 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::config::Config;
 use crate::lease::Lease;
 use crate::pairstate::PairState;
-use crate::state::{HOUR_MS, RunStatus, State, StateResult, now_ms, run_status};
-use crate::store::http::HttpCounts;
+pub use crate::state::PassView;
+use crate::state::{HOUR_MS, PairRow, RunStatus, State, StateResult, now_ms};
 
 /// A pair that is new to the state (never passed) shows as `new`.
 pub const NEW: &str = "new";
@@ -126,189 +125,8 @@ pub struct Snapshot {
     pub alerts: AlertThresholds,
 }
 
-/// One pass of a pair, for its detail page.
-#[derive(Debug, Clone, Serialize)]
-pub struct PassView {
-    pub run: String,
-    #[serde(flatten)]
-    pub status: RunStatus,
-    pub adopted: i64,
-    pub requests: i64,
-    pub failed_requests: i64,
-    pub backlog: Option<i64>,
-}
-
-struct PairRow {
-    id: String,
-    last_success_at: Option<i64>,
-    pending_since: Option<i64>,
-    backlog: i64,
-    totals: [i64; 4],
-    last_run: Option<RunStatus>,
-    requests: i64,
-    failed: i64,
-}
-
 fn percent(failed: i64, requests: i64) -> Option<f64> {
     (requests > 0).then(|| (failed as f64 * 1000.0 / requests as f64).round() / 10.0)
-}
-
-impl State {
-    /// Every pair the state knows, with its last pass and its requests of the last hour.
-    async fn pair_rows(&self, since: i64) -> StateResult<Vec<PairRow>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.last_success_at, p.pending_since, p.backlog, \
-             p.total_created, p.total_updated, p.total_deleted, p.total_adopted, \
-             r.kind, r.started_at, r.finished_at, r.outcome, r.created, r.updated, r.deleted, \
-             r.unchanged, r.failed, r.error, h.requests, h.failed \
-             FROM pairs p \
-             LEFT JOIN runs r ON r.id = \
-               (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, rowid DESC LIMIT 1) \
-             LEFT JOIN (SELECT pair_id, SUM(requests) AS requests, SUM(failed_requests) AS failed \
-               FROM runs WHERE started_at >= ? GROUP BY pair_id) h ON h.pair_id = p.id",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err("reading status"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PairRow {
-                id: r.get(0),
-                last_success_at: r.get(1),
-                pending_since: r.get(2),
-                backlog: r.get(3),
-                totals: [r.get(4), r.get(5), r.get(6), r.get(7)],
-                last_run: run_status(&r, 8),
-                requests: r.get::<Option<i64>, _>(18).unwrap_or(0),
-                failed: r.get::<Option<i64>, _>(19).unwrap_or(0),
-            })
-            .collect())
-    }
-
-    /// Whether the database answers a read (`/healthz`).
-    pub async fn ping(&self) -> StateResult<()> {
-        sqlx::query("SELECT 1 FROM pairs LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("reading the state"))?;
-        Ok(())
-    }
-
-    /// The recent passes of `pair`, newest first.
-    pub async fn passes(&self, pair: &str, limit: i64) -> StateResult<Vec<PassView>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, started_at, finished_at, outcome, created, updated, deleted, unchanged, \
-             failed, error, adopted, requests, failed_requests, backlog FROM runs WHERE pair_id = ? \
-             ORDER BY started_at DESC, rowid DESC LIMIT ?",
-        )
-        .bind(pair)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err("reading passes"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PassView {
-                run: r.get(0),
-                status: run_status(&r, 1).expect("a run has a kind"),
-                adopted: r.get(11),
-                requests: r.get(12),
-                failed_requests: r.get(13),
-                backlog: r.get(14),
-            })
-            .collect())
-    }
-
-    /// Adds what each server did since the last call (`now` − `before`) to its counters.
-    pub async fn add_server_counts(
-        &self,
-        deltas: &BTreeMap<String, HttpCounts>,
-        now: i64,
-    ) -> StateResult<()> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let minute = now / 60_000;
-        let _turn = self.writer.lock().await;
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("recording requests"))?;
-        for (server, d) in deltas {
-            sqlx::query(
-                "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (server, minute) DO UPDATE SET requests = requests + excluded.requests, \
-                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
-            )
-            .bind(server)
-            .bind(minute)
-            .bind(d.requests as i64)
-            .bind(d.failed as i64)
-            .bind(d.throttled as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("recording requests"))?;
-            sqlx::query(
-                "INSERT INTO server_totals (server, requests, failed, throttled) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (server) DO UPDATE SET requests = requests + excluded.requests, \
-                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
-            )
-            .bind(server)
-            .bind(d.requests as i64)
-            .bind(d.failed as i64)
-            .bind(d.throttled as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("recording requests"))?;
-        }
-        sqlx::query("DELETE FROM server_minutes WHERE minute < ?")
-            .bind(minute - 61)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("recording requests"))?;
-        tx.commit().await.map_err(self.err("recording requests"))
-    }
-
-    /// Per server: totals, the last hour, and the requests of about the last minute.
-    async fn server_rows(&self, now: i64) -> StateResult<HashMap<String, ServerRow>> {
-        let minute = now / 60_000;
-        let rows = sqlx::query(
-            "SELECT t.server, t.requests, t.failed, t.throttled, \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.failed END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.throttled END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0) \
-             FROM server_totals t LEFT JOIN server_minutes m ON m.server = t.server GROUP BY t.server",
-        )
-        .bind(minute - 59)
-        .bind(minute - 59)
-        .bind(minute - 59)
-        .bind(minute - 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err("reading server counters"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    ServerRow {
-                        totals: [r.get(1), r.get(2), r.get(3)],
-                        hour: [r.get(4), r.get(5), r.get(6)],
-                        recent: r.get(7),
-                    },
-                )
-            })
-            .collect())
-    }
-}
-
-struct ServerRow {
-    totals: [i64; 3],
-    hour: [i64; 3],
-    /// Requests of the previous and the current minute.
-    recent: i64,
 }
 
 /// Live figures of a running service, added to the stored ones.

@@ -1,5 +1,6 @@
 //! The shape of the code: no module of `src/` imports one that imports it back, directly or
-//! through others (a top-level module is a file `src/NAME.rs` or a folder `src/NAME/`).
+//! through others (a top-level module is a file `src/NAME.rs` or a folder `src/NAME/`), and SQL
+//! is written only in the state module (`src/state/`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -85,4 +86,26 @@ fn no_module_imports_one_that_imports_it_back() {
         .map(|c| c.join(" → "))
         .collect();
     assert!(cycles.is_empty(), "import circles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn sql_lives_only_in_the_state_module() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(src.join("state")))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .any(|l| l.split("//").next().unwrap_or("").contains("sqlx::"))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "sqlx used outside src/state/: {outside:?}"
+    );
 }

@@ -5,6 +5,12 @@
 //! PostgreSQL store can replace it later. Errors here are fatal for a run: without its state,
 //! tandem could duplicate or lose items.
 
+mod leases;
+mod observe;
+mod pairs;
+
+pub use observe::{PairRow, PassView, ServerRow};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

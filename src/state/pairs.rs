@@ -1,0 +1,267 @@
+//! SQL for what the service keeps per pair ([`crate::pairstate`]): pair states and quarantine.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{State, StateResult, now_ms};
+use crate::identity::IdentityKey;
+use crate::pairstate::{
+    ItemFault, PairState, QUARANTINE_AFTER, QuarantineEntry, Quarantined, StoredState,
+};
+use crate::types::{Etag, Href, PairId};
+
+fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: i64) -> PairState {
+    let (reason, until) = (reason.unwrap_or_default(), until.unwrap_or(0));
+    match name {
+        "paused" => PairState::Paused { reason, until },
+        "backoff" => PairState::Backoff {
+            reason,
+            failures: failures as u32,
+            until,
+        },
+        "disabled" => PairState::Disabled { reason },
+        _ => PairState::Active,
+    }
+}
+
+impl State {
+    pub async fn pair_state(&self, pair: &PairId) -> StateResult<StoredState> {
+        let row = sqlx::query(
+            "SELECT state, reason, until, failures, next_run FROM pair_states WHERE pair_id = ?",
+        )
+        .bind(pair.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err("reading pair state"))?;
+        Ok(row.map_or(
+            StoredState {
+                state: PairState::Active,
+                next_run: None,
+            },
+            |r| StoredState {
+                state: read_state(r.get(0), r.get(1), r.get(2), r.get(3)),
+                next_run: r.get(4),
+            },
+        ))
+    }
+
+    /// Every stored pair state, by pair id (pairs without a row are active).
+    pub async fn pair_states(&self) -> StateResult<HashMap<String, StoredState>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, state, reason, until, failures, next_run FROM pair_states",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading pair states"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let state = read_state(r.get(1), r.get(2), r.get(3), r.get(4));
+                (
+                    r.get::<String, _>(0),
+                    StoredState {
+                        state,
+                        next_run: r.get(5),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Mapped items of one pair.
+    pub async fn mapping_count(&self, pair: &PairId) -> StateResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mappings WHERE pair_id = ?")
+            .bind(pair.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("counting items"))?;
+        Ok(n as u64)
+    }
+
+    /// Mapped items per pair.
+    pub async fn item_counts(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT pair_id, COUNT(*) FROM mappings GROUP BY pair_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting items"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Pairs that have had a successful pass.
+    pub async fn synced_pairs(&self) -> StateResult<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT id FROM pairs WHERE last_success_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pairs"))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Saves a pair's state (the pair must have been recorded by `ensure_pair`).
+    pub async fn set_pair_state(
+        &self,
+        pair: &PairId,
+        state: &PairState,
+        next_run: Option<i64>,
+    ) -> StateResult<()> {
+        let _turn = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO pair_states (pair_id, state, reason, until, failures, next_run, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id) DO UPDATE SET state = excluded.state, \
+             reason = excluded.reason, until = excluded.until, failures = excluded.failures, \
+             next_run = excluded.next_run, updated_at = excluded.updated_at",
+        )
+        .bind(pair.as_str())
+        .bind(state.name())
+        .bind(state.reason())
+        .bind(state.until())
+        .bind(state.failures() as i64)
+        .bind(next_run)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("saving pair state"))?;
+        Ok(())
+    }
+
+    /// The pair's failed and quarantined items.
+    pub async fn quarantine_rows(&self, pair: &PairId) -> StateResult<Vec<Quarantined>> {
+        let what = "reading quarantine";
+        let rows =
+            sqlx::query("SELECT href, etag, quarantined, retry FROM quarantine WHERE pair_id = ?")
+                .bind(pair.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err(what))?;
+        rows.into_iter()
+            .map(|r| {
+                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| self.bad_row(what, e))?;
+                Ok(Quarantined {
+                    href,
+                    etag: Etag::new(r.get::<&str, _>(1)),
+                    quarantined: r.get::<i64, _>(2) != 0,
+                    retry: r.get::<i64, _>(3) != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts this pass's permanent item failures (quarantining an item at its third) and forgets
+    /// the items in `settled` (synced now). Returns the items quarantined by this call.
+    pub async fn record_item_faults(
+        &self,
+        pair: &PairId,
+        faults: &[ItemFault],
+        settled: &[Href],
+    ) -> StateResult<Vec<Href>> {
+        if faults.is_empty() && settled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = "recording item failures";
+        let _turn = self.writer.lock().await;
+        let mut tx = self.write_tx().await.map_err(self.err(what))?;
+        crate::state::forget_rows(&mut tx, "quarantine", "href", pair, settled)
+            .await
+            .map_err(self.err(what))?;
+        let now = now_ms();
+        let mut newly = Vec::new();
+        for f in faults {
+            let (organizer, uid) = f
+                .identity
+                .as_ref()
+                .map_or(("", ""), |i| (i.organizer_str(), i.uid.as_str()));
+            let row = sqlx::query(
+                "INSERT INTO quarantine (pair_id, href, etag, identity_organizer, identity_uid, error, count, \
+                 first_seen, last_seen, quarantined, retry) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, 0, 0) \
+                 ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
+                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
+                 error = excluded.error, count = quarantine.count + 1, last_seen = excluded.last_seen, \
+                 quarantined = (quarantine.count + 1 >= ?), retry = 0 \
+                 RETURNING count, quarantined",
+            )
+            .bind(pair.as_str())
+            .bind(f.href.as_str())
+            .bind(f.etag.as_str())
+            .bind(organizer)
+            .bind(uid)
+            .bind(&f.error)
+            .bind(now)
+            .bind(now)
+            .bind(QUARANTINE_AFTER)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+            let (count, quarantined): (i64, i64) = (row.get(0), row.get(1));
+            if quarantined != 0 && count == QUARANTINE_AFTER {
+                newly.push(f.href.clone());
+            }
+        }
+        tx.commit().await.map_err(self.err(what))?;
+        Ok(newly)
+    }
+
+    /// Failed and quarantined items, of one pair or all, worst first.
+    pub async fn quarantine_list(
+        &self,
+        pair: Option<&PairId>,
+    ) -> StateResult<Vec<QuarantineEntry>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, href, identity_organizer, identity_uid, error, count, first_seen, last_seen, \
+             quarantined, retry FROM quarantine WHERE (? IS NULL OR pair_id = ?) \
+             ORDER BY quarantined DESC, count DESC, pair_id, href",
+        )
+        .bind(pair.map(PairId::as_str))
+        .bind(pair.map(PairId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading quarantine"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let uid: String = r.get(3);
+                let identity = if uid.is_empty() {
+                    "(unparseable)".to_string()
+                } else {
+                    IdentityKey::new(Some(r.get::<&str, _>(2)), &uid).to_string()
+                };
+                QuarantineEntry {
+                    pair: r.get(0),
+                    href: r.get(1),
+                    identity,
+                    error: r.get(4),
+                    count: r.get(5),
+                    first_seen: r.get(6),
+                    last_seen: r.get(7),
+                    quarantined: r.get::<i64, _>(8) != 0,
+                    retry: r.get::<i64, _>(9) != 0,
+                }
+            })
+            .collect())
+    }
+
+    /// Quarantined items per pair.
+    pub async fn quarantine_counts(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT pair_id, COUNT(*) FROM quarantine WHERE quarantined = 1 GROUP BY pair_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading quarantine"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Asks the next pass to try the quarantined items (of one pair, or all) again. Returns how
+    /// many were marked.
+    pub async fn quarantine_retry(&self, pair: Option<&PairId>) -> StateResult<u64> {
+        let _turn = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE quarantine SET retry = 1 WHERE quarantined = 1 AND (? IS NULL OR pair_id = ?)",
+        )
+        .bind(pair.map(PairId::as_str))
+        .bind(pair.map(PairId::as_str))
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("marking quarantined items for retry"))?;
+        Ok(done.rows_affected())
+    }
+}
