@@ -292,31 +292,15 @@ impl Engine {
             Err(PassError::State(e)) => return Err(e),
         };
         // Deleting copies is writing: under the target calendar's lease, like a sync pass.
-        let lease = if dry_run {
-            None
-        } else {
-            match self
-                .take_lease(&pair.target.to_string(), LeaseKind::Repair)
-                .await?
-            {
-                Ok(l) => Some(l),
-                Err(locked) => {
-                    report.error = Some(format!("target calendar {}: {locked}", pair.target));
-                    return Ok(report);
-                }
-            }
-        };
-        // Renewed while it runs: reading a large calendar can outlast one ttl.
-        let outcome = self
-            .renewing(
-                lease.as_ref(),
-                self.dedupe_under(pair, &*tgt, lease.as_ref(), &mut report),
-            )
-            .await;
-        if let Some(lease) = &lease {
-            self.state.release_lease(lease).await?;
+        let target = pair.target.to_string();
+        let done = self
+            .under_lease(&target, LeaseKind::Repair, dry_run, async |lease| {
+                self.dedupe_under(pair, &*tgt, lease, &mut report).await
+            })
+            .await?;
+        if let Err(locked) = done {
+            report.error = Some(format!("target calendar {}: {locked}", pair.target));
         }
-        outcome?;
         Ok(report)
     }
 
@@ -370,11 +354,12 @@ impl Engine {
         }
         let mut gone = Vec::new();
         for (identity, mut copies) in groups.into_iter().filter(|(_, c)| c.len() > 1) {
-            // Mapped copies first, then the highest SEQUENCE, then the latest LAST-MODIFIED.
-            copies.sort_by(|a, b| {
-                (mapped.contains(&b.0), b.2, &b.3)
-                    .cmp(&(mapped.contains(&a.0), a.2, &a.3))
-                    .then_with(|| a.0.cmp(&b.0))
+            sync::rank_copies(&mut copies, |c| sync::CopyRank {
+                mapped: mapped.contains(&c.0),
+                equal: false,
+                sequence: c.2,
+                last_modified: c.3.as_deref(),
+                href: &c.0,
             });
             let mut group = DedupeGroup {
                 identity: identity.to_string(),
@@ -427,25 +412,47 @@ impl Engine {
         }
         // Whoever writes the target calendar holds its lease: another holder means skip this
         // round, never wait.
-        let lease = if opts.dry_run {
-            None
-        } else {
-            match self
-                .take_lease(&pair.target.to_string(), LeaseKind::Sync)
-                .await?
-            {
-                Ok(lease) => Some(lease),
-                Err(locked) => {
-                    report.busy = true;
-                    report.error = Some(format!(
-                        "target calendar {}: {locked}; skipped this time",
-                        pair.target
-                    ));
-                    warn!(holder = %locked.holder, "target calendar is locked; pair skipped");
-                    return Ok(report);
-                }
-            }
-        };
+        let target = pair.target.to_string();
+        let done = self
+            .under_lease(&target, LeaseKind::Sync, opts.dry_run, async |lease| {
+                self.recorded_pass(pair, opts, &mut report, lease).await
+            })
+            .await?;
+        if let Err(locked) = done {
+            report.busy = true;
+            report.error = Some(format!(
+                "target calendar {}: {locked}; skipped this time",
+                pair.target
+            ));
+            warn!(holder = %locked.holder, "target calendar is locked; pair skipped");
+            return Ok(report);
+        }
+        for f in &report.failures {
+            warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
+        }
+        match &report.error {
+            Some(e) => warn!(error = %e, "pair failed"),
+            None => info!(
+                created = report.created,
+                updated = report.updated,
+                deleted = report.deleted,
+                adopted = report.adopted,
+                unchanged = report.unchanged,
+                failed = report.failed,
+                "pass finished"
+            ),
+        }
+        Ok(report)
+    }
+
+    /// A pass recorded in the run history (none for a dry run), with its HTTP requests counted.
+    async fn recorded_pass(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        report: &mut PairReport,
+        lease: Option<&Lease>,
+    ) -> Result<(), StateError> {
         let run = if opts.dry_run {
             None
         } else {
@@ -467,14 +474,7 @@ impl Engine {
         }
         let tally = Arc::new(crate::store::http::Tally::default());
         let outcome = crate::store::http::PASS_TALLY
-            // The lease is renewed while the pass runs, so a long first sync keeps it.
-            .scope(
-                tally.clone(),
-                self.renewing(
-                    lease.as_ref(),
-                    self.pass(pair, opts, &mut report, lease.as_ref()),
-                ),
-            )
+            .scope(tally.clone(), self.pass(pair, opts, report, lease))
             .await;
         let counted =
             |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -509,26 +509,8 @@ impl Engine {
             self.state
                 .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
                 .await?;
-            if let Some(lease) = &lease {
-                self.state.release_lease(lease).await?;
-            }
         }
-        for f in &report.failures {
-            warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
-        }
-        match &report.error {
-            Some(e) => warn!(error = %e, "pair failed"),
-            None => info!(
-                created = report.created,
-                updated = report.updated,
-                deleted = report.deleted,
-                adopted = report.adopted,
-                unchanged = report.unchanged,
-                failed = report.failed,
-                "pass finished"
-            ),
-        }
-        Ok(report)
+        Ok(())
     }
 
     /// The target hrefs the state maps for `pair`; `None` if it recorded other calendars for it
@@ -600,9 +582,34 @@ impl Engine {
         Ok(())
     }
 
+    /// The one lease guard of the writers (sync, dedupe, repair): takes `calendar`'s lease (none
+    /// for a dry run, which writes nothing), renews it while `work` runs and releases it after.
+    /// `Ok(Err(locked))` when another holder has it: the caller skips, never waits.
+    pub(crate) async fn under_lease<T>(
+        &self,
+        calendar: &str,
+        kind: LeaseKind,
+        dry_run: bool,
+        work: impl AsyncFnOnce(Option<&Lease>) -> Result<T, StateError>,
+    ) -> Result<Result<T, Locked>, StateError> {
+        let lease = if dry_run {
+            None
+        } else {
+            match self.take_lease(calendar, kind).await? {
+                Ok(lease) => Some(lease),
+                Err(locked) => return Ok(Err(locked)),
+            }
+        };
+        let out = self.renewing(lease.as_ref(), work(lease.as_ref())).await;
+        if let Some(lease) = &lease {
+            self.state.release_lease(lease).await?;
+        }
+        out.map(Ok)
+    }
+
     /// Runs `work` while renewing `lease` every third of its ttl, so work that outlasts one ttl
     /// keeps it. A lost lease is only logged here: the writes check it themselves.
-    pub(crate) async fn renewing<T>(
+    async fn renewing<T>(
         &self,
         lease: Option<&Lease>,
         work: impl std::future::Future<Output = T>,

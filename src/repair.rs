@@ -19,7 +19,7 @@ use crate::identity::IdentityKey;
 use crate::item::Item;
 use crate::lease::LeaseKind;
 use crate::state::{Mapping, StateError};
-use crate::sync::Content;
+use crate::sync::{Content, CopyRank, rank_copies};
 use crate::types::{ContentHash, Etag, Href};
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,35 +90,24 @@ impl Engine {
             }
         };
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
-        let lease = if dry_run {
-            None
-        } else {
+        if !dry_run {
             self.state.ensure_pair(pair).await?;
-            match self
-                .take_lease(&pair.target.to_string(), LeaseKind::Repair)
-                .await?
-            {
-                Ok(l) => Some(l),
-                Err(locked) => {
-                    report.error = Some(format!(
-                        "target calendar {}: {locked}; not repaired",
-                        pair.target
-                    ));
-                    return Ok(report);
-                }
-            }
-        };
-        // Renewed while the repair runs: a large calendar takes longer than one ttl.
-        let result = self
-            .renewing(
-                lease.as_ref(),
-                self.repair_under(pair, &*src, &*tgt, scal, tcal, lease.as_ref(), &mut report),
-            )
-            .await;
-        if let Some(l) = &lease {
-            self.state.release_lease(l).await?;
         }
-        result?;
+        // Under the target calendar's lease, renewed while the repair runs (a large calendar
+        // takes longer than one ttl).
+        let target = pair.target.to_string();
+        let done = self
+            .under_lease(&target, LeaseKind::Repair, dry_run, async |lease| {
+                self.repair_under(pair, &*src, &*tgt, scal, tcal, lease, &mut report)
+                    .await
+            })
+            .await?;
+        if let Err(locked) = done {
+            report.error = Some(format!(
+                "target calendar {}: {locked}; not repaired",
+                pair.target
+            ));
+        }
         Ok(report)
     }
 
@@ -249,22 +238,12 @@ impl Engine {
                 });
                 continue;
             }
-            // Keep the mapped copy, else one already equal, else the highest SEQUENCE, then the
-            // latest LAST-MODIFIED (as `dedupe` does).
-            these.sort_by(|a, b| {
-                (
-                    mapped.contains(&b.href),
-                    b.hash == prepared.hash,
-                    b.sequence,
-                    &b.last_modified,
-                )
-                    .cmp(&(
-                        mapped.contains(&a.href),
-                        a.hash == prepared.hash,
-                        a.sequence,
-                        &a.last_modified,
-                    ))
-                    .then_with(|| a.href.cmp(&b.href))
+            rank_copies(&mut these, |c| CopyRank {
+                mapped: mapped.contains(&c.href),
+                equal: c.hash == prepared.hash,
+                sequence: c.sequence,
+                last_modified: c.last_modified.as_deref(),
+                href: &c.href,
             });
             let mut rest = these.into_iter();
             let keep = rest.next().expect("at least one copy");
