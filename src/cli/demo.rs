@@ -37,28 +37,23 @@ pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
         "\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example;\n\
          bob's repair-assistant copy is adopted and brought up to date, not duplicated"
     );
-    let first = Summary::new(
-        run_pairs(
+    // One pass over every pair, printed.
+    let pass = async || -> Result<Summary, Failure> {
+        let reports = run_pairs(
             &engine,
             config.pairs.clone(),
             PassOptions::default(),
             parallel,
         )
-        .await?,
-    );
-    print!("{}", first.render_text());
+        .await?;
+        let summary = Summary::new(reports);
+        print!("{}", summary.render_text());
+        Ok(summary)
+    };
+    let first = pass().await?;
 
     println!("\nsecond pass: nothing changed, so nothing to do");
-    let second = Summary::new(
-        run_pairs(
-            &engine,
-            config.pairs.clone(),
-            PassOptions::default(),
-            parallel,
-        )
-        .await?,
-    );
-    print!("{}", second.render_text());
+    let second = pass().await?;
     state.close().await;
 
     let sample = dir.join("new-org/bob/demo-standup-alice@old.example.ics");
