@@ -55,24 +55,24 @@ fn component(c: &Component, ignored: &[&str]) -> String {
 
 fn property(p: &Property) -> String {
     let mut s = p.name.clone();
-    let mut params: Vec<_> = p
+    // Sorted by name, then values; quoting is spelling, not content. (The same form as before
+    // exact reading, so an item read alike then and now keeps its hash across an upgrade.)
+    let mut params: Vec<(&str, Vec<&str>)> = p
         .params
         .iter()
         .filter(|q| !IGNORED_PARAMS.contains(&q.name.as_str()))
+        .map(|q| (q.name.as_str(), q.values.iter().map(|v| v.text.as_str()).collect()))
         .collect();
-    params.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    for q in params {
+    params.sort_unstable();
+    for (name, values) in params {
         s.push(';');
-        s.push_str(&q.name);
+        s.push_str(name);
         s.push('=');
-        for (i, v) in q.values.iter().enumerate() {
+        for (i, v) in values.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
-            // Quoting is spelling; the value is what counts. `"` cannot occur in a value.
-            s.push('"');
-            push_address_aware(&mut s, &v.text, ADDRESS_PARAMS.contains(&q.name.as_str()));
-            s.push('"');
+            push_address_aware(&mut s, v, ADDRESS_PARAMS.contains(&name));
         }
     }
     s.push(':');
