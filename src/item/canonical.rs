@@ -61,7 +61,12 @@ fn property(p: &Property) -> String {
         .params
         .iter()
         .filter(|q| !IGNORED_PARAMS.contains(&q.name.as_str()))
-        .map(|q| (q.name.as_str(), q.values.iter().map(|v| v.text.as_str()).collect()))
+        .map(|q| {
+            (
+                q.name.as_str(),
+                q.values.iter().map(|v| v.text.as_str()).collect(),
+            )
+        })
         .collect();
     params.sort_unstable();
     for (name, values) in params {

@@ -124,16 +124,18 @@ impl Item {
                 }
             }
             for uid in uids {
-                let mut shell = Component {
-                    subs: Vec::new(),
-                    ..cal.clone()
+                // Only this UID's components are copied: cloning the whole calendar per UID
+                // would make a large export quadratic.
+                let shell = Component {
+                    name: cal.name.clone(),
+                    props: cal.props.clone(),
+                    subs: cal
+                        .subs
+                        .iter()
+                        .filter(|c| c.name == "VTIMEZONE" || c.uid().is_none_or(|u| u == uid))
+                        .cloned()
+                        .collect(),
                 };
-                shell.subs = cal
-                    .subs
-                    .iter()
-                    .filter(|c| c.name == "VTIMEZONE" || c.uid().is_none_or(|u| u == uid))
-                    .cloned()
-                    .collect();
                 items.push(Item::from_calendar(shell)?);
             }
         }
@@ -192,17 +194,11 @@ impl Item {
 
     /// The item's own components: those of the VCALENDAR that carry its UID.
     fn own(&self) -> impl Iterator<Item = &Component> {
-        self.cal
-            .subs
-            .iter()
-            .filter(|c| c.name != "VTIMEZONE" && c.uid().is_some())
+        self.cal.subs.iter().filter(|c| is_own(c))
     }
 
     fn own_mut(&mut self) -> impl Iterator<Item = &mut Component> {
-        self.cal
-            .subs
-            .iter_mut()
-            .filter(|c| c.name != "VTIMEZONE" && c.uid().is_some())
+        self.cal.subs.iter_mut().filter(|c| is_own(c))
     }
 
     /// The master: the own component without RECURRENCE-ID, else the first.
@@ -345,6 +341,11 @@ impl Item {
         self.cal.write(&mut out);
         out
     }
+}
+
+/// Whether a component at the top of the VCALENDAR is one of the item's own (it carries the UID).
+fn is_own(c: &Component) -> bool {
+    c.name != "VTIMEZONE" && c.uid().is_some()
 }
 
 /// A component that may not stand at the top of a VCALENDAR, or lacks a UID it must have.
