@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tandem::config::PairConfig;
 use tandem::engine::{Engine, target_name};
-use tandem::error::StoreResult;
-use tandem::item::Rewriter;
-use tandem::pool::{self, AgentSpec, Pool};
-use tandem::scheduler::Policy;
+use tandem::domain::error::StoreResult;
+use tandem::domain::item::Rewriter;
+use tandem::service::pool::{self, AgentSpec, Pool};
+use tandem::service::scheduler::Policy;
 use tandem::state::State;
 use tandem::store::memory::MemoryStore;
 use tandem::store::{CalendarStore, Changes, Fetched, ItemVersion};
-use tandem::types::{CalendarPath, Etag, Href, PairId, SyncToken};
+use tandem::domain::types::{CalendarPath, Etag, Href, PairId, SyncToken};
 
 const DELAY: Duration = Duration::from_millis(5);
 const CAP: usize = 32;
@@ -323,18 +323,18 @@ fn main() {
         ));
     }
     let config = tandem::config::Config::from_toml(&dir.path().join("tandem.toml"), &toml).unwrap();
-    let live = tandem::observe::Live::default();
+    let live = tandem::service::observe::Live::default();
     for round in 0..3 {
         let t = Instant::now();
         let snap = runtime
-            .block_on(tandem::observe::snapshot(&config, &engine.state, &live))
+            .block_on(tandem::service::observe::snapshot(&config, &engine.state, &live))
             .unwrap();
         let read = t.elapsed();
         let t = Instant::now();
-        let metrics = tandem::web::encode_metrics(&snap);
+        let metrics = tandem::service::web::encode_metrics(&snap);
         let encode = t.elapsed();
         let t = Instant::now();
-        let page = tandem::web::render_page(&snap, &[]);
+        let page = tandem::service::web::render_page(&snap, &[]);
         let render = t.elapsed();
         println!(
             "operator view #{round} over {} pairs: snapshot {:.0} ms, /metrics {:.0} ms ({} KB), page {:.1} ms ({} KB)",

@@ -8,8 +8,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tandem::config::PairConfig;
 use tandem::engine::{Engine, PassOptions};
-use tandem::identity::IdentityKey;
-use tandem::item::{Item, Rewriter};
+use tandem::domain::identity::IdentityKey;
+use tandem::domain::item::{Item, Rewriter};
 use tandem::state::{Mapping, State};
 use tandem::store::CalendarStore;
 use tandem::store::vdir::VdirStore;
@@ -17,8 +17,8 @@ use tandem::sync::{
     self, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
     TargetSnapshot,
 };
-use tandem::types::{ContentHash, Etag, Href};
-use tandem::window::Window;
+use tandem::domain::types::{ContentHash, Etag, Href};
+use tandem::domain::window::Window;
 
 fn ics(n: usize, version: usize) -> String {
     format!(

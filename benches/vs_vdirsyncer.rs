@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use dav::{DavServer, PASSWORD, USER};
 use futures_util::stream::{self, StreamExt};
 use tandem::store::CalendarStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 /// No-change passes timed per tool; the median is reported.
 const QUIET_RUNS: usize = 5;

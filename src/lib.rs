@@ -1,38 +1,24 @@
 //! tandem keeps each mailbox pair's calendars in step during a mail migration.
 //!
-//! Data flows one way: [`config`] → stores ([`store`]) and state ([`state`]) → [`sync::plan`]
-//! (pure) → [`engine`] (executes, records mappings only after remote writes succeed).
+//! Each folder is a layer, and a layer imports only the ones listed before it:
 //!
-//! - [`item`] reads and writes iCalendar exactly (RFC 5545); [`identity`] and [`window`] judge
-//!   items; [`types`], [`pairstate`] and [`lease`] are the values the rest passes around.
-//! - [`state`] holds every SQL statement of the project (pairs, mappings, leases, quarantine,
-//!   runs, counters); nothing else touches the database.
-//! - [`engine`] runs one pass of a pair; [`repair`] compares both sides without trusting the
-//!   state; [`pool`] and [`scheduler`] run passes on pinned agents; [`observe`] and [`web`] are
-//!   the operator's view.
-//! - [`cli`] is the command line: every subcommand's handler and every exit code.
+//! - [`domain`]: the values passed around (items, identity, window, hrefs, pair states, leases);
+//!   no I/O.
+//! - [`config`]: the config file, checked as a whole.
+//! - [`store`]: calendars (CalDAV, vdir folders, in memory) behind one trait.
+//! - [`state`]: the state store; every SQL statement of the project is here.
+//! - [`sync`]: planning one pass, a pure function from both sides and the prior state to actions.
+//! - [`engine`]: runs passes as stages (read → plan → execute → record), repair and dedupe.
+//! - [`service`]: `tandem run`: agents, scheduling, the status page and the API.
+//! - [`cli`]: the command line: every subcommand's handler and every exit code.
 //!
-//! No module imports one that imports it back (checked by the `architecture` tests).
+//! The `architecture` tests hold the code to this order.
 
 pub mod cli;
 pub mod config;
-pub mod demo;
+pub mod domain;
 pub mod engine;
-pub mod error;
-pub mod identity;
-pub mod item;
-pub mod lease;
-pub mod logging;
-pub mod observe;
-pub mod pairstate;
-pub mod pool;
-pub mod progress;
-pub mod repair;
-pub mod report;
-pub mod scheduler;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
-pub mod types;
-pub mod web;
-pub mod window;

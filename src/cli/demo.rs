@@ -1,13 +1,13 @@
-//! `tandem demo`: builds the two orgs ([`crate::demo`]), syncs them twice and says what happened.
+//! `tandem demo`: builds the two orgs ([`crate::cli::demo_orgs`]), syncs them twice and says what happened.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure, run_pairs};
 use crate::config::Config;
-use crate::demo::{REPAIR_COPY, build};
+use crate::cli::demo_orgs::{REPAIR_COPY, build};
 use crate::engine::{Engine, PassOptions};
-use crate::report::Summary;
+use crate::engine::report::Summary;
 use crate::state::State;
 
 pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {

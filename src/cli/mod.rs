@@ -6,9 +6,11 @@
 //! errors, and only this layer turns them into exit codes.
 
 mod demo;
+mod demo_orgs;
+pub mod logging;
 mod service;
 
-use crate::logging::LogFormat;
+use crate::cli::logging::LogFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PasswordSource, ServerKind};
 use crate::engine::{Engine, PassOptions};
-use crate::report::{PairReport, Summary};
+use crate::engine::report::{PairReport, Summary};
 use crate::state::State;
 
 pub const EXIT_OK: u8 = 0;
@@ -230,7 +232,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    crate::logging::init(cli.log_format, cli.verbose);
+    crate::cli::logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -484,11 +486,11 @@ async fn sync(
     let state = State::open(&config.state.path).await?;
     // A bar per pair on a terminal; log lines every few seconds otherwise (or with --json, whose
     // stdout is for scripts).
-    let progress: Arc<dyn crate::progress::Progress> =
+    let progress: Arc<dyn crate::engine::progress::Progress> =
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json {
-            Arc::new(crate::progress::Bars::new())
+            Arc::new(crate::engine::progress::Bars::new())
         } else {
-            Arc::new(crate::progress::Lines::new(std::time::Duration::from_secs(
+            Arc::new(crate::engine::progress::Lines::new(std::time::Duration::from_secs(
                 5,
             )))
         };
@@ -619,7 +621,7 @@ pub async fn run_pairs(
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = State::open(&config.state.path).await?;
-    let snap = crate::observe::snapshot(&config, &state, &crate::observe::Live::default()).await?;
+    let snap = crate::service::observe::snapshot(&config, &state, &crate::service::observe::Live::default()).await?;
     state.close().await;
     if json {
         println!(
@@ -631,7 +633,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let now = snap.generated_at;
     let when = |t: Option<i64>| {
         t.map_or("-".to_string(), |t| {
-            let d = crate::observe::human_seconds((now - t).abs() as f64 / 1000.0);
+            let d = crate::service::observe::human_seconds((now - t).abs() as f64 / 1000.0);
             if t <= now {
                 format!("{d} ago")
             } else {
@@ -670,12 +672,12 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
                 "locked by {} ({}) until {}; ",
                 l.holder,
                 l.kind,
-                crate::report::time(l.until)
+                crate::domain::time::utc(l.until)
             )
         });
         let detail = match (&p.reason, &p.last_run) {
             (Some(reason), _) => match p.until {
-                Some(u) => format!("{reason} (until {})", crate::report::time(u)),
+                Some(u) => format!("{reason} (until {})", crate::domain::time::utc(u)),
                 None => reason.clone(),
             },
             (None, Some(run)) => format!(
@@ -703,7 +705,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{}{detail}",
             p.id,
             p.state,
-            crate::observe::human_seconds(p.lag_seconds),
+            crate::service::observe::human_seconds(p.lag_seconds),
             p.backlog,
             p.items,
             p.quarantined,

@@ -9,11 +9,11 @@ use tracing::{info, warn};
 use super::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, Failure, usage};
 use crate::config::{Config, online_processors};
 use crate::engine::Engine;
-use crate::pairstate::PairState;
-use crate::pool::{self, Pool};
-use crate::scheduler::Policy;
+use crate::domain::pairstate::PairState;
+use crate::service::pool::{self, Pool};
+use crate::service::scheduler::Policy;
 use crate::state::State;
-use crate::types::PairId;
+use crate::domain::types::PairId;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.
@@ -76,17 +76,17 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         listen = %listener.local_addr().map_or_else(|_| config.http.listen.to_string(), |a| a.to_string()),
         "status page, API and /metrics served"
     );
-    let web = Arc::new(crate::web::Web::new(
+    let web = Arc::new(crate::service::web::Web::new(
         Arc::new(config.clone()),
         state.clone(),
         engine.clone(),
-        crate::observe::Live {
+        crate::service::observe::Live {
             agents: pool.agents(),
         },
         token,
     ));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::web::serve(web, listener, async {
+    let http = tokio::spawn(crate::service::web::serve(web, listener, async {
         let _ = http_stopped.await;
     }));
     // Request counters reach the state store (and so status, page and metrics) every few seconds.
@@ -234,8 +234,8 @@ pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Res
             e.pair,
             e.href,
             e.count,
-            crate::report::time(e.first_seen),
-            crate::report::time(e.last_seen),
+            crate::domain::time::utc(e.first_seen),
+            crate::domain::time::utc(e.last_seen),
             e.identity,
             e.error
         );
@@ -276,7 +276,7 @@ pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Resu
 
 /// A `--calendar` argument as the lease key: `SERVER:PATH` with a configured server.
 fn lease_calendar(config: &Config, calendar: &str) -> Result<String, Failure> {
-    let c: crate::types::CalendarRef = calendar
+    let c: crate::domain::types::CalendarRef = calendar
         .parse()
         .map_err(|e: String| usage(format!("--calendar: {e}")))?;
     if !config.servers.contains_key(&c.server) {
@@ -312,7 +312,7 @@ pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     }
     for l in &leases {
         let until = if l.expires_at > now {
-            format!("until {}", crate::report::time(l.expires_at))
+            format!("until {}", crate::domain::time::utc(l.expires_at))
         } else {
             "free".to_string()
         };
@@ -343,11 +343,11 @@ pub async fn lock_acquire(
         ));
     }
     let state = State::open(&config.state.path).await?;
-    let kind = crate::lease::LeaseKind::External;
+    let kind = crate::domain::lease::LeaseKind::External;
     let mut got = state.acquire_lease(&calendar, holder, kind, ttl).await?;
     // A tandem process of this machine that was killed need not be waited out.
     if let Err(locked) = &got
-        && crate::lease::holder_is_gone(&locked.holder)
+        && crate::domain::lease::holder_is_gone(&locked.holder)
         && let Some(l) = state
             .take_over_lease(&calendar, &locked.holder, holder, kind, ttl)
             .await?
@@ -359,7 +359,7 @@ pub async fn lock_acquire(
         Ok(l) => {
             println!(
                 "{calendar}: locked by {holder} until {} (token {})",
-                crate::report::time(l.expires_at),
+                crate::domain::time::utc(l.expires_at),
                 l.token
             );
             Ok(EXIT_OK)

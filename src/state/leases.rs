@@ -1,4 +1,4 @@
-//! SQL for calendar leases ([`crate::lease`]): one conditional write to acquire, fencing tokens
+//! SQL for calendar leases ([`crate::domain::lease`]): one conditional write to acquire, fencing tokens
 //! that only grow.
 
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::{State, StateResult, now_ms};
-use crate::lease::{Lease, LeaseKind, Locked};
+use crate::domain::lease::{Lease, LeaseKind, Locked};
 
 impl State {
     /// Takes the lease on `calendar` for `holder` if it is free, expired or already `holder`'s.

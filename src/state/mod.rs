@@ -23,8 +23,8 @@ use sqlx::sqlite::{
 };
 
 use crate::config::PairConfig;
-use crate::identity::IdentityKey;
-use crate::types::{ContentHash, Etag, Href, PairId, SyncToken};
+use crate::domain::identity::IdentityKey;
+use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

@@ -1,4 +1,4 @@
-//! SQL for the operator's view ([`crate::observe`]): per-pair rows with their last pass and
+//! SQL for the operator's view ([`crate::service::observe`]): per-pair rows with their last pass and
 //! requests, passes of one pair, and per-server request counts.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,15 +1,15 @@
-//! SQL for what the service keeps per pair ([`crate::pairstate`]): pair states and quarantine.
+//! SQL for what the service keeps per pair ([`crate::domain::pairstate`]): pair states and quarantine.
 
 use std::collections::HashMap;
 
 use sqlx::Row;
 
 use super::{State, StateResult, now_ms};
-use crate::identity::IdentityKey;
-use crate::pairstate::{
+use crate::domain::identity::IdentityKey;
+use crate::domain::pairstate::{
     ItemFault, PairState, QUARANTINE_AFTER, QuarantineEntry, Quarantined, StoredState,
 };
-use crate::types::{Etag, Href, PairId};
+use crate::domain::types::{Etag, Href, PairId};
 
 fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: i64) -> PairState {
     let (reason, until) = (reason.unwrap_or_default(), until.unwrap_or(0));

@@ -24,8 +24,8 @@ use tracing::debug;
 use super::http::{HttpCounts, HttpFault, HttpSettings, HttpStats, Transport};
 use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use crate::config::PasswordSource;
-use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 const ICS: &str = "text/calendar; charset=utf-8";
 

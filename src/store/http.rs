@@ -31,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::error::ErrorKind;
+use crate::domain::error::ErrorKind;
 
 /// How hard to try before giving up on a request.
 #[derive(Debug, Clone, Copy)]

@@ -11,8 +11,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{CalendarStore, Changes, Fetched, ItemVersion};
-use crate::error::StoreResult;
-use crate::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::domain::error::StoreResult;
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 pub struct Limited {
     inner: Arc<dyn CalendarStore>,

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
-use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{ServerConfig, ServerKind};
-use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 /// An item's current version as a listing reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

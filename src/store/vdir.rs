@@ -14,8 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{CalendarStore, Fetched, ItemVersion, Resource};
-use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::types::{CalendarPath, Etag, Href};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::types::{CalendarPath, Etag, Href};
 
 pub struct VdirStore {
     root: Arc<Path>,

@@ -5,10 +5,10 @@
 use crate::common;
 
 use common::dav::{DavServer, PASSWORD};
-use tandem::identity::wrap_uid;
-use tandem::item::{Item, Rewriter};
+use tandem::domain::identity::wrap_uid;
+use tandem::domain::item::{Item, Rewriter};
 use tandem::store::CalendarStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 const GOOGLE_UID: &str = "qa87q2t552detf773508pdrchc@google.com";
 

@@ -1,40 +1,69 @@
-//! The shape of the code: no module of `src/` imports one that imports it back, directly or
-//! through others (a top-level module is a file `src/NAME.rs` or a folder `src/NAME/`), and SQL
-//! is written only in the state module (`src/state/`).
+//! The shape of the code: each folder of `src/` is a layer that imports only the layers below it,
+//! no module imports one that imports it back, directly or through others (checked between layers
+//! and between the modules of each layer), and SQL is written only in the state module
+//! (`src/state/`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Top-level module → the top-level modules its code names as `crate::NAME` (comments aside).
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
+/// A file's module path (`engine::repair` for `src/engine/repair.rs`, `engine` for its `mod.rs`).
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Module (its path cut to `depth` names) → the modules its code names as `crate::…` or
+/// `super::…`, cut the same way (comments aside).
+fn imports(depth: usize) -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut files = Vec::new();
     collect(&src, &mut files);
-    for file in files {
-        let rel = file.strip_prefix(&src).unwrap();
-        let top = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .trim_end_matches(".rs")
-            .to_string();
-        if top == "lib" || top == "main" {
-            continue;
+    let modules: Vec<(Vec<String>, std::path::PathBuf)> = files
+        .into_iter()
+        .map(|f| (module_of(f.strip_prefix(&src).unwrap()), f))
+        .filter(|(m, _)| m[0] != "lib" && m[0] != "main")
+        .collect();
+    let known: BTreeSet<Vec<String>> = modules.iter().map(|(m, _)| m.clone()).collect();
+    let cut = |path: &[String]| -> String {
+        // The longest prefix naming a module, at most `depth` names long.
+        let mut n = path.len().min(depth);
+        while n > 1 && !known.contains(&path[..n].to_vec()) {
+            n -= 1;
         }
-        let text = std::fs::read_to_string(&file).unwrap();
-        let deps = graph.entry(top.clone()).or_default();
+        path[..n].join("::")
+    };
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, file) in &modules {
+        let own = cut(module);
+        let text = std::fs::read_to_string(file).unwrap();
+        let deps = graph.entry(own.clone()).or_default();
         for line in text.lines() {
             let code = line.split("//").next().unwrap_or("");
-            for (i, _) in code.match_indices("crate::") {
-                let name: String = code[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() && name != top {
-                    deps.insert(name);
+            for (prefix, base) in [("crate::", &[][..]), ("super::", &module[..module.len() - 1])] {
+                for (i, _) in code.match_indices(prefix) {
+                    if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                        continue;
+                    }
+                    let names: Vec<String> = code[i + prefix.len()..]
+                        .split("::")
+                        .map(|p| p.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>())
+                        .take_while(|p| !p.is_empty())
+                        .collect();
+                    let mut path = base.to_vec();
+                    path.extend(names);
+                    if path.is_empty() {
+                        continue;
+                    }
+                    let dep = cut(&path);
+                    if dep != own {
+                        deps.insert(dep);
+                    }
                 }
             }
         }
@@ -76,10 +105,34 @@ fn cycle_from(
     None
 }
 
+/// The layers, lowest first.
+const LAYERS: [&str; 8] = [
+    "domain", "config", "store", "state", "sync", "engine", "service", "cli",
+];
+
+#[test]
+fn each_layer_imports_only_the_layers_below_it() {
+    let graph = imports(1);
+    let rank = |m: &str| LAYERS.iter().position(|l| *l == m);
+    let mut wrong = Vec::new();
+    for (module, deps) in &graph {
+        let Some(own) = rank(module) else {
+            wrong.push(format!("{module} is not a layer of {LAYERS:?}"));
+            continue;
+        };
+        for d in deps {
+            if rank(d).is_none_or(|r| r >= own) {
+                wrong.push(format!("{module} imports {d}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layer order:\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn no_module_imports_one_that_imports_it_back() {
-    let graph = imports();
-    assert!(graph.len() > 10, "read too few modules: {graph:?}");
+    let graph = imports(2);
+    assert!(graph.len() > 30, "read too few modules: {graph:?}");
     let cycles: Vec<String> = graph
         .keys()
         .filter_map(|m| cycle_from(&graph, m, &mut vec![m.clone()]))

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use common::dav::{DavServer, Kind, PASSWORD};
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
-use tandem::item::{Item, Rewriter};
+use tandem::domain::item::{Item, Rewriter};
 use tandem::store::CalendarStore;
-use tandem::types::{CalendarPath, Href};
+use tandem::domain::types::{CalendarPath, Href};
 
 const ITEMS: usize = 1_000;
 

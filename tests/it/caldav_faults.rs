@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use common::dav::{DavServer, PASSWORD};
 use common::mock::{Answer, Mock, sync_answer};
-use tandem::error::ErrorKind;
+use tandem::domain::error::ErrorKind;
 use tandem::store::CalendarStore;
 use tandem::store::caldav::CaldavStore;
 use tandem::store::http::{HttpSettings, RetryPolicy};
-use tandem::types::{CalendarPath, SyncToken};
+use tandem::domain::types::{CalendarPath, SyncToken};
 
 const CAL: &str = "/u/cal/";
 
@@ -163,7 +163,7 @@ async fn malformed_xml_is_a_clear_error_not_a_panic() {
     let e = s.check_calendar(&cal()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
     let e = s
-        .fetch(&cal(), &[tandem::types::Href::new("/u/cal/a.ics").unwrap()])
+        .fetch(&cal(), &[tandem::domain::types::Href::new("/u/cal/a.ics").unwrap()])
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
@@ -494,8 +494,8 @@ async fn requests_per_second_and_max_concurrency_hold_per_server() {
         let s = s.clone();
         tasks.spawn(async move {
             s.delete(
-                &tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
-                &tandem::types::Etag::new("\"1\""),
+                &tandem::domain::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
+                &tandem::domain::types::Etag::new("\"1\""),
             )
             .await
         });
@@ -524,8 +524,8 @@ async fn requests_per_second_and_max_concurrency_hold_per_server() {
         let s = s.clone();
         tasks.spawn(async move {
             s.delete(
-                &tandem::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
-                &tandem::types::Etag::new("\"1\""),
+                &tandem::domain::types::Href::new(&format!("/u/cal/{i}.ics")).unwrap(),
+                &tandem::domain::types::Etag::new("\"1\""),
             )
             .await
         });

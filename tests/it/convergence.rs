@@ -9,12 +9,12 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tandem::config::PairConfig;
 use tandem::engine::{Engine, PassOptions};
-use tandem::error::ErrorKind;
-use tandem::item::{Item, Rewriter};
+use tandem::domain::error::ErrorKind;
+use tandem::domain::item::{Item, Rewriter};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 #[derive(Debug, Clone)]
 enum Fault {

@@ -4,9 +4,9 @@ use crate::common;
 
 use common::dav::DavServer;
 use common::{Setup, event, text};
-use tandem::identity::wrap_uid;
+use tandem::domain::identity::wrap_uid;
 use tandem::store::CalendarStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 fn with(body: &str, extra: &str) -> String {
     body.replace("SUMMARY:", &format!("{extra}SUMMARY:"))

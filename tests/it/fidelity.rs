@@ -12,8 +12,8 @@ use common::reference::{self, Case, Verdict};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use tandem::item::Item;
-use tandem::window::Window;
+use tandem::domain::item::Item;
+use tandem::domain::window::Window;
 
 // ---- the corpus ------------------------------------------------------------------------------
 
@@ -557,9 +557,9 @@ fn caldav_copies_hold_the_source_values() {
     for target_kind in [Kind::Radicale, Kind::Xandikos] {
         let source = DavServer::radicale();
         let target = DavServer::start_new(target_kind);
-        let scal: tandem::types::CalendarPath =
+        let scal: tandem::domain::types::CalendarPath =
             source.make_calendar("alice", "calendar").parse().unwrap();
-        let tcal: tandem::types::CalendarPath =
+        let tcal: tandem::domain::types::CalendarPath =
             target.make_calendar("alice", "calendar").parse().unwrap();
         let src = source.store();
         rt.block_on(async {

@@ -784,7 +784,7 @@ fn cli_progress_and_json_logs_when_not_on_a_terminal() {
         .collect();
     let progress: Vec<&Value> = lines
         .iter()
-        .filter(|l| l["target"] == "tandem::progress")
+        .filter(|l| l["target"] == "tandem::engine::progress")
         .collect();
     assert!(progress.len() >= 2, "{lines:?}");
     assert_eq!(progress[0]["done"], 0);

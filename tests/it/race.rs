@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::dav::{self, DavServer, PASSWORD};
 use tandem::store::CalendarStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 const USERS: [&str; 2] = ["alice", "bob"];
 const ITEMS: usize = 40;

@@ -7,7 +7,7 @@ use crate::common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use tandem::item::{Item, Rewriter};
+use tandem::domain::item::{Item, Rewriter};
 
 const MEETING: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Old Org//EN\r\n\
 BEGIN:VEVENT\r\nUID:040000008200E00074C5B7101A82E00800000000A0B1C2D3E4F5A6B7000000000000000010000000AABBCCDDEEFF00112233445566778899\r\n\

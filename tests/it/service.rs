@@ -13,14 +13,14 @@ use common::dav::{self, DavServer};
 use common::{Setup, event, text};
 use tandem::config::PairConfig;
 use tandem::engine::{Engine, PassOptions};
-use tandem::error::ErrorKind;
-use tandem::item::Rewriter;
-use tandem::pairstate::PairState;
-use tandem::scheduler::{Policy, Scheduler};
+use tandem::domain::error::ErrorKind;
+use tandem::domain::item::Rewriter;
+use tandem::domain::pairstate::PairState;
+use tandem::service::scheduler::{Policy, Scheduler};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
-use tandem::types::CalendarPath;
+use tandem::domain::types::CalendarPath;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
@@ -407,7 +407,7 @@ async fn only_an_operator_disables_a_pair() {
 
 #[tokio::test]
 async fn two_processes_never_sync_one_pair_at_once() {
-    use tandem::lease::LeaseKind;
+    use tandem::domain::lease::LeaseKind;
     let m = memory_pair(2).await;
     let cal = m.pair.target.to_string();
     let ttl = Duration::from_secs(60);

@@ -3,9 +3,9 @@
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tandem::config::PairConfig;
-use tandem::identity::IdentityKey;
+use tandem::domain::identity::IdentityKey;
 use tandem::state::{MIGRATOR, Mapping, Pending, Side, State};
-use tandem::types::{ContentHash, Etag, Href, SyncToken};
+use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
 
 fn pair(id: &str, source: &str) -> PairConfig {
     PairConfig {

@@ -4,11 +4,11 @@ use crate::common;
 
 use std::sync::Arc;
 
-use tandem::error::ErrorKind;
+use tandem::domain::error::ErrorKind;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
 use tandem::store::vdir::VdirStore;
-use tandem::types::{CalendarPath, Etag, Href};
+use tandem::domain::types::{CalendarPath, Etag, Href};
 
 fn ics(uid: &str, summary: &str) -> String {
     format!(
@@ -164,7 +164,7 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
     let bogus = store
         .changes(
             &cal,
-            Some(&tandem::types::SyncToken::new(
+            Some(&tandem::domain::types::SyncToken::new(
                 "http://tandem.invalid/sync/0",
             )),
         )
@@ -267,7 +267,7 @@ async fn memory_store_reports_changes_since_a_token() {
     assert_eq!(delta.deleted, vec![b]);
     // an unknown token falls back to a complete listing
     let bogus = store
-        .changes(&cal, Some(&tandem::types::SyncToken::new("garbage")))
+        .changes(&cal, Some(&tandem::domain::types::SyncToken::new("garbage")))
         .await
         .unwrap();
     assert!(bogus.complete);
@@ -329,13 +329,13 @@ impl CalendarStore for Slow {
     fn describe(&self) -> String {
         "slow".into()
     }
-    async fn check_calendar(&self, _: &CalendarPath) -> tandem::error::StoreResult<()> {
+    async fn check_calendar(&self, _: &CalendarPath) -> tandem::domain::error::StoreResult<()> {
         Ok(())
     }
     async fn list(
         &self,
         _: &CalendarPath,
-    ) -> tandem::error::StoreResult<Vec<tandem::store::ItemVersion>> {
+    ) -> tandem::domain::error::StoreResult<Vec<tandem::store::ItemVersion>> {
         use std::sync::atomic::Ordering::SeqCst;
         let n = self.now.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(n, SeqCst);
@@ -347,7 +347,7 @@ impl CalendarStore for Slow {
         &self,
         _: &CalendarPath,
         _: &[Href],
-    ) -> tandem::error::StoreResult<Vec<tandem::store::Fetched>> {
+    ) -> tandem::domain::error::StoreResult<Vec<tandem::store::Fetched>> {
         Ok(Vec::new())
     }
     async fn create(
@@ -355,13 +355,13 @@ impl CalendarStore for Slow {
         _: &CalendarPath,
         _: &str,
         _: &str,
-    ) -> tandem::error::StoreResult<tandem::store::ItemVersion> {
+    ) -> tandem::domain::error::StoreResult<tandem::store::ItemVersion> {
         unreachable!("not used by this test")
     }
-    async fn update(&self, _: &Href, _: &Etag, _: &str) -> tandem::error::StoreResult<Etag> {
+    async fn update(&self, _: &Href, _: &Etag, _: &str) -> tandem::domain::error::StoreResult<Etag> {
         unreachable!("not used by this test")
     }
-    async fn delete(&self, _: &Href, _: &Etag) -> tandem::error::StoreResult<()> {
+    async fn delete(&self, _: &Href, _: &Etag) -> tandem::domain::error::StoreResult<()> {
         unreachable!("not used by this test")
     }
 }

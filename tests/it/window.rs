@@ -12,14 +12,14 @@ use chrono::{DateTime, Utc};
 use common::dav::DavServer;
 use tandem::config::{Extras, PairConfig};
 use tandem::engine::{Engine, PassOptions};
-use tandem::item::{Item, Rewriter};
-use tandem::report::PairReport;
+use tandem::domain::item::{Item, Rewriter};
+use tandem::engine::report::PairReport;
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
 use tandem::store::vdir::VdirStore;
-use tandem::types::CalendarPath;
-use tandem::window::Window;
+use tandem::domain::types::CalendarPath;
+use tandem::domain::window::Window;
 
 const DAY: i64 = 86_400;
 /// 2026-11-21 12:00 UTC.

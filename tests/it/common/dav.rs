@@ -356,7 +356,7 @@ pub fn spawn_sync(config: &Path) -> Child {
 /// Waits until `cal` holds at least `n` items while `sync` is still running.
 pub async fn wait_for_items(
     store: &dyn tandem::store::CalendarStore,
-    cal: &tandem::types::CalendarPath,
+    cal: &tandem::domain::types::CalendarPath,
     n: usize,
     sync: &mut Child,
 ) {
@@ -374,8 +374,8 @@ pub async fn wait_for_items(
 /// The href and text of every item in `cal`.
 pub async fn read_all(
     store: &dyn tandem::store::CalendarStore,
-    cal: &tandem::types::CalendarPath,
-) -> Vec<(tandem::types::Href, String)> {
+    cal: &tandem::domain::types::CalendarPath,
+) -> Vec<(tandem::domain::types::Href, String)> {
     let hrefs: Vec<_> = store
         .list(cal)
         .await
@@ -396,14 +396,14 @@ pub async fn read_all(
 /// Asserts `cal` holds `n` items, one per UID.
 pub async fn assert_one_copy_each(
     store: &dyn tandem::store::CalendarStore,
-    cal: &tandem::types::CalendarPath,
+    cal: &tandem::domain::types::CalendarPath,
     n: usize,
 ) {
     let items = read_all(store, cal).await;
     assert_eq!(items.len(), n, "one copy of every item");
     let mut uids = std::collections::BTreeSet::new();
     for (href, data) in items {
-        let item = tandem::item::Item::parse(&data).unwrap();
+        let item = tandem::domain::item::Item::parse(&data).unwrap();
         assert!(
             uids.insert(item.uid().to_string()),
             "{href}: a second copy of {}",
@@ -417,8 +417,8 @@ pub async fn assert_one_copy_each(
 pub struct SeededPair {
     pub source: DavServer,
     pub target: DavServer,
-    pub scal: tandem::types::CalendarPath,
-    pub tcal: tandem::types::CalendarPath,
+    pub scal: tandem::domain::types::CalendarPath,
+    pub tcal: tandem::domain::types::CalendarPath,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
 }
@@ -427,9 +427,9 @@ pub async fn seeded_pair(items: usize, extra: &str) -> SeededPair {
     use tandem::store::CalendarStore;
     let source = DavServer::radicale();
     let target = DavServer::radicale();
-    let scal: tandem::types::CalendarPath =
+    let scal: tandem::domain::types::CalendarPath =
         source.make_calendar("alice", "calendar").parse().unwrap();
-    let tcal: tandem::types::CalendarPath =
+    let tcal: tandem::domain::types::CalendarPath =
         target.make_calendar("alice", "calendar").parse().unwrap();
     let src = source.store();
     for i in 0..items {

@@ -52,8 +52,8 @@ pub fn domains() -> Vec<(String, String)> {
     .collect()
 }
 
-pub fn rewriter() -> tandem::item::Rewriter {
-    tandem::item::Rewriter::new(domains(), [])
+pub fn rewriter() -> tandem::domain::item::Rewriter {
+    tandem::domain::item::Rewriter::new(domains(), [])
 }
 
 /// Runs the reference over `cases` in one Python process.
@@ -89,9 +89,9 @@ pub fn compare(cases: &[Case]) -> Vec<Verdict> {
 }
 
 /// tandem's copy of one source text as the engine writes it: parse, rewrite, mark.
-pub fn tandem_copy(source: &str) -> Result<Vec<String>, tandem::item::ItemError> {
+pub fn tandem_copy(source: &str) -> Result<Vec<String>, tandem::domain::item::ItemError> {
     let rw = rewriter();
-    Ok(tandem::item::Item::split(source)?
+    Ok(tandem::domain::item::Item::split(source)?
         .into_iter()
         .map(|mut item| {
             item.rewrite(&rw);

@@ -15,12 +15,12 @@ use serde::Serialize;
 
 use crate::config::{Extras, PairConfig};
 use crate::engine::{Engine, fetch_all};
-use crate::identity::IdentityKey;
-use crate::item::Item;
-use crate::lease::LeaseKind;
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::Item;
+use crate::domain::lease::LeaseKind;
 use crate::state::{Mapping, StateError};
 use crate::sync::{Content, CopyRank, rank_copies};
-use crate::types::{ContentHash, Etag, Href};
+use crate::domain::types::{ContentHash, Etag, Href};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -117,12 +117,12 @@ impl Engine {
         pair: &PairConfig,
         src: &'a dyn crate::store::CalendarStore,
         tgt: &'a dyn crate::store::CalendarStore,
-        scal: &'a crate::types::CalendarPath,
-        tcal: &'a crate::types::CalendarPath,
-        lease: Option<&crate::lease::Lease>,
+        scal: &'a crate::domain::types::CalendarPath,
+        tcal: &'a crate::domain::types::CalendarPath,
+        lease: Option<&crate::domain::lease::Lease>,
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
-        let read = |s: &'a dyn crate::store::CalendarStore, cal: &'a crate::types::CalendarPath| async move {
+        let read = |s: &'a dyn crate::store::CalendarStore, cal: &'a crate::domain::types::CalendarPath| async move {
             s.check_calendar(cal).await?;
             let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
             fetch_all(s, cal, &hrefs).await
@@ -195,7 +195,7 @@ impl Engine {
             let organiser = prepared
                 .item
                 .organizer()
-                .map(crate::identity::normalize_address);
+                .map(crate::domain::identity::normalize_address);
             if organiser
                 .as_ref()
                 .and_then(|o| self.mailboxes.get(o))
@@ -430,7 +430,7 @@ impl Engine {
     async fn remove(
         &self,
         tgt: &dyn crate::store::CalendarStore,
-        lease: Option<&crate::lease::Lease>,
+        lease: Option<&crate::domain::lease::Lease>,
         href: &Href,
         etag: &Etag,
         why: String,

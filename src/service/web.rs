@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::engine::{Engine, PassOptions};
-use crate::observe::{Live, PairView, Snapshot, human_seconds, snapshot};
+use crate::service::observe::{Live, PairView, Snapshot, human_seconds, snapshot};
 use crate::state::State;
 
 /// How often the page reloads itself.
@@ -526,7 +526,7 @@ fn head(title: &str, generated_at: i64) -> String {
          <small id=\"generated\">as of {} · refreshes every {REFRESH_SECONDS} s</small></header><main>",
         esc(title),
         esc(title),
-        esc(&crate::report::time(generated_at)),
+        esc(&crate::domain::time::utc(generated_at)),
     )
 }
 
@@ -594,7 +594,7 @@ const LAG_BUCKETS: [(f64, &str); 6] = [
     (f64::INFINITY, "> 1 h"),
 ];
 
-pub fn render_page(s: &Snapshot, quarantine: &[crate::pairstate::QuarantineEntry]) -> String {
+pub fn render_page(s: &Snapshot, quarantine: &[crate::domain::pairstate::QuarantineEntry]) -> String {
     let now = s.generated_at;
     let mut out = head("status", now);
     // Totals by state.
@@ -734,7 +734,7 @@ pub fn render_page(s: &Snapshot, quarantine: &[crate::pairstate::QuarantineEntry
             esc(&l.holder),
             l.kind.as_str(),
             l.token,
-            esc(&crate::report::time(l.expires_at))
+            esc(&crate::domain::time::utc(l.expires_at))
         );
     }
     out.push_str("</table></section>");
@@ -767,8 +767,8 @@ async fn page(Extract(web): Extract<Shared>) -> Result<Html<String>, Unavailable
 
 pub fn render_pair(
     p: &PairView,
-    passes: &[crate::observe::PassView],
-    items: &[crate::pairstate::QuarantineEntry],
+    passes: &[crate::service::observe::PassView],
+    items: &[crate::domain::pairstate::QuarantineEntry],
     now: i64,
 ) -> String {
     let mut out = head(&format!("pair {}", p.id), now);
@@ -804,7 +804,7 @@ pub fn render_pair(
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td>{}</td></tr>",
             esc(&r.run),
-            esc(&crate::report::time(st.started_at)),
+            esc(&crate::domain::time::utc(st.started_at)),
             esc(&st.kind),
             esc(st.outcome.as_deref().unwrap_or("running")),
             st.created + r.adopted,
@@ -832,7 +832,7 @@ pub fn render_pair(
                 "failing"
             },
             q.count,
-            esc(&crate::report::time(q.last_seen)),
+            esc(&crate::domain::time::utc(q.last_seen)),
             esc(&q.error)
         );
     }
@@ -896,7 +896,7 @@ mod tests {
             agents: processors
                 .iter()
                 .enumerate()
-                .map(|(i, &p)| crate::observe::AgentView {
+                .map(|(i, &p)| crate::service::observe::AgentView {
                     agent: i,
                     processor: p,
                     pairs: 5,
@@ -908,7 +908,7 @@ mod tests {
             agents_warning: Some("processor(s) 1 have no agent".into()),
             leases: Vec::new(),
             quarantined: 0,
-            alerts: crate::observe::AlertThresholds {
+            alerts: crate::service::observe::AlertThresholds {
                 lag_seconds: 1200.0,
                 failed_requests_percent: 80.0,
             },

@@ -14,9 +14,9 @@ use tracing::{Instrument, error, error_span, info, warn};
 
 use crate::config::{Config, PairConfig};
 use crate::engine::Engine;
-use crate::scheduler::{Policy, Scheduler, StepOutcome};
+use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
 use crate::state::now_ms;
-use crate::types::PairId;
+use crate::domain::types::PairId;
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
 /// (a write whose mapping was not recorded is found again by the next pass).
@@ -295,7 +295,7 @@ fn finished(
                 pair: sched.pairs()[i].id.clone(),
                 agent: sched.agent(),
                 report: None,
-                state: crate::pairstate::PairState::Active,
+                state: crate::domain::pairstate::PairState::Active,
                 next_run: now_ms() + policy.interval.as_millis() as i64,
             };
             sched.finish(i, &again);

@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-pub use crate::config::DEFAULT_LEASE_TTL as DEFAULT_TTL;
+/// How long a lease lasts without renewal: a crashed holder's lease lapses after this.
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,7 +67,7 @@ impl std::fmt::Display for Locked {
             "locked by {} ({}) until {}",
             self.holder,
             self.kind.as_str(),
-            crate::report::time(self.expires_at)
+            crate::domain::time::utc(self.expires_at)
         )
     }
 }

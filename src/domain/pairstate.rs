@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::identity::IdentityKey;
-use crate::types::{Etag, Href};
+use crate::domain::identity::IdentityKey;
+use crate::domain::types::{Etag, Href};
 
 /// Permanent failures of one item version before it is quarantined.
 pub const QUARANTINE_AFTER: i64 = 3;

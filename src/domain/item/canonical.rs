@@ -3,7 +3,7 @@
 //! scheduling parameters servers and tandem add, the case of `mailto:`, the order of RRULE parts
 //! and the spelling of a GOID UID are left out; every value is otherwise taken as written.
 
-use crate::identity::strip_mailto;
+use crate::domain::identity::strip_mailto;
 
 use super::content::Property;
 use super::tree::Component;
@@ -85,7 +85,7 @@ fn property(p: &Property) -> String {
         push_recur(&mut s, &p.value);
     } else if p.name == "UID" {
         // Spellings of one meeting's UID (GOID with an instance date, wrapped) are one.
-        s.push_str(&crate::identity::clean_uid(&p.value));
+        s.push_str(&crate::domain::identity::clean_uid(&p.value));
     } else {
         push_address_aware(&mut s, &p.value, ADDRESS_PROPS.contains(&p.name.as_str()));
     }

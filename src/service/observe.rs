@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::lease::Lease;
-use crate::pairstate::PairState;
+use crate::domain::lease::Lease;
+use crate::domain::pairstate::PairState;
 pub use crate::state::PassView;
 use crate::state::{HOUR_MS, PairRow, RunStatus, State, StateResult, now_ms};
 
@@ -132,7 +132,7 @@ fn percent(failed: i64, requests: i64) -> Option<f64> {
 /// Live figures of a running service, added to the stored ones.
 #[derive(Default)]
 pub struct Live {
-    pub agents: Vec<std::sync::Arc<crate::pool::AgentStats>>,
+    pub agents: Vec<std::sync::Arc<crate::service::pool::AgentStats>>,
 }
 
 /// Reads everything the operator's view shows, sorted worst first.
@@ -280,7 +280,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         true => Vec::new(),
     };
     // Items per agent come from the plan, which the live figures do not carry.
-    let planned = crate::pool::plan(config);
+    let planned = crate::service::pool::plan(config);
     let agents = if agents.is_empty() {
         planned
             .iter()

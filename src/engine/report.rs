@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::error::ErrorKind;
+use crate::domain::error::ErrorKind;
 
 /// One item that could not be synced this pass.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -67,13 +67,6 @@ pub struct PairReport {
 }
 
 /// Unix milliseconds as a UTC time for people.
-pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
-}
-
 fn kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok, S::Error> {
     match k {
         Some(k) => s.serialize_str(k.name()),

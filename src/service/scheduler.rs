@@ -15,11 +15,11 @@ use tracing::{info, warn};
 
 use crate::config::{Config, PairConfig};
 use crate::engine::{Engine, PassOptions};
-use crate::error::ErrorKind;
-use crate::pairstate::PairState;
-use crate::report::PairReport;
+use crate::domain::error::ErrorKind;
+use crate::domain::pairstate::PairState;
+use crate::engine::report::PairReport;
 use crate::state::StateError;
-use crate::types::PairId;
+use crate::domain::types::PairId;
 
 /// How pair states move.
 #[derive(Debug, Clone, Copy)]
@@ -270,7 +270,7 @@ async fn run_pair(
         (PairState::Active, PairState::Active) => {}
         (PairState::Active, _) => info!(pair = %pair.id, agent, was = prev.name(), "pair resumed"),
         (PairState::Paused { reason, until }, _) => {
-            warn!(pair = %pair.id, agent, until = %crate::report::time(*until), reason = %reason, "pair paused; it resumes by itself")
+            warn!(pair = %pair.id, agent, until = %crate::domain::time::utc(*until), reason = %reason, "pair paused; it resumes by itself")
         }
         (
             PairState::Backoff {
@@ -280,7 +280,7 @@ async fn run_pair(
             },
             _,
         ) => {
-            warn!(pair = %pair.id, agent, failures, until = %crate::report::time(*until), reason = %reason, "pair failed; retrying later")
+            warn!(pair = %pair.id, agent, failures, until = %crate::domain::time::utc(*until), reason = %reason, "pair failed; retrying later")
         }
         (PairState::Disabled { .. }, _) => {}
     }

@@ -29,7 +29,7 @@ pub fn init(format: LogFormat, verbose: u8) {
     // sqlx's per-statement logs stay quiet unless asked for.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{default},sqlx=warn,hyper_util=warn,tandem::progress=info"
+            "{default},sqlx=warn,hyper_util=warn,tandem::engine::progress=info"
         ))
     });
     // No `log` bridge on purpose: libdav's trace logging prints request headers, credentials included.

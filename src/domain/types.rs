@@ -174,7 +174,7 @@ impl fmt::Display for CalendarRef {
     }
 }
 
-/// Hash of an item's normalised content (see [`crate::item::Item::content_hash`]).
+/// Hash of an item's normalised content (see [`crate::domain::item::Item::content_hash`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentHash(pub u128);
 

@@ -17,8 +17,8 @@ pub mod tree;
 
 use std::collections::HashMap;
 
-use crate::identity::{IdentityKey, strip_mailto};
-use crate::types::ContentHash;
+use crate::domain::identity::{IdentityKey, strip_mailto};
+use crate::domain::types::ContentHash;
 
 pub use content::{Param, ParamValue, Property};
 pub use tree::Component;
@@ -225,7 +225,7 @@ impl Item {
         let mut out: Vec<String> = self
             .own()
             .flat_map(|c| c.props.iter().filter(|p| p.name == "ATTENDEE"))
-            .map(|p| crate::identity::normalize_address(&p.value))
+            .map(|p| crate::domain::identity::normalize_address(&p.value))
             .collect();
         out.sort();
         out.dedup();

@@ -8,12 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::error::ErrorKind;
-use crate::identity::IdentityKey;
-use crate::item::Item;
+use crate::domain::error::ErrorKind;
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::Item;
 use crate::state::{Mapping, Pending};
-use crate::types::{ContentHash, Etag, Href};
-use crate::window::Fit;
+use crate::domain::types::{ContentHash, Etag, Href};
+use crate::domain::window::Fit;
 
 /// A source item parsed, rewritten for the target org, and hashed.
 #[derive(Debug, Clone)]

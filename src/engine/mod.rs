@@ -4,6 +4,10 @@
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
 //! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
 
+pub mod progress;
+pub mod repair;
+pub mod report;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -11,11 +15,11 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Extras, PairConfig};
-use crate::error::{ErrorKind, StoreError};
-use crate::identity::IdentityKey;
-use crate::item::{Item, Rewriter};
-use crate::lease::{Lease, LeaseKind, Locked};
-use crate::report::{PairReport, PlannedAction};
+use crate::domain::error::{ErrorKind, StoreError};
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::{Item, Rewriter};
+use crate::domain::lease::{Lease, LeaseKind, Locked};
+use crate::engine::report::{PairReport, PlannedAction};
 use crate::state::{
     Mapping, Outcome, OutsideWindow, Pending, RunCounts, RunKind, Side, State, StateError,
 };
@@ -23,8 +27,8 @@ use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{
     self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
 };
-use crate::types::{CalendarPath, Etag, Href, SyncToken};
-use crate::window::Window;
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::domain::window::Window;
 
 /// Items per multiget-style fetch.
 const FETCH_BATCH: usize = 100;
@@ -54,7 +58,7 @@ pub struct Engine {
     /// Mailbox address (as configured and as rewritten into the target org) → its pair.
     pub(crate) mailboxes: HashMap<String, PairConfig>,
     /// Told how a long write phase (a first sync, a resync) is going.
-    progress: Option<Arc<dyn crate::progress::Progress>>,
+    progress: Option<Arc<dyn crate::engine::progress::Progress>>,
     /// Server counters as last added to the state.
     flushed: std::sync::Mutex<BTreeMap<String, crate::store::http::HttpCounts>>,
 }
@@ -82,7 +86,7 @@ impl From<StateError> for PassError {
 fn named<'a>(
     store: &dyn CalendarStore,
     side: &'a str,
-    cal: &'a crate::types::CalendarRef,
+    cal: &'a crate::domain::types::CalendarRef,
 ) -> impl FnOnce(StoreError) -> PassError + 'a {
     let store = store.describe();
     move |e| PassError::Pair(e.kind, format!("{side} calendar {cal} ({store}): {e}"))
@@ -121,7 +125,7 @@ impl Engine {
                 future: config.sync.window_future,
             },
             clock: system_clock(),
-            holder: crate::lease::process_holder(),
+            holder: crate::domain::lease::process_holder(),
             lease_ttl: config.sync.lease_ttl,
             mailboxes: {
                 let rw = config.rewrite.rewriter();
@@ -130,7 +134,7 @@ impl Engine {
                     if let Some(pair) = config.pair(id.as_str()) {
                         let rewritten = rw
                             .map_address(addr)
-                            .map(|a| crate::identity::normalize_address(&a));
+                            .map(|a| crate::domain::identity::normalize_address(&a));
                         m.insert(addr.clone(), pair.clone());
                         if let Some(r) = rewritten {
                             m.insert(r, pair.clone());
@@ -158,8 +162,8 @@ impl Engine {
             extras: Extras::Keep,
             window: Window::default(),
             clock: system_clock(),
-            holder: crate::lease::process_holder(),
-            lease_ttl: crate::lease::DEFAULT_TTL,
+            holder: crate::domain::lease::process_holder(),
+            lease_ttl: crate::domain::lease::DEFAULT_TTL,
             mailboxes: HashMap::new(),
             stopping: Arc::default(),
             progress: None,
@@ -185,7 +189,7 @@ impl Engine {
     }
 
     /// Reports the write phase of first syncs and resyncs to `progress`.
-    pub fn with_progress(mut self, progress: Arc<dyn crate::progress::Progress>) -> Engine {
+    pub fn with_progress(mut self, progress: Arc<dyn crate::engine::progress::Progress>) -> Engine {
         self.progress = Some(progress);
         self
     }
@@ -646,7 +650,7 @@ impl Engine {
             .await?
         {
             Ok(lease) => Ok(Ok(lease)),
-            Err(locked) if crate::lease::holder_is_gone(&locked.holder) => {
+            Err(locked) if crate::domain::lease::holder_is_gone(&locked.holder) => {
                 match self
                     .state
                     .take_over_lease(calendar, &locked.holder, &self.holder, kind, self.lease_ttl)
@@ -1277,7 +1281,7 @@ impl Engine {
                         Content::Fetched(p) => Some(p.identity.clone()),
                         _ => prior.get(&href).map(|m| m.identity.clone()),
                     };
-                    faults.push(crate::pairstate::ItemFault {
+                    faults.push(crate::domain::pairstate::ItemFault {
                         href,
                         etag: s.etag.clone(),
                         identity,
@@ -1307,7 +1311,7 @@ impl Engine {
                 if newly.iter().any(|h| h.as_str() == f.href) {
                     f.reason.push_str(&format!(
                         "; quarantined after {} failures: skipped until it changes in the source or `tandem quarantine retry`",
-                        crate::pairstate::QUARANTINE_AFTER
+                        crate::domain::pairstate::QUARANTINE_AFTER
                     ));
                 }
             }
@@ -1378,7 +1382,7 @@ impl Engine {
                 let fit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.window.fit(&item, now)
                 }))
-                .unwrap_or(crate::window::Fit::Inside);
+                .unwrap_or(crate::domain::window::Fit::Inside);
                 Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit)))
             }
             Err(e) => Content::Broken(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use rrule::{RRule, RRuleSet, Unvalidated};
 
-use crate::item::{Item, ItemKind, Property};
+use crate::domain::item::{Item, ItemKind, Property};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {

@@ -64,7 +64,7 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
     let copy = body
         .replace(
             &format!("UID:{uid}"),
-            &format!("UID:{}", crate::identity::wrap_uid(uid, None)),
+            &format!("UID:{}", crate::domain::identity::wrap_uid(uid, None)),
         )
         .replace("@old.example", "@new.example")
         .replace("SUMMARY:", "SUMMARY:(copy) ");
@@ -330,7 +330,7 @@ mod tests {
         let items = generate();
         assert!(items.len() >= 200, "{}", items.len());
         for (user, name, body) in &items {
-            crate::item::Item::parse(body).unwrap_or_else(|e| panic!("{user}/{name}: {e}"));
+            crate::domain::item::Item::parse(body).unwrap_or_else(|e| panic!("{user}/{name}: {e}"));
         }
     }
 }

@@ -112,7 +112,7 @@ fn say(pair: &str, l: &Line) {
         "-".to_string()
     };
     info!(
-        target: "tandem::progress",
+        target: "tandem::engine::progress",
         pair,
         done = l.done,
         total = l.total,

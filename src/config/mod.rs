@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::item::Rewriter;
-use crate::types::{CalendarRef, PairId};
-
-/// How long a lease lasts without renewal: a crashed holder's lease lapses after this.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
+use crate::domain::item::Rewriter;
+use crate::domain::types::{CalendarRef, PairId};
 
 /// One problem in a config file (or a file it names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -544,7 +541,7 @@ impl Validator {
             .unwrap_or(DEFAULT_BACKOFF_MAX);
         let lease_ttl = self
             .duration("sync.lease_ttl", raw.lease_ttl.as_deref())
-            .unwrap_or(DEFAULT_LEASE_TTL);
+            .unwrap_or(crate::domain::lease::DEFAULT_TTL);
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {
@@ -929,7 +926,7 @@ impl Validator {
                     continue;
                 }
                 if let Some(addr) = address {
-                    let addr = crate::identity::normalize_address(&addr);
+                    let addr = crate::domain::identity::normalize_address(&addr);
                     if !addr.contains('@') || addr.contains(char::is_whitespace) {
                         self.issue_in(
                             &file,
