@@ -10,7 +10,8 @@ use tandem::config::PairConfig;
 use tandem::engine::{Engine, PassOptions};
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::item::{Item, Rewriter};
-use tandem::state::{Mapping, State};
+use tandem::domain::mapping::Mapping;
+use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::vdir::VdirStore;
 use tandem::sync::{

@@ -295,7 +295,7 @@ pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     let state = State::open(&config.state.path).await?;
     let leases = state.leases().await?;
     state.close().await;
-    let now = crate::state::now_ms();
+    let now = crate::domain::time::now_ms();
     if json {
         let rows: Vec<_> = leases
             .iter()

@@ -1,4 +1,15 @@
-//! Time as operators read it.
+//! Time as tandem keeps it (unix milliseconds) and as operators read it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An hour in milliseconds: the span of the failed-request percentage.
+pub const HOUR_MS: i64 = 3_600_000;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` (the number itself if out of range).
 pub fn utc(ms: i64) -> String {

@@ -20,9 +20,9 @@ use crate::domain::identity::IdentityKey;
 use crate::domain::item::{Item, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::engine::report::{PairReport, PlannedAction};
-use crate::state::{
-    Mapping, Outcome, OutsideWindow, Pending, RunCounts, RunKind, Side, State, StateError,
-};
+use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use crate::domain::run::{Outcome, RunCounts, RunKind};
+use crate::state::{State, StateError};
 use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{
     self, Action, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
@@ -242,7 +242,7 @@ impl Engine {
             deltas
         };
         self.state
-            .add_server_counts(&deltas, crate::state::now_ms())
+            .add_server_counts(&deltas, crate::domain::time::now_ms())
             .await
     }
 

@@ -18,7 +18,8 @@ use crate::engine::{Engine, fetch_all};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::lease::LeaseKind;
-use crate::state::{Mapping, StateError};
+use crate::domain::mapping::Mapping;
+use crate::state::StateError;
 use crate::sync::{Content, CopyRank, rank_copies};
 use crate::domain::types::{ContentHash, Etag, Href};
 

@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::domain::lease::Lease;
 use crate::domain::pairstate::PairState;
 pub use crate::state::PassView;
-use crate::state::{HOUR_MS, PairRow, RunStatus, State, StateResult, now_ms};
+use crate::domain::run::RunStatus;
+use crate::domain::time::{HOUR_MS, now_ms};
+use crate::state::{PairRow, State, StateResult};
 
 /// A pair that is new to the state (never passed) shows as `new`.
 pub const NEW: &str = "new";

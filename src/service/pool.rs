@@ -15,7 +15,7 @@ use tracing::{Instrument, error, error_span, info, warn};
 use crate::config::{Config, PairConfig};
 use crate::engine::Engine;
 use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
-use crate::state::now_ms;
+use crate::domain::time::now_ms;
 use crate::domain::types::PairId;
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned

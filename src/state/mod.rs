@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -23,6 +23,10 @@ use sqlx::sqlite::{
 };
 
 use crate::config::PairConfig;
+use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use crate::domain::run::{Outcome, PairStatus, RunCounts, RunKind, RunStatus};
+use crate::domain::time::HOUR_MS;
+use crate::domain::time::now_ms;
 use crate::domain::identity::IdentityKey;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
@@ -38,119 +42,6 @@ pub struct StateError {
 }
 
 pub type StateResult<T> = Result<T, StateError>;
-
-/// Which side of a pair: `A` is the configured source, `B` the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    A,
-    B,
-}
-
-impl Side {
-    fn as_str(self) -> &'static str {
-        match self {
-            Side::A => "a",
-            Side::B => "b",
-        }
-    }
-}
-
-/// What the state knows about one synced item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub a_href: Href,
-    pub a_etag: Etag,
-    pub b_href: Href,
-    pub b_etag: Etag,
-    pub identity: IdentityKey,
-    /// Hash of the content written to `b` (the source item after rewriting).
-    pub hash: ContentHash,
-}
-
-/// A new or changed source item that nothing was written for because it lies outside the window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutsideWindow {
-    pub a_href: Href,
-    pub a_etag: Etag,
-    pub identity: IdentityKey,
-    /// When it will overlap the window (unix seconds); `None`: never.
-    pub enters: Option<i64>,
-}
-
-/// A create that was sent but not yet recorded as a mapping (see `pending_creates`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub a_href: Href,
-    pub b_href: Href,
-    pub identity: IdentityKey,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    Sync,
-    Resync,
-}
-
-/// Counts a finished pass reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunCounts {
-    pub created: u64,
-    pub updated: u64,
-    pub deleted: u64,
-    pub unchanged: u64,
-    pub failed: u64,
-    pub adopted: u64,
-    /// HTTP requests the pass made (retries included), those that got no usable answer, and
-    /// those throttled.
-    pub requests: u64,
-    pub failed_requests: u64,
-    pub throttled: u64,
-    /// Source changes seen but not applied; `None` when the pass did not get far enough to know
-    /// (the pair's previous backlog and lag then stand).
-    pub backlog: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Partial,
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Partial => "partial",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-/// One pair as `status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PairStatus {
-    pub id: String,
-    pub source: String,
-    pub target: String,
-    pub items: i64,
-    pub last_success_at: Option<i64>,
-    pub last_run: Option<RunStatus>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunStatus {
-    pub kind: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub outcome: Option<String>,
-    pub created: i64,
-    pub updated: i64,
-    pub deleted: i64,
-    pub unchanged: i64,
-    pub failed: i64,
-    pub error: Option<String>,
-}
 
 /// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
 /// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
@@ -180,15 +71,6 @@ pub struct State {
 
 /// Passes kept in the run history per pair.
 pub const RUNS_KEPT: i64 = 50;
-/// An hour in milliseconds: the span of the failed-request percentage.
-pub const HOUR_MS: i64 = 3_600_000;
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl State {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> StateResult<State> {

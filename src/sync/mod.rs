@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
-use crate::state::{Mapping, Pending};
+use crate::domain::mapping::{Mapping, Pending};
 use crate::domain::types::{ContentHash, Etag, Href};
 use crate::domain::window::Fit;
 

@@ -4,7 +4,8 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
-use tandem::state::{MIGRATOR, Mapping, Pending, Side, State};
+use tandem::domain::mapping::{Mapping, Pending, Side};
+use tandem::state::{MIGRATOR, State};
 use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
 
 fn pair(id: &str, source: &str) -> PairConfig {
@@ -105,14 +106,14 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
     state.ensure_pair(&alice).await.unwrap();
     assert_eq!(state.mappings(&alice.id).await.unwrap(), vec![mapping(1)]);
     let run = state
-        .begin_run(&alice.id, tandem::state::RunKind::Sync)
+        .begin_run(&alice.id, tandem::domain::run::RunKind::Sync)
         .await
         .unwrap();
     state
         .finish_run(
             &alice.id,
             &run,
-            tandem::state::Outcome::Ok,
+            tandem::domain::run::Outcome::Ok,
             &Default::default(),
             None,
         )
