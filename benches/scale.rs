@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tandem::config::PairConfig;
-use tandem::engine::{Engine, target_name};
 use tandem::domain::error::StoreResult;
 use tandem::domain::item::Rewriter;
+use tandem::domain::types::{CalendarPath, Etag, Href, PairId, SyncToken};
+use tandem::engine::Engine;
 use tandem::service::pool::{self, AgentSpec, Pool};
 use tandem::service::scheduler::Policy;
 use tandem::state::State;
 use tandem::store::memory::MemoryStore;
 use tandem::store::{CalendarStore, Changes, Fetched, ItemVersion};
-use tandem::domain::types::{CalendarPath, Etag, Href, PairId, SyncToken};
+use tandem::sync::target_name;
 
 const DELAY: Duration = Duration::from_millis(5);
 const CAP: usize = 32;
@@ -327,7 +328,11 @@ fn main() {
     for round in 0..3 {
         let t = Instant::now();
         let snap = runtime
-            .block_on(tandem::service::observe::snapshot(&config, &engine.state, &live))
+            .block_on(tandem::service::observe::snapshot(
+                &config,
+                &engine.state,
+                &live,
+            ))
             .unwrap();
         let read = t.elapsed();
         let t = Instant::now();

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tandem::config::PairConfig;
-use tandem::engine::{Engine, PassOptions};
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::item::{Item, Rewriter};
 use tandem::domain::mapping::Mapping;
+use tandem::domain::types::{ContentHash, Etag, Href};
+use tandem::domain::window::Window;
+use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::vdir::VdirStore;
 use tandem::sync::{
-    self, Content, PlanOptions, Prepared, Prior, SourceItem, SourceSnapshot, TargetItem,
-    TargetSnapshot,
+    self, Content, Mode, PlanOptions, Prepared, Prior, Side, SourceSnapshot, TargetSnapshot,
+    Version,
 };
-use tandem::domain::types::{ContentHash, Etag, Href};
-use tandem::domain::window::Window;
 
 fn ics(n: usize, version: usize) -> String {
     format!(
@@ -50,7 +50,7 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
             hash: ContentHash(n as u128),
         };
         let is_changed = n % (total / changed.max(1)).max(1) == 0 && changed > 0;
-        items.push(SourceItem {
+        items.push(Version {
             href: a.clone(),
             etag: if is_changed {
                 Etag::new(format!("\"a-{n}-2\""))
@@ -65,13 +65,13 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
         });
         target.insert(
             b.clone(),
-            TargetItem {
+            Version {
                 href: b,
                 etag: m.b_etag.clone(),
                 content: Content::NotFetched,
             },
         );
-        prior.insert(a, m);
+        prior.insert(m);
     }
     (
         SourceSnapshot {
@@ -85,13 +85,15 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
     )
 }
 
+const ONE_WAY: Mode = Mode::OneWay { from: Side::A };
+
 fn bench_plan(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan");
     g.throughput(Throughput::Elements(100_000));
     let (s, t, p) = planner_input(100_000, 0);
     g.bench_function("100k unchanged", |b| {
         b.iter(|| {
-            let plan = sync::plan(&s, &t, &p, &[], PlanOptions::default()).unwrap();
+            let plan = sync::plan(ONE_WAY, &s, &t, &p, &[], PlanOptions::default()).unwrap();
             assert_eq!(plan.unchanged, 100_000);
             plan
         })
@@ -99,7 +101,7 @@ fn bench_plan(c: &mut Criterion) {
     let (s, t, p) = planner_input(100_000, 1_000);
     g.bench_function("100k, 1% changed", |b| {
         b.iter(|| {
-            let plan = sync::plan(&s, &t, &p, &[], PlanOptions::default()).unwrap();
+            let plan = sync::plan(ONE_WAY, &s, &t, &p, &[], PlanOptions::default()).unwrap();
             assert_eq!(plan.actions.len(), 1_000);
             plan
         })

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use dav::{DavServer, PASSWORD, USER};
 use futures_util::stream::{self, StreamExt};
-use tandem::store::CalendarStore;
 use tandem::domain::types::CalendarPath;
+use tandem::store::CalendarStore;
 
 /// No-change passes timed per tool; the median is reported.
 const QUIET_RUNS: usize = 5;

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure, run_pairs};
-use crate::config::Config;
 use crate::cli::demo_orgs::{REPAIR_COPY, build};
-use crate::engine::{Engine, PassOptions};
+use crate::config::Config;
 use crate::engine::report::Summary;
+use crate::engine::{Engine, PassOptions};
 use crate::state::State;
 
 pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PasswordSource, ServerKind};
-use crate::engine::{Engine, PassOptions};
 use crate::engine::report::{PairReport, Summary};
+use crate::engine::{Engine, PassOptions};
 use crate::state::State;
 
 pub const EXIT_OK: u8 = 0;
@@ -490,9 +490,9 @@ async fn sync(
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json {
             Arc::new(crate::engine::progress::Bars::new())
         } else {
-            Arc::new(crate::engine::progress::Lines::new(std::time::Duration::from_secs(
-                5,
-            )))
+            Arc::new(crate::engine::progress::Lines::new(
+                std::time::Duration::from_secs(5),
+            ))
         };
     let engine = Arc::new(Engine::new(config, state.clone()).with_progress(progress));
     let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
@@ -621,7 +621,12 @@ pub async fn run_pairs(
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = State::open(&config.state.path).await?;
-    let snap = crate::service::observe::snapshot(&config, &state, &crate::service::observe::Live::default()).await?;
+    let snap = crate::service::observe::snapshot(
+        &config,
+        &state,
+        &crate::service::observe::Live::default(),
+    )
+    .await?;
     state.close().await;
     if json {
         println!(

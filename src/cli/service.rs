@@ -8,12 +8,12 @@ use tracing::{info, warn};
 
 use super::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, Failure, usage};
 use crate::config::{Config, online_processors};
-use crate::engine::Engine;
 use crate::domain::pairstate::PairState;
+use crate::domain::types::PairId;
+use crate::engine::Engine;
 use crate::service::pool::{self, Pool};
 use crate::service::scheduler::Policy;
 use crate::state::State;
-use crate::domain::types::PairId;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.

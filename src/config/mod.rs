@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::item::Rewriter;
+use crate::domain::mapping::Side;
 use crate::domain::types::{CalendarRef, PairId};
 
 /// One problem in a config file (or a file it names).
@@ -232,6 +233,16 @@ pub struct PairConfig {
     pub id: PairId,
     pub source: CalendarRef,
     pub target: CalendarRef,
+}
+
+impl PairConfig {
+    /// The calendar on `side`: A is the source, B the target.
+    pub fn calendar(&self, side: Side) -> &CalendarRef {
+        match side {
+            Side::A => &self.source,
+            Side::B => &self.target,
+        }
+    }
 }
 
 // ---- raw form, as written ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ use crate::domain::identity::IdentityKey;
 use crate::domain::types::{ContentHash, Etag, Href};
 
 /// Which side of a pair: `A` is the configured source, `B` the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     A,
     B,
@@ -19,6 +19,13 @@ impl Side {
             Side::B => "b",
         }
     }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
 }
 
 /// What the state knows about one synced item.
@@ -29,8 +36,56 @@ pub struct Mapping {
     pub b_href: Href,
     pub b_etag: Etag,
     pub identity: IdentityKey,
-    /// Hash of the content written to `b` (the source item after rewriting).
+    /// Hash of the content of the copy (the original item after rewriting).
     pub hash: ContentHash,
+}
+
+impl Mapping {
+    /// The item `from` holds, its copy on the other side, and what they are.
+    pub fn between(
+        from: Side,
+        (href, etag): (Href, Etag),
+        (copy_href, copy_etag): (Href, Etag),
+        identity: IdentityKey,
+        hash: ContentHash,
+    ) -> Mapping {
+        let ((a_href, a_etag), (b_href, b_etag)) = match from {
+            Side::A => ((href, etag), (copy_href, copy_etag)),
+            Side::B => ((copy_href, copy_etag), (href, etag)),
+        };
+        Mapping {
+            a_href,
+            a_etag,
+            b_href,
+            b_etag,
+            identity,
+            hash,
+        }
+    }
+
+    pub fn href(&self, side: Side) -> &Href {
+        match side {
+            Side::A => &self.a_href,
+            Side::B => &self.b_href,
+        }
+    }
+
+    pub fn etag(&self, side: Side) -> &Etag {
+        match side {
+            Side::A => &self.a_etag,
+            Side::B => &self.b_etag,
+        }
+    }
+
+    /// The same mapping with `side`'s item at a new href and etag.
+    pub fn with(&self, side: Side, href: Href, etag: Etag) -> Mapping {
+        let mut m = self.clone();
+        match side {
+            Side::A => (m.a_href, m.a_etag) = (href, etag),
+            Side::B => (m.b_href, m.b_etag) = (href, etag),
+        }
+        m
+    }
 }
 
 /// A new or changed source item that nothing was written for because it lies outside the window.
@@ -49,4 +104,26 @@ pub struct Pending {
     pub a_href: Href,
     pub b_href: Href,
     pub identity: IdentityKey,
+}
+
+impl Pending {
+    /// A create of a copy of `from`'s item `href` at `copy`.
+    pub fn new(from: Side, href: Href, copy: Href, identity: IdentityKey) -> Pending {
+        let (a_href, b_href) = match from {
+            Side::A => (href, copy),
+            Side::B => (copy, href),
+        };
+        Pending {
+            a_href,
+            b_href,
+            identity,
+        }
+    }
+
+    pub fn href(&self, side: Side) -> &Href {
+        match side {
+            Side::A => &self.a_href,
+            Side::B => &self.b_href,
+        }
+    }
 }

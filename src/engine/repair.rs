@@ -14,14 +14,15 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::config::{Extras, PairConfig};
-use crate::engine::{Engine, fetch_all};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::lease::LeaseKind;
 use crate::domain::mapping::Mapping;
+use crate::domain::mapping::Side;
+use crate::domain::types::{ContentHash, Etag, Href};
+use crate::engine::{Dest, Engine, Original, fetch_all};
 use crate::state::StateError;
 use crate::sync::{Content, CopyRank, rank_copies};
-use crate::domain::types::{ContentHash, Etag, Href};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -123,7 +124,8 @@ impl Engine {
         lease: Option<&crate::domain::lease::Lease>,
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
-        let read = |s: &'a dyn crate::store::CalendarStore, cal: &'a crate::domain::types::CalendarPath| async move {
+        let read = |s: &'a dyn crate::store::CalendarStore,
+                    cal: &'a crate::domain::types::CalendarPath| async move {
             s.check_calendar(cal).await?;
             let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
             fetch_all(s, cal, &hrefs).await
@@ -216,11 +218,23 @@ impl Engine {
                 }
                 let action = match lease {
                     None => "would create".to_string(),
-                    Some(l) if !self.state.lease_is_current(l).await? => {
+                    Some(l) if self.fence(l).await?.is_some() => {
                         "failed: the lease was taken over".to_string()
                     }
                     Some(_) => match self
-                        .create(pair, tgt, tcal, &href, &etag, &prepared)
+                        .create(
+                            pair,
+                            Dest {
+                                side: Side::B,
+                                store: tgt,
+                                cal: tcal,
+                            },
+                            Original {
+                                href: &href,
+                                etag: &etag,
+                                item: &prepared,
+                            },
+                        )
                         .await?
                     {
                         Ok((m, _)) => {
@@ -282,7 +296,7 @@ impl Engine {
             } else {
                 let action = match lease {
                     None => "would update".to_string(),
-                    Some(l) if !self.state.lease_is_current(l).await? => {
+                    Some(l) if self.fence(l).await?.is_some() => {
                         "failed: the lease was taken over".to_string()
                     }
                     Some(_) => {
@@ -439,7 +453,7 @@ impl Engine {
         let Some(l) = lease else {
             return Ok(format!("would delete ({why})"));
         };
-        if !self.state.lease_is_current(l).await? {
+        if self.fence(l).await?.is_some() {
             return Ok("failed: the lease was taken over".to_string());
         }
         Ok(match tgt.delete(href, etag).await {

@@ -3,6 +3,9 @@
 use serde::Serialize;
 
 use crate::domain::error::ErrorKind;
+use crate::domain::mapping::Side;
+use crate::domain::types::{CalendarPath, Href};
+use crate::sync::{Action, Prepared, target_name};
 
 /// One item that could not be synced this pass.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -214,5 +217,99 @@ impl Summary {
             }
         }
         out
+    }
+}
+
+impl PairReport {
+    /// Adds one planned action of a pass copying to side `to` (into `tcal`) to a dry run's
+    /// report: counted as it would be done, and described.
+    pub(crate) fn planned(&mut self, a: &Action, to: Side, tcal: &CalendarPath) {
+        match a {
+            Action::Create { .. } => self.created += 1,
+            Action::Update { .. } => self.updated += 1,
+            Action::Delete { .. } | Action::DeleteOrphan { .. } => self.deleted += 1,
+            Action::Skip { href, kind, reason } => {
+                self.fail_item(href, *kind, format!("source item skipped: {reason}"))
+            }
+            Action::Defer { .. } => self.outside_window += 1,
+            Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
+        }
+        self.plan.push(describe(a, to, tcal));
+    }
+}
+
+fn describe(a: &Action, to: Side, tcal: &CalendarPath) -> PlannedAction {
+    let planned = |action, from: &Href, to: Option<&Href>, detail: Option<String>| PlannedAction {
+        action,
+        source_href: from.to_string(),
+        target_href: to.map(Href::to_string),
+        detail,
+    };
+    let summary = |p: &Prepared| p.item.summary().map(|s| format!("{s:?}"));
+    match a {
+        Action::Create {
+            from_href, item, ..
+        } => {
+            let name = tcal.join(&target_name(item.item.uid()));
+            planned("create", from_href, Some(&name), summary(item))
+        }
+        Action::Update {
+            from_href,
+            href,
+            item,
+            ..
+        } => planned("update", from_href, Some(href), summary(item)),
+        Action::Delete {
+            href,
+            mapping: Some(m),
+            ..
+        } => planned("delete", m.href(to.other()), Some(href), None),
+        Action::Delete {
+            href,
+            mapping: None,
+            ..
+        } => PlannedAction {
+            action: "delete",
+            source_href: String::new(),
+            target_href: Some(href.to_string()),
+            detail: Some("not from the source (extras = \"delete\")".into()),
+        },
+        Action::Refresh { mapping } => planned(
+            "refresh",
+            mapping.href(to.other()),
+            Some(mapping.href(to)),
+            Some("etags moved, content equal: record only".into()),
+        ),
+        Action::Forget { mapping } => planned(
+            "forget",
+            mapping.href(to.other()),
+            None,
+            Some("gone on both sides: drop the mapping".into()),
+        ),
+        Action::DeleteOrphan { pending, .. } => planned(
+            "delete",
+            pending.href(to.other()),
+            Some(pending.href(to)),
+            Some("copy left by an interrupted create; its source item is gone".into()),
+        ),
+        Action::ClearPending { pending } => planned(
+            "settle",
+            pending.href(to.other()),
+            Some(pending.href(to)),
+            Some("interrupted create already resolved: record only".into()),
+        ),
+        Action::Skip { href, reason, .. } => planned("skip", href, None, Some(reason.clone())),
+        Action::Defer { href, enters, .. } => planned(
+            "outside-window",
+            href,
+            None,
+            Some(match enters {
+                Some(t) => format!(
+                    "outside the sync window: written once it enters it, {}",
+                    t.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => "before the sync window: not written".into(),
+            }),
+        ),
     }
 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::domain::lease::Lease;
 use crate::domain::pairstate::PairState;
-pub use crate::state::PassView;
 use crate::domain::run::RunStatus;
 use crate::domain::time::{HOUR_MS, now_ms};
+pub use crate::state::PassView;
 use crate::state::{PairRow, State, StateResult};
 
 /// A pair that is new to the state (never passed) shows as `new`.

@@ -13,10 +13,10 @@ use tokio::sync::watch;
 use tracing::{Instrument, error, error_span, info, warn};
 
 use crate::config::{Config, PairConfig};
-use crate::engine::Engine;
-use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
 use crate::domain::time::now_ms;
 use crate::domain::types::PairId;
+use crate::engine::Engine;
+use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
 /// (a write whose mapping was not recorded is found again by the next pass).

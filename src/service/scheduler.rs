@@ -14,12 +14,12 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::{Config, PairConfig};
-use crate::engine::{Engine, PassOptions};
 use crate::domain::error::ErrorKind;
 use crate::domain::pairstate::PairState;
-use crate::engine::report::PairReport;
-use crate::state::StateError;
 use crate::domain::types::PairId;
+use crate::engine::report::PairReport;
+use crate::engine::{Engine, PassOptions};
+use crate::state::StateError;
 
 /// How pair states move.
 #[derive(Debug, Clone, Copy)]

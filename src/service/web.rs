@@ -594,7 +594,10 @@ const LAG_BUCKETS: [(f64, &str); 6] = [
     (f64::INFINITY, "> 1 h"),
 ];
 
-pub fn render_page(s: &Snapshot, quarantine: &[crate::domain::pairstate::QuarantineEntry]) -> String {
+pub fn render_page(
+    s: &Snapshot,
+    quarantine: &[crate::domain::pairstate::QuarantineEntry],
+) -> String {
     let now = s.generated_at;
     let mut out = head("status", now);
     // Totals by state.

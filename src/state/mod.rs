@@ -23,11 +23,11 @@ use sqlx::sqlite::{
 };
 
 use crate::config::PairConfig;
+use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::run::{Outcome, PairStatus, RunCounts, RunKind, RunStatus};
 use crate::domain::time::HOUR_MS;
 use crate::domain::time::now_ms;
-use crate::domain::identity::IdentityKey;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

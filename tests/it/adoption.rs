@@ -7,8 +7,8 @@ use crate::common;
 use common::dav::{DavServer, PASSWORD};
 use tandem::domain::identity::wrap_uid;
 use tandem::domain::item::{Item, Rewriter};
-use tandem::store::CalendarStore;
 use tandem::domain::types::CalendarPath;
+use tandem::store::CalendarStore;
 
 const GOOGLE_UID: &str = "qa87q2t552detf773508pdrchc@google.com";
 

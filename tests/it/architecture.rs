@@ -10,7 +10,12 @@ use std::path::Path;
 fn module_of(rel: &Path) -> Vec<String> {
     let mut parts: Vec<String> = rel
         .components()
-        .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
         .collect();
     if parts.last().is_some_and(|p| p == "mod") {
         parts.pop();
@@ -45,14 +50,24 @@ fn imports(depth: usize) -> BTreeMap<String, BTreeSet<String>> {
         let deps = graph.entry(own.clone()).or_default();
         for line in text.lines() {
             let code = line.split("//").next().unwrap_or("");
-            for (prefix, base) in [("crate::", &[][..]), ("super::", &module[..module.len() - 1])] {
+            for (prefix, base) in [
+                ("crate::", &[][..]),
+                ("super::", &module[..module.len() - 1]),
+            ] {
                 for (i, _) in code.match_indices(prefix) {
-                    if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                    if i > 0
+                        && code[..i]
+                            .ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                    {
                         continue;
                     }
                     let names: Vec<String> = code[i + prefix.len()..]
                         .split("::")
-                        .map(|p| p.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>())
+                        .map(|p| {
+                            p.chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                .collect::<String>()
+                        })
                         .take_while(|p| !p.is_empty())
                         .collect();
                     let mut path = base.to_vec();
@@ -126,7 +141,11 @@ fn each_layer_imports_only_the_layers_below_it() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the layer order:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the layer order:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ use common::dav::{DavServer, Kind, PASSWORD};
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use tandem::domain::item::{Item, Rewriter};
-use tandem::store::CalendarStore;
 use tandem::domain::types::{CalendarPath, Href};
+use tandem::store::CalendarStore;
 
 const ITEMS: usize = 1_000;
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use common::dav::{DavServer, PASSWORD};
 use common::mock::{Answer, Mock, sync_answer};
 use tandem::domain::error::ErrorKind;
+use tandem::domain::types::{CalendarPath, SyncToken};
 use tandem::store::CalendarStore;
 use tandem::store::caldav::CaldavStore;
 use tandem::store::http::{HttpSettings, RetryPolicy};
-use tandem::domain::types::{CalendarPath, SyncToken};
 
 const CAL: &str = "/u/cal/";
 
@@ -163,7 +163,10 @@ async fn malformed_xml_is_a_clear_error_not_a_panic() {
     let e = s.check_calendar(&cal()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");
     let e = s
-        .fetch(&cal(), &[tandem::domain::types::Href::new("/u/cal/a.ics").unwrap()])
+        .fetch(
+            &cal(),
+            &[tandem::domain::types::Href::new("/u/cal/a.ics").unwrap()],
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidData, "{e}");

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use tandem::config::PairConfig;
-use tandem::engine::{Engine, PassOptions};
 use tandem::domain::error::ErrorKind;
 use tandem::domain::item::{Item, Rewriter};
+use tandem::domain::types::CalendarPath;
+use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
-use tandem::domain::types::CalendarPath;
 
 #[derive(Debug, Clone)]
 enum Fault {

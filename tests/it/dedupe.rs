@@ -5,8 +5,8 @@ use crate::common;
 use common::dav::DavServer;
 use common::{Setup, event, text};
 use tandem::domain::identity::wrap_uid;
-use tandem::store::CalendarStore;
 use tandem::domain::types::CalendarPath;
+use tandem::store::CalendarStore;
 
 fn with(body: &str, extra: &str) -> String {
     body.replace("SUMMARY:", &format!("{extra}SUMMARY:"))

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use common::dav;
 use common::{Setup, event, text};
 use tandem::domain::lease::LeaseKind;
+use tandem::domain::types::CalendarPath;
 use tandem::state::State;
 use tandem::store::CalendarStore;
-use tandem::domain::types::CalendarPath;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))

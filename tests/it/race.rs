@@ -7,8 +7,8 @@ use crate::common;
 use std::process::{Command, Stdio};
 
 use common::dav::{self, DavServer, PASSWORD};
-use tandem::store::CalendarStore;
 use tandem::domain::types::CalendarPath;
+use tandem::store::CalendarStore;
 
 const USERS: [&str; 2] = ["alice", "bob"];
 const ITEMS: usize = 40;

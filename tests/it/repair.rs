@@ -6,8 +6,8 @@ use crate::common;
 use common::dav::{self, DavServer};
 use common::{Setup, event, text};
 use tandem::domain::identity::wrap_uid;
-use tandem::store::CalendarStore;
 use tandem::domain::types::CalendarPath;
+use tandem::store::CalendarStore;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use common::dav::{self, DavServer};
 use common::{Setup, event, text};
 use tandem::config::PairConfig;
-use tandem::engine::{Engine, PassOptions};
 use tandem::domain::error::ErrorKind;
 use tandem::domain::item::Rewriter;
 use tandem::domain::pairstate::PairState;
+use tandem::domain::types::CalendarPath;
+use tandem::engine::{Engine, PassOptions};
 use tandem::service::scheduler::{Policy, Scheduler};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
-use tandem::domain::types::CalendarPath;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))

@@ -5,8 +5,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::mapping::{Mapping, Pending, Side};
-use tandem::state::{MIGRATOR, State};
 use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
+use tandem::state::{MIGRATOR, State};
 
 fn pair(id: &str, source: &str) -> PairConfig {
     PairConfig {

@@ -5,10 +5,10 @@ use crate::common;
 use std::sync::Arc;
 
 use tandem::domain::error::ErrorKind;
+use tandem::domain::types::{CalendarPath, Etag, Href};
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
 use tandem::store::vdir::VdirStore;
-use tandem::domain::types::{CalendarPath, Etag, Href};
 
 fn ics(uid: &str, summary: &str) -> String {
     format!(
@@ -267,7 +267,10 @@ async fn memory_store_reports_changes_since_a_token() {
     assert_eq!(delta.deleted, vec![b]);
     // an unknown token falls back to a complete listing
     let bogus = store
-        .changes(&cal, Some(&tandem::domain::types::SyncToken::new("garbage")))
+        .changes(
+            &cal,
+            Some(&tandem::domain::types::SyncToken::new("garbage")),
+        )
         .await
         .unwrap();
     assert!(bogus.complete);
@@ -358,7 +361,12 @@ impl CalendarStore for Slow {
     ) -> tandem::domain::error::StoreResult<tandem::store::ItemVersion> {
         unreachable!("not used by this test")
     }
-    async fn update(&self, _: &Href, _: &Etag, _: &str) -> tandem::domain::error::StoreResult<Etag> {
+    async fn update(
+        &self,
+        _: &Href,
+        _: &Etag,
+        _: &str,
+    ) -> tandem::domain::error::StoreResult<Etag> {
         unreachable!("not used by this test")
     }
     async fn delete(&self, _: &Href, _: &Etag) -> tandem::domain::error::StoreResult<()> {

@@ -11,15 +11,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::dav::DavServer;
 use tandem::config::{Extras, PairConfig};
-use tandem::engine::{Engine, PassOptions};
 use tandem::domain::item::{Item, Rewriter};
+use tandem::domain::types::CalendarPath;
+use tandem::domain::window::Window;
 use tandem::engine::report::PairReport;
+use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::memory::MemoryStore;
 use tandem::store::vdir::VdirStore;
-use tandem::domain::types::CalendarPath;
-use tandem::domain::window::Window;
 
 const DAY: i64 = 86_400;
 /// 2026-11-21 12:00 UTC.

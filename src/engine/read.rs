@@ -1,0 +1,530 @@
+//! The read stage of a pass: list both sides, stop early when nothing moved, bring back items
+//! held by the window or quarantine, read what moved and prepare it for planning.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::write::fetch_all;
+use super::{Engine, PassError, PassOptions, named};
+use crate::config::{Extras, PairConfig};
+use crate::domain::error::{ErrorKind, StoreError};
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::Item;
+use crate::domain::mapping::{Pending, Side};
+use crate::domain::pairstate::Quarantined;
+use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
+use crate::engine::report::PairReport;
+use crate::store::{CalendarStore, Changes, ItemVersion};
+use crate::sync::select::Unmapped;
+use crate::sync::{self, Content, Mode, Prepared, Prior, SourceSnapshot, TargetSnapshot, Version};
+
+/// Both sides' listings, and what the state knew before them.
+pub(super) struct Listing {
+    /// The state's records are for these very calendars.
+    pub known: bool,
+    /// Each side's sync token before this pass and as listed now.
+    pub tokens: [(Option<SyncToken>, Option<SyncToken>); 2],
+    pub source: Changes,
+    pub target: Changes,
+    pub pending: Vec<Pending>,
+}
+
+/// Everything the plan and record stages need.
+pub(super) struct Read {
+    pub tokens: [(Option<SyncToken>, Option<SyncToken>); 2],
+    pub source: SourceSnapshot,
+    pub target: TargetSnapshot,
+    pub prior: Prior,
+    pub pending: Vec<Pending>,
+    /// Target items no mapping names, for adoption and `extras`.
+    pub unmapped: Unmapped,
+    /// Identities of source items waiting outside the window (read for `extras = "delete"`).
+    pub outside: HashSet<IdentityKey>,
+    /// Source hrefs read this pass; those brought back from the window or quarantine.
+    pub src_fetch: Vec<Href>,
+    pub injected: HashSet<Href>,
+    /// Items remembered outside the window that are gone.
+    pub outside_gone: Vec<Href>,
+    pub quarantine: Vec<Quarantined>,
+    /// Target items read for their identity, and ones gone, for the target index.
+    pub indexed: Vec<(Href, Etag, Option<IdentityKey>)>,
+    pub index_gone: Vec<Href>,
+    pub window_key: String,
+}
+
+/// Rows the quiet check read, used again rather than read twice.
+type Remembered = (Vec<(Href, Etag, bool)>, Vec<Quarantined>);
+
+impl Engine {
+    /// Lists both sides at once (the two are usually different servers) and reads the state's
+    /// watermarks and pending creates meanwhile.
+    pub(super) async fn list(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        report: &mut PairReport,
+    ) -> Result<Listing, PassError> {
+        let src = self.store(&pair.source.server)?;
+        let tgt = self.store(&pair.target.server)?;
+        // Mappings recorded for other calendars (the config changed) do not apply; a real pass
+        // drops them in `ensure_pair`, a dry run only ignores them.
+        let stored = self.state.pair_calendars(&pair.id).await?;
+        let current = (pair.source.to_string(), pair.target.to_string());
+        let known = stored.as_ref() == Some(&current);
+        let (token, target_token) = if opts.full || !known {
+            (None, None)
+        } else {
+            (
+                self.state.watermark(&pair.id, Side::A).await?,
+                self.state.watermark(&pair.id, Side::B).await?,
+            )
+        };
+        let pending_read = async {
+            match known {
+                true => self.state.pendings(&pair.id).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let (changes, target_changes, pending) = tokio::join!(
+            list_side(&*src, &pair.source.path, token.as_ref()),
+            list_side(&*tgt, &pair.target.path, target_token.as_ref()),
+            pending_read
+        );
+        let pending = pending?;
+        let changes = changes.map_err(named(&*src, "source", &pair.source))?;
+        let target_changes = match target_changes {
+            Ok(c) => c,
+            Err(e) => {
+                // The source changes just listed wait for the target: they are backlog.
+                if !opts.dry_run {
+                    report.backlog = Some(self.seen_changes(pair, known, &changes).await?);
+                }
+                return Err(named(&*tgt, "target", &pair.target)(e));
+            }
+        };
+        Ok(Listing {
+            known,
+            tokens: [
+                (token, changes.token.clone()),
+                (target_token, target_changes.token.clone()),
+            ],
+            source: changes,
+            target: target_changes,
+            pending,
+        })
+    }
+
+    /// Nothing moved on either side since the last pass (the usual case for a service passing
+    /// thousands of pairs): unless something is due, there is nothing to read or plan.
+    /// `Ok(None)`: the pass is done. Otherwise the rows read to decide, for the read stage.
+    pub(super) async fn quiet(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        listing: &Listing,
+        report: &mut PairReport,
+    ) -> Result<Option<Option<Remembered>>, PassError> {
+        let (s, t) = (&listing.source, &listing.target);
+        let quiet = listing.known
+            && !opts.full
+            && !s.complete
+            && !t.complete
+            && s.changed.is_empty()
+            && s.deleted.is_empty()
+            && t.changed.is_empty()
+            && t.deleted.is_empty()
+            && listing.pending.is_empty();
+        if !quiet {
+            return Ok(Some(None));
+        }
+        let now = (self.clock)().timestamp();
+        let window_key = self.window.key();
+        let (due, held) = tokio::join!(
+            self.state.outside_window(&pair.id, now, &window_key, false),
+            self.state.quarantine_rows(&pair.id)
+        );
+        let (due, held) = (due?, held?);
+        if !due.is_empty() || !held.iter().all(|q| q.quarantined && !q.retry) {
+            return Ok(Some(Some((due, held))));
+        }
+        report.unchanged = self.state.mapping_count(&pair.id).await?;
+        // Quarantined items are source changes not in the target.
+        report.backlog = Some(held.len() as u64);
+        if !opts.dry_run {
+            self.save_watermarks(pair, &listing.tokens).await?;
+        }
+        Ok(None)
+    }
+
+    /// Reads what moved on both sides and prepares it: the source parsed, rewritten for the
+    /// target org, judged against the window and hashed; the target parsed and hashed.
+    pub(super) async fn read(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        listing: Listing,
+        remembered: Option<Remembered>,
+        report: &mut PairReport,
+    ) -> Result<Read, PassError> {
+        let mode = Mode::OneWay { from: Side::A };
+        let Listing {
+            known,
+            tokens,
+            source: changes,
+            target: target_changes,
+            pending,
+        } = listing;
+        let (prior, mut index) = if known {
+            let (mappings, index) = tokio::join!(
+                self.state.mappings(&pair.id),
+                self.state.target_index(&pair.id)
+            );
+            (mappings?.into_iter().collect::<Prior>(), index?)
+        } else {
+            (Prior::new(), HashMap::new())
+        };
+        let scal = &pair.source.path;
+        let mut source = SourceSnapshot {
+            items: changes
+                .changed
+                .into_iter()
+                .filter(|v| scal.contains(&v.href))
+                .map(|v| unread(v.href, v.etag))
+                .collect(),
+            deleted: changes.deleted,
+            complete: changes.complete,
+            waiting: 0,
+        };
+        let mut read = Read {
+            tokens,
+            source: SourceSnapshot::default(),
+            target: TargetSnapshot::new(),
+            prior,
+            pending,
+            unmapped: Unmapped::default(),
+            outside: HashSet::new(),
+            src_fetch: Vec::new(),
+            injected: HashSet::new(),
+            outside_gone: Vec::new(),
+            quarantine: Vec::new(),
+            indexed: Vec::new(),
+            index_gone: Vec::new(),
+            window_key: self.window.key(),
+        };
+        if known {
+            self.bring_back_held(pair, &mut source, &mut read, remembered, report)
+                .await?;
+        }
+        let target_etags = target_view(
+            mode,
+            &read.prior,
+            target_changes.changed,
+            &target_changes.deleted,
+            target_changes.complete,
+        );
+        let (src_fetch, mut tgt_fetch) =
+            sync::fetch_lists(mode, &source, &target_etags, &read.prior, opts.full);
+        // Target items that are not copies of ours are read once per etag, for their identity.
+        let mapped: HashSet<Href> = read.prior.values().map(|m| m.b_href.clone()).collect();
+        read.index_gone = index
+            .keys()
+            .filter(|h| {
+                mapped.contains(*h)
+                    || match target_changes.complete {
+                        true => !target_etags.contains_key(*h),
+                        false => target_changes.deleted.contains(h),
+                    }
+            })
+            .cloned()
+            .collect();
+        let to_index: HashSet<Href> = target_etags
+            .iter()
+            .filter(|(h, e)| !mapped.contains(*h) && index.get(*h).is_none_or(|(k, _)| k != *e))
+            .map(|(h, _)| h.clone())
+            .collect();
+        let extra: Vec<Href> = to_index
+            .iter()
+            .filter(|h| !tgt_fetch.contains(h))
+            .cloned()
+            .collect();
+        tgt_fetch.extend(extra);
+        debug!(
+            source = src_fetch.len(),
+            target = tgt_fetch.len(),
+            "reading changed items"
+        );
+        read.src_fetch = src_fetch;
+        self.fetch(
+            pair,
+            &mut source,
+            target_etags,
+            &tgt_fetch,
+            &to_index,
+            &mut read,
+        )
+        .await?;
+        for h in &read.index_gone {
+            index.remove(h);
+        }
+        for (h, e, i) in &read.indexed {
+            index.insert(h.clone(), (e.clone(), i.clone()));
+        }
+        read.source = source;
+        self.unmapped(pair, index, &mapped, &mut read).await?;
+        Ok(read)
+    }
+
+    /// Source items left outside the window earlier, and ones quarantined, are held while their
+    /// etag holds. Due ones (their time has come, the window setting changed, an operator asked
+    /// for a retry) are read again: an incremental listing will not mention them, so they are
+    /// read as if listed. A complete listing lists whatever still exists (a remembered item it
+    /// does not list is gone).
+    async fn bring_back_held(
+        &self,
+        pair: &PairConfig,
+        source: &mut SourceSnapshot,
+        read: &mut Read,
+        remembered: Option<Remembered>,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
+        let (outside_rows, q_rows) = match remembered {
+            Some(rows) => rows,
+            None => {
+                let now = (self.clock)().timestamp();
+                let (o, q) = tokio::join!(
+                    self.state
+                        .outside_window(&pair.id, now, &read.window_key, source.complete),
+                    self.state.quarantine_rows(&pair.id)
+                );
+                (o?, q?)
+            }
+        };
+        read.quarantine = q_rows;
+        // (href, etag, held while listed at this etag, quarantined)
+        let rows: Vec<(Href, Etag, bool, bool)> = outside_rows
+            .into_iter()
+            .map(|(h, e, due)| (h, e, !due, false))
+            .chain(read.quarantine.iter().map(|q| {
+                let held = q.quarantined && !q.retry;
+                (q.href.clone(), q.etag.clone(), held, held)
+            }))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let listed: HashMap<&Href, &Etag> =
+            source.items.iter().map(|s| (&s.href, &s.etag)).collect();
+        let deleted: HashSet<&Href> = source.deleted.iter().collect();
+        let in_flight: HashSet<&Href> = read.pending.iter().map(|p| &p.a_href).collect();
+        let mut waiting: HashSet<Href> = HashSet::new();
+        let mut inject = Vec::new();
+        for (href, etag, held, quarantined) in rows {
+            match listed.get(&href) {
+                // Held and unchanged: a new item is left out, a changed mapped one is listed at
+                // its mapped etag (so it counts as unchanged).
+                Some(now_etag) if held && **now_etag == etag && !in_flight.contains(&href) => {
+                    report.quarantined += u64::from(quarantined);
+                    waiting.insert(href);
+                }
+                Some(_) => {}
+                None if deleted.contains(&href) => {}
+                None if source.complete => read.outside_gone.push(href),
+                None if held => {}
+                None => inject.push((href, etag)),
+            }
+        }
+        let prior = &read.prior;
+        source.items.retain_mut(|s| {
+            match (waiting.contains(&s.href), prior.get(Side::A, &s.href)) {
+                (false, _) => true,
+                (true, None) => false,
+                (true, Some(p)) => {
+                    s.etag = p.a_etag.clone();
+                    true
+                }
+            }
+        });
+        source.waiting = waiting.len();
+        for (href, etag) in inject {
+            if read.injected.insert(href.clone()) {
+                source.items.push(unread(href, etag));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads both sides' moved items at once and lays them over the listings.
+    async fn fetch(
+        &self,
+        pair: &PairConfig,
+        source: &mut SourceSnapshot,
+        target_etags: HashMap<Href, Etag>,
+        tgt_fetch: &[Href],
+        to_index: &HashSet<Href>,
+        read: &mut Read,
+    ) -> Result<(), PassError> {
+        let src = self.store(&pair.source.server)?;
+        let tgt = self.store(&pair.target.server)?;
+        let now = (self.clock)();
+        let (src_read, tgt_read) = tokio::join!(
+            fetch_all(&*src, &pair.source.path, &read.src_fetch),
+            fetch_all(&*tgt, &pair.target.path, tgt_fetch)
+        );
+        let src_read = src_read.map_err(named(&*src, "source", &pair.source))?;
+        let tgt_read = tgt_read.map_err(named(&*tgt, "target", &pair.target))?;
+        // The etag is the one read with the body, when the read succeeded.
+        let mut fetched: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> =
+            HashMap::with_capacity(src_read.len());
+        for (href, res) in src_read {
+            let entry = match res {
+                Ok(r) => (Some(r.etag), self.prepare(&r.data, now)),
+                // A remembered item deleted since: nothing to sync, nothing to remember.
+                Err(e) if e.kind == ErrorKind::NotFound && read.injected.contains(&href) => {
+                    read.outside_gone.push(href);
+                    continue;
+                }
+                Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
+            };
+            fetched.insert(href, entry);
+        }
+        if !read.outside_gone.is_empty() && !read.injected.is_empty() {
+            let gone: HashSet<&Href> = read.outside_gone.iter().collect();
+            source.items.retain(|s| !gone.contains(&s.href));
+        }
+        for s in &mut source.items {
+            if let Some((etag, content)) = fetched.remove(&s.href) {
+                s.etag = etag.unwrap_or_else(|| s.etag.clone());
+                s.content = content;
+            }
+        }
+        // Mappings an incremental listing did not mention but whose target copy needs restoring.
+        for (href, (etag, content)) in fetched {
+            let known = etag.or_else(|| read.prior.get(Side::A, &href).map(|p| p.a_etag.clone()));
+            if let Some(etag) = known {
+                source.items.push(Version {
+                    href,
+                    etag,
+                    content,
+                });
+            }
+        }
+        // Target: hash what is there now.
+        let mut target: TargetSnapshot = target_etags
+            .into_iter()
+            .map(|(href, etag)| (href.clone(), unread(href, etag)))
+            .collect();
+        for (href, res) in tgt_read {
+            let Some(t) = target.get_mut(&href) else {
+                continue;
+            };
+            match res {
+                Ok(r) => {
+                    let parsed = Item::parse(&r.data);
+                    if to_index.contains(&href) {
+                        let identity = parsed.as_ref().ok().map(Item::identity);
+                        read.indexed.push((href.clone(), r.etag.clone(), identity));
+                    }
+                    t.etag = r.etag;
+                    t.content = match parsed {
+                        Ok(item) => Content::Fetched(Arc::new(Prepared::new(item))),
+                        Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
+                    };
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    target.remove(&href);
+                    read.index_gone.push(href);
+                }
+                Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
+            }
+        }
+        read.target = target;
+        Ok(())
+    }
+
+    /// Target items no mapping names, by identity (candidates for adoption), and the ones that
+    /// cannot be read; with `extras = "delete"`, the identities waiting outside the window too.
+    async fn unmapped(
+        &self,
+        pair: &PairConfig,
+        index: HashMap<Href, (Etag, Option<IdentityKey>)>,
+        mapped: &HashSet<Href>,
+        read: &mut Read,
+    ) -> Result<(), PassError> {
+        for (href, (etag, identity)) in index {
+            if mapped.contains(&href) {
+                continue;
+            }
+            match identity {
+                Some(i) => read
+                    .unmapped
+                    .by_identity
+                    .entry(i)
+                    .or_default()
+                    .push((href, etag)),
+                None => read.unmapped.unreadable.push((href, etag)),
+            }
+        }
+        if self.extras == Extras::Delete && !read.unmapped.by_identity.is_empty() {
+            read.outside
+                .extend(self.state.outside_window_identities(&pair.id).await?);
+        }
+        Ok(())
+    }
+}
+
+/// One side's changes since `token`. A side without a watermark (first pass, resync, changed
+/// calendars) is checked to be a calendar along with its listing, and a failed check is the
+/// clearer error; a side with one was checked before, and its listing fails with the URL and
+/// status if the calendar is gone. An unchanged calendar costs one request.
+async fn list_side(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    token: Option<&SyncToken>,
+) -> Result<Changes, StoreError> {
+    let check = async {
+        match token {
+            None => store.check_calendar(cal).await,
+            Some(_) => Ok(()),
+        }
+    };
+    let (check, changes) = tokio::join!(check, store.changes(cal, token));
+    check.and(changes)
+}
+
+fn unread(href: Href, etag: Etag) -> Version {
+    Version {
+        href,
+        etag,
+        content: Content::NotFetched,
+    }
+}
+
+/// The side copied to as the planner needs it: every copy with its etag.
+///
+/// From a complete listing, that is the listing. From changes since the last good pass, it is
+/// the copies recorded then, with what changed or went since laid over them; items that did not
+/// come from the other side and did not change are not needed.
+fn target_view(
+    mode: Mode,
+    prior: &Prior,
+    changed: Vec<ItemVersion>,
+    deleted: &[Href],
+    complete: bool,
+) -> HashMap<Href, Etag> {
+    let to = mode.to();
+    let mut view: HashMap<Href, Etag> = if complete {
+        HashMap::with_capacity(changed.len())
+    } else {
+        prior
+            .values()
+            .map(|m| (m.href(to).clone(), m.etag(to).clone()))
+            .collect()
+    };
+    for href in deleted {
+        view.remove(href);
+    }
+    view.extend(changed.into_iter().map(|v| (v.href, v.etag)));
+    view
+}

@@ -1,0 +1,226 @@
+//! The record stage of a pass: what the plan only records (etags that moved, mappings gone,
+//! pending creates settled, items deferred by the window), what the writes came to, quarantine,
+//! and the watermarks, which move only when every change they cover is recorded.
+
+use std::collections::{HashMap, HashSet};
+
+use super::execute::{Done, Executed};
+use super::read::Read;
+use super::write::Written;
+use super::{Engine, PassError};
+use crate::config::PairConfig;
+use crate::domain::error::ErrorKind;
+use crate::domain::mapping::{Mapping, OutsideWindow, Pending};
+use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
+use crate::domain::types::Href;
+use crate::engine::report::PairReport;
+use crate::sync::{Action, Content};
+
+/// The state changes a pass makes besides the mappings recorded with each write.
+#[derive(Default)]
+struct Bookkeeping {
+    refreshed: Vec<Mapping>,
+    /// Mappings to drop, by A href.
+    forget: Vec<Href>,
+    settled: Vec<Pending>,
+    outside: Vec<OutsideWindow>,
+    extras_gone: Vec<Href>,
+    /// Writes not attempted because the pass stopped.
+    left: u64,
+}
+
+impl Bookkeeping {
+    /// Sorts the plan's record-only actions, counting them into `report`.
+    fn of_plan(local: Vec<Action>, report: &mut PairReport) -> Bookkeeping {
+        let mut b = Bookkeeping::default();
+        for action in local {
+            match action {
+                Action::ClearPending { pending } => b.settled.push(pending),
+                Action::Refresh { mapping } => b.refreshed.push(mapping),
+                Action::Forget { mapping } => b.forget.push(mapping.a_href),
+                Action::Defer {
+                    href,
+                    etag,
+                    identity,
+                    enters,
+                    forget,
+                } => {
+                    report.outside_window += 1;
+                    if let Some(m) = forget {
+                        b.forget.push(m.a_href);
+                    }
+                    b.outside.push(OutsideWindow {
+                        a_href: href,
+                        a_etag: etag,
+                        identity,
+                        enters: enters.map(|t| t.timestamp()),
+                    });
+                }
+                Action::Skip { href, kind, reason } => {
+                    report.fail_item(&href, kind, format!("source item skipped: {reason}"));
+                }
+                other => unreachable!("a remote write is executed: {other:?}"),
+            }
+        }
+        b
+    }
+
+    /// Counts what the writes came to into `report`.
+    fn add_done(&mut self, done: Vec<Done>, report: &mut PairReport) {
+        for d in done {
+            match d {
+                Done::Written(Written::Created) => report.created += 1,
+                Done::Written(Written::Updated) => report.updated += 1,
+                Done::Written(Written::Adopted) => report.adopted += 1,
+                Done::Written(Written::Unchanged) => report.unchanged += 1,
+                Done::Deleted => report.deleted += 1,
+                Done::ExtraDeleted(href) => {
+                    report.deleted += 1;
+                    self.extras_gone.push(href);
+                }
+                Done::Settled { pending, removed } => {
+                    report.deleted += u64::from(removed);
+                    self.settled.push(pending);
+                }
+                Done::Failed { href, kind, reason } => report.fail_item(&href, kind, reason),
+                Done::NotRun => self.left += 1,
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Records the pass: bookkeeping, quarantine, the window's memory, then — if nothing was
+    /// left undone — the watermarks. A pass that stopped early is an `Err` naming why.
+    pub(super) async fn record(
+        &self,
+        pair: &PairConfig,
+        mut read: Read,
+        local: Vec<Action>,
+        executed: Executed,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
+        let mut b = Bookkeeping::of_plan(local, report);
+        b.add_done(executed.done, report);
+        // Every source change this pass saw and did not apply: failed, skipped, quarantined, or
+        // left when the pass stopped early.
+        report.backlog = Some(report.failed + b.left + report.quarantined);
+        self.state.apply(&pair.id, &b.refreshed, &b.forget).await?;
+        self.state.clear_pendings(&pair.id, &b.settled).await?;
+        self.state
+            .update_target_index(&pair.id, &[], &b.extras_gone)
+            .await?;
+        let cut_short = executed.halt.is_some() || b.left > 0;
+        self.quarantine(pair, &read, cut_short, report).await?;
+        // What was read and is now written, in step or deleted needs no remembering; after a
+        // failure only what is known gone is forgotten (the rest is read again next pass).
+        if report.failed == 0 && !cut_short {
+            read.outside_gone.append(&mut read.src_fetch);
+            read.outside_gone.extend(read.injected.drain());
+            read.outside_gone
+                .extend(read.source.deleted.iter().cloned());
+        }
+        self.state
+            .update_outside_window(&pair.id, &b.outside, &read.outside_gone, &read.window_key)
+            .await?;
+        let left = b.left;
+        if let Some((kind, reason)) = executed.halt {
+            let store = self.store(&pair.target.server)?.describe();
+            return Err(PassError::Pair(
+                kind,
+                format!(
+                    "target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass",
+                    pair.target
+                ),
+            ));
+        }
+        if let Some(why) = executed.lost {
+            report.busy = true;
+            return Err(PassError::Pair(
+                ErrorKind::Transient,
+                format!(
+                    "target calendar {}: {why}; stopped writing, {left} change(s) left for the next pass",
+                    pair.target
+                ),
+            ));
+        }
+        if left > 0 {
+            report.interrupted = true;
+            return Err(PassError::Pair(
+                ErrorKind::Transient,
+                format!("interrupted: tandem is stopping; {left} change(s) left for the next pass"),
+            ));
+        }
+        // The target's token was taken before this pass wrote: our own writes show up next time
+        // with the etags just recorded (a no-op), and nobody else's edit in between is missed.
+        if report.failed == 0 {
+            self.save_watermarks(pair, &read.tokens).await?;
+        }
+        Ok(())
+    }
+
+    /// Permanent failures of source items count towards quarantine; items read and synced (or
+    /// gone) leave it. Unless the pass stopped early: then what was not written is unknown.
+    async fn quarantine(
+        &self,
+        pair: &PairConfig,
+        read: &Read,
+        cut_short: bool,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
+        let versions: HashMap<&Href, &crate::sync::Version> =
+            read.source.items.iter().map(|s| (&s.href, s)).collect();
+        let mut faults = Vec::new();
+        let mut failed: HashSet<Href> = HashSet::new();
+        for f in &report.failures {
+            let Ok(href) = Href::new(&f.href) else {
+                continue;
+            };
+            let Some(s) = versions.get(&href) else {
+                continue;
+            };
+            failed.insert(href.clone());
+            if f.permanent {
+                let identity = match &s.content {
+                    Content::Fetched(p) => Some(p.identity.clone()),
+                    _ => read
+                        .prior
+                        .get(crate::domain::mapping::Side::A, &href)
+                        .map(|m| m.identity.clone()),
+                };
+                faults.push(ItemFault {
+                    href,
+                    etag: s.etag.clone(),
+                    identity,
+                    error: f.reason.clone(),
+                });
+            }
+        }
+        if faults.is_empty() && read.quarantine.is_empty() {
+            return Ok(());
+        }
+        let mut synced: Vec<Href> = read.outside_gone.clone();
+        if !cut_short {
+            synced.extend(
+                read.src_fetch
+                    .iter()
+                    .chain(&read.injected)
+                    .filter(|h| !failed.contains(*h))
+                    .cloned(),
+            );
+            synced.extend(read.source.deleted.iter().cloned());
+        }
+        let newly = self
+            .state
+            .record_item_faults(&pair.id, &faults, &synced)
+            .await?;
+        for f in &mut report.failures {
+            if newly.iter().any(|h| h.as_str() == f.href) {
+                f.reason.push_str(&format!(
+                    "; quarantined after {QUARANTINE_AFTER} failures: skipped until it changes in the source or `tandem quarantine retry`"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

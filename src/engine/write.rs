@@ -1,0 +1,284 @@
+//! Remote writes of one item, each safe to retry: `If-None-Match: *` creates on a name derived
+//! from the UID (a retried create after a crash lands on the same name and is adopted),
+//! `If-Match` updates and deletes, and a 412 answered by re-reading, never by overwriting blindly.
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tracing::debug;
+
+use super::Engine;
+use crate::config::PairConfig;
+use crate::domain::error::{ErrorKind, StoreError};
+use crate::domain::item::Item;
+use crate::domain::mapping::{Mapping, Pending, Side};
+use crate::domain::types::{CalendarPath, Etag, Href};
+use crate::state::StateError;
+use crate::store::{self, CalendarStore, ItemVersion};
+use crate::sync::{Prepared, target_name};
+
+/// Items per multiget-style fetch.
+const FETCH_BATCH: usize = 100;
+
+/// How a write of an item came out.
+pub(crate) enum Written {
+    Created,
+    Updated,
+    Adopted,
+    /// A re-read found the copy already equal.
+    Unchanged,
+}
+
+/// A write's outcome: the mapping to record, or the store's refusal (an `Err` of the state is
+/// fatal for the pass, a store error only for the item).
+pub(crate) type WriteResult = Result<Result<(Mapping, Written), StoreError>, StateError>;
+
+/// Where a copy is written: the side, its store and its calendar.
+#[derive(Clone, Copy)]
+pub(crate) struct Dest<'a> {
+    pub side: Side,
+    pub store: &'a dyn CalendarStore,
+    pub cal: &'a CalendarPath,
+}
+
+/// The item a copy is made from: its href and etag on the other side, and its prepared form.
+#[derive(Clone, Copy)]
+pub(crate) struct Original<'a> {
+    pub href: &'a Href,
+    pub etag: &'a Etag,
+    pub item: &'a Prepared,
+}
+
+impl Original<'_> {
+    fn mapping(&self, to: Side, copy: ItemVersion) -> Mapping {
+        Mapping::between(
+            to.other(),
+            (self.href.clone(), self.etag.clone()),
+            (copy.href, copy.etag),
+            self.item.identity.clone(),
+            self.item.hash,
+        )
+    }
+}
+
+impl Engine {
+    /// Takes over a copy of the same meeting (a repair assistant's, one made by hand, or one
+    /// left by a crashed run): updates it with `If-Match` if its content differs, keeping its
+    /// UID spelling. `None` if it is gone or no longer the same meeting.
+    pub(super) async fn adopt(
+        &self,
+        dest: Dest<'_>,
+        original: Original<'_>,
+        (href, etag): (&Href, &Etag),
+    ) -> Result<Option<(Mapping, Written)>, StoreError> {
+        let Some(now) = read_one(dest.store, dest.cal, href).await? else {
+            return Ok(None);
+        };
+        let Ok(there) = Item::parse(&now.data) else {
+            return Ok(None);
+        };
+        if there.identity() != original.item.identity {
+            return Ok(None);
+        }
+        debug!(href = %href, was = %etag, "adopting the existing copy of this meeting");
+        let etag = if there.content_hash() == original.item.hash {
+            now.etag
+        } else {
+            let mut ours = original.item.item.clone();
+            ours.set_uid(there.uid());
+            dest.store.update(href, &now.etag, &ours.to_ics()).await?
+        };
+        let copy = ItemVersion {
+            href: href.clone(),
+            etag,
+        };
+        Ok(Some((original.mapping(dest.side, copy), Written::Adopted)))
+    }
+
+    /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
+    /// earlier run), adopt it; if by something else, use a fresh name.
+    ///
+    /// Each create is first noted as pending in the state, so a copy written just before a crash
+    /// is found again (adopted, or deleted if its original is gone) by the next pass.
+    pub(crate) async fn create(
+        &self,
+        pair: &PairConfig,
+        dest: Dest<'_>,
+        original: Original<'_>,
+    ) -> WriteResult {
+        let item = original.item;
+        let text = item.item.to_ics();
+        let name = target_name(item.item.uid());
+        let pending = |name: &str| {
+            let copy = dest.cal.join(name);
+            Pending::new(
+                dest.side.other(),
+                original.href.clone(),
+                copy,
+                item.identity.clone(),
+            )
+        };
+        self.state.add_pending(&pair.id, &pending(&name)).await?;
+        match dest.store.create(dest.cal, &name, &text).await {
+            Ok(v) => return Ok(Ok((original.mapping(dest.side, v), Written::Created))),
+            Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
+            Err(e) => return self.refused_create(pair, pending(&name), e).await,
+        }
+        // The name is taken: by our own copy from an interrupted run (adopt it), or by another item.
+        let href = dest.cal.join(&name);
+        let adopted = async {
+            if let Some(existing) = read_one(dest.store, dest.cal, &href).await?
+                && let Ok(there) = Item::parse(&existing.data)
+                && there.identity() == item.identity
+            {
+                let etag = if there.content_hash() == item.hash {
+                    existing.etag
+                } else {
+                    dest.store.update(&href, &existing.etag, &text).await?
+                };
+                let copy = ItemVersion {
+                    href: href.clone(),
+                    etag,
+                };
+                return Ok(Some(original.mapping(dest.side, copy)));
+            }
+            Ok::<_, StoreError>(None)
+        };
+        match adopted.await {
+            Ok(Some(m)) => return Ok(Ok((m, Written::Adopted))),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        let stem = name.trim_end_matches(".ics");
+        let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
+        self.state.add_pending(&pair.id, &pending(&fresh)).await?;
+        match dest.store.create(dest.cal, &fresh, &text).await {
+            Ok(v) => Ok(Ok((original.mapping(dest.side, v), Written::Created))),
+            Err(e) => self.refused_create(pair, pending(&fresh), e).await,
+        }
+    }
+
+    /// A create that failed. A permanent refusal (a 4xx such as 413) wrote nothing, so its pending
+    /// row goes: a pending create is never held back, and the item could not be quarantined. A
+    /// failure that may have written (a timeout, a 5xx) keeps the row for the next pass to settle.
+    async fn refused_create(
+        &self,
+        pair: &PairConfig,
+        pending: Pending,
+        e: StoreError,
+    ) -> WriteResult {
+        if e.kind.is_permanent() {
+            self.state.clear_pendings(&pair.id, &[pending]).await?;
+        }
+        Ok(Err(e))
+    }
+
+    /// `If-Match` update of the copy at `href`; on 412 re-read it and decide again (once).
+    pub(super) async fn update(
+        &self,
+        pair: &PairConfig,
+        dest: Dest<'_>,
+        original: Original<'_>,
+        (href, etag): (&Href, &Etag),
+    ) -> WriteResult {
+        let text = original.item.item.to_ics();
+        let mapping = |etag: Etag| {
+            let copy = ItemVersion {
+                href: href.clone(),
+                etag,
+            };
+            original.mapping(dest.side, copy)
+        };
+        match dest.store.update(href, etag, &text).await {
+            Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
+            Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return self.create(pair, dest, original).await;
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+        debug!(href = %href, "the copy changed underneath; re-reading");
+        let now = match read_one(dest.store, dest.cal, href).await {
+            Ok(None) => return self.create(pair, dest, original).await,
+            Ok(Some(now)) => now,
+            Err(e) => return Ok(Err(e)),
+        };
+        if Item::parse(&now.data).is_ok_and(|i| i.content_hash() == original.item.hash) {
+            return Ok(Ok((mapping(now.etag), Written::Unchanged)));
+        }
+        // One-way: the original is the truth; overwrite only the version just read.
+        Ok(dest
+            .store
+            .update(href, &now.etag, &text)
+            .await
+            .map(|etag| (mapping(etag), Written::Updated)))
+    }
+}
+
+/// Reads `hrefs` in multiget-sized batches, up to the store's parallelism at once.
+pub(crate) async fn fetch_all(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    hrefs: &[Href],
+) -> Result<Vec<store::Fetched>, StoreError> {
+    let batches: Vec<Vec<store::Fetched>> =
+        stream::iter(hrefs.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
+            .map(|batch| async move { store.fetch(cal, &batch).await })
+            .buffer_unordered(store.parallelism().max(1))
+            .try_collect()
+            .await?;
+    Ok(batches.into_iter().flatten().collect())
+}
+
+/// `If-Match` delete; on 412 re-read and delete the version now there (its original is gone).
+pub(super) async fn delete(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    href: &Href,
+    etag: &Etag,
+) -> Result<(), StoreError> {
+    match store.delete(href, etag).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind == ErrorKind::PreconditionFailed => {
+            match read_one(store, cal, href).await? {
+                None => Ok(()),
+                Some(now) => store.delete(href, &now.etag).await,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the copy a pending create left on `side`, if it is still that item. Returns whether
+/// it deleted.
+pub(super) async fn delete_orphan(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    side: Side,
+    p: &Pending,
+) -> Result<bool, StoreError> {
+    let href = p.href(side);
+    let Some(now) = read_one(store, cal, href).await? else {
+        return Ok(false);
+    };
+    let ours = Item::parse(&now.data).is_ok_and(|i| i.identity() == p.identity);
+    if !ours {
+        return Ok(false); // another item holds the name now; not ours to delete
+    }
+    // If-Match on the version whose identity was just checked.
+    delete(store, cal, href, &now.etag).await.map(|()| true)
+}
+
+/// Reads one item; `None` if it does not exist.
+pub(crate) async fn read_one(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    href: &Href,
+) -> Result<Option<crate::store::Resource>, StoreError> {
+    let mut got = store.fetch(cal, std::slice::from_ref(href)).await?;
+    match got.pop() {
+        Some((_, Ok(r))) => Ok(Some(r)),
+        Some((_, Err(e))) if e.kind == ErrorKind::NotFound => Ok(None),
+        Some((_, Err(e))) => Err(e),
+        None => Ok(None),
+    }
+}
