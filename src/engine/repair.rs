@@ -124,52 +124,13 @@ impl Engine {
         lease: Option<&crate::domain::lease::Lease>,
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
-        let read = |s: &'a dyn crate::store::CalendarStore,
-                    cal: &'a crate::domain::types::CalendarPath| async move {
-            s.check_calendar(cal).await?;
-            let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
-            fetch_all(s, cal, &hrefs).await
-        };
-        let (source_items, target_items) = tokio::join!(read(src, scal), read(tgt, tcal));
-        let (source_items, target_items) = match (source_items, target_items) {
-            (Ok(s), Ok(t)) => (s, t),
-            (Err(e), _) => {
-                report.error = Some(format!(
-                    "source calendar {} ({}): {e}",
-                    pair.source,
-                    src.describe()
-                ));
-                return Ok(());
-            }
-            (_, Err(e)) => {
-                report.error = Some(format!(
-                    "target calendar {} ({}): {e}",
-                    pair.target,
-                    tgt.describe()
-                ));
-                return Ok(());
-            }
+        let Some((source_items, mut copies)) = self
+            .read_for_repair(pair, (src, scal), (tgt, tcal), report)
+            .await
+        else {
+            return Ok(());
         };
         let now = self.now();
-        // The target, grouped by meeting.
-        let mut copies: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
-        for (href, got) in target_items {
-            match got.map_err(|e| e.to_string()).and_then(|r| {
-                Item::parse(&r.data)
-                    .map(|i| (r.etag, i))
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok((etag, item)) => copies.entry(item.identity()).or_default().push(Copy {
-                    href,
-                    etag,
-                    uid: item.uid().to_string(),
-                    hash: item.content_hash(),
-                    sequence: item.sequence(),
-                    last_modified: item.last_modified().map(str::to_string),
-                }),
-                Err(e) => report.skipped.push(format!("target {href}: {e}")),
-            }
-        }
         // What the state believes (used only to tell an orphan from an extra, and to prefer the
         // mapped copy of a duplicate).
         let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
@@ -210,7 +171,7 @@ impl Engine {
                     }
                 }
             }
-            let mut these = copies.remove(&prepared.identity).unwrap_or_default();
+            let these = copies.remove(&prepared.identity).unwrap_or_default();
             if these.is_empty() {
                 if !prepared.fit.is_inside() {
                     report.outside_window += 1;
@@ -253,76 +214,185 @@ impl Engine {
                 });
                 continue;
             }
-            rank_copies(&mut these, |c| CopyRank {
-                mapped: mapped.contains(&c.href),
-                equal: c.hash == prepared.hash,
-                sequence: c.sequence,
-                last_modified: c.last_modified.as_deref(),
-                href: &c.href,
-            });
-            let mut rest = these.into_iter();
-            let keep = rest.next().expect("at least one copy");
-            for dup in rest {
-                let action = self
-                    .remove(
-                        tgt,
-                        lease,
-                        &dup.href,
-                        &dup.etag,
-                        format!("kept {}", keep.href),
-                    )
-                    .await?;
-                report.findings.push(Finding {
-                    class: "duplicate",
-                    href: dup.href.to_string(),
-                    identity: identity.clone(),
-                    action,
-                });
-            }
-            let mut mapping = Mapping {
-                a_href: href.clone(),
-                a_etag: etag.clone(),
-                b_href: keep.href.clone(),
-                b_etag: keep.etag.clone(),
-                identity: prepared.identity.clone(),
-                hash: prepared.hash,
-            };
-            if keep.hash == prepared.hash {
-                report.in_step += 1;
-            } else if !prepared.fit.is_inside() {
-                // Outside the window nothing is updated; remember what the copy holds.
-                mapping.hash = keep.hash;
-                report.outside_window += 1;
-            } else {
-                let action = match lease {
-                    None => "would update".to_string(),
-                    Some(l) if self.fence(l).await?.is_some() => {
-                        "failed: the lease was taken over".to_string()
-                    }
-                    Some(_) => {
-                        let mut ours = prepared.item.clone();
-                        ours.set_uid(&keep.uid);
-                        match tgt.update(&keep.href, &keep.etag, &ours.to_ics()).await {
-                            Ok(new) => {
-                                mapping.b_etag = new;
-                                "updated".to_string()
-                            }
-                            Err(e) => {
-                                mapping.hash = keep.hash;
-                                format!("failed: {e}")
-                            }
-                        }
-                    }
-                };
-                report.findings.push(Finding {
-                    class: "drifted",
-                    href: keep.href.to_string(),
-                    identity: identity.clone(),
-                    action,
-                });
-            }
+            let mapping = self
+                .repair_copies(
+                    tgt,
+                    lease,
+                    (&href, &etag),
+                    &prepared,
+                    these,
+                    &mapped,
+                    report,
+                )
+                .await?;
             found.push(mapping);
         }
+        self.repair_leftovers(tgt, lease, copies, &mapped, report)
+            .await?;
+        if lease.is_some() {
+            self.state.rebuild_mappings(&pair.id, &found).await?;
+        }
+        self.check_attendees(invited, lease.is_none(), report).await
+    }
+
+    /// Reads both calendars in full: the source's items, and the target's grouped by meeting.
+    /// `None` when a calendar cannot be read (the report says why).
+    async fn read_for_repair<'a>(
+        &self,
+        pair: &PairConfig,
+        (src, scal): (
+            &'a dyn crate::store::CalendarStore,
+            &'a crate::domain::types::CalendarPath,
+        ),
+        (tgt, tcal): (
+            &'a dyn crate::store::CalendarStore,
+            &'a crate::domain::types::CalendarPath,
+        ),
+        report: &mut RepairReport,
+    ) -> Option<(Vec<crate::store::Fetched>, BTreeMap<IdentityKey, Vec<Copy>>)> {
+        let read = |s: &'a dyn crate::store::CalendarStore,
+                    cal: &'a crate::domain::types::CalendarPath| async move {
+            s.check_calendar(cal).await?;
+            let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
+            fetch_all(s, cal, &hrefs).await
+        };
+        let (source_items, target_items) = tokio::join!(read(src, scal), read(tgt, tcal));
+        let (source_items, target_items) = match (source_items, target_items) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) => {
+                report.error = Some(format!(
+                    "source calendar {} ({}): {e}",
+                    pair.source,
+                    src.describe()
+                ));
+                return None;
+            }
+            (_, Err(e)) => {
+                report.error = Some(format!(
+                    "target calendar {} ({}): {e}",
+                    pair.target,
+                    tgt.describe()
+                ));
+                return None;
+            }
+        };
+        // The target, grouped by meeting.
+        let mut copies: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
+        for (href, got) in target_items {
+            match got.map_err(|e| e.to_string()).and_then(|r| {
+                Item::parse(&r.data)
+                    .map(|i| (r.etag, i))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok((etag, item)) => copies.entry(item.identity()).or_default().push(Copy {
+                    href,
+                    etag,
+                    uid: item.uid().to_string(),
+                    hash: item.content_hash(),
+                    sequence: item.sequence(),
+                    last_modified: item.last_modified().map(str::to_string),
+                }),
+                Err(e) => report.skipped.push(format!("target {href}: {e}")),
+            }
+        }
+        Some((source_items, copies))
+    }
+
+    /// One source item with copies in the target: keeps one (the keep-which-copy rule), deletes
+    /// the others, updates the kept one if it drifted. Returns the mapping to record.
+    #[allow(clippy::too_many_arguments)]
+    async fn repair_copies(
+        &self,
+        tgt: &dyn crate::store::CalendarStore,
+        lease: Option<&crate::domain::lease::Lease>,
+        (href, etag): (&Href, &crate::domain::types::Etag),
+        prepared: &crate::sync::Prepared,
+        mut these: Vec<Copy>,
+        mapped: &std::collections::HashSet<Href>,
+        report: &mut RepairReport,
+    ) -> Result<Mapping, StateError> {
+        let identity = prepared.identity.to_string();
+        rank_copies(&mut these, |c| CopyRank {
+            mapped: mapped.contains(&c.href),
+            equal: c.hash == prepared.hash,
+            sequence: c.sequence,
+            last_modified: c.last_modified.as_deref(),
+            href: &c.href,
+        });
+        let mut rest = these.into_iter();
+        let keep = rest.next().expect("at least one copy");
+        for dup in rest {
+            let action = self
+                .remove(
+                    tgt,
+                    lease,
+                    &dup.href,
+                    &dup.etag,
+                    format!("kept {}", keep.href),
+                )
+                .await?;
+            report.findings.push(Finding {
+                class: "duplicate",
+                href: dup.href.to_string(),
+                identity: identity.clone(),
+                action,
+            });
+        }
+        let mut mapping = Mapping {
+            a_href: href.clone(),
+            a_etag: etag.clone(),
+            b_href: keep.href.clone(),
+            b_etag: keep.etag.clone(),
+            identity: prepared.identity.clone(),
+            hash: prepared.hash,
+        };
+        if keep.hash == prepared.hash {
+            report.in_step += 1;
+        } else if !prepared.fit.is_inside() {
+            // Outside the window nothing is updated; remember what the copy holds.
+            mapping.hash = keep.hash;
+            report.outside_window += 1;
+        } else {
+            let action = match lease {
+                None => "would update".to_string(),
+                Some(l) if self.fence(l).await?.is_some() => {
+                    "failed: the lease was taken over".to_string()
+                }
+                Some(_) => {
+                    let mut ours = prepared.item.clone();
+                    ours.set_uid(&keep.uid);
+                    match tgt.update(&keep.href, &keep.etag, &ours.to_ics()).await {
+                        Ok(new) => {
+                            mapping.b_etag = new;
+                            "updated".to_string()
+                        }
+                        Err(e) => {
+                            mapping.hash = keep.hash;
+                            format!("failed: {e}")
+                        }
+                    }
+                }
+            };
+            report.findings.push(Finding {
+                class: "drifted",
+                href: keep.href.to_string(),
+                identity: identity.clone(),
+                action,
+            });
+        }
+        Ok(mapping)
+    }
+
+    /// Target items that did not come from any source item: orphans of deleted sources go, extras
+    /// go only with `extras = "delete"`.
+    async fn repair_leftovers(
+        &self,
+        tgt: &dyn crate::store::CalendarStore,
+        lease: Option<&crate::domain::lease::Lease>,
+        copies: BTreeMap<IdentityKey, Vec<Copy>>,
+        mapped: &std::collections::HashSet<Href>,
+        report: &mut RepairReport,
+    ) -> Result<(), StateError> {
         // What is left did not come from any source item.
         for (identity, rest) in copies {
             for c in rest {
@@ -355,10 +425,7 @@ impl Engine {
                 });
             }
         }
-        if lease.is_some() {
-            self.state.rebuild_mappings(&pair.id, &found).await?;
-        }
-        self.check_attendees(invited, lease.is_none(), report).await
+        Ok(())
     }
 
     /// Exchange-style cross-calendar check: an attendee whose mailbox is a configured pair should

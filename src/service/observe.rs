@@ -235,8 +235,35 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
     for p in &pairs {
         *by_state.entry(p.state).or_default() += 1;
     }
+    let servers = server_views(config, &servers, now);
+    let online = crate::config::online_processors();
+    let agents = agent_views(config, live, &items);
+    Ok(Snapshot {
+        generated_at: now,
+        quarantined: pairs.iter().map(|p| p.quarantined).sum(),
+        pairs,
+        states: by_state,
+        servers,
+        online_processors: online,
+        agents,
+        agents_warning: config.agents.placement_warning(online),
+        leases,
+        alerts: AlertThresholds {
+            lag_seconds: alerts.lag.as_secs_f64(),
+            failed_requests_percent: alerts.failed_requests_percent,
+        },
+    })
+}
+
+/// Each configured server with its request figures (the last hour's, and a rate over the
+/// last minute or so).
+fn server_views(
+    config: &Config,
+    servers: &HashMap<String, crate::state::ServerRow>,
+    now: i64,
+) -> Vec<ServerView> {
     let seconds_this_minute = (now % 60_000) as f64 / 1000.0;
-    let servers = config
+    config
         .servers
         .iter()
         .map(|(name, s)| {
@@ -245,7 +272,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             let hour = r.map_or([0; 3], |r| r.hour);
             let failed_percent = percent(hour[1], hour[0]);
             let mut flags = Vec::new();
-            if failed_percent.is_some_and(|f| f > alerts.failed_requests_percent) {
+            if failed_percent.is_some_and(|f| f > config.alerts.failed_requests_percent) {
                 flags.push("failed_requests");
             }
             ServerView {
@@ -264,8 +291,11 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
                 alerts: flags,
             }
         })
-        .collect();
-    let online = crate::config::online_processors();
+        .collect()
+}
+
+/// Each agent: live figures while `run` serves, else the plan; items per agent from the plan.
+fn agent_views(config: &Config, live: &Live, items: &HashMap<String, i64>) -> Vec<AgentView> {
     let agents = match live.agents.is_empty() {
         false => live
             .agents
@@ -298,7 +328,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
     } else {
         agents
     };
-    let agents = agents
+    agents
         .into_iter()
         .map(|mut a| {
             if let Some(s) = planned.iter().find(|s| s.index == a.agent) {
@@ -310,22 +340,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             }
             a
         })
-        .collect();
-    Ok(Snapshot {
-        generated_at: now,
-        quarantined: pairs.iter().map(|p| p.quarantined).sum(),
-        pairs,
-        states: by_state,
-        servers,
-        online_processors: online,
-        agents,
-        agents_warning: config.agents.placement_warning(online),
-        leases,
-        alerts: AlertThresholds {
-            lag_seconds: alerts.lag.as_secs_f64(),
-            failed_requests_percent: alerts.failed_requests_percent,
-        },
-    })
+        .collect()
 }
 
 /// Seconds for people: "0s", "4m 12s", "2h 5m".

@@ -3,8 +3,13 @@
 //! page, the API, the metrics and `tandem status` agree. The page is self-contained (styles
 //! inline, no scripts from elsewhere) and reloads itself.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -255,89 +260,106 @@ async fn metrics(Extract(web): Extract<Shared>) -> Result<Response, Unavailable>
         .into_response())
 }
 
+type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Registers a labelled metric family.
+fn family<M>(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, M>
+where
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let f = Family::<Labels, M>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    family(reg, name, help)
+}
+
+fn float(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, FloatGauge> {
+    family(reg, name, help)
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    family(reg, name, help)
+}
+
 /// The snapshot in the Prometheus (OpenMetrics) text format.
 pub fn encode_metrics(s: &Snapshot) -> String {
-    use prometheus_client::metrics::counter::Counter;
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
-    use prometheus_client::registry::Registry;
-    use std::sync::atomic::AtomicU64;
-
-    type Labels = Vec<(&'static str, String)>;
-    type FloatGauge = Gauge<f64, AtomicU64>;
     let mut reg = Registry::with_prefix("tandem");
-    let gauge = |reg: &mut Registry, name: &str, help: &str| {
-        let f = Family::<Labels, Gauge>::default();
-        reg.register(name, help, f.clone());
-        f
-    };
-    let float = |reg: &mut Registry, name: &str, help: &str| {
-        let f = Family::<Labels, FloatGauge>::default();
-        reg.register(name, help, f.clone());
-        f
-    };
-    let counter = |reg: &mut Registry, name: &str, help: &str| {
-        let f = Family::<Labels, Counter>::default();
-        reg.register(name, help, f.clone());
-        f
-    };
+    pair_metrics(&mut reg, s);
+    server_metrics(&mut reg, s);
+    agent_metrics(&mut reg, s);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String");
+    out
+}
 
+/// Per pair, and pairs per state.
+fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
     let lag = float(
-        &mut reg,
+        reg,
         "pair_lag_seconds",
         "How long the oldest source change not yet in the target has been waiting (0 when current)",
     );
     let backlog = gauge(
-        &mut reg,
+        reg,
         "pair_backlog",
         "Source changes seen but not yet applied to the target",
     );
     let items = gauge(
-        &mut reg,
+        reg,
         "pair_items",
         "Items in step (source item -> target copy)",
     );
     let quarantined = gauge(
-        &mut reg,
+        reg,
         "pair_quarantined_items",
         "Source items quarantined after repeated permanent failures",
     );
     let state = gauge(
-        &mut reg,
+        reg,
         "pair_state",
         "1 for the pair's current state (active, paused, backoff, disabled, new)",
     );
     let success = gauge(
-        &mut reg,
+        reg,
         "pair_last_success_timestamp_seconds",
         "Unix time of the pair's last pass that applied everything",
     );
     let writes = counter(
-        &mut reg,
+        reg,
         "pair_writes",
         "Writes to the target since the pair was first synced, by kind",
     );
     let requests = gauge(
-        &mut reg,
+        reg,
         "pair_requests_last_hour",
         "HTTP requests of the pair's passes over the last hour",
     );
     let failed = gauge(
-        &mut reg,
+        reg,
         "pair_failed_requests_last_hour",
         "Requests of the pair's passes over the last hour that got no usable answer",
     );
     let failed_pct = float(
-        &mut reg,
+        reg,
         "pair_failed_requests_percent",
         "Failed requests over the last hour, in percent of the pair's requests",
     );
     let alert = gauge(
-        &mut reg,
+        reg,
         "pair_alert",
         "1 when the pair is over an [alerts] threshold (alert = lag or failed_requests)",
     );
-    let by_state = gauge(&mut reg, "pairs", "Pairs per state");
+    let by_state = gauge(reg, "pairs", "Pairs per state");
     for p in &s.pairs {
         let l = || vec![("pair", p.id.clone())];
         lag.get_or_create(&l()).set(p.lag_seconds);
@@ -379,34 +401,37 @@ pub fn encode_metrics(s: &Snapshot) -> String {
             .get_or_create(&vec![("state", st.to_string())])
             .set(*n as i64);
     }
+}
 
+/// Per server: requests, failures, throttling, rate and alerts.
+fn server_metrics(reg: &mut Registry, s: &Snapshot) {
     let srv_requests = counter(
-        &mut reg,
+        reg,
         "server_requests",
         "HTTP requests sent to the server, retries included",
     );
     let srv_failed = counter(
-        &mut reg,
+        reg,
         "server_failed_requests",
         "Requests to the server that got no usable answer",
     );
     let srv_throttled = counter(
-        &mut reg,
+        reg,
         "server_throttled",
         "Throttled answers (429, 503 with Retry-After)",
     );
     let srv_rate = float(
-        &mut reg,
+        reg,
         "server_requests_per_second",
         "Request rate over about the last minute",
     );
     let srv_pct = float(
-        &mut reg,
+        reg,
         "server_failed_requests_percent",
         "Failed requests over the last hour, in percent",
     );
     let srv_alert = gauge(
-        &mut reg,
+        reg,
         "server_alert",
         "1 when the server is over the failed_requests_percent threshold",
     );
@@ -425,14 +450,17 @@ pub fn encode_metrics(s: &Snapshot) -> String {
             .get_or_create(&l())
             .set(i64::from(!v.alerts.is_empty()));
     }
+}
 
-    let ag_pairs = gauge(&mut reg, "agent_pairs", "Pairs assigned to the agent");
+/// Per agent, and the machine's processors.
+fn agent_metrics(reg: &mut Registry, s: &Snapshot) {
+    let ag_pairs = gauge(reg, "agent_pairs", "Pairs assigned to the agent");
     let ag_busy = float(
-        &mut reg,
+        reg,
         "agent_busy_seconds",
         "Processor time the agent's thread has used",
     );
-    let ag_passes = counter(&mut reg, "agent_passes", "Passes the agent finished");
+    let ag_passes = counter(reg, "agent_passes", "Passes the agent finished");
     for a in &s.agents {
         let l = || {
             vec![
@@ -458,10 +486,6 @@ pub fn encode_metrics(s: &Snapshot) -> String {
     let idle: Gauge = Gauge::default();
     idle.set(idle_processors(s).len() as i64);
     reg.register("idle_processors", "Online processors with no agent", idle);
-
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String");
-    out
 }
 
 /// Online processors no agent runs on.
