@@ -622,9 +622,20 @@ pub fn render_page(
     s: &Snapshot,
     quarantine: &[crate::domain::pairstate::QuarantineEntry],
 ) -> String {
-    let now = s.generated_at;
-    let mut out = head("status", now);
-    // Totals by state.
+    let mut out = head("status", s.generated_at);
+    totals(&mut out, s);
+    lag_histogram(&mut out, s);
+    processors(&mut out, s);
+    servers(&mut out, s);
+    worst_pairs(&mut out, s);
+    leases(&mut out, s);
+    quarantine_table(&mut out, quarantine);
+    out.push_str("</main></body></html>");
+    out
+}
+
+/// Totals by state, quarantined items and pairs over an alert.
+fn totals(out: &mut String, s: &Snapshot) {
     let alerts = s.pairs.iter().filter(|p| !p.alerts.is_empty()).count();
     out.push_str(
         "<section class=\"wide\"><h2>Pairs by state</h2><div class=\"cards\" id=\"totals\">",
@@ -643,7 +654,10 @@ pub fn render_page(
         s.quarantined,
         if alerts > 0 { "alert" } else { "" }
     );
-    // Lag histogram.
+}
+
+/// How many pairs lag by how much.
+fn lag_histogram(out: &mut String, s: &Snapshot) {
     let mut counts = [0usize; LAG_BUCKETS.len()];
     for p in &s.pairs {
         let i = LAG_BUCKETS
@@ -667,7 +681,10 @@ pub fn render_page(
         );
     }
     out.push_str("</table></section>");
-    // Agents per processor.
+}
+
+/// Agents per processor; an idle processor is drawn red.
+fn processors(out: &mut String, s: &Snapshot) {
     out.push_str("<section><h2>Agents per processor</h2>");
     if let Some(w) = &s.agents_warning {
         let _ = write!(
@@ -710,7 +727,10 @@ pub fn render_page(
         out.push_str("</div>");
     }
     out.push_str("</div></section>");
-    // Servers.
+}
+
+/// Each server's requests of the last hour.
+fn servers(out: &mut String, s: &Snapshot) {
     out.push_str(
         "<section><h2>Servers</h2><table id=\"servers\"><tr><th>server</th><th>kind</th>\
          <th class=\"n\">requests (1 h)</th><th class=\"n\">failed</th><th class=\"n\">throttled</th>\
@@ -731,13 +751,17 @@ pub fn render_page(
         );
     }
     out.push_str("</table></section>");
-    // Worst pairs.
+}
+
+/// The worst pairs first.
+fn worst_pairs(out: &mut String, s: &Snapshot) {
+    let now = s.generated_at;
     let _ = write!(
         out,
         "<section class=\"wide\"><h2>Pairs, worst first</h2><table id=\"pairs\">{PAIR_HEADER}"
     );
     for p in s.pairs.iter().take(PAGE_ROWS) {
-        pair_row(&mut out, p, now);
+        pair_row(out, p, now);
     }
     out.push_str("</table>");
     if s.pairs.len() > PAGE_ROWS {
@@ -748,7 +772,10 @@ pub fn render_page(
         );
     }
     out.push_str("</section>");
-    // Leases.
+}
+
+/// Leases held now.
+fn leases(out: &mut String, s: &Snapshot) {
     out.push_str(
         "<section><h2>Leases held</h2><table id=\"leases\"><tr><th>calendar</th><th>holder</th>\
          <th>kind</th><th class=\"n\">token</th><th>until</th></tr>",
@@ -765,7 +792,10 @@ pub fn render_page(
         );
     }
     out.push_str("</table></section>");
-    // Quarantine.
+}
+
+/// Items held in quarantine.
+fn quarantine_table(out: &mut String, quarantine: &[crate::domain::pairstate::QuarantineEntry]) {
     out.push_str(
         "<section><h2>Quarantine</h2><table id=\"quarantine\"><tr><th>pair</th><th>item</th>\
          <th class=\"n\">failures</th><th>error</th></tr>",
@@ -782,8 +812,7 @@ pub fn render_page(
             link = seg(&q.pair),
         );
     }
-    out.push_str("</table></section></main></body></html>");
-    out
+    out.push_str("</table></section>");
 }
 
 async fn page(Extract(web): Extract<Shared>) -> Result<Html<String>, Unavailable> {
