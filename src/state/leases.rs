@@ -18,15 +18,15 @@ impl State {
         kind: LeaseKind,
         ttl: Duration,
     ) -> StateResult<Result<Lease, Locked>> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let now = now_ms();
         let expires = now + ttl.as_millis() as i64;
         let row = sqlx::query(
-            "INSERT INTO leases (calendar, holder, kind, token, expires_at) VALUES (?, ?, ?, 1, ?) \
+            "INSERT INTO leases (calendar, holder, kind, token, expires_at) VALUES ($1, $2, $3, 1, $4) \
              ON CONFLICT (calendar) DO UPDATE SET \
-             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END, \
+             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $5 THEN leases.token ELSE leases.token + 1 END, \
              holder = excluded.holder, kind = excluded.kind, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= ? \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $6 \
              RETURNING token",
         )
         .bind(calendar)
@@ -71,11 +71,11 @@ impl State {
         kind: LeaseKind,
         ttl: Duration,
     ) -> StateResult<Option<Lease>> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let expires = now_ms() + ttl.as_millis() as i64;
         let row = sqlx::query(
-            "UPDATE leases SET holder = ?, kind = ?, token = token + 1, expires_at = ? \
-             WHERE calendar = ? AND holder = ? RETURNING token",
+            "UPDATE leases SET holder = $1, kind = $2, token = token + 1, expires_at = $3 \
+             WHERE calendar = $4 AND holder = $5 RETURNING token",
         )
         .bind(holder)
         .bind(kind.as_str())
@@ -96,10 +96,10 @@ impl State {
 
     /// Extends a held lease; `false` if it is no longer ours (taken over after it expired).
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE leases SET expires_at = ? WHERE calendar = ? AND holder = ? AND token = ? AND expires_at > ?",
+            "UPDATE leases SET expires_at = $1 WHERE calendar = $2 AND holder = $3 AND token = $4 AND expires_at > $5",
         )
         .bind(now + ttl.as_millis() as i64)
         .bind(&lease.calendar)
@@ -129,10 +129,10 @@ impl State {
 
     /// Releases `calendar`'s lease if `holder` has it; `false` if not.
     pub async fn release_lease_of(&self, calendar: &str, holder: &str) -> StateResult<bool> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE leases SET expires_at = ? WHERE calendar = ? AND holder = ? AND expires_at > ?",
+            "UPDATE leases SET expires_at = $1 WHERE calendar = $2 AND holder = $3 AND expires_at > $4",
         )
         .bind(now)
         .bind(calendar)
@@ -146,9 +146,9 @@ impl State {
 
     /// Releases every lease of `holder` (a stopping service).
     pub async fn release_leases_of(&self, holder: &str) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let now = now_ms();
-        sqlx::query("UPDATE leases SET expires_at = ? WHERE holder = ? AND expires_at > ?")
+        sqlx::query("UPDATE leases SET expires_at = $1 WHERE holder = $2 AND expires_at > $3")
             .bind(now)
             .bind(holder)
             .bind(now)
@@ -161,7 +161,7 @@ impl State {
     /// The lease row of `calendar` (held or not).
     pub async fn lease(&self, calendar: &str) -> StateResult<Option<Lease>> {
         let row = sqlx::query(
-            "SELECT calendar, holder, kind, token, expires_at FROM leases WHERE calendar = ?",
+            "SELECT calendar, holder, kind, token, expires_at FROM leases WHERE calendar = $1",
         )
         .bind(calendar)
         .fetch_optional(&self.pool)
@@ -180,7 +180,7 @@ impl State {
     }
 }
 
-fn read_lease(r: &sqlx::sqlite::SqliteRow) -> Lease {
+fn read_lease(r: &super::backend::DbRow) -> Lease {
     Lease {
         calendar: r.get(0),
         holder: r.get(1),

@@ -1,13 +1,18 @@
-//! The state store: SQLite through sqlx (WAL, foreign keys, busy timeout).
+//! The state store: every SQL statement of tandem, behind one struct ([`State`]).
 //!
 //! The schema lives only in `migrations/`; opening a database applies what it lacks. All SQL of the
-//! project is in this module and sticks to what SQLite and PostgreSQL share, so a shared
-//! PostgreSQL store can replace it later. Errors here are fatal for a run: without its state,
+//! project is in this module, with `$N` placeholders and what SQLite and PostgreSQL share; what
+//! is SQLite's own (opening, locking, the write transaction) is in its backend file, so a
+//! PostgreSQL backend beside it shares the statements. Errors here are fatal for a run: without its state,
 //! tandem could duplicate or lose items.
 
 mod leases;
 mod observe;
 mod pairs;
+mod sqlite;
+
+// The one backend so far; SQL elsewhere in this module is written for what backends share.
+use sqlite as backend;
 
 pub use observe::{PairRow, PassView, ServerRow};
 
@@ -15,12 +20,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+
+use backend::{DbRow, Pool, Tx};
 
 use crate::config::PairConfig;
 use crate::domain::identity::IdentityKey;
@@ -30,7 +33,7 @@ use crate::domain::time::HOUR_MS;
 use crate::domain::time::now_ms;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+pub use backend::MIGRATOR;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {what}: {source}")]
@@ -45,7 +48,7 @@ pub type StateResult<T> = Result<T, StateError>;
 
 /// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
 /// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
-pub(crate) fn run_status(r: &sqlx::sqlite::SqliteRow, at: usize) -> Option<RunStatus> {
+pub(crate) fn run_status(r: &DbRow, at: usize) -> Option<RunStatus> {
     r.get::<Option<String>, _>(at).map(|kind| RunStatus {
         kind,
         started_at: r.get(at + 1),
@@ -62,7 +65,7 @@ pub(crate) fn run_status(r: &sqlx::sqlite::SqliteRow, at: usize) -> Option<RunSt
 
 #[derive(Clone)]
 pub struct State {
-    pub(crate) pool: SqlitePool,
+    pub(crate) pool: Pool,
     path: PathBuf,
     /// Writers of this process take turns here, so concurrent writes of one pass never meet on
     /// SQLite's lock (whose busy handler sleeps); other processes still queue on the busy timeout.
@@ -82,38 +85,9 @@ impl State {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err("creating its folder", e.into()))?;
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Several processes (sync, repair, an operator's `lock`) share one file.
-            .busy_timeout(Duration::from_secs(30));
-        // Processes opening the database at once take turns on a lock file beside it: two must not
-        // both apply its migrations (SQLite gives sqlx no migration lock), and switching a new
-        // file to WAL answers "database is locked" at once instead of waiting.
-        let lock_path = path.with_extension("migrate.lock");
-        let lock = tokio::task::spawn_blocking(move || {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
-            f.lock()?;
-            Ok::<_, std::io::Error>(f)
-        })
-        .await
-        .map_err(|e| err("taking turns with another process opening it", e.into()))?
-        .map_err(|e| err("taking turns with another process opening it", e.into()))?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let pool = backend::connect(path)
             .await
-            .map_err(|e| err("opening", e.into()))?;
-        let migrated = MIGRATOR.run(&pool).await;
-        drop(lock);
-        migrated.map_err(|e| err("migrating", e.into()))?;
+            .map_err(|(what, e)| err(what, e))?;
         Ok(State {
             pool,
             path: path.to_path_buf(),
@@ -121,12 +95,15 @@ impl State {
         })
     }
 
-    /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
-    /// writers queue on the busy timeout instead of failing on a read-to-write lock upgrade.
-    pub(crate) async fn write_tx(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// Waits for this process's turn to write (SQLite takes one writer at a time; a turn per
+    /// process keeps a pass's concurrent writes off its busy handler, which sleeps).
+    pub(crate) async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
+    /// A write transaction, begun as the backend needs (see [`backend::write_tx`]).
+    pub(crate) async fn write_tx(&self) -> Result<Tx, sqlx::Error> {
+        backend::write_tx(&self.pool).await
     }
 
     pub fn path(&self) -> &Path {
@@ -166,9 +143,9 @@ impl State {
         {
             return Ok(());
         }
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
-        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
+        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = $1")
             .bind(pair.id.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -178,12 +155,12 @@ impl State {
             Some(_) => {
                 tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
                 for sql in [
-                    "DELETE FROM mappings WHERE pair_id = ?",
-                    "DELETE FROM pending_creates WHERE pair_id = ?",
-                    "DELETE FROM watermarks WHERE pair_id = ?",
-                    "DELETE FROM target_items WHERE pair_id = ?",
-                    "DELETE FROM outside_window WHERE pair_id = ?",
-                    "DELETE FROM quarantine WHERE pair_id = ?",
+                    "DELETE FROM mappings WHERE pair_id = $1",
+                    "DELETE FROM pending_creates WHERE pair_id = $1",
+                    "DELETE FROM watermarks WHERE pair_id = $1",
+                    "DELETE FROM target_items WHERE pair_id = $1",
+                    "DELETE FROM outside_window WHERE pair_id = $1",
+                    "DELETE FROM quarantine WHERE pair_id = $1",
                 ] {
                     sqlx::query(sql)
                         .bind(pair.id.as_str())
@@ -191,7 +168,7 @@ impl State {
                         .await
                         .map_err(self.err("resetting pair"))?;
                 }
-                sqlx::query("UPDATE pairs SET a_calendar = ?, b_calendar = ? WHERE id = ?")
+                sqlx::query("UPDATE pairs SET a_calendar = $1, b_calendar = $2 WHERE id = $3")
                     .bind(&a)
                     .bind(&b)
                     .bind(pair.id.as_str())
@@ -200,7 +177,7 @@ impl State {
                     .map_err(self.err("saving pair"))?;
             }
             None => {
-                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at) VALUES (?, ?, ?, ?)")
+                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(pair.id.as_str())
                     .bind(&a)
                     .bind(&b)
@@ -215,7 +192,7 @@ impl State {
 
     /// The calendars the state last recorded for `pair` (source, target), if any.
     pub async fn pair_calendars(&self, pair: &PairId) -> StateResult<Option<(String, String)>> {
-        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = ?")
+        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = $1")
             .bind(pair.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -226,7 +203,7 @@ impl State {
     pub async fn mappings(&self, pair: &PairId) -> StateResult<Vec<Mapping>> {
         let rows = sqlx::query(
             "SELECT a_href, a_etag, b_href, b_etag, identity_organizer, identity_uid, content_hash \
-             FROM mappings WHERE pair_id = ?",
+             FROM mappings WHERE pair_id = $1",
         )
         .bind(pair.as_str())
         .fetch_all(&self.pool)
@@ -235,7 +212,7 @@ impl State {
         rows.into_iter().map(|r| self.row_to_mapping(&r)).collect()
     }
 
-    fn row_to_mapping(&self, r: &sqlx::sqlite::SqliteRow) -> StateResult<Mapping> {
+    fn row_to_mapping(&self, r: &DbRow) -> StateResult<Mapping> {
         let bad = |what: String| StateError {
             path: self.path.display().to_string(),
             what: "reading mappings",
@@ -269,16 +246,16 @@ impl State {
     /// copy again by identity (adoption), so nothing is duplicated.
     pub async fn rebuild_mappings(&self, pair: &PairId, mappings: &[Mapping]) -> StateResult<()> {
         {
-            let _turn = self.writer.lock().await;
+            let _turn = self.turn().await;
             let mut tx = self
                 .write_tx()
                 .await
                 .map_err(self.err("rebuilding mappings"))?;
             for sql in [
-                "DELETE FROM mappings WHERE pair_id = ?",
-                "DELETE FROM pending_creates WHERE pair_id = ?",
-                "DELETE FROM watermarks WHERE pair_id = ?",
-                "DELETE FROM target_items WHERE pair_id = ?",
+                "DELETE FROM mappings WHERE pair_id = $1",
+                "DELETE FROM pending_creates WHERE pair_id = $1",
+                "DELETE FROM watermarks WHERE pair_id = $1",
+                "DELETE FROM target_items WHERE pair_id = $1",
             ] {
                 sqlx::query(sql)
                     .bind(pair.as_str())
@@ -293,7 +270,7 @@ impl State {
 
     /// Upserts and deletes many mappings in one transaction.
     pub async fn apply(&self, pair: &PairId, put: &[Mapping], delete: &[Href]) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         if put.is_empty() && delete.is_empty() {
             return Ok(());
         }
@@ -303,7 +280,7 @@ impl State {
             .await
             .map_err(self.err("writing mappings"))?;
         for href in delete {
-            sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND a_href = ?")
+            sqlx::query("DELETE FROM mappings WHERE pair_id = $1 AND a_href = $2")
                 .bind(pair.as_str())
                 .bind(href.as_str())
                 .execute(&mut *tx)
@@ -312,7 +289,7 @@ impl State {
         }
         for m in put {
             sqlx::query(
-                "DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?",
+                "DELETE FROM pending_creates WHERE pair_id = $1 AND a_href = $2 AND b_href = $3",
             )
             .bind(pair.as_str())
             .bind(m.a_href.as_str())
@@ -320,7 +297,7 @@ impl State {
             .execute(&mut *tx)
             .await
             .map_err(self.err("writing mapping"))?;
-            sqlx::query("DELETE FROM mappings WHERE pair_id = ? AND b_href = ? AND a_href <> ?")
+            sqlx::query("DELETE FROM mappings WHERE pair_id = $1 AND b_href = $2 AND a_href <> $3")
                 .bind(pair.as_str())
                 .bind(m.b_href.as_str())
                 .bind(m.a_href.as_str())
@@ -329,7 +306,7 @@ impl State {
                 .map_err(self.err("writing mapping"))?;
             sqlx::query(
                 "INSERT INTO mappings (pair_id, a_href, a_etag, b_href, b_etag, identity_organizer, \
-                 identity_uid, content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 identity_uid, content_hash, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
                  b_href = excluded.b_href, b_etag = excluded.b_etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
@@ -353,10 +330,10 @@ impl State {
 
     /// Notes that a create of `b_href` for `a_href` is about to be sent.
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         sqlx::query(
             "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
         )
         .bind(pair.as_str())
         .bind(p.a_href.as_str())
@@ -371,7 +348,7 @@ impl State {
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
-        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid FROM pending_creates WHERE pair_id = ?")
+        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid FROM pending_creates WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
             .await
@@ -394,7 +371,7 @@ impl State {
 
     /// Drops pending creates that are settled (recorded, found gone, or cleaned up).
     pub async fn clear_pendings(&self, pair: &PairId, settled: &[Pending]) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         if settled.is_empty() {
             return Ok(());
         }
@@ -404,7 +381,7 @@ impl State {
             .map_err(self.err("clearing pending creates"))?;
         for p in settled {
             sqlx::query(
-                "DELETE FROM pending_creates WHERE pair_id = ? AND a_href = ? AND b_href = ?",
+                "DELETE FROM pending_creates WHERE pair_id = $1 AND a_href = $2 AND b_href = $3",
             )
             .bind(pair.as_str())
             .bind(p.a_href.as_str())
@@ -430,8 +407,8 @@ impl State {
     ) -> StateResult<Vec<(Href, Etag, bool)>> {
         let what = "reading items outside the window";
         let rows = sqlx::query(
-            "SELECT a_href, a_etag, (enters_at <= ? OR window <> ?) AS due FROM outside_window \
-             WHERE pair_id = ? AND (? OR enters_at <= ? OR window <> ?)",
+            "SELECT a_href, a_etag, (enters_at <= $1 OR window <> $2) AS due FROM outside_window \
+             WHERE pair_id = $3 AND ($4 OR enters_at <= $5 OR window <> $6)",
         )
         .bind(now)
         .bind(window)
@@ -461,7 +438,7 @@ impl State {
     /// The identities of every source item remembered as outside the window.
     pub async fn outside_window_identities(&self, pair: &PairId) -> StateResult<Vec<IdentityKey>> {
         let rows = sqlx::query(
-            "SELECT identity_organizer, identity_uid FROM outside_window WHERE pair_id = ?",
+            "SELECT identity_organizer, identity_uid FROM outside_window WHERE pair_id = $1",
         )
         .bind(pair.as_str())
         .fetch_all(&self.pool)
@@ -475,7 +452,7 @@ impl State {
 
     /// How many source items of `pair` are remembered as outside the window.
     pub async fn outside_window_count(&self, pair: &PairId) -> StateResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outside_window WHERE pair_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outside_window WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_one(&self.pool)
             .await
@@ -495,7 +472,7 @@ impl State {
         if put.is_empty() && settled.is_empty() {
             return Ok(());
         }
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let what = "recording items outside the window";
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
         forget_rows(&mut tx, "outside_window", "a_href", pair, settled)
@@ -504,7 +481,7 @@ impl State {
         for o in put {
             sqlx::query(
                 "INSERT INTO outside_window (pair_id, a_href, a_etag, identity_organizer, identity_uid, enters_at, window) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  enters_at = excluded.enters_at, window = excluded.window",
             )
@@ -528,7 +505,7 @@ impl State {
         &self,
         pair: &PairId,
     ) -> StateResult<HashMap<Href, (Etag, Option<IdentityKey>)>> {
-        let rows = sqlx::query("SELECT href, etag, identity_organizer, identity_uid FROM target_items WHERE pair_id = ?")
+        let rows = sqlx::query("SELECT href, etag, identity_organizer, identity_uid FROM target_items WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
             .await
@@ -559,13 +536,13 @@ impl State {
         if read.is_empty() && gone.is_empty() {
             return Ok(());
         }
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self
             .write_tx()
             .await
             .map_err(self.err("updating target index"))?;
         for href in gone {
-            sqlx::query("DELETE FROM target_items WHERE pair_id = ? AND href = ?")
+            sqlx::query("DELETE FROM target_items WHERE pair_id = $1 AND href = $2")
                 .bind(pair.as_str())
                 .bind(href.as_str())
                 .execute(&mut *tx)
@@ -574,7 +551,7 @@ impl State {
         }
         for (href, etag, identity) in read {
             sqlx::query(
-                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES (?, ?, ?, ?, ?) \
+                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid",
             )
@@ -595,7 +572,7 @@ impl State {
         &self,
         pair: &PairId,
     ) -> StateResult<(Option<SyncToken>, Option<SyncToken>)> {
-        let rows = sqlx::query("SELECT side, token FROM watermarks WHERE pair_id = ?")
+        let rows = sqlx::query("SELECT side, token FROM watermarks WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
             .await
@@ -612,7 +589,7 @@ impl State {
     }
 
     pub async fn watermark(&self, pair: &PairId, side: Side) -> StateResult<Option<SyncToken>> {
-        let row = sqlx::query("SELECT token FROM watermarks WHERE pair_id = ? AND side = ?")
+        let row = sqlx::query("SELECT token FROM watermarks WHERE pair_id = $1 AND side = $2")
             .bind(pair.as_str())
             .bind(side.as_str())
             .fetch_optional(&self.pool)
@@ -627,17 +604,17 @@ impl State {
         side: Side,
         token: Option<&SyncToken>,
     ) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let q = match token {
             Some(t) => sqlx::query(
-                "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES (?, ?, ?, ?) \
+                "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (pair_id, side) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
             )
             .bind(pair.as_str())
             .bind(side.as_str())
             .bind(t.as_str())
             .bind(now_ms()),
-            None => sqlx::query("DELETE FROM watermarks WHERE pair_id = ? AND side = ?")
+            None => sqlx::query("DELETE FROM watermarks WHERE pair_id = $1 AND side = $2")
                 .bind(pair.as_str())
                 .bind(side.as_str()),
         };
@@ -648,13 +625,14 @@ impl State {
     }
 
     pub async fn begin_run(&self, pair: &PairId, kind: RunKind) -> StateResult<String> {
-        let _turn = self.writer.lock().await;
-        let id = uuid::Uuid::new_v4().to_string();
+        let _turn = self.turn().await;
+        // Time-ordered (UUIDv7): passes started in one millisecond still sort by start.
+        let id = uuid::Uuid::now_v7().to_string();
         let kind = match kind {
             RunKind::Sync => "sync",
             RunKind::Resync => "resync",
         };
-        sqlx::query("INSERT INTO runs (id, pair_id, kind, started_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO runs (id, pair_id, kind, started_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(pair.as_str())
             .bind(kind)
@@ -673,13 +651,13 @@ impl State {
         counts: &RunCounts,
         error: Option<&str>,
     ) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let now = now_ms();
         let mut tx = self.write_tx().await.map_err(self.err("recording run"))?;
         sqlx::query(
-            "UPDATE runs SET finished_at = ?, outcome = ?, created = ?, updated = ?, deleted = ?, \
-             unchanged = ?, failed = ?, error = ?, adopted = ?, requests = ?, failed_requests = ?, \
-             throttled = ?, backlog = ? WHERE id = ?",
+            "UPDATE runs SET finished_at = $1, outcome = $2, created = $3, updated = $4, deleted = $5, \
+             unchanged = $6, failed = $7, error = $8, adopted = $9, requests = $10, failed_requests = $11, \
+             throttled = $12, backlog = $13 WHERE id = $14",
         )
         .bind(now)
         .bind(outcome.as_str())
@@ -703,8 +681,8 @@ impl State {
         // pruned now and then, not on every pass.
         if fastrand::u8(..) < 16 {
             sqlx::query(
-                "DELETE FROM runs WHERE pair_id = ? AND started_at < ? AND started_at < \
-                 (SELECT started_at FROM runs WHERE pair_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
+                "DELETE FROM runs WHERE pair_id = $1 AND started_at < $2 AND started_at < \
+                 (SELECT started_at FROM runs WHERE pair_id = $3 ORDER BY started_at DESC LIMIT 1 OFFSET $4)",
             )
             .bind(pair.as_str())
             .bind(now - HOUR_MS)
@@ -718,13 +696,13 @@ impl State {
         // applied everything clears it. An unknown backlog leaves both as they were.
         sqlx::query(
             "UPDATE pairs SET \
-             last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END, \
-             pending_since = CASE WHEN ? IS NULL THEN pending_since WHEN ? = 0 THEN NULL \
-                 ELSE COALESCE(pending_since, (SELECT started_at FROM runs WHERE id = ?)) END, \
-             backlog = COALESCE(?, backlog), \
-             total_created = total_created + ?, total_updated = total_updated + ?, \
-             total_deleted = total_deleted + ?, total_adopted = total_adopted + ? \
-             WHERE id = ?",
+             last_success_at = CASE WHEN $1 THEN $2 ELSE last_success_at END, \
+             pending_since = CASE WHEN $3 IS NULL THEN pending_since WHEN $4 = 0 THEN NULL \
+                 ELSE COALESCE(pending_since, (SELECT started_at FROM runs WHERE id = $5)) END, \
+             backlog = COALESCE($6, backlog), \
+             total_created = total_created + $7, total_updated = total_updated + $8, \
+             total_deleted = total_deleted + $9, total_adopted = total_adopted + $10 \
+             WHERE id = $11",
         )
         .bind(outcome == Outcome::Ok)
         .bind(now)
@@ -753,8 +731,8 @@ impl State {
                  r.kind, r.started_at, r.finished_at, r.outcome, r.created, r.updated, r.deleted, \
                  r.unchanged, r.failed, r.error \
                  FROM pairs p LEFT JOIN runs r ON r.id = \
-                 (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, rowid DESC LIMIT 1) \
-                 WHERE p.id = ?",
+                 (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, id DESC LIMIT 1) \
+                 WHERE p.id = $1",
             )
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -782,7 +760,7 @@ impl State {
 /// Deletes the rows of `hrefs` from a per-pair table keyed by (pair_id, `column`), skipping the
 /// per-row deletes when the pair has no rows there at all (the usual case).
 pub(crate) async fn forget_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut Tx,
     table: &'static str,
     column: &'static str,
     pair: &PairId,
@@ -793,14 +771,14 @@ pub(crate) async fn forget_rows(
     }
     // `table` and `column` are names from this crate, never input.
     let any = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM {table} WHERE pair_id = ? LIMIT 1"
+        "SELECT 1 FROM {table} WHERE pair_id = $1 LIMIT 1"
     )))
     .bind(pair.as_str())
     .fetch_optional(&mut **tx)
     .await?
     .is_some();
     if any {
-        let delete = format!("DELETE FROM {table} WHERE pair_id = ? AND {column} = ?");
+        let delete = format!("DELETE FROM {table} WHERE pair_id = $1 AND {column} = $2");
         for href in hrefs {
             sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
                 .bind(pair.as_str())

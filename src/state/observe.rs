@@ -51,9 +51,9 @@ impl State {
              r.unchanged, r.failed, r.error, h.requests, h.failed \
              FROM pairs p \
              LEFT JOIN runs r ON r.id = \
-               (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, rowid DESC LIMIT 1) \
+               (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, id DESC LIMIT 1) \
              LEFT JOIN (SELECT pair_id, SUM(requests) AS requests, SUM(failed_requests) AS failed \
-               FROM runs WHERE started_at >= ? GROUP BY pair_id) h ON h.pair_id = p.id",
+               FROM runs WHERE started_at >= $1 GROUP BY pair_id) h ON h.pair_id = p.id",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -87,8 +87,8 @@ impl State {
     pub async fn passes(&self, pair: &str, limit: i64) -> StateResult<Vec<PassView>> {
         let rows = sqlx::query(
             "SELECT id, kind, started_at, finished_at, outcome, created, updated, deleted, unchanged, \
-             failed, error, adopted, requests, failed_requests, backlog FROM runs WHERE pair_id = ? \
-             ORDER BY started_at DESC, rowid DESC LIMIT ?",
+             failed, error, adopted, requests, failed_requests, backlog FROM runs WHERE pair_id = $1 \
+             ORDER BY started_at DESC, id DESC LIMIT $2",
         )
         .bind(pair)
         .bind(limit)
@@ -118,14 +118,14 @@ impl State {
             return Ok(());
         }
         let minute = now / 60_000;
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self
             .write_tx()
             .await
             .map_err(self.err("recording requests"))?;
         for (server, d) in deltas {
             sqlx::query(
-                "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES (?, ?, ?, ?, ?) \
+                "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (server, minute) DO UPDATE SET requests = requests + excluded.requests, \
                  failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
             )
@@ -138,7 +138,7 @@ impl State {
             .await
             .map_err(self.err("recording requests"))?;
             sqlx::query(
-                "INSERT INTO server_totals (server, requests, failed, throttled) VALUES (?, ?, ?, ?) \
+                "INSERT INTO server_totals (server, requests, failed, throttled) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (server) DO UPDATE SET requests = requests + excluded.requests, \
                  failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
             )
@@ -150,7 +150,7 @@ impl State {
             .await
             .map_err(self.err("recording requests"))?;
         }
-        sqlx::query("DELETE FROM server_minutes WHERE minute < ?")
+        sqlx::query("DELETE FROM server_minutes WHERE minute < $1")
             .bind(minute - 61)
             .execute(&mut *tx)
             .await
@@ -163,10 +163,10 @@ impl State {
         let minute = now / 60_000;
         let rows = sqlx::query(
             "SELECT t.server, t.requests, t.failed, t.throttled, \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.failed END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.throttled END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= ? THEN m.requests END), 0) \
+             COALESCE(SUM(CASE WHEN m.minute >= $1 THEN m.requests END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= $2 THEN m.failed END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= $3 THEN m.throttled END), 0), \
+             COALESCE(SUM(CASE WHEN m.minute >= $4 THEN m.requests END), 0) \
              FROM server_totals t LEFT JOIN server_minutes m ON m.server = t.server GROUP BY t.server",
         )
         .bind(minute - 59)

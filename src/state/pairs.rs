@@ -28,7 +28,7 @@ fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: 
 impl State {
     pub async fn pair_state(&self, pair: &PairId) -> StateResult<StoredState> {
         let row = sqlx::query(
-            "SELECT state, reason, until, failures, next_run FROM pair_states WHERE pair_id = ?",
+            "SELECT state, reason, until, failures, next_run FROM pair_states WHERE pair_id = $1",
         )
         .bind(pair.as_str())
         .fetch_optional(&self.pool)
@@ -71,7 +71,7 @@ impl State {
 
     /// Mapped items of one pair.
     pub async fn mapping_count(&self, pair: &PairId) -> StateResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mappings WHERE pair_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mappings WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_one(&self.pool)
             .await
@@ -104,10 +104,10 @@ impl State {
         state: &PairState,
         next_run: Option<i64>,
     ) -> StateResult<()> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         sqlx::query(
             "INSERT INTO pair_states (pair_id, state, reason, until, failures, next_run, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id) DO UPDATE SET state = excluded.state, \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id) DO UPDATE SET state = excluded.state, \
              reason = excluded.reason, until = excluded.until, failures = excluded.failures, \
              next_run = excluded.next_run, updated_at = excluded.updated_at",
         )
@@ -128,7 +128,7 @@ impl State {
     pub async fn quarantine_rows(&self, pair: &PairId) -> StateResult<Vec<Quarantined>> {
         let what = "reading quarantine";
         let rows =
-            sqlx::query("SELECT href, etag, quarantined, retry FROM quarantine WHERE pair_id = ?")
+            sqlx::query("SELECT href, etag, quarantined, retry FROM quarantine WHERE pair_id = $1")
                 .bind(pair.as_str())
                 .fetch_all(&self.pool)
                 .await
@@ -158,7 +158,7 @@ impl State {
             return Ok(Vec::new());
         }
         let what = "recording item failures";
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
         crate::state::forget_rows(&mut tx, "quarantine", "href", pair, settled)
             .await
@@ -172,11 +172,11 @@ impl State {
                 .map_or(("", ""), |i| (i.organizer_str(), i.uid.as_str()));
             let row = sqlx::query(
                 "INSERT INTO quarantine (pair_id, href, etag, identity_organizer, identity_uid, error, count, \
-                 first_seen, last_seen, quarantined, retry) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, 0, 0) \
+                 first_seen, last_seen, quarantined, retry) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, 0, 0) \
                  ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  error = excluded.error, count = quarantine.count + 1, last_seen = excluded.last_seen, \
-                 quarantined = (quarantine.count + 1 >= ?), retry = 0 \
+                 quarantined = (quarantine.count + 1 >= $9), retry = 0 \
                  RETURNING count, quarantined",
             )
             .bind(pair.as_str())
@@ -207,7 +207,7 @@ impl State {
     ) -> StateResult<Vec<QuarantineEntry>> {
         let rows = sqlx::query(
             "SELECT pair_id, href, identity_organizer, identity_uid, error, count, first_seen, last_seen, \
-             quarantined, retry FROM quarantine WHERE (? IS NULL OR pair_id = ?) \
+             quarantined, retry FROM quarantine WHERE ($1 IS NULL OR pair_id = $2) \
              ORDER BY quarantined DESC, count DESC, pair_id, href",
         )
         .bind(pair.map(PairId::as_str))
@@ -253,9 +253,9 @@ impl State {
     /// Asks the next pass to try the quarantined items (of one pair, or all) again. Returns how
     /// many were marked.
     pub async fn quarantine_retry(&self, pair: Option<&PairId>) -> StateResult<u64> {
-        let _turn = self.writer.lock().await;
+        let _turn = self.turn().await;
         let done = sqlx::query(
-            "UPDATE quarantine SET retry = 1 WHERE quarantined = 1 AND (? IS NULL OR pair_id = ?)",
+            "UPDATE quarantine SET retry = 1 WHERE quarantined = 1 AND ($1 IS NULL OR pair_id = $2)",
         )
         .bind(pair.map(PairId::as_str))
         .bind(pair.map(PairId::as_str))

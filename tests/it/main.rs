@@ -19,6 +19,7 @@ mod race;
 mod repair;
 mod rewriting;
 mod service;
+mod state_contract;
 mod state_store;
 mod store_contract;
 mod window;

@@ -1,0 +1,491 @@
+//! The state store's contract: every operation the engine, the service and the command line use,
+//! and what each must do. A backend is proven by passing it: `contract!` runs every check as a
+//! test on a fresh store the backend opens. SQLite runs it here, on a database file on disk.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tandem::config::PairConfig;
+use tandem::domain::identity::IdentityKey;
+use tandem::domain::lease::LeaseKind;
+use tandem::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use tandem::domain::pairstate::{ItemFault, PairState, QUARANTINE_AFTER};
+use tandem::domain::run::{Outcome, RunCounts, RunKind};
+use tandem::domain::time::now_ms;
+use tandem::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
+use tandem::state::State;
+use tandem::store::http::HttpCounts;
+
+/// One `#[tokio::test]` per check, each on a fresh store from `$open`.
+macro_rules! contract {
+    ($open:path: $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (state, _keep) = $open().await;
+                super::$check(&state).await;
+                state.close().await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    async fn open() -> (tandem::state::State, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tandem::state::State::open(&dir.path().join("tandem.db"))
+            .await
+            .unwrap();
+        (state, dir)
+    }
+
+    contract!(open:
+        pairs_and_their_calendars,
+        mappings_by_pair,
+        pending_creates,
+        watermarks_per_side,
+        items_outside_the_window,
+        the_target_index,
+        runs_and_their_history,
+        pair_states,
+        quarantine,
+        leases,
+        server_counts,
+    );
+}
+
+fn pair(id: &str, source: &str) -> PairConfig {
+    PairConfig {
+        id: id.parse().unwrap(),
+        source: source.parse().unwrap(),
+        target: format!("t:/{id}/").parse().unwrap(),
+    }
+}
+
+fn href(s: &str) -> Href {
+    Href::new(s).unwrap()
+}
+
+fn identity(n: u32) -> IdentityKey {
+    IdentityKey::new(Some("mailto:jane@new.example"), &format!("uid-{n}"))
+}
+
+fn mapping(n: u32) -> Mapping {
+    Mapping {
+        a_href: href(&format!("/s/{n}.ics")),
+        a_etag: Etag::new(format!("a{n}")),
+        b_href: href(&format!("/t/{n}.ics")),
+        b_etag: Etag::new(format!("b{n}")),
+        identity: identity(n),
+        hash: ContentHash(u128::from(n) << 64 | 7),
+    }
+}
+
+fn sorted(mut m: Vec<Mapping>) -> Vec<Mapping> {
+    m.sort_by(|a, b| a.a_href.cmp(&b.a_href));
+    m
+}
+
+/// A pair with one mapping, a pending create and a watermark.
+async fn alice(s: &State) -> PairId {
+    let p = pair("alice", "s:/alice/");
+    s.ensure_pair(&p).await.unwrap();
+    s.put_mapping(&p.id, &mapping(1)).await.unwrap();
+    s.set_watermark(&p.id, Side::A, Some(&SyncToken::new("tok")))
+        .await
+        .unwrap();
+    p.id
+}
+
+async fn pairs_and_their_calendars(s: &State) {
+    s.ping().await.unwrap();
+    let p = pair("alice", "s:/alice/");
+    assert_eq!(s.pair_calendars(&p.id).await.unwrap(), None);
+    let id = alice(s).await;
+    assert_eq!(
+        s.pair_calendars(&id).await.unwrap(),
+        Some(("s:/alice/".to_string(), "t:/alice/".to_string()))
+    );
+    // The same calendars again keep everything.
+    s.ensure_pair(&p).await.unwrap();
+    assert_eq!(s.mappings(&id).await.unwrap(), [mapping(1)]);
+    // Other calendars: what was recorded described the old ones and goes.
+    s.ensure_pair(&pair("alice", "s:/elsewhere/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.pair_calendars(&id).await.unwrap().unwrap().0,
+        "s:/elsewhere/"
+    );
+    assert!(s.mappings(&id).await.unwrap().is_empty());
+    assert_eq!(s.watermark(&id, Side::A).await.unwrap(), None);
+    let statuses = s.pair_statuses(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].id, "alice");
+    assert_eq!(statuses[0].source, "s:/elsewhere/");
+}
+
+async fn mappings_by_pair(s: &State) {
+    let id = alice(s).await;
+    let bob = pair("bob", "s:/bob/");
+    s.ensure_pair(&bob).await.unwrap();
+    s.put_mapping(&bob.id, &mapping(9)).await.unwrap();
+    // Putting a mapping again replaces it.
+    let moved = Mapping {
+        b_etag: Etag::new("b1-2"),
+        ..mapping(1)
+    };
+    s.put_mapping(&id, &moved).await.unwrap();
+    assert_eq!(s.mappings(&id).await.unwrap(), [moved.clone()]);
+    s.apply(&id, &[mapping(2), mapping(3)], &[]).await.unwrap();
+    assert_eq!(s.mapping_count(&id).await.unwrap(), 3);
+    s.apply(&id, &[mapping(4)], &[mapping(2).a_href])
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(s.mappings(&id).await.unwrap()),
+        [moved, mapping(3), mapping(4)]
+    );
+    s.delete_mapping(&id, &mapping(3).a_href).await.unwrap();
+    assert_eq!(s.mapping_count(&id).await.unwrap(), 2);
+    let counts = s.item_counts().await.unwrap();
+    assert_eq!((counts["alice"], counts["bob"]), (2, 1));
+    // Rebuilt from a repair: mappings replaced; pending creates, watermarks and the target
+    // index go, so the next pass lists both sides in full.
+    s.add_pending(&id, &pending(5)).await.unwrap();
+    s.update_target_index(&id, &[(href("/t/x.ics"), Etag::new("x"), None)], &[])
+        .await
+        .unwrap();
+    s.rebuild_mappings(&id, &[mapping(7)]).await.unwrap();
+    assert_eq!(s.mappings(&id).await.unwrap(), [mapping(7)]);
+    assert!(s.pendings(&id).await.unwrap().is_empty());
+    assert_eq!(s.watermarks(&id).await.unwrap(), (None, None));
+    assert!(s.target_index(&id).await.unwrap().is_empty());
+    // The other pair is untouched.
+    assert_eq!(s.mappings(&bob.id).await.unwrap(), [mapping(9)]);
+}
+
+fn pending(n: u32) -> Pending {
+    Pending {
+        a_href: href(&format!("/s/{n}.ics")),
+        b_href: href(&format!("/t/{n}.ics")),
+        identity: identity(n),
+    }
+}
+
+async fn pending_creates(s: &State) {
+    let id = alice(s).await;
+    assert!(s.pendings(&id).await.unwrap().is_empty());
+    s.add_pending(&id, &pending(1)).await.unwrap();
+    s.add_pending(&id, &pending(2)).await.unwrap();
+    // Noting the same create twice keeps one row.
+    s.add_pending(&id, &pending(2)).await.unwrap();
+    let mut got = s.pendings(&id).await.unwrap();
+    got.sort_by(|a, b| a.a_href.cmp(&b.a_href));
+    assert_eq!(got, [pending(1), pending(2)]);
+    s.clear_pendings(&id, &[pending(1)]).await.unwrap();
+    assert_eq!(s.pendings(&id).await.unwrap(), [pending(2)]);
+}
+
+async fn watermarks_per_side(s: &State) {
+    let id = alice(s).await;
+    let tok = |t: &str| Some(SyncToken::new(t));
+    assert_eq!(s.watermark(&id, Side::A).await.unwrap(), tok("tok"));
+    assert_eq!(s.watermark(&id, Side::B).await.unwrap(), None);
+    s.set_watermark(&id, Side::B, tok("b-1").as_ref())
+        .await
+        .unwrap();
+    s.set_watermark(&id, Side::A, tok("a-2").as_ref())
+        .await
+        .unwrap();
+    assert_eq!(s.watermarks(&id).await.unwrap(), (tok("a-2"), tok("b-1")));
+    s.set_watermark(&id, Side::A, None).await.unwrap();
+    assert_eq!(s.watermarks(&id).await.unwrap(), (None, tok("b-1")));
+}
+
+async fn items_outside_the_window(s: &State) {
+    let id = alice(s).await;
+    let outside = |n: u32, enters: Option<i64>| OutsideWindow {
+        a_href: href(&format!("/s/{n}.ics")),
+        a_etag: Etag::new(format!("a{n}")),
+        identity: identity(n),
+        enters,
+    };
+    s.update_outside_window(&id, &[outside(1, Some(100)), outside(2, None)], &[], "w1")
+        .await
+        .unwrap();
+    assert_eq!(s.outside_window_count(&id).await.unwrap(), 2);
+    let mut ids = s.outside_window_identities(&id).await.unwrap();
+    ids.sort_by_key(|i| i.to_string());
+    assert_eq!(ids, [identity(1), identity(2)]);
+    let id = &id;
+    let due = async |now, window: &'static str, all| {
+        let mut rows = s.outside_window(id, now, window, all).await.unwrap();
+        rows.sort();
+        rows.into_iter()
+            .map(|(h, _, due)| (h.to_string(), due))
+            .collect::<Vec<_>>()
+    };
+    // Not yet due: only listed when all are asked for.
+    assert!(due(50, "w1", false).await.is_empty());
+    assert_eq!(
+        due(50, "w1", true).await,
+        [("/s/1.ics".into(), false), ("/s/2.ics".into(), false)]
+    );
+    // Its time has come; one that never enters stays.
+    assert_eq!(due(100, "w1", false).await, [("/s/1.ics".into(), true)]);
+    // Another window setting makes every item due.
+    assert_eq!(due(50, "w2", false).await.len(), 2);
+    s.update_outside_window(&id, &[], &[href("/s/1.ics")], "w1")
+        .await
+        .unwrap();
+    assert_eq!(s.outside_window_count(&id).await.unwrap(), 1);
+}
+
+async fn the_target_index(s: &State) {
+    let id = alice(s).await;
+    let (x, y) = (href("/t/x.ics"), href("/t/y.ics"));
+    s.update_target_index(
+        &id,
+        &[
+            (x.clone(), Etag::new("x1"), Some(identity(1))),
+            (y.clone(), Etag::new("y1"), None),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let index = s.target_index(&id).await.unwrap();
+    assert_eq!(index[&x], (Etag::new("x1"), Some(identity(1))));
+    assert_eq!(index[&y], (Etag::new("y1"), None));
+    s.update_target_index(
+        &id,
+        &[(x.clone(), Etag::new("x2"), Some(identity(2)))],
+        &[y.clone()],
+    )
+    .await
+    .unwrap();
+    let index = s.target_index(&id).await.unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[&x], (Etag::new("x2"), Some(identity(2))));
+}
+
+async fn runs_and_their_history(s: &State) {
+    let id = alice(s).await;
+    let counts = |created| RunCounts {
+        created,
+        requests: 4,
+        failed_requests: 1,
+        backlog: Some(0),
+        ..RunCounts::default()
+    };
+    let first = s.begin_run(&id, RunKind::Sync).await.unwrap();
+    s.finish_run(&id, &first, Outcome::Ok, &counts(3), None)
+        .await
+        .unwrap();
+    let second = s.begin_run(&id, RunKind::Resync).await.unwrap();
+    s.finish_run(
+        &id,
+        &second,
+        Outcome::Failed,
+        &counts(0),
+        Some("target gone"),
+    )
+    .await
+    .unwrap();
+    let passes = s.passes("alice", 10).await.unwrap();
+    assert_eq!(
+        passes.iter().map(|p| p.run.as_str()).collect::<Vec<_>>(),
+        [second.as_str(), first.as_str()],
+        "newest first"
+    );
+    assert_eq!(passes[0].status.kind, "resync");
+    assert_eq!(passes[0].status.error.as_deref(), Some("target gone"));
+    assert_eq!(passes[1].status.created, 3);
+    assert_eq!(s.passes("alice", 1).await.unwrap().len(), 1);
+    let status = &s.pair_statuses(std::slice::from_ref(&id)).await.unwrap()[0];
+    let last = status.last_run.as_ref().unwrap();
+    assert_eq!(last.outcome.as_deref(), Some("failed"));
+    assert!(status.last_success_at.is_some());
+    let rows = s.pair_rows(0).await.unwrap();
+    let row = rows.iter().find(|r| r.id == "alice").unwrap();
+    assert_eq!(row.last_run.as_ref().unwrap().kind, "resync");
+    assert_eq!((row.requests, row.failed), (8, 2));
+    assert!(s.synced_pairs().await.unwrap().contains("alice"));
+}
+
+async fn pair_states(s: &State) {
+    let id = alice(s).await;
+    assert_eq!(s.pair_state(&id).await.unwrap().state, PairState::Active);
+    let paused = PairState::Paused {
+        reason: "mailbox is being moved".into(),
+        until: 1_000,
+    };
+    s.set_pair_state(&id, &paused, Some(900)).await.unwrap();
+    let stored = s.pair_state(&id).await.unwrap();
+    assert_eq!((stored.state, stored.next_run), (paused.clone(), Some(900)));
+    let backoff = PairState::Backoff {
+        reason: "503".into(),
+        failures: 2,
+        until: 2_000,
+    };
+    s.set_pair_state(&id, &backoff, None).await.unwrap();
+    let all = s.pair_states().await.unwrap();
+    assert_eq!(all["alice"].state, backoff);
+    s.set_pair_state(
+        &id,
+        &PairState::Disabled {
+            reason: "by hand".into(),
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.pair_state(&id).await.unwrap().state.name(), "disabled");
+    assert!(!s.synced_pairs().await.unwrap().contains("alice"));
+}
+
+async fn quarantine(s: &State) {
+    let id = alice(s).await;
+    let x = href("/s/x.ics");
+    let fault = || ItemFault {
+        href: x.clone(),
+        etag: Etag::new("x1"),
+        identity: Some(identity(1)),
+        error: "413 too large".into(),
+    };
+    for n in 1..QUARANTINE_AFTER {
+        assert!(
+            s.record_item_faults(&id, &[fault()], &[])
+                .await
+                .unwrap()
+                .is_empty(),
+            "failure {n}"
+        );
+    }
+    assert_eq!(
+        s.record_item_faults(&id, &[fault()], &[]).await.unwrap(),
+        [x.clone()]
+    );
+    let rows = s.quarantine_rows(&id).await.unwrap();
+    assert_eq!(
+        (rows.len(), rows[0].quarantined, rows[0].retry),
+        (1, true, false)
+    );
+    let list = s.quarantine_list(Some(&id)).await.unwrap();
+    assert_eq!(
+        (list[0].count, list[0].error.as_str()),
+        (QUARANTINE_AFTER, "413 too large")
+    );
+    assert_eq!(s.quarantine_list(None).await.unwrap().len(), 1);
+    assert_eq!(s.quarantine_counts().await.unwrap()["alice"], 1);
+    assert_eq!(s.quarantine_retry(Some(&id)).await.unwrap(), 1);
+    assert!(s.quarantine_rows(&id).await.unwrap()[0].retry);
+    // Synced at last: it leaves quarantine.
+    s.record_item_faults(&id, &[], &[x]).await.unwrap();
+    assert!(s.quarantine_rows(&id).await.unwrap().is_empty());
+}
+
+async fn leases(s: &State) {
+    let ttl = Duration::from_secs(60);
+    let cal = "t:/alice/";
+    let mine = s
+        .acquire_lease(cal, "one", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(mine.expires_at > now_ms());
+    let locked = s
+        .acquire_lease(cal, "two", LeaseKind::Repair, ttl)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (locked.holder.as_str(), locked.kind),
+        ("one", LeaseKind::Sync)
+    );
+    assert!(s.renew_lease(&mine, ttl).await.unwrap());
+    assert!(s.lease_is_current(&mine).await.unwrap());
+    assert_eq!(s.lease(cal).await.unwrap().unwrap().holder, "one");
+    // Taken over: a higher token, and the old holder is no longer current.
+    let theirs = s
+        .take_over_lease(cal, "one", "two", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(theirs.token > mine.token);
+    assert!(!s.lease_is_current(&mine).await.unwrap());
+    assert!(!s.renew_lease(&mine, ttl).await.unwrap());
+    assert!(
+        s.take_over_lease(cal, "one", "three", LeaseKind::Sync, ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.release_lease(&theirs).await.unwrap();
+    // Released is expired (the row keeps the token, so tokens keep growing).
+    assert!(s.lease(cal).await.unwrap().unwrap().expires_at <= now_ms());
+    // Free again: the next holder's token is higher still.
+    let next = s
+        .acquire_lease(cal, "one", LeaseKind::External, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.token > theirs.token);
+    assert!(!s.release_lease_of(cal, "two").await.unwrap());
+    assert!(s.release_lease_of(cal, "one").await.unwrap());
+    s.acquire_lease("t:/a/", "me", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    s.acquire_lease("t:/b/", "me", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    s.acquire_lease("t:/c/", "you", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let held = async || {
+        let now = now_ms();
+        let all = s.leases().await.unwrap();
+        all.into_iter()
+            .filter(|l| l.expires_at > now)
+            .map(|l| l.holder)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held().await.len(), 3);
+    s.release_leases_of("me").await.unwrap();
+    assert_eq!(held().await, ["you"]);
+    // An expired lease is free for anyone.
+    let brief = s
+        .acquire_lease("t:/d/", "me", LeaseKind::Sync, Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!s.lease_is_current(&brief).await.unwrap());
+    assert!(
+        s.acquire_lease("t:/d/", "you", LeaseKind::Sync, ttl)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+async fn server_counts(s: &State) {
+    let now = now_ms();
+    let counts = |requests, failed, throttled| HttpCounts {
+        requests,
+        failed,
+        throttled,
+        ..HttpCounts::default()
+    };
+    let deltas: BTreeMap<String, HttpCounts> = [("old".to_string(), counts(10, 2, 1))].into();
+    s.add_server_counts(&deltas, now).await.unwrap();
+    s.add_server_counts(&deltas, now).await.unwrap();
+    let rows = s.server_rows(now).await.unwrap();
+    assert_eq!(rows["old"].totals, [20, 4, 2]);
+    assert_eq!(rows["old"].hour, [20, 4, 2]);
+    assert!(!rows.contains_key("new"));
+}
