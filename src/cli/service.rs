@@ -344,16 +344,7 @@ pub async fn lock_acquire(
     }
     let state = State::open(&config.state.path).await?;
     let kind = crate::domain::lease::LeaseKind::External;
-    let mut got = state.acquire_lease(&calendar, holder, kind, ttl).await?;
-    // A tandem process of this machine that was killed need not be waited out.
-    if let Err(locked) = &got
-        && crate::domain::lease::holder_is_gone(&locked.holder)
-        && let Some(l) = state
-            .take_over_lease(&calendar, &locked.holder, holder, kind, ttl)
-            .await?
-    {
-        got = Ok(l);
-    }
+    let got = state.take_lease(&calendar, holder, kind, ttl).await?;
     state.close().await;
     match got {
         Ok(l) => {

@@ -500,34 +500,15 @@ impl Engine {
         }
     }
 
-    /// Takes `calendar`'s lease for this process. A holder on this machine that no longer runs
-    /// (killed mid-pass) is not waited out.
+    /// Takes `calendar`'s lease for this process (see [`State::take_lease`]).
     pub async fn take_lease(
         &self,
         calendar: &str,
         kind: LeaseKind,
     ) -> Result<Result<Lease, Locked>, StateError> {
-        match self
-            .state
-            .acquire_lease(calendar, &self.holder, kind, self.lease_ttl)
-            .await?
-        {
-            Ok(lease) => Ok(Ok(lease)),
-            Err(locked) if crate::domain::lease::holder_is_gone(&locked.holder) => {
-                match self
-                    .state
-                    .take_over_lease(calendar, &locked.holder, &self.holder, kind, self.lease_ttl)
-                    .await?
-                {
-                    Some(lease) => {
-                        info!(was = %locked.holder, calendar, "took over the lease of a process that is gone");
-                        Ok(Ok(lease))
-                    }
-                    None => Ok(Err(locked)),
-                }
-            }
-            Err(locked) => Ok(Err(locked)),
-        }
+        self.state
+            .take_lease(calendar, &self.holder, kind, self.lease_ttl)
+            .await
     }
 
     /// One pass as its stages: read (list, quiet shortcut, held items, fetch, prepare) → plan →

@@ -9,6 +9,30 @@ use super::{State, StateResult, now_ms};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 
 impl State {
+    /// Takes the lease on `calendar` for `holder`, or over from a holder on this machine that no
+    /// longer runs (a tandem process killed mid-pass): such a holder is not waited out. The one
+    /// way every writer and `tandem lock acquire` take a lease. `Ok(Err(locked))`: held.
+    pub async fn take_lease(
+        &self,
+        calendar: &str,
+        holder: &str,
+        kind: LeaseKind,
+        ttl: Duration,
+    ) -> StateResult<Result<Lease, Locked>> {
+        match self.acquire_lease(calendar, holder, kind, ttl).await? {
+            Err(locked) if crate::domain::lease::holder_is_gone(&locked.holder) => {
+                let taken = self
+                    .take_over_lease(calendar, &locked.holder, holder, kind, ttl)
+                    .await?;
+                if taken.is_some() {
+                    tracing::info!(was = %locked.holder, calendar, "took over the lease of a process that is gone");
+                }
+                Ok(taken.ok_or(locked))
+            }
+            got => Ok(got),
+        }
+    }
+
     /// Takes the lease on `calendar` for `holder` if it is free, expired or already `holder`'s.
     /// A new holder gets a higher token than any before; renewing keeps the token.
     pub async fn acquire_lease(

@@ -457,6 +457,30 @@ async fn leases(s: &State) {
     assert_eq!(held().await.len(), 3);
     s.release_leases_of("me").await.unwrap();
     assert_eq!(held().await, ["you"]);
+    // A holder of this machine whose process is gone is taken over, not waited out; a live one
+    // (this process) is not.
+    let me = tandem::domain::lease::process_holder();
+    let host = me.split_whitespace().next().unwrap();
+    let gone = format!("{host} pid 4294967295 dead");
+    let old = s
+        .acquire_lease("t:/e/", &gone, LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let new = s
+        .take_lease("t:/e/", &me, LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (new.holder.as_str(), new.token > old.token),
+        (me.as_str(), true)
+    );
+    let refused = s
+        .take_lease("t:/e/", "other", LeaseKind::Sync, ttl)
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err().holder, me);
     // An expired lease is free for anyone.
     let brief = s
         .acquire_lease("t:/d/", "me", LeaseKind::Sync, Duration::from_millis(1))
