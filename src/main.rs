@@ -1,3 +1,5 @@
+//! The `tandem` binary: hands the command line to `tandem::cli`.
+
 fn main() -> std::process::ExitCode {
     tandem::cli::main()
 }
