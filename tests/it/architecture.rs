@@ -38,7 +38,7 @@ fn imports(depth: usize) -> BTreeMap<String, BTreeSet<String>> {
     let cut = |path: &[String]| -> String {
         // The longest prefix naming a module, at most `depth` names long.
         let mut n = path.len().min(depth);
-        while n > 1 && !known.contains(&path[..n].to_vec()) {
+        while n > 1 && !known.contains(&path[..n]) {
             n -= 1;
         }
         path[..n].join("::")

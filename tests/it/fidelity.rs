@@ -101,17 +101,14 @@ fn corpus_copies_match_an_independent_parser() {
                 if read_elsewhere && !rule.starts_with("RFC ") {
                     broken.push(format!("{name}: rejected with no rule broken: {reason}"));
                 }
-                rejected
-                    .entry(rule.to_string())
-                    .or_insert_with(Vec::new)
-                    .push(format!(
-                        "{name}: {reason}{}",
-                        if read_elsewhere {
-                            " [icalendar reads it]"
-                        } else {
-                            ""
-                        }
-                    ));
+                rejected.entry(rule.to_string()).or_default().push(format!(
+                    "{name}: {reason}{}",
+                    if read_elsewhere {
+                        " [icalendar reads it]"
+                    } else {
+                        ""
+                    }
+                ));
             }
             (Outcome::Accepted, None) => unreachable!("accepted files are compared"),
         }
