@@ -32,8 +32,11 @@ use crate::store::CalendarStore;
 use crate::sync::select::select;
 use crate::sync::{self, Action, Content, Mode, PlanOptions, Prepared};
 pub use dedupe::{DedupeGroup, DedupeReport};
-use read::Read;
+use read::{Quiet, Read};
 pub(crate) use write::{Dest, Original, fetch_all};
+
+/// Which way passes copy: the source (A) is the truth, the target (B) receives its copies.
+const ONE_WAY: Mode = Mode::OneWay { from: Side::A };
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -521,15 +524,15 @@ impl Engine {
         lease: Option<&Lease>,
     ) -> Result<(), PassError> {
         let listing = self.list(pair, opts, report).await?;
-        let Some(remembered) = self.quiet(pair, opts, &listing, report).await? else {
+        let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
         };
-        let read = self.read(pair, opts, listing, remembered, report).await?;
-        let plan = self.plan(&read, opts)?;
+        let mut read = self.read(pair, opts, listing, remembered, report).await?;
+        let plan = self.plan(&mut read, opts)?;
         report.unchanged = plan.unchanged;
         if opts.dry_run {
             for a in &plan.actions {
-                report.planned(a, Side::B, &pair.target.path);
+                report.planned(a, ONE_WAY.to(), &pair.target.path);
             }
             return Ok(());
         }
@@ -546,8 +549,8 @@ impl Engine {
     }
 
     /// The plan stage: the decision table, then adoption and extras (all pure).
-    fn plan(&self, read: &Read, opts: PassOptions) -> Result<sync::Plan, PassError> {
-        let mode = Mode::OneWay { from: Side::A };
+    fn plan(&self, read: &mut Read, opts: PassOptions) -> Result<sync::Plan, PassError> {
+        let mode = ONE_WAY;
         let options = PlanOptions {
             force_delete: opts.force_delete,
         };
@@ -563,7 +566,7 @@ impl Engine {
         select(
             &mut plan,
             mode,
-            read.unmapped.clone(),
+            std::mem::take(&mut read.unmapped),
             &read.pending,
             self.extras,
             &read.outside,
@@ -571,6 +574,8 @@ impl Engine {
         Ok(plan)
     }
 
+    /// An item read from the source, made ready to plan with: parsed, rewritten for the target
+    /// org, marked client-scheduled, judged against the window, hashed.
     pub(crate) fn prepare(
         &self,
         data: &str,

@@ -57,6 +57,14 @@ pub(super) struct Read {
 /// Rows the quiet check read, used again rather than read twice.
 type Remembered = (Vec<(Href, Etag, bool)>, Vec<Quarantined>);
 
+/// What the quiet check found.
+pub(super) enum Quiet {
+    /// Nothing moved and nothing is due: the pass is done.
+    Yes,
+    /// Read on, with the rows the check read, if it read any.
+    No(Option<Remembered>),
+}
+
 impl Engine {
     /// Lists both sides at once (the two are usually different servers) and reads the state's
     /// watermarks and pending creates meanwhile.
@@ -118,14 +126,13 @@ impl Engine {
 
     /// Nothing moved on either side since the last pass (the usual case for a service passing
     /// thousands of pairs): unless something is due, there is nothing to read or plan.
-    /// `Ok(None)`: the pass is done. Otherwise the rows read to decide, for the read stage.
     pub(super) async fn quiet(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
         listing: &Listing,
         report: &mut PairReport,
-    ) -> Result<Option<Option<Remembered>>, PassError> {
+    ) -> Result<Quiet, PassError> {
         let (s, t) = (&listing.source, &listing.target);
         let quiet = listing.known
             && !opts.full
@@ -137,7 +144,7 @@ impl Engine {
             && t.deleted.is_empty()
             && listing.pending.is_empty();
         if !quiet {
-            return Ok(Some(None));
+            return Ok(Quiet::No(None));
         }
         let now = (self.clock)().timestamp();
         let window_key = self.window.key();
@@ -147,7 +154,7 @@ impl Engine {
         );
         let (due, held) = (due?, held?);
         if !due.is_empty() || !held.iter().all(|q| q.quarantined && !q.retry) {
-            return Ok(Some(Some((due, held))));
+            return Ok(Quiet::No(Some((due, held))));
         }
         report.unchanged = self.state.mapping_count(&pair.id).await?;
         // Quarantined items are source changes not in the target.
@@ -155,7 +162,7 @@ impl Engine {
         if !opts.dry_run {
             self.save_watermarks(pair, &listing.tokens).await?;
         }
-        Ok(None)
+        Ok(Quiet::Yes)
     }
 
     /// Reads what moved on both sides and prepares it: the source parsed, rewritten for the
@@ -168,7 +175,7 @@ impl Engine {
         remembered: Option<Remembered>,
         report: &mut PairReport,
     ) -> Result<Read, PassError> {
-        let mode = Mode::OneWay { from: Side::A };
+        let mode = super::ONE_WAY;
         let Listing {
             known,
             tokens,
@@ -227,7 +234,11 @@ impl Engine {
         let (src_fetch, mut tgt_fetch) =
             sync::fetch_lists(mode, &source, &target_etags, &read.prior, opts.full);
         // Target items that are not copies of ours are read once per etag, for their identity.
-        let mapped: HashSet<Href> = read.prior.values().map(|m| m.b_href.clone()).collect();
+        let mapped: HashSet<Href> = read
+            .prior
+            .values()
+            .map(|m| m.href(mode.to()).clone())
+            .collect();
         read.index_gone = index
             .keys()
             .filter(|h| {
@@ -317,7 +328,8 @@ impl Engine {
         let listed: HashMap<&Href, &Etag> =
             source.items.iter().map(|s| (&s.href, &s.etag)).collect();
         let deleted: HashSet<&Href> = source.deleted.iter().collect();
-        let in_flight: HashSet<&Href> = read.pending.iter().map(|p| &p.a_href).collect();
+        let from = super::ONE_WAY.from();
+        let in_flight: HashSet<&Href> = read.pending.iter().map(|p| p.href(from)).collect();
         let mut waiting: HashSet<Href> = HashSet::new();
         let mut inject = Vec::new();
         for (href, etag, held, quarantined) in rows {
@@ -336,16 +348,16 @@ impl Engine {
             }
         }
         let prior = &read.prior;
-        source.items.retain_mut(|s| {
-            match (waiting.contains(&s.href), prior.get(Side::A, &s.href)) {
+        source.items.retain_mut(
+            |s| match (waiting.contains(&s.href), prior.get(from, &s.href)) {
                 (false, _) => true,
                 (true, None) => false,
                 (true, Some(p)) => {
-                    s.etag = p.a_etag.clone();
+                    s.etag = p.etag(from).clone();
                     true
                 }
-            }
-        });
+            },
+        );
         source.waiting = waiting.len();
         for (href, etag) in inject {
             if read.injected.insert(href.clone()) {
@@ -401,7 +413,8 @@ impl Engine {
         }
         // Mappings an incremental listing did not mention but whose target copy needs restoring.
         for (href, (etag, content)) in fetched {
-            let known = etag.or_else(|| read.prior.get(Side::A, &href).map(|p| p.a_etag.clone()));
+            let from = super::ONE_WAY.from();
+            let known = etag.or_else(|| read.prior.get(from, &href).map(|p| p.etag(from).clone()));
             if let Some(etag) = known {
                 source.items.push(Version {
                     href,

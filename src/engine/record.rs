@@ -185,7 +185,7 @@ impl Engine {
                     Content::Fetched(p) => Some(p.identity.clone()),
                     _ => read
                         .prior
-                        .get(crate::domain::mapping::Side::A, &href)
+                        .get(super::ONE_WAY.from(), &href)
                         .map(|m| m.identity.clone()),
                 };
                 faults.push(ItemFault {
