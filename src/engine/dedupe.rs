@@ -105,8 +105,8 @@ impl Engine {
         let recorded = self.mapped_copies(pair).await?;
         let known = recorded.is_some();
         let mapped = recorded.unwrap_or_default();
-        // Per identity: (href, etag, SEQUENCE, LAST-MODIFIED) of each copy.
-        type Copy = (Href, Etag, i64, Option<String>);
+        // Per identity: (href, etag, how new) of each copy.
+        type Copy = (Href, Etag, sync::rank::Newness);
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
         for (href, got) in items {
             match got {
@@ -114,8 +114,7 @@ impl Engine {
                     Ok(item) => groups.entry(item.identity()).or_default().push((
                         href,
                         r.etag,
-                        item.sequence(),
-                        item.last_modified().map(str::to_string),
+                        sync::rank::Newness::of(&item),
                     )),
                     Err(e) => report
                         .skipped
@@ -130,8 +129,7 @@ impl Engine {
             sync::rank_copies(&mut copies, |c| sync::CopyRank {
                 mapped: mapped.contains(&c.0),
                 equal: false,
-                sequence: c.2,
-                last_modified: c.3.as_deref(),
+                newness: &c.2,
                 href: &c.0,
             });
             let mut group = DedupeGroup {

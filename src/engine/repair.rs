@@ -65,8 +65,7 @@ struct Copy {
     etag: Etag,
     uid: String,
     hash: ContentHash,
-    sequence: i64,
-    last_modified: Option<String>,
+    newness: crate::sync::rank::Newness,
 }
 
 impl Engine {
@@ -289,8 +288,7 @@ impl Engine {
                     etag,
                     uid: item.uid().to_string(),
                     hash: item.content_hash(),
-                    sequence: item.sequence(),
-                    last_modified: item.last_modified().map(str::to_string),
+                    newness: crate::sync::rank::Newness::of(&item),
                 }),
                 Err(e) => report.skipped.push(format!("target {href}: {e}")),
             }
@@ -315,8 +313,7 @@ impl Engine {
         rank_copies(&mut these, |c| CopyRank {
             mapped: mapped.contains(&c.href),
             equal: c.hash == prepared.hash,
-            sequence: c.sequence,
-            last_modified: c.last_modified.as_deref(),
+            newness: &c.newness,
             href: &c.href,
         });
         let mut rest = these.into_iter();

@@ -8,13 +8,17 @@
 //!
 //! - [`plan()`](plan::plan) decides every item and every create left pending by a crash;
 //! - [`select`] gives creates a copy to adopt and picks the extras to delete;
-//! - [`rank`] is the one keep-which-copy rule.
+//! - [`rank`] is the one keep-which-copy rule;
+//! - [`two_way`] plans a pass that copies both ways, with a conflict policy.
 
 mod plan;
 pub mod rank;
 pub mod select;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_two_way;
+pub mod two_way;
 
 use std::collections::HashMap;
 use std::sync::Arc;

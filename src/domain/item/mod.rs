@@ -245,6 +245,11 @@ impl Item {
         self.master().and_then(|c| c.value("LAST-MODIFIED"))
     }
 
+    /// The master's DTSTAMP as written.
+    pub fn dtstamp(&self) -> Option<&str> {
+        self.master().and_then(|c| c.value("DTSTAMP"))
+    }
+
     /// The properties of each own VEVENT, VTODO or VJOURNAL (the master and its overrides).
     pub fn components(&self) -> impl Iterator<Item = &[Property]> {
         self.own()

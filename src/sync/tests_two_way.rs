@@ -1,0 +1,469 @@
+//! The two-way decision table, under both conflict policies, with A as the authority and
+//! mirrored (the sides swapped, B the authority): the same cases must give the same decisions
+//! with the sides swapped.
+
+use std::sync::Arc;
+
+use super::two_way::{ConflictPolicy, TwoWay, plan, plan_item};
+use super::*;
+
+fn on(side: Side, name: &str) -> Href {
+    Href::new(&format!("/{}/{name}.ics", side.as_str())).unwrap()
+}
+
+fn item(summary: &str, sequence: u32) -> Arc<Prepared> {
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260101T100000Z\r\n\
+         SEQUENCE:{sequence}\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    Arc::new(Prepared::new(Item::parse(&ics).unwrap()))
+}
+
+/// One side's version against the mapping made when both read "A" (SEQUENCE 0).
+#[derive(Clone, Copy)]
+enum V {
+    Unchanged,
+    Edited(&'static str, u32),
+    /// The etag moved, the content did not.
+    EtagOnly,
+    /// The etag moved and it was not read.
+    Unread,
+    Broken,
+}
+
+fn version(side: Side, v: V) -> Version {
+    let etag = |n| Etag::new(format!("{}{n}", side.as_str()));
+    let (etag, content) = match v {
+        V::Unchanged => (etag(1), Content::NotFetched),
+        V::Edited(s, seq) => (etag(2), Content::Fetched(item(s, seq))),
+        V::EtagOnly => (etag(2), Content::Fetched(item("A", 0))),
+        V::Unread => (etag(2), Content::NotFetched),
+        V::Broken => (
+            etag(2),
+            Content::Broken(ErrorKind::InvalidData, "bad".into()),
+        ),
+    };
+    Version {
+        href: on(side, "x"),
+        etag,
+        content,
+    }
+}
+
+fn mapping() -> Mapping {
+    let it = item("A", 0);
+    Mapping::between(
+        Side::A,
+        (on(Side::A, "x"), Etag::new("a1")),
+        (on(Side::B, "x"), Etag::new("b1")),
+        it.identity.clone(),
+        it.hash,
+    )
+}
+
+fn kind(a: &Option<Action>) -> &'static str {
+    match a {
+        None => "none",
+        Some(Action::Create { .. }) => "create",
+        Some(Action::Update { .. }) => "update",
+        Some(Action::Delete { .. }) => "delete",
+        Some(Action::Refresh { .. }) => "refresh",
+        Some(Action::Forget { .. }) => "forget",
+        Some(Action::Skip { .. }) => "skip",
+        Some(other) => panic!("not a two-way item decision: {other:?}"),
+    }
+}
+
+/// (name, A's version, B's version, mapped?, decision, side written, side kept)
+type Case = (
+    &'static str,
+    Option<V>,
+    Option<V>,
+    bool,
+    &'static str,
+    Option<Side>,
+    Option<Side>,
+);
+
+/// Runs `cases` as written (A the authority) and mirrored (sides swapped, B the authority).
+fn check(policy: ConflictPolicy, cases: &[Case]) {
+    for mirrored in [false, true] {
+        let side = |s: Side| if mirrored { s.other() } else { s };
+        let rules = TwoWay {
+            authority: side(Side::A),
+            conflict: policy,
+        };
+        for (name, a, b, mapped, want, writes, kept) in cases {
+            let (here, there) = if mirrored { (b, a) } else { (a, b) };
+            let va = here.map(|v| version(Side::A, v));
+            let vb = there.map(|v| version(Side::B, v));
+            let p = mapped.then(mapping);
+            let (got, resolved) = plan_item(rules, va.as_ref(), vb.as_ref(), p.as_ref());
+            let ctx = format!("{policy:?}, mirrored {mirrored}, {name}: {got:?} {resolved:?}");
+            assert_eq!(kind(&got), *want, "{ctx}");
+            assert_eq!(
+                got.as_ref().and_then(Action::writes),
+                writes.map(side),
+                "{ctx}"
+            );
+            assert_eq!(resolved.map(|r| r.kept), kept.map(side), "{ctx}");
+        }
+    }
+}
+
+use Side::{A, B};
+use V::*;
+
+/// Decisions that do not depend on the policy.
+const COMMON: &[Case] = &[
+    ("nothing anywhere", None, None, false, "none", None, None),
+    (
+        "new on A",
+        Some(Edited("A", 0)),
+        None,
+        false,
+        "create",
+        Some(B),
+        None,
+    ),
+    (
+        "new on B",
+        None,
+        Some(Edited("A", 0)),
+        false,
+        "create",
+        Some(A),
+        None,
+    ),
+    (
+        "new on A, not read",
+        Some(Unread),
+        None,
+        false,
+        "skip",
+        None,
+        None,
+    ),
+    (
+        "new on A, unreadable",
+        Some(Broken),
+        None,
+        false,
+        "skip",
+        None,
+        None,
+    ),
+    ("gone on both sides", None, None, true, "forget", None, None),
+    (
+        "deleted on B",
+        Some(Unchanged),
+        None,
+        true,
+        "delete",
+        Some(A),
+        None,
+    ),
+    (
+        "deleted on A",
+        None,
+        Some(Unchanged),
+        true,
+        "delete",
+        Some(B),
+        None,
+    ),
+    (
+        "deleted on B, edited on A: the edit wins",
+        Some(Edited("B", 0)),
+        None,
+        true,
+        "create",
+        Some(B),
+        Some(A),
+    ),
+    (
+        "deleted on A, edited on B: the edit wins",
+        None,
+        Some(Edited("B", 0)),
+        true,
+        "create",
+        Some(A),
+        Some(B),
+    ),
+    (
+        "deleted on B, A's etag moved only",
+        Some(EtagOnly),
+        None,
+        true,
+        "delete",
+        Some(A),
+        None,
+    ),
+    (
+        "deleted on B, A moved but not read",
+        Some(Unread),
+        None,
+        true,
+        "skip",
+        None,
+        None,
+    ),
+    (
+        "unchanged on both",
+        Some(Unchanged),
+        Some(Unchanged),
+        true,
+        "none",
+        None,
+        None,
+    ),
+    (
+        "edited on A",
+        Some(Edited("B", 0)),
+        Some(Unchanged),
+        true,
+        "update",
+        Some(B),
+        None,
+    ),
+    (
+        "edited on B",
+        Some(Unchanged),
+        Some(Edited("B", 0)),
+        true,
+        "update",
+        Some(A),
+        None,
+    ),
+    (
+        "A's etag moved only",
+        Some(EtagOnly),
+        Some(Unchanged),
+        true,
+        "refresh",
+        None,
+        None,
+    ),
+    (
+        "both etags moved only",
+        Some(EtagOnly),
+        Some(EtagOnly),
+        true,
+        "refresh",
+        None,
+        None,
+    ),
+    (
+        "both edited alike",
+        Some(Edited("B", 1)),
+        Some(Edited("B", 1)),
+        true,
+        "refresh",
+        None,
+        None,
+    ),
+    (
+        "A moved, not read",
+        Some(Unread),
+        Some(Unchanged),
+        true,
+        "skip",
+        None,
+        None,
+    ),
+    (
+        "B unreadable",
+        Some(Edited("B", 0)),
+        Some(Broken),
+        true,
+        "skip",
+        None,
+        None,
+    ),
+    (
+        "equally new edits: the authority wins",
+        Some(Edited("B", 1)),
+        Some(Edited("C", 1)),
+        true,
+        "update",
+        Some(B),
+        Some(A),
+    ),
+    (
+        "new on both sides alike: paired",
+        Some(Edited("A", 0)),
+        Some(Edited("A", 0)),
+        false,
+        "refresh",
+        None,
+        None,
+    ),
+    (
+        "new on both sides, not read",
+        Some(Edited("A", 0)),
+        Some(Unread),
+        false,
+        "skip",
+        None,
+        None,
+    ),
+];
+
+#[test]
+fn two_way_under_the_authority() {
+    check(ConflictPolicy::Authority, COMMON);
+    check(
+        ConflictPolicy::Authority,
+        &[
+            (
+                "both edited, A newer",
+                Some(Edited("B", 5)),
+                Some(Edited("C", 1)),
+                true,
+                "update",
+                Some(B),
+                Some(A),
+            ),
+            (
+                "both edited, B newer: still the authority",
+                Some(Edited("B", 1)),
+                Some(Edited("C", 5)),
+                true,
+                "update",
+                Some(B),
+                Some(A),
+            ),
+            (
+                "new on both sides, differing",
+                Some(Edited("B", 1)),
+                Some(Edited("C", 5)),
+                false,
+                "update",
+                Some(B),
+                Some(A),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn two_way_newest_wins() {
+    check(ConflictPolicy::Newest, COMMON);
+    check(
+        ConflictPolicy::Newest,
+        &[
+            (
+                "both edited, A newer",
+                Some(Edited("B", 5)),
+                Some(Edited("C", 1)),
+                true,
+                "update",
+                Some(B),
+                Some(A),
+            ),
+            (
+                "both edited, B newer",
+                Some(Edited("B", 1)),
+                Some(Edited("C", 5)),
+                true,
+                "update",
+                Some(A),
+                Some(B),
+            ),
+            (
+                "new on both sides, B newer",
+                Some(Edited("B", 1)),
+                Some(Edited("C", 5)),
+                false,
+                "update",
+                Some(A),
+                Some(B),
+            ),
+        ],
+    );
+}
+
+fn listing(items: Vec<Version>, complete: bool) -> SourceSnapshot {
+    SourceSnapshot {
+        items,
+        deleted: Vec::new(),
+        complete,
+        waiting: 0,
+    }
+}
+
+fn rules() -> TwoWay {
+    TwoWay {
+        authority: A,
+        conflict: ConflictPolicy::Authority,
+    }
+}
+
+#[test]
+fn either_side_listing_nothing_refuses_to_delete_everything() {
+    let prior: Prior = [mapping()].into_iter().collect();
+    let full = |side| listing(vec![version(side, Unchanged)], true);
+    for (a, b) in [
+        (listing(vec![], true), full(B)),
+        (full(A), listing(vec![], true)),
+    ] {
+        let err = plan(rules(), &a, &b, &prior, PlanOptions::default()).unwrap_err();
+        assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
+        let forced = plan(rules(), &a, &b, &prior, PlanOptions { force_delete: true }).unwrap();
+        assert!(matches!(
+            forced.0.actions.as_slice(),
+            [Action::Delete { .. }]
+        ));
+    }
+}
+
+#[test]
+fn incremental_listings_and_pairing_by_identity() {
+    let prior: Prior = [mapping()].into_iter().collect();
+    // Nothing listed on either side: unchanged.
+    let quiet = plan(
+        rules(),
+        &listing(vec![], false),
+        &listing(vec![], false),
+        &prior,
+        PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((quiet.0.actions.len(), quiet.0.unchanged), (0, 1));
+    // Deleted on A by an incremental listing: its copy on B goes.
+    let mut gone = listing(vec![], false);
+    gone.deleted.push(on(A, "x"));
+    let (p, _) = plan(
+        rules(),
+        &gone,
+        &listing(vec![], false),
+        &prior,
+        PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        p.actions.as_slice(),
+        [Action::Delete { on: B, .. }]
+    ));
+    // A meeting new on both sides (one spelling each) becomes one pair, not two copies; one
+    // new on B alone is copied to A.
+    let new = |side, name: &str, summary| Version {
+        href: on(side, name),
+        ..version(side, Edited(summary, 0))
+    };
+    let mut other = new(B, "y", "A");
+    let y = Item::parse(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:y\r\nDTSTART:20260101T100000Z\r\nSUMMARY:Y\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    other.content = Content::Fetched(Arc::new(Prepared::new(y)));
+    let a = listing(vec![new(A, "n", "A")], true);
+    let b = listing(vec![new(B, "m", "A"), other], true);
+    let (p, resolved) = plan(rules(), &a, &b, &Prior::new(), PlanOptions::default()).unwrap();
+    let kinds: Vec<_> = p.actions.iter().map(|a| kind(&Some(a.clone()))).collect();
+    assert_eq!(kinds, ["refresh", "create"]);
+    assert!(
+        matches!(&p.actions[1], Action::Create { to: A, from_href, .. } if *from_href == on(B, "y"))
+    );
+    assert!(resolved.is_empty());
+}
