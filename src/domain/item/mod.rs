@@ -13,14 +13,14 @@
 
 mod canonical;
 pub mod content;
+mod rewrite;
 pub mod tree;
 
-use std::collections::HashMap;
-
-use crate::domain::identity::{IdentityKey, strip_mailto};
+use crate::domain::identity::IdentityKey;
 use crate::domain::types::ContentHash;
 
 pub use content::{Param, ParamValue, Property};
+pub use rewrite::{Ambiguous, Rewriter};
 pub use tree::Component;
 
 /// Properties whose value is a calendar address (RFC 5545 §3.3.3).
@@ -363,55 +363,6 @@ fn check_placement(c: &Component) -> Result<(), ItemError> {
     }
     Ok(())
 }
-/// Maps calendar addresses of the source org to the target org.
-#[derive(Debug, Clone, Default)]
-pub struct Rewriter {
-    /// Lower-cased source domain → target domain.
-    domains: HashMap<String, String>,
-    /// Lower-cased source address → target address; wins over `domains`.
-    addresses: HashMap<String, String>,
-}
-
-impl Rewriter {
-    pub fn new(
-        domains: impl IntoIterator<Item = (String, String)>,
-        addresses: impl IntoIterator<Item = (String, String)>,
-    ) -> Self {
-        Rewriter {
-            domains: domains
-                .into_iter()
-                .map(|(k, v)| (k.to_lowercase(), v))
-                .collect(),
-            addresses: addresses
-                .into_iter()
-                .map(|(k, v)| (k.to_lowercase(), v))
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.domains.is_empty() && self.addresses.is_empty()
-    }
-
-    /// The target address for a source address, or `None` when it stays as it is.
-    pub fn map_address(&self, addr: &str) -> Option<String> {
-        let lower = addr.to_lowercase();
-        if let Some(exact) = self.addresses.get(&lower) {
-            return Some(exact.clone());
-        }
-        let (local, domain) = addr.rsplit_once('@')?;
-        let target = self.domains.get(&domain.to_lowercase())?;
-        Some(format!("{local}@{target}"))
-    }
-
-    /// Same as [`Rewriter::map_address`] for a `mailto:` URI; other URIs stay as they are.
-    pub fn map_uri(&self, uri: &str) -> Option<String> {
-        let addr = strip_mailto(uri)?;
-        let scheme = &uri[..uri.len() - addr.len()];
-        self.map_address(addr).map(|a| format!("{scheme}{a}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
