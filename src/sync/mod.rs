@@ -157,6 +157,13 @@ impl Prior {
         self.by_a.insert(m.a_href.clone(), m);
     }
 
+    /// Drops the mapping whose item on side A is at `a_href`.
+    pub fn remove(&mut self, a_href: &Href) -> Option<Mapping> {
+        let m = self.by_a.remove(a_href)?;
+        self.by_b.remove(&m.b_href);
+        Some(m)
+    }
+
     /// The mapping whose item on `side` is at `href`.
     pub fn get(&self, side: Side, href: &Href) -> Option<&Mapping> {
         match side {
