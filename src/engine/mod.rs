@@ -452,9 +452,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The one lease guard of the writers (sync, dedupe, repair): takes `calendar`'s lease (none
-    /// for a dry run, which writes nothing), renews it while `work` runs and releases it after.
-    /// `Ok(Err(locked))` when another holder has it: the caller skips, never waits.
+    /// The lease guard of a writer of one calendar (sync, dedupe, repair): [`Self::under_leases`]
+    /// for one.
     pub(crate) async fn under_lease<T>(
         &self,
         calendar: &str,
@@ -462,38 +461,63 @@ impl Engine {
         dry_run: bool,
         work: impl AsyncFnOnce(Option<&Lease>) -> Result<T, StateError>,
     ) -> Result<Result<T, Locked>, StateError> {
-        let lease = if dry_run {
-            None
-        } else {
-            match self.take_lease(calendar, kind).await? {
-                Ok(lease) => Some(lease),
-                Err(locked) => return Ok(Err(locked)),
+        self.under_leases(&[calendar], kind, dry_run, async |leases: &[Lease]| {
+            work(leases.first()).await
+        })
+        .await
+    }
+
+    /// The one lease guard of the writers: takes every calendar's lease (none for a dry run,
+    /// which writes nothing) in one global order (sorted by name), so two processes wanting the
+    /// same calendars never hold one each and wait; renews them while `work` runs and releases
+    /// them after. `Ok(Err(locked))` when another holder has one: the leases taken so far are
+    /// released and the caller skips, never waits.
+    pub async fn under_leases<T>(
+        &self,
+        calendars: &[&str],
+        kind: LeaseKind,
+        dry_run: bool,
+        work: impl AsyncFnOnce(&[Lease]) -> Result<T, StateError>,
+    ) -> Result<Result<T, Locked>, StateError> {
+        let mut order = calendars.to_vec();
+        order.sort_unstable();
+        order.dedup();
+        let mut leases = Vec::with_capacity(order.len());
+        if !dry_run {
+            for calendar in order {
+                match self.take_lease(calendar, kind).await? {
+                    Ok(lease) => leases.push(lease),
+                    Err(locked) => {
+                        for lease in &leases {
+                            self.state.release_lease(lease).await?;
+                        }
+                        return Ok(Err(locked));
+                    }
+                }
             }
-        };
-        let out = self.renewing(lease.as_ref(), work(lease.as_ref())).await;
-        if let Some(lease) = &lease {
+        }
+        let out = self.renewing(&leases, work(&leases)).await;
+        for lease in &leases {
             self.state.release_lease(lease).await?;
         }
         out.map(Ok)
     }
 
-    /// Runs `work` while renewing `lease` every third of its ttl, so work that outlasts one ttl
-    /// keeps it. A lost lease is only logged here: the writes check it themselves.
-    async fn renewing<T>(
-        &self,
-        lease: Option<&Lease>,
-        work: impl std::future::Future<Output = T>,
-    ) -> T {
+    /// Runs `work` while renewing `leases` every third of their ttl, so work that outlasts one
+    /// ttl keeps them. A lost lease is only logged here: the writes check it themselves.
+    async fn renewing<T>(&self, leases: &[Lease], work: impl std::future::Future<Output = T>) -> T {
         let renew = async {
-            let Some(lease) = lease else {
+            if leases.is_empty() {
                 return std::future::pending().await;
-            };
+            }
             loop {
                 tokio::time::sleep(self.lease_ttl / 3).await;
-                match self.state.renew_lease(lease, self.lease_ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => warn!(calendar = %lease.calendar, "the lease was lost"),
-                    Err(e) => warn!(error = %e, "renewing the lease failed"),
+                for lease in leases {
+                    match self.state.renew_lease(lease, self.lease_ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => warn!(calendar = %lease.calendar, "the lease was lost"),
+                        Err(e) => warn!(error = %e, "renewing the lease failed"),
+                    }
                 }
             }
         };

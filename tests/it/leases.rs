@@ -10,6 +10,7 @@ use common::dav;
 use common::{Setup, event, text};
 use tandem::domain::lease::LeaseKind;
 use tandem::domain::types::CalendarPath;
+use tandem::engine::Engine;
 use tandem::state::State;
 use tandem::store::CalendarStore;
 
@@ -419,4 +420,64 @@ async fn a_stalled_holder_cannot_write_after_waking() {
         "the stale holder kept writing: {before} -> {after}"
     );
     assert!(after < 300);
+}
+
+/// A writer of two calendars takes both leases in one order (by name) or neither: with one
+/// held elsewhere, it takes none and keeps none.
+#[tokio::test]
+async fn two_calendars_are_leased_in_one_order_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(&dir.path().join("tandem.db")).await.unwrap();
+    let engine = Engine::with_stores(
+        state.clone(),
+        Default::default(),
+        tandem::domain::item::Rewriter::default(),
+    );
+    let ttl = std::time::Duration::from_secs(60);
+    let (old, new) = ("old:/alice/", "new:/alice/");
+    let seen = engine
+        .under_leases(&[old, new], LeaseKind::Sync, false, async |leases| {
+            let mut held = Vec::new();
+            for l in leases {
+                held.push((l.calendar.clone(), state.lease_is_current(l).await?));
+            }
+            Ok(held)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        seen,
+        [(new.to_string(), true), (old.to_string(), true)],
+        "both held, taken in name order"
+    );
+    for cal in [old, new] {
+        let l = state.lease(cal).await.unwrap().unwrap();
+        assert!(
+            l.expires_at <= tandem::domain::time::now_ms(),
+            "{cal} released"
+        );
+    }
+    // Another holder has the second in order: the first is given back, the work never runs.
+    state
+        .acquire_lease(old, "someone else", LeaseKind::External, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let locked = engine
+        .under_leases(
+            &[old, new],
+            LeaseKind::Sync,
+            false,
+            async |_| -> Result<(), _> { panic!("ran without both leases") },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(locked.holder, "someone else");
+    let first = state.lease(new).await.unwrap().unwrap();
+    assert!(
+        first.expires_at <= tandem::domain::time::now_ms(),
+        "the first lease was given back"
+    );
 }
