@@ -234,15 +234,12 @@ impl Engine {
         let (src_fetch, mut tgt_fetch) =
             sync::fetch_lists(mode, &source, &target_etags, &read.prior, opts.full);
         // Target items that are not copies of ours are read once per etag, for their identity.
-        let mapped: HashSet<Href> = read
-            .prior
-            .values()
-            .map(|m| m.href(mode.to()).clone())
-            .collect();
+        let prior = &read.prior;
+        let mapped = |h: &Href| prior.get(mode.to(), h).is_some();
         read.index_gone = index
             .keys()
             .filter(|h| {
-                mapped.contains(*h)
+                mapped(h)
                     || match target_changes.complete {
                         true => !target_etags.contains_key(*h),
                         false => target_changes.deleted.contains(h),
@@ -252,12 +249,13 @@ impl Engine {
             .collect();
         let to_index: HashSet<Href> = target_etags
             .iter()
-            .filter(|(h, e)| !mapped.contains(*h) && index.get(*h).is_none_or(|(k, _)| k != *e))
+            .filter(|(h, e)| !mapped(h) && index.get(*h).is_none_or(|(k, _)| k != *e))
             .map(|(h, _)| h.clone())
             .collect();
+        let listed: HashSet<&Href> = tgt_fetch.iter().collect();
         let extra: Vec<Href> = to_index
             .iter()
-            .filter(|h| !tgt_fetch.contains(h))
+            .filter(|h| !listed.contains(h))
             .cloned()
             .collect();
         tgt_fetch.extend(extra);
@@ -283,7 +281,7 @@ impl Engine {
             index.insert(h.clone(), (e.clone(), i.clone()));
         }
         read.source = source;
-        self.unmapped(pair, index, &mapped, &mut read).await?;
+        self.unmapped(pair, index, &mut read).await?;
         Ok(read)
     }
 
@@ -462,11 +460,11 @@ impl Engine {
         &self,
         pair: &PairConfig,
         index: HashMap<Href, (Etag, Option<IdentityKey>)>,
-        mapped: &HashSet<Href>,
         read: &mut Read,
     ) -> Result<(), PassError> {
+        let to = super::ONE_WAY.to();
         for (href, (etag, identity)) in index {
-            if mapped.contains(&href) {
+            if read.prior.get(to, &href).is_some() {
                 continue;
             }
             match identity {

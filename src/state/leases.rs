@@ -50,14 +50,13 @@ impl State {
              ON CONFLICT (calendar) DO UPDATE SET \
              token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $5 THEN leases.token ELSE leases.token + 1 END, \
              holder = excluded.holder, kind = excluded.kind, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= $6 \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $5 \
              RETURNING token",
         )
         .bind(calendar)
         .bind(holder)
         .bind(kind.as_str())
         .bind(expires)
-        .bind(now)
         .bind(now)
         .fetch_optional(&self.pool)
         .await

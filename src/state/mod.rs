@@ -408,14 +408,12 @@ impl State {
         let what = "reading items outside the window";
         let rows = sqlx::query(
             "SELECT a_href, a_etag, (enters_at <= $1 OR window <> $2) AS due FROM outside_window \
-             WHERE pair_id = $3 AND ($4 OR enters_at <= $5 OR window <> $6)",
+             WHERE pair_id = $3 AND ($4 OR enters_at <= $1 OR window <> $2)",
         )
         .bind(now)
         .bind(window)
         .bind(pair.as_str())
         .bind(all)
-        .bind(now)
-        .bind(window)
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(what))?;

@@ -66,7 +66,7 @@ fn prior(mode: Mode, summary: &str) -> Mapping {
     )
 }
 
-fn kind(a: &Option<Action>) -> &'static str {
+pub(super) fn kind(a: &Option<Action>) -> &'static str {
     match a {
         None => "none",
         Some(Action::Create { .. }) => "create",

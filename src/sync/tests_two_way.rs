@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::tests::kind;
 use super::two_way::{ConflictPolicy, TwoWay, plan, plan_item};
 use super::*;
 
@@ -59,19 +60,6 @@ fn mapping() -> Mapping {
         it.identity.clone(),
         it.hash,
     )
-}
-
-fn kind(a: &Option<Action>) -> &'static str {
-    match a {
-        None => "none",
-        Some(Action::Create { .. }) => "create",
-        Some(Action::Update { .. }) => "update",
-        Some(Action::Delete { .. }) => "delete",
-        Some(Action::Refresh { .. }) => "refresh",
-        Some(Action::Forget { .. }) => "forget",
-        Some(Action::Skip { .. }) => "skip",
-        Some(other) => panic!("not a two-way item decision: {other:?}"),
-    }
 }
 
 /// (name, A's version, B's version, mapped?, decision, side written, side kept)
