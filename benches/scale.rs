@@ -178,11 +178,11 @@ fn main() {
         for i in 0..items {
             source.put(&scal, &format!("{i}.ics"), &ics(p, i, 0));
         }
-        configs.push(PairConfig {
-            id: format!("u{p}").parse::<PairId>().unwrap(),
-            source: format!("old:/u{p}/").parse().unwrap(),
-            target: format!("new:/u{p}/").parse().unwrap(),
-        });
+        configs.push(PairConfig::new(
+            format!("u{p}").parse::<PairId>().unwrap(),
+            format!("old:/u{p}/").parse().unwrap(),
+            format!("new:/u{p}/").parse().unwrap(),
+        ));
     }
     let seeded_rss = rss_mb("VmRSS:");
     println!(

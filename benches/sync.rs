@@ -174,11 +174,11 @@ fn vdir_setup(items: usize) -> VdirBench {
     for n in 0..items {
         std::fs::write(root.join(format!("old/alice/{n}.ics")), ics(n, 1)).unwrap();
     }
-    let pair = PairConfig {
-        id: "alice".parse().unwrap(),
-        source: "old:/alice/".parse().unwrap(),
-        target: "new:/alice/".parse().unwrap(),
-    };
+    let pair = PairConfig::new(
+        "alice".parse().unwrap(),
+        "old:/alice/".parse().unwrap(),
+        "new:/alice/".parse().unwrap(),
+    );
     VdirBench {
         _dir: dir,
         root,

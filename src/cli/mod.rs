@@ -5,6 +5,7 @@
 //! here or in a file beside this one ([`demo`], [`service`]); the library below returns typed
 //! errors, and only this layer turns them into exit codes.
 
+mod cutover;
 mod demo;
 mod demo_orgs;
 pub mod logging;
@@ -148,6 +149,19 @@ enum Command {
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
     },
+    /// The mailbox was switched to the new org: its target calendar becomes the truth (one-way
+    /// pairs then sync target -> source; two-way pairs let it win conflicts).
+    Cutover {
+        /// This pair (repeatable).
+        #[arg(long = "pair", value_name = "ID")]
+        pairs: Vec<String>,
+        /// A wave of pairs: one pair id per line (first column; a header `id` is skipped).
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// The switch was rolled back: the source is the truth again.
+        #[arg(long)]
+        undo: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,6 +229,32 @@ impl From<crate::state::StateError> for Failure {
             message: e.to_string(),
         }
     }
+}
+
+/// Opens the state of `config`. Refuses (exit 2) when a cut-over pair would write back to the
+/// old org and the rewrite has no way back (the config changed after the cutover).
+pub(crate) async fn open_state(config: &Config) -> Result<State, Failure> {
+    let state = State::open(&config.state.path).await?;
+    if let Err(e) = config.rewrite.inverse() {
+        let cut = state.cutovers().await?;
+        let mut ids: Vec<&str> = config
+            .pairs
+            .iter()
+            .map(|p| p.id.as_str())
+            .filter(|id| cut.contains_key(*id))
+            .collect();
+        if !ids.is_empty() {
+            state.close().await;
+            ids.truncate(3);
+            return Err(usage(format!(
+                "{}: rewrite: {e} (needed by the cut-over pairs {}{})",
+                config.file.display(),
+                ids.join(", "),
+                if cut.len() > 3 { ", ..." } else { "" }
+            )));
+        }
+    }
+    Ok(state)
 }
 
 pub(crate) fn usage(message: impl Into<String>) -> Failure {
@@ -315,6 +355,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             service::set_enabled(&cli.config, &pair, Some(reason)).await
         }
         Command::Enable { pair } => service::set_enabled(&cli.config, &pair, None).await,
+        Command::Cutover { pairs, csv, undo } => {
+            cutover::cutover(&cli.config, &pairs, csv.as_deref(), undo).await
+        }
         Command::Dedupe {
             pair,
             dry_run,
@@ -439,6 +482,12 @@ pub fn describe_config(c: &Config) -> String {
     for (from, to) in &r.domains {
         let _ = writeln!(o, "  @{from} -> @{to}");
     }
+    for (from, to) in &r.reverse_domains {
+        let _ = writeln!(o, "  back: @{from} -> @{to}");
+    }
+    if !r.reverse_addresses.is_empty() {
+        let _ = writeln!(o, "  back: {} address(es)", r.reverse_addresses.len());
+    }
     let _ = writeln!(o, "pairs    {}", c.pairs.len());
     let mailbox: std::collections::HashMap<&str, &str> = c
         .addresses
@@ -446,9 +495,16 @@ pub fn describe_config(c: &Config) -> String {
         .map(|(addr, id)| (id.as_str(), addr.as_str()))
         .collect();
     for p in &c.pairs {
+        let (arrow, way) = match p.direction {
+            crate::domain::direction::Direction::OneWay => ("->", String::new()),
+            crate::domain::direction::Direction::TwoWay => (
+                "<->",
+                format!("  (two-way, conflicts: {})", p.conflict.as_str()),
+            ),
+        };
         let _ = writeln!(
             o,
-            "  {:<20} {} -> {}{}",
+            "  {:<20} {} {arrow} {}{way}{}",
             p.id,
             p.source,
             p.target,
@@ -483,7 +539,7 @@ async fn sync(
     if pairs.is_empty() {
         pairs = config.pairs.clone();
     }
-    let state = State::open(&config.state.path).await?;
+    let state = open_state(config).await?;
     // A bar per pair on a terminal; log lines every few seconds otherwise (or with --json, whose
     // stdout is for scripts).
     let progress: Arc<dyn crate::engine::progress::Progress> =
@@ -548,7 +604,7 @@ async fn dedupe(
             ))
         })?
         .clone();
-    let state = State::open(&config.state.path).await?;
+    let state = open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
     let report = engine.dedupe(&pair, dry_run).await?;
     state.close().await;
@@ -620,7 +676,7 @@ pub async fn run_pairs(
 
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = State::open(&config.state.path).await?;
+    let state = open_state(&config).await?;
     let snap = crate::service::observe::snapshot(
         &config,
         &state,

@@ -13,13 +13,12 @@ use crate::domain::types::PairId;
 use crate::engine::Engine;
 use crate::service::pool::{self, Pool};
 use crate::service::scheduler::Policy;
-use crate::state::State;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.
 pub async fn serve(file: &Path) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let online = online_processors();
     if let Some(w) = config.agents.placement_warning(online) {
         warn!("{w}");
@@ -132,7 +131,7 @@ struct AgentRow {
 pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let items: HashMap<String, i64> = if config.state.path.exists() {
-        let state = State::open(&config.state.path).await?;
+        let state = super::open_state(&config).await?;
         let counts = state.item_counts().await?;
         state.close().await;
         counts
@@ -206,7 +205,7 @@ fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
 pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let entries = state.quarantine_list(pair.as_ref()).await?;
     state.close().await;
     if json {
@@ -246,7 +245,7 @@ pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Res
 pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let n = state.quarantine_retry(pair.as_ref()).await?;
     state.close().await;
     println!("{n} quarantined item(s) will be tried again on their pair's next pass");
@@ -262,7 +261,7 @@ pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Resu
             config.file.display()
         ))
     })?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     state.ensure_pair(&pair).await?;
     let new = match disable {
         Some(reason) => PairState::Disabled { reason },
@@ -292,7 +291,7 @@ fn lease_calendar(config: &Config, calendar: &str) -> Result<String, Failure> {
 
 pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let leases = state.leases().await?;
     state.close().await;
     let now = crate::domain::time::now_ms();
@@ -342,7 +341,7 @@ pub async fn lock_acquire(
             "--holder: give a name (who holds the lock, for `lock list` and `status`)",
         ));
     }
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let kind = crate::domain::lease::LeaseKind::External;
     let got = state.take_lease(&calendar, holder, kind, ttl).await?;
     state.close().await;
@@ -365,7 +364,7 @@ pub async fn lock_acquire(
 pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let calendar = lease_calendar(&config, calendar)?;
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let released = state.release_lease_of(&calendar, holder).await?;
     state.close().await;
     if released {
@@ -394,7 +393,7 @@ pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> R
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let state = State::open(&config.state.path).await?;
+    let state = super::open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
     let mut reports = Vec::with_capacity(pairs.len());
     for pair in &pairs {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::item::Rewriter;
+use crate::domain::direction::{ConflictPolicy, Direction};
+use crate::domain::item::{Ambiguous, Rewriter};
 use crate::domain::mapping::Side;
 use crate::domain::types::{CalendarRef, PairId};
 
@@ -90,6 +91,9 @@ pub struct SyncConfig {
     pub window_past: Option<Duration>,
     pub window_future: Option<Duration>,
     pub extras: Extras,
+    /// Defaults for pairs that do not say.
+    pub direction: Direction,
+    pub conflict: ConflictPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +221,10 @@ pub struct RewriteConfig {
     pub domains: BTreeMap<String, String>,
     pub addresses: BTreeMap<String, String>,
     pub addresses_file: Option<PathBuf>,
+    /// The way back where the inverse of `domains` / `addresses` is not one-to-one.
+    pub reverse_domains: BTreeMap<String, String>,
+    pub reverse_addresses: BTreeMap<String, String>,
+    pub reverse_addresses_file: Option<PathBuf>,
 }
 
 impl RewriteConfig {
@@ -226,6 +234,18 @@ impl RewriteConfig {
             self.addresses.iter().map(|(k, v)| (k.clone(), v.clone())),
         )
     }
+
+    /// The rewrite for copies written back to the old org (two-way and cut-over pairs).
+    pub fn inverse(&self) -> Result<Rewriter, Ambiguous> {
+        self.rewriter().inverse(
+            self.reverse_domains
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+            self.reverse_addresses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,9 +253,23 @@ pub struct PairConfig {
     pub id: PairId,
     pub source: CalendarRef,
     pub target: CalendarRef,
+    pub direction: Direction,
+    /// How a two-way pair settles an item both sides changed.
+    pub conflict: ConflictPolicy,
 }
 
 impl PairConfig {
+    /// A one-way pair whose conflicts (if it becomes two-way) go to the authority.
+    pub fn new(id: PairId, source: CalendarRef, target: CalendarRef) -> PairConfig {
+        PairConfig {
+            id,
+            source,
+            target,
+            direction: Direction::OneWay,
+            conflict: ConflictPolicy::Authority,
+        }
+    }
+
     /// The calendar on `side`: A is the source, B the target.
     pub fn calendar(&self, side: Side) -> &CalendarRef {
         match side {
@@ -285,6 +319,8 @@ struct RawSync {
     window_past: Option<String>,
     window_future: Option<String>,
     extras: Option<String>,
+    direction: Option<String>,
+    conflict: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -329,6 +365,9 @@ struct RawRewrite {
     #[serde(default)]
     domains: BTreeMap<String, String>,
     addresses: Option<String>,
+    #[serde(default)]
+    reverse_domains: BTreeMap<String, String>,
+    reverse_addresses: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -339,6 +378,8 @@ struct RawPair {
     target: String,
     /// The mailbox's address, for the repair assistant's cross-calendar check.
     address: Option<String>,
+    direction: Option<String>,
+    conflict: Option<String>,
 }
 
 pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
@@ -374,6 +415,7 @@ impl Config {
     pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut v = Validator {
             file: file.to_path_buf(),
+            file_override: None,
             issues: Vec::new(),
         };
         let raw: Raw = match parse_raw(text) {
@@ -430,13 +472,18 @@ fn toml_reason(text: &str, e: &toml::de::Error) -> String {
 
 struct Validator {
     file: PathBuf,
+    /// The file issues are reported in while a pair from `pairs_csv` is read.
+    file_override: Option<PathBuf>,
     issues: Vec<ConfigIssue>,
 }
 
 impl Validator {
     fn issue(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.issues.push(ConfigIssue {
-            file: self.file.clone(),
+            file: self
+                .file_override
+                .clone()
+                .unwrap_or_else(|| self.file.clone()),
             key: key.into(),
             reason: reason.into(),
         });
@@ -458,6 +505,30 @@ impl Validator {
                 None
             }
         }
+    }
+
+    fn direction(&mut self, key: &str, value: Option<&str>) -> Option<Direction> {
+        let value = value.filter(|v| !v.is_empty())?;
+        let d = Direction::parse(value);
+        if d.is_none() {
+            self.issue(
+                key,
+                format!("{value:?} is neither \"one-way\" nor \"two-way\""),
+            );
+        }
+        d
+    }
+
+    fn conflict(&mut self, key: &str, value: Option<&str>) -> Option<ConflictPolicy> {
+        let value = value.filter(|v| !v.is_empty())?;
+        let c = ConflictPolicy::parse(value);
+        if c.is_none() {
+            self.issue(
+                key,
+                format!("{value:?} is neither \"authority\" nor \"newest\""),
+            );
+        }
+        c
     }
 
     fn existing_file(&mut self, key: &str, base: &Path, value: &str) -> Option<PathBuf> {
@@ -507,7 +578,9 @@ impl Validator {
             .collect();
         let rewrite = self.rewrite(raw.rewrite, base);
         // Mailbox addresses come with their pairs (`[[pairs]] address`, a 4th CSV column).
-        let (pairs, addresses) = self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers);
+        let (pairs, addresses) =
+            self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers, &sync);
+        self.way_back(&rewrite, &pairs, &sync);
         Config {
             file: self.file.clone(),
             state,
@@ -566,6 +639,12 @@ impl Validator {
                 Extras::Keep
             }
         };
+        let direction = self
+            .direction("sync.direction", raw.direction.as_deref())
+            .unwrap_or_default();
+        let conflict = self
+            .conflict("sync.conflict", raw.conflict.as_deref())
+            .unwrap_or_default();
         SyncConfig {
             interval,
             pause,
@@ -574,6 +653,8 @@ impl Validator {
             window_past,
             window_future,
             extras,
+            direction,
+            conflict,
         }
     }
 
@@ -790,28 +871,85 @@ impl Validator {
         if let Some(file) = raw.addresses
             && let Some(path) = self.existing_file("rewrite.addresses", base, &file)
         {
-            match read_csv(&path, 2..=2) {
-                Ok(rows) => {
-                    for (line, row) in rows {
-                        if !row[0].contains('@') || !row[1].contains('@') {
-                            self.issue_in(
-                                &path,
-                                format!("line {line}"),
-                                "expected source_address,target_address",
-                            );
-                        } else {
-                            addresses.insert(row[0].to_lowercase(), row[1].clone());
-                        }
-                    }
-                }
-                Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
-            }
+            addresses = self.address_map(&path, "source_address,target_address");
             addresses_file = Some(path);
         }
+        let mut reverse_domains = BTreeMap::new();
+        for (from, to) in raw.reverse_domains {
+            let ok = |d: &str| !d.is_empty() && !d.contains(['@', ' ', '/', ':']);
+            if !ok(&from) || !ok(&to) {
+                self.issue(format!("rewrite.reverse_domains.{from}"), format!("{from:?} = {to:?} is not a domain mapping like \"new.example\" = \"old.example\""));
+            } else {
+                reverse_domains.insert(from.to_lowercase(), to);
+            }
+        }
+        let reverse_addresses_file = raw
+            .reverse_addresses
+            .and_then(|file| self.existing_file("rewrite.reverse_addresses", base, &file));
+        let reverse_addresses = match &reverse_addresses_file {
+            Some(path) => self.address_map(path, "target_address,source_address"),
+            None => BTreeMap::new(),
+        };
         RewriteConfig {
             domains,
             addresses,
             addresses_file,
+            reverse_domains,
+            reverse_addresses,
+            reverse_addresses_file,
+        }
+    }
+
+    /// A CSV of address pairs (`expected` names the columns).
+    fn address_map(&mut self, path: &Path, expected: &str) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        match read_csv(path, 2..=2) {
+            Ok(rows) => {
+                for (line, row) in rows {
+                    if !row[0].contains('@') || !row[1].contains('@') {
+                        self.issue_in(path, format!("line {line}"), format!("expected {expected}"));
+                    } else {
+                        map.insert(row[0].to_lowercase(), row[1].clone());
+                    }
+                }
+            }
+            Err((line, reason)) => self.issue_in(path, format!("line {line}"), reason),
+        }
+        map
+    }
+
+    /// Two-way pairs write copies back to the old org: the rewrite must have a way back. (The
+    /// sync window is applied one way only so far.)
+    fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[PairConfig], sync: &SyncConfig) {
+        let two_way: Vec<&str> = pairs
+            .iter()
+            .filter(|p| p.direction == Direction::TwoWay)
+            .map(|p| p.id.as_str())
+            .collect();
+        if two_way.is_empty() {
+            return;
+        }
+        for (key, set) in [
+            ("sync.window_past", sync.window_past.is_some()),
+            ("sync.window_future", sync.window_future.is_some()),
+        ] {
+            if set {
+                self.issue(
+                    key,
+                    format!(
+                        "a sync window is not applied to two-way pairs ({}); remove it, or make them one-way",
+                        two_way[..two_way.len().min(3)].join(", ")
+                    ),
+                );
+            }
+        }
+        if let Err(e) = rewrite.inverse() {
+            let more = if two_way.len() > 3 { ", ..." } else { "" };
+            let names = two_way[..two_way.len().min(3)].join(", ");
+            self.issue(
+                "rewrite",
+                format!("{e} (needed by the two-way pairs {names}{more})"),
+            );
         }
     }
 
@@ -829,45 +967,43 @@ impl Validator {
         csv: Option<&str>,
         base: &Path,
         servers: &BTreeMap<String, ServerConfig>,
+        sync: &SyncConfig,
     ) -> (Vec<PairConfig>, BTreeMap<String, PairId>) {
-        // (file, key prefix, id, source, target, mailbox address)
-        type Entry = (PathBuf, String, String, String, String, Option<String>);
         let mut entries: Vec<Entry> = raw
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
-                (
-                    self.file.clone(),
-                    format!("pairs[{i}]"),
-                    p.id,
-                    p.source,
-                    p.target,
-                    p.address,
-                )
+            .map(|(i, p)| Entry {
+                file: self.file.clone(),
+                key: format!("pairs[{i}]"),
+                id: p.id,
+                source: p.source,
+                target: p.target,
+                address: p.address,
+                direction: p.direction,
+                conflict: p.conflict,
             })
             .collect();
         if let Some(csv) = csv
             && let Some(path) = self.existing_file("pairs_csv", base, csv)
         {
-            match read_csv(&path, 3..=4) {
+            match read_csv(&path, 3..=6) {
                 Ok(rows) => {
-                    for (line, mut row) in rows {
+                    for (line, row) in rows {
                         if line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target" {
                             continue; // header
                         }
-                        let address = (row.len() == 4)
-                            .then(|| row.pop().expect("4 columns"))
-                            .filter(|a| !a.is_empty());
-                        let [id, source, target] =
-                            <[String; 3]>::try_from(row).expect("3 columns checked");
-                        entries.push((
-                            path.clone(),
-                            format!("line {line}"),
-                            id,
-                            source,
-                            target,
-                            address,
-                        ));
+                        // id,source,target[,address[,direction[,conflict]]]; empty = default
+                        let col = |i: usize| row.get(i).filter(|c| !c.is_empty()).cloned();
+                        entries.push(Entry {
+                            file: path.clone(),
+                            key: format!("line {line}"),
+                            id: row[0].clone(),
+                            source: row[1].clone(),
+                            target: row[2].clone(),
+                            address: col(3),
+                            direction: col(4),
+                            conflict: col(5),
+                        });
                     }
                 }
                 Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
@@ -884,7 +1020,25 @@ impl Validator {
         let mut targets: HashSet<CalendarRef> = HashSet::new();
         let mut pairs = Vec::with_capacity(entries.len());
         let mut addresses: BTreeMap<String, PairId> = BTreeMap::new();
-        for (file, key, id, source, target, address) in entries {
+        for e in entries {
+            let Entry {
+                file,
+                key,
+                id,
+                source,
+                target,
+                address,
+                direction,
+                conflict,
+            } = e;
+            self.file_override = Some(file.clone());
+            let direction = self
+                .direction(&format!("{key}.direction"), direction.as_deref())
+                .unwrap_or(sync.direction);
+            let conflict = self
+                .conflict(&format!("{key}.conflict"), conflict.as_deref())
+                .unwrap_or(sync.conflict);
+            self.file_override = None;
             let id_parsed = match id.parse::<PairId>() {
                 Ok(id) => Some(id),
                 Err(e) => {
@@ -952,11 +1106,31 @@ impl Validator {
                         );
                     }
                 }
-                pairs.push(PairConfig { id, source, target });
+                pairs.push(PairConfig {
+                    id,
+                    source,
+                    target,
+                    direction,
+                    conflict,
+                });
             }
         }
         (pairs, addresses)
     }
+}
+
+/// One pair as written, in `[[pairs]]` or a line of `pairs_csv`.
+struct Entry {
+    file: PathBuf,
+    /// Where in `file`: `pairs[3]` or `line 12`.
+    key: String,
+    id: String,
+    source: String,
+    target: String,
+    /// The mailbox address.
+    address: Option<String>,
+    direction: Option<String>,
+    conflict: Option<String>,
 }
 
 /// Records as (line number, fields).
@@ -982,10 +1156,10 @@ fn read_csv(
             continue;
         }
         if !columns.contains(&rec.len()) {
-            let expected = if columns.start() == columns.end() {
-                columns.start().to_string()
-            } else {
-                format!("{} or {}", columns.start(), columns.end())
+            let expected = match columns.end() - columns.start() {
+                0 => columns.start().to_string(),
+                1 => format!("{} or {}", columns.start(), columns.end()),
+                _ => format!("{} to {}", columns.start(), columns.end()),
             };
             return Err((
                 line,

@@ -55,6 +55,8 @@ pub struct Lease {
 /// Someone else holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
+    /// The calendar (SERVER:PATH).
+    pub calendar: String,
     pub holder: String,
     pub kind: LeaseKind,
     pub expires_at: i64,

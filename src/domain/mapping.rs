@@ -13,6 +13,14 @@ pub enum Side {
 }
 
 impl Side {
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "a" => Some(Side::A),
+            "b" => Some(Side::B),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Side::A => "a",
@@ -104,6 +112,8 @@ pub struct Pending {
     pub a_href: Href,
     pub b_href: Href,
     pub identity: IdentityKey,
+    /// The side the copy is written to.
+    pub to: Side,
 }
 
 impl Pending {
@@ -117,6 +127,7 @@ impl Pending {
             a_href,
             b_href,
             identity,
+            to: from.other(),
         }
     }
 

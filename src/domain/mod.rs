@@ -3,6 +3,7 @@
 //! Everything above (config, stores, state, planner, engine, service, command line) builds on
 //! these; nothing here imports from those layers.
 
+pub mod direction;
 pub mod error;
 pub mod identity;
 pub mod item;

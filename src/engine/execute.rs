@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::write::{Dest, Original, Written, delete, delete_orphan};
+use super::write::{Dest, Original, Written, delete};
 use super::{Engine, PassError};
 use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
@@ -41,11 +41,11 @@ pub(super) enum Done {
 /// The execute stage's result.
 pub(super) struct Executed {
     pub done: Vec<Done>,
-    /// The calendar refused in a way every further write would meet (locked, moving,
-    /// throttling, refusing our credentials): the first such refusal.
-    pub halt: Option<(ErrorKind, String)>,
-    /// The lease was taken over or expired: by whom, or why.
-    pub lost: Option<String>,
+    /// A calendar refused in a way every further write would meet (locked, moving,
+    /// throttling, refusing our credentials): the first such refusal, with the side refusing.
+    pub halt: Option<(Side, ErrorKind, String)>,
+    /// A lease was taken over or expired: whose side, and by whom or why.
+    pub lost: Option<(Side, String)>,
 }
 
 /// Errors that say the calendar, not the item, is unavailable.
@@ -65,7 +65,7 @@ impl Engine {
         &self,
         pair: &PairConfig,
         writes: Vec<Action>,
-        lease: &Lease,
+        leases: &[Lease],
         show_progress: bool,
     ) -> Result<Executed, PassError> {
         let (removals, writes): (Vec<Action>, Vec<Action>) = writes
@@ -75,11 +75,27 @@ impl Engine {
             self.store(&pair.source.server)?,
             self.store(&pair.target.server)?,
         ];
-        // Up to the parallelism of the store written (the target, one way).
-        let par = stores[1].parallelism().max(1);
+        // Up to the parallelism of the stores written.
+        let par = [Side::A, Side::B]
+            .into_iter()
+            .filter(|s| {
+                writes
+                    .iter()
+                    .chain(&removals)
+                    .any(|a| a.writes() == Some(*s))
+            })
+            .map(|s| stores[s as usize].parallelism())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        // The lease guarding each side's calendar.
+        let lease_of = |side: Side| {
+            let cal = pair.calendar(side).to_string();
+            leases.iter().find(move |l| l.calendar == cal)
+        };
         let stop = AtomicBool::new(false);
-        let halt: Mutex<Option<(ErrorKind, String)>> = Mutex::new(None);
-        let lost: Mutex<Option<String>> = Mutex::new(None);
+        let halt: Mutex<Option<(Side, ErrorKind, String)>> = Mutex::new(None);
+        let lost: Mutex<Option<(Side, String)>> = Mutex::new(None);
         let progress = self.progress.as_ref().filter(|_| show_progress);
         let total = removals.len() + writes.len();
         if let Some(p) = progress.filter(|_| total > 0) {
@@ -90,16 +106,21 @@ impl Engine {
             let mut running = stream::iter(phase)
                 .map(|a| {
                     let (stop, lost, stores) = (&stop, &lost, &stores);
+                    let side = a.writes().expect("a remote write");
+                    let lease = lease_of(side);
                     async move {
                         if stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
-                            return Ok(Done::NotRun);
+                            return Ok::<_, StateError>((side, Done::NotRun));
                         }
+                        let lease = lease.expect("a pass holds the lease of each side it writes");
                         if let Some(why) = self.fence(lease).await? {
                             stop.store(true, Ordering::Relaxed);
-                            lost.lock().expect("not poisoned").get_or_insert(why);
-                            return Ok(Done::NotRun);
+                            lost.lock()
+                                .expect("not poisoned")
+                                .get_or_insert((side, why));
+                            return Ok((side, Done::NotRun));
                         }
-                        self.write_one(pair, stores, a).await
+                        Ok((side, self.write_one(pair, stores, a).await?))
                     }
                 })
                 .buffer_unordered(par);
@@ -107,14 +128,14 @@ impl Engine {
                 if let Some(p) = progress {
                     p.advance(pair.id.as_str());
                 }
-                let outcome: Done = outcome?;
+                let (side, outcome): (Side, Done) = outcome?;
                 if let Done::Failed { kind, reason, .. } = &outcome
                     && halts_pass(*kind)
                 {
                     stop.store(true, Ordering::Relaxed);
                     halt.lock()
                         .expect("not poisoned")
-                        .get_or_insert_with(|| (*kind, reason.clone()));
+                        .get_or_insert_with(|| (side, *kind, reason.clone()));
                 }
                 done.push(outcome);
             }
@@ -207,28 +228,27 @@ impl Engine {
                 mapping,
             } => {
                 let result = delete(store, dest(on).cal, &href, &etag).await;
+                let what = match (on, mapping.is_some()) {
+                    (_, false) => "deleting an item not from the other side",
+                    (Side::A, true) => "delete in the source",
+                    (Side::B, true) => "delete in the target",
+                };
                 return Ok(match (result, mapping) {
                     (Ok(()), Some(m)) => {
                         self.state.delete_mapping(&pair.id, &m.a_href).await?;
                         Done::Deleted
                     }
                     (Ok(()), None) => Done::ExtraDeleted(href),
-                    (Err(e), m) => Done::Failed {
+                    (Err(e), _) => Done::Failed {
                         href,
                         kind: e.kind,
-                        reason: match m {
-                            Some(_) => format!("delete failed ({}): {e}", e.kind),
-                            None => format!(
-                                "deleting an item not from the source failed ({}): {e}",
-                                e.kind
-                            ),
-                        },
+                        reason: format!("{what} failed ({}): {e}", e.kind),
                     },
                 });
             }
             Action::DeleteOrphan { on: to, pending } => {
                 return Ok(
-                    match delete_orphan(store, dest(to).cal, to, &pending).await {
+                    match self.delete_orphan(store, dest(to).cal, to, &pending).await {
                         Ok(removed) => Done::Settled { pending, removed },
                         Err(e) => Done::Failed {
                             href: pending.href(to).clone(),
@@ -251,7 +271,11 @@ impl Engine {
             Err(e) => Ok(Done::Failed {
                 href: from_href,
                 kind: e.kind,
-                reason: format!("write to target failed ({}): {e}", e.kind),
+                reason: format!(
+                    "write to {} failed ({}): {e}",
+                    super::read::role(side),
+                    e.kind
+                ),
             }),
         }
     }

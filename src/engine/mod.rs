@@ -4,6 +4,7 @@
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
 //! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
 
+mod both;
 mod dedupe;
 mod execute;
 pub mod progress;
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::config::{Config, Extras, PairConfig};
+use crate::domain::direction::{Direction, authority};
 use crate::domain::error::{ErrorKind, StoreError};
-use crate::domain::item::{Item, Rewriter};
+use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
 use crate::domain::run::{Outcome, RunCounts, RunKind};
@@ -30,13 +32,29 @@ use crate::engine::report::PairReport;
 use crate::state::{State, StateError};
 use crate::store::CalendarStore;
 use crate::sync::select::select;
+use crate::sync::two_way::TwoWay;
 use crate::sync::{self, Action, Content, Mode, PlanOptions, Prepared};
 pub use dedupe::{DedupeGroup, DedupeReport};
 use read::{Quiet, Read};
 pub(crate) use write::{Dest, Original, fetch_all};
 
-/// Which way passes copy: the source (A) is the truth, the target (B) receives its copies.
-const ONE_WAY: Mode = Mode::OneWay { from: Side::A };
+/// How a pass of a pair runs, from its direction and whether it was cut over.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    One(Mode),
+    Two(TwoWay),
+}
+
+impl Way {
+    /// The sides a pass may write, whose calendars it leases.
+    fn writes(self) -> &'static [Side] {
+        match self {
+            Way::One(mode) if mode.to() == Side::A => &[Side::A],
+            Way::One(_) => &[Side::B],
+            Way::Two(_) => &[Side::A, Side::B],
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -52,6 +70,8 @@ pub struct Engine {
     /// Stores by server name; a server that cannot be opened fails the pairs that use it.
     stores: BTreeMap<String, Result<Arc<dyn CalendarStore>, String>>,
     rewriter: Arc<Rewriter>,
+    /// The rewrite for copies written to the old org (side A), or why there is none.
+    inverse: Result<Arc<Rewriter>, Ambiguous>,
     extras: Extras,
     window: Window,
     clock: Clock,
@@ -113,6 +133,7 @@ impl Engine {
             state,
             stores,
             rewriter: Arc::new(config.rewrite.rewriter()),
+            inverse: config.rewrite.inverse().map(Arc::new),
             extras: config.sync.extras,
             window: Window {
                 past: config.sync.window_past,
@@ -152,6 +173,7 @@ impl Engine {
         Engine {
             state,
             stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
+            inverse: rewriter.inverse([], []).map(Arc::new),
             rewriter: Arc::new(rewriter),
             extras: Extras::Keep,
             window: Window::default(),
@@ -281,21 +303,32 @@ impl Engine {
         if !opts.dry_run {
             self.state.ensure_pair(pair).await?;
         }
-        // Whoever writes the target calendar holds its lease: another holder means skip this
-        // round, never wait.
-        let target = pair.target.to_string();
+        let way = self.way(pair).await?;
+        // Whoever writes a calendar holds its lease: another holder means skip this round,
+        // never wait.
+        let calendars: Vec<String> = way
+            .writes()
+            .iter()
+            .map(|s| pair.calendar(*s).to_string())
+            .collect();
+        let names: Vec<&str> = calendars.iter().map(String::as_str).collect();
         let done = self
-            .under_lease(&target, LeaseKind::Sync, opts.dry_run, async |lease| {
-                self.recorded_pass(pair, opts, &mut report, lease).await
+            .under_leases(&names, LeaseKind::Sync, opts.dry_run, async |leases| {
+                self.recorded_pass(pair, way, opts, &mut report, leases)
+                    .await
             })
             .await?;
         if let Err(locked) = done {
             report.busy = true;
+            let role = match locked.calendar == pair.source.to_string() {
+                true => "source",
+                false => "target",
+            };
             report.error = Some(format!(
-                "target calendar {}: {locked}; skipped this time",
-                pair.target
+                "{role} calendar {}: {locked}; skipped this time",
+                locked.calendar
             ));
-            warn!(holder = %locked.holder, "target calendar is locked; pair skipped");
+            warn!(holder = %locked.holder, calendar = %locked.calendar, "calendar is locked; pair skipped");
             return Ok(report);
         }
         for f in &report.failures {
@@ -316,13 +349,26 @@ impl Engine {
         Ok(report)
     }
 
+    /// How `pair` syncs now: its direction, and its authority (the target once cut over).
+    async fn way(&self, pair: &PairConfig) -> Result<Way, StateError> {
+        let authority = authority(self.state.cutover_at(&pair.id).await?.is_some());
+        Ok(match pair.direction {
+            Direction::OneWay => Way::One(Mode::OneWay { from: authority }),
+            Direction::TwoWay => Way::Two(TwoWay {
+                authority,
+                conflict: pair.conflict,
+            }),
+        })
+    }
+
     /// A pass recorded in the run history (none for a dry run), with its HTTP requests counted.
     async fn recorded_pass(
         &self,
         pair: &PairConfig,
+        way: Way,
         opts: PassOptions,
         report: &mut PairReport,
-        lease: Option<&Lease>,
+        leases: &[Lease],
     ) -> Result<(), StateError> {
         let run = if opts.dry_run {
             None
@@ -344,8 +390,19 @@ impl Engine {
             tracing::Span::current().record("run", run.as_str());
         }
         let tally = Arc::new(crate::store::http::Tally::default());
+        let pass = async {
+            if way.writes().contains(&Side::A)
+                && let Err(e) = &self.inverse
+            {
+                return Err(PassError::Pair(ErrorKind::Permanent, e.to_string()));
+            }
+            match way {
+                Way::One(mode) => self.pass(pair, mode, opts, report, leases).await,
+                Way::Two(rules) => self.pass_both(pair, rules, opts, report, leases).await,
+            }
+        };
         let outcome = crate::store::http::PASS_TALLY
-            .scope(tally.clone(), self.pass(pair, opts, report, lease))
+            .scope(tally.clone(), pass)
             .await;
         let counted =
             |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -408,12 +465,13 @@ impl Engine {
         ))
     }
 
-    /// How many source changes `changes` holds for `pair`: all of an incremental listing; the
-    /// items of a complete one whose etag moved, that are new, or that are gone.
+    /// How many changes `changes` (of `side`) holds for `pair`: all of an incremental listing;
+    /// the items of a complete one whose etag moved, that are new, or that are gone.
     async fn seen_changes(
         &self,
         pair: &PairConfig,
         known: bool,
+        side: Side,
         changes: &crate::store::Changes,
     ) -> Result<u64, StateError> {
         if !changes.complete {
@@ -426,8 +484,10 @@ impl Engine {
         };
         let listed: HashMap<&Href, &Etag> =
             changes.changed.iter().map(|v| (&v.href, &v.etag)).collect();
-        let mapped: HashMap<&Href, &Etag> =
-            mappings.iter().map(|m| (&m.a_href, &m.a_etag)).collect();
+        let mapped: HashMap<&Href, &Etag> = mappings
+            .iter()
+            .map(|m| (m.href(side), m.etag(side)))
+            .collect();
         let moved = listed
             .iter()
             .filter(|(h, e)| mapped.get(*h) != Some(*e))
@@ -527,6 +587,26 @@ impl Engine {
         }
     }
 
+    /// Cuts `pair` over (its target becomes the authority) or, with `undo`, back. Both
+    /// calendars' leases are held meanwhile, so no pass of the pair runs across the flip: the
+    /// next one starts from it and compares both sides in full. `Ok(false)`: it already was so.
+    pub async fn cutover(
+        &self,
+        pair: &PairConfig,
+        undo: bool,
+    ) -> Result<Result<bool, Locked>, StateError> {
+        let (a, b) = (pair.source.to_string(), pair.target.to_string());
+        let at = (!undo).then(crate::domain::time::now_ms);
+        self.under_leases(&[&a, &b], LeaseKind::Sync, false, async |_| {
+            let changed = self.state.set_cutover(pair, at).await?;
+            if changed {
+                info!(pair = %pair.id, undo, "cutover recorded");
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
     /// Takes `calendar`'s lease for this process (see [`State::take_lease`]).
     pub async fn take_lease(
         &self,
@@ -543,20 +623,23 @@ impl Engine {
     async fn pass(
         &self,
         pair: &PairConfig,
+        mode: Mode,
         opts: PassOptions,
         report: &mut PairReport,
-        lease: Option<&Lease>,
+        leases: &[Lease],
     ) -> Result<(), PassError> {
-        let listing = self.list(pair, opts, report).await?;
+        let listing = self.list(pair, opts, report, &[mode.from()]).await?;
         let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
         };
-        let mut read = self.read(pair, opts, listing, remembered, report).await?;
+        let mut read = self
+            .read(pair, mode, opts, listing, remembered, report)
+            .await?;
         let plan = self.plan(&mut read, opts)?;
         report.unchanged = plan.unchanged;
         if opts.dry_run {
             for a in &plan.actions {
-                report.planned(a, ONE_WAY.to(), &pair.target.path);
+                report.planned(a, mode.to(), pair);
             }
             return Ok(());
         }
@@ -565,16 +648,21 @@ impl Engine {
             .await?;
         let (writes, local): (Vec<Action>, Vec<Action>) =
             plan.actions.into_iter().partition(|a| a.writes().is_some());
-        let lease = lease.expect("a pass that writes holds the target calendar's lease");
         // A first sync or a resync shows its progress.
         let long = opts.full || read.prior.is_empty();
-        let executed = self.execute(pair, writes, lease, long).await?;
+        let executed = self.execute(pair, writes, leases, long).await?;
         self.record(pair, read, local, executed, report).await
     }
 
     /// The plan stage: the decision table, then adoption and extras (all pure).
     fn plan(&self, read: &mut Read, opts: PassOptions) -> Result<sync::Plan, PassError> {
-        let mode = ONE_WAY;
+        let mode = read.mode;
+        // Items of the old org that did not come from the new one are its colleagues'
+        // invitations and the like: a pass writing to the old org never deletes them.
+        let extras = match mode.to() {
+            Side::A => Extras::Keep,
+            Side::B => self.extras,
+        };
         let options = PlanOptions {
             force_delete: opts.force_delete,
         };
@@ -592,22 +680,23 @@ impl Engine {
             mode,
             std::mem::take(&mut read.unmapped),
             &read.pending,
-            self.extras,
+            extras,
             &read.outside,
         );
         Ok(plan)
     }
 
-    /// An item read from the source, made ready to plan with: parsed, rewritten for the target
-    /// org, marked client-scheduled, judged against the window, hashed.
+    /// An item read from `side`, made ready to plan with: in the new org's form (side A's
+    /// addresses rewritten), marked client-scheduled, judged against the window, hashed. Both
+    /// sides' items are in this one form, so equal content hashes equal whichever side it is on.
     pub(crate) fn prepare(
         &self,
+        side: Side,
         data: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Content<Arc<Prepared>> {
-        match Item::parse(data) {
+        match self.canonical(side, data) {
             Ok(mut item) => {
-                item.rewrite(&self.rewriter);
                 item.mark_client_scheduled();
                 // The recurrence expander is third-party code: if it panics on some input, the
                 // item counts as inside (synced) rather than taking the pass down.
@@ -621,6 +710,29 @@ impl Engine {
                 ErrorKind::InvalidData,
                 format!("invalid iCalendar data: {e}"),
             ),
+        }
+    }
+
+    /// An item read from `side`, parsed, in the new org's form.
+    pub(crate) fn canonical(&self, side: Side, data: &str) -> Result<Item, ItemError> {
+        let mut item = Item::parse(data)?;
+        if side == Side::A {
+            item.rewrite(&self.rewriter);
+        }
+        Ok(item)
+    }
+
+    /// The text of a copy written to `side`: for the old org (A), with the new org's addresses
+    /// turned back.
+    pub(crate) fn render(&self, side: Side, item: &Item) -> String {
+        match (side, &self.inverse) {
+            (Side::A, Ok(inverse)) if !inverse.is_empty() => {
+                let mut back = item.clone();
+                back.rewrite(inverse);
+                back.to_ics()
+            }
+            // A pass writing to A without a way back does not start (see `recorded_pass`).
+            _ => item.to_ics(),
         }
     }
 }

@@ -20,20 +20,23 @@ use crate::store::{CalendarStore, Changes, ItemVersion};
 use crate::sync::select::Unmapped;
 use crate::sync::{self, Content, Mode, Prepared, Prior, SourceSnapshot, TargetSnapshot, Version};
 
+/// Each side's sync token before a pass and as listed now (A, B).
+pub(super) type Tokens = [(Option<SyncToken>, Option<SyncToken>); 2];
+
 /// Both sides' listings, and what the state knew before them.
 pub(super) struct Listing {
     /// The state's records are for these very calendars.
     pub known: bool,
-    /// Each side's sync token before this pass and as listed now.
-    pub tokens: [(Option<SyncToken>, Option<SyncToken>); 2],
-    pub source: Changes,
-    pub target: Changes,
+    pub tokens: Tokens,
+    /// Each side's changes (A, B).
+    pub changes: [Changes; 2],
     pub pending: Vec<Pending>,
 }
 
 /// Everything the plan and record stages need.
 pub(super) struct Read {
-    pub tokens: [(Option<SyncToken>, Option<SyncToken>); 2],
+    pub mode: Mode,
+    pub tokens: Tokens,
     pub source: SourceSnapshot,
     pub target: TargetSnapshot,
     pub prior: Prior,
@@ -67,12 +70,14 @@ pub(super) enum Quiet {
 
 impl Engine {
     /// Lists both sides at once (the two are usually different servers) and reads the state's
-    /// watermarks and pending creates meanwhile.
+    /// watermarks and pending creates meanwhile. If a side cannot be listed, the changes just
+    /// listed on the sides copied `from` wait for it: they are the backlog.
     pub(super) async fn list(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
         report: &mut PairReport,
+        from: &[Side],
     ) -> Result<Listing, PassError> {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
@@ -101,15 +106,22 @@ impl Engine {
             pending_read
         );
         let pending = pending?;
-        let changes = changes.map_err(named(&*src, "source", &pair.source))?;
-        let target_changes = match target_changes {
-            Ok(c) => c,
-            Err(e) => {
-                // The source changes just listed wait for the target: they are backlog.
-                if !opts.dry_run {
-                    report.backlog = Some(self.seen_changes(pair, known, &changes).await?);
+        let (changes, target_changes) = match (changes, target_changes) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                let mut backlog = None;
+                for (side, listed) in [(Side::A, &a), (Side::B, &b)] {
+                    if let (Ok(c), true) = (listed, from.contains(&side) && !opts.dry_run) {
+                        let seen = self.seen_changes(pair, known, side, c).await?;
+                        backlog = Some(backlog.unwrap_or(0) + seen);
+                    }
                 }
-                return Err(named(&*tgt, "target", &pair.target)(e));
+                report.backlog = backlog;
+                return Err(match (a, b) {
+                    (Err(e), _) => named(&*src, "source", &pair.source)(e),
+                    (_, Err(e)) => named(&*tgt, "target", &pair.target)(e),
+                    _ => unreachable!("one side failed"),
+                });
             }
         };
         Ok(Listing {
@@ -118,8 +130,7 @@ impl Engine {
                 (token, changes.token.clone()),
                 (target_token, target_changes.token.clone()),
             ],
-            source: changes,
-            target: target_changes,
+            changes: [changes, target_changes],
             pending,
         })
     }
@@ -133,7 +144,7 @@ impl Engine {
         listing: &Listing,
         report: &mut PairReport,
     ) -> Result<Quiet, PassError> {
-        let (s, t) = (&listing.source, &listing.target);
+        let [s, t] = &listing.changes;
         let quiet = listing.known
             && !opts.full
             && !s.complete
@@ -170,19 +181,22 @@ impl Engine {
     pub(super) async fn read(
         &self,
         pair: &PairConfig,
+        mode: Mode,
         opts: PassOptions,
         listing: Listing,
         remembered: Option<Remembered>,
         report: &mut PairReport,
     ) -> Result<Read, PassError> {
-        let mode = super::ONE_WAY;
         let Listing {
             known,
             tokens,
-            source: changes,
-            target: target_changes,
+            changes: [a, b],
             pending,
         } = listing;
+        let (changes, target_changes) = match mode.from() {
+            Side::A => (a, b),
+            Side::B => (b, a),
+        };
         let (prior, mut index) = if known {
             let (mappings, index) = tokio::join!(
                 self.state.mappings(&pair.id),
@@ -192,7 +206,7 @@ impl Engine {
         } else {
             (Prior::new(), HashMap::new())
         };
-        let scal = &pair.source.path;
+        let scal = &pair.calendar(mode.from()).path;
         let mut source = SourceSnapshot {
             items: changes
                 .changed
@@ -205,6 +219,7 @@ impl Engine {
             waiting: 0,
         };
         let mut read = Read {
+            mode,
             tokens,
             source: SourceSnapshot::default(),
             target: TargetSnapshot::new(),
@@ -326,7 +341,7 @@ impl Engine {
         let listed: HashMap<&Href, &Etag> =
             source.items.iter().map(|s| (&s.href, &s.etag)).collect();
         let deleted: HashSet<&Href> = source.deleted.iter().collect();
-        let from = super::ONE_WAY.from();
+        let from = read.mode.from();
         let in_flight: HashSet<&Href> = read.pending.iter().map(|p| p.href(from)).collect();
         let mut waiting: HashSet<Href> = HashSet::new();
         let mut inject = Vec::new();
@@ -375,21 +390,23 @@ impl Engine {
         to_index: &HashSet<Href>,
         read: &mut Read,
     ) -> Result<(), PassError> {
-        let src = self.store(&pair.source.server)?;
-        let tgt = self.store(&pair.target.server)?;
+        let (from, to) = (read.mode.from(), read.mode.to());
+        let (scal, tcal) = (pair.calendar(from), pair.calendar(to));
+        let src = self.store(&scal.server)?;
+        let tgt = self.store(&tcal.server)?;
         let now = (self.clock)();
         let (src_read, tgt_read) = tokio::join!(
-            fetch_all(&*src, &pair.source.path, &read.src_fetch),
-            fetch_all(&*tgt, &pair.target.path, tgt_fetch)
+            fetch_all(&*src, &scal.path, &read.src_fetch),
+            fetch_all(&*tgt, &tcal.path, tgt_fetch)
         );
-        let src_read = src_read.map_err(named(&*src, "source", &pair.source))?;
-        let tgt_read = tgt_read.map_err(named(&*tgt, "target", &pair.target))?;
+        let src_read = src_read.map_err(named(&*src, role(from), scal))?;
+        let tgt_read = tgt_read.map_err(named(&*tgt, role(to), tcal))?;
         // The etag is the one read with the body, when the read succeeded.
         let mut fetched: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> =
             HashMap::with_capacity(src_read.len());
         for (href, res) in src_read {
             let entry = match res {
-                Ok(r) => (Some(r.etag), self.prepare(&r.data, now)),
+                Ok(r) => (Some(r.etag), self.prepare(from, &r.data, now)),
                 // A remembered item deleted since: nothing to sync, nothing to remember.
                 Err(e) if e.kind == ErrorKind::NotFound && read.injected.contains(&href) => {
                     read.outside_gone.push(href);
@@ -411,7 +428,6 @@ impl Engine {
         }
         // Mappings an incremental listing did not mention but whose target copy needs restoring.
         for (href, (etag, content)) in fetched {
-            let from = super::ONE_WAY.from();
             let known = etag.or_else(|| read.prior.get(from, &href).map(|p| p.etag(from).clone()));
             if let Some(etag) = known {
                 source.items.push(Version {
@@ -432,7 +448,7 @@ impl Engine {
             };
             match res {
                 Ok(r) => {
-                    let parsed = Item::parse(&r.data);
+                    let parsed = self.canonical(to, &r.data);
                     if to_index.contains(&href) {
                         let identity = parsed.as_ref().ok().map(Item::identity);
                         read.indexed.push((href.clone(), r.etag.clone(), identity));
@@ -462,7 +478,7 @@ impl Engine {
         index: HashMap<Href, (Etag, Option<IdentityKey>)>,
         read: &mut Read,
     ) -> Result<(), PassError> {
-        let to = super::ONE_WAY.to();
+        let to = read.mode.to();
         for (href, (etag, identity)) in index {
             if read.prior.get(to, &href).is_some() {
                 continue;
@@ -485,6 +501,14 @@ impl Engine {
     }
 }
 
+/// How messages name a side's calendar.
+pub(super) fn role(side: Side) -> &'static str {
+    match side {
+        Side::A => "source",
+        Side::B => "target",
+    }
+}
+
 /// One side's changes since `token`. A side without a watermark (first pass, resync, changed
 /// calendars) is checked to be a calendar along with its listing, and a failed check is the
 /// clearer error; a side with one was checked before, and its listing fails with the URL and
@@ -504,7 +528,7 @@ async fn list_side(
     check.and(changes)
 }
 
-fn unread(href: Href, etag: Etag) -> Version {
+pub(super) fn unread(href: Href, etag: Etag) -> Version {
     Version {
         href,
         etag,

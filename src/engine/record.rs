@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::execute::{Done, Executed};
-use super::read::Read;
+use super::read::{Read, Tokens, role};
 use super::write::Written;
 use super::{Engine, PassError};
 use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
-use crate::domain::mapping::{Mapping, OutsideWindow, Pending};
+use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
 use crate::engine::report::PairReport;
@@ -100,17 +100,8 @@ impl Engine {
         executed: Executed,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
-        let mut b = Bookkeeping::of_plan(local, report);
-        b.add_done(executed.done, report);
-        // Every source change this pass saw and did not apply: failed, skipped, quarantined, or
-        // left when the pass stopped early.
-        report.backlog = Some(report.failed + b.left + report.quarantined);
-        self.state.apply(&pair.id, &b.refreshed, &b.forget).await?;
-        self.state.clear_pendings(&pair.id, &b.settled).await?;
-        self.state
-            .update_target_index(&pair.id, &[], &b.extras_gone)
-            .await?;
-        let cut_short = executed.halt.is_some() || b.left > 0;
+        let (left, outside) = self.book(pair, local, executed.done, report).await?;
+        let cut_short = executed.halt.is_some() || left > 0;
         self.quarantine(pair, &read, cut_short, report).await?;
         // What was read and is now written, in step or deleted needs no remembering; after a
         // failure only what is known gone is forgotten (the rest is read again next pass).
@@ -121,26 +112,64 @@ impl Engine {
                 .extend(read.source.deleted.iter().cloned());
         }
         self.state
-            .update_outside_window(&pair.id, &b.outside, &read.outside_gone, &read.window_key)
+            .update_outside_window(&pair.id, &outside, &read.outside_gone, &read.window_key)
             .await?;
-        let left = b.left;
-        if let Some((kind, reason)) = executed.halt {
-            let store = self.store(&pair.target.server)?.describe();
+        let stopped = (executed.halt, executed.lost);
+        self.finish(pair, &read.tokens, stopped, left, report).await
+    }
+
+    /// Records what the plan only records and what the writes came to (counted into `report`);
+    /// returns how many writes were left undone, and the items the window deferred.
+    pub(super) async fn book(
+        &self,
+        pair: &PairConfig,
+        local: Vec<Action>,
+        done: Vec<Done>,
+        report: &mut PairReport,
+    ) -> Result<(u64, Vec<OutsideWindow>), PassError> {
+        let mut b = Bookkeeping::of_plan(local, report);
+        b.add_done(done, report);
+        // Every change this pass saw and did not apply: failed, skipped, quarantined, or left
+        // when the pass stopped early.
+        report.backlog = Some(report.failed + b.left + report.quarantined);
+        self.state.apply(&pair.id, &b.refreshed, &b.forget).await?;
+        self.state.clear_pendings(&pair.id, &b.settled).await?;
+        self.state
+            .update_target_index(&pair.id, &[], &b.extras_gone)
+            .await?;
+        Ok((b.left, b.outside))
+    }
+
+    /// The end of a pass that got to write: an `Err` naming why if it stopped early (the calendar
+    /// written to refused, the lease was lost, tandem is stopping); else the watermarks move, if
+    /// every change they cover is applied.
+    pub(super) async fn finish(
+        &self,
+        pair: &PairConfig,
+        tokens: &Tokens,
+        (halt, lost): (Option<(Side, ErrorKind, String)>, Option<(Side, String)>),
+        left: u64,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
+        if let Some((to, kind, reason)) = halt {
+            let cal = pair.calendar(to);
+            let store = self.store(&cal.server)?.describe();
             return Err(PassError::Pair(
                 kind,
                 format!(
-                    "target calendar {} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass",
-                    pair.target
+                    "{} calendar {cal} ({store}): {reason}; pass stopped, {left} change(s) left for the next pass",
+                    role(to)
                 ),
             ));
         }
-        if let Some(why) = executed.lost {
+        if let Some((to, why)) = lost {
+            let cal = pair.calendar(to);
             report.busy = true;
             return Err(PassError::Pair(
                 ErrorKind::Transient,
                 format!(
-                    "target calendar {}: {why}; stopped writing, {left} change(s) left for the next pass",
-                    pair.target
+                    "{} calendar {cal}: {why}; stopped writing, {left} change(s) left for the next pass",
+                    role(to)
                 ),
             ));
         }
@@ -151,10 +180,10 @@ impl Engine {
                 format!("interrupted: tandem is stopping; {left} change(s) left for the next pass"),
             ));
         }
-        // The target's token was taken before this pass wrote: our own writes show up next time
-        // with the etags just recorded (a no-op), and nobody else's edit in between is missed.
+        // Each token was taken before this pass wrote: our own writes show up next time with
+        // the etags just recorded (a no-op), and nobody else's edit in between is missed.
         if report.failed == 0 {
-            self.save_watermarks(pair, &read.tokens).await?;
+            self.save_watermarks(pair, tokens).await?;
         }
         Ok(())
     }
@@ -185,7 +214,7 @@ impl Engine {
                     Content::Fetched(p) => Some(p.identity.clone()),
                     _ => read
                         .prior
-                        .get(super::ONE_WAY.from(), &href)
+                        .get(read.mode.from(), &href)
                         .map(|m| m.identity.clone()),
                 };
                 faults.push(ItemFault {

@@ -141,7 +141,7 @@ impl Engine {
         source_items.sort_by(|a, b| a.0.cmp(&b.0));
         for (href, got) in source_items {
             let (etag, prepared) = match got {
-                Ok(r) => match self.prepare(&r.data, now) {
+                Ok(r) => match self.prepare(Side::A, &r.data, now) {
                     Content::Fetched(p) => (r.etag, p),
                     Content::Broken(_, e) => {
                         report.skipped.push(format!("source {href}: {e}"));

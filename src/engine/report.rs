@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
+use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::mapping::Side;
-use crate::domain::types::{CalendarPath, Href};
+use crate::domain::types::Href;
 use crate::sync::{Action, Prepared, target_name};
 
 /// One item that could not be synced this pass.
@@ -56,6 +57,9 @@ pub struct PairReport {
     /// HTTP requests the pass made, retries included, and those that got no usable answer.
     pub requests: u64,
     pub failed_requests: u64,
+    /// Conflicts settled by the pair's policy (two-way): what was kept, what was set aside.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<String>,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
     pub failures: Vec<ItemFailure>,
@@ -208,6 +212,9 @@ impl Summary {
             if let Some(e) = &p.error {
                 let _ = writeln!(out, "pair {}: {e}", p.pair);
             }
+            for r in &p.resolved {
+                let _ = writeln!(out, "pair {}: {r}", p.pair);
+            }
             for f in &p.failures {
                 let _ = writeln!(
                     out,
@@ -221,9 +228,10 @@ impl Summary {
 }
 
 impl PairReport {
-    /// Adds one planned action of a pass copying to side `to` (into `tcal`) to a dry run's
-    /// report: counted as it would be done, and described.
-    pub(crate) fn planned(&mut self, a: &Action, to: Side, tcal: &CalendarPath) {
+    /// Adds one planned action of a pass over `pair` to a dry run's report: counted as it would
+    /// be done, and described. Actions that write name their side; the others are described as
+    /// copies to side `to`.
+    pub(crate) fn planned(&mut self, a: &Action, to: Side, pair: &PairConfig) {
         match a {
             Action::Create { .. } => self.created += 1,
             Action::Update { .. } => self.updated += 1,
@@ -234,11 +242,13 @@ impl PairReport {
             Action::Defer { .. } => self.outside_window += 1,
             Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}
         }
-        self.plan.push(describe(a, to, tcal));
+        let to = a.writes().unwrap_or(to);
+        self.plan.push(describe(a, to, pair));
     }
 }
 
-fn describe(a: &Action, to: Side, tcal: &CalendarPath) -> PlannedAction {
+fn describe(a: &Action, to: Side, pair: &PairConfig) -> PlannedAction {
+    let tcal = &pair.calendar(to).path;
     let planned = |action, from: &Href, to: Option<&Href>, detail: Option<String>| PlannedAction {
         action,
         source_href: from.to_string(),

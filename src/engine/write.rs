@@ -8,7 +8,6 @@ use tracing::debug;
 use super::Engine;
 use crate::config::PairConfig;
 use crate::domain::error::{ErrorKind, StoreError};
-use crate::domain::item::Item;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::{CalendarPath, Etag, Href};
 use crate::state::StateError;
@@ -72,7 +71,7 @@ impl Engine {
         let Some(now) = read_one(dest.store, dest.cal, href).await? else {
             return Ok(None);
         };
-        let Ok(there) = Item::parse(&now.data) else {
+        let Ok(there) = self.canonical(dest.side, &now.data) else {
             return Ok(None);
         };
         if there.identity() != original.item.identity {
@@ -84,7 +83,8 @@ impl Engine {
         } else {
             let mut ours = original.item.item.clone();
             ours.set_uid(there.uid());
-            dest.store.update(href, &now.etag, &ours.to_ics()).await?
+            let text = self.render(dest.side, &ours);
+            dest.store.update(href, &now.etag, &text).await?
         };
         let copy = ItemVersion {
             href: href.clone(),
@@ -105,7 +105,7 @@ impl Engine {
         original: Original<'_>,
     ) -> WriteResult {
         let item = original.item;
-        let text = item.item.to_ics();
+        let text = self.render(dest.side, &item.item);
         let name = target_name(item.item.uid());
         let pending = |name: &str| {
             let copy = dest.cal.join(name);
@@ -126,7 +126,7 @@ impl Engine {
         let href = dest.cal.join(&name);
         let adopted = async {
             if let Some(existing) = read_one(dest.store, dest.cal, &href).await?
-                && let Ok(there) = Item::parse(&existing.data)
+                && let Ok(there) = self.canonical(dest.side, &existing.data)
                 && there.identity() == item.identity
             {
                 let etag = if there.content_hash() == item.hash {
@@ -171,6 +171,29 @@ impl Engine {
         Ok(Err(e))
     }
 
+    /// Deletes the copy a pending create left on `side`, if it is still that item. Returns
+    /// whether it deleted.
+    pub(super) async fn delete_orphan(
+        &self,
+        store: &dyn CalendarStore,
+        cal: &CalendarPath,
+        side: Side,
+        p: &Pending,
+    ) -> Result<bool, StoreError> {
+        let href = p.href(side);
+        let Some(now) = read_one(store, cal, href).await? else {
+            return Ok(false);
+        };
+        let ours = self
+            .canonical(side, &now.data)
+            .is_ok_and(|i| i.identity() == p.identity);
+        if !ours {
+            return Ok(false); // another item holds the name now; not ours to delete
+        }
+        // If-Match on the version whose identity was just checked.
+        delete(store, cal, href, &now.etag).await.map(|()| true)
+    }
+
     /// `If-Match` update of the copy at `href`; on 412 re-read it and decide again (once).
     pub(super) async fn update(
         &self,
@@ -179,7 +202,7 @@ impl Engine {
         original: Original<'_>,
         (href, etag): (&Href, &Etag),
     ) -> WriteResult {
-        let text = original.item.item.to_ics();
+        let text = self.render(dest.side, &original.item.item);
         let mapping = |etag: Etag| {
             let copy = ItemVersion {
                 href: href.clone(),
@@ -201,10 +224,14 @@ impl Engine {
             Ok(Some(now)) => now,
             Err(e) => return Ok(Err(e)),
         };
-        if Item::parse(&now.data).is_ok_and(|i| i.content_hash() == original.item.hash) {
+        if self
+            .canonical(dest.side, &now.data)
+            .is_ok_and(|i| i.content_hash() == original.item.hash)
+        {
             return Ok(Ok((mapping(now.etag), Written::Unchanged)));
         }
-        // One-way: the original is the truth; overwrite only the version just read.
+        // The plan chose this version (one way: the truth; two ways: the winner); overwrite only
+        // the version just read.
         Ok(dest
             .store
             .update(href, &now.etag, &text)
@@ -246,26 +273,6 @@ pub(super) async fn delete(
         }
         Err(e) => Err(e),
     }
-}
-
-/// Deletes the copy a pending create left on `side`, if it is still that item. Returns whether
-/// it deleted.
-pub(super) async fn delete_orphan(
-    store: &dyn CalendarStore,
-    cal: &CalendarPath,
-    side: Side,
-    p: &Pending,
-) -> Result<bool, StoreError> {
-    let href = p.href(side);
-    let Some(now) = read_one(store, cal, href).await? else {
-        return Ok(false);
-    };
-    let ours = Item::parse(&now.data).is_ok_and(|i| i.identity() == p.identity);
-    if !ours {
-        return Ok(false); // another item holds the name now; not ours to delete
-    }
-    // If-Match on the version whose identity was just checked.
-    delete(store, cal, href, &now.etag).await.map(|()| true)
 }
 
 /// Reads one item; `None` if it does not exist.

@@ -73,11 +73,13 @@ impl State {
         let held = self.lease(calendar).await?;
         Ok(Err(match held {
             Some(l) => Locked {
+                calendar: calendar.to_string(),
                 holder: l.holder,
                 kind: l.kind,
                 expires_at: l.expires_at,
             },
             None => Locked {
+                calendar: calendar.to_string(),
                 holder: "unknown".into(),
                 kind: LeaseKind::Sync,
                 expires_at: now,

@@ -200,6 +200,66 @@ impl State {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    /// When `pair` was cut over (unix milliseconds); `None` while its source is the authority.
+    pub async fn cutover_at(&self, pair: &PairId) -> StateResult<Option<i64>> {
+        let row = sqlx::query("SELECT cutover_at FROM pairs WHERE id = $1")
+            .bind(pair.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// Every cut-over pair with its cutover time.
+    pub async fn cutovers(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT id, cutover_at FROM pairs WHERE cutover_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pairs"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Cuts `pair` over at `at` (unix milliseconds), or rolls a cutover back (`None`). What was
+    /// remembered for one direction (watermarks, the window's memory, quarantine, the target
+    /// index) is dropped, so the next pass compares both sides in full. `false` if the pair was
+    /// already so (nothing changed).
+    pub async fn set_cutover(&self, pair: &PairConfig, at: Option<i64>) -> StateResult<bool> {
+        self.ensure_pair(pair).await?;
+        let _turn = self.turn().await;
+        let mut tx = self
+            .write_tx()
+            .await
+            .map_err(self.err("recording cutover"))?;
+        let row = sqlx::query("SELECT cutover_at FROM pairs WHERE id = $1")
+            .bind(pair.id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("reading pair"))?;
+        if row.get::<Option<i64>, _>(0).is_some() == at.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE pairs SET cutover_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(pair.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording cutover"))?;
+        for sql in [
+            "DELETE FROM watermarks WHERE pair_id = $1",
+            "DELETE FROM target_items WHERE pair_id = $1",
+            "DELETE FROM outside_window WHERE pair_id = $1",
+            "DELETE FROM quarantine WHERE pair_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(pair.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("recording cutover"))?;
+        }
+        tx.commit().await.map_err(self.err("recording cutover"))?;
+        Ok(true)
+    }
+
     pub async fn mappings(&self, pair: &PairId) -> StateResult<Vec<Mapping>> {
         let rows = sqlx::query(
             "SELECT a_href, a_etag, b_href, b_etag, identity_organizer, identity_uid, content_hash \
@@ -332,8 +392,8 @@ impl State {
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
         let _turn = self.turn().await;
         sqlx::query(
-            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
+            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at, to_side) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
         )
         .bind(pair.as_str())
         .bind(p.a_href.as_str())
@@ -341,6 +401,7 @@ impl State {
         .bind(p.identity.organizer_str())
         .bind(p.identity.uid.as_str())
         .bind(now_ms())
+        .bind(p.to.as_str())
         .execute(&self.pool)
         .await
         .map_err(self.err("recording pending create"))?;
@@ -348,7 +409,7 @@ impl State {
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
-        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid FROM pending_creates WHERE pair_id = $1")
+        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid, to_side FROM pending_creates WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
             .await
@@ -364,6 +425,8 @@ impl State {
                     a_href: Href::new(r.get::<&str, _>(0)).map_err(bad)?,
                     b_href: Href::new(r.get::<&str, _>(1)).map_err(bad)?,
                     identity: IdentityKey::new(Some(r.get::<&str, _>(2)), r.get::<&str, _>(3)),
+                    to: Side::parse(r.get::<&str, _>(4))
+                        .ok_or_else(|| bad("a side that is neither a nor b".into()))?,
                 })
             })
             .collect()

@@ -108,6 +108,13 @@ pub fn plan(
         }
     }
     for pd in pending {
+        if pd.to != to {
+            // Written the other way before a cutover: a copy it left is adopted like any other.
+            out.actions.push(Action::ClearPending {
+                pending: pd.clone(),
+            });
+            continue;
+        }
         let mapped = prior.get(from, pd.href(from));
         if mapped.is_some_and(|m| m.href(to) == pd.href(to)) {
             out.actions.push(Action::ClearPending {

@@ -395,9 +395,17 @@ fn either_side_listing_nothing_refuses_to_delete_everything() {
         (listing(vec![], true), full(B)),
         (full(A), listing(vec![], true)),
     ] {
-        let err = plan(rules(), &a, &b, &prior, PlanOptions::default()).unwrap_err();
+        let err = plan(rules(), &a, &b, &prior, &[], PlanOptions::default()).unwrap_err();
         assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
-        let forced = plan(rules(), &a, &b, &prior, PlanOptions { force_delete: true }).unwrap();
+        let forced = plan(
+            rules(),
+            &a,
+            &b,
+            &prior,
+            &[],
+            PlanOptions { force_delete: true },
+        )
+        .unwrap();
         assert!(matches!(
             forced.0.actions.as_slice(),
             [Action::Delete { .. }]
@@ -414,6 +422,7 @@ fn incremental_listings_and_pairing_by_identity() {
         &listing(vec![], false),
         &listing(vec![], false),
         &prior,
+        &[],
         PlanOptions::default(),
     )
     .unwrap();
@@ -426,6 +435,7 @@ fn incremental_listings_and_pairing_by_identity() {
         &gone,
         &listing(vec![], false),
         &prior,
+        &[],
         PlanOptions::default(),
     )
     .unwrap();
@@ -447,13 +457,122 @@ fn incremental_listings_and_pairing_by_identity() {
     other.content = Content::Fetched(Arc::new(Prepared::new(y)));
     let a = listing(vec![new(A, "n", "A")], true);
     let b = listing(vec![new(B, "m", "A"), other], true);
-    let (p, resolved) = plan(rules(), &a, &b, &Prior::new(), PlanOptions::default()).unwrap();
+    let (p, resolved) = plan(rules(), &a, &b, &Prior::new(), &[], PlanOptions::default()).unwrap();
     let kinds: Vec<_> = p.actions.iter().map(|a| kind(&Some(a.clone()))).collect();
     assert_eq!(kinds, ["refresh", "create"]);
     assert!(
         matches!(&p.actions[1], Action::Create { to: A, from_href, .. } if *from_href == on(B, "y"))
     );
     assert!(resolved.is_empty());
+}
+
+#[test]
+fn creates_left_pending_by_a_crash() {
+    use super::two_way::plan as plan2;
+    let it = item("A", 0);
+    let new = |side, name: &str| Version {
+        href: on(side, name),
+        etag: Etag::new("e"),
+        content: Content::Fetched(it.clone()),
+    };
+    // A create A → B was sent for /a/n, and the copy /b/n is there; nothing was recorded.
+    let pd = Pending::new(A, on(A, "n"), on(B, "n"), it.identity.clone());
+    let run = |a: Vec<Version>, b: Vec<Version>, prior: &Prior| {
+        let (p, _) = plan2(
+            rules(),
+            &listing(a, true),
+            &listing(b, true),
+            prior,
+            std::slice::from_ref(&pd),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        p.actions
+            .iter()
+            .map(|a| kind(&Some(a.clone())))
+            .collect::<Vec<_>>()
+    };
+    // The original is still there: the two are paired by identity (one mapping, no copy).
+    assert_eq!(
+        run(vec![new(A, "n")], vec![new(B, "n")], &Prior::new()),
+        ["refresh"]
+    );
+    // The original was deleted meanwhile: the copy goes, and is not copied back to A.
+    assert_eq!(
+        run(vec![], vec![new(B, "n")], &Prior::new()),
+        ["delete-orphan"]
+    );
+    // No copy was written: nothing to undo.
+    assert_eq!(run(vec![], vec![], &Prior::new()), ["clear-pending"]);
+    // It was recorded after all: settled.
+    let m = Mapping::between(
+        A,
+        (on(A, "n"), Etag::new("e")),
+        (on(B, "n"), Etag::new("e")),
+        it.identity.clone(),
+        it.hash,
+    );
+    let prior: Prior = [m].into_iter().collect();
+    assert_eq!(
+        run(vec![new(A, "n")], vec![new(B, "n")], &prior),
+        ["clear-pending"]
+    );
+    // The same for a create B → A, mirrored.
+    let back = Pending::new(B, on(B, "n"), on(A, "n"), it.identity.clone());
+    let (p, _) = plan2(
+        rules(),
+        &listing(vec![new(A, "n")], true),
+        &listing(vec![], true),
+        &Prior::new(),
+        &[back],
+        PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        matches!(p.actions.as_slice(), [Action::DeleteOrphan { on: A, .. }]),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn a_second_item_of_a_synced_meeting_is_not_copied() {
+    let prior: Prior = [mapping()].into_iter().collect();
+    // A holds the mapped meeting and, at another href, a second item of it.
+    let dup = Version {
+        href: on(A, "dup"),
+        ..version(A, Edited("A again", 0))
+    };
+    let (p, _) = plan(
+        rules(),
+        &listing(vec![version(A, Unchanged), dup], true),
+        &listing(vec![version(B, Unchanged)], true),
+        &prior,
+        &[],
+        PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        matches!(p.actions.as_slice(), [Action::Skip { href, reason, .. }] if *href == on(A, "dup") && reason.contains("dedupe")),
+        "{:?}",
+        p.actions
+    );
+    // The mapped item moved to a new href (deleted and created again): the move is copied.
+    let moved = Version {
+        href: on(A, "moved"),
+        ..version(A, Edited("A", 0))
+    };
+    let (p, _) = plan(
+        rules(),
+        &listing(vec![moved], true),
+        &listing(vec![version(B, Unchanged)], true),
+        &prior,
+        &[],
+        PlanOptions::default(),
+    )
+    .unwrap();
+    let kinds: Vec<_> = p.actions.iter().map(|a| kind(&Some(a.clone()))).collect();
+    assert_eq!(kinds, ["delete", "create"]);
 }
 
 /// A model of both calendars and the state, to run plans on: each action is applied as the
@@ -521,7 +640,7 @@ mod model {
         pub fn pass(&mut self, rules: TwoWay) -> usize {
             let (a, b) = (self.listing(A), self.listing(B));
             let opts = PlanOptions { force_delete: true };
-            let (plan, _) = plan(rules, &a, &b, &self.prior, opts).unwrap();
+            let (plan, _) = plan(rules, &a, &b, &self.prior, &[], opts).unwrap();
             let mut writes = 0;
             for action in plan.actions {
                 writes += usize::from(action.writes().is_some());

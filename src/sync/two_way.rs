@@ -14,19 +14,11 @@ use super::rank::Newness;
 use super::{
     Action, Content, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot, Version,
 };
+pub use crate::domain::direction::ConflictPolicy;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
-use crate::domain::mapping::{Mapping, Side};
+use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::Href;
-
-/// Which version wins when both sides changed one item differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictPolicy {
-    /// The side that is the truth now (the pair's authority).
-    Authority,
-    /// The newer version ([`Newness`]); the authority when they are equally new.
-    Newest,
-}
 
 /// The rules of a two-way pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,12 +236,14 @@ fn pair(
     }
 }
 
-/// Decides every item of a two-way pass over both sides' listings.
+/// Decides every item of a two-way pass over both sides' listings, and every create a crash
+/// left pending.
 pub fn plan(
     rules: TwoWay,
     a: &SourceSnapshot,
     b: &SourceSnapshot,
     prior: &Prior,
+    pending: &[Pending],
     opts: PlanOptions,
 ) -> Result<(Plan, Vec<Resolved>), PlanError> {
     // Either side listing nothing at all while items were synced: refuse to delete them all.
@@ -290,12 +284,27 @@ pub fn plan(
         resolved.extend(r);
     };
     let mut mapped: [HashSet<&Href>; 2] = [HashSet::new(), HashSet::new()];
+    // Meetings each side still holds under a mapping.
+    let mut live: [HashSet<&IdentityKey>; 2] = [HashSet::new(), HashSet::new()];
     for p in prior.values() {
         mapped[0].insert(&p.a_href);
         mapped[1].insert(&p.b_href);
         let va = version(a, &ia, Side::A, p);
         let vb = version(b, &ib, Side::B, p);
+        for (side, v) in [(0, &va), (1, &vb)] {
+            if v.is_some() {
+                live[side].insert(&p.identity);
+            }
+        }
         push(plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)));
+    }
+    // Copies left by interrupted creates whose original is gone are deleted, not copied back.
+    let (settle, orphans) = pendings(pending, [a, b], [&ia, &ib], prior);
+    for (action, href) in settle.into_iter().zip(orphans.iter()) {
+        if let Some((side, href)) = href {
+            mapped[*side as usize].insert(href);
+        }
+        push((Some(action), None));
     }
     // Items no mapping names, paired across the sides by identity.
     let unmapped = |s: &SourceSnapshot, m: &HashSet<&Href>| -> Vec<Version> {
@@ -306,6 +315,18 @@ pub fn plan(
             .collect()
     };
     let (new_a, new_b) = (unmapped(a, &mapped[0]), unmapped(b, &mapped[1]));
+    // A second item of a meeting this side already holds under a mapping is not copied: the
+    // other side has the meeting (a duplicate on one side is `dedupe`'s to settle).
+    let lone = |side: Side, v: &Version| -> Option<Action> {
+        match &v.content {
+            Content::Fetched(item) if live[side as usize].contains(&item.identity) => Some(skip(
+                v,
+                ErrorKind::InvalidData,
+                "a second item of a meeting already synced from this calendar; not copied (see `tandem dedupe`)",
+            )),
+            _ => None,
+        }
+    };
     let identity = |v: &Version| match &v.content {
         Content::Fetched(item) => Some(item.identity.clone()),
         _ => None,
@@ -322,14 +343,60 @@ pub fn plan(
         let partner = identity(v)
             .and_then(|i| by_identity.get_mut(&i))
             .and_then(Vec::pop);
-        push(plan_item(rules, Some(v), partner.as_ref(), None));
+        match (&partner, lone(Side::A, v)) {
+            (None, Some(dup)) => push((Some(dup), None)),
+            _ => push(plan_item(rules, Some(v), partner.as_ref(), None)),
+        }
     }
     let mut rest: Vec<Version> = by_identity.into_values().flatten().chain(lone_b).collect();
     rest.sort_by(|x, y| x.href.cmp(&y.href));
     for v in &rest {
-        push(plan_item(rules, None, Some(v), None));
+        match lone(Side::B, v) {
+            Some(dup) => push((Some(dup), None)),
+            None => push(plan_item(rules, None, Some(v), None)),
+        }
     }
     Ok((out, resolved))
+}
+
+/// What becomes of each create a crash left pending, with the orphan copy to delete (its side
+/// and href) where there is one. Settled when its mapping was recorded or no copy is there;
+/// left alone while its original is there and unmapped (the two are paired by identity this
+/// pass); otherwise its copy is an orphan.
+fn pendings<'p>(
+    pending: &'p [Pending],
+    sides: [&SourceSnapshot; 2],
+    listed: [&HashMap<&Href, &Version>; 2],
+    prior: &Prior,
+) -> (Vec<Action>, Vec<Option<(Side, &'p Href)>>) {
+    let mut actions = Vec::new();
+    let mut orphans = Vec::new();
+    for pd in pending {
+        let (to, from) = (pd.to, pd.to.other());
+        let (f, t) = (from as usize, to as usize);
+        let mapped = prior.get(from, pd.href(from));
+        let settled = mapped.is_some_and(|m| m.href(to) == pd.href(to));
+        let original_there = listed[f].contains_key(pd.href(from))
+            || (!sides[f].complete && !sides[f].deleted.contains(pd.href(from)));
+        if !settled && original_there && mapped.is_none() {
+            continue;
+        }
+        let copy_there =
+            listed[t].contains_key(pd.href(to)) && prior.get(to, pd.href(to)).is_none();
+        if settled || !copy_there {
+            actions.push(Action::ClearPending {
+                pending: pd.clone(),
+            });
+            orphans.push(None);
+        } else {
+            actions.push(Action::DeleteOrphan {
+                on: to,
+                pending: pd.clone(),
+            });
+            orphans.push(Some((to, pd.href(to))));
+        }
+    }
+    (actions, orphans)
 }
 
 fn index(s: &SourceSnapshot) -> HashMap<&Href, &Version> {

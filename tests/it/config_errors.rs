@@ -163,7 +163,7 @@ fn pairs_csv_problems_name_the_csv_and_line() {
         &[("pairs.csv", "bob,old:/b/\n")],
         "pairs.csv",
         "line 1",
-        "expected 3 or 4",
+        "expected 3 to 6",
     );
     // A fourth column is the pair's mailbox address, used once.
     assert_config_error(
@@ -206,6 +206,124 @@ fn pairs_csv_gives_mailbox_addresses() {
         "{printed}"
     );
     assert!(printed.contains("old:/c/ -> new:/c/\n"), "{printed}");
+}
+
+#[test]
+fn two_way_pairs_need_a_way_back_to_the_old_org() {
+    let merged = "[rewrite]\ndomains = { \"a.example\" = \"new.example\", \"b.example\" = \"new.example\" }\n";
+    let two_way = "[sync]\ndirection = \"two-way\"\n";
+    let body = format!(
+        "{two_way}{SERVERS}{merged}{}",
+        pair("alice", "old:/a/", "new:/a/")
+    );
+    assert_config_error(
+        &body,
+        &[],
+        "tandem.toml",
+        "rewrite",
+        "domains a.example, b.example all become new.example",
+    );
+    assert_config_error(&body, &[], "tandem.toml", "rewrite", "two-way pairs alice");
+    // One way needs no way back; a stated one settles it.
+    let (out, _dir) = check(
+        &format!("{SERVERS}{merged}{}", pair("alice", "old:/a/", "new:/a/")),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stated = format!(
+        "{two_way}{SERVERS}{merged}reverse_domains = {{ \"new.example\" = \"a.example\" }}\n{}",
+        pair("alice", "old:/a/", "new:/a/")
+    );
+    let (out, dir) = check(&stated, &[]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("back: @new.example -> @a.example"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("old:/a/ <-> new:/a/  (two-way, conflicts: authority)"),
+        "{printed}"
+    );
+    // A reverse address map that is not one-to-one is refused too.
+    let addresses = format!(
+        "{two_way}{SERVERS}[rewrite]\naddresses = \"map.csv\"\n{}",
+        pair("alice", "old:/a/", "new:/a/")
+    );
+    assert_config_error(
+        &addresses,
+        &[(
+            "map.csv",
+            "jane@old.example,jd@new.example\njd@old.example,jd@new.example\n",
+        )],
+        "tandem.toml",
+        "rewrite",
+        "addresses jane@old.example, jd@old.example all become jd@new.example",
+    );
+    // A cutover writes back to the old org as well: refused while the way back is ambiguous.
+    let one_way = format!("{SERVERS}{merged}{}", pair("alice", "old:/a/", "new:/a/"));
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(&config, one_way).unwrap();
+    let out = tandem(&config, &["cutover", "--pair", "alice"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("all become new.example"),
+        "{}",
+        text(&out)
+    );
+    let out = tandem(&config, &["cutover", "--pair", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no pair with id \"nobody\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn direction_and_conflict_per_pair() {
+    let csv = "id,source,target,address,direction,conflict\nbob,old:/b/,new:/b/,,two-way,newest\ncarol,old:/c/,new:/c/\n";
+    let body = format!(
+        "pairs_csv = \"pairs.csv\"\n[sync]\nconflict = \"newest\"\n{SERVERS}{}direction = \"two-way\"\nconflict = \"authority\"\n",
+        pair("alice", "old:/a/", "new:/a/")
+    );
+    let (out, _dir) = check(&body, &[("pairs.csv", csv)]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("old:/a/ <-> new:/a/  (two-way, conflicts: authority)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("old:/b/ <-> new:/b/  (two-way, conflicts: newest)"),
+        "{printed}"
+    );
+    assert!(printed.contains("old:/c/ -> new:/c/\n"), "{printed}");
+    assert_config_error(
+        &body,
+        &[("pairs.csv", "bob,old:/b/,new:/b/,,sideways\n")],
+        "pairs.csv",
+        "line 1.direction",
+        "\"sideways\" is neither \"one-way\" nor \"two-way\"",
+    );
+    assert_config_error(
+        &format!("[sync]\nconflict = \"loudest\"\n{SERVERS}"),
+        &[],
+        "tandem.toml",
+        "sync.conflict",
+        "\"loudest\" is neither \"authority\" nor \"newest\"",
+    );
+    // The sync window is applied one way only so far: not silently ignored for two-way pairs.
+    assert_config_error(
+        &format!(
+            "[sync]\ndirection = \"two-way\"\nwindow_past = \"30d\"\n{SERVERS}{}",
+            pair("alice", "old:/a/", "new:/a/")
+        ),
+        &[],
+        "tandem.toml",
+        "sync.window_past",
+        "not applied to two-way pairs (alice)",
+    );
 }
 
 #[test]

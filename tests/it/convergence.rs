@@ -106,11 +106,11 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
     ]
     .into();
     let engine = Engine::with_stores(state, stores, rewriter());
-    let pair = PairConfig {
-        id: "p".parse().unwrap(),
-        source: "s:/src/".parse().unwrap(),
-        target: "t:/tgt/".parse().unwrap(),
-    };
+    let pair = PairConfig::new(
+        "p".parse().unwrap(),
+        "s:/src/".parse().unwrap(),
+        "t:/tgt/".parse().unwrap(),
+    );
     let opts = PassOptions {
         force_delete: true,
         ..Default::default()

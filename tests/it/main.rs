@@ -22,4 +22,5 @@ mod service;
 mod state_contract;
 mod state_store;
 mod store_contract;
+mod two_way;
 mod window;

@@ -275,11 +275,11 @@ async fn memory_pair(items: usize) -> Mem {
     ]
     .into();
     let engine = Arc::new(Engine::with_stores(state, stores, Rewriter::default()));
-    let pair = PairConfig {
-        id: "p".parse().unwrap(),
-        source: "s:/src/".parse().unwrap(),
-        target: "t:/tgt/".parse().unwrap(),
-    };
+    let pair = PairConfig::new(
+        "p".parse().unwrap(),
+        "s:/src/".parse().unwrap(),
+        "t:/tgt/".parse().unwrap(),
+    );
     Mem {
         _dir: dir,
         src,

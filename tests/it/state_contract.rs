@@ -51,15 +51,16 @@ mod sqlite {
         quarantine,
         leases,
         server_counts,
+        cutover,
     );
 }
 
 fn pair(id: &str, source: &str) -> PairConfig {
-    PairConfig {
-        id: id.parse().unwrap(),
-        source: source.parse().unwrap(),
-        target: format!("t:/{id}/").parse().unwrap(),
-    }
+    PairConfig::new(
+        id.parse().unwrap(),
+        source.parse().unwrap(),
+        format!("t:/{id}/").parse().unwrap(),
+    )
 }
 
 fn href(s: &str) -> Href {
@@ -165,11 +166,13 @@ async fn mappings_by_pair(s: &State) {
     assert_eq!(s.mappings(&bob.id).await.unwrap(), [mapping(9)]);
 }
 
+/// Odd ones write to B, even ones to A.
 fn pending(n: u32) -> Pending {
     Pending {
         a_href: href(&format!("/s/{n}.ics")),
         b_href: href(&format!("/t/{n}.ics")),
         identity: identity(n),
+        to: if n % 2 == 1 { Side::B } else { Side::A },
     }
 }
 
@@ -201,6 +204,51 @@ async fn watermarks_per_side(s: &State) {
     assert_eq!(s.watermarks(&id).await.unwrap(), (tok("a-2"), tok("b-1")));
     s.set_watermark(&id, Side::A, None).await.unwrap();
     assert_eq!(s.watermarks(&id).await.unwrap(), (None, tok("b-1")));
+}
+
+async fn cutover(s: &State) {
+    let id = alice(s).await;
+    let p = pair("alice", "s:/alice/");
+    let bob = pair("bob", "s:/bob/");
+    s.ensure_pair(&bob).await.unwrap();
+    s.set_watermark(&bob.id, Side::A, Some(&SyncToken::new("b")))
+        .await
+        .unwrap();
+    s.update_target_index(
+        &id,
+        &[(href("/t/x.ics"), Etag::new("x"), Some(identity(3)))],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.cutover_at(&id).await.unwrap(), None);
+    assert!(s.cutovers().await.unwrap().is_empty());
+    // Cut over: recorded; what one direction remembered goes, the mappings stay.
+    assert!(s.set_cutover(&p, Some(1_000)).await.unwrap());
+    assert_eq!(s.cutover_at(&id).await.unwrap(), Some(1_000));
+    assert!(
+        !s.set_cutover(&p, Some(2_000)).await.unwrap(),
+        "already cut over"
+    );
+    assert_eq!(s.cutover_at(&id).await.unwrap(), Some(1_000));
+    assert_eq!(s.watermarks(&id).await.unwrap(), (None, None));
+    assert!(s.target_index(&id).await.unwrap().is_empty());
+    assert_eq!(s.mappings(&id).await.unwrap(), [mapping(1)]);
+    let all = s.cutovers().await.unwrap();
+    assert_eq!(
+        all.into_iter().collect::<Vec<_>>(),
+        [("alice".to_string(), 1_000)]
+    );
+    // Another pair is untouched.
+    assert_eq!(s.cutover_at(&bob.id).await.unwrap(), None);
+    assert!(s.watermark(&bob.id, Side::A).await.unwrap().is_some());
+    // Undone.
+    assert!(s.set_cutover(&p, None).await.unwrap());
+    assert_eq!(s.cutover_at(&id).await.unwrap(), None);
+    // A pair never synced can be cut over before its first pass.
+    let carol = pair("carol", "s:/carol/");
+    assert!(s.set_cutover(&carol, Some(5)).await.unwrap());
+    assert_eq!(s.cutover_at(&carol.id).await.unwrap(), Some(5));
 }
 
 async fn items_outside_the_window(s: &State) {

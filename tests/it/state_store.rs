@@ -9,11 +9,11 @@ use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
 use tandem::state::{MIGRATOR, State};
 
 fn pair(id: &str, source: &str) -> PairConfig {
-    PairConfig {
-        id: id.parse().unwrap(),
-        source: source.parse().unwrap(),
-        target: format!("t:/{id}/").parse().unwrap(),
-    }
+    PairConfig::new(
+        id.parse().unwrap(),
+        source.parse().unwrap(),
+        format!("t:/{id}/").parse().unwrap(),
+    )
 }
 
 fn mapping(n: u32) -> Mapping {
@@ -128,6 +128,52 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
 }
 
 #[tokio::test]
+async fn a_database_of_the_one_way_release_keeps_working() {
+    use tandem::domain::mapping::Side;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // As the release before two-way pairs left it: migrations 1 to 7, a synced pair with a
+    // watermark and a create left pending by a crash.
+    {
+        let pool = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        let mut old = sqlx::migrate::Migrator::DEFAULT;
+        old.migrations = std::borrow::Cow::Owned(MIGRATOR.migrations[..7].to_vec());
+        old.run(&pool).await.unwrap();
+        for sql in [
+            "INSERT INTO pairs (id, a_calendar, b_calendar, created_at) VALUES ('alice', 's:/alice/', 't:/alice/', 1)",
+            "INSERT INTO mappings VALUES ('alice', '/s/1.ics', 'a1', '/t/1.ics', 'b1', 'jane@new.example', 'uid-1', \
+             '00000000000000010000000000000007', 1)",
+            "INSERT INTO pending_creates VALUES ('alice', '/s/2.ics', '/t/2.ics', 'jane@new.example', 'uid-2', 1)",
+            "INSERT INTO watermarks VALUES ('alice', 'a', 'tok-a', 1)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let state = State::open(&path).await.unwrap();
+    let alice = pair("alice", "s:/alice/");
+    state.ensure_pair(&alice).await.unwrap();
+    assert_eq!(state.mappings(&alice.id).await.unwrap(), vec![mapping(1)]);
+    // The pending create wrote to the target, as every create of that release did.
+    let pending = state.pendings(&alice.id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].to, pending[0].b_href.as_str()),
+        (Side::B, "/t/2.ics")
+    );
+    // Not cut over: the source is still the truth, and the watermark stands.
+    assert_eq!(state.cutover_at(&alice.id).await.unwrap(), None);
+    assert!(state.watermark(&alice.id, Side::A).await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn mappings_watermarks_and_pending_creates() {
     let dir = tempfile::tempdir().unwrap();
     let state = State::open(&dir.path().join("t.db")).await.unwrap();
@@ -139,6 +185,7 @@ async fn mappings_watermarks_and_pending_creates() {
         a_href: mapping(1).a_href,
         b_href: mapping(1).b_href,
         identity: mapping(1).identity,
+        to: tandem::domain::mapping::Side::B,
     };
     state.add_pending(id, &p).await.unwrap();
     state.add_pending(id, &p).await.unwrap();

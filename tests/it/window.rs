@@ -103,11 +103,11 @@ async fn scenario(
                 DateTime::from_timestamp(clock.load(Ordering::SeqCst), 0).unwrap()
             }))
     };
-    let pair = PairConfig {
-        id: "p".parse().unwrap(),
-        source: format!("s:{scal}").parse().unwrap(),
-        target: format!("t:{tcal}").parse().unwrap(),
-    };
+    let pair = PairConfig::new(
+        "p".parse().unwrap(),
+        format!("s:{scal}").parse().unwrap(),
+        format!("t:{tcal}").parse().unwrap(),
+    );
     let pass = async |e: &Engine| e.sync_pair(&pair, PassOptions::default()).await.unwrap();
 
     let weekly = "DTSTART;TZID=W. Europe Standard Time:20230102T100000\r\nDTEND;TZID=W. Europe Standard Time:20230102T110000\r\n\

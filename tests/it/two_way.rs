@@ -1,0 +1,602 @@
+//! Two-way pairs and cutover, end to end through the `tandem` binary: the old org on Radicale,
+//! the new org on Xandikos. Changes on either side reach the other, conflicts are settled by the
+//! pair's policy and named, a delete loses to an edit, a repair assistant's copy is adopted, and
+//! addresses are rewritten both ways (read back by Python's icalendar, not by tandem).
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::dav::{DavServer, PASSWORD};
+use serde_json::Value;
+use tandem::domain::identity::wrap_uid;
+use tandem::domain::item::Item;
+use tandem::domain::types::{CalendarPath, Etag, Href};
+use tandem::store::CalendarStore;
+use tandem::store::caldav::CaldavStore;
+
+/// A meeting organized in `domain`, with an attendee there and one outside both orgs.
+fn meeting(uid: &str, domain: &str, summary: &str, sequence: u32) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+         DTSTAMP:20260101T000000Z\r\nSEQUENCE:{sequence}\r\nDTSTART:20261210T100000Z\r\n\
+         DTEND:20261210T110000Z\r\nSUMMARY:{summary}\r\nORGANIZER:mailto:alice@{domain}\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@{domain}\r\n\
+         ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:pat@partner.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// Old org (A, Radicale) and new org (B, Xandikos) with one pair between them.
+struct Orgs {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    _old: DavServer,
+    _new: DavServer,
+    stores: [std::sync::Arc<CaldavStore>; 2],
+    cals: [CalendarPath; 2],
+}
+
+const A: usize = 0;
+const B: usize = 1;
+
+impl Orgs {
+    fn new(sync: &str) -> Orgs {
+        let old = DavServer::radicale();
+        let new = DavServer::xandikos();
+        let a: CalendarPath = old.make_calendar("alice", "calendar").parse().unwrap();
+        let b: CalendarPath = new.make_calendar("alice", "calendar").parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let extra =
+            format!("{sync}\n[rewrite]\ndomains = {{ \"old.example\" = \"new.example\" }}\n");
+        let config =
+            common::dav::pair_config(dir.path(), &old, &new, a.as_str(), b.as_str(), &extra);
+        Orgs {
+            _dir: dir,
+            config,
+            stores: [old.store(), new.store()],
+            _old: old,
+            _new: new,
+            cals: [a, b],
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> (std::process::Output, String) {
+        let out = common::tandem(&self.config, args);
+        let text = common::text(&out);
+        assert!(!text.contains(PASSWORD), "the password leaked:\n{text}");
+        (out, text)
+    }
+
+    /// `tandem sync --json` for the pair, which must succeed: its report.
+    fn sync(&self) -> Value {
+        let (out, text) = self.run(&["sync", "--json"]);
+        assert!(
+            out.status.success(),
+            "sync failed ({}):\n{text}",
+            out.status
+        );
+        let summary: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+        summary["pairs"][0].clone()
+    }
+
+    /// A pass that must write nothing.
+    fn quiet(&self) {
+        let r = self.sync();
+        for k in ["created", "updated", "deleted", "adopted", "failed"] {
+            assert_eq!(r[k], 0, "{k} in a pass after convergence: {r}");
+        }
+    }
+
+    async fn put(&self, side: usize, name: &str, body: &str) -> Href {
+        self.stores[side]
+            .create(&self.cals[side], name, body)
+            .await
+            .unwrap()
+            .href
+    }
+
+    /// Every item of one side: href → (etag, text).
+    async fn items(&self, side: usize) -> BTreeMap<Href, (Etag, String)> {
+        let store = &*self.stores[side];
+        let listed = store.changes(&self.cals[side], None).await.unwrap();
+        let hrefs: Vec<Href> = listed.changed.into_iter().map(|v| v.href).collect();
+        store
+            .fetch(&self.cals[side], &hrefs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(h, r)| {
+                let r = r.unwrap();
+                (h, (r.etag, r.data))
+            })
+            .collect()
+    }
+
+    /// Summaries by clean UID: more than one under a UID is a duplicate.
+    async fn meetings(&self, side: usize) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (_, text) in self.items(side).await.into_values() {
+            let item = Item::parse(&text).unwrap();
+            out.entry(item.identity().uid)
+                .or_default()
+                .push(item.summary().unwrap_or_default().to_string());
+        }
+        out
+    }
+
+    /// The item of `uid` on `side`: href, etag, text.
+    async fn find(&self, side: usize, uid: &str) -> (Href, Etag, String) {
+        self.items(side)
+            .await
+            .into_iter()
+            .find(|(_, (_, text))| Item::parse(text).unwrap().identity().uid == uid)
+            .map(|(h, (e, t))| (h, e, t))
+            .unwrap_or_else(|| panic!("no item {uid} on side {side}"))
+    }
+
+    async fn edit(&self, side: usize, uid: &str, body: &str) {
+        let (href, etag, _) = self.find(side, uid).await;
+        self.stores[side].update(&href, &etag, body).await.unwrap();
+    }
+
+    async fn remove(&self, side: usize, uid: &str) {
+        let (href, etag, _) = self.find(side, uid).await;
+        self.stores[side].delete(&href, &etag).await.unwrap();
+    }
+}
+
+/// The calendar addresses of each text as Python's icalendar reads them (lower-cased, sorted).
+fn addresses_by_reference(texts: &[String]) -> Vec<Vec<String>> {
+    let script = r#"
+import json, sys, icalendar
+out = []
+for text in json.load(sys.stdin):
+    found = []
+    for ev in icalendar.Calendar.from_ical(text).walk("VEVENT"):
+        for key in ("ORGANIZER", "ATTENDEE"):
+            value = ev.get(key)
+            if value is None:
+                continue
+            for v in value if isinstance(value, list) else [value]:
+                found.append(str(v).lower())
+    out.append(sorted(found))
+json.dump(out, sys.stdout)
+"#;
+    let mut child = Command::new(common::dav::venv_bin().join("python"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the virtualenv's python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(texts).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn addresses(domain: &str) -> Vec<String> {
+    vec![
+        format!("mailto:alice@{domain}"),
+        format!("mailto:bob@{domain}"),
+        "mailto:pat@partner.example".to_string(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_orgs_live_changes_flow_both_ways_and_cutover_flips_the_authority() {
+    let orgs = Orgs::new("[sync]\ndirection = \"two-way\"\n");
+    let check = orgs.run(&["check"]).1;
+    assert!(
+        check.contains("<->") && check.contains("two-way, conflicts: authority"),
+        "{check}"
+    );
+    for n in 1..=3 {
+        orgs.put(
+            A,
+            &format!("old-{n}.ics"),
+            &meeting(&format!("old-{n}"), "old.example", &format!("Old {n}"), 0),
+        )
+        .await;
+    }
+    for n in 1..=2 {
+        orgs.put(
+            B,
+            &format!("new-{n}.ics"),
+            &meeting(&format!("new-{n}"), "new.example", &format!("New {n}"), 0),
+        )
+        .await;
+    }
+
+    // First pass: each side's meetings reach the other, addresses in the receiving org's form.
+    let r = orgs.sync();
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(5), Some(0)),
+        "{r}"
+    );
+    for side in [A, B] {
+        let m = orgs.meetings(side).await;
+        assert_eq!(m.len(), 5, "side {side}: {m:?}");
+        assert!(
+            m.values().all(|s| s.len() == 1),
+            "a duplicate on side {side}: {m:?}"
+        );
+    }
+    let copy_on_a = orgs.find(A, "new-1").await.2;
+    let copy_on_b = orgs.find(B, "old-1").await.2;
+    let read = addresses_by_reference(&[copy_on_a.clone(), copy_on_b.clone()]);
+    assert_eq!(
+        read[0],
+        addresses("old.example"),
+        "copy written to the old org:\n{copy_on_a}"
+    );
+    assert_eq!(
+        read[1],
+        addresses("new.example"),
+        "copy written to the new org:\n{copy_on_b}"
+    );
+    assert!(copy_on_a.contains("SCHEDULE-AGENT=CLIENT"), "{copy_on_a}");
+    // No ping-pong: the copies are in step on both sides.
+    orgs.quiet();
+    orgs.quiet();
+
+    // Edits, creates and deletes on both sides.
+    orgs.edit(
+        A,
+        "old-1",
+        &meeting("old-1", "old.example", "Old 1 moved", 1),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "new-1",
+        &meeting("new-1", "new.example", "New 1 moved", 1),
+    )
+    .await;
+    orgs.remove(A, "old-2").await;
+    orgs.remove(B, "new-2").await;
+    orgs.put(B, "new-3.ics", &meeting("new-3", "new.example", "New 3", 0))
+        .await;
+    orgs.put(A, "old-4.ics", &meeting("old-4", "old.example", "Old 4", 0))
+        .await;
+    let r = orgs.sync();
+    assert_eq!(
+        (
+            r["created"].as_u64(),
+            r["updated"].as_u64(),
+            r["deleted"].as_u64(),
+            r["failed"].as_u64()
+        ),
+        (Some(2), Some(2), Some(2), Some(0)),
+        "{r}"
+    );
+    for side in [A, B] {
+        let m = orgs.meetings(side).await;
+        let want: BTreeMap<String, Vec<String>> = [
+            ("old-1", "Old 1 moved"),
+            ("old-3", "Old 3"),
+            ("old-4", "Old 4"),
+            ("new-1", "New 1 moved"),
+            ("new-3", "New 3"),
+        ]
+        .into_iter()
+        .map(|(u, s)| (u.to_string(), vec![s.to_string()]))
+        .collect();
+        assert_eq!(m, want, "side {side}");
+    }
+    orgs.quiet();
+
+    // Both sides edited one meeting: the authority (the source, not cut over) wins, and the
+    // version set aside is named.
+    orgs.edit(
+        A,
+        "old-3",
+        &meeting("old-3", "old.example", "Old 3 as the old org has it", 1),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "old-3",
+        &meeting("old-3", "new.example", "Old 3 as the new org has it", 1),
+    )
+    .await;
+    let r = orgs.sync();
+    let resolved = r["resolved"].to_string();
+    let b_href = orgs.find(B, "old-3").await.0;
+    assert!(
+        resolved.contains("the authority's version wins") && resolved.contains(b_href.as_str()),
+        "{r}"
+    );
+    for side in [A, B] {
+        assert_eq!(
+            orgs.meetings(side).await["old-3"],
+            ["Old 3 as the old org has it"],
+            "side {side}"
+        );
+    }
+    orgs.quiet();
+
+    // A delete on one side and an edit on the other: the edit wins, both ways round.
+    orgs.remove(B, "old-4").await;
+    orgs.edit(
+        A,
+        "old-4",
+        &meeting("old-4", "old.example", "Old 4 kept", 1),
+    )
+    .await;
+    orgs.remove(A, "new-3").await;
+    orgs.edit(
+        B,
+        "new-3",
+        &meeting("new-3", "new.example", "New 3 kept", 1),
+    )
+    .await;
+    let r = orgs.sync();
+    assert!(r["resolved"].to_string().contains("the edit wins"), "{r}");
+    for side in [A, B] {
+        let m = orgs.meetings(side).await;
+        assert_eq!(m["old-4"], ["Old 4 kept"], "side {side}");
+        assert_eq!(m["new-3"], ["New 3 kept"], "side {side}");
+    }
+    orgs.quiet();
+
+    // A meeting booked in the new org, and before the next pass Exchange's repair assistant
+    // puts it in the old mailbox under its GOID spelling: one meeting, adopted, not two.
+    let google = "7kukuqrfedlm2f9t6jp2s9h6u0@google.com";
+    orgs.put(
+        B,
+        "booked.ics",
+        &meeting(google, "new.example", "Booked in the new org", 0),
+    )
+    .await;
+    let goid = wrap_uid(google, None);
+    orgs.put(
+        A,
+        "repaired.ics",
+        &meeting(&goid, "old.example", "Booked in the new org", 0),
+    )
+    .await;
+    let r = orgs.sync();
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    for side in [A, B] {
+        let m = orgs.meetings(side).await;
+        assert_eq!(m[google].len(), 1, "side {side}: {m:?}");
+        assert_eq!(m.len(), 6, "side {side}: {m:?}");
+    }
+    orgs.quiet();
+
+    // Cutover: the new org becomes the authority and wins the next conflict.
+    let (out, text) = orgs.run(&["cutover", "--pair", "alice"]);
+    assert!(out.status.success() && text.contains("cut over"), "{text}");
+    let status = orgs.run(&["status", "--json"]).1;
+    assert!(status.contains("\"alice\""), "{status}");
+    orgs.quiet();
+    orgs.edit(
+        A,
+        "old-1",
+        &meeting("old-1", "old.example", "Old 1 per the old org", 2),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "old-1",
+        &meeting("old-1", "new.example", "Old 1 per the new org", 2),
+    )
+    .await;
+    let r = orgs.sync();
+    assert!(
+        r["resolved"]
+            .to_string()
+            .contains("the authority's version wins"),
+        "{r}"
+    );
+    for side in [A, B] {
+        assert_eq!(
+            orgs.meetings(side).await["old-1"],
+            ["Old 1 per the new org"],
+            "side {side}"
+        );
+    }
+    // The winner, written back to the old org, carries old-org addresses.
+    let back = orgs.find(A, "old-1").await.2;
+    assert_eq!(
+        addresses_by_reference(&[back.clone()])[0],
+        addresses("old.example"),
+        "{back}"
+    );
+    orgs.quiet();
+
+    // The switch rolled back: the old org wins again.
+    let (out, text) = orgs.run(&["cutover", "--undo", "--pair", "alice"]);
+    assert!(
+        out.status.success() && text.contains("cutover undone"),
+        "{text}"
+    );
+    orgs.edit(
+        A,
+        "old-1",
+        &meeting("old-1", "old.example", "Old 1 after the rollback", 3),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "old-1",
+        &meeting("old-1", "new.example", "Old 1 not kept", 3),
+    )
+    .await;
+    orgs.sync();
+    for side in [A, B] {
+        assert_eq!(
+            orgs.meetings(side).await["old-1"],
+            ["Old 1 after the rollback"],
+            "side {side}"
+        );
+    }
+    orgs.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_newest_the_newer_version_wins_whichever_side_holds_it() {
+    let orgs = Orgs::new("[sync]\ndirection = \"two-way\"\nconflict = \"newest\"\n");
+    orgs.put(A, "m.ics", &meeting("m", "old.example", "First", 0))
+        .await;
+    orgs.sync();
+    orgs.quiet();
+    // The new org's version has the higher SEQUENCE: it wins though the old org is the authority.
+    orgs.edit(
+        A,
+        "m",
+        &meeting("m", "old.example", "Old org sequence 1", 1),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "m",
+        &meeting("m", "new.example", "New org sequence 4", 4),
+    )
+    .await;
+    let r = orgs.sync();
+    assert!(
+        r["resolved"].to_string().contains("the newer version wins"),
+        "{r}"
+    );
+    for side in [A, B] {
+        assert_eq!(
+            orgs.meetings(side).await["m"],
+            ["New org sequence 4"],
+            "side {side}"
+        );
+    }
+    orgs.quiet();
+    // And the other way round.
+    orgs.edit(
+        A,
+        "m",
+        &meeting("m", "old.example", "Old org sequence 9", 9),
+    )
+    .await;
+    orgs.edit(
+        B,
+        "m",
+        &meeting("m", "new.example", "New org sequence 5", 5),
+    )
+    .await;
+    orgs.sync();
+    for side in [A, B] {
+        assert_eq!(
+            orgs.meetings(side).await["m"],
+            ["Old org sequence 9"],
+            "side {side}"
+        );
+    }
+    orgs.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_pair_cut_over_mirrors_the_new_mailbox_into_the_old() {
+    let orgs = Orgs::new("");
+    for n in 1..=3 {
+        orgs.put(
+            A,
+            &format!("m{n}.ics"),
+            &meeting(&format!("m{n}"), "old.example", &format!("M{n}"), 0),
+        )
+        .await;
+    }
+    let r = orgs.sync();
+    assert_eq!(r["created"], 3, "{r}");
+    // One way, before the switch: the new mailbox's own meetings stay there.
+    orgs.put(
+        B,
+        "own.ics",
+        &meeting("own", "new.example", "Booked after the switch", 0),
+    )
+    .await;
+    orgs.quiet();
+    assert!(!orgs.meetings(A).await.contains_key("own"));
+    // An invitation the old mailbox got from a colleague not yet migrated.
+    orgs.put(
+        A,
+        "invite.ics",
+        &meeting("invite", "old.example", "From a colleague", 0),
+    )
+    .await;
+
+    let (out, text) = orgs.run(&["cutover", "--pair", "alice"]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("syncs target:"), "{text}");
+    // Now the new mailbox is the truth: its meeting reaches the old one, an edit there wins,
+    // and what the old side legitimately holds stays.
+    orgs.edit(
+        B,
+        "m1",
+        &meeting("m1", "new.example", "M1 moved in the new org", 1),
+    )
+    .await;
+    orgs.edit(
+        A,
+        "m2",
+        &meeting("m2", "old.example", "M2 edited in the old org", 1),
+    )
+    .await;
+    orgs.remove(B, "m3").await;
+    let r = orgs.sync();
+    assert_eq!(r["failed"], 0, "{r}");
+    let a = orgs.meetings(A).await;
+    assert_eq!(a["own"], ["Booked after the switch"]);
+    assert_eq!(a["m1"], ["M1 moved in the new org"]);
+    assert_eq!(
+        a["m2"],
+        ["M2"],
+        "the old side's edit is overwritten by the truth"
+    );
+    assert!(!a.contains_key("m3"), "deleted in the new mailbox: {a:?}");
+    assert_eq!(
+        a["invite"],
+        ["From a colleague"],
+        "the old side's own item is kept"
+    );
+    assert!(a.values().all(|s| s.len() == 1), "{a:?}");
+    let b = orgs.meetings(B).await;
+    assert!(
+        !b.contains_key("invite"),
+        "one way: nothing goes back to the new org"
+    );
+    let own = orgs.find(A, "own").await.2;
+    assert_eq!(
+        addresses_by_reference(&[own.clone()])[0],
+        addresses("old.example"),
+        "{own}"
+    );
+    orgs.quiet();
+
+    // Rolled back: the source is the truth again.
+    let (out, text) = orgs.run(&["cutover", "--undo", "--pair", "alice"]);
+    assert!(out.status.success(), "{text}");
+    orgs.put(A, "m5.ics", &meeting("m5", "old.example", "M5", 0))
+        .await;
+    let r = orgs.sync();
+    assert_eq!(r["failed"], 0, "{r}");
+    let b = orgs.meetings(B).await;
+    assert_eq!(b["m5"], ["M5"]);
+    assert!(b.values().all(|s| s.len() == 1), "{b:?}");
+    orgs.quiet();
+}
