@@ -724,8 +724,17 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         snap.quarantined
     );
     println!(
-        "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
-        "pair", "state", "lag", "backlog", "items", "quar", "fail%", "last success", "next run"
+        "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
+        "pair",
+        "state",
+        "way",
+        "lag",
+        "backlog",
+        "items",
+        "quar",
+        "fail%",
+        "last success",
+        "next run"
     );
     for p in &snap.pairs {
         let lock = p.lock.as_ref().map(|l| {
@@ -762,10 +771,18 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         } else {
             format!("ALERT {}; ", p.alerts.join(", "))
         };
+        // `->` source to target, `<-` cut over (target to source), `<->` two-way; `*`: cut over.
+        let way = match (p.direction, p.cutover_at) {
+            ("two-way", None) => "<->",
+            ("two-way", Some(_)) => "<->*",
+            (_, None) => "->",
+            (_, Some(_)) => "<-*",
+        };
         println!(
-            "{:<20} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{}{detail}",
+            "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{}{detail}",
             p.id,
             p.state,
+            way,
             crate::service::observe::human_seconds(p.lag_seconds),
             p.backlog,
             p.items,
@@ -793,6 +810,9 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
                 "  ALERT failed requests"
             }
         );
+    }
+    if snap.pairs.iter().any(|p| p.cutover_at.is_some()) {
+        println!("*: cut over, the target is the authority (tandem cutover --undo rolls back)");
     }
     if let Some(w) = &snap.agents_warning {
         println!("warning: {w}");

@@ -30,6 +30,14 @@ pub struct PairView {
     pub id: String,
     pub source: String,
     pub target: String,
+    /// `one-way` or `two-way`.
+    pub direction: &'static str,
+    /// How a two-way pair settles conflicts: `authority` or `newest`.
+    pub conflict: &'static str,
+    /// The calendar that is the truth now: `source`, or `target` once cut over.
+    pub authority: &'static str,
+    /// When the pair was cut over (unix ms).
+    pub cutover_at: Option<i64>,
     /// `active`, `paused`, `backoff`, `disabled` or `new`.
     pub state: &'static str,
     pub reason: Option<String>,
@@ -39,7 +47,7 @@ pub struct PairView {
     /// Items in step (mapped source → target).
     pub items: i64,
     pub quarantined: i64,
-    /// Who holds the target calendar's lease now, if anyone.
+    /// Who holds the lease of a calendar the pair writes (the target's first), if anyone.
     pub lock: Option<LockView>,
     pub last_success_at: Option<i64>,
     pub last_run: Option<RunStatus>,
@@ -140,16 +148,24 @@ pub struct Live {
 /// Reads everything the operator's view shows, sorted worst first.
 pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResult<Snapshot> {
     let now = now_ms();
-    let (rows, states, quarantined, leases, items, servers) = tokio::join!(
+    let (rows, states, quarantined, leases, items, servers, cutovers) = tokio::join!(
         state.pair_rows(now - HOUR_MS),
         state.pair_states(),
         state.quarantine_counts(),
         state.leases(),
         state.item_counts(),
         state.server_rows(now),
+        state.cutovers(),
     );
-    let (rows, states, quarantined, leases, items, servers) =
-        (rows?, states?, quarantined?, leases?, items?, servers?);
+    let (rows, states, quarantined, leases, items, servers, cutovers) = (
+        rows?,
+        states?,
+        quarantined?,
+        leases?,
+        items?,
+        servers?,
+        cutovers?,
+    );
     let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
     let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
     let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -187,10 +203,22 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             flags.push("failed_requests");
         }
         let totals = row.map_or([0; 4], |r| r.totals);
+        let cutover_at = cutovers.get(id).copied();
+        let lock = [&p.target, &p.source]
+            .into_iter()
+            .find_map(|c| lock_of.get(c.to_string().as_str()));
         pairs.push(PairView {
             id: id.to_string(),
             source: p.source.to_string(),
             target: p.target.to_string(),
+            direction: p.direction.as_str(),
+            conflict: p.conflict.as_str(),
+            authority: if cutover_at.is_some() {
+                "target"
+            } else {
+                "source"
+            },
+            cutover_at,
             state: name,
             reason: pair_state.reason().map(str::to_string),
             until: pair_state.until(),
@@ -198,14 +226,12 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             next_run,
             items: items.get(id).copied().unwrap_or(0),
             quarantined: quarantined.get(id).copied().unwrap_or(0),
-            lock: lock_of
-                .get(p.target.to_string().as_str())
-                .map(|l| LockView {
-                    holder: l.holder.clone(),
-                    kind: l.kind.as_str(),
-                    token: l.token,
-                    until: l.expires_at,
-                }),
+            lock: lock.map(|l| LockView {
+                holder: l.holder.clone(),
+                kind: l.kind.as_str(),
+                token: l.token,
+                until: l.expires_at,
+            }),
             last_success_at: row.and_then(|r| r.last_success_at),
             last_run,
             lag_seconds,

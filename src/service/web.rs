@@ -71,6 +71,8 @@ pub fn router(web: Shared) -> Router {
         .route("/api/pairs", get(api_pairs))
         .route("/api/pairs/{id}", get(api_pair))
         .route("/api/pairs/{id}/resync", post(api_resync))
+        .route("/api/pairs/{id}/cutover", post(api_cutover))
+        .route("/api/pairs/{id}/cutover/undo", post(api_cutover_undo))
         .route("/api/agents", get(api_agents))
         .route("/api/servers", get(api_servers))
         .route("/api/leases", get(api_leases))
@@ -171,14 +173,12 @@ fn unauthorized(reason: &str) -> Response {
         .into_response()
 }
 
-/// Starts a one-shot resync of a pair (the lease keeps it from racing the pair's own agent).
-async fn api_resync(
-    Extract(web): Extract<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+/// `None` when the request carries the bearer token; else the refusal to answer with.
+fn refused(web: &Web, headers: &HeaderMap, what: &str, id: &str) -> Option<Response> {
     let Some(token) = &web.token else {
-        return unauthorized("resync over HTTP needs a bearer token: set [http] token_env");
+        return Some(unauthorized(&format!(
+            "{what} over HTTP needs a bearer token: set [http] token_env"
+        )));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -186,12 +186,67 @@ async fn api_resync(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        None => return unauthorized("missing bearer token"),
+        None => Some(unauthorized("missing bearer token")),
         Some(t) if !same(t.as_bytes(), token.expose_secret().as_bytes()) => {
-            warn!(pair = %id, "resync refused: wrong bearer token");
-            return unauthorized("wrong bearer token");
+            warn!(pair = %id, "{what} refused: wrong bearer token");
+            Some(unauthorized("wrong bearer token"))
         }
-        Some(_) => {}
+        Some(_) => None,
+    }
+}
+
+/// Cuts a pair over, as `tandem cutover` does.
+async fn api_cutover(
+    Extract(web): Extract<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    cutover(web, id, headers, false).await
+}
+
+/// Rolls a cutover back, as `tandem cutover --undo` does.
+async fn api_cutover_undo(
+    Extract(web): Extract<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    cutover(web, id, headers, true).await
+}
+
+async fn cutover(web: Shared, id: String, headers: HeaderMap, undo: bool) -> Response {
+    if let Some(refusal) = refused(&web, &headers, "cutover", &id) {
+        return refusal;
+    }
+    let Some(pair) = web.config.pair(&id).cloned() else {
+        return not_found(&id);
+    };
+    if !undo && let Err(e) = web.config.rewrite.inverse() {
+        let body = json!({ "pair": id, "error": format!("rewrite: {e}") });
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+    }
+    match web.engine.cutover(&pair, undo).await {
+        Ok(Ok(changed)) => {
+            info!(pair = %id, undo = undo, changed, "cutover asked for over HTTP");
+            let authority = if undo { "source" } else { "target" };
+            let body = json!({ "pair": id, "authority": authority, "changed": changed });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Ok(Err(locked)) => {
+            let body = json!({ "pair": id, "error": format!("calendar {}: {locked}; try again", locked.calendar) });
+            (StatusCode::CONFLICT, axum::Json(body)).into_response()
+        }
+        Err(e) => Unavailable::from(e).into_response(),
+    }
+}
+
+/// Starts a one-shot resync of a pair (the lease keeps it from racing the pair's own agent).
+async fn api_resync(
+    Extract(web): Extract<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refused(&web, &headers, "resync", &id) {
+        return refusal;
     }
     let Some(pair) = web.config.pair(&id).cloned() else {
         return not_found(&id);
@@ -359,6 +414,16 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         "pair_alert",
         "1 when the pair is over an [alerts] threshold (alert = lag or failed_requests)",
     );
+    let way = gauge(
+        reg,
+        "pair_direction",
+        "1 for the pair's direction (one-way, two-way) and authority (source, target)",
+    );
+    let cutover = gauge(
+        reg,
+        "pair_cutover_timestamp_seconds",
+        "Unix time the pair was cut over (its target became the authority)",
+    );
     let by_state = gauge(reg, "pairs", "Pairs per state");
     for p in &s.pairs {
         let l = || vec![("pair", p.id.clone())];
@@ -374,6 +439,15 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
             .set(1);
         if let Some(t) = p.last_success_at {
             success.get_or_create(&l()).set(t / 1000);
+        }
+        way.get_or_create(&vec![
+            ("pair", p.id.clone()),
+            ("direction", p.direction.to_string()),
+            ("authority", p.authority.to_string()),
+        ])
+        .set(1);
+        if let Some(t) = p.cutover_at {
+            cutover.get_or_create(&l()).set(t / 1000);
         }
         for (kind, n) in [
             ("created", p.created),
@@ -578,12 +652,13 @@ fn pair_row(out: &mut String, p: &PairView, now: i64) {
     let _ = write!(
         out,
         "<tr data-pair=\"{id}\" data-state=\"{st}\"><td><a href=\"/pairs/{link}\">{id}</a></td>\
-         <td class=\"st-{st}\">{st}</td><td class=\"n{lagc}\">{lag}</td><td class=\"n\">{backlog}</td>\
+         <td class=\"st-{st}\">{st}</td><td class=\"way\">{way}</td><td class=\"n{lagc}\">{lag}</td><td class=\"n\">{backlog}</td>\
          <td class=\"n\">{items}</td><td class=\"n\">{quar}</td><td class=\"n{failc}\">{fail}</td>\
          <td>{success}</td><td>{lock}</td><td>{why}</td></tr>",
         id = esc(&p.id),
         link = seg(&p.id),
         st = p.state,
+        way = way(p),
         lagc = if p.alerts.contains(&"lag") {
             " alert"
         } else {
@@ -604,7 +679,16 @@ fn pair_row(out: &mut String, p: &PairView, now: i64) {
     );
 }
 
-const PAIR_HEADER: &str = "<tr><th>pair</th><th>state</th><th class=\"n\">lag</th>\
+/// Direction and authority for people: `one-way`, `two-way`, with `cut over` once the target is
+/// the truth.
+fn way(p: &PairView) -> String {
+    match p.cutover_at {
+        Some(_) => format!("{}, cut over", p.direction),
+        None => p.direction.to_string(),
+    }
+}
+
+const PAIR_HEADER: &str = "<tr><th>pair</th><th>state</th><th>direction</th><th class=\"n\">lag</th>\
     <th class=\"n\">backlog</th><th class=\"n\">items</th><th class=\"n\">quarantined</th>\
     <th class=\"n\">failed req.</th><th>last success</th><th>lease</th><th>reason / last error</th></tr>";
 
@@ -836,10 +920,24 @@ pub fn render_pair(
     pair_row(&mut out, p, now);
     let _ = write!(
         out,
-        "</table><p>source <code>{}</code> → target <code>{}</code>; next pass {}; written since the \
-         first sync: {} created, {} updated, {} deleted, {} adopted</p></section>",
+        "</table><p>source <code>{}</code> {} target <code>{}</code> ({}; the {} is the authority{}); next pass {}; \
+         written since the first sync: {} created, {} updated, {} deleted, {} adopted</p></section>",
         esc(&p.source),
+        match (p.direction, p.cutover_at) {
+            ("two-way", _) => "↔",
+            (_, Some(_)) => "←",
+            _ => "→",
+        },
         esc(&p.target),
+        match p.direction {
+            "two-way" => format!("two-way, conflicts: {}", p.conflict),
+            d => d.to_string(),
+        },
+        p.authority,
+        p.cutover_at.map_or(String::new(), |t| format!(
+            ", cut over {}",
+            crate::domain::time::utc(t)
+        )),
         ago(now, p.next_run),
         p.created,
         p.updated,

@@ -631,6 +631,44 @@ fn metrics_and_api_agree_with_status_and_resync_needs_the_token() {
         404
     );
 
+    // Cutover over HTTP: the token again; the API, metrics and page then show the new authority.
+    let cut = "/api/pairs/alice/cutover";
+    assert_eq!(http(s.port, "POST", cut, &[]).0, 401);
+    // 409 while a pass of the pair holds a lease: asked again.
+    let mut body = String::new();
+    wait_until("the cutover", 30, || {
+        let (code, b) = http(s.port, "POST", cut, &[("Authorization", &bearer)]);
+        assert!(code == 200 || code == 409, "{code} {b}");
+        body = b;
+        code == 200
+    });
+    assert!(body.contains("\"authority\":\"target\""), "{body}");
+    let alice = get_json(s.port, "/api/pairs/alice");
+    assert_eq!(alice["pair"]["authority"], "target", "{alice}");
+    assert_eq!(alice["pair"]["direction"], "one-way", "{alice}");
+    assert!(alice["pair"]["cutover_at"].as_i64().is_some(), "{alice}");
+    let (_, metrics) = http(s.port, "GET", "/metrics", &[]);
+    assert!(
+        metrics.contains(
+            "pair_direction{pair=\"alice\",direction=\"one-way\",authority=\"target\"} 1"
+        ) && metrics.contains("pair_cutover_timestamp_seconds{pair=\"alice\"}"),
+        "{metrics}"
+    );
+    let (_, page) = http(s.port, "GET", "/pairs/alice", &[]);
+    assert!(
+        page.contains("the target is the authority, cut over"),
+        "{page}"
+    );
+    let undo = "/api/pairs/alice/cutover/undo";
+    wait_until("the undo", 30, || {
+        let (code, b) = http(s.port, "POST", undo, &[("Authorization", &bearer)]);
+        assert!(code == 200 || code == 409, "{code} {b}");
+        code == 200
+    });
+    let alice = get_json(s.port, "/api/pairs/alice");
+    assert_eq!(alice["pair"]["authority"], "source", "{alice}");
+    assert!(alice["pair"]["cutover_at"].is_null(), "{alice}");
+
     // No secret anywhere: pages, API answers, metrics, status, the service's log lines.
     drop(svc);
     seen.push_str(&std::fs::read_to_string(s.dir.path().join("run.log")).unwrap());
