@@ -600,3 +600,55 @@ async fn a_one_way_pair_cut_over_mirrors_the_new_mailbox_into_the_old() {
     assert!(b.values().all(|s| s.len() == 1), "{b:?}");
     orgs.quiet();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() {
+    const N: usize = 120;
+    let orgs = Orgs::new("[sync]\ndirection = \"two-way\"\n");
+    for n in 0..N {
+        let (a, b) = (format!("a{n:03}"), format!("b{n:03}"));
+        orgs.put(A, &format!("{a}.ics"), &meeting(&a, "old.example", &a, 0)).await;
+        orgs.put(B, &format!("{b}.ics"), &meeting(&b, "new.example", &b, 0)).await;
+    }
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let count = async |side: usize| orgs.stores[side].list(&orgs.cals[side]).await.unwrap().len();
+    // Kill the first pass (SIGKILL: no clean-up) three times while it writes both ways.
+    for round in 0..3 {
+        let mut child = common::dav::spawn_sync(&orgs.config);
+        let start = count(A).await + count(B).await;
+        let more = rng.usize(5..30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while count(A).await + count(B).await < start + more {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "seed {seed} round {round}: no progress");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    // Meanwhile some originals are deleted: copies a killed create left of them must go too.
+    for n in [1usize, 2, 3] {
+        orgs.remove(A, &format!("a{n:03}")).await;
+        orgs.remove(B, &format!("b{n:03}")).await;
+    }
+    let r = orgs.sync();
+    assert_eq!(r["failed"], 0, "seed {seed}: {r}");
+    let want: Vec<String> = (0..N)
+        .filter(|n| !(1..=3).contains(n))
+        .flat_map(|n| [format!("a{n:03}"), format!("b{n:03}")])
+        .collect();
+    for side in [A, B] {
+        let m = orgs.meetings(side).await;
+        let dups: Vec<_> = m.iter().filter(|(_, s)| s.len() > 1).collect();
+        assert!(dups.is_empty(), "seed {seed}: duplicates on side {side}: {dups:?}");
+        let mut have: Vec<String> = m.into_keys().collect();
+        have.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(have, want, "seed {seed}: side {side}");
+    }
+    orgs.quiet();
+}
