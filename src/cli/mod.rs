@@ -90,10 +90,13 @@ enum Command {
         #[arg(long)]
         force_delete: bool,
     },
-    /// Delete duplicate copies of a meeting in one pair's target calendar (same identity key).
+    /// Delete duplicate copies of a meeting in one of a pair's calendars (same identity key).
     Dedupe {
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
+        /// Which calendar: the target (default) or the source.
+        #[arg(long, value_enum, default_value_t = WhichSide::Target)]
+        side: WhichSide,
         /// Report the groups, delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -162,6 +165,22 @@ enum Command {
         #[arg(long)]
         undo: bool,
     },
+}
+
+/// A calendar of a pair, as the command line names it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum WhichSide {
+    Source,
+    Target,
+}
+
+impl WhichSide {
+    fn side(self) -> crate::domain::mapping::Side {
+        match self {
+            WhichSide::Source => crate::domain::mapping::Side::A,
+            WhichSide::Target => crate::domain::mapping::Side::B,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -360,9 +379,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Dedupe {
             pair,
+            side,
             dry_run,
             json,
-        } => dedupe(&cli.config, &pair, dry_run, json).await,
+        } => dedupe(&cli.config, &pair, side.side(), dry_run, json).await,
     }
 }
 
@@ -591,6 +611,7 @@ async fn sync(
 async fn dedupe(
     config: &std::path::Path,
     id: &str,
+    side: crate::domain::mapping::Side,
     dry_run: bool,
     json: bool,
 ) -> Result<u8, Failure> {
@@ -606,7 +627,7 @@ async fn dedupe(
         .clone();
     let state = open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
-    let report = engine.dedupe(&pair, dry_run).await?;
+    let report = engine.dedupe(&pair, side, dry_run).await?;
     state.close().await;
     if json {
         println!(

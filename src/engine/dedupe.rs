@@ -1,14 +1,16 @@
-//! `tandem dedupe`: copies of one meeting in a target calendar, all but one deleted.
+//! `tandem dedupe`: copies of one meeting in one calendar of a pair (the target by default),
+//! all but one deleted.
 
 use std::collections::BTreeMap;
 
+use super::read::role;
 use super::write::fetch_all;
 use super::{Engine, PassError};
 use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
-use crate::domain::item::Item;
 use crate::domain::lease::{Lease, LeaseKind};
+use crate::domain::mapping::Side;
 use crate::domain::types::{Etag, Href};
 use crate::state::StateError;
 use crate::store::CalendarStore;
@@ -43,12 +45,13 @@ impl DedupeReport {
 }
 
 impl Engine {
-    /// `tandem dedupe`: finds target items of `pair` that are the same meeting (one identity key),
-    /// keeps the mapped copy (else the highest SEQUENCE, then the latest LAST-MODIFIED) and
-    /// deletes the others with `If-Match`. Reads the whole target calendar; trusts no index.
+    /// `tandem dedupe`: finds items of `pair` on `side` that are the same meeting (one identity
+    /// key), keeps the mapped one (else the highest SEQUENCE, then the latest LAST-MODIFIED) and
+    /// deletes the others with `If-Match`. Reads the whole calendar; trusts no index.
     pub async fn dedupe(
         &self,
         pair: &PairConfig,
+        side: Side,
         dry_run: bool,
     ) -> Result<DedupeReport, StateError> {
         let mut report = DedupeReport {
@@ -56,7 +59,8 @@ impl Engine {
             dry_run,
             ..Default::default()
         };
-        let tgt = match self.store(&pair.target.server) {
+        let cal = pair.calendar(side);
+        let tgt = match self.store(&cal.server) {
             Ok(t) => t,
             Err(PassError::Pair(_, e)) => {
                 report.error = Some(e);
@@ -64,15 +68,20 @@ impl Engine {
             }
             Err(PassError::State(e)) => return Err(e),
         };
-        // Deleting copies is writing: under the target calendar's lease, like a sync pass.
-        let target = pair.target.to_string();
+        // Deleting copies is writing: under the calendar's lease, like a sync pass.
         let done = self
-            .under_lease(&target, LeaseKind::Repair, dry_run, async |lease| {
-                self.dedupe_under(pair, &*tgt, lease, &mut report).await
-            })
+            .under_lease(
+                &cal.to_string(),
+                LeaseKind::Repair,
+                dry_run,
+                async |lease| {
+                    self.dedupe_under(pair, side, &*tgt, lease, &mut report)
+                        .await
+                },
+            )
             .await?;
         if let Err(locked) = done {
-            report.error = Some(format!("target calendar {}: {locked}", pair.target));
+            report.error = Some(format!("{} calendar {cal}: {locked}", role(side)));
         }
         Ok(report)
     }
@@ -81,11 +90,12 @@ impl Engine {
     async fn dedupe_under(
         &self,
         pair: &PairConfig,
+        side: Side,
         tgt: &dyn CalendarStore,
         lease: Option<&Lease>,
         report: &mut DedupeReport,
     ) -> Result<(), StateError> {
-        let tcal = &pair.target.path;
+        let tcal = &pair.calendar(side).path;
         let read = async {
             tgt.check_calendar(tcal).await?;
             let hrefs: Vec<Href> = tgt.list(tcal).await?.into_iter().map(|v| v.href).collect();
@@ -95,14 +105,15 @@ impl Engine {
             Ok(items) => items,
             Err(e) => {
                 report.error = Some(format!(
-                    "target calendar {} ({}): {e}",
-                    pair.target,
+                    "{} calendar {} ({}): {e}",
+                    role(side),
+                    pair.calendar(side),
                     tgt.describe()
                 ));
                 return Ok(());
             }
         };
-        let recorded = self.mapped_copies(pair).await?;
+        let recorded = self.mapped_copies(pair, side).await?;
         let known = recorded.is_some();
         let mapped = recorded.unwrap_or_default();
         // Per identity: (href, etag, how new) of each copy.
@@ -110,7 +121,7 @@ impl Engine {
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
         for (href, got) in items {
             match got {
-                Ok(r) => match Item::parse(&r.data) {
+                Ok(r) => match self.canonical(side, &r.data) {
                     Ok(item) => groups.entry(item.identity()).or_default().push((
                         href,
                         r.etag,

@@ -441,11 +441,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The target hrefs the state maps for `pair`; `None` if it recorded other calendars for it
-    /// (or none at all).
+    /// The hrefs on `side` the state maps for `pair`; `None` if it recorded other calendars for
+    /// it (or none at all).
     pub(crate) async fn mapped_copies(
         &self,
         pair: &PairConfig,
+        side: Side,
     ) -> Result<Option<HashSet<Href>>, StateError> {
         let known = self
             .state
@@ -460,7 +461,7 @@ impl Engine {
                 .mappings(&pair.id)
                 .await?
                 .into_iter()
-                .map(|m| m.b_href)
+                .map(|m| m.href(side).clone())
                 .collect(),
         ))
     }

@@ -90,6 +90,14 @@ impl Engine {
                 return Ok(report);
             }
         };
+        if !matches!(self.way(pair).await?, super::Way::One(m) if m.from() == Side::A) {
+            report.error = Some(format!(
+                "repair compares the source against the target, one way; pair {} is two-way or \
+                 cut over: `tandem resync --pair {}` compares both sides in full instead",
+                pair.id, pair.id
+            ));
+            return Ok(report);
+        }
         let (scal, tcal) = (&pair.source.path, &pair.target.path);
         if !dry_run {
             self.state.ensure_pair(pair).await?;
@@ -132,7 +140,7 @@ impl Engine {
         let now = self.now();
         // What the state believes (used only to tell an orphan from an extra, and to prefer the
         // mapped copy of a duplicate).
-        let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
+        let mapped = self.mapped_copies(pair, Side::B).await?.unwrap_or_default();
 
         let mut found: Vec<Mapping> = Vec::new();
         // Meetings this pair's mailbox organises, with attendees that are configured pairs too.

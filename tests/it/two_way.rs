@@ -607,12 +607,20 @@ async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() 
     let orgs = Orgs::new("[sync]\ndirection = \"two-way\"\n");
     for n in 0..N {
         let (a, b) = (format!("a{n:03}"), format!("b{n:03}"));
-        orgs.put(A, &format!("{a}.ics"), &meeting(&a, "old.example", &a, 0)).await;
-        orgs.put(B, &format!("{b}.ics"), &meeting(&b, "new.example", &b, 0)).await;
+        orgs.put(A, &format!("{a}.ics"), &meeting(&a, "old.example", &a, 0))
+            .await;
+        orgs.put(B, &format!("{b}.ics"), &meeting(&b, "new.example", &b, 0))
+            .await;
     }
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
-    let count = async |side: usize| orgs.stores[side].list(&orgs.cals[side]).await.unwrap().len();
+    let count = async |side: usize| {
+        orgs.stores[side]
+            .list(&orgs.cals[side])
+            .await
+            .unwrap()
+            .len()
+    };
     // Kill the first pass (SIGKILL: no clean-up) three times while it writes both ways.
     for round in 0..3 {
         let mut child = common::dav::spawn_sync(&orgs.config);
@@ -623,7 +631,10 @@ async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() 
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "seed {seed} round {round}: no progress");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "seed {seed} round {round}: no progress"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let _ = child.kill();
@@ -643,7 +654,10 @@ async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() 
     for side in [A, B] {
         let m = orgs.meetings(side).await;
         let dups: Vec<_> = m.iter().filter(|(_, s)| s.len() > 1).collect();
-        assert!(dups.is_empty(), "seed {seed}: duplicates on side {side}: {dups:?}");
+        assert!(
+            dups.is_empty(),
+            "seed {seed}: duplicates on side {side}: {dups:?}"
+        );
         let mut have: Vec<String> = m.into_keys().collect();
         have.sort();
         let mut want = want.clone();
@@ -651,4 +665,38 @@ async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() 
         assert_eq!(have, want, "seed {seed}: side {side}");
     }
     orgs.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_on_either_side_is_reported_and_dedupe_settles_it() {
+    let orgs = Orgs::new("[sync]\ndirection = \"two-way\"\n");
+    orgs.put(A, "m.ics", &meeting("m", "old.example", "M", 0))
+        .await;
+    orgs.sync();
+    // A second item of the synced meeting appears in the old calendar (under Exchange's GOID
+    // spelling of its UID: a server holds one item per UID): not copied, reported.
+    let goid = wrap_uid("m", None);
+    orgs.put(A, "m-again.ics", &meeting(&goid, "old.example", "M", 1))
+        .await;
+    let (out, text) = orgs.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("m-again.ics") && text.contains("tandem dedupe"),
+        "{text}"
+    );
+    assert_eq!(orgs.meetings(B).await["m"].len(), 1);
+    let (out, text) = orgs.run(&["dedupe", "--pair", "alice", "--side", "source"]);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 duplicate group(s), 1 copy(ies) deleted"),
+        "{text}"
+    );
+    assert_eq!(orgs.meetings(A).await["m"].len(), 1);
+    orgs.quiet();
+    // Repair is one way: a two-way pair is pointed to resync.
+    let (out, text) = orgs.run(&["repair", "--pair", "alice"]);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("tandem resync --pair alice"), "{text}");
+    let (out, text) = orgs.run(&["resync", "--pair", "alice"]);
+    assert!(out.status.success(), "{text}");
 }
