@@ -229,9 +229,10 @@ pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Res
             "failing"
         };
         println!(
-            "pair {}: {} [{what}, {} failure(s), first {}, last {}]\n  identity {}\n  {}",
+            "pair {}: {} ({}) [{what}, {} failure(s), first {}, last {}]\n  identity {}\n  {}",
             e.pair,
             e.href,
+            e.side,
             e.count,
             crate::domain::time::utc(e.first_seen),
             crate::domain::time::utc(e.last_seen),

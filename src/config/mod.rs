@@ -580,7 +580,7 @@ impl Validator {
         // Mailbox addresses come with their pairs (`[[pairs]] address`, a 4th CSV column).
         let (pairs, addresses) =
             self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers, &sync);
-        self.way_back(&rewrite, &pairs, &sync);
+        self.way_back(&rewrite, &pairs);
         Config {
             file: self.file.clone(),
             state,
@@ -918,9 +918,8 @@ impl Validator {
         map
     }
 
-    /// Two-way pairs write copies back to the old org: the rewrite must have a way back. (The
-    /// sync window is applied one way only so far.)
-    fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[PairConfig], sync: &SyncConfig) {
+    /// Two-way pairs write copies back to the old org: the rewrite must have a way back.
+    fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[PairConfig]) {
         let two_way: Vec<&str> = pairs
             .iter()
             .filter(|p| p.direction == Direction::TwoWay)
@@ -928,20 +927,6 @@ impl Validator {
             .collect();
         if two_way.is_empty() {
             return;
-        }
-        for (key, set) in [
-            ("sync.window_past", sync.window_past.is_some()),
-            ("sync.window_future", sync.window_future.is_some()),
-        ] {
-            if set {
-                self.issue(
-                    key,
-                    format!(
-                        "a sync window is not applied to two-way pairs ({}); remove it, or make them one-way",
-                        two_way[..two_way.len().min(3)].join(", ")
-                    ),
-                );
-            }
         }
         if let Err(e) = rewrite.inverse() {
             let more = if two_way.len() > 3 { ", ..." } else { "" };

@@ -96,17 +96,28 @@ impl Mapping {
     }
 }
 
-/// A new or changed source item that nothing was written for because it lies outside the window.
+/// A new or changed item that nothing was written for because it lies outside the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutsideWindow {
-    pub a_href: Href,
-    pub a_etag: Etag,
+    pub href: Href,
+    pub etag: Etag,
     pub identity: IdentityKey,
     /// When it will overlap the window (unix seconds); `None`: never.
     pub enters: Option<i64>,
 }
 
-/// A create that was sent but not yet recorded as a mapping (see `pending_creates`).
+/// An item remembered outside the window, as a pass reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub side: Side,
+    pub href: Href,
+    pub etag: Etag,
+    /// Its time to enter has come, or the window setting changed: read it again.
+    pub due: bool,
+}
+
+/// A write that was sent but not yet recorded as a mapping (see `pending_creates`): a create, or
+/// an update of a mapped copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub a_href: Href,
@@ -114,6 +125,10 @@ pub struct Pending {
     pub identity: IdentityKey,
     /// The side the copy is written to.
     pub to: Side,
+    /// The content the write leaves, where known.
+    pub hash: Option<ContentHash>,
+    /// An update of a mapped copy, not a create.
+    pub update: bool,
 }
 
 impl Pending {
@@ -128,6 +143,26 @@ impl Pending {
             b_href,
             identity,
             to: from.other(),
+            hash: None,
+            update: false,
+        }
+    }
+
+    /// The same write, leaving content `hash`.
+    pub fn writing(mut self, hash: ContentHash) -> Pending {
+        self.hash = Some(hash);
+        self
+    }
+
+    /// An update of `m`'s copy on side `to` with content `hash`.
+    pub fn update(m: &Mapping, to: Side, hash: ContentHash) -> Pending {
+        Pending {
+            a_href: m.a_href.clone(),
+            b_href: m.b_href.clone(),
+            identity: m.identity.clone(),
+            to,
+            hash: Some(hash),
+            update: true,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct StoredState {
 #[derive(Debug, Clone, Serialize)]
 pub struct QuarantineEntry {
     pub pair: String,
+    /// The calendar the item is in: `source` or `target`.
+    pub side: &'static str,
     pub href: String,
     pub identity: String,
     pub error: String,
@@ -89,6 +91,8 @@ pub struct QuarantineEntry {
 /// A quarantine row as a pass needs it.
 #[derive(Debug, Clone)]
 pub struct Quarantined {
+    /// The side the item is on.
+    pub side: crate::domain::mapping::Side,
     pub href: Href,
     pub etag: Etag,
     pub quarantined: bool,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::warn;
 
-use super::read::{Listing, Quiet, Tokens, unread};
+use super::read::{Held, Listing, Quiet, Rows, Tokens, bring_back, unread};
 use super::{Engine, PassError, PassOptions, fetch_all, named};
 use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
@@ -22,6 +22,8 @@ struct Both {
     tokens: Tokens,
     /// A and B, each with what moved read and prepared (in the new org's form).
     sides: [SourceSnapshot; 2],
+    /// What each side holds back (window, quarantine) or brings back.
+    held: [Held; 2],
     prior: Prior,
     pending: Vec<Pending>,
 }
@@ -38,10 +40,12 @@ impl Engine {
         leases: &[Lease],
     ) -> Result<(), PassError> {
         let listing = self.list(pair, opts, report, &[Side::A, Side::B]).await?;
-        if let Quiet::Yes = self.quiet(pair, opts, &listing, report).await? {
+        let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
-        }
-        let read = self.read_both(pair, opts, listing).await?;
+        };
+        let mut read = self
+            .read_both(pair, opts, listing, remembered, report)
+            .await?;
         let options = PlanOptions {
             force_delete: opts.force_delete,
         };
@@ -64,18 +68,38 @@ impl Engine {
             plan.actions.into_iter().partition(|a| a.writes().is_some());
         let long = opts.full || read.prior.is_empty();
         let executed = self.execute(pair, writes, leases, long).await?;
-        let (left, _) = self.book(pair, local, executed.done, report).await?;
+        let (left, outside) = self.book(pair, local, executed.done, report).await?;
+        let cut_short = executed.halt.is_some() || left > 0;
+        for (side, (source, held)) in [Side::A, Side::B]
+            .into_iter()
+            .zip(read.sides.iter().zip(&mut read.held))
+        {
+            let prior = &read.prior;
+            self.held_back(
+                pair,
+                side,
+                (source, held),
+                prior,
+                &outside,
+                cut_short,
+                report,
+            )
+            .await?;
+        }
         let stopped = (executed.halt, executed.lost);
         self.finish(pair, &read.tokens, stopped, left, report).await
     }
 
-    /// Reads what moved on each side (new items, etags that moved; everything for a resync)
-    /// and prepares it in the new org's form.
+    /// Reads what moved on each side (new items, etags that moved; everything for a resync),
+    /// with the items each side holds back or brings back (window, quarantine), and prepares it
+    /// in the new org's form.
     async fn read_both(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
         listing: Listing,
+        remembered: Option<Rows>,
+        report: &mut PairReport,
     ) -> Result<Both, PassError> {
         let Listing {
             known,
@@ -88,7 +112,6 @@ impl Engine {
             false => Prior::new(),
         };
         let mut sides: [SourceSnapshot; 2] = Default::default();
-        let mut fetch: [Vec<Href>; 2] = Default::default();
         for (side, c) in [Side::A, Side::B].into_iter().zip(changes) {
             let cal = &pair.calendar(side).path;
             let items: Vec<_> = c
@@ -97,7 +120,29 @@ impl Engine {
                 .filter(|v| cal.contains(&v.href))
                 .map(|v| unread(v.href, v.etag))
                 .collect();
-            fetch[side as usize] = items
+            sides[side as usize] = SourceSnapshot {
+                items,
+                deleted: c.deleted,
+                complete: c.complete,
+                waiting: 0,
+            };
+        }
+        let mut held: [Held; 2] = Default::default();
+        if known {
+            let all = sides.iter().any(|s| s.complete);
+            let rows = self.held_rows(pair, all, remembered).await?;
+            for (side, (snapshot, held)) in [Side::A, Side::B]
+                .into_iter()
+                .zip(sides.iter_mut().zip(&mut held))
+            {
+                bring_back(side, snapshot, held, (&prior, &pending), &rows, report);
+            }
+        }
+        // New items, etags that moved (everything for a resync), and items brought back.
+        let mut fetch: [Vec<Href>; 2] = Default::default();
+        for (side, snapshot) in [Side::A, Side::B].into_iter().zip(&sides) {
+            fetch[side as usize] = snapshot
+                .items
                 .iter()
                 .filter(|v| {
                     opts.full
@@ -107,12 +152,7 @@ impl Engine {
                 })
                 .map(|v| v.href.clone())
                 .collect();
-            sides[side as usize] = SourceSnapshot {
-                items,
-                deleted: c.deleted,
-                complete: c.complete,
-                waiting: 0,
-            };
+            held[side as usize].fetched = fetch[side as usize].clone();
         }
         let (sa, sb) = (
             self.store(&pair.source.server)?,
@@ -127,7 +167,11 @@ impl Engine {
             rb.map_err(named(&*sb, "target", &pair.target))?,
         ];
         let now = self.now();
-        for ((side, got), snapshot) in [Side::A, Side::B].into_iter().zip(got).zip(&mut sides) {
+        for ((side, got), (snapshot, held)) in [Side::A, Side::B]
+            .into_iter()
+            .zip(got)
+            .zip(sides.iter_mut().zip(&mut held))
+        {
             let mut read: HashMap<Href, _> = got.into_iter().collect();
             let mut gone = HashSet::new();
             for v in &mut snapshot.items {
@@ -137,8 +181,12 @@ impl Engine {
                         v.content = self.prepare(side, &r.data, now);
                         v.etag = r.etag;
                     }
-                    // Deleted between listing and reading: as if listed deleted.
+                    // Deleted between listing and reading: as if listed deleted (and, if it was
+                    // remembered outside the window or quarantined, no longer remembered).
                     Some(Err(e)) if e.kind == ErrorKind::NotFound => {
+                        if held.injected.contains(&v.href) {
+                            held.outside_gone.push(v.href.clone());
+                        }
                         gone.insert(v.href.clone());
                     }
                     Some(Err(e)) => {
@@ -156,6 +204,7 @@ impl Engine {
         Ok(Both {
             tokens,
             sides,
+            held,
             prior,
             pending,
         })

@@ -38,14 +38,19 @@ pub(super) enum Done {
     NotRun,
 }
 
+/// A refusal that stopped the writes: the side refusing, and why.
+pub(super) type Halt = (Side, ErrorKind, String);
+/// A lease lost: whose side, and by whom or why.
+pub(super) type Lost = (Side, String);
+
 /// The execute stage's result.
 pub(super) struct Executed {
     pub done: Vec<Done>,
     /// A calendar refused in a way every further write would meet (locked, moving,
     /// throttling, refusing our credentials): the first such refusal, with the side refusing.
-    pub halt: Option<(Side, ErrorKind, String)>,
+    pub halt: Option<Halt>,
     /// A lease was taken over or expired: whose side, and by whom or why.
-    pub lost: Option<(Side, String)>,
+    pub lost: Option<Lost>,
 }
 
 /// Errors that say the calendar, not the item, is unavailable.
@@ -94,8 +99,8 @@ impl Engine {
             leases.iter().find(move |l| l.calendar == cal)
         };
         let stop = AtomicBool::new(false);
-        let halt: Mutex<Option<(Side, ErrorKind, String)>> = Mutex::new(None);
-        let lost: Mutex<Option<(Side, String)>> = Mutex::new(None);
+        let halt: Mutex<Option<Halt>> = Mutex::new(None);
+        let lost: Mutex<Option<Lost>> = Mutex::new(None);
         let progress = self.progress.as_ref().filter(|_| show_progress);
         let total = removals.len() + writes.len();
         if let Some(p) = progress.filter(|_| total > 0) {

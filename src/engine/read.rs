@@ -12,7 +12,7 @@ use crate::config::{Extras, PairConfig};
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
-use crate::domain::mapping::{Pending, Side};
+use crate::domain::mapping::{Pending, Remembered, Side};
 use crate::domain::pairstate::Quarantined;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 use crate::engine::report::PairReport;
@@ -45,27 +45,35 @@ pub(super) struct Read {
     pub unmapped: Unmapped,
     /// Identities of source items waiting outside the window (read for `extras = "delete"`).
     pub outside: HashSet<IdentityKey>,
-    /// Source hrefs read this pass; those brought back from the window or quarantine.
-    pub src_fetch: Vec<Href>,
-    pub injected: HashSet<Href>,
-    /// Items remembered outside the window that are gone.
-    pub outside_gone: Vec<Href>,
-    pub quarantine: Vec<Quarantined>,
+    /// What the source holds back or brings back.
+    pub held: Held,
     /// Target items read for their identity, and ones gone, for the target index.
     pub indexed: Vec<(Href, Etag, Option<IdentityKey>)>,
     pub index_gone: Vec<Href>,
-    pub window_key: String,
 }
 
-/// Rows the quiet check read, used again rather than read twice.
-type Remembered = (Vec<(Href, Etag, bool)>, Vec<Quarantined>);
+/// What one side copied from holds back or brings back this pass: items waiting outside the
+/// window or quarantined, held while their etag holds and read again when due.
+#[derive(Default)]
+pub(super) struct Held {
+    /// This side's failed and quarantined items.
+    pub quarantine: Vec<Quarantined>,
+    /// Hrefs read this pass; those brought back from the window or quarantine.
+    pub fetched: Vec<Href>,
+    pub injected: HashSet<Href>,
+    /// Items remembered outside the window that are gone.
+    pub outside_gone: Vec<Href>,
+}
+
+/// The window's memory and quarantine of a pair (both sides), as the quiet check read them.
+pub(super) type Rows = (Vec<Remembered>, Vec<Quarantined>);
 
 /// What the quiet check found.
 pub(super) enum Quiet {
     /// Nothing moved and nothing is due: the pass is done.
     Yes,
     /// Read on, with the rows the check read, if it read any.
-    No(Option<Remembered>),
+    No(Option<Rows>),
 }
 
 impl Engine {
@@ -184,7 +192,7 @@ impl Engine {
         mode: Mode,
         opts: PassOptions,
         listing: Listing,
-        remembered: Option<Remembered>,
+        remembered: Option<Rows>,
         report: &mut PairReport,
     ) -> Result<Read, PassError> {
         let Listing {
@@ -227,17 +235,20 @@ impl Engine {
             pending,
             unmapped: Unmapped::default(),
             outside: HashSet::new(),
-            src_fetch: Vec::new(),
-            injected: HashSet::new(),
-            outside_gone: Vec::new(),
-            quarantine: Vec::new(),
+            held: Held::default(),
             indexed: Vec::new(),
             index_gone: Vec::new(),
-            window_key: self.window.key(),
         };
         if known {
-            self.bring_back_held(pair, &mut source, &mut read, remembered, report)
-                .await?;
+            let rows = self.held_rows(pair, source.complete, remembered).await?;
+            bring_back(
+                mode.from(),
+                &mut source,
+                &mut read.held,
+                (&read.prior, &read.pending),
+                &rows,
+                report,
+            );
         }
         let target_etags = target_view(
             mode,
@@ -279,7 +290,7 @@ impl Engine {
             target = tgt_fetch.len(),
             "reading changed items"
         );
-        read.src_fetch = src_fetch;
+        read.held.fetched = src_fetch;
         self.fetch(
             pair,
             &mut source,
@@ -300,84 +311,24 @@ impl Engine {
         Ok(read)
     }
 
-    /// Source items left outside the window earlier, and ones quarantined, are held while their
-    /// etag holds. Due ones (their time has come, the window setting changed, an operator asked
-    /// for a retry) are read again: an incremental listing will not mention them, so they are
-    /// read as if listed. A complete listing lists whatever still exists (a remembered item it
-    /// does not list is gone).
-    async fn bring_back_held(
+    /// The pair's window memory and quarantine (all of it when `all`, for a complete listing),
+    /// unless the quiet check read them already.
+    pub(super) async fn held_rows(
         &self,
         pair: &PairConfig,
-        source: &mut SourceSnapshot,
-        read: &mut Read,
-        remembered: Option<Remembered>,
-        report: &mut PairReport,
-    ) -> Result<(), PassError> {
-        let (outside_rows, q_rows) = match remembered {
-            Some(rows) => rows,
-            None => {
-                let now = (self.clock)().timestamp();
-                let (o, q) = tokio::join!(
-                    self.state
-                        .outside_window(&pair.id, now, &read.window_key, source.complete),
-                    self.state.quarantine_rows(&pair.id)
-                );
-                (o?, q?)
-            }
-        };
-        read.quarantine = q_rows;
-        // (href, etag, held while listed at this etag, quarantined)
-        let rows: Vec<(Href, Etag, bool, bool)> = outside_rows
-            .into_iter()
-            .map(|(h, e, due)| (h, e, !due, false))
-            .chain(read.quarantine.iter().map(|q| {
-                let held = q.quarantined && !q.retry;
-                (q.href.clone(), q.etag.clone(), held, held)
-            }))
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
+        all: bool,
+        remembered: Option<Rows>,
+    ) -> Result<Rows, PassError> {
+        if let Some(rows) = remembered {
+            return Ok(rows);
         }
-        let listed: HashMap<&Href, &Etag> =
-            source.items.iter().map(|s| (&s.href, &s.etag)).collect();
-        let deleted: HashSet<&Href> = source.deleted.iter().collect();
-        let from = read.mode.from();
-        let in_flight: HashSet<&Href> = read.pending.iter().map(|p| p.href(from)).collect();
-        let mut waiting: HashSet<Href> = HashSet::new();
-        let mut inject = Vec::new();
-        for (href, etag, held, quarantined) in rows {
-            match listed.get(&href) {
-                // Held and unchanged: a new item is left out, a changed mapped one is listed at
-                // its mapped etag (so it counts as unchanged).
-                Some(now_etag) if held && **now_etag == etag && !in_flight.contains(&href) => {
-                    report.quarantined += u64::from(quarantined);
-                    waiting.insert(href);
-                }
-                Some(_) => {}
-                None if deleted.contains(&href) => {}
-                None if source.complete => read.outside_gone.push(href),
-                None if held => {}
-                None => inject.push((href, etag)),
-            }
-        }
-        let prior = &read.prior;
-        source.items.retain_mut(
-            |s| match (waiting.contains(&s.href), prior.get(from, &s.href)) {
-                (false, _) => true,
-                (true, None) => false,
-                (true, Some(p)) => {
-                    s.etag = p.etag(from).clone();
-                    true
-                }
-            },
+        let now = (self.clock)().timestamp();
+        let key = self.window.key();
+        let (o, q) = tokio::join!(
+            self.state.outside_window(&pair.id, now, &key, all),
+            self.state.quarantine_rows(&pair.id)
         );
-        source.waiting = waiting.len();
-        for (href, etag) in inject {
-            if read.injected.insert(href.clone()) {
-                source.items.push(unread(href, etag));
-            }
-        }
-        Ok(())
+        Ok((o?, q?))
     }
 
     /// Reads both sides' moved items at once and lays them over the listings.
@@ -396,7 +347,7 @@ impl Engine {
         let tgt = self.store(&tcal.server)?;
         let now = (self.clock)();
         let (src_read, tgt_read) = tokio::join!(
-            fetch_all(&*src, &scal.path, &read.src_fetch),
+            fetch_all(&*src, &scal.path, &read.held.fetched),
             fetch_all(&*tgt, &tcal.path, tgt_fetch)
         );
         let src_read = src_read.map_err(named(&*src, role(from), scal))?;
@@ -408,16 +359,16 @@ impl Engine {
             let entry = match res {
                 Ok(r) => (Some(r.etag), self.prepare(from, &r.data, now)),
                 // A remembered item deleted since: nothing to sync, nothing to remember.
-                Err(e) if e.kind == ErrorKind::NotFound && read.injected.contains(&href) => {
-                    read.outside_gone.push(href);
+                Err(e) if e.kind == ErrorKind::NotFound && read.held.injected.contains(&href) => {
+                    read.held.outside_gone.push(href);
                     continue;
                 }
                 Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
             };
             fetched.insert(href, entry);
         }
-        if !read.outside_gone.is_empty() && !read.injected.is_empty() {
-            let gone: HashSet<&Href> = read.outside_gone.iter().collect();
+        if !read.held.outside_gone.is_empty() && !read.held.injected.is_empty() {
+            let gone: HashSet<&Href> = read.held.outside_gone.iter().collect();
             source.items.retain(|s| !gone.contains(&s.href));
         }
         for s in &mut source.items {
@@ -494,10 +445,81 @@ impl Engine {
             }
         }
         if self.extras == Extras::Delete && !read.unmapped.by_identity.is_empty() {
+            let from = read.mode.from();
             read.outside
-                .extend(self.state.outside_window_identities(&pair.id).await?);
+                .extend(self.state.outside_window_identities(&pair.id, from).await?);
         }
         Ok(())
+    }
+}
+
+/// Items of side `from` left outside the window earlier, and ones quarantined, are held while
+/// their etag holds. Due ones (their time has come, the window setting changed, an operator asked
+/// for a retry) are read again: an incremental listing will not mention them, so they are read
+/// as if listed. A complete listing lists whatever still exists (a remembered item it does not
+/// list is gone).
+pub(super) fn bring_back(
+    from: Side,
+    source: &mut SourceSnapshot,
+    held: &mut Held,
+    (prior, pending): (&Prior, &[Pending]),
+    (outside_rows, q_rows): &Rows,
+    report: &mut PairReport,
+) {
+    held.quarantine = q_rows.iter().filter(|q| q.side == from).cloned().collect();
+    // (href, etag, held while listed at this etag, quarantined)
+    let rows: Vec<(Href, Etag, bool, bool)> = outside_rows
+        .iter()
+        .filter(|o| o.side == from)
+        .map(|o| (o.href.clone(), o.etag.clone(), !o.due, false))
+        .chain(held.quarantine.iter().map(|q| {
+            let on_hold = q.quarantined && !q.retry;
+            (q.href.clone(), q.etag.clone(), on_hold, on_hold)
+        }))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let listed: HashMap<&Href, &Etag> = source.items.iter().map(|s| (&s.href, &s.etag)).collect();
+    let deleted: HashSet<&Href> = source.deleted.iter().collect();
+    // Creates from this side still in flight: their items are not held back.
+    let in_flight: HashSet<&Href> = pending
+        .iter()
+        .filter(|p| p.to == from.other())
+        .map(|p| p.href(from))
+        .collect();
+    let mut waiting: HashSet<Href> = HashSet::new();
+    let mut inject = Vec::new();
+    for (href, etag, on_hold, quarantined) in rows {
+        match listed.get(&href) {
+            // Held and unchanged: a new item is left out, a changed mapped one is listed at its
+            // mapped etag (so it counts as unchanged).
+            Some(now_etag) if on_hold && **now_etag == etag && !in_flight.contains(&href) => {
+                report.quarantined += u64::from(quarantined);
+                waiting.insert(href);
+            }
+            Some(_) => {}
+            None if deleted.contains(&href) => {}
+            None if source.complete => held.outside_gone.push(href),
+            None if on_hold => {}
+            None => inject.push((href, etag)),
+        }
+    }
+    source.items.retain_mut(
+        |s| match (waiting.contains(&s.href), prior.get(from, &s.href)) {
+            (false, _) => true,
+            (true, None) => false,
+            (true, Some(p)) => {
+                s.etag = p.etag(from).clone();
+                true
+            }
+        },
+    );
+    source.waiting = waiting.len();
+    for (href, etag) in inject {
+        if held.injected.insert(href.clone()) {
+            source.items.push(unread(href, etag));
+        }
     }
 }
 

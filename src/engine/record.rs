@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::execute::{Done, Executed};
-use super::read::{Read, Tokens, role};
+use super::execute::{Done, Executed, Halt, Lost};
+use super::read::{Held, Read, Tokens, role};
 use super::write::Written;
 use super::{Engine, PassError};
 use crate::config::PairConfig;
@@ -14,7 +14,7 @@ use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
 use crate::engine::report::PairReport;
-use crate::sync::{Action, Content};
+use crate::sync::{Action, Content, Prior, SourceSnapshot};
 
 /// The state changes a pass makes besides the mappings recorded with each write.
 #[derive(Default)]
@@ -23,7 +23,8 @@ struct Bookkeeping {
     /// Mappings to drop, by A href.
     forget: Vec<Href>,
     settled: Vec<Pending>,
-    outside: Vec<OutsideWindow>,
+    /// Items deferred by the window, with their side.
+    outside: Vec<(Side, OutsideWindow)>,
     extras_gone: Vec<Href>,
     /// Writes not attempted because the pass stopped.
     left: u64,
@@ -39,6 +40,7 @@ impl Bookkeeping {
                 Action::Refresh { mapping } => b.refreshed.push(mapping),
                 Action::Forget { mapping } => b.forget.push(mapping.a_href),
                 Action::Defer {
+                    on,
                     href,
                     etag,
                     identity,
@@ -49,12 +51,13 @@ impl Bookkeeping {
                     if let Some(m) = forget {
                         b.forget.push(m.a_href);
                     }
-                    b.outside.push(OutsideWindow {
-                        a_href: href,
-                        a_etag: etag,
+                    let row = OutsideWindow {
+                        href,
+                        etag,
                         identity,
                         enters: enters.map(|t| t.timestamp()),
-                    });
+                    };
+                    b.outside.push((on, row));
                 }
                 Action::Skip { href, kind, reason } => {
                     report.fail_item(&href, kind, format!("source item skipped: {reason}"));
@@ -102,18 +105,17 @@ impl Engine {
     ) -> Result<(), PassError> {
         let (left, outside) = self.book(pair, local, executed.done, report).await?;
         let cut_short = executed.halt.is_some() || left > 0;
-        self.quarantine(pair, &read, cut_short, report).await?;
-        // What was read and is now written, in step or deleted needs no remembering; after a
-        // failure only what is known gone is forgotten (the rest is read again next pass).
-        if report.failed == 0 && !cut_short {
-            read.outside_gone.append(&mut read.src_fetch);
-            read.outside_gone.extend(read.injected.drain());
-            read.outside_gone
-                .extend(read.source.deleted.iter().cloned());
-        }
-        self.state
-            .update_outside_window(&pair.id, &outside, &read.outside_gone, &read.window_key)
-            .await?;
+        let from = read.mode.from();
+        self.held_back(
+            pair,
+            from,
+            (&read.source, &mut read.held),
+            &read.prior,
+            &outside,
+            cut_short,
+            report,
+        )
+        .await?;
         let stopped = (executed.halt, executed.lost);
         self.finish(pair, &read.tokens, stopped, left, report).await
     }
@@ -126,7 +128,7 @@ impl Engine {
         local: Vec<Action>,
         done: Vec<Done>,
         report: &mut PairReport,
-    ) -> Result<(u64, Vec<OutsideWindow>), PassError> {
+    ) -> Result<(u64, Vec<(Side, OutsideWindow)>), PassError> {
         let mut b = Bookkeeping::of_plan(local, report);
         b.add_done(done, report);
         // Every change this pass saw and did not apply: failed, skipped, quarantined, or left
@@ -147,7 +149,7 @@ impl Engine {
         &self,
         pair: &PairConfig,
         tokens: &Tokens,
-        (halt, lost): (Option<(Side, ErrorKind, String)>, Option<(Side, String)>),
+        (halt, lost): (Option<Halt>, Option<Lost>),
         left: u64,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
@@ -188,17 +190,59 @@ impl Engine {
         Ok(())
     }
 
-    /// Permanent failures of source items count towards quarantine; items read and synced (or
-    /// gone) leave it. Unless the pass stopped early: then what was not written is unknown.
+    /// What side `side` (copied from) holds back after this pass: its items' permanent failures
+    /// count towards quarantine, items read and synced (or gone) leave it, and the window's
+    /// memory takes the items deferred (`outside`) and forgets what was read and is now written,
+    /// in step or deleted. After a failure or a pass cut short, only what is known gone is
+    /// forgotten (the rest is read again next pass).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn held_back(
+        &self,
+        pair: &PairConfig,
+        side: Side,
+        (source, held): (&SourceSnapshot, &mut Held),
+        prior: &Prior,
+        outside: &[(Side, OutsideWindow)],
+        cut_short: bool,
+        report: &mut PairReport,
+    ) -> Result<(), PassError> {
+        self.quarantine(pair, side, (source, held), prior, cut_short, report)
+            .await?;
+        if report.failed == 0 && !cut_short {
+            held.outside_gone.append(&mut held.fetched);
+            held.outside_gone.extend(held.injected.drain());
+            held.outside_gone.extend(source.deleted.iter().cloned());
+        }
+        let deferred: Vec<OutsideWindow> = outside
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .map(|(_, o)| o.clone())
+            .collect();
+        self.state
+            .update_outside_window(
+                &pair.id,
+                side,
+                &deferred,
+                &held.outside_gone,
+                &self.window.key(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Permanent failures of items on `side` count towards quarantine; items read and synced
+    /// (or gone) leave it. Unless the pass stopped early: then what was not written is unknown.
     async fn quarantine(
         &self,
         pair: &PairConfig,
-        read: &Read,
+        side: Side,
+        (source, held): (&SourceSnapshot, &Held),
+        prior: &Prior,
         cut_short: bool,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
         let versions: HashMap<&Href, &crate::sync::Version> =
-            read.source.items.iter().map(|s| (&s.href, s)).collect();
+            source.items.iter().map(|s| (&s.href, s)).collect();
         let mut faults = Vec::new();
         let mut failed: HashSet<Href> = HashSet::new();
         for f in &report.failures {
@@ -212,10 +256,7 @@ impl Engine {
             if f.permanent {
                 let identity = match &s.content {
                     Content::Fetched(p) => Some(p.identity.clone()),
-                    _ => read
-                        .prior
-                        .get(read.mode.from(), &href)
-                        .map(|m| m.identity.clone()),
+                    _ => prior.get(side, &href).map(|m| m.identity.clone()),
                 };
                 faults.push(ItemFault {
                     href,
@@ -225,28 +266,28 @@ impl Engine {
                 });
             }
         }
-        if faults.is_empty() && read.quarantine.is_empty() {
+        if faults.is_empty() && held.quarantine.is_empty() {
             return Ok(());
         }
-        let mut synced: Vec<Href> = read.outside_gone.clone();
+        let mut synced: Vec<Href> = held.outside_gone.clone();
         if !cut_short {
             synced.extend(
-                read.src_fetch
+                held.fetched
                     .iter()
-                    .chain(&read.injected)
+                    .chain(&held.injected)
                     .filter(|h| !failed.contains(*h))
                     .cloned(),
             );
-            synced.extend(read.source.deleted.iter().cloned());
+            synced.extend(source.deleted.iter().cloned());
         }
         let newly = self
             .state
-            .record_item_faults(&pair.id, &faults, &synced)
+            .record_item_faults(&pair.id, side, &faults, &synced)
             .await?;
         for f in &mut report.failures {
             if newly.iter().any(|h| h.as_str() == f.href) {
                 f.reason.push_str(&format!(
-                    "; quarantined after {QUARANTINE_AFTER} failures: skipped until it changes in the source or `tandem quarantine retry`"
+                    "; quarantined after {QUARANTINE_AFTER} failures: skipped until it changes or `tandem quarantine retry`"
                 ));
             }
         }

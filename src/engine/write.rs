@@ -115,6 +115,7 @@ impl Engine {
                 copy,
                 item.identity.clone(),
             )
+            .writing(item.hash)
         };
         self.state.add_pending(&pair.id, &pending(&name)).await?;
         match dest.store.create(dest.cal, &name, &text).await {
@@ -210,11 +211,20 @@ impl Engine {
             };
             original.mapping(dest.side, copy)
         };
+        // Noted first, like a create: should the process die before the mapping is recorded, the
+        // next pass knows this content on the copy for its own write, not an edit made there.
+        let pending = Pending::update(&mapping(etag.clone()), dest.side, original.item.hash);
+        self.state.add_pending(&pair.id, &pending).await?;
         match dest.store.update(href, etag, &text).await {
             Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
             Err(e) if e.kind == ErrorKind::NotFound => {
+                self.state.clear_pendings(&pair.id, &[pending]).await?;
                 return self.create(pair, dest, original).await;
+            }
+            Err(e) if e.kind.is_permanent() => {
+                self.state.clear_pendings(&pair.id, &[pending]).await?;
+                return Ok(Err(e));
             }
             Err(e) => return Ok(Err(e)),
         }

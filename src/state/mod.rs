@@ -27,7 +27,7 @@ use backend::{DbRow, Pool, Tx};
 
 use crate::config::PairConfig;
 use crate::domain::identity::IdentityKey;
-use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Remembered, Side};
 use crate::domain::run::{Outcome, PairStatus, RunCounts, RunKind, RunStatus};
 use crate::domain::time::HOUR_MS;
 use crate::domain::time::now_ms;
@@ -388,12 +388,13 @@ impl State {
         tx.commit().await.map_err(self.err("writing mappings"))
     }
 
-    /// Notes that a create of `b_href` for `a_href` is about to be sent.
+    /// Notes that a create (or an update) of a copy is about to be sent.
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
         let _turn = self.turn().await;
         sqlx::query(
-            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at, to_side) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, a_href, b_href) DO NOTHING",
+            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at, to_side, hash, is_update) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
+             to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
         )
         .bind(pair.as_str())
         .bind(p.a_href.as_str())
@@ -402,6 +403,8 @@ impl State {
         .bind(p.identity.uid.as_str())
         .bind(now_ms())
         .bind(p.to.as_str())
+        .bind(p.hash.map(|h| h.to_string()))
+        .bind(i64::from(p.update))
         .execute(&self.pool)
         .await
         .map_err(self.err("recording pending create"))?;
@@ -409,7 +412,7 @@ impl State {
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
-        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid, to_side FROM pending_creates WHERE pair_id = $1")
+        let rows = sqlx::query("SELECT a_href, b_href, identity_organizer, identity_uid, to_side, hash, is_update FROM pending_creates WHERE pair_id = $1")
             .bind(pair.as_str())
             .fetch_all(&self.pool)
             .await
@@ -427,6 +430,12 @@ impl State {
                     identity: IdentityKey::new(Some(r.get::<&str, _>(2)), r.get::<&str, _>(3)),
                     to: Side::parse(r.get::<&str, _>(4))
                         .ok_or_else(|| bad("a side that is neither a nor b".into()))?,
+                    hash: r
+                        .get::<Option<&str>, _>(5)
+                        .map(ContentHash::from_str)
+                        .transpose()
+                        .map_err(bad)?,
+                    update: r.get::<i64, _>(6) != 0,
                 })
             })
             .collect()
@@ -458,19 +467,19 @@ impl State {
             .map_err(self.err("clearing pending creates"))
     }
 
-    /// Source items remembered as outside the window, with whether each is due to be looked at
-    /// again: its time to enter has come (`now`, unix seconds), or it was judged by another
-    /// window setting. Without `all`, only the due ones.
+    /// Items remembered as outside the window (of either side), with whether each is due to be
+    /// looked at again: its time to enter has come (`now`, unix seconds), or it was judged by
+    /// another window setting. Without `all`, only the due ones.
     pub async fn outside_window(
         &self,
         pair: &PairId,
         now: i64,
         window: &str,
         all: bool,
-    ) -> StateResult<Vec<(Href, Etag, bool)>> {
+    ) -> StateResult<Vec<Remembered>> {
         let what = "reading items outside the window";
         let rows = sqlx::query(
-            "SELECT a_href, a_etag, (enters_at <= $1 OR window <> $2) AS due FROM outside_window \
+            "SELECT side, href, etag, (enters_at <= $1 OR window <> $2) AS due FROM outside_window \
              WHERE pair_id = $3 AND ($4 OR enters_at <= $1 OR window <> $2)",
         )
         .bind(now)
@@ -482,26 +491,32 @@ impl State {
         .map_err(self.err(what))?;
         rows.into_iter()
             .map(|r| {
-                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| StateError {
+                let bad = |e: String| StateError {
                     path: self.path.display().to_string(),
                     what,
                     source: e.into(),
-                })?;
-                Ok((
-                    href,
-                    Etag::new(r.get::<&str, _>(1)),
-                    r.get::<Option<bool>, _>(2).unwrap_or(false),
-                ))
+                };
+                Ok(Remembered {
+                    side: Side::parse(r.get::<&str, _>(0)).ok_or_else(|| bad("no side".into()))?,
+                    href: Href::new(r.get::<&str, _>(1)).map_err(bad)?,
+                    etag: Etag::new(r.get::<&str, _>(2)),
+                    due: r.get::<Option<bool>, _>(3).unwrap_or(false),
+                })
             })
             .collect()
     }
 
-    /// The identities of every source item remembered as outside the window.
-    pub async fn outside_window_identities(&self, pair: &PairId) -> StateResult<Vec<IdentityKey>> {
+    /// The identities of every item on `side` remembered as outside the window.
+    pub async fn outside_window_identities(
+        &self,
+        pair: &PairId,
+        side: Side,
+    ) -> StateResult<Vec<IdentityKey>> {
         let rows = sqlx::query(
-            "SELECT identity_organizer, identity_uid FROM outside_window WHERE pair_id = $1",
+            "SELECT identity_organizer, identity_uid FROM outside_window WHERE pair_id = $1 AND side = $2",
         )
         .bind(pair.as_str())
+        .bind(side.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("reading items outside the window"))?;
@@ -511,7 +526,7 @@ impl State {
             .collect())
     }
 
-    /// How many source items of `pair` are remembered as outside the window.
+    /// How many items of `pair` (either side) are remembered as outside the window.
     pub async fn outside_window_count(&self, pair: &PairId) -> StateResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outside_window WHERE pair_id = $1")
             .bind(pair.as_str())
@@ -521,11 +536,12 @@ impl State {
         Ok(n as u64)
     }
 
-    /// Remembers source items left outside the window and forgets the ones `settled` (written,
-    /// deleted, or found in step), in one transaction.
+    /// Remembers items of `side` left outside the window and forgets the ones `settled`
+    /// (written, deleted, or found in step), in one transaction.
     pub async fn update_outside_window(
         &self,
         pair: &PairId,
+        side: Side,
         put: &[OutsideWindow],
         settled: &[Href],
         window: &str,
@@ -536,23 +552,24 @@ impl State {
         let _turn = self.turn().await;
         let what = "recording items outside the window";
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
-        forget_rows(&mut tx, "outside_window", "a_href", pair, settled)
+        forget_rows(&mut tx, "outside_window", pair, side, settled)
             .await
             .map_err(self.err(what))?;
         for o in put {
             sqlx::query(
-                "INSERT INTO outside_window (pair_id, a_href, a_etag, identity_organizer, identity_uid, enters_at, window) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
+                "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, identity_uid, enters_at, window) \
+                 VALUES ($1, $8, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  enters_at = excluded.enters_at, window = excluded.window",
             )
             .bind(pair.as_str())
-            .bind(o.a_href.as_str())
-            .bind(o.a_etag.as_str())
+            .bind(o.href.as_str())
+            .bind(o.etag.as_str())
             .bind(o.identity.organizer_str())
             .bind(o.identity.uid.as_str())
             .bind(o.enters)
             .bind(window)
+            .bind(side.as_str())
             .execute(&mut *tx)
             .await
             .map_err(self.err(what))?;
@@ -823,14 +840,14 @@ impl State {
 pub(crate) async fn forget_rows(
     tx: &mut Tx,
     table: &'static str,
-    column: &'static str,
     pair: &PairId,
+    side: Side,
     hrefs: &[Href],
 ) -> Result<(), sqlx::Error> {
     if hrefs.is_empty() {
         return Ok(());
     }
-    // `table` and `column` are names from this crate, never input.
+    // `table` is a name from this crate, never input.
     let any = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT 1 FROM {table} WHERE pair_id = $1 LIMIT 1"
     )))
@@ -839,10 +856,11 @@ pub(crate) async fn forget_rows(
     .await?
     .is_some();
     if any {
-        let delete = format!("DELETE FROM {table} WHERE pair_id = $1 AND {column} = $2");
+        let delete = format!("DELETE FROM {table} WHERE pair_id = $1 AND side = $2 AND href = $3");
         for href in hrefs {
             sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
                 .bind(pair.as_str())
+                .bind(side.as_str())
                 .bind(href.as_str())
                 .execute(&mut **tx)
                 .await?;

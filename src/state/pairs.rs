@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::{State, StateResult, now_ms};
 use crate::domain::identity::IdentityKey;
+use crate::domain::mapping::Side;
 use crate::domain::pairstate::{
     ItemFault, PairState, QUARANTINE_AFTER, QuarantineEntry, Quarantined, StoredState,
 };
@@ -124,33 +125,39 @@ impl State {
         Ok(())
     }
 
-    /// The pair's failed and quarantined items.
+    /// The pair's failed and quarantined items, of both sides.
     pub async fn quarantine_rows(&self, pair: &PairId) -> StateResult<Vec<Quarantined>> {
         let what = "reading quarantine";
-        let rows =
-            sqlx::query("SELECT href, etag, quarantined, retry FROM quarantine WHERE pair_id = $1")
-                .bind(pair.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.err(what))?;
+        let rows = sqlx::query(
+            "SELECT side, href, etag, quarantined, retry FROM quarantine WHERE pair_id = $1",
+        )
+        .bind(pair.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err(what))?;
         rows.into_iter()
             .map(|r| {
-                let href = Href::new(r.get::<&str, _>(0)).map_err(|e| self.bad_row(what, e))?;
+                let side = Side::parse(r.get::<&str, _>(0))
+                    .ok_or_else(|| self.bad_row(what, "a side that is neither a nor b"))?;
+                let href = Href::new(r.get::<&str, _>(1)).map_err(|e| self.bad_row(what, e))?;
                 Ok(Quarantined {
+                    side,
                     href,
-                    etag: Etag::new(r.get::<&str, _>(1)),
-                    quarantined: r.get::<i64, _>(2) != 0,
-                    retry: r.get::<i64, _>(3) != 0,
+                    etag: Etag::new(r.get::<&str, _>(2)),
+                    quarantined: r.get::<i64, _>(3) != 0,
+                    retry: r.get::<i64, _>(4) != 0,
                 })
             })
             .collect()
     }
 
-    /// Counts this pass's permanent item failures (quarantining an item at its third) and forgets
-    /// the items in `settled` (synced now). Returns the items quarantined by this call.
+    /// Counts this pass's permanent failures of items on `side` (quarantining an item at its
+    /// third) and forgets the items in `settled` (synced now). Returns the items quarantined by
+    /// this call.
     pub async fn record_item_faults(
         &self,
         pair: &PairId,
+        side: Side,
         faults: &[ItemFault],
         settled: &[Href],
     ) -> StateResult<Vec<Href>> {
@@ -160,7 +167,7 @@ impl State {
         let what = "recording item failures";
         let _turn = self.turn().await;
         let mut tx = self.write_tx().await.map_err(self.err(what))?;
-        crate::state::forget_rows(&mut tx, "quarantine", "href", pair, settled)
+        crate::state::forget_rows(&mut tx, "quarantine", pair, side, settled)
             .await
             .map_err(self.err(what))?;
         let now = now_ms();
@@ -171,9 +178,9 @@ impl State {
                 .as_ref()
                 .map_or(("", ""), |i| (i.organizer_str(), i.uid.as_str()));
             let row = sqlx::query(
-                "INSERT INTO quarantine (pair_id, href, etag, identity_organizer, identity_uid, error, count, \
-                 first_seen, last_seen, quarantined, retry) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, 0, 0) \
-                 ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
+                "INSERT INTO quarantine (pair_id, side, href, etag, identity_organizer, identity_uid, error, count, \
+                 first_seen, last_seen, quarantined, retry) VALUES ($1, $10, $2, $3, $4, $5, $6, 1, $7, $8, 0, 0) \
+                 ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  error = excluded.error, count = quarantine.count + 1, last_seen = excluded.last_seen, \
                  quarantined = (quarantine.count + 1 >= $9), retry = 0 \
@@ -188,6 +195,7 @@ impl State {
             .bind(now)
             .bind(now)
             .bind(QUARANTINE_AFTER)
+            .bind(side.as_str())
             .fetch_one(&mut *tx)
             .await
             .map_err(self.err(what))?;
@@ -207,7 +215,7 @@ impl State {
     ) -> StateResult<Vec<QuarantineEntry>> {
         let rows = sqlx::query(
             "SELECT pair_id, href, identity_organizer, identity_uid, error, count, first_seen, last_seen, \
-             quarantined, retry FROM quarantine WHERE ($1 IS NULL OR pair_id = $2) \
+             quarantined, retry, side FROM quarantine WHERE ($1 IS NULL OR pair_id = $2) \
              ORDER BY quarantined DESC, count DESC, pair_id, href",
         )
         .bind(pair.map(PairId::as_str))
@@ -234,6 +242,10 @@ impl State {
                     last_seen: r.get(7),
                     quarantined: r.get::<i64, _>(8) != 0,
                     retry: r.get::<i64, _>(9) != 0,
+                    side: match r.get::<&str, _>(10) {
+                        "b" => "target",
+                        _ => "source",
+                    },
                 }
             })
             .collect())

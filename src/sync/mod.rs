@@ -149,9 +149,17 @@ impl Prior {
         }
     }
 
+    /// Records `m`, replacing the mapping of its A href and any that claimed its B href (as the
+    /// state store does).
     pub fn insert(&mut self, m: Mapping) {
         if let Some(old) = self.by_a.get(&m.a_href) {
             self.by_b.remove(&old.b_href);
+        }
+        if let Some(old_a) = self.by_b.get(&m.b_href)
+            && *old_a != m.a_href
+        {
+            let old_a = old_a.clone();
+            self.by_a.remove(&old_a);
         }
         self.by_b.insert(m.b_href.clone(), m.a_href.clone());
         self.by_a.insert(m.a_href.clone(), m);
@@ -242,10 +250,11 @@ pub enum Action {
     DeleteOrphan { on: Side, pending: Pending },
     /// A pending create is settled: recorded, or nothing was written.
     ClearPending { pending: Pending },
-    /// The item is new or changed but outside the sync window: write nothing, and remember it
-    /// until `enters` (when it will overlap the window) so an incremental listing, which will not
-    /// mention it again, does not lose it. `forget`: a mapping whose copy is gone.
+    /// The item (on side `on`) is new or changed but outside the sync window: write nothing, and
+    /// remember it until `enters` (when it will overlap the window) so an incremental listing,
+    /// which will not mention it again, does not lose it. `forget`: a mapping whose copy is gone.
     Defer {
+        on: Side,
         href: Href,
         etag: Etag,
         identity: IdentityKey,

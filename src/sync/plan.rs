@@ -7,7 +7,7 @@ use super::{
     TargetSnapshot, Version,
 };
 use crate::domain::error::ErrorKind;
-use crate::domain::mapping::{Mapping, Pending};
+use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::{Etag, Href};
 use crate::domain::window::Fit;
 
@@ -108,8 +108,9 @@ pub fn plan(
         }
     }
     for pd in pending {
-        if pd.to != to {
-            // Written the other way before a cutover: a copy it left is adopted like any other.
+        // An update in flight, or a create written the other way before a cutover: settled (an
+        // update's copy is restored from the truth like any other; a create's is adopted).
+        if pd.update || pd.to != to {
             out.actions.push(Action::ClearPending {
                 pending: pd.clone(),
             });
@@ -160,7 +161,7 @@ pub fn plan_item(
         }),
         // New, or its copy vanished: (re)create, if inside the window.
         (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
-            Content::Fetched(item) if !item.fit.is_inside() => defer(s, item, p.cloned()),
+            Content::Fetched(item) if !item.fit.is_inside() => defer(from, s, item, p.cloned()),
             Content::Fetched(item) => Action::Create {
                 to,
                 from_href: s.href.clone(),
@@ -209,7 +210,7 @@ pub fn plan_item(
                 // is, a change of the original waits until the item enters the window.
                 Content::Fetched(item) if !item.fit.is_inside() => {
                     if s.etag != *p.etag(from) {
-                        return Some(defer(s, item, None));
+                        return Some(defer(from, s, item, None));
                     }
                     if t.etag == *p.etag(to) {
                         return None;
@@ -243,12 +244,14 @@ fn skip(s: &Version, kind: ErrorKind, reason: String) -> Action {
     }
 }
 
-fn defer(s: &Version, item: &Prepared, forget: Option<Mapping>) -> Action {
+/// Nothing written for `s` (on side `on`), outside the window: remember it.
+pub(super) fn defer(on: Side, s: &Version, item: &Prepared, forget: Option<Mapping>) -> Action {
     let enters = match item.fit {
         Fit::Outside { enters } => enters,
         Fit::Inside => None,
     };
     Action::Defer {
+        on,
         href: s.href.clone(),
         etag: s.etag.clone(),
         identity: item.identity.clone(),

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::plan::defer;
 use super::rank::Newness;
 use super::{
     Action, Content, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot, Version,
@@ -76,8 +77,12 @@ impl TwoWay {
     }
 }
 
-/// Copies `item` (on side `from`, at `v`) over the mapped copy `to` on the other side.
+/// Copies `item` (on side `from`, at `v`) over the mapped copy `to` on the other side; outside
+/// the window nothing is written and the change waits until the item enters it.
 fn update(from: Side, v: &Version, to: &Version, item: &Arc<Prepared>) -> Action {
+    if !item.fit.is_inside() {
+        return defer(from, v, item, None);
+    }
     Action::Update {
         to: from.other(),
         from_href: v.href.clone(),
@@ -88,7 +93,12 @@ fn update(from: Side, v: &Version, to: &Version, item: &Arc<Prepared>) -> Action
     }
 }
 
-fn create(from: Side, v: &Version, item: &Arc<Prepared>) -> Action {
+/// Copies `item` (on side `from`) to the other side as a new item; outside the window nothing is
+/// written and it waits until the item enters it (`forget`: its mapping, whose copy is gone).
+fn create(from: Side, v: &Version, item: &Arc<Prepared>, forget: Option<&Mapping>) -> Action {
+    if !item.fit.is_inside() {
+        return defer(from, v, item, forget.cloned());
+    }
     Action::Create {
         to: from.other(),
         from_href: v.href.clone(),
@@ -139,7 +149,7 @@ pub fn plan_item(
         (Some(v), None, None) | (None, Some(v), None) => {
             let from = if a.is_some() { Side::A } else { Side::B };
             let action = match &v.content {
-                Content::Fetched(item) => create(from, v, item),
+                Content::Fetched(item) => create(from, v, item, None),
                 Content::NotFetched => skip(v, ErrorKind::Transient, "new item was not read"),
                 Content::Broken(kind, reason) => skip(v, *kind, reason),
             };
@@ -158,8 +168,11 @@ pub fn plan_item(
                     }),
                     None,
                 ),
+                Change::Changed(item) if !item.fit.is_inside() => {
+                    (Some(create(side, v, item, Some(p))), None)
+                }
                 Change::Changed(item) => (
-                    Some(create(side, v, item)),
+                    Some(create(side, v, item, None)),
                     Some(resolved(
                         side,
                         "edited on one side, deleted on the other: the edit wins",
@@ -260,6 +273,7 @@ pub fn plan(
         }
     }
     let (ia, ib) = (index(a), index(b));
+    let landed = landed(pending, [&ia, &ib], prior);
     // A mapped item's version on `side`: listed, deleted, or (incremental listing) unchanged.
     let version =
         |s: &SourceSnapshot, listed: &HashMap<&Href, &Version>, side: Side, p: &Mapping| {
@@ -287,6 +301,11 @@ pub fn plan(
     // Meetings each side still holds under a mapping.
     let mut live: [HashSet<&IdentityKey>; 2] = [HashSet::new(), HashSet::new()];
     for p in prior.values() {
+        // As recorded, or as a write in flight left it (then recorded even if in step).
+        let (p, from_crash) = match landed.get(&p.a_href) {
+            Some(ours) => (ours, true),
+            None => (p, false),
+        };
         mapped[0].insert(&p.a_href);
         mapped[1].insert(&p.b_href);
         let va = version(a, &ia, Side::A, p);
@@ -296,10 +315,13 @@ pub fn plan(
                 live[side].insert(&p.identity);
             }
         }
-        push(plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)));
+        match plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)) {
+            (None, _) if from_crash => push((Some(Action::Refresh { mapping: p.clone() }), None)),
+            decided => push(decided),
+        }
     }
     // Copies left by interrupted creates whose original is gone are deleted, not copied back.
-    let (settle, orphans) = pendings(pending, [a, b], [&ia, &ib], prior);
+    let (settle, orphans) = pendings(pending, [a, b], [&ia, &ib], prior, &landed);
     for (action, href) in settle.into_iter().zip(orphans.iter()) {
         if let Some((side, href)) = href {
             mapped[*side as usize].insert(href);
@@ -356,23 +378,37 @@ pub fn plan(
             None => push(plan_item(rules, None, Some(v), None)),
         }
     }
+    let settled = settled_updates(pending, &out.actions, &landed);
+    out.actions.extend(settled);
     Ok((out, resolved))
 }
 
+/// The pending creates' actions, each with the orphan copy it deletes (side and href), if any.
+type Settled<'p> = (Vec<Action>, Vec<Option<(Side, &'p Href)>>);
+
 /// What becomes of each create a crash left pending, with the orphan copy to delete (its side
-/// and href) where there is one. Settled when its mapping was recorded or no copy is there;
-/// left alone while its original is there and unmapped (the two are paired by identity this
-/// pass); otherwise its copy is an orphan.
+/// and href) where there is one. Settled when its mapping was recorded, no copy is there, or the
+/// copy was edited since (an edit wins over a delete: it is copied back as new); left alone
+/// while its original is there and unmapped (the two are paired by identity this pass);
+/// otherwise its copy is an orphan.
 fn pendings<'p>(
     pending: &'p [Pending],
     sides: [&SourceSnapshot; 2],
     listed: [&HashMap<&Href, &Version>; 2],
     prior: &Prior,
-) -> (Vec<Action>, Vec<Option<(Side, &'p Href)>>) {
+    landed: &HashMap<Href, Mapping>,
+) -> Settled<'p> {
     let mut actions = Vec::new();
     let mut orphans = Vec::new();
-    for pd in pending {
+    for pd in pending.iter().filter(|pd| !pd.update) {
         let (to, from) = (pd.to, pd.to.other());
+        // Taken as recorded (see `landed`): settled when that mapping is.
+        let replaced = prior
+            .get(from, pd.href(from))
+            .and_then(|m| landed.get(&m.a_href));
+        if replaced.is_some_and(|m| m.href(to) == pd.href(to)) {
+            continue;
+        }
         let (f, t) = (from as usize, to as usize);
         let mapped = prior.get(from, pd.href(from));
         let settled = mapped.is_some_and(|m| m.href(to) == pd.href(to));
@@ -383,7 +419,14 @@ fn pendings<'p>(
         }
         let copy_there =
             listed[t].contains_key(pd.href(to)) && prior.get(to, pd.href(to)).is_none();
-        if settled || !copy_there {
+        // Edited since it was written: someone's change, which wins over the delete.
+        let edited = listed[t]
+            .get(pd.href(to))
+            .is_some_and(|v| match (&v.content, pd.hash) {
+                (Content::Fetched(item), Some(written)) => item.hash != written,
+                _ => false,
+            });
+        if settled || !copy_there || edited {
             actions.push(Action::ClearPending {
                 pending: pd.clone(),
             });
@@ -397,6 +440,83 @@ fn pendings<'p>(
         }
     }
     (actions, orphans)
+}
+
+/// Mappings as writes in flight left them before the process died (by the recorded mapping's A
+/// href): an update that landed (the copy holds the content it wrote, at a new etag), and a
+/// create that replaced a mapped copy which had vanished (the new copy, unmapped, is there).
+/// Each is recorded as that write would have recorded it; what changed since is then planned as
+/// usual, so an edit of the new copy is no mistaken for a stranger's item.
+fn landed(
+    pending: &[Pending],
+    listed: [&HashMap<&Href, &Version>; 2],
+    prior: &Prior,
+) -> HashMap<Href, Mapping> {
+    let mut out = HashMap::new();
+    for pd in pending {
+        let (to, from) = (pd.to, pd.to.other());
+        let Some(copy) = listed[to as usize].get(pd.href(to)) else {
+            continue;
+        };
+        let m = match pd.update {
+            true => prior
+                .get(Side::A, &pd.a_href)
+                .filter(|m| m.b_href == pd.b_href),
+            false => prior.get(from, pd.href(from)).filter(|m| {
+                m.href(to) != pd.href(to)
+                    && !listed[to as usize].contains_key(m.href(to))
+                    && prior.get(to, pd.href(to)).is_none()
+            }),
+        };
+        let Some(m) = m else {
+            continue;
+        };
+        let hash = match (pd.update, pd.hash, &copy.content) {
+            (true, Some(h), Content::Fetched(item))
+                if item.hash == h && copy.etag != *m.etag(to) =>
+            {
+                h
+            }
+            (true, ..) => continue,
+            (false, Some(h), _) => h,
+            (false, None, _) => m.hash,
+        };
+        let mut ours = m.with(to, copy.href.clone(), copy.etag.clone());
+        ours.hash = hash;
+        out.insert(m.a_href.clone(), ours);
+    }
+    out
+}
+
+/// Updates in flight that did not land, or whose mapping is gone, are settled; one that landed
+/// stays noted until its mapping is recorded again (a write this pass plans may fail), and one
+/// whose copy this pass updates again is noted anew by that write.
+fn settled_updates(
+    pending: &[Pending],
+    planned: &[Action],
+    landed: &HashMap<Href, Mapping>,
+) -> Vec<Action> {
+    let again: HashSet<&Href> = planned
+        .iter()
+        .filter_map(|a| match a {
+            Action::Update {
+                to: Side::B,
+                from_href,
+                ..
+            } => Some(from_href),
+            Action::Update {
+                to: Side::A, href, ..
+            } => Some(href),
+            _ => None,
+        })
+        .collect();
+    pending
+        .iter()
+        .filter(|pd| pd.update && !again.contains(&pd.a_href) && !landed.contains_key(&pd.a_href))
+        .map(|pd| Action::ClearPending {
+            pending: pd.clone(),
+        })
+        .collect()
 }
 
 fn index(s: &SourceSnapshot) -> HashMap<&Href, &Version> {

@@ -313,17 +313,6 @@ fn direction_and_conflict_per_pair() {
         "sync.conflict",
         "\"loudest\" is neither \"authority\" nor \"newest\"",
     );
-    // The sync window is applied one way only so far: not silently ignored for two-way pairs.
-    assert_config_error(
-        &format!(
-            "[sync]\ndirection = \"two-way\"\nwindow_past = \"30d\"\n{SERVERS}{}",
-            pair("alice", "old:/a/", "new:/a/")
-        ),
-        &[],
-        "tandem.toml",
-        "sync.window_past",
-        "not applied to two-way pairs (alice)",
-    );
 }
 
 #[test]

@@ -555,7 +555,7 @@ fn a_poison_item_is_quarantined_and_the_rest_syncs() {
     let list = s.run(&["quarantine", "list"]);
     let listed = text(&list);
     assert!(
-        listed.contains("pair alice: /alice/poison.ics [quarantined, 3 failure(s)"),
+        listed.contains("pair alice: /alice/poison.ics (source) [quarantined, 3 failure(s)"),
         "{listed}"
     );
     assert!(listed.contains("not valid iCalendar"), "{listed}");

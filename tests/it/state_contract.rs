@@ -173,6 +173,8 @@ fn pending(n: u32) -> Pending {
         b_href: href(&format!("/t/{n}.ics")),
         identity: identity(n),
         to: if n % 2 == 1 { Side::B } else { Side::A },
+        hash: n.is_multiple_of(3).then(|| ContentHash(u128::from(n))),
+        update: n.is_multiple_of(4),
     }
 }
 
@@ -254,25 +256,51 @@ async fn cutover(s: &State) {
 async fn items_outside_the_window(s: &State) {
     let id = alice(s).await;
     let outside = |n: u32, enters: Option<i64>| OutsideWindow {
-        a_href: href(&format!("/s/{n}.ics")),
-        a_etag: Etag::new(format!("a{n}")),
+        href: href(&format!("/s/{n}.ics")),
+        etag: Etag::new(format!("a{n}")),
         identity: identity(n),
         enters,
     };
-    s.update_outside_window(&id, &[outside(1, Some(100)), outside(2, None)], &[], "w1")
+    s.update_outside_window(
+        &id,
+        Side::A,
+        &[outside(1, Some(100)), outside(2, None)],
+        &[],
+        "w1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outside_window_count(&id).await.unwrap(), 2);
+    let mut ids = s.outside_window_identities(&id, Side::A).await.unwrap();
+    ids.sort_by_key(|i| i.to_string());
+    assert_eq!(ids, [identity(1), identity(2)]);
+    // The same href on the other side is another item.
+    s.update_outside_window(&id, Side::B, &[outside(1, None)], &[], "w1")
+        .await
+        .unwrap();
+    assert_eq!(s.outside_window_count(&id).await.unwrap(), 3);
+    assert_eq!(
+        s.outside_window_identities(&id, Side::B).await.unwrap(),
+        [identity(1)]
+    );
+    s.update_outside_window(&id, Side::B, &[], &[href("/s/1.ics")], "w1")
         .await
         .unwrap();
     assert_eq!(s.outside_window_count(&id).await.unwrap(), 2);
-    let mut ids = s.outside_window_identities(&id).await.unwrap();
-    ids.sort_by_key(|i| i.to_string());
-    assert_eq!(ids, [identity(1), identity(2)]);
     let id = &id;
     let due = async |now, window: &'static str, all| {
-        let mut rows = s.outside_window(id, now, window, all).await.unwrap();
+        let mut rows: Vec<_> = s
+            .outside_window(id, now, window, all)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.side, Side::A);
+                (r.href.to_string(), r.due)
+            })
+            .collect();
         rows.sort();
-        rows.into_iter()
-            .map(|(h, _, due)| (h.to_string(), due))
-            .collect::<Vec<_>>()
+        rows
     };
     // Not yet due: only listed when all are asked for.
     assert!(due(50, "w1", false).await.is_empty());
@@ -284,7 +312,7 @@ async fn items_outside_the_window(s: &State) {
     assert_eq!(due(100, "w1", false).await, [("/s/1.ics".into(), true)]);
     // Another window setting makes every item due.
     assert_eq!(due(50, "w2", false).await.len(), 2);
-    s.update_outside_window(id, &[], &[href("/s/1.ics")], "w1")
+    s.update_outside_window(id, Side::A, &[], &[href("/s/1.ics")], "w1")
         .await
         .unwrap();
     assert_eq!(s.outside_window_count(id).await.unwrap(), 1);
@@ -404,7 +432,7 @@ async fn quarantine(s: &State) {
     };
     for n in 1..QUARANTINE_AFTER {
         assert!(
-            s.record_item_faults(&id, &[fault()], &[])
+            s.record_item_faults(&id, Side::A, &[fault()], &[])
                 .await
                 .unwrap()
                 .is_empty(),
@@ -412,13 +440,27 @@ async fn quarantine(s: &State) {
         );
     }
     assert_eq!(
-        s.record_item_faults(&id, &[fault()], &[]).await.unwrap(),
+        s.record_item_faults(&id, Side::A, &[fault()], &[])
+            .await
+            .unwrap(),
         std::slice::from_ref(&x)
     );
+    // The same href failing on the other side counts apart.
+    assert!(
+        s.record_item_faults(&id, Side::B, &[fault()], &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let both = s.quarantine_rows(&id).await.unwrap();
+    assert_eq!(both.len(), 2);
+    s.record_item_faults(&id, Side::B, &[], std::slice::from_ref(&x))
+        .await
+        .unwrap();
     let rows = s.quarantine_rows(&id).await.unwrap();
     assert_eq!(
-        (rows.len(), rows[0].quarantined, rows[0].retry),
-        (1, true, false)
+        (rows.len(), rows[0].side, rows[0].quarantined, rows[0].retry),
+        (1, Side::A, true, false)
     );
     let list = s.quarantine_list(Some(&id)).await.unwrap();
     assert_eq!(
@@ -430,7 +472,7 @@ async fn quarantine(s: &State) {
     assert_eq!(s.quarantine_retry(Some(&id)).await.unwrap(), 1);
     assert!(s.quarantine_rows(&id).await.unwrap()[0].retry);
     // Synced at last: it leaves quarantine.
-    s.record_item_faults(&id, &[], &[x]).await.unwrap();
+    s.record_item_faults(&id, Side::A, &[], &[x]).await.unwrap();
     assert!(s.quarantine_rows(&id).await.unwrap().is_empty());
 }
 

@@ -186,6 +186,8 @@ async fn mappings_watermarks_and_pending_creates() {
         b_href: mapping(1).b_href,
         identity: mapping(1).identity,
         to: tandem::domain::mapping::Side::B,
+        hash: None,
+        update: false,
     };
     state.add_pending(id, &p).await.unwrap();
     state.add_pending(id, &p).await.unwrap();

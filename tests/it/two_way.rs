@@ -700,3 +700,144 @@ async fn a_duplicate_on_either_side_is_reported_and_dedupe_settles_it() {
     let (out, text) = orgs.run(&["resync", "--pair", "alice"]);
     assert!(out.status.success(), "{text}");
 }
+
+mod window_and_quarantine {
+    //! The sync window and quarantine hold items on either side of a two-way pair (memory
+    //! stores with incremental listings, a test clock).
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+
+    use chrono::DateTime;
+    use tandem::config::PairConfig;
+    use tandem::domain::direction::Direction;
+    use tandem::domain::item::{Item, Rewriter};
+    use tandem::domain::types::CalendarPath;
+    use tandem::domain::window::Window;
+    use tandem::engine::{Engine, PassOptions};
+    use tandem::state::State;
+    use tandem::store::CalendarStore;
+    use tandem::store::memory::MemoryStore;
+
+    const DAY: i64 = 86_400;
+    /// 2026-11-21 12:00 UTC.
+    const T0: i64 = 1_795_262_400;
+
+    fn event(uid: &str, t: i64) -> String {
+        let stamp = |t: i64| {
+            DateTime::from_timestamp(t, 0)
+                .unwrap()
+                .format("%Y%m%dT%H%M%SZ")
+                .to_string()
+        };
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+             DTSTAMP:20260101T000000Z\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:{uid}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            stamp(t),
+            stamp(t + 3600)
+        )
+    }
+
+    fn uids(store: &MemoryStore, cal: &CalendarPath) -> Vec<String> {
+        let mut v: Vec<String> = store
+            .items(cal)
+            .into_iter()
+            .filter_map(|(_, text)| Item::parse(&text).ok().map(|i| i.uid().to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn items_wait_outside_the_window_and_in_quarantine_on_either_side() {
+        let (a, b) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let (acal, bcal): (CalendarPath, CalendarPath) = (
+            "/old/alice/".parse().unwrap(),
+            "/new/alice/".parse().unwrap(),
+        );
+        a.add_calendar(&acal);
+        b.add_calendar(&bcal);
+        a.put(&acal, "near-a.ics", &event("near-a", T0 + 5 * DAY));
+        a.put(&acal, "far-a.ics", &event("far-a", T0 + 100 * DAY));
+        b.put(&bcal, "near-b.ics", &event("near-b", T0 + DAY));
+        b.put(&bcal, "far-b.ics", &event("far-b", T0 + 90 * DAY));
+        let broken = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nSUMMARY:no uid\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let bad = b.put(&bcal, "bad-b.ics", broken);
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db")).await.unwrap();
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock = now.clone();
+        let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
+            ("a".to_string(), a.clone() as _),
+            ("b".to_string(), b.clone() as _),
+        ]
+        .into();
+        let engine = Engine::with_stores(state, stores, Rewriter::default())
+            .with_window(Window {
+                past: Some(Duration::from_secs(30 * 86_400)),
+                future: Some(Duration::from_secs(60 * 86_400)),
+            })
+            .with_clock(Arc::new(move || {
+                DateTime::from_timestamp(clock.load(Ordering::SeqCst), 0).unwrap()
+            }));
+        let pair = PairConfig {
+            direction: Direction::TwoWay,
+            ..PairConfig::new(
+                "p".parse().unwrap(),
+                format!("a:{acal}").parse().unwrap(),
+                format!("b:{bcal}").parse().unwrap(),
+            )
+        };
+        let pass = async || {
+            engine
+                .sync_pair(&pair, PassOptions::default())
+                .await
+                .unwrap()
+        };
+
+        // Inside the window each way; the far items wait, the broken one fails.
+        let r = pass().await;
+        assert_eq!((r.created, r.outside_window, r.failed), (2, 2, 1), "{r:?}");
+        assert_eq!(uids(&a, &acal), ["far-a", "near-a", "near-b"]);
+        assert_eq!(uids(&b, &bcal), ["far-b", "near-a", "near-b"]);
+        // The broken item fails twice more, then is quarantined: the pair is ok again.
+        for n in 2..=3 {
+            let r = pass().await;
+            assert_eq!((r.created, r.failed), (0, 1), "pass {n}: {r:?}");
+        }
+        let r = pass().await;
+        assert!(r.ok(), "{r:?}");
+        assert_eq!((r.created, r.quarantined), (0, 1), "{r:?}");
+        assert_eq!(
+            engine.state.quarantine_rows(&pair.id).await.unwrap().len(),
+            1
+        );
+
+        // 45 days on, both far items are inside: each reaches the other side, though no
+        // listing mentions them again.
+        now.store(T0 + 45 * DAY, Ordering::SeqCst);
+        let r = pass().await;
+        assert_eq!((r.created, r.failed), (2, 0), "{r:?}");
+        assert_eq!(uids(&a, &acal), ["far-a", "far-b", "near-a", "near-b"]);
+        assert_eq!(uids(&b, &bcal), ["far-a", "far-b", "near-a", "near-b"]);
+        let r = pass().await;
+        assert_eq!((r.created, r.updated, r.outside_window), (0, 0, 0), "{r:?}");
+
+        // The broken item fixed where it is: it leaves quarantine and reaches the old side.
+        assert!(b.remove(&bad));
+        b.put(&bcal, "bad-b.ics", &event("fixed-b", T0 + 50 * DAY));
+        let r = pass().await;
+        assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
+        assert!(uids(&a, &acal).contains(&"fixed-b".to_string()));
+        assert!(
+            engine
+                .state
+                .quarantine_rows(&pair.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
