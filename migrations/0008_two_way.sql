@@ -4,6 +4,9 @@
 -- target after. A cutover clears the watermarks, the window's memory, quarantine and the target
 -- index (which describe one direction), so the first pass after it compares both sides in full.
 ALTER TABLE pairs ADD COLUMN cutover_at INTEGER;      -- unix milliseconds; NULL: not cut over
+-- The direction the pair last synced in; a change clears its watermarks, so the first pass in
+-- the new direction lists both sides in full (NULL: one-way, as every pair was before).
+ALTER TABLE pairs ADD COLUMN direction TEXT;
 
 -- The side a pending create writes to (one-way pairs always wrote to the target).
 ALTER TABLE pending_creates ADD COLUMN to_side TEXT NOT NULL DEFAULT 'b' CHECK (to_side IN ('a', 'b'));

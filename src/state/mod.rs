@@ -132,26 +132,50 @@ impl State {
     }
 
     /// Records a configured pair. If its calendars changed since the state last saw it, the old
-    /// mappings and watermarks describe other calendars and are dropped.
+    /// mappings and watermarks describe other calendars and are dropped; if its direction
+    /// changed, its watermarks are (the next pass compares both sides in full).
     pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
+        let direction = pair.direction.as_str();
+        let select = "SELECT a_calendar, b_calendar, COALESCE(direction, 'one-way') FROM pairs WHERE id = $1";
+        let same = |r: &DbRow| r.get::<String, _>(0) == a && r.get::<String, _>(1) == b;
         // Almost always the pair is known and unchanged: one read, no write.
-        if self
-            .pair_calendars(&pair.id)
-            .await?
-            .is_some_and(|(x, y)| x == a && y == b)
+        let row = sqlx::query(select)
+            .bind(pair.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        if row
+            .as_ref()
+            .is_some_and(|r| same(r) && r.get::<String, _>(2) == direction)
         {
             return Ok(());
         }
         let _turn = self.turn().await;
         let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
-        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = $1")
+        let row = sqlx::query(select)
             .bind(pair.id.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(self.err("reading pair"))?;
         match row {
-            Some(r) if r.get::<String, _>(0) == a && r.get::<String, _>(1) == b => {}
+            Some(r) if same(&r) && r.get::<String, _>(2) == direction => {}
+            Some(r) if same(&r) => {
+                // One way, only the side copied from was listed for changes: what the other side
+                // holds unchanged since would never be seen. Both sides are listed in full next.
+                tracing::info!(pair = %pair.id, direction, "direction changed; both sides are compared in full");
+                sqlx::query("DELETE FROM watermarks WHERE pair_id = $1")
+                    .bind(pair.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+                sqlx::query("UPDATE pairs SET direction = $1 WHERE id = $2")
+                    .bind(direction)
+                    .bind(pair.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
             Some(_) => {
                 tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
                 for sql in [
@@ -168,20 +192,22 @@ impl State {
                         .await
                         .map_err(self.err("resetting pair"))?;
                 }
-                sqlx::query("UPDATE pairs SET a_calendar = $1, b_calendar = $2 WHERE id = $3")
+                sqlx::query("UPDATE pairs SET a_calendar = $1, b_calendar = $2, direction = $4 WHERE id = $3")
                     .bind(&a)
                     .bind(&b)
                     .bind(pair.id.as_str())
+                    .bind(direction)
                     .execute(&mut *tx)
                     .await
                     .map_err(self.err("saving pair"))?;
             }
             None => {
-                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at) VALUES ($1, $2, $3, $4)")
+                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at, direction) VALUES ($1, $2, $3, $4, $5)")
                     .bind(pair.id.as_str())
                     .bind(&a)
                     .bind(&b)
                     .bind(now_ms())
+                    .bind(direction)
                     .execute(&mut *tx)
                     .await
                     .map_err(self.err("saving pair"))?;

@@ -210,6 +210,19 @@ async fn watermarks_per_side(s: &State) {
 
 async fn cutover(s: &State) {
     let id = alice(s).await;
+    // A pair turned two-way lists both sides in full once: its watermarks go, its mappings stay.
+    let two_way = PairConfig {
+        direction: tandem::domain::direction::Direction::TwoWay,
+        ..pair("alice", "s:/alice/")
+    };
+    s.ensure_pair(&two_way).await.unwrap();
+    assert_eq!(s.watermarks(&id).await.unwrap(), (None, None));
+    assert_eq!(s.mappings(&id).await.unwrap(), [mapping(1)]);
+    s.set_watermark(&id, Side::A, Some(&SyncToken::new("t2")))
+        .await
+        .unwrap();
+    s.ensure_pair(&two_way).await.unwrap();
+    assert!(s.watermark(&id, Side::A).await.unwrap().is_some(), "unchanged: kept");
     let p = pair("alice", "s:/alice/");
     let bob = pair("bob", "s:/bob/");
     s.ensure_pair(&bob).await.unwrap();
