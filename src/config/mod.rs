@@ -968,31 +968,8 @@ impl Validator {
                 conflict: p.conflict,
             })
             .collect();
-        if let Some(csv) = csv
-            && let Some(path) = self.existing_file("pairs_csv", base, csv)
-        {
-            match read_csv(&path, 3..=6) {
-                Ok(rows) => {
-                    for (line, row) in rows {
-                        if line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target" {
-                            continue; // header
-                        }
-                        // id,source,target[,address[,direction[,conflict]]]; empty = default
-                        let col = |i: usize| row.get(i).filter(|c| !c.is_empty()).cloned();
-                        entries.push(Entry {
-                            file: path.clone(),
-                            key: format!("line {line}"),
-                            id: row[0].clone(),
-                            source: row[1].clone(),
-                            target: row[2].clone(),
-                            address: col(3),
-                            direction: col(4),
-                            conflict: col(5),
-                        });
-                    }
-                }
-                Err((line, reason)) => self.issue_in(&path, format!("line {line}"), reason),
-            }
+        if let Some(csv) = csv {
+            entries.extend(self.csv_entries(csv, base));
         }
         let known = || {
             servers
@@ -1116,6 +1093,42 @@ struct Entry {
     address: Option<String>,
     direction: Option<String>,
     conflict: Option<String>,
+}
+
+impl Validator {
+    /// The pairs of `pairs_csv`: `id,source,target[,address[,direction[,conflict]]]` per line,
+    /// an empty column meaning the default, an optional header line.
+    fn csv_entries(&mut self, csv: &str, base: &Path) -> Vec<Entry> {
+        let Some(path) = self.existing_file("pairs_csv", base, csv) else {
+            return Vec::new();
+        };
+        let rows = match read_csv(&path, 3..=6) {
+            Ok(rows) => rows,
+            Err((line, reason)) => {
+                self.issue_in(&path, format!("line {line}"), reason);
+                return Vec::new();
+            }
+        };
+        let header = |line: u64, row: &[String]| {
+            line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target"
+        };
+        rows.into_iter()
+            .filter(|(line, row)| !header(*line, row))
+            .map(|(line, row)| {
+                let col = |i: usize| row.get(i).filter(|c| !c.is_empty()).cloned();
+                Entry {
+                    file: path.clone(),
+                    key: format!("line {line}"),
+                    id: row[0].clone(),
+                    source: row[1].clone(),
+                    target: row[2].clone(),
+                    address: col(3),
+                    direction: col(4),
+                    conflict: col(5),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Records as (line number, fields).

@@ -294,4 +294,14 @@ pub enum PlanError {
          (an emptied or wrongly mounted source?). Re-run with --force-delete if the source really is empty"
     )]
     SourceEmpty { mapped: usize },
+    #[error(
+        "the {calendar} calendar lists no items but {mapped} were synced before; refusing to delete \
+         them all from the other calendar (an emptied or wrongly mounted calendar?). Re-run with \
+         --force-delete if it really is empty"
+    )]
+    SideEmpty {
+        /// `source` or `target`.
+        calendar: &'static str,
+        mapped: usize,
+    },
 }

@@ -391,12 +391,18 @@ fn rules() -> TwoWay {
 fn either_side_listing_nothing_refuses_to_delete_everything() {
     let prior: Prior = [mapping()].into_iter().collect();
     let full = |side| listing(vec![version(side, Unchanged)], true);
-    for (a, b) in [
-        (listing(vec![], true), full(B)),
-        (full(A), listing(vec![], true)),
+    for (a, b, calendar) in [
+        (listing(vec![], true), full(B), "source"),
+        (full(A), listing(vec![], true), "target"),
     ] {
         let err = plan(rules(), &a, &b, &prior, &[], PlanOptions::default()).unwrap_err();
-        assert_eq!(err, PlanError::SourceEmpty { mapped: 1 });
+        assert_eq!(
+            err,
+            PlanError::SideEmpty {
+                calendar,
+                mapped: 1
+            }
+        );
         let forced = plan(
             rules(),
             &a,

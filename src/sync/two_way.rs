@@ -260,20 +260,21 @@ pub fn plan(
     opts: PlanOptions,
 ) -> Result<(Plan, Vec<Resolved>), PlanError> {
     // Either side listing nothing at all while items were synced: refuse to delete them all.
-    for side in [a, b] {
+    for (side, calendar) in [(a, "source"), (b, "target")] {
         if side.complete
             && side.items.is_empty()
             && side.waiting == 0
             && !prior.is_empty()
             && !opts.force_delete
         {
-            return Err(PlanError::SourceEmpty {
+            return Err(PlanError::SideEmpty {
+                calendar,
                 mapped: prior.len(),
             });
         }
     }
     let (ia, ib) = (index(a), index(b));
-    let landed = landed(pending, [&ia, &ib], prior);
+    let landed = landed(pending, [a, b], [&ia, &ib], prior);
     // A mapped item's version on `side`: listed, deleted, or (incremental listing) unchanged.
     let version =
         |s: &SourceSnapshot, listed: &HashMap<&Href, &Version>, side: Side, p: &Mapping| {
@@ -449,12 +450,18 @@ fn pendings<'p>(
 /// usual, so an edit of the new copy is no mistaken for a stranger's item.
 fn landed(
     pending: &[Pending],
+    sides: [&SourceSnapshot; 2],
     listed: [&HashMap<&Href, &Version>; 2],
     prior: &Prior,
 ) -> HashMap<Href, Mapping> {
     let mut out = HashMap::new();
     for pd in pending {
         let (to, from) = (pd.to, pd.to.other());
+        let t = &sides[to as usize];
+        let gone = |h: &Href| match t.complete {
+            true => !listed[to as usize].contains_key(h),
+            false => t.deleted.contains(h),
+        };
         let Some(copy) = listed[to as usize].get(pd.href(to)) else {
             continue;
         };
@@ -464,7 +471,7 @@ fn landed(
                 .filter(|m| m.b_href == pd.b_href),
             false => prior.get(from, pd.href(from)).filter(|m| {
                 m.href(to) != pd.href(to)
-                    && !listed[to as usize].contains_key(m.href(to))
+                    && gone(m.href(to))
                     && prior.get(to, pd.href(to)).is_none()
             }),
         };

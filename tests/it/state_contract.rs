@@ -222,7 +222,10 @@ async fn cutover(s: &State) {
         .await
         .unwrap();
     s.ensure_pair(&two_way).await.unwrap();
-    assert!(s.watermark(&id, Side::A).await.unwrap().is_some(), "unchanged: kept");
+    assert!(
+        s.watermark(&id, Side::A).await.unwrap().is_some(),
+        "unchanged: kept"
+    );
     let p = pair("alice", "s:/alice/");
     let bob = pair("bob", "s:/bob/");
     s.ensure_pair(&bob).await.unwrap();

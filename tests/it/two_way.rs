@@ -845,7 +845,8 @@ mod window_and_quarantine {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_turned_two_way_copies_what_the_new_mailbox_already_held() {
     let orgs = Orgs::new("");
-    orgs.put(A, "m.ics", &meeting("m", "old.example", "M", 0)).await;
+    orgs.put(A, "m.ics", &meeting("m", "old.example", "M", 0))
+        .await;
     orgs.sync();
     // Booked in the new mailbox while the pair was one-way: not copied, and not listed again.
     orgs.put(B, "own.ics", &meeting("own", "new.example", "Own", 0))
@@ -858,7 +859,11 @@ async fn a_pair_turned_two_way_copies_what_the_new_mailbox_already_held() {
     config.push_str("direction = \"two-way\"\n");
     std::fs::write(&orgs.config, config).unwrap();
     let r = orgs.sync();
-    assert_eq!((r["created"].as_u64(), r["failed"].as_u64()), (Some(1), Some(0)), "{r}");
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
     assert_eq!(orgs.meetings(A).await["own"], ["Own"]);
     assert_eq!(orgs.meetings(B).await["m"], ["M"]);
     orgs.quiet();
