@@ -507,28 +507,29 @@ impl Validator {
         }
     }
 
-    fn direction(&mut self, key: &str, value: Option<&str>) -> Option<Direction> {
+    /// One of two named values (`names`), parsed by `parse`; empty or absent is `None`.
+    fn choice<T>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        parse: fn(&str) -> Option<T>,
+        names: [&str; 2],
+    ) -> Option<T> {
         let value = value.filter(|v| !v.is_empty())?;
-        let d = Direction::parse(value);
-        if d.is_none() {
-            self.issue(
-                key,
-                format!("{value:?} is neither \"one-way\" nor \"two-way\""),
-            );
+        let parsed = parse(value);
+        if parsed.is_none() {
+            let [x, y] = names;
+            self.issue(key, format!("{value:?} is neither {x:?} nor {y:?}"));
         }
-        d
+        parsed
+    }
+
+    fn direction(&mut self, key: &str, value: Option<&str>) -> Option<Direction> {
+        self.choice(key, value, Direction::parse, ["one-way", "two-way"])
     }
 
     fn conflict(&mut self, key: &str, value: Option<&str>) -> Option<ConflictPolicy> {
-        let value = value.filter(|v| !v.is_empty())?;
-        let c = ConflictPolicy::parse(value);
-        if c.is_none() {
-            self.issue(
-                key,
-                format!("{value:?} is neither \"authority\" nor \"newest\""),
-            );
-        }
-        c
+        self.choice(key, value, ConflictPolicy::parse, ["authority", "newest"])
     }
 
     fn existing_file(&mut self, key: &str, base: &Path, value: &str) -> Option<PathBuf> {

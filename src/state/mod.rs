@@ -178,20 +178,20 @@ impl State {
             }
             Some(_) => {
                 tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
-                for sql in [
-                    "DELETE FROM mappings WHERE pair_id = $1",
-                    "DELETE FROM pending_creates WHERE pair_id = $1",
-                    "DELETE FROM watermarks WHERE pair_id = $1",
-                    "DELETE FROM target_items WHERE pair_id = $1",
-                    "DELETE FROM outside_window WHERE pair_id = $1",
-                    "DELETE FROM quarantine WHERE pair_id = $1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(pair.id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(self.err("resetting pair"))?;
-                }
+                delete_pair_rows(
+                    &mut tx,
+                    &pair.id,
+                    &[
+                        "mappings",
+                        "pending_creates",
+                        "watermarks",
+                        "target_items",
+                        "outside_window",
+                        "quarantine",
+                    ],
+                )
+                .await
+                .map_err(self.err("resetting pair"))?;
                 sqlx::query("UPDATE pairs SET a_calendar = $1, b_calendar = $2, direction = $4 WHERE id = $3")
                     .bind(&a)
                     .bind(&b)
@@ -270,18 +270,13 @@ impl State {
             .execute(&mut *tx)
             .await
             .map_err(self.err("recording cutover"))?;
-        for sql in [
-            "DELETE FROM watermarks WHERE pair_id = $1",
-            "DELETE FROM target_items WHERE pair_id = $1",
-            "DELETE FROM outside_window WHERE pair_id = $1",
-            "DELETE FROM quarantine WHERE pair_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(pair.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("recording cutover"))?;
-        }
+        delete_pair_rows(
+            &mut tx,
+            &pair.id,
+            &["watermarks", "target_items", "outside_window", "quarantine"],
+        )
+        .await
+        .map_err(self.err("recording cutover"))?;
         tx.commit().await.map_err(self.err("recording cutover"))?;
         Ok(true)
     }
@@ -337,18 +332,13 @@ impl State {
                 .write_tx()
                 .await
                 .map_err(self.err("rebuilding mappings"))?;
-            for sql in [
-                "DELETE FROM mappings WHERE pair_id = $1",
-                "DELETE FROM pending_creates WHERE pair_id = $1",
-                "DELETE FROM watermarks WHERE pair_id = $1",
-                "DELETE FROM target_items WHERE pair_id = $1",
-            ] {
-                sqlx::query(sql)
-                    .bind(pair.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err("rebuilding mappings"))?;
-            }
+            delete_pair_rows(
+                &mut tx,
+                pair,
+                &["mappings", "pending_creates", "watermarks", "target_items"],
+            )
+            .await
+            .map_err(self.err("rebuilding mappings"))?;
             tx.commit().await.map_err(self.err("rebuilding mappings"))?;
         }
         self.apply(pair, mappings, &[]).await
@@ -863,6 +853,23 @@ impl State {
 
 /// Deletes the rows of `hrefs` from a per-pair table keyed by (pair_id, `column`), skipping the
 /// per-row deletes when the pair has no rows there at all (the usual case).
+/// Deletes every row of `pair` in `tables` (names from this crate, never input).
+async fn delete_pair_rows(
+    tx: &mut Tx,
+    pair: &PairId,
+    tables: &[&'static str],
+) -> Result<(), sqlx::Error> {
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE pair_id = $1"
+        )))
+        .bind(pair.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn forget_rows(
     tx: &mut Tx,
     table: &'static str,

@@ -4,8 +4,6 @@
 
 use crate::common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use tandem::domain::item::{Item, Rewriter};
 
@@ -60,26 +58,7 @@ for text in json.load(sys.stdin):
     out.append({"events": events, "reemitted": cal.to_ical().decode()})
 json.dump(out, sys.stdout)
 "#;
-    let mut child = Command::new(common::dav::venv_bin().join("python"))
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the virtualenv's python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(items).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "icalendar could not read tandem's output:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::reference::python("icalendar reading tandem's output", SCRIPT, &items)
 }
 
 #[test]

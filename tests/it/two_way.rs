@@ -6,9 +6,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use common::dav::{DavServer, PASSWORD};
 use serde_json::Value;
@@ -166,26 +164,7 @@ for text in json.load(sys.stdin):
     out.append(sorted(found))
 json.dump(out, sys.stdout)
 "#;
-    let mut child = Command::new(common::dav::venv_bin().join("python"))
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the virtualenv's python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(texts).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::reference::python("icalendar reading the copies", script, &texts)
 }
 
 fn addresses(domain: &str) -> Vec<String> {

@@ -56,6 +56,33 @@ pub fn rewriter() -> tandem::domain::item::Rewriter {
     tandem::domain::item::Rewriter::new(domains(), [])
 }
 
+/// Runs `script` in the test virtualenv's Python with `input` as JSON on stdin; its stdout, read
+/// as JSON. `what` names the run in the failure message.
+pub fn python<T: serde::de::DeserializeOwned>(
+    what: &str,
+    script: &str,
+    input: &impl serde::Serialize,
+) -> T {
+    let mut child = Command::new(super::dav::venv_bin().join("python"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the virtualenv's python");
+    let mut stdin = child.stdin.take().unwrap();
+    let body = serde_json::to_vec(input).unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().expect("feed python");
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Runs the reference over `cases` in one Python process.
 pub fn compare(cases: &[Case]) -> Vec<Verdict> {
     let script = concat!(
