@@ -113,9 +113,13 @@ impl Engine {
                 return Ok(());
             }
         };
-        let recorded = self.mapped_copies(pair, side).await?;
+        let recorded = self.mapped_copies(pair).await?;
         let known = recorded.is_some();
-        let mapped = recorded.unwrap_or_default();
+        let [a, b] = recorded.unwrap_or_default();
+        let mapped = match side {
+            Side::A => a,
+            Side::B => b,
+        };
         // Per identity: (href, etag, how new) of each copy.
         type Copy = (Href, Etag, sync::rank::Newness);
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
@@ -138,7 +142,7 @@ impl Engine {
         let mut gone = Vec::new();
         for (identity, mut copies) in groups.into_iter().filter(|(_, c)| c.len() > 1) {
             sync::rank_copies(&mut copies, |c| sync::CopyRank {
-                mapped: mapped.contains(&c.0),
+                mapped: mapped.contains_key(&c.0),
                 equal: false,
                 newness: &c.2,
                 href: &c.0,
@@ -149,7 +153,7 @@ impl Engine {
             };
             for (i, (href, etag, ..)) in copies.into_iter().enumerate() {
                 // The first is kept; so is any other mapped copy (deleting it would only bring it back).
-                if i == 0 || mapped.contains(&href) {
+                if i == 0 || mapped.contains_key(&href) {
                     group.kept.push(href.to_string());
                     continue;
                 }

@@ -16,7 +16,7 @@ pub mod repair;
 pub mod report;
 mod write;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -28,7 +28,7 @@ use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
 use crate::domain::run::{Outcome, RunCounts, RunKind};
-use crate::domain::types::{Etag, Href, SyncToken};
+use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::engine::report::PairReport;
 use crate::state::{State, StateError};
@@ -443,13 +443,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The hrefs on `side` the state maps for `pair`; `None` if it recorded other calendars for
-    /// it (or none at all).
+    /// The hrefs the state maps for `pair` on each side, with the content it recorded; `None`
+    /// if it recorded other calendars for it (or none at all).
     pub(crate) async fn mapped_copies(
         &self,
         pair: &PairConfig,
-        side: Side,
-    ) -> Result<Option<HashSet<Href>>, StateError> {
+    ) -> Result<Option<[HashMap<Href, ContentHash>; 2]>, StateError> {
         let known = self
             .state
             .pair_calendars(&pair.id)
@@ -458,14 +457,12 @@ impl Engine {
         if !known {
             return Ok(None);
         }
-        Ok(Some(
-            self.state
-                .mappings(&pair.id)
-                .await?
-                .into_iter()
-                .map(|m| m.href(side).clone())
-                .collect(),
-        ))
+        let mut sides: [HashMap<Href, ContentHash>; 2] = Default::default();
+        for m in self.state.mappings(&pair.id).await? {
+            sides[0].insert(m.a_href.clone(), m.hash);
+            sides[1].insert(m.b_href, m.hash);
+        }
+        Ok(Some(sides))
     }
 
     /// How many changes `changes` (of `side`) holds for `pair`: all of an incremental listing;

@@ -1,33 +1,42 @@
-//! The repair assistant: compares a pair's source and target in full, trusting nothing the state
-//! store says, fixes what differs under the target calendar's lease, and rebuilds the pair's
-//! mappings from what it found.
+//! The repair assistant: compares a pair's two calendars in full, trusting nothing the state store
+//! says, fixes what differs under the leases of the calendars the pair writes, and rebuilds the
+//! pair's mappings from what it found.
 //!
-//! Findings by class: `missing` (in the source, not in the target: created), `drifted` (the target
-//! copy differs from the rewritten source: updated), `duplicate` (more copies of one meeting: one
-//! kept as `dedupe` would), `orphan` (a copy tandem made whose source item is gone: deleted),
-//! `extra` (not from the source: reported; deleted only with `extras = "delete"`), and, across
-//! calendars, `attendee-missing` (a meeting organised by this pair's mailbox that an attendee's
-//! pair lacks in its target: that pair is synced from its source, never given a made-up copy).
+//! It runs the way the pair syncs: one way from the authority (the source, or the target once the
+//! pair is cut over), or both ways with the pair's conflict policy. Findings by class: `missing`
+//! (on one side, not on the other: created there), `drifted` (the two versions differ: the copy
+//! is updated from the authority's, or from the winner's under the conflict policy), `duplicate`
+//! (more items of one meeting in one calendar: one kept as `dedupe` would), `orphan` (a copy whose
+//! counterpart is gone: deleted), `extra` (one way only: in the written calendar, not from the
+//! other; deleted only with `extras = "delete"`, never in the old org), and, across calendars,
+//! `attendee-missing` (a meeting organised by this pair's mailbox that an attendee's pair lacks in
+//! its target: that pair is synced from its source, never given a made-up copy).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::Way;
+use super::read::role;
 use crate::config::{Extras, PairConfig};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
-use crate::domain::lease::LeaseKind;
-use crate::domain::mapping::Mapping;
-use crate::domain::mapping::Side;
+use crate::domain::lease::{Lease, LeaseKind};
+use crate::domain::mapping::{Mapping, Side};
 use crate::domain::types::{ContentHash, Etag, Href};
 use crate::engine::{Dest, Engine, Original, fetch_all};
 use crate::state::StateError;
-use crate::sync::{Content, CopyRank, rank_copies};
+use crate::store::CalendarStore;
+use crate::sync::rank::Newness;
+use crate::sync::{Content, CopyRank, Prepared, rank_copies};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `missing`, `drifted`, `duplicate`, `orphan` or `extra`.
+    /// `missing`, `drifted`, `duplicate`, `orphan`, `extra` or `attendee-missing`.
     pub class: &'static str,
+    /// The calendar `href` is in: `source` or `target`.
+    pub side: &'static str,
     pub href: String,
     pub identity: String,
     /// What was done (or, in a dry run, would be).
@@ -41,7 +50,7 @@ pub struct RepairReport {
     pub findings: Vec<Finding>,
     /// Items found in step.
     pub in_step: u64,
-    /// Source items outside the sync window without a target copy (not created).
+    /// Items outside the sync window whose copy is missing or differs (not written).
     pub outside_window: u64,
     /// Items that could not be read or parsed (left alone).
     pub skipped: Vec<String>,
@@ -57,15 +66,59 @@ impl RepairReport {
                 .iter()
                 .all(|f| !f.action.starts_with("failed"))
     }
+
+    fn found(
+        &mut self,
+        class: &'static str,
+        side: Side,
+        href: &Href,
+        identity: &str,
+        action: String,
+    ) {
+        self.findings.push(Finding {
+            class,
+            side: role(side),
+            href: href.to_string(),
+            identity: identity.to_string(),
+            action,
+        });
+    }
 }
 
-/// One target item as read.
+/// One item as read, in the new org's form.
 struct Copy {
     href: Href,
     etag: Etag,
-    uid: String,
-    hash: ContentHash,
-    newness: crate::sync::rank::Newness,
+    item: Arc<Prepared>,
+    newness: Newness,
+}
+
+/// Each side's items, grouped by meeting.
+type Grouped = BTreeMap<IdentityKey, Vec<Copy>>;
+
+/// What one repair works with.
+struct Scope<'a> {
+    pair: &'a PairConfig,
+    way: Way,
+    stores: [&'a dyn CalendarStore; 2],
+    /// The lease of each side the pair writes (none in a dry run).
+    leases: [Option<&'a Lease>; 2],
+    /// What the state maps on each side, with the content it recorded there.
+    mapped: [HashMap<Href, ContentHash>; 2],
+}
+
+impl Scope<'_> {
+    fn writes(&self, side: Side) -> bool {
+        self.way.writes().contains(&side)
+    }
+
+    fn dest(&self, side: Side) -> Dest<'_> {
+        Dest {
+            side,
+            store: self.stores[side as usize],
+            cal: &self.pair.calendar(side).path,
+        }
+    }
 }
 
 impl Engine {
@@ -90,347 +143,372 @@ impl Engine {
                 return Ok(report);
             }
         };
-        if !matches!(self.way(pair).await?, super::Way::One(m) if m.from() == Side::A) {
-            report.error = Some(format!(
-                "repair compares the source against the target, one way; pair {} is two-way or \
-                 cut over: `tandem resync --pair {}` compares both sides in full instead",
-                pair.id, pair.id
-            ));
-            return Ok(report);
-        }
-        let (scal, tcal) = (&pair.source.path, &pair.target.path);
+        let way = self.way(pair).await?;
         if !dry_run {
             self.state.ensure_pair(pair).await?;
         }
-        // Under the target calendar's lease, renewed while the repair runs (a large calendar
-        // takes longer than one ttl).
-        let target = pair.target.to_string();
+        let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
+        // Under the leases of the calendars the pair writes, renewed while the repair runs (a
+        // large calendar takes longer than one ttl).
+        let written: Vec<String> = way
+            .writes()
+            .iter()
+            .map(|s| pair.calendar(*s).to_string())
+            .collect();
+        let names: Vec<&str> = written.iter().map(String::as_str).collect();
         let done = self
-            .under_lease(&target, LeaseKind::Repair, dry_run, async |lease| {
-                self.repair_under(pair, &*src, &*tgt, scal, tcal, lease, &mut report)
-                    .await
-            })
+            .under_leases(
+                &names,
+                LeaseKind::Repair,
+                dry_run,
+                async |leases: &[Lease]| {
+                    let lease = |side: Side| {
+                        let name = pair.calendar(side).to_string();
+                        leases.iter().find(|l| l.calendar == name)
+                    };
+                    let scope = Scope {
+                        pair,
+                        way,
+                        stores: [&*src, &*tgt],
+                        leases: [lease(Side::A), lease(Side::B)],
+                        mapped,
+                    };
+                    self.repair_under(&scope, &mut report).await
+                },
+            )
             .await?;
         if let Err(locked) = done {
             report.error = Some(format!(
-                "target calendar {}: {locked}; not repaired",
-                pair.target
+                "calendar {}: {locked}; not repaired",
+                locked.calendar
             ));
         }
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn repair_under<'a>(
+    async fn repair_under(
         &self,
-        pair: &PairConfig,
-        src: &'a dyn crate::store::CalendarStore,
-        tgt: &'a dyn crate::store::CalendarStore,
-        scal: &'a crate::domain::types::CalendarPath,
-        tcal: &'a crate::domain::types::CalendarPath,
-        lease: Option<&crate::domain::lease::Lease>,
+        scope: &Scope<'_>,
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
-        let Some((source_items, mut copies)) = self
-            .read_for_repair(pair, (src, scal), (tgt, tcal), report)
-            .await
-        else {
-            return Ok(());
+        let pair = scope.pair;
+        let (a, b) = tokio::join!(
+            self.read_for_repair(scope, Side::A),
+            self.read_for_repair(scope, Side::B)
+        );
+        let mut sides = match (a, b) {
+            (Ok((a, skipped_a)), Ok((b, skipped_b))) => {
+                report
+                    .skipped
+                    .extend(skipped_a.into_iter().chain(skipped_b));
+                [a, b]
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                report.error = Some(e);
+                return Ok(());
+            }
         };
-        let now = self.now();
-        // What the state believes (used only to tell an orphan from an extra, and to prefer the
-        // mapped copy of a duplicate).
-        let mapped = self.mapped_copies(pair, Side::B).await?.unwrap_or_default();
-
+        let identities: Vec<IdentityKey> = sides[0]
+            .keys()
+            .chain(sides[1].keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut found: Vec<Mapping> = Vec::new();
         // Meetings this pair's mailbox organises, with attendees that are configured pairs too.
         let mut invited: Vec<(Href, IdentityKey, PairConfig)> = Vec::new();
-        let mut source_items: Vec<_> = source_items.into_iter().collect();
-        source_items.sort_by(|a, b| a.0.cmp(&b.0));
-        for (href, got) in source_items {
-            let (etag, prepared) = match got {
-                Ok(r) => match self.prepare(Side::A, &r.data, now) {
+        for identity in identities {
+            let mut copies = [
+                sides[0].remove(&identity).unwrap_or_default(),
+                sides[1].remove(&identity).unwrap_or_default(),
+            ];
+            self.repair_duplicates(scope, &mut copies, report).await?;
+            if let Some(source) = copies[0].first() {
+                invited.extend(self.invited(pair, source));
+            }
+            let [a, b] = copies;
+            let mapping = match (a.into_iter().next(), b.into_iter().next()) {
+                (Some(a), Some(b)) => Some(self.repair_drift(scope, a, b, report).await?),
+                (Some(one), None) => self.repair_lone(scope, Side::A, one, report).await?,
+                (None, Some(one)) => self.repair_lone(scope, Side::B, one, report).await?,
+                (None, None) => None,
+            };
+            found.extend(mapping);
+        }
+        if !report.dry_run {
+            self.state.rebuild_mappings(&pair.id, &found).await?;
+        }
+        self.check_attendees(invited, report.dry_run, report).await
+    }
+
+    /// Reads one side in full, grouped by meeting; items that cannot be read are listed apart.
+    /// `Err` when the calendar cannot be read (names it).
+    async fn read_for_repair(
+        &self,
+        scope: &Scope<'_>,
+        side: Side,
+    ) -> Result<(Grouped, Vec<String>), String> {
+        let store = scope.stores[side as usize];
+        let cal = &scope.pair.calendar(side).path;
+        let read = async {
+            store.check_calendar(cal).await?;
+            let hrefs: Vec<Href> = store.list(cal).await?.into_iter().map(|v| v.href).collect();
+            fetch_all(store, cal, &hrefs).await
+        };
+        let items = read.await.map_err(|e| {
+            format!(
+                "{} calendar {} ({}): {e}",
+                role(side),
+                scope.pair.calendar(side),
+                store.describe()
+            )
+        })?;
+        let now = self.now();
+        let mut grouped = Grouped::new();
+        let mut skipped = Vec::new();
+        let mut items = items;
+        items.sort_by(|x, y| x.0.cmp(&y.0));
+        for (href, got) in items {
+            let (etag, item) = match got {
+                Ok(r) => match self.prepare(side, &r.data, now) {
                     Content::Fetched(p) => (r.etag, p),
                     Content::Broken(_, e) => {
-                        report.skipped.push(format!("source {href}: {e}"));
+                        skipped.push(format!("{} {href}: {e}", role(side)));
                         continue;
                     }
                     Content::NotFetched => continue,
                 },
                 Err(e) => {
-                    report.skipped.push(format!("source {href}: {e}"));
+                    skipped.push(format!("{} {href}: {e}", role(side)));
                     continue;
                 }
             };
-            let identity = prepared.identity.to_string();
-            let organiser = prepared
-                .item
-                .organizer()
-                .map(crate::domain::identity::normalize_address);
-            if organiser
-                .as_ref()
-                .and_then(|o| self.mailboxes.get(o))
-                .is_some_and(|p| p.id == pair.id)
-            {
-                for a in prepared.item.attendees() {
-                    if let Some(q) = self.mailboxes.get(&a).filter(|q| q.id != pair.id) {
-                        invited.push((href.clone(), prepared.identity.clone(), q.clone()));
-                    }
-                }
-            }
-            let these = copies.remove(&prepared.identity).unwrap_or_default();
-            if these.is_empty() {
-                if !prepared.fit.is_inside() {
-                    report.outside_window += 1;
-                    continue;
-                }
-                let action = match lease {
-                    None => "would create".to_string(),
-                    Some(l) if self.fence(l).await?.is_some() => {
-                        "failed: the lease was taken over".to_string()
-                    }
-                    Some(_) => match self
-                        .create(
-                            pair,
-                            Dest {
-                                side: Side::B,
-                                store: tgt,
-                                cal: tcal,
-                            },
-                            Original {
-                                href: &href,
-                                etag: &etag,
-                                item: &prepared,
-                            },
-                        )
-                        .await?
-                    {
-                        Ok((m, _)) => {
-                            let done = format!("created {}", m.b_href);
-                            found.push(m);
-                            done
-                        }
-                        Err(e) => format!("failed: {e}"),
-                    },
-                };
-                report.findings.push(Finding {
-                    class: "missing",
-                    href: href.to_string(),
-                    identity,
-                    action,
-                });
-                continue;
-            }
-            let mapping = self
-                .repair_copies(
-                    tgt,
-                    lease,
-                    (&href, &etag),
-                    &prepared,
-                    these,
-                    &mapped,
-                    report,
-                )
-                .await?;
-            found.push(mapping);
-        }
-        self.repair_leftovers(tgt, lease, copies, &mapped, report)
-            .await?;
-        if lease.is_some() {
-            self.state.rebuild_mappings(&pair.id, &found).await?;
-        }
-        self.check_attendees(invited, lease.is_none(), report).await
-    }
-
-    /// Reads both calendars in full: the source's items, and the target's grouped by meeting.
-    /// `None` when a calendar cannot be read (the report says why).
-    async fn read_for_repair<'a>(
-        &self,
-        pair: &PairConfig,
-        (src, scal): (
-            &'a dyn crate::store::CalendarStore,
-            &'a crate::domain::types::CalendarPath,
-        ),
-        (tgt, tcal): (
-            &'a dyn crate::store::CalendarStore,
-            &'a crate::domain::types::CalendarPath,
-        ),
-        report: &mut RepairReport,
-    ) -> Option<(Vec<crate::store::Fetched>, BTreeMap<IdentityKey, Vec<Copy>>)> {
-        let read = |s: &'a dyn crate::store::CalendarStore,
-                    cal: &'a crate::domain::types::CalendarPath| async move {
-            s.check_calendar(cal).await?;
-            let hrefs: Vec<Href> = s.list(cal).await?.into_iter().map(|v| v.href).collect();
-            fetch_all(s, cal, &hrefs).await
-        };
-        let (source_items, target_items) = tokio::join!(read(src, scal), read(tgt, tcal));
-        let (source_items, target_items) = match (source_items, target_items) {
-            (Ok(s), Ok(t)) => (s, t),
-            (Err(e), _) => {
-                report.error = Some(format!(
-                    "source calendar {} ({}): {e}",
-                    pair.source,
-                    src.describe()
-                ));
-                return None;
-            }
-            (_, Err(e)) => {
-                report.error = Some(format!(
-                    "target calendar {} ({}): {e}",
-                    pair.target,
-                    tgt.describe()
-                ));
-                return None;
-            }
-        };
-        // The target, grouped by meeting.
-        let mut copies: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
-        for (href, got) in target_items {
-            match got.map_err(|e| e.to_string()).and_then(|r| {
-                Item::parse(&r.data)
-                    .map(|i| (r.etag, i))
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok((etag, item)) => copies.entry(item.identity()).or_default().push(Copy {
+            grouped
+                .entry(item.identity.clone())
+                .or_default()
+                .push(Copy {
                     href,
                     etag,
-                    uid: item.uid().to_string(),
-                    hash: item.content_hash(),
-                    newness: crate::sync::rank::Newness::of(&item),
-                }),
-                Err(e) => report.skipped.push(format!("target {href}: {e}")),
-            }
+                    newness: Newness::of(&item.item),
+                    item,
+                });
         }
-        Some((source_items, copies))
+        Ok((grouped, skipped))
     }
 
-    /// One source item with copies in the target: keeps one (the keep-which-copy rule), deletes
-    /// the others, updates the kept one if it drifted. Returns the mapping to record.
-    #[allow(clippy::too_many_arguments)]
-    async fn repair_copies(
+    /// More items of one meeting in one calendar: the keep-which-copy rule picks the one that
+    /// stays (first in `copies`); the others are deleted where the pair writes, reported where
+    /// it does not.
+    async fn repair_duplicates(
         &self,
-        tgt: &dyn crate::store::CalendarStore,
-        lease: Option<&crate::domain::lease::Lease>,
-        (href, etag): (&Href, &crate::domain::types::Etag),
-        prepared: &crate::sync::Prepared,
-        mut these: Vec<Copy>,
-        mapped: &std::collections::HashSet<Href>,
-        report: &mut RepairReport,
-    ) -> Result<Mapping, StateError> {
-        let identity = prepared.identity.to_string();
-        rank_copies(&mut these, |c| CopyRank {
-            mapped: mapped.contains(&c.href),
-            equal: c.hash == prepared.hash,
-            newness: &c.newness,
-            href: &c.href,
-        });
-        let mut rest = these.into_iter();
-        let keep = rest.next().expect("at least one copy");
-        for dup in rest {
-            let action = self
-                .remove(
-                    tgt,
-                    lease,
-                    &dup.href,
-                    &dup.etag,
-                    format!("kept {}", keep.href),
-                )
-                .await?;
-            report.findings.push(Finding {
-                class: "duplicate",
-                href: dup.href.to_string(),
-                identity: identity.clone(),
-                action,
-            });
-        }
-        let mut mapping = Mapping {
-            a_href: href.clone(),
-            a_etag: etag.clone(),
-            b_href: keep.href.clone(),
-            b_etag: keep.etag.clone(),
-            identity: prepared.identity.clone(),
-            hash: prepared.hash,
-        };
-        if keep.hash == prepared.hash {
-            report.in_step += 1;
-        } else if !prepared.fit.is_inside() {
-            // Outside the window nothing is updated; remember what the copy holds.
-            mapping.hash = keep.hash;
-            report.outside_window += 1;
-        } else {
-            let action = match lease {
-                None => "would update".to_string(),
-                Some(l) if self.fence(l).await?.is_some() => {
-                    "failed: the lease was taken over".to_string()
-                }
-                Some(_) => {
-                    let mut ours = prepared.item.clone();
-                    ours.set_uid(&keep.uid);
-                    match tgt.update(&keep.href, &keep.etag, &ours.to_ics()).await {
-                        Ok(new) => {
-                            mapping.b_etag = new;
-                            "updated".to_string()
-                        }
-                        Err(e) => {
-                            mapping.hash = keep.hash;
-                            format!("failed: {e}")
-                        }
-                    }
-                }
-            };
-            report.findings.push(Finding {
-                class: "drifted",
-                href: keep.href.to_string(),
-                identity: identity.clone(),
-                action,
-            });
-        }
-        Ok(mapping)
-    }
-
-    /// Target items that did not come from any source item: orphans of deleted sources go, extras
-    /// go only with `extras = "delete"`.
-    async fn repair_leftovers(
-        &self,
-        tgt: &dyn crate::store::CalendarStore,
-        lease: Option<&crate::domain::lease::Lease>,
-        copies: BTreeMap<IdentityKey, Vec<Copy>>,
-        mapped: &std::collections::HashSet<Href>,
+        scope: &Scope<'_>,
+        copies: &mut [Vec<Copy>; 2],
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
-        // What is left did not come from any source item.
-        for (identity, rest) in copies {
-            for c in rest {
-                let (class, action) = if mapped.contains(&c.href) {
-                    (
-                        "orphan",
-                        self.remove(
-                            tgt,
-                            lease,
-                            &c.href,
-                            &c.etag,
-                            "its source item is gone".into(),
-                        )
-                        .await?,
-                    )
-                } else if self.extras() == Extras::Delete {
-                    (
-                        "extra",
-                        self.remove(tgt, lease, &c.href, &c.etag, "extras = \"delete\"".into())
-                            .await?,
-                    )
+        for side in [Side::A, Side::B] {
+            let i = side as usize;
+            if copies[i].len() < 2 {
+                continue;
+            }
+            let theirs: HashSet<ContentHash> = copies[1 - i].iter().map(|c| c.item.hash).collect();
+            rank_copies(&mut copies[i], |c| CopyRank {
+                mapped: scope.mapped[i].contains_key(&c.href),
+                equal: theirs.contains(&c.item.hash),
+                newness: &c.newness,
+                href: &c.href,
+            });
+            let keep = copies[i][0].href.clone();
+            for dup in copies[i].split_off(1) {
+                let action = if scope.writes(side) {
+                    self.remove(scope, side, &dup, format!("kept {keep}"))
+                        .await?
                 } else {
-                    ("extra", "kept (extras = \"keep\")".to_string())
+                    format!(
+                        "kept {keep} as the original; this pair does not write the {0} (see \
+                         `tandem dedupe --side {0}`)",
+                        role(side)
+                    )
                 };
-                report.findings.push(Finding {
-                    class,
-                    href: c.href.to_string(),
-                    identity: identity.to_string(),
-                    action,
-                });
+                let identity = dup.item.identity.to_string();
+                report.found("duplicate", side, &dup.href, &identity, action);
             }
         }
         Ok(())
+    }
+
+    /// A meeting on both sides: in step, or the losing version overwritten by the winning one
+    /// (one way: the authority's; two ways: the conflict policy's). Returns the mapping.
+    async fn repair_drift(
+        &self,
+        scope: &Scope<'_>,
+        a: Copy,
+        b: Copy,
+        report: &mut RepairReport,
+    ) -> Result<Mapping, StateError> {
+        let identity = a.item.identity.clone();
+        let mut mapping = Mapping::between(
+            Side::A,
+            (a.href.clone(), a.etag.clone()),
+            (b.href.clone(), b.etag.clone()),
+            identity.clone(),
+            a.item.hash,
+        );
+        if a.item.hash == b.item.hash {
+            report.in_step += 1;
+            return Ok(mapping);
+        }
+        let (kept, why) = match scope.way {
+            Way::One(mode) => (mode.from(), "the authority's version"),
+            Way::Two(rules) => rules.winner(&a.item, &b.item),
+        };
+        let (winner, loser) = match kept {
+            Side::A => (&a, &b),
+            Side::B => (&b, &a),
+        };
+        let to = kept.other();
+        // Until it is written, the mapping holds what the overwritten side has.
+        mapping.hash = loser.item.hash;
+        if !winner.item.fit.is_inside() {
+            report.outside_window += 1;
+            return Ok(mapping);
+        }
+        let action = match self.cleared(scope, to, "update").await? {
+            Err(not) => not,
+            Ok(()) => {
+                let mut ours = winner.item.item.clone();
+                ours.set_uid(loser.item.item.uid());
+                let text = self.render(to, &ours);
+                match scope.stores[to as usize]
+                    .update(&loser.href, &loser.etag, &text)
+                    .await
+                {
+                    Ok(etag) => {
+                        match to {
+                            Side::A => mapping.a_etag = etag,
+                            Side::B => mapping.b_etag = etag,
+                        }
+                        mapping.hash = winner.item.hash;
+                        "updated".to_string()
+                    }
+                    Err(e) => format!("failed: {e}"),
+                }
+            }
+        };
+        let action = format!("{action} from the {} ({why})", role(kept));
+        report.found("drifted", to, &loser.href, &identity.to_string(), action);
+        Ok(mapping)
+    }
+
+    /// A meeting on one side only: missing on the other (created there), an orphan (its
+    /// counterpart is gone: deleted), or, one way, an extra in the written calendar.
+    async fn repair_lone(
+        &self,
+        scope: &Scope<'_>,
+        side: Side,
+        one: Copy,
+        report: &mut RepairReport,
+    ) -> Result<Option<Mapping>, StateError> {
+        let identity = one.item.identity.to_string();
+        // The state paired it with an item on the other side, and it is unchanged since.
+        let recorded = scope.mapped[side as usize].get(&one.href);
+        let orphan = recorded.is_some();
+        let class = match scope.way {
+            Way::One(mode) if side == mode.to() && orphan => "orphan",
+            Way::One(mode) if side == mode.to() => "extra",
+            Way::One(_) => "missing",
+            Way::Two(_) if recorded == Some(&one.item.hash) => "orphan",
+            Way::Two(_) => "missing",
+        };
+        let action = match class {
+            "orphan" => {
+                let why = format!("its {} counterpart is gone", role(side.other()));
+                self.remove(scope, side, &one, why).await?
+            }
+            // The old org's own items (its colleagues' invitations) are never deleted.
+            "extra" if side == Side::A => "kept (the old org's own item)".to_string(),
+            "extra" if self.extras() == Extras::Delete => {
+                self.remove(scope, side, &one, "extras = \"delete\"".into())
+                    .await?
+            }
+            "extra" => "kept (extras = \"keep\")".to_string(),
+            _ => {
+                let edited = matches!(scope.way, Way::Two(_)) && orphan;
+                return self.repair_missing(scope, side, one, edited, report).await;
+            }
+        };
+        report.found(class, side, &one.href, &identity, action);
+        Ok(None)
+    }
+
+    /// Creates the copy of `one` (on `side`) on the other side, window permitting. `edited`: the
+    /// state paired it with an item now gone, and it was edited since (an edit beats a delete).
+    async fn repair_missing(
+        &self,
+        scope: &Scope<'_>,
+        side: Side,
+        one: Copy,
+        edited: bool,
+        report: &mut RepairReport,
+    ) -> Result<Option<Mapping>, StateError> {
+        if !one.item.fit.is_inside() {
+            report.outside_window += 1;
+            return Ok(None);
+        }
+        let to = side.other();
+        let mut mapping = None;
+        let action = match self.cleared(scope, to, "create").await? {
+            Err(not) => not,
+            Ok(()) => {
+                let original = Original {
+                    href: &one.href,
+                    etag: &one.etag,
+                    item: &one.item,
+                };
+                match self.create(scope.pair, scope.dest(to), original).await? {
+                    Ok((m, _)) => {
+                        let done = format!("created {}", m.href(to));
+                        mapping = Some(m);
+                        done
+                    }
+                    Err(e) => format!("failed: {e}"),
+                }
+            }
+        };
+        let action = if edited {
+            format!(
+                "{action} (edited since its counterpart was deleted: an edit wins over a delete)"
+            )
+        } else {
+            action
+        };
+        let identity = one.item.identity.to_string();
+        report.found("missing", side, &one.href, &identity, action);
+        Ok(mapping)
+    }
+
+    /// Attendees of a meeting this pair's mailbox organises that are configured pairs too.
+    fn invited(&self, pair: &PairConfig, source: &Copy) -> Vec<(Href, IdentityKey, PairConfig)> {
+        let organiser = source
+            .item
+            .item
+            .organizer()
+            .map(crate::domain::identity::normalize_address);
+        let ours = organiser
+            .as_ref()
+            .and_then(|o| self.mailboxes.get(o))
+            .is_some_and(|p| p.id == pair.id);
+        if !ours {
+            return Vec::new();
+        }
+        source
+            .item
+            .item
+            .attendees()
+            .into_iter()
+            .filter_map(|a| self.mailboxes.get(&a).filter(|q| q.id != pair.id))
+            .map(|q| (source.href.clone(), source.item.identity.clone(), q.clone()))
+            .collect()
     }
 
     /// Exchange-style cross-calendar check: an attendee whose mailbox is a configured pair should
@@ -452,12 +530,14 @@ impl Engine {
             let has = match &seen[&key] {
                 Ok(ids) => ids.contains(&identity),
                 Err(e) => {
-                    report.findings.push(Finding {
-                        class: "attendee-missing",
-                        href: href.to_string(),
-                        identity: identity.to_string(),
-                        action: format!("failed: pair {}: {e}", q.id),
-                    });
+                    let action = format!("failed: pair {}: {e}", q.id);
+                    report.found(
+                        "attendee-missing",
+                        Side::A,
+                        &href,
+                        &identity.to_string(),
+                        action,
+                    );
                     continue;
                 }
             };
@@ -482,12 +562,13 @@ impl Engine {
                     ),
                 }
             };
-            report.findings.push(Finding {
-                class: "attendee-missing",
-                href: href.to_string(),
-                identity: identity.to_string(),
+            report.found(
+                "attendee-missing",
+                Side::A,
+                &href,
+                &identity.to_string(),
                 action,
-            });
+            );
         }
         Ok(())
     }
@@ -513,24 +594,40 @@ impl Engine {
             .collect())
     }
 
-    /// Deletes a target copy with `If-Match` (under a current lease); in a dry run only says so.
+    /// Whether `side` may be written now; else what to report instead (a dry run says what it
+    /// would do, a lost lease fails the write).
+    async fn cleared(
+        &self,
+        scope: &Scope<'_>,
+        side: Side,
+        would: &str,
+    ) -> Result<Result<(), String>, StateError> {
+        let Some(lease) = scope.leases[side as usize] else {
+            return Ok(Err(format!("would {would}")));
+        };
+        Ok(match self.fence(lease).await? {
+            Some(_) => Err("failed: the lease was taken over".to_string()),
+            None => Ok(()),
+        })
+    }
+
+    /// Deletes an item with `If-Match` (under a current lease); in a dry run only says so.
     async fn remove(
         &self,
-        tgt: &dyn crate::store::CalendarStore,
-        lease: Option<&crate::domain::lease::Lease>,
-        href: &Href,
-        etag: &Etag,
+        scope: &Scope<'_>,
+        side: Side,
+        item: &Copy,
         why: String,
     ) -> Result<String, StateError> {
-        let Some(l) = lease else {
-            return Ok(format!("would delete ({why})"));
-        };
-        if self.fence(l).await?.is_some() {
-            return Ok("failed: the lease was taken over".to_string());
-        }
-        Ok(match tgt.delete(href, etag).await {
-            Ok(()) => format!("deleted ({why})"),
-            Err(e) => format!("failed: {e}"),
+        Ok(match self.cleared(scope, side, "delete").await? {
+            Err(not) => format!("{not} ({why})"),
+            Ok(()) => match scope.stores[side as usize]
+                .delete(&item.href, &item.etag)
+                .await
+            {
+                Ok(()) => format!("deleted ({why})"),
+                Err(e) => format!("failed: {e}"),
+            },
         })
     }
 }

@@ -235,10 +235,12 @@ impl tower_service::Service<Request<String>> for Transport {
 /// What to do with one attempt's outcome.
 enum Verdict {
     Done(Response<Full<Bytes>>),
-    /// Worth another try after `wait` (if attempts remain); otherwise fail with `fault`.
+    /// Worth another try after `wait` while fewer than `tries` attempts were made; otherwise
+    /// fail with `fault`.
     Retry {
         wait: Duration,
         fault: HttpFault,
+        tries: u32,
     },
     Fail(HttpFault),
 }
@@ -290,6 +292,7 @@ impl Inner {
                             humantime::format_duration(self.settings.timeout)
                         ),
                     },
+                    tries: policy.attempts,
                 },
                 Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
                 Ok(Ok((head, bytes))) => {
@@ -304,8 +307,8 @@ impl Inner {
             }
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
-                Verdict::Retry { wait, fault }
-                    if attempt < policy.attempts && wait <= policy.max_wait =>
+                Verdict::Retry { wait, fault, tries }
+                    if attempt < tries && wait <= policy.max_wait =>
                 {
                     debug!(request = %what, attempt, wait_ms = wait.as_millis() as u64, reason = %fault.message, "retrying");
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +359,7 @@ fn classify_io(
     Verdict::Retry {
         wait: backoff(policy, attempt),
         fault,
+        tries: policy.attempts,
     }
 }
 
@@ -387,8 +391,9 @@ fn classify_status(
                 message: said(" (mailbox being moved)"),
             });
         }
-        // Some servers lock briefly around each write (Xandikos' repository lock): worth a few
-        // quick retries before the pair is paused as locked.
+        // Some servers lock briefly around each write (Xandikos' repository lock, which
+        // concurrent writes contend for): worth twice the usual retries before the pair is
+        // paused as locked.
         if status == StatusCode::LOCKED {
             return Verdict::Retry {
                 wait: retry_after.unwrap_or_else(|| backoff(policy, attempt)),
@@ -396,6 +401,7 @@ fn classify_status(
                     kind: ErrorKind::Moving { retry_after },
                     message: said(" (locked)"),
                 },
+                tries: policy.attempts.saturating_mul(2),
             };
         }
     }
@@ -411,6 +417,7 @@ fn classify_status(
                     kind: ErrorKind::Throttled { retry_after },
                     message: said(" (throttled)"),
                 },
+                tries: policy.attempts,
             }
         }
         StatusCode::SERVICE_UNAVAILABLE if retry_after.is_some() => {
@@ -424,6 +431,7 @@ fn classify_status(
                     kind: ErrorKind::Moving { retry_after },
                     message: said(" (unavailable)"),
                 },
+                tries: policy.attempts,
             }
         }
         // 501/505 say "never", not "not now".
@@ -437,6 +445,7 @@ fn classify_status(
                     kind: ErrorKind::Transient,
                     message: said(""),
                 },
+                tries: policy.attempts,
             }
         }
         _ => Verdict::Done(Response::from_parts(head, Full::new(body))),

@@ -135,8 +135,8 @@ async fn locked_and_moving_mailboxes_map_to_moving() {
     assert_eq!(e.kind, ErrorKind::Moving { retry_after: None }, "{e}");
     assert_eq!(
         mock.requests().len(),
-        4,
-        "a brief lock is retried a few times"
+        8,
+        "a brief lock is retried twice as often as other faults"
     );
 
     let mock =

@@ -346,3 +346,233 @@ fn attendees_that_are_pairs_get_the_meeting_from_their_own_source() {
     );
     assert_eq!(out.status.code(), Some(0), "{listed}");
 }
+
+/// The file in `dir` holding the item with `uid`.
+fn named(dir: &std::path::Path, uid: &str) -> std::path::PathBuf {
+    let name = Setup::files(dir)
+        .into_iter()
+        .find(|(_, body)| body.contains(&format!("UID:{uid}\r\n")))
+        .unwrap_or_else(|| panic!("no item {uid} in {}", dir.display()))
+        .0;
+    dir.join(name)
+}
+
+fn append(config: &std::path::Path, extra: &str) {
+    let mut toml = std::fs::read_to_string(config).unwrap();
+    toml.push_str(extra);
+    std::fs::write(config, toml).unwrap();
+}
+
+/// A meeting as the new org spells it: every address in new.example.
+fn new_org(uid: &str, summary: &str) -> String {
+    event(uid, summary, Some("jane@new.example")).replace("@old.example", "@new.example")
+}
+
+/// A pass after a repair has nothing to do.
+fn quiet_sync(s: &Setup) {
+    let sync = s.run(&["sync", "--json"]);
+    assert_eq!(sync.status.code(), Some(0), "{}", text(&sync));
+    let p = &json(&sync)["pairs"][0];
+    assert_eq!(
+        (
+            p["created"].as_u64(),
+            p["updated"].as_u64(),
+            p["deleted"].as_u64(),
+            p["adopted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_two_way_pair_is_repaired_both_ways() {
+    let s = Setup::new(&["alice"]);
+    append(&s.config, "\n[sync]\ndirection = \"two-way\"\n");
+    for uid in ["keep", "gone", "edited", "both", "dup"] {
+        s.put(
+            "alice",
+            &format!("{uid}.ics"),
+            &event(uid, "Original", Some("jane@old.example")),
+        );
+    }
+    assert_eq!(s.run(&["sync"]).status.code(), Some(0));
+    let (old, new) = (s.source("alice"), s.target("alice"));
+    // Deleted in the old org: the new org's unchanged copy is an orphan.
+    std::fs::remove_file(old.join("gone.ics")).unwrap();
+    // Deleted in the old org but edited in the new: the edit wins.
+    std::fs::remove_file(old.join("edited.ics")).unwrap();
+    let edited = new_org("edited", "Edited in the new org");
+    std::fs::write(named(&new, "edited"), edited).unwrap();
+    // Edited on both sides: the authority (the source, not cut over) wins.
+    s.put("alice", "both.ics", &event("both", "Old side", None));
+    std::fs::write(named(&new, "both"), event("both", "New side", None)).unwrap();
+    // A second item of one meeting in the new org.
+    let dup = new_org("dup", "Original");
+    std::fs::write(new.join("dup-copy.ics"), dup).unwrap();
+    // On one side only, never synced.
+    s.put("alice", "fresh-old.ics", &event("fresh-old", "Old", None));
+    let fresh = new_org("fresh-new", "New");
+    std::fs::write(new.join("fresh-new.ics"), fresh).unwrap();
+    let before = (Setup::files(&old), Setup::files(&new));
+
+    let dry = s.run(&["repair", "--dry-run", "--json"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let would = [
+        ("drifted", "would"),
+        ("duplicate", "would"),
+        ("missing", "would"),
+        ("missing", "would"),
+        ("missing", "would"),
+        ("orphan", "would"),
+    ];
+    assert_eq!(findings(&json(&dry)), classes(&would), "{}", text(&dry));
+    assert_eq!(
+        (Setup::files(&old), Setup::files(&new)),
+        before,
+        "a dry run changes nothing"
+    );
+
+    let out = s.run(&["repair", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = json(&out);
+    let done = [
+        ("drifted", "updated"),
+        ("duplicate", "deleted"),
+        ("missing", "created"),
+        ("missing", "created"),
+        ("missing", "created"),
+        ("orphan", "deleted"),
+    ];
+    assert_eq!(findings(&v), classes(&done), "{v}");
+    let lines = v[0]["findings"].as_array().unwrap();
+    let finding = |class: &str, href: &str| {
+        lines
+            .iter()
+            .find(|f| f["class"] == class && f["href"].as_str().unwrap().ends_with(href))
+            .unwrap_or_else(|| panic!("no {class} {href}: {v}"))
+    };
+    assert_eq!(finding("orphan", "gone.ics")["side"], "target");
+    assert_eq!(finding("missing", "fresh-new.ics")["side"], "target");
+    assert_eq!(finding("missing", "fresh-old.ics")["side"], "source");
+    assert!(
+        finding("missing", "edited.ics")["action"]
+            .as_str()
+            .unwrap()
+            .contains("an edit wins over a delete"),
+        "{v}"
+    );
+    let drifted = finding("drifted", "both.ics");
+    assert_eq!(
+        drifted["side"], "target",
+        "the new org's version was set aside"
+    );
+    assert!(
+        drifted["action"]
+            .as_str()
+            .unwrap()
+            .contains("from the source"),
+        "{v}"
+    );
+
+    let (old_now, new_now) = (Setup::files(&old), Setup::files(&new));
+    for side in [&old_now, &new_now] {
+        let uids: Vec<&str> = side
+            .values()
+            .map(|b| {
+                b.split("UID:")
+                    .nth(1)
+                    .unwrap()
+                    .split("\r\n")
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        let mut sorted = uids.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["both", "dup", "edited", "fresh-new", "fresh-old", "keep"],
+            "one item per meeting on each side: {side:?}"
+        );
+    }
+    let read = |dir: &std::path::Path, uid| std::fs::read_to_string(named(dir, uid)).unwrap();
+    assert!(read(&new, "both").contains("SUMMARY:Old side"));
+    let edited_back = read(&old, "edited");
+    assert!(edited_back.contains("SUMMARY:Edited in the new org"));
+    // Written to the old org with its own addresses.
+    assert!(edited_back.contains("jane@old.example"), "{edited_back}");
+    assert!(read(&old, "fresh-new").contains("jane@old.example"));
+    assert!(read(&new, "fresh-old").contains("SUMMARY:Old"));
+
+    quiet_sync(&s);
+    let again = json(&s.run(&["repair", "--json"]));
+    assert_eq!(findings(&again), classes(&[]), "{again}");
+}
+
+#[test]
+fn a_cut_over_pair_is_repaired_from_the_target() {
+    let s = Setup::new(&["alice"]);
+    for uid in ["keep", "gone", "drift"] {
+        s.put(
+            "alice",
+            &format!("{uid}.ics"),
+            &event(uid, "Original", None),
+        );
+    }
+    assert_eq!(s.run(&["sync"]).status.code(), Some(0));
+    let cut = s.run(&["cutover", "--pair", "alice"]);
+    assert_eq!(cut.status.code(), Some(0), "{}", text(&cut));
+    let (old, new) = (s.source("alice"), s.target("alice"));
+    // The new mailbox is the truth now: its delete and its version count.
+    std::fs::remove_file(named(&new, "gone")).unwrap();
+    s.put(
+        "alice",
+        "drift.ics",
+        &event("drift", "Edited in the old org", None),
+    );
+    let fresh = new_org("fresh", "Booked in the new org");
+    std::fs::write(new.join("fresh.ics"), fresh).unwrap();
+    // A colleague's invitation in the old mailbox that never came from the new one.
+    s.put("alice", "own.ics", &event("own", "Old org only", None));
+
+    let dry = json(&s.run(&["repair", "--dry-run", "--json"]));
+    let would = [
+        ("drifted", "would"),
+        ("extra", "kept"),
+        ("missing", "would"),
+        ("orphan", "would"),
+    ];
+    assert_eq!(findings(&dry), classes(&would), "{dry}");
+
+    let out = s.run(&["repair", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = json(&out);
+    let done = [
+        ("drifted", "updated"),
+        ("extra", "kept"),
+        ("missing", "created"),
+        ("orphan", "deleted"),
+    ];
+    assert_eq!(findings(&v), classes(&done), "{v}");
+    for f in v[0]["findings"].as_array().unwrap() {
+        let side = if f["class"] == "missing" {
+            "target"
+        } else {
+            "source"
+        };
+        assert_eq!(f["side"], side, "{f}");
+    }
+    assert!(!old.join("gone.ics").exists());
+    assert!(old.join("own.ics").exists(), "the old org's own item stays");
+    let drift = std::fs::read_to_string(old.join("drift.ics")).unwrap();
+    assert!(drift.contains("SUMMARY:Original"), "{drift}");
+    let copied = std::fs::read_to_string(named(&old, "fresh")).unwrap();
+    assert!(copied.contains("jane@old.example"), "{copied}");
+    assert_eq!(
+        Setup::files(&new).len(),
+        3,
+        "the target is only read: keep, drift, fresh"
+    );
+    quiet_sync(&s);
+}

@@ -4,7 +4,6 @@
 
 use crate::common;
 
-
 use tandem::domain::item::{Item, Rewriter};
 
 const MEETING: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Old Org//EN\r\n\

@@ -672,10 +672,19 @@ async fn a_duplicate_on_either_side_is_reported_and_dedupe_settles_it() {
     );
     assert_eq!(orgs.meetings(A).await["m"].len(), 1);
     orgs.quiet();
-    // Repair is one way: a two-way pair is pointed to resync.
+    // Repair works both ways on a two-way pair: a duplicate in the old calendar goes too.
+    orgs.put(A, "m-again.ics", &meeting(&goid, "old.example", "M", 1))
+        .await;
     let (out, text) = orgs.run(&["repair", "--pair", "alice"]);
-    assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("tandem resync --pair alice"), "{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("duplicate ")
+            && text.contains("m-again.ics")
+            && text.contains(": deleted (kept "),
+        "{text}"
+    );
+    assert_eq!(orgs.meetings(A).await["m"].len(), 1);
+    orgs.quiet();
     let (out, text) = orgs.run(&["resync", "--pair", "alice"]);
     assert!(out.status.success(), "{text}");
 }
