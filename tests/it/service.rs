@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::dav::{self, DavServer};
-use common::{Setup, event, text};
+use common::{Setup, event, spawn_run, stop, text};
 use tandem::config::PairConfig;
 use tandem::domain::error::ErrorKind;
 use tandem::domain::item::Rewriter;
@@ -28,52 +28,6 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 fn online() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn spawn_run(config: &std::path::Path) -> Child {
-    // Tests run side by side: each service takes a port of its own.
-    let toml = std::fs::read_to_string(config).unwrap();
-    if !toml.contains("[http]") {
-        std::fs::write(
-            config,
-            format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n"),
-        )
-        .unwrap();
-    }
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("-c")
-        .arg(config)
-        .args(["-v", "run"])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tandem run")
-}
-
-/// Sends SIGTERM and waits (bounded, so a hang fails the test instead of stalling it).
-fn stop(child: &mut Child) -> (std::process::ExitStatus, String) {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status, err);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tandem run did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `(thread name, allowed CPUs)` of every thread of process `pid`.

@@ -580,6 +580,111 @@ async fn a_one_way_pair_cut_over_mirrors_the_new_mailbox_into_the_old() {
     orgs.quiet();
 }
 
+/// Waits (bounded) until `side`'s meetings satisfy `ok`; returns them.
+async fn settle(
+    orgs: &Orgs,
+    side: usize,
+    run: &mut std::process::Child,
+    what: &str,
+    ok: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> BTreeMap<String, Vec<String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let m = orgs.meetings(side).await;
+        if ok(&m) {
+            return m;
+        }
+        assert!(run.try_wait().unwrap().is_none(), "tandem run exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: side {side} holds {m:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_while_the_service_runs_flips_the_direction_and_loses_nothing() {
+    let orgs = Orgs::new("[sync]\ninterval = \"1s\"\n");
+    for n in 1..=3 {
+        let uid = format!("m{n}");
+        let body = meeting(&uid, "old.example", &format!("M{n}"), 0);
+        orgs.put(A, &format!("{uid}.ics"), &body).await;
+    }
+    let mut run = common::spawn_run(&orgs.config);
+    settle(&orgs, B, &mut run, "the first sync", |b| b.len() == 3).await;
+
+    // The switch, while passes run: `cutover` takes both leases between two passes ("try
+    // again", exit 3, while one holds them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (out, text) = orgs.run(&["cutover", "--pair", "alice"]);
+        if out.status.success() {
+            break;
+        }
+        assert_eq!(out.status.code(), Some(3), "{text}");
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status: Value = serde_json::from_slice(&orgs.run(&["status", "--json"]).0.stdout).unwrap();
+    assert_eq!(status["pairs"][0]["authority"], "target", "{status}");
+
+    // The new mailbox is the truth from now on.
+    let booked = meeting("n1", "new.example", "Booked in the new org", 0);
+    orgs.put(B, "n1.ics", &booked).await;
+    let moved = meeting("m1", "new.example", "M1 moved in the new org", 1);
+    orgs.edit(B, "m1", &moved).await;
+    orgs.remove(B, "m3").await;
+    let drift = meeting("m2", "old.example", "M2 edited in the old org", 1);
+    orgs.edit(A, "m2", &drift).await;
+    orgs.put(
+        A,
+        "invite.ics",
+        &meeting("invite", "old.example", "From a colleague", 0),
+    )
+    .await;
+    let a = settle(&orgs, A, &mut run, "the mirror of the new mailbox", |a| {
+        a.get("n1").is_some_and(|s| s == &["Booked in the new org"])
+            && a.get("m1")
+                .is_some_and(|s| s == &["M1 moved in the new org"])
+            && a.get("m2").is_some_and(|s| s == &["M2"])
+            && !a.contains_key("m3")
+    })
+    .await;
+    assert_eq!(
+        a["invite"],
+        ["From a colleague"],
+        "the old side's own item stays"
+    );
+    let (status, log) = common::stop(&mut run);
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains(PASSWORD));
+
+    let a = orgs.meetings(A).await;
+    let b = orgs.meetings(B).await;
+    for side in [&a, &b] {
+        assert!(side.values().all(|s| s.len() == 1), "a duplicate: {side:?}");
+    }
+    let mut mirrored: Vec<&String> = a.keys().filter(|k| *k != "invite").collect();
+    mirrored.sort();
+    assert_eq!(
+        mirrored,
+        b.keys().collect::<Vec<_>>(),
+        "nothing lost either way"
+    );
+    assert!(
+        !b.contains_key("invite"),
+        "one way: nothing goes back to the new org"
+    );
+    let n1 = orgs.find(A, "n1").await.2;
+    assert_eq!(
+        addresses_by_reference(&[n1.clone()])[0],
+        addresses("old.example"),
+        "{n1}"
+    );
+    orgs.quiet();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_moments_a_two_way_pass_converges_without_duplicates() {
     const N: usize = 120;

@@ -8,7 +8,8 @@ pub mod mock;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs the `tandem` binary with `args` and the config `config`.
 pub fn tandem(config: &Path, args: &[&str]) -> Output {
@@ -93,5 +94,52 @@ impl Setup {
 
     pub fn run(&self, args: &[&str]) -> Output {
         tandem(&self.config, args)
+    }
+}
+
+/// `tandem -v run` with the config, on a port of its own.
+pub fn spawn_run(config: &std::path::Path) -> Child {
+    // Tests run side by side: each service takes a port of its own.
+    let toml = std::fs::read_to_string(config).unwrap();
+    if !toml.contains("[http]") {
+        std::fs::write(
+            config,
+            format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+        )
+        .unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(config)
+        .args(["-v", "run"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tandem run")
+}
+
+/// Sends SIGTERM and waits (bounded, so a hang fails the test instead of stalling it).
+pub fn stop(child: &mut Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tandem run did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
