@@ -147,7 +147,6 @@ impl Engine {
         if !dry_run {
             self.state.ensure_pair(pair).await?;
         }
-        let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
         // Under the leases of the calendars the pair writes, renewed while the repair runs (a
         // large calendar takes longer than one ttl).
         let written: Vec<String> = way
@@ -166,6 +165,9 @@ impl Engine {
                         let name = pair.calendar(side).to_string();
                         leases.iter().find(|l| l.calendar == name)
                     };
+                    // What the state believes, read under the leases: tells an orphan from an
+                    // extra or a new item, and prefers the mapped copy of a duplicate.
+                    let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
                     let scope = Scope {
                         pair,
                         way,
@@ -256,7 +258,7 @@ impl Engine {
             let hrefs: Vec<Href> = store.list(cal).await?.into_iter().map(|v| v.href).collect();
             fetch_all(store, cal, &hrefs).await
         };
-        let items = read.await.map_err(|e| {
+        let mut items = read.await.map_err(|e| {
             format!(
                 "{} calendar {} ({}): {e}",
                 role(side),
@@ -267,7 +269,6 @@ impl Engine {
         let now = self.now();
         let mut grouped = Grouped::new();
         let mut skipped = Vec::new();
-        let mut items = items;
         items.sort_by(|x, y| x.0.cmp(&y.0));
         for (href, got) in items {
             let (etag, item) = match got {
@@ -373,7 +374,9 @@ impl Engine {
             report.outside_window += 1;
             return Ok(mapping);
         }
+        let from = format!("from the {} ({why})", role(kept));
         let action = match self.cleared(scope, to, "update").await? {
+            Err(would) if would.starts_with("would") => format!("{would} {from}"),
             Err(not) => not,
             Ok(()) => {
                 let mut ours = winner.item.item.clone();
@@ -389,13 +392,12 @@ impl Engine {
                             Side::B => mapping.b_etag = etag,
                         }
                         mapping.hash = winner.item.hash;
-                        "updated".to_string()
+                        format!("updated {from}")
                     }
                     Err(e) => format!("failed: {e}"),
                 }
             }
         };
-        let action = format!("{action} from the {} ({why})", role(kept));
         report.found("drifted", to, &loser.href, &identity.to_string(), action);
         Ok(mapping)
     }
@@ -410,13 +412,14 @@ impl Engine {
         report: &mut RepairReport,
     ) -> Result<Option<Mapping>, StateError> {
         let identity = one.item.identity.to_string();
-        // The state paired it with an item on the other side, and it is unchanged since.
+        // What the state recorded for it when it was paired with an item on the other side.
         let recorded = scope.mapped[side as usize].get(&one.href);
-        let orphan = recorded.is_some();
+        let paired = recorded.is_some();
         let class = match scope.way {
-            Way::One(mode) if side == mode.to() && orphan => "orphan",
+            Way::One(mode) if side == mode.to() && paired => "orphan",
             Way::One(mode) if side == mode.to() => "extra",
             Way::One(_) => "missing",
+            // Two ways, only an unchanged one: an edit wins over a delete.
             Way::Two(_) if recorded == Some(&one.item.hash) => "orphan",
             Way::Two(_) => "missing",
         };
@@ -433,7 +436,7 @@ impl Engine {
             }
             "extra" => "kept (extras = \"keep\")".to_string(),
             _ => {
-                let edited = matches!(scope.way, Way::Two(_)) && orphan;
+                let edited = matches!(scope.way, Way::Two(_)) && paired;
                 return self.repair_missing(scope, side, one, edited, report).await;
             }
         };
