@@ -397,7 +397,7 @@ async fn both_orgs_live_changes_flow_both_ways_and_cutover_flips_the_authority()
     // The winner, written back to the old org, carries old-org addresses.
     let back = orgs.find(A, "old-1").await.2;
     assert_eq!(
-        addresses_by_reference(&[back.clone()])[0],
+        addresses_by_reference(std::slice::from_ref(&back))[0],
         addresses("old.example"),
         "{back}"
     );
@@ -561,7 +561,7 @@ async fn a_one_way_pair_cut_over_mirrors_the_new_mailbox_into_the_old() {
     );
     let own = orgs.find(A, "own").await.2;
     assert_eq!(
-        addresses_by_reference(&[own.clone()])[0],
+        addresses_by_reference(std::slice::from_ref(&own))[0],
         addresses("old.example"),
         "{own}"
     );
@@ -678,7 +678,7 @@ async fn a_cutover_while_the_service_runs_flips_the_direction_and_loses_nothing(
     );
     let n1 = orgs.find(A, "n1").await.2;
     assert_eq!(
-        addresses_by_reference(&[n1.clone()])[0],
+        addresses_by_reference(std::slice::from_ref(&n1))[0],
         addresses("old.example"),
         "{n1}"
     );
