@@ -29,7 +29,7 @@ pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
         dir.display()
     );
     let config = Config::load(&dir.join("tandem.toml"))?;
-    let state = State::open(&config.state.path).await?;
+    let state = State::connect(&config.state).await?;
     let engine = Arc::new(Engine::new(&config, state.clone()));
     let parallel = config.agents.count.max(1);
 

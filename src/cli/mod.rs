@@ -253,7 +253,7 @@ impl From<crate::state::StateError> for Failure {
 /// Opens the state of `config`. Refuses (exit 2) when a cut-over pair would write back to the
 /// old org and the rewrite has no way back (the config changed after the cutover).
 pub(crate) async fn open_state(config: &Config) -> Result<State, Failure> {
-    let state = State::open(&config.state.path).await?;
+    let state = State::connect(&config.state).await?;
     if let Err(e) = config.rewrite.inverse() {
         let cut = state.cutovers().await?;
         let mut ids: Vec<&str> = config
@@ -404,7 +404,7 @@ pub fn describe_config(c: &Config) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(o, "config {}: OK", c.file.display());
-    let _ = writeln!(o, "state    {}", c.state.path.display());
+    let _ = writeln!(o, "state    {}", c.state.describe());
     let window = |d: Option<std::time::Duration>| {
         d.map_or("unlimited".to_string(), |d| {
             humantime::format_duration(d).to_string()

@@ -130,7 +130,7 @@ struct AgentRow {
 /// `tandem agents`: agent → processor → pairs (items), and the idle-processor warning.
 pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let items: HashMap<String, i64> = if config.state.path.exists() {
+    let items: HashMap<String, i64> = if config.state.file().is_none_or(Path::exists) {
         let state = super::open_state(&config).await?;
         let counts = state.item_counts().await?;
         state.close().await;

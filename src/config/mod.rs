@@ -63,9 +63,33 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone)]
-pub struct StateConfig {
-    /// The SQLite database file.
-    pub path: PathBuf,
+pub enum StateConfig {
+    /// One machine: a SQLite database file.
+    Sqlite { path: PathBuf },
+    /// Several nodes: a PostgreSQL database. `url` carries no password; `password` says where
+    /// it is read from.
+    Postgres {
+        url: String,
+        password: Option<PasswordSource>,
+    },
+}
+
+impl StateConfig {
+    /// The database file, for SQLite.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            StateConfig::Sqlite { path } => Some(path),
+            StateConfig::Postgres { .. } => None,
+        }
+    }
+
+    /// Where the state is, as shown to an operator (never with a password).
+    pub fn describe(&self) -> String {
+        match self {
+            StateConfig::Sqlite { path } => path.display().to_string(),
+            StateConfig::Postgres { url, .. } => url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +240,20 @@ pub enum PasswordSource {
     File(PathBuf),
 }
 
+impl PasswordSource {
+    /// Reads the password (a file's trailing newline dropped).
+    pub fn read(&self) -> Result<secrecy::SecretString, String> {
+        match self {
+            PasswordSource::Env(var) => std::env::var(var)
+                .map(secrecy::SecretString::from)
+                .map_err(|_| format!("environment variable {var} (password_env) is not set")),
+            PasswordSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| secrecy::SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| format!("reading password_file {}: {e}", path.display())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RewriteConfig {
     pub domains: BTreeMap<String, String>,
@@ -307,6 +345,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawState {
     url: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -598,6 +638,32 @@ impl Validator {
 
     fn state(&mut self, raw: RawState, base: &Path) -> StateConfig {
         let url = raw.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if authority
+                .split('@')
+                .next()
+                .is_some_and(|user| user.contains(':'))
+                && authority.contains('@')
+            {
+                self.issue(
+                    "state.url",
+                    "must not carry a password; use state.password_env or state.password_file",
+                );
+            }
+            let password = self.password("state", raw.password_env, raw.password_file, base);
+            return StateConfig::Postgres {
+                url: url.to_string(),
+                password,
+            };
+        }
+        if raw.password_env.is_some() || raw.password_file.is_some() {
+            self.issue(
+                "state.password_env",
+                "a SQLite state file takes no password",
+            );
+        }
         let path = match url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -606,12 +672,15 @@ impl Validator {
             _ => {
                 self.issue(
                     "state.url",
-                    format!("{url:?} is not a SQLite file URL like \"sqlite://tandem.db\""),
+                    format!(
+                        "{url:?} is neither a SQLite file URL like \"sqlite://tandem.db\" nor a \
+                         PostgreSQL URL like \"postgres://tandem@db.example:5432/tandem\""
+                    ),
                 );
                 base.join("tandem.db")
             }
         };
-        StateConfig { path }
+        StateConfig::Sqlite { path }
     }
 
     fn sync(&mut self, raw: RawSync) -> SyncConfig {
@@ -806,28 +875,12 @@ impl Validator {
                     return None;
                 }
                 let password_given = raw.password_env.is_some() || raw.password_file.is_some();
-                let password = match (raw.password_env, raw.password_file) {
-                    (Some(_), Some(_)) => {
-                        self.issue(
-                            key("password_env"),
-                            "give either password_env or password_file, not both",
-                        );
-                        None
-                    }
-                    (Some(var), None) => {
-                        if std::env::var_os(&var).is_none() {
-                            self.issue(
-                                key("password_env"),
-                                format!("environment variable {var} is not set"),
-                            );
-                        }
-                        Some(PasswordSource::Env(var))
-                    }
-                    (None, Some(file)) => self
-                        .existing_file(&key("password_file"), base, &file)
-                        .map(PasswordSource::File),
-                    (None, None) => None,
-                };
+                let password = self.password(
+                    &format!("servers.{name}"),
+                    raw.password_env,
+                    raw.password_file,
+                    base,
+                );
                 if raw.username.is_some() && !password_given {
                     self.issue(
                         key("password_env"),
@@ -855,6 +908,39 @@ impl Validator {
             max_concurrency: conc,
             timeout,
         })
+    }
+
+    /// Where a password comes from: `password_env` or `password_file` under `section`, not both.
+    fn password(
+        &mut self,
+        section: &str,
+        env: Option<String>,
+        file: Option<String>,
+        base: &Path,
+    ) -> Option<PasswordSource> {
+        let key = |k: &str| format!("{section}.{k}");
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.issue(
+                    key("password_env"),
+                    "give either password_env or password_file, not both",
+                );
+                None
+            }
+            (Some(var), None) => {
+                if std::env::var_os(&var).is_none() {
+                    self.issue(
+                        key("password_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                }
+                Some(PasswordSource::Env(var))
+            }
+            (None, Some(file)) => self
+                .existing_file(&key("password_file"), base, &file)
+                .map(PasswordSource::File),
+            (None, None) => None,
+        }
     }
 
     fn rewrite(&mut self, raw: RawRewrite, base: &Path) -> RewriteConfig {

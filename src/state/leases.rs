@@ -205,7 +205,7 @@ impl State {
     }
 }
 
-fn read_lease(r: &super::backend::DbRow) -> Lease {
+fn read_lease(r: &super::DbRow) -> Lease {
     Lease {
         calendar: r.get(0),
         holder: r.get(1),

@@ -9,10 +9,8 @@
 mod leases;
 mod observe;
 mod pairs;
+mod postgres;
 mod sqlite;
-
-// The one backend so far; SQL elsewhere in this module is written for what backends share.
-use sqlite as backend;
 
 pub use observe::{PairRow, PassView, ServerRow};
 
@@ -23,9 +21,14 @@ use std::sync::Arc;
 
 use sqlx::Row;
 
-use backend::{DbRow, Pool, Tx};
+/// The statements run through sqlx's runtime-chosen driver: one code path for both backends,
+/// whose values are the integers, text and booleans both read alike.
+pub(crate) type Pool = sqlx::AnyPool;
+pub(crate) type DbRow = sqlx::any::AnyRow;
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+type Failure = (&'static str, Box<dyn std::error::Error + Send + Sync>);
 
-use crate::config::PairConfig;
+use crate::config::{PairConfig, StateConfig};
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Remembered, Side};
 use crate::domain::run::{Outcome, PairStatus, RunCounts, RunKind, RunStatus};
@@ -33,7 +36,15 @@ use crate::domain::time::HOUR_MS;
 use crate::domain::time::now_ms;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
-pub use backend::MIGRATOR;
+pub use postgres::MIGRATOR as POSTGRES_MIGRATOR;
+pub use sqlite::MIGRATOR as SQLITE_MIGRATOR;
+
+/// Which database holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {what}: {source}")]
@@ -66,48 +77,94 @@ pub(crate) fn run_status(r: &DbRow, at: usize) -> Option<RunStatus> {
 #[derive(Clone)]
 pub struct State {
     pub(crate) pool: Pool,
-    path: PathBuf,
-    /// Writers of this process take turns here, so concurrent writes of one pass never meet on
-    /// SQLite's lock (whose busy handler sleeps); other processes still queue on the busy timeout.
-    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
+    backend: Backend,
+    /// Where the state is, as errors name it (a file, or a URL without password).
+    place: String,
+    path: Option<PathBuf>,
+    /// SQLite: writers of this process take turns here, so concurrent writes of one pass never
+    /// meet on SQLite's lock (whose busy handler sleeps); other processes still queue on the
+    /// busy timeout. PostgreSQL's row locks need no turns.
+    pub(crate) writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Passes kept in the run history per pair.
 pub const RUNS_KEPT: i64 = 50;
 impl State {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the SQLite database at `path`.
     pub async fn open(path: &Path) -> StateResult<State> {
+        let place = path.display().to_string();
         let err = |what, e: Box<dyn std::error::Error + Send + Sync>| StateError {
-            path: path.display().to_string(),
+            path: place.clone(),
             what,
             source: e,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err("creating its folder", e.into()))?;
         }
-        let pool = backend::connect(path)
+        let pool = sqlite::connect(path)
             .await
             .map_err(|(what, e)| err(what, e))?;
         Ok(State {
             pool,
-            path: path.to_path_buf(),
-            writer: Arc::default(),
+            backend: Backend::Sqlite,
+            place: place.clone(),
+            path: Some(path.to_path_buf()),
+            writer: Some(Arc::default()),
         })
+    }
+
+    /// Connects to (and migrates) the state the config names.
+    pub async fn connect(config: &StateConfig) -> StateResult<State> {
+        match config {
+            StateConfig::Sqlite { path } => State::open(path).await,
+            StateConfig::Postgres { url, password } => {
+                let err = |what, e: Box<dyn std::error::Error + Send + Sync>| StateError {
+                    path: url.clone(),
+                    what,
+                    source: e,
+                };
+                let password = match password {
+                    Some(source) => Some(source.read().map_err(|e| err("its password", e.into()))?),
+                    None => None,
+                };
+                let pool = postgres::connect(url, password.as_ref())
+                    .await
+                    .map_err(|(what, e)| err(what, e))?;
+                Ok(State {
+                    pool,
+                    backend: Backend::Postgres,
+                    place: url.clone(),
+                    path: None,
+                    writer: None,
+                })
+            }
+        }
     }
 
     /// Waits for this process's turn to write (SQLite takes one writer at a time; a turn per
     /// process keeps a pass's concurrent writes off its busy handler, which sleeps).
-    pub(crate) async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writer.lock().await
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        }
     }
 
-    /// A write transaction, begun as the backend needs (see [`backend::write_tx`]).
+    /// A write transaction, begun as the backend needs.
     pub(crate) async fn write_tx(&self) -> Result<Tx, sqlx::Error> {
-        backend::write_tx(&self.pool).await
+        match self.backend {
+            Backend::Sqlite => sqlite::write_tx(&self.pool).await,
+            Backend::Postgres => postgres::write_tx(&self.pool).await,
+        }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database file, for SQLite.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// A stored row that does not read back (a malformed href, ...).
@@ -117,7 +174,7 @@ impl State {
         e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> StateError {
         StateError {
-            path: self.path.display().to_string(),
+            path: self.place.clone(),
             what,
             source: e.into(),
         }
@@ -125,7 +182,7 @@ impl State {
 
     pub(crate) fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
         move |e| StateError {
-            path: self.path.display().to_string(),
+            path: self.place.clone(),
             what,
             source: e.into(),
         }
@@ -295,7 +352,7 @@ impl State {
 
     fn row_to_mapping(&self, r: &DbRow) -> StateResult<Mapping> {
         let bad = |what: String| StateError {
-            path: self.path.display().to_string(),
+            path: self.place.clone(),
             what: "reading mappings",
             source: what.into(),
         };
@@ -436,7 +493,7 @@ impl State {
         rows.iter()
             .map(|r| {
                 let bad = |e: String| StateError {
-                    path: self.path.display().to_string(),
+                    path: self.place.clone(),
                     what: "reading pending creates",
                     source: e.into(),
                 };
@@ -495,8 +552,8 @@ impl State {
     ) -> StateResult<Vec<Remembered>> {
         let what = "reading items outside the window";
         let rows = sqlx::query(
-            "SELECT side, href, etag, (enters_at <= $1 OR window <> $2) AS due FROM outside_window \
-             WHERE pair_id = $3 AND ($4 OR enters_at <= $1 OR window <> $2)",
+            "SELECT side, href, etag, CASE WHEN enters_at <= $1 OR \"window\" <> $2 THEN 1 ELSE 0 END \
+             FROM outside_window WHERE pair_id = $3 AND ($4 OR enters_at <= $1 OR \"window\" <> $2)",
         )
         .bind(now)
         .bind(window)
@@ -508,7 +565,7 @@ impl State {
         rows.into_iter()
             .map(|r| {
                 let bad = |e: String| StateError {
-                    path: self.path.display().to_string(),
+                    path: self.place.clone(),
                     what,
                     source: e.into(),
                 };
@@ -516,7 +573,7 @@ impl State {
                     side: Side::parse(r.get::<&str, _>(0)).ok_or_else(|| bad("no side".into()))?,
                     href: Href::new(r.get::<&str, _>(1)).map_err(bad)?,
                     etag: Etag::new(r.get::<&str, _>(2)),
-                    due: r.get::<Option<bool>, _>(3).unwrap_or(false),
+                    due: r.get::<i64, _>(3) == 1,
                 })
             })
             .collect()
@@ -573,10 +630,10 @@ impl State {
             .map_err(self.err(what))?;
         for o in put {
             sqlx::query(
-                "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, identity_uid, enters_at, window) \
+                "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, identity_uid, enters_at, \"window\") \
                  VALUES ($1, $8, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
-                 enters_at = excluded.enters_at, window = excluded.window",
+                 enters_at = excluded.enters_at, \"window\" = excluded.\"window\"",
             )
             .bind(pair.as_str())
             .bind(o.href.as_str())
@@ -607,7 +664,7 @@ impl State {
         rows.into_iter()
             .map(|r| {
                 let href = Href::new(r.get::<&str, _>(0)).map_err(|e| StateError {
-                    path: self.path.display().to_string(),
+                    path: self.place.clone(),
                     what: "reading target index",
                     source: e.into(),
                 })?;

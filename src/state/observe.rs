@@ -52,7 +52,8 @@ impl State {
              FROM pairs p \
              LEFT JOIN runs r ON r.id = \
                (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, id DESC LIMIT 1) \
-             LEFT JOIN (SELECT pair_id, SUM(requests) AS requests, SUM(failed_requests) AS failed \
+             LEFT JOIN (SELECT pair_id, CAST(SUM(requests) AS BIGINT) AS requests, \
+               CAST(SUM(failed_requests) AS BIGINT) AS failed \
                FROM runs WHERE started_at >= $1 GROUP BY pair_id) h ON h.pair_id = p.id",
         )
         .bind(since)
@@ -126,8 +127,9 @@ impl State {
         for (server, d) in deltas {
             sqlx::query(
                 "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (server, minute) DO UPDATE SET requests = requests + excluded.requests, \
-                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
+                 ON CONFLICT (server, minute) DO UPDATE SET requests = server_minutes.requests + excluded.requests, \
+                 failed = server_minutes.failed + excluded.failed, \
+                 throttled = server_minutes.throttled + excluded.throttled",
             )
             .bind(server)
             .bind(minute)
@@ -139,8 +141,9 @@ impl State {
             .map_err(self.err("recording requests"))?;
             sqlx::query(
                 "INSERT INTO server_totals (server, requests, failed, throttled) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (server) DO UPDATE SET requests = requests + excluded.requests, \
-                 failed = failed + excluded.failed, throttled = throttled + excluded.throttled",
+                 ON CONFLICT (server) DO UPDATE SET requests = server_totals.requests + excluded.requests, \
+                 failed = server_totals.failed + excluded.failed, \
+                 throttled = server_totals.throttled + excluded.throttled",
             )
             .bind(server)
             .bind(d.requests as i64)
@@ -163,10 +166,10 @@ impl State {
         let minute = now / 60_000;
         let rows = sqlx::query(
             "SELECT t.server, t.requests, t.failed, t.throttled, \
-             COALESCE(SUM(CASE WHEN m.minute >= $1 THEN m.requests END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= $2 THEN m.failed END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= $3 THEN m.throttled END), 0), \
-             COALESCE(SUM(CASE WHEN m.minute >= $4 THEN m.requests END), 0) \
+             CAST(COALESCE(SUM(CASE WHEN m.minute >= $1 THEN m.requests END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN m.minute >= $2 THEN m.failed END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN m.minute >= $3 THEN m.throttled END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN m.minute >= $4 THEN m.requests END), 0) AS BIGINT) \
              FROM server_totals t LEFT JOIN server_minutes m ON m.server = t.server GROUP BY t.server",
         )
         .bind(minute - 59)

@@ -183,7 +183,7 @@ impl State {
                  ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  error = excluded.error, count = quarantine.count + 1, last_seen = excluded.last_seen, \
-                 quarantined = (quarantine.count + 1 >= $9), retry = 0 \
+                 quarantined = CASE WHEN quarantine.count + 1 >= $9 THEN 1 ELSE 0 END, retry = 0 \
                  RETURNING count, quarantined",
             )
             .bind(pair.as_str())

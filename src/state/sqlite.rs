@@ -3,28 +3,24 @@
 //! other files use `$N` placeholders and SQL that PostgreSQL reads alike.
 
 use std::path::Path;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
-pub type Pool = sqlx::SqlitePool;
-pub type DbRow = sqlx::sqlite::SqliteRow;
-pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+use super::{Failure, Pool, Tx};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-type Failure = (&'static str, Box<dyn std::error::Error + Send + Sync>);
+/// Set on every connection: several processes (sync, repair, an operator's `lock`) share one
+/// file, and writers queue on the busy timeout.
+const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                       PRAGMA busy_timeout = 30000;";
 
 /// Opens (creating if needed) and migrates the database file at `path`.
 pub async fn connect(path: &Path) -> Result<Pool, Failure> {
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        // Several processes (sync, repair, an operator's `lock`) share one file.
-        .busy_timeout(Duration::from_secs(30));
+    sqlx::any::install_default_drivers();
+    let url = AnyConnectOptions::from_url(&url_of(path).map_err(|e| ("naming", e.into()))?)
+        .map_err(|e| ("naming", e.into()))?;
     // Processes opening the database at once take turns on a lock file beside it: two must not
     // both apply its migrations (SQLite gives sqlx no migration lock), and switching a new
     // file to WAL answers "database is locked" at once instead of waiting.
@@ -41,15 +37,41 @@ pub async fn connect(path: &Path) -> Result<Pool, Failure> {
     .await
     .map_err(|e| ("taking turns with another process opening it", e.into()))?
     .map_err(|e| ("taking turns with another process opening it", e.into()))?;
-    let pool = SqlitePoolOptions::new()
+    let pool = AnyPoolOptions::new()
         .max_connections(4)
-        .connect_with(opts)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(PRAGMAS).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect_with(url)
         .await
         .map_err(|e| ("opening", e.into()))?;
-    let migrated = MIGRATOR.run(&pool).await;
+    let wal = sqlx::raw_sql("PRAGMA journal_mode = WAL")
+        .execute(&pool)
+        .await
+        .map_err(|e| ("switching to WAL", e.into()));
+    let migrated = match wal {
+        Ok(_) => MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| ("migrating", e.into())),
+        Err(e) => Err(e),
+    };
     drop(lock);
-    migrated.map_err(|e| ("migrating", e.into()))?;
+    migrated?;
     Ok(pool)
+}
+
+/// `sqlite://PATH?mode=rwc` with the path percent-encoded.
+fn url_of(path: &Path) -> Result<url::Url, String> {
+    let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+    let mut url = url::Url::from_file_path(&absolute)
+        .map_err(|()| format!("{} is not a usable file path", absolute.display()))?;
+    url.set_query(Some("mode=rwc"));
+    let text = url.as_str().replacen("file://", "sqlite://", 1);
+    url::Url::parse(&text).map_err(|e| e.to_string())
 }
 
 /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two

@@ -23,7 +23,6 @@ use tracing::debug;
 
 use super::http::{HttpCounts, HttpFault, HttpSettings, HttpStats, Transport};
 use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
-use crate::config::PasswordSource;
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
@@ -38,18 +37,6 @@ pub struct CaldavStore {
     transport: Transport,
     /// Calendars whose server refused sync-collection: listed by PROPFIND from then on.
     no_sync: Mutex<HashSet<CalendarPath>>,
-}
-
-/// Reads the password a server's config points at.
-pub fn read_password(source: &PasswordSource) -> Result<SecretString, String> {
-    match source {
-        PasswordSource::Env(var) => std::env::var(var)
-            .map(SecretString::from)
-            .map_err(|_| format!("environment variable {var} (password_env) is not set")),
-        PasswordSource::File(path) => std::fs::read_to_string(path)
-            .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
-            .map_err(|e| format!("reading password_file {}: {e}", path.display())),
-    }
 }
 
 impl CaldavStore {

@@ -115,7 +115,7 @@ pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
             };
             let secret = password
                 .as_ref()
-                .map(caldav::read_password)
+                .map(crate::config::PasswordSource::read)
                 .transpose()
                 .map_err(fail)?;
             let credentials = match (username, &secret) {

@@ -391,11 +391,32 @@ fn values_are_checked() {
         "not an address",
     );
     assert_config_error(
-        "[state]\nurl = \"postgres://x\"\n",
+        "[state]\nurl = \"mysql://x\"\n",
         &[],
         "tandem.toml",
         "state.url",
-        "SQLite",
+        "neither a SQLite file URL",
+    );
+    assert_config_error(
+        "[state]\nurl = \"postgres://tandem:hunter2@db.example/tandem\"\n",
+        &[],
+        "tandem.toml",
+        "state.url",
+        "must not carry a password",
+    );
+    assert_config_error(
+        "[state]\nurl = \"postgres://tandem@db.example/tandem\"\npassword_env = \"TANDEM_TEST_NO_SUCH_VAR\"\n",
+        &[],
+        "tandem.toml",
+        "state.password_env",
+        "TANDEM_TEST_NO_SUCH_VAR is not set",
+    );
+    assert_config_error(
+        "[state]\nurl = \"sqlite://t.db\"\npassword_file = \"pw\"\n",
+        &[("pw", "x")],
+        "tandem.toml",
+        "state.password_env",
+        "takes no password",
     );
     assert_config_error(
         "[servers.x]\nkind = \"exchange\"\n",

@@ -108,6 +108,25 @@ async fn of_many_racing_processes_exactly_one_gets_the_lease() {
     for _ in 0..4 {
         states.push(State::open(&path).await.unwrap());
     }
+    one_winner_per_round(&states).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_many_racing_nodes_on_postgresql_exactly_one_gets_the_lease() {
+    let pg = common::pg::shared();
+    let config = tandem::config::StateConfig::Postgres {
+        url: pg.database(),
+        password: Some(tandem::config::PasswordSource::File(pg.password_file())),
+    };
+    let mut states = Vec::new();
+    for _ in 0..4 {
+        states.push(State::connect(&config).await.unwrap());
+    }
+    one_winner_per_round(&states).await;
+}
+
+/// 20 takers over `states` race for each of 10 calendars: exactly one wins each.
+async fn one_winner_per_round(states: &[State]) {
     for round in 0..10 {
         let cal = format!("new:/user{round}/");
         let tries = (0..20).map(|i| {

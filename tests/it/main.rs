@@ -15,6 +15,7 @@ mod end_to_end;
 mod fidelity;
 mod leases;
 mod operator;
+mod postgres;
 mod race;
 mod repair;
 mod rewriting;

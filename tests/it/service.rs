@@ -366,7 +366,7 @@ async fn two_processes_never_sync_one_pair_at_once() {
     let cal = m.pair.target.to_string();
     let ttl = Duration::from_secs(60);
     // A second "process": its own connection pool on the same database file, its own name.
-    let other_state = State::open(m.engine.state.path()).await.unwrap();
+    let other_state = State::open(m.engine.state.path().unwrap()).await.unwrap();
     let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
         ("s".to_string(), m.src.clone() as Arc<dyn CalendarStore>),
         ("t".to_string(), m.tgt.clone() as _),

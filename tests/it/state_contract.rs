@@ -1,6 +1,7 @@
 //! The state store's contract: every operation the engine, the service and the command line use,
 //! and what each must do. A backend is proven by passing it: `contract!` runs every check as a
-//! test on a fresh store the backend opens. SQLite runs it here, on a database file on disk.
+//! test on a fresh store the backend opens: SQLite on a database file on disk, PostgreSQL on a
+//! database of its own in a throwaway cluster.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +38,33 @@ mod sqlite {
             .await
             .unwrap();
         (state, dir)
+    }
+
+    contract!(open:
+        pairs_and_their_calendars,
+        mappings_by_pair,
+        pending_creates,
+        watermarks_per_side,
+        items_outside_the_window,
+        the_target_index,
+        runs_and_their_history,
+        pair_states,
+        quarantine,
+        leases,
+        server_counts,
+        cutover,
+    );
+}
+
+mod postgres {
+    async fn open() -> (tandem::state::State, ()) {
+        let pg = crate::common::pg::shared();
+        let config = tandem::config::StateConfig::Postgres {
+            url: pg.database(),
+            password: Some(tandem::config::PasswordSource::File(pg.password_file())),
+        };
+        let state = tandem::state::State::connect(&config).await.unwrap();
+        (state, ())
     }
 
     contract!(open:

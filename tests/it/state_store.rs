@@ -6,7 +6,7 @@ use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::mapping::{Mapping, Pending, Side};
 use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
-use tandem::state::{MIGRATOR, State};
+use tandem::state::{SQLITE_MIGRATOR as MIGRATOR, State};
 
 fn pair(id: &str, source: &str) -> PairConfig {
     PairConfig::new(

@@ -5,6 +5,7 @@ pub mod corpus;
 pub mod dav;
 pub mod items;
 pub mod mock;
+pub mod pg;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
