@@ -641,12 +641,16 @@ impl Validator {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let rest = url.split_once("://").map_or("", |(_, r)| r);
             let authority = rest.split(['/', '?']).next().unwrap_or("");
-            if authority
-                .split('@')
-                .next()
-                .is_some_and(|user| user.contains(':'))
-                && authority.contains('@')
-            {
+            let query = rest.split_once('?').map_or("", |(_, q)| q);
+            let in_authority = authority.contains('@')
+                && authority
+                    .split('@')
+                    .next()
+                    .is_some_and(|user| user.contains(':'));
+            let in_query = query
+                .split('&')
+                .any(|kv| kv.to_ascii_lowercase().starts_with("password="));
+            if in_authority || in_query {
                 self.issue(
                     "state.url",
                     "must not carry a password; use state.password_env or state.password_file",

@@ -405,6 +405,13 @@ fn values_are_checked() {
         "must not carry a password",
     );
     assert_config_error(
+        "[state]\nurl = \"postgres://tandem@db.example/tandem?sslmode=require&password=hunter2\"\n",
+        &[],
+        "tandem.toml",
+        "state.url",
+        "must not carry a password",
+    );
+    assert_config_error(
         "[state]\nurl = \"postgres://tandem@db.example/tandem\"\npassword_env = \"TANDEM_TEST_NO_SUCH_VAR\"\n",
         &[],
         "tandem.toml",

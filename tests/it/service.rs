@@ -82,27 +82,28 @@ fn agents_run_on_their_configured_processors() {
     );
 
     let mut run = spawn_run(&s.config);
-    // Wait for the four agent threads, then read their placement back from the kernel.
+    // Read the four agent threads' placement back from the kernel. A thread is named before it
+    // pins itself: wait (bounded) until each shows the processor it was given.
+    let want: Vec<(String, String)> = indexes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("tandem-agent-{i}"), p.to_string()))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let agents = loop {
+    loop {
         let mut found: Vec<(String, String)> = threads(run.id())
             .into_iter()
             .filter(|(n, _)| n.starts_with("tandem-agent-"))
             .collect();
-        if found.len() == 4 {
-            found.sort();
-            break found;
+        found.sort();
+        if found == want {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "agents did not start: {:?}",
-            threads(run.id())
+            "agents not on their processors: {found:?}, want {want:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
-    for (i, (name, cpus)) in agents.iter().enumerate() {
-        assert_eq!(name, &format!("tandem-agent-{i}"));
-        assert_eq!(cpus, &indexes[i].to_string(), "{name} runs on {cpus}");
     }
     // It syncs meanwhile.
     let deadline = Instant::now() + Duration::from_secs(30);
