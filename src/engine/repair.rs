@@ -530,39 +530,29 @@ impl Engine {
             if !seen.contains_key(&key) {
                 seen.insert(key.clone(), self.target_identities(&q).await);
             }
-            let has = match &seen[&key] {
-                Ok(ids) => ids.contains(&identity),
-                Err(e) => {
-                    let action = format!("failed: pair {}: {e}", q.id);
-                    report.found(
-                        "attendee-missing",
-                        Side::A,
-                        &href,
-                        &identity.to_string(),
-                        action,
-                    );
-                    continue;
-                }
-            };
-            if has {
-                continue;
-            }
-            let action = if dry_run {
-                format!("would sync pair {} from its source", q.id)
-            } else {
-                let r = self
-                    .sync_pair(&q, crate::engine::PassOptions::default())
-                    .await?;
-                let now = self.target_identities(&q).await;
-                let present = now.as_ref().is_ok_and(|ids| ids.contains(&identity));
-                seen.insert(key, now);
-                match (&r.error, present) {
-                    (_, true) => format!("synced pair {} from its source: now present", q.id),
-                    (Some(e), false) => format!("failed: syncing pair {}: {e}", q.id),
-                    (None, false) => format!(
-                        "not in pair {}'s source either: not fabricated (the attendee's old mailbox lacks it)",
-                        q.id
-                    ),
+            let has = seen[&key]
+                .as_ref()
+                .map(|ids| ids.contains(&identity))
+                .map_err(Clone::clone);
+            let action = match has {
+                Ok(true) => continue,
+                Err(e) => format!("failed: pair {}: {e}", q.id),
+                Ok(false) if dry_run => format!("would sync pair {} from its source", q.id),
+                Ok(false) => {
+                    let r = self
+                        .sync_pair(&q, crate::engine::PassOptions::default())
+                        .await?;
+                    let now = self.target_identities(&q).await;
+                    let present = now.as_ref().is_ok_and(|ids| ids.contains(&identity));
+                    seen.insert(key, now);
+                    match (&r.error, present) {
+                        (_, true) => format!("synced pair {} from its source: now present", q.id),
+                        (Some(e), false) => format!("failed: syncing pair {}: {e}", q.id),
+                        (None, false) => format!(
+                            "not in pair {}'s source either: not fabricated (the attendee's old mailbox lacks it)",
+                            q.id
+                        ),
+                    }
                 }
             };
             report.found(

@@ -41,7 +41,7 @@ pub use sqlite::MIGRATOR as SQLITE_MIGRATOR;
 
 /// Which database holds the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     Sqlite,
     Postgres,
 }
@@ -156,10 +156,6 @@ impl State {
             Backend::Sqlite => sqlite::write_tx(&self.pool).await,
             Backend::Postgres => postgres::write_tx(&self.pool).await,
         }
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The database file, for SQLite.

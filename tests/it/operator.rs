@@ -19,14 +19,6 @@ use serde_json::Value;
 const TOKEN: &str = "tok-3f9a1c77e2b84d0c9d11";
 const DOWN_PASSWORD: &str = "pw-down-6b1e0f4a9c2d";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 request; returns status and body.
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -187,8 +179,8 @@ fn scenario() -> Scenario {
             &event(&format!("dave-{i}"), "1:1", None),
         );
     }
-    let port = free_port();
-    let down = free_port();
+    let port = common::dav::free_port();
+    let down = common::dav::free_port();
     let config = dir.path().join("tandem.toml");
     std::fs::write(
         &config,
@@ -737,7 +729,7 @@ fn lag_grows_while_the_target_is_down_and_returns_to_zero() {
     let src = dir.path().join("old").join("alice");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("1.ics"), event("lag-1", "Kickoff", None)).unwrap();
-    let port = free_port();
+    let port = common::dav::free_port();
     let config = dir.path().join("tandem.toml");
     std::fs::write(
         &config,

@@ -31,6 +31,26 @@ macro_rules! contract {
     };
 }
 
+/// Every check of the contract, on a backend's `open`.
+macro_rules! every_check {
+    ($open:path) => {
+        contract!($open:
+            pairs_and_their_calendars,
+            mappings_by_pair,
+            pending_creates,
+            watermarks_per_side,
+            items_outside_the_window,
+            the_target_index,
+            runs_and_their_history,
+            pair_states,
+            quarantine,
+            leases,
+            server_counts,
+            cutover,
+        );
+    };
+}
+
 mod sqlite {
     async fn open() -> (tandem::state::State, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -40,20 +60,7 @@ mod sqlite {
         (state, dir)
     }
 
-    contract!(open:
-        pairs_and_their_calendars,
-        mappings_by_pair,
-        pending_creates,
-        watermarks_per_side,
-        items_outside_the_window,
-        the_target_index,
-        runs_and_their_history,
-        pair_states,
-        quarantine,
-        leases,
-        server_counts,
-        cutover,
-    );
+    every_check!(open);
 }
 
 mod postgres {
@@ -67,20 +74,7 @@ mod postgres {
         (state, ())
     }
 
-    contract!(open:
-        pairs_and_their_calendars,
-        mappings_by_pair,
-        pending_creates,
-        watermarks_per_side,
-        items_outside_the_window,
-        the_target_index,
-        runs_and_their_history,
-        pair_states,
-        quarantine,
-        leases,
-        server_counts,
-        cutover,
-    );
+    every_check!(open);
 }
 
 fn pair(id: &str, source: &str) -> PairConfig {

@@ -59,14 +59,6 @@ fn as_postgres(program: &Path, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Pg {
     /// A new cluster, started.
     pub fn start_new() -> Pg {
@@ -96,7 +88,7 @@ impl Pg {
         );
         std::fs::write(home.path().join("password"), format!("{PASSWORD}\n")).unwrap();
         let mut pg = Pg {
-            port: free_port(),
+            port: super::dav::free_port(),
             dir,
             _home: home,
             server: None,
