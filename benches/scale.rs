@@ -224,7 +224,14 @@ fn main() {
 
     let started = Instant::now();
     let cpu0 = cpu_time();
-    let pool = Pool::start(specs, engine.clone(), policy, 8).unwrap();
+    let pool = Pool::start(
+        specs,
+        engine.clone(),
+        policy,
+        8,
+        tandem::service::nodes::Membership::everything(),
+    )
+    .unwrap();
     let total = (pairs * items) as u64;
     while tgt.creates.load(Ordering::Relaxed) < total {
         std::thread::sleep(Duration::from_millis(200));

@@ -116,6 +116,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every `tandem run` node sharing the state: alive, stopped or dead, its pairs and the age
+    /// of its heartbeat.
+    Nodes {
+        #[arg(long)]
+        json: bool,
+    },
     /// Items skipped after failing permanently three times.
     Quarantine {
         #[command(subcommand)]
@@ -346,6 +352,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Status { json } => status(&cli.config, json).await,
         Command::Run => service::serve(&cli.config).await,
         Command::Agents { json } => service::agents(&cli.config, json).await,
+        Command::Nodes { json } => service::nodes(&cli.config, json).await,
         Command::Quarantine { action } => match action {
             QuarantineAction::List { pair, json } => {
                 service::quarantine_list(&cli.config, pair.as_deref(), json).await
@@ -799,8 +806,12 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             (_, None) => "->",
             (_, Some(_)) => "<-*",
         };
+        let node = p
+            .node
+            .as_ref()
+            .map_or(String::new(), |n| format!("on {n}; "));
         println!(
-            "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{}{detail}",
+            "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{node}{}{detail}",
             p.id,
             p.state,
             way,
@@ -813,6 +824,16 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             when(p.last_success_at),
             when(p.next_run),
             lock.unwrap_or_default(),
+        );
+    }
+    for n in &snap.nodes {
+        println!(
+            "node {}: {}, {} pair(s), heartbeat {:.1}s ago, listens on {}",
+            n.id,
+            n.status,
+            n.pairs,
+            n.heartbeat_age_ms as f64 / 1000.0,
+            n.listen
         );
     }
     for s in snap.servers.iter().filter(|s| s.requests > 0) {

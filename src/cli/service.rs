@@ -11,8 +11,10 @@ use crate::config::{Config, online_processors};
 use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
 use crate::engine::Engine;
+use crate::service::nodes::{Coordinator, Membership};
 use crate::service::pool::{self, Pool};
 use crate::service::scheduler::Policy;
+use crate::state::NodeInfo;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.
@@ -61,26 +63,45 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
                 config.http.listen
             ),
         })?;
+    // This node's share of the pairs, claimed and rebalanced by its coordinator.
+    let membership = Membership::new();
+    let listen = listener
+        .local_addr()
+        .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
+    let coordinator = Coordinator {
+        membership: membership.clone(),
+        state: state.clone(),
+        node: NodeInfo {
+            id: engine.holder().to_string(),
+            host: crate::domain::lease::hostname(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listen: listen.clone(),
+        },
+        pairs: config.pairs.iter().map(|p| p.id.clone()).collect(),
+        ttl: config.sync.lease_ttl,
+    };
+    let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
+    let node = tokio::spawn(coordinator.run(node_stopped));
     let pool = Pool::start(
         specs,
         engine.clone(),
         Policy::from_config(&config),
         config.agents.passes,
+        membership.clone(),
     )
     .map_err(|e| Failure {
         code: EXIT_FATAL,
         message: format!("cannot start the agents: {e}"),
     })?;
-    info!(
-        listen = %listener.local_addr().map_or_else(|_| config.http.listen.to_string(), |a| a.to_string()),
-        "status page, API and /metrics served"
-    );
+    info!(listen = %listen, "status page, API and /metrics served");
     let web = Arc::new(crate::service::web::Web::new(
         Arc::new(config.clone()),
         state.clone(),
         engine.clone(),
         crate::service::observe::Live {
             agents: pool.agents(),
+            membership: Some(membership),
         },
         token,
     ));
@@ -104,6 +125,9 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     }
     pool.stop();
     let _ = tokio::task::spawn_blocking(move || pool.join()).await;
+    // No pass runs now: the node leaves, and its pairs go to the others at once.
+    let _ = stop_node.send(true);
+    let _ = node.await;
     let _ = stop_http.send(());
     match tokio::time::timeout(std::time::Duration::from_secs(3), http).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "the status server failed"),
@@ -189,6 +213,42 @@ pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
     );
     if let Some(w) = warning {
         println!("warning: {w}");
+    }
+    Ok(EXIT_OK)
+}
+
+/// `tandem nodes`: every node sharing the state, with its pairs and heartbeat age.
+pub async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let state = super::open_state(&config).await?;
+    let nodes = state.nodes().await?;
+    state.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&nodes).expect("nodes serialise")
+        );
+        return Ok(EXIT_OK);
+    }
+    if nodes.is_empty() {
+        println!("no node has run (tandem run registers one)");
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<40} {:<8} {:>6} {:>10}  {:<21} {:<9} started",
+        "node", "status", "pairs", "heartbeat", "listen", "version"
+    );
+    for n in &nodes {
+        println!(
+            "{:<40} {:<8} {:>6} {:>9}s  {:<21} {:<9} {}",
+            n.id,
+            n.status,
+            n.pairs,
+            format!("{:.1}", n.heartbeat_age_ms as f64 / 1000.0),
+            n.listen,
+            n.version,
+            crate::domain::time::utc(n.started_at)
+        );
     }
     Ok(EXIT_OK)
 }

@@ -165,6 +165,9 @@ pub struct HttpConfig {
     /// The environment variable holding the bearer token that `POST /api/pairs/{id}/resync`
     /// asks for; without one, that endpoint refuses every request.
     pub token_env: Option<String>,
+    /// Every page, API call and `/metrics` asks for the bearer token too (only `/healthz`
+    /// answers without): for nodes reachable over a network.
+    pub protect_pages: bool,
 }
 
 impl HttpConfig {
@@ -376,6 +379,7 @@ struct RawAgents {
 struct RawHttp {
     listen: Option<String>,
     token_env: Option<String>,
+    protect_pages: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -598,6 +602,13 @@ impl Validator {
         if token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
             self.issue("http.token_env", "names no environment variable");
         }
+        let protect_pages = raw.http.protect_pages.unwrap_or(false);
+        if protect_pages && token_env.is_none() {
+            self.issue(
+                "http.protect_pages",
+                "needs http.token_env: the pages would ask for a token no one has",
+            );
+        }
         let mut alerts = AlertsConfig::default();
         if let Some(lag) = self.duration("alerts.lag", raw.alerts.lag.as_deref()) {
             alerts.lag = lag;
@@ -627,7 +638,11 @@ impl Validator {
             state,
             sync,
             agents,
-            http: HttpConfig { listen, token_env },
+            http: HttpConfig {
+                listen,
+                token_env,
+                protect_pages,
+            },
             alerts,
             servers,
             rewrite,

@@ -7,6 +7,11 @@
 //! (free, expired, or already mine), so of two processes racing for a lease exactly one wins. A
 //! holder checks its token is still current before each batch of writes and stops writing if the
 //! lease was taken over (it slept past its expiry, say).
+//!
+//! Expiry is counted on the database's clock, which every node shares. A holder also keeps a
+//! local deadline on its own monotonic clock, started before it asked: past it, the lease may
+//! have expired, and the holder writes no calendar until a renewal confirms it, even with the
+//! database out of reach.
 
 use serde::Serialize;
 
@@ -48,9 +53,51 @@ pub struct Lease {
     pub holder: String,
     pub kind: LeaseKind,
     pub token: i64,
-    /// Unix ms.
+    /// Unix ms, on the database's clock.
     pub expires_at: i64,
+    /// Until when this process may trust the lease without asking (its own monotonic clock).
+    #[serde(skip)]
+    pub deadline: Deadline,
 }
+
+/// The share of a ttl a holder trusts on its own clock: clocks drift, and the database counted
+/// the ttl from when it answered, a little after the holder asked.
+const TRUSTED: f64 = 0.9;
+
+/// A local monotonic deadline, moved forward by each renewal; shared by the clones of a lease.
+/// Not part of a lease's identity: two leases are equal whatever their deadlines.
+#[derive(Debug, Clone, Default)]
+pub struct Deadline(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Deadline {
+    /// A deadline `ttl` (less a margin) after `asked`, the instant before the request was sent.
+    pub fn after(asked: std::time::Instant, ttl: std::time::Duration) -> Deadline {
+        let d = Deadline::default();
+        d.extend(asked, ttl);
+        d
+    }
+
+    /// Moves the deadline to `ttl` (less a margin) after `asked`, after a renewal.
+    pub fn extend(&self, asked: std::time::Instant, ttl: std::time::Duration) {
+        *self.0.lock().expect("not poisoned") = Some(asked + ttl.mul_f64(TRUSTED));
+    }
+
+    /// Whether the deadline has passed (a lease without one never expires locally).
+    pub fn passed(&self) -> bool {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, _: &Deadline) -> bool {
+        true
+    }
+}
+
+impl Eq for Deadline {}
 
 /// Someone else holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +121,8 @@ impl std::fmt::Display for Locked {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
 }

@@ -159,6 +159,14 @@ impl Engine {
     /// expired. A holder whose lease was taken over (it stalled past its expiry, say) writes
     /// nothing more.
     pub(crate) async fn fence(&self, lease: &Lease) -> Result<Option<String>, StateError> {
+        // Without a renewal in time (the process was paused, the database is out of reach),
+        // the lease may be someone else's by now: no write, whatever the database would say.
+        if lease.deadline.passed() {
+            return Ok(Some(
+                "the lease may have expired: no renewal within its ttl on this node's clock"
+                    .to_string(),
+            ));
+        }
         if self.state.lease_is_current(lease).await? {
             return Ok(None);
         }

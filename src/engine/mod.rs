@@ -384,6 +384,7 @@ impl Engine {
                         } else {
                             RunKind::Sync
                         },
+                        &self.holder,
                     )
                     .await?,
             )
@@ -412,6 +413,13 @@ impl Engine {
         report.failed_requests = counted(&tally.failed);
         match outcome {
             Ok(()) => {}
+            Err(PassError::State(e)) if e.lease_lost() => {
+                // Taken over while this pass ran: it records nothing more, not even itself.
+                warn!(error = %e, "lease lost mid-pass; stopped writing, nothing more recorded");
+                report.error = Some(e.to_string());
+                report.interrupted = true;
+                return Ok(());
+            }
             Err(PassError::State(e)) => return Err(e),
             Err(PassError::Pair(kind, msg)) => {
                 report.error = Some(msg);
@@ -436,9 +444,15 @@ impl Engine {
                 throttled: counted(&tally.throttled),
                 backlog: report.backlog,
             };
-            self.state
+            let finished = self
+                .state
                 .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
-                .await?;
+                .await;
+            match finished {
+                // The lease went (the pass stopped writing for that): not ours to record.
+                Err(e) if e.lease_lost() => report.busy = true,
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -556,7 +570,10 @@ impl Engine {
                 }
             }
         }
-        let out = self.renewing(&leases, work(&leases)).await;
+        // Every state write of `work` checks these leases in its own transaction.
+        let out = self
+            .renewing(&leases, crate::state::fenced(&leases, work(&leases)))
+            .await;
         for lease in &leases {
             self.state.release_lease(lease).await?;
         }

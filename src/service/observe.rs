@@ -12,7 +12,7 @@ use crate::domain::pairstate::PairState;
 use crate::domain::run::RunStatus;
 use crate::domain::time::{HOUR_MS, now_ms};
 pub use crate::state::PassView;
-use crate::state::{PairRow, State, StateResult};
+use crate::state::{NodeRow, PairRow, State, StateResult};
 
 /// A pair that is new to the state (never passed) shows as `new`.
 pub const NEW: &str = "new";
@@ -38,6 +38,8 @@ pub struct PairView {
     pub authority: &'static str,
     /// When the pair was cut over (unix ms).
     pub cutover_at: Option<i64>,
+    /// The node running the pair (its claim), if a live node holds it.
+    pub node: Option<String>,
     /// `active`, `paused`, `backoff`, `disabled` or `new`.
     pub state: &'static str,
     pub reason: Option<String>,
@@ -131,6 +133,8 @@ pub struct Snapshot {
     pub agents_warning: Option<String>,
     /// Leases held now.
     pub leases: Vec<Lease>,
+    /// Every `tandem run` sharing this state, alive ones first.
+    pub nodes: Vec<NodeRow>,
     pub quarantined: i64,
     pub alerts: AlertThresholds,
 }
@@ -143,12 +147,14 @@ fn percent(failed: i64, requests: i64) -> Option<f64> {
 #[derive(Default)]
 pub struct Live {
     pub agents: Vec<std::sync::Arc<crate::service::pool::AgentStats>>,
+    /// This node's view of its claims and of the database's health.
+    pub membership: Option<std::sync::Arc<crate::service::nodes::Membership>>,
 }
 
 /// Reads everything the operator's view shows, sorted worst first.
 pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResult<Snapshot> {
     let now = now_ms();
-    let (rows, states, quarantined, leases, items, servers, cutovers) = tokio::join!(
+    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims) = tokio::join!(
         state.pair_rows(now - HOUR_MS),
         state.pair_states(),
         state.quarantine_counts(),
@@ -156,8 +162,10 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         state.item_counts(),
         state.server_rows(now),
         state.cutovers(),
+        state.nodes(),
+        state.claims(),
     );
-    let (rows, states, quarantined, leases, items, servers, cutovers) = (
+    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims) = (
         rows?,
         states?,
         quarantined?,
@@ -165,6 +173,8 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         items?,
         servers?,
         cutovers?,
+        nodes?,
+        claims?,
     );
     let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
     let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
@@ -219,6 +229,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
                 "source"
             },
             cutover_at,
+            node: claims.get(id).cloned(),
             state: name,
             reason: pair_state.reason().map(str::to_string),
             until: pair_state.until(),
@@ -274,6 +285,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         agents,
         agents_warning: config.agents.placement_warning(online),
         leases,
+        nodes,
         alerts: AlertThresholds {
             lag_seconds: alerts.lag.as_secs_f64(),
             failed_requests_percent: alerts.failed_requests_percent,

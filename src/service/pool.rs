@@ -16,6 +16,7 @@ use crate::config::{Config, PairConfig};
 use crate::domain::time::now_ms;
 use crate::domain::types::PairId;
 use crate::engine::Engine;
+use crate::service::nodes::Membership;
 use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
@@ -126,18 +127,20 @@ fn thread_id() -> u64 {
 }
 
 impl Pool {
-    /// Starts one pinned thread per agent.
+    /// Starts one pinned thread per agent; each starts only the pairs `membership` holds.
     pub fn start(
         specs: Vec<AgentSpec>,
         engine: Arc<Engine>,
         policy: Policy,
         passes: usize,
+        membership: Arc<Membership>,
     ) -> std::io::Result<Pool> {
         let (stop, stopped) = watch::channel(false);
         let mut threads = Vec::with_capacity(specs.len());
         let mut agents = Vec::with_capacity(specs.len());
         for spec in specs {
             let (engine, stopped) = (engine.clone(), stopped.clone());
+            let membership = membership.clone();
             let stats = Arc::new(AgentStats {
                 index: spec.index,
                 processor: spec.processor,
@@ -171,7 +174,8 @@ impl Pool {
                     // Error level: the agent's number is on its log lines at any log level.
                     let span = error_span!("agent", agent);
                     runtime.block_on(
-                        run_agent(spec, engine, policy, passes, stopped, stats).instrument(span),
+                        run_agent(spec, engine, policy, passes, stopped, stats, membership)
+                            .instrument(span),
                     );
                 })?;
             threads.push(thread);
@@ -216,11 +220,15 @@ async fn run_agent(
     passes: usize,
     mut stopped: watch::Receiver<bool>,
     stats: Arc<AgentStats>,
+    membership: Arc<Membership>,
 ) {
     let (agent, count) = (spec.index, spec.pairs.len());
     let mut sched = loop {
         match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
-            Ok(s) => break s,
+            Ok(mut s) => {
+                s.member_of(membership.clone());
+                break s;
+            }
             Err(e) => {
                 error!(error = %e, "cannot read pair states; retrying in 10 s");
                 tokio::select! {
@@ -248,7 +256,9 @@ async fn run_agent(
         };
         tokio::select! {
             Some((i, outcome)) = running.next(), if !running.is_empty() => {
-                stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if outcome.as_ref().is_ok_and(|o| o.held) {
+                    stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 finished(&mut sched, i, outcome, &policy)
             }
             _ = tokio::time::sleep(wake) => {}
@@ -297,6 +307,7 @@ fn finished(
                 report: None,
                 state: crate::domain::pairstate::PairState::Active,
                 next_run: now_ms() + policy.interval.as_millis() as i64,
+                held: true,
             };
             sched.finish(i, &again);
         }

@@ -19,6 +19,7 @@ use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
 use crate::engine::report::PairReport;
 use crate::engine::{Engine, PassOptions};
+use crate::service::nodes::Membership;
 use crate::state::StateError;
 
 /// How pair states move.
@@ -98,7 +99,12 @@ pub struct StepOutcome {
     pub state: PairState,
     /// When the pair is due next (unix ms).
     pub next_run: i64,
+    /// `false`: another node's pair (or none's yet), not run here; `state` was not read.
+    pub held: bool,
 }
+
+/// How soon a pair another node holds is looked at again (claims move every few seconds).
+const NOT_HELD_RECHECK: Duration = Duration::from_secs(1);
 
 /// One agent's pairs and when each is due.
 pub struct Scheduler {
@@ -109,6 +115,8 @@ pub struct Scheduler {
     next: Vec<i64>,
     queue: BTreeSet<(i64, usize)>,
     running: HashSet<usize>,
+    /// Which of its pairs this node may start now.
+    membership: Arc<Membership>,
 }
 
 impl Scheduler {
@@ -132,6 +140,7 @@ impl Scheduler {
             pairs,
             queue: BTreeSet::new(),
             running: HashSet::new(),
+            membership: Membership::everything(),
         };
         for i in 0..s.pairs.len() {
             let id = s.pairs[i].id.as_str();
@@ -143,6 +152,11 @@ impl Scheduler {
             s.schedule(i, at);
         }
         Ok(s)
+    }
+
+    /// Starts only the pairs `membership` holds (a node among others); without it, every pair.
+    pub fn member_of(&mut self, membership: Arc<Membership>) {
+        self.membership = membership;
     }
 
     pub fn agent(&self) -> usize {
@@ -165,14 +179,23 @@ impl Scheduler {
     }
 
     /// Takes the next pair due at `now_ms`, if any; it is not handed out again until `finish`.
+    /// Pairs this node does not hold now are put off a little, unread.
     pub fn take_due(&mut self, now_ms: i64) -> Option<usize> {
-        let &(at, i) = self.queue.first()?;
-        if at > now_ms {
-            return None;
+        loop {
+            let &(at, i) = self.queue.first()?;
+            if at > now_ms {
+                return None;
+            }
+            self.queue.remove(&(at, i));
+            if !self.membership.holds(self.pairs[i].id.as_str()) {
+                let later = now_ms + NOT_HELD_RECHECK.as_millis() as i64;
+                self.next[i] = later;
+                self.queue.insert((later, i));
+                continue;
+            }
+            self.running.insert(i);
+            return Some(i);
         }
-        self.queue.remove(&(at, i));
-        self.running.insert(i);
-        Some(i)
     }
 
     /// Reschedules a pair after its step.
@@ -182,19 +205,35 @@ impl Scheduler {
         self.next[i] = outcome.next_run;
     }
 
-    /// A future running pair `i` (for the service loop, which runs several at once).
+    /// A future running pair `i` (for the service loop, which runs several at once). A pair
+    /// this node does not hold now is looked at again a little later, without reading anything.
     pub fn run(
         &self,
         i: usize,
         now_ms: i64,
     ) -> impl Future<Output = Result<StepOutcome, StateError>> + use<> {
-        run_pair(
+        let (engine, pair, policy, agent) = (
             self.engine.clone(),
             self.pairs[i].clone(),
             self.policy,
             self.agent,
-            now_ms,
-        )
+        );
+        let membership = self.membership.clone();
+        async move {
+            if !membership.start(pair.id.as_str()) {
+                return Ok(StepOutcome {
+                    pair: pair.id,
+                    agent,
+                    report: None,
+                    state: PairState::Active,
+                    next_run: now_ms + NOT_HELD_RECHECK.as_millis() as i64,
+                    held: false,
+                });
+            }
+            let outcome = run_pair(engine, pair.clone(), policy, agent, now_ms).await;
+            membership.done(pair.id.as_str());
+            outcome
+        }
     }
 
     /// Runs the next pair due at `now_ms` and says what happened; `None` if none is due.
@@ -235,6 +274,7 @@ async fn run_pair(
         report: None,
         state,
         next_run,
+        held: true,
     };
     match &prev {
         PairState::Disabled { .. } => {
@@ -290,6 +330,7 @@ async fn run_pair(
         report: Some(report),
         state,
         next_run,
+        held: true,
     })
 }
 

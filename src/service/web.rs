@@ -65,7 +65,7 @@ impl Web {
 type Shared = Arc<Web>;
 
 pub fn router(web: Shared) -> Router {
-    Router::new()
+    let pages = Router::new()
         .route("/", get(page))
         .route("/pairs/{id}", get(pair_page))
         .route("/api/pairs", get(api_pairs))
@@ -76,10 +76,27 @@ pub fn router(web: Shared) -> Router {
         .route("/api/agents", get(api_agents))
         .route("/api/servers", get(api_servers))
         .route("/api/leases", get(api_leases))
+        .route("/api/nodes", get(api_nodes))
         .route("/api/quarantine", get(api_quarantine))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .with_state(web)
+        .route("/metrics", get(metrics));
+    let pages = match web.config.http.protect_pages {
+        true => pages.route_layer(axum::middleware::from_fn_with_state(web.clone(), guard)),
+        false => pages,
+    };
+    pages.route("/healthz", get(healthz)).with_state(web)
+}
+
+/// `[http] protect_pages`: no page or call without the bearer token.
+async fn guard(
+    Extract(web): Extract<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    match refused(&web, request.headers(), "reading the status", &path) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
 }
 
 /// A state-store failure, answered as 503 with the reason.
@@ -149,6 +166,11 @@ async fn api_servers(Extract(web): Extract<Shared>) -> Result<Response, Unavaila
     Ok(axum::Json(json!({ "servers": s.servers })).into_response())
 }
 
+async fn api_nodes(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
+    let s = snap(&web).await?;
+    Ok(axum::Json(json!({ "nodes": s.nodes })).into_response())
+}
+
 async fn api_leases(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let s = snap(&web).await?;
     Ok(axum::Json(json!({ "leases": s.leases })).into_response())
@@ -188,7 +210,7 @@ fn refused(web: &Web, headers: &HeaderMap, what: &str, id: &str) -> Option<Respo
     match given {
         None => Some(unauthorized("missing bearer token")),
         Some(t) if !same(t.as_bytes(), token.expose_secret().as_bytes()) => {
-            warn!(pair = %id, "{what} refused: wrong bearer token");
+            warn!(about = %id, "{what} refused: wrong bearer token");
             Some(unauthorized("wrong bearer token"))
         }
         Some(_) => None,
@@ -293,6 +315,9 @@ async fn api_resync(
 }
 
 async fn healthz(Extract(web): Extract<Shared>) -> Response {
+    if let Some(Err(reason)) = web.live.membership.as_ref().map(|m| m.health()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
+    }
     match web.state.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (
@@ -352,6 +377,7 @@ pub fn encode_metrics(s: &Snapshot) -> String {
     pair_metrics(&mut reg, s);
     server_metrics(&mut reg, s);
     agent_metrics(&mut reg, s);
+    node_metrics(&mut reg, s);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String");
     out
@@ -562,6 +588,28 @@ fn agent_metrics(reg: &mut Registry, s: &Snapshot) {
     reg.register("idle_processors", "Online processors with no agent", idle);
 }
 
+/// Per node sharing the state.
+fn node_metrics(reg: &mut Registry, s: &Snapshot) {
+    let up = gauge(
+        reg,
+        "node_up",
+        "1 while the node heartbeats, 0 once stopped or dead",
+    );
+    let pairs = gauge(reg, "node_pairs", "Pairs the node holds claims on");
+    let age = float(
+        reg,
+        "node_heartbeat_age_seconds",
+        "Seconds since the node's last heartbeat (the database's clock)",
+    );
+    for n in &s.nodes {
+        let l = vec![("node", n.id.clone())];
+        up.get_or_create(&l).set(i64::from(n.status == "alive"));
+        pairs.get_or_create(&l).set(n.pairs);
+        age.get_or_create(&l)
+            .set(n.heartbeat_age_ms as f64 / 1000.0);
+    }
+}
+
 /// Online processors no agent runs on.
 fn idle_processors(s: &Snapshot) -> Vec<usize> {
     (0..s.online_processors)
@@ -654,7 +702,7 @@ fn pair_row(out: &mut String, p: &PairView, now: i64) {
         "<tr data-pair=\"{id}\" data-state=\"{st}\"><td><a href=\"/pairs/{link}\">{id}</a></td>\
          <td class=\"st-{st}\">{st}</td><td class=\"way\">{way}</td><td class=\"n{lagc}\">{lag}</td><td class=\"n\">{backlog}</td>\
          <td class=\"n\">{items}</td><td class=\"n\">{quar}</td><td class=\"n{failc}\">{fail}</td>\
-         <td>{success}</td><td>{lock}</td><td>{why}</td></tr>",
+         <td>{success}</td><td>{node}</td><td>{lock}</td><td>{why}</td></tr>",
         id = esc(&p.id),
         link = seg(&p.id),
         st = p.state,
@@ -675,6 +723,7 @@ fn pair_row(out: &mut String, p: &PairView, now: i64) {
         },
         fail = percent(p.failed_requests_percent),
         success = ago(now, p.last_success_at),
+        node = esc(p.node.as_deref().unwrap_or("-")),
         why = esc(why.as_deref().unwrap_or("")),
     );
 }
@@ -690,7 +739,7 @@ fn way(p: &PairView) -> String {
 
 const PAIR_HEADER: &str = "<tr><th>pair</th><th>state</th><th>direction</th><th class=\"n\">lag</th>\
     <th class=\"n\">backlog</th><th class=\"n\">items</th><th class=\"n\">quarantined</th>\
-    <th class=\"n\">failed req.</th><th>last success</th><th>lease</th><th>reason / last error</th></tr>";
+    <th class=\"n\">failed req.</th><th>last success</th><th>node</th><th>lease</th><th>reason / last error</th></tr>";
 
 /// Lag buckets of the histogram: upper bound in seconds and label.
 const LAG_BUCKETS: [(f64, &str); 6] = [
@@ -712,6 +761,7 @@ pub fn render_page(
     processors(&mut out, s);
     servers(&mut out, s);
     worst_pairs(&mut out, s);
+    nodes(&mut out, s);
     leases(&mut out, s);
     quarantine_table(&mut out, quarantine);
     out.push_str("</main></body></html>");
@@ -856,6 +906,28 @@ fn worst_pairs(out: &mut String, s: &Snapshot) {
         );
     }
     out.push_str("</section>");
+}
+
+/// Every node sharing the state.
+fn nodes(out: &mut String, s: &Snapshot) {
+    out.push_str(
+        "<section><h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>status</th>\
+         <th class=\"n\">pairs</th><th class=\"n\">heartbeat</th><th>listens on</th><th>version</th></tr>",
+    );
+    for n in &s.nodes {
+        let _ = write!(
+            out,
+            "<tr data-node=\"{id}\"><td>{id}</td><td class=\"node-{st}\">{st}</td><td class=\"n\">{pairs}</td>\
+             <td class=\"n\">{age:.1}s ago</td><td>{listen}</td><td>{version}</td></tr>",
+            id = esc(&n.id),
+            st = n.status,
+            pairs = n.pairs,
+            age = n.heartbeat_age_ms as f64 / 1000.0,
+            listen = esc(&n.listen),
+            version = esc(&n.version),
+        );
+    }
+    out.push_str("</table></section>");
 }
 
 /// Leases held now.
@@ -1061,6 +1133,7 @@ mod tests {
                 .collect(),
             agents_warning: Some("processor(s) 1 have no agent".into()),
             leases: Vec::new(),
+            nodes: Vec::new(),
             quarantined: 0,
             alerts: crate::service::observe::AlertThresholds {
                 lag_seconds: 1200.0,

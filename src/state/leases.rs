@@ -1,11 +1,12 @@
 //! SQL for calendar leases ([`crate::domain::lease`]): one conditional write to acquire, fencing tokens
-//! that only grow.
+//! that only grow, expiry on the database's clock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
-use super::{State, StateResult, now_ms};
+use super::{State, StateResult};
+use crate::domain::lease::Deadline;
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 
 impl State {
@@ -43,21 +44,19 @@ impl State {
         ttl: Duration,
     ) -> StateResult<Result<Lease, Locked>> {
         let _turn = self.turn().await;
-        let now = now_ms();
-        let expires = now + ttl.as_millis() as i64;
-        let row = sqlx::query(
-            "INSERT INTO leases (calendar, holder, kind, token, expires_at) VALUES ($1, $2, $3, 1, $4) \
+        let asked = Instant::now();
+        let row = sqlx::query(self.sql(
+            "INSERT INTO leases (calendar, holder, kind, token, expires_at) VALUES ($1, $2, $3, 1, NOW_MS + $4) \
              ON CONFLICT (calendar) DO UPDATE SET \
-             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $5 THEN leases.token ELSE leases.token + 1 END, \
+             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > NOW_MS THEN leases.token ELSE leases.token + 1 END, \
              holder = excluded.holder, kind = excluded.kind, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= $5 \
-             RETURNING token",
-        )
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= NOW_MS \
+             RETURNING token, expires_at",
+        ))
         .bind(calendar)
         .bind(holder)
         .bind(kind.as_str())
-        .bind(expires)
-        .bind(now)
+        .bind(ms(ttl))
         .fetch_optional(&self.pool)
         .await
         .map_err(self.err("acquiring lease"))?;
@@ -67,7 +66,8 @@ impl State {
                 holder: holder.to_string(),
                 kind,
                 token: r.get(0),
-                expires_at: expires,
+                expires_at: r.get(1),
+                deadline: Deadline::after(asked, ttl),
             }));
         }
         let held = self.lease(calendar).await?;
@@ -82,7 +82,7 @@ impl State {
                 calendar: calendar.to_string(),
                 holder: "unknown".into(),
                 kind: LeaseKind::Sync,
-                expires_at: now,
+                expires_at: crate::domain::time::now_ms(),
             },
         }))
     }
@@ -97,14 +97,14 @@ impl State {
         ttl: Duration,
     ) -> StateResult<Option<Lease>> {
         let _turn = self.turn().await;
-        let expires = now_ms() + ttl.as_millis() as i64;
-        let row = sqlx::query(
-            "UPDATE leases SET holder = $1, kind = $2, token = token + 1, expires_at = $3 \
-             WHERE calendar = $4 AND holder = $5 RETURNING token",
-        )
+        let asked = Instant::now();
+        let row = sqlx::query(self.sql(
+            "UPDATE leases SET holder = $1, kind = $2, token = token + 1, expires_at = NOW_MS + $3 \
+             WHERE calendar = $4 AND holder = $5 RETURNING token, expires_at",
+        ))
         .bind(holder)
         .bind(kind.as_str())
-        .bind(expires)
+        .bind(ms(ttl))
         .bind(calendar)
         .bind(from)
         .fetch_optional(&self.pool)
@@ -115,34 +115,46 @@ impl State {
             holder: holder.to_string(),
             kind,
             token: r.get(0),
-            expires_at: expires,
+            expires_at: r.get(1),
+            deadline: Deadline::after(asked, ttl),
         }))
     }
 
-    /// Extends a held lease; `false` if it is no longer ours (taken over after it expired).
+    /// Extends a held lease (and its local deadline); `false` if it is no longer ours (taken
+    /// over after it expired).
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
         let _turn = self.turn().await;
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE leases SET expires_at = $1 WHERE calendar = $2 AND holder = $3 AND token = $4 AND expires_at > $5",
-        )
-        .bind(now + ttl.as_millis() as i64)
+        let asked = Instant::now();
+        let done = sqlx::query(self.sql(
+            "UPDATE leases SET expires_at = NOW_MS + $1 WHERE calendar = $2 AND holder = $3 AND token = $4 AND expires_at > NOW_MS",
+        ))
+        .bind(ms(ttl))
         .bind(&lease.calendar)
         .bind(&lease.holder)
         .bind(lease.token)
-        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(self.err("renewing lease"))?;
-        Ok(done.rows_affected() == 1)
+        let renewed = done.rows_affected() == 1;
+        if renewed {
+            lease.deadline.extend(asked, ttl);
+        }
+        Ok(renewed)
     }
 
     /// Whether `lease` is still the current one (same token, not expired): checked before each
     /// batch of writes.
     pub async fn lease_is_current(&self, lease: &Lease) -> StateResult<bool> {
-        Ok(self.lease(&lease.calendar).await?.is_some_and(|l| {
-            l.token == lease.token && l.holder == lease.holder && l.expires_at > now_ms()
-        }))
+        let row = sqlx::query(self.sql(
+            "SELECT 1 FROM leases WHERE calendar = $1 AND holder = $2 AND token = $3 AND expires_at > NOW_MS",
+        ))
+        .bind(&lease.calendar)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err("reading lease"))?;
+        Ok(row.is_some())
     }
 
     /// Gives a lease up. The row stays (expired) so the next holder's token is higher.
@@ -155,14 +167,11 @@ impl State {
     /// Releases `calendar`'s lease if `holder` has it; `false` if not.
     pub async fn release_lease_of(&self, calendar: &str, holder: &str) -> StateResult<bool> {
         let _turn = self.turn().await;
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE leases SET expires_at = $1 WHERE calendar = $2 AND holder = $3 AND expires_at > $4",
-        )
-        .bind(now)
+        let done = sqlx::query(self.sql(
+            "UPDATE leases SET expires_at = NOW_MS WHERE calendar = $1 AND holder = $2 AND expires_at > NOW_MS",
+        ))
         .bind(calendar)
         .bind(holder)
-        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(self.err("releasing lease"))?;
@@ -172,14 +181,13 @@ impl State {
     /// Releases every lease of `holder` (a stopping service).
     pub async fn release_leases_of(&self, holder: &str) -> StateResult<()> {
         let _turn = self.turn().await;
-        let now = now_ms();
-        sqlx::query("UPDATE leases SET expires_at = $1 WHERE holder = $2 AND expires_at > $3")
-            .bind(now)
-            .bind(holder)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("releasing leases"))?;
+        sqlx::query(self.sql(
+            "UPDATE leases SET expires_at = NOW_MS WHERE holder = $1 AND expires_at > NOW_MS",
+        ))
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("releasing leases"))?;
         Ok(())
     }
 
@@ -212,5 +220,10 @@ fn read_lease(r: &super::DbRow) -> Lease {
         kind: LeaseKind::parse(r.get(2)),
         token: r.get(3),
         expires_at: r.get(4),
+        deadline: Deadline::default(),
     }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
 }

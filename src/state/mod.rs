@@ -6,12 +6,16 @@
 //! PostgreSQL backend beside it shares the statements. Errors here are fatal for a run: without its state,
 //! tandem could duplicate or lose items.
 
+mod fence;
 mod leases;
+mod nodes;
 mod observe;
 mod pairs;
 mod postgres;
 mod sqlite;
 
+pub use fence::{LeaseLost, fenced};
+pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
 
 use std::collections::HashMap;
@@ -150,12 +154,35 @@ impl State {
         }
     }
 
-    /// A write transaction, begun as the backend needs.
-    pub(crate) async fn write_tx(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
+    /// A write transaction, begun as the backend needs; inside fenced work ([`fenced`]), only
+    /// while the writer's leases are still its own.
+    pub(crate) async fn write_tx(&self, what: &'static str) -> StateResult<Tx> {
+        let mut tx = match self.backend {
             Backend::Sqlite => sqlite::write_tx(&self.pool).await,
             Backend::Postgres => postgres::write_tx(&self.pool).await,
         }
+        .map_err(self.err(what))?;
+        self.check_fence(&mut tx, what).await?;
+        Ok(tx)
+    }
+
+    /// `text` in the backend's own spelling of what the two spell differently: `NOW_MS` (the
+    /// database's clock in unix ms, which every node shares) and `FOR_SHARE` (a row lock kept to
+    /// the end of the transaction; SQLite's write transaction already excludes other writers).
+    pub(crate) fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<String> {
+        let (now, share) = match self.backend {
+            Backend::Sqlite => (sqlite::NOW_MS, ""),
+            Backend::Postgres => (postgres::NOW_MS, " FOR SHARE"),
+        };
+        sqlx::AssertSqlSafe(text.replace("NOW_MS", now).replace(" FOR_SHARE", share))
+    }
+
+    /// The database's clock (unix ms).
+    pub async fn db_now(&self) -> StateResult<i64> {
+        sqlx::query_scalar(self.sql("SELECT NOW_MS"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reading the database's clock"))
     }
 
     /// The database file, for SQLite.
@@ -205,7 +232,7 @@ impl State {
             return Ok(());
         }
         let _turn = self.turn().await;
-        let mut tx = self.write_tx().await.map_err(self.err("saving pair"))?;
+        let mut tx = self.write_tx("saving pair").await?;
         let row = sqlx::query(select)
             .bind(pair.id.as_str())
             .fetch_optional(&mut *tx)
@@ -305,10 +332,7 @@ impl State {
     pub async fn set_cutover(&self, pair: &PairConfig, at: Option<i64>) -> StateResult<bool> {
         self.ensure_pair(pair).await?;
         let _turn = self.turn().await;
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("recording cutover"))?;
+        let mut tx = self.write_tx("recording cutover").await?;
         let row = sqlx::query("SELECT cutover_at FROM pairs WHERE id = $1")
             .bind(pair.id.as_str())
             .fetch_one(&mut *tx)
@@ -381,10 +405,7 @@ impl State {
     pub async fn rebuild_mappings(&self, pair: &PairId, mappings: &[Mapping]) -> StateResult<()> {
         {
             let _turn = self.turn().await;
-            let mut tx = self
-                .write_tx()
-                .await
-                .map_err(self.err("rebuilding mappings"))?;
+            let mut tx = self.write_tx("rebuilding mappings").await?;
             delete_pair_rows(
                 &mut tx,
                 pair,
@@ -404,10 +425,7 @@ impl State {
             return Ok(());
         }
         let now = now_ms();
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("writing mappings"))?;
+        let mut tx = self.write_tx("writing mappings").await?;
         for href in delete {
             sqlx::query("DELETE FROM mappings WHERE pair_id = $1 AND a_href = $2")
                 .bind(pair.as_str())
@@ -460,6 +478,7 @@ impl State {
     /// Notes that a create (or an update) of a copy is about to be sent.
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
         let _turn = self.turn().await;
+        let mut tx = self.write_tx("recording pending create").await?;
         sqlx::query(
             "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at, to_side, hash, is_update) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
@@ -474,10 +493,12 @@ impl State {
         .bind(p.to.as_str())
         .bind(p.hash.map(|h| h.to_string()))
         .bind(i64::from(p.update))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.err("recording pending create"))?;
-        Ok(())
+        tx.commit()
+            .await
+            .map_err(self.err("recording pending create"))
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
@@ -516,10 +537,7 @@ impl State {
         if settled.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("clearing pending creates"))?;
+        let mut tx = self.write_tx("clearing pending creates").await?;
         for p in settled {
             sqlx::query(
                 "DELETE FROM pending_creates WHERE pair_id = $1 AND a_href = $2 AND b_href = $3",
@@ -620,7 +638,7 @@ impl State {
         }
         let _turn = self.turn().await;
         let what = "recording items outside the window";
-        let mut tx = self.write_tx().await.map_err(self.err(what))?;
+        let mut tx = self.write_tx(what).await?;
         forget_rows(&mut tx, "outside_window", pair, side, settled)
             .await
             .map_err(self.err(what))?;
@@ -684,10 +702,7 @@ impl State {
             return Ok(());
         }
         let _turn = self.turn().await;
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("updating target index"))?;
+        let mut tx = self.write_tx("updating target index").await?;
         for href in gone {
             sqlx::query("DELETE FROM target_items WHERE pair_id = $1 AND href = $2")
                 .bind(pair.as_str())
@@ -752,6 +767,7 @@ impl State {
         token: Option<&SyncToken>,
     ) -> StateResult<()> {
         let _turn = self.turn().await;
+        let mut tx = self.write_tx("writing watermark").await?;
         let q = match token {
             Some(t) => sqlx::query(
                 "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES ($1, $2, $3, $4) \
@@ -765,13 +781,14 @@ impl State {
                 .bind(pair.as_str())
                 .bind(side.as_str()),
         };
-        q.execute(&self.pool)
+        q.execute(&mut *tx)
             .await
             .map_err(self.err("writing watermark"))?;
-        Ok(())
+        tx.commit().await.map_err(self.err("writing watermark"))
     }
 
-    pub async fn begin_run(&self, pair: &PairId, kind: RunKind) -> StateResult<String> {
+    /// Records that `node` (its lease holder name) starts a pass of `pair`.
+    pub async fn begin_run(&self, pair: &PairId, kind: RunKind, node: &str) -> StateResult<String> {
         let _turn = self.turn().await;
         // Time-ordered (UUIDv7): passes started in one millisecond still sort by start.
         let id = uuid::Uuid::now_v7().to_string();
@@ -779,14 +796,19 @@ impl State {
             RunKind::Sync => "sync",
             RunKind::Resync => "resync",
         };
-        sqlx::query("INSERT INTO runs (id, pair_id, kind, started_at) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
-            .bind(pair.as_str())
-            .bind(kind)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("recording run"))?;
+        let mut tx = self.write_tx("recording run").await?;
+        sqlx::query(
+            "INSERT INTO runs (id, pair_id, kind, started_at, node) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(pair.as_str())
+        .bind(kind)
+        .bind(now_ms())
+        .bind(node)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("recording run"))?;
+        tx.commit().await.map_err(self.err("recording run"))?;
         Ok(id)
     }
 
@@ -800,7 +822,7 @@ impl State {
     ) -> StateResult<()> {
         let _turn = self.turn().await;
         let now = now_ms();
-        let mut tx = self.write_tx().await.map_err(self.err("recording run"))?;
+        let mut tx = self.write_tx("recording run").await?;
         sqlx::query(
             "UPDATE runs SET finished_at = $1, outcome = $2, created = $3, updated = $4, deleted = $5, \
              unchanged = $6, failed = $7, error = $8, adopted = $9, requests = $10, failed_requests = $11, \

@@ -120,10 +120,7 @@ impl State {
         }
         let minute = now / 60_000;
         let _turn = self.turn().await;
-        let mut tx = self
-            .write_tx()
-            .await
-            .map_err(self.err("recording requests"))?;
+        let mut tx = self.write_tx("recording requests").await?;
         for (server, d) in deltas {
             sqlx::query(
                 "INSERT INTO server_minutes (server, minute, requests, failed, throttled) VALUES ($1, $2, $3, $4, $5) \

@@ -166,7 +166,7 @@ impl State {
         }
         let what = "recording item failures";
         let _turn = self.turn().await;
-        let mut tx = self.write_tx().await.map_err(self.err(what))?;
+        let mut tx = self.write_tx(what).await?;
         crate::state::forget_rows(&mut tx, "quarantine", pair, side, settled)
             .await
             .map_err(self.err(what))?;

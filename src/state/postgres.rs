@@ -13,6 +13,9 @@ use super::{Failure, Pool, Tx};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The database's clock in unix ms (SQL): the time of the statement, not of its transaction.
+pub const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 /// The longest a statement or a lock wait may take before it fails (and the call with it).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a connection may take to open or be handed out.

@@ -11,6 +11,9 @@ use super::{Failure, Pool, Tx};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// The database's clock in unix ms (SQL).
+pub const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
 /// Set on every connection: several processes (sync, repair, an operator's `lock`) share one
 /// file, and writers queue on the busy timeout.
 const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \

@@ -393,11 +393,11 @@ async fn runs_and_their_history(s: &State) {
         backlog: Some(0),
         ..RunCounts::default()
     };
-    let first = s.begin_run(&id, RunKind::Sync).await.unwrap();
+    let first = s.begin_run(&id, RunKind::Sync, "node").await.unwrap();
     s.finish_run(&id, &first, Outcome::Ok, &counts(3), None)
         .await
         .unwrap();
-    let second = s.begin_run(&id, RunKind::Resync).await.unwrap();
+    let second = s.begin_run(&id, RunKind::Resync, "node").await.unwrap();
     s.finish_run(
         &id,
         &second,

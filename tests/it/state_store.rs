@@ -106,7 +106,7 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
     state.ensure_pair(&alice).await.unwrap();
     assert_eq!(state.mappings(&alice.id).await.unwrap(), vec![mapping(1)]);
     let run = state
-        .begin_run(&alice.id, tandem::domain::run::RunKind::Sync)
+        .begin_run(&alice.id, tandem::domain::run::RunKind::Sync, "node")
         .await
         .unwrap();
     state
