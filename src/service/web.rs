@@ -322,7 +322,7 @@ async fn healthz(Extract(web): Extract<Shared>) -> Response {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("state store unusable: {e}\n"),
+            format!("the state database does not answer: {e}\n"),
         )
             .into_response(),
     }

@@ -14,6 +14,7 @@ mod dedupe;
 mod end_to_end;
 mod fidelity;
 mod leases;
+mod nodes;
 mod operator;
 mod postgres;
 mod race;
