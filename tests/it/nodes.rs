@@ -138,29 +138,7 @@ impl Cluster {
     }
 
     fn start_node(&self, name: &str) -> Node {
-        let port = dav::free_port();
-        let config = self.dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!("{}\n[http]\nlisten = \"127.0.0.1:{port}\"\n", self.config),
-        )
-        .unwrap();
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("-c")
-            .arg(&config)
-            .args(["-v", "run"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start tandem run");
-        let node = Node { child, port, log };
-        wait_until("the node to answer /healthz", 60, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && http(port, "GET", "/healthz", &[]).0 == 200
-        });
-        node
+        start_node(self.dir.path(), &self.config, name)
     }
 
     fn config_file(&self) -> PathBuf {
@@ -239,6 +217,34 @@ impl Cluster {
             },
         );
     }
+}
+
+/// `tandem -v run` on `config` (TOML text) and a port of its own, logging to NAME.log in `dir`;
+/// returns once it answers `/healthz`.
+fn start_node(dir: &std::path::Path, config: &str, name: &str) -> Node {
+    let port = dav::free_port();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!("{config}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&file)
+        .args(["-v", "run"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start tandem run");
+    let node = Node { child, port, log };
+    wait_until("the node to answer /healthz", 60, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/healthz", &[]).0 == 200
+    });
+    node
 }
 
 fn nodes(c: &Cluster) -> Vec<Value> {
@@ -408,4 +414,75 @@ async fn three_nodes_share_sixty_pairs_through_kills_pauses_newcomers_and_restar
             "the password leaked"
         );
     }
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_pass_stops_that_pass_and_the_next_converges() {
+    const ITEMS: usize = 300;
+    let pg = common::pg::shared();
+    let url = pg.database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let (source, target) = (DavServer::radicale(), DavServer::radicale());
+    let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let src = source.store();
+    for i in 0..ITEMS {
+        let (name, body) = common::items::item(i, 0);
+        src.create(&scal, &name, &body).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dav::pair_config(
+        dir.path(),
+        &source,
+        &target,
+        scal.as_str(),
+        tcal.as_str(),
+        "[sync]\ninterval = \"1s\"\nbackoff_max = \"2s\"\n",
+    );
+    let config = std::fs::read_to_string(&file).unwrap();
+    let sqlite = config.lines().find(|l| l.starts_with("url = ")).unwrap();
+    let config = config.replace(
+        sqlite,
+        &format!(
+            "url = \"{url}\"\npassword_file = \"{}\"",
+            pg.password_file().display()
+        ),
+    );
+    let node = start_node(dir.path(), &config, "node");
+    let tgt = target.store();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tgt.list(&tcal).await.unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "the first pass never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cut = pg.sql(
+        &database,
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let landed = tgt.list(&tcal).await.unwrap().len();
+    assert!(cut.parse::<i64>().unwrap() >= 1, "no connection to cut");
+    assert!(
+        landed < ITEMS,
+        "the pass ended before the cut: make it longer"
+    );
+    // The pass stops at its next state write; the node lives on and the next pass converges.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while tgt.list(&tcal).await.unwrap().len() < ITEMS {
+        assert!(Instant::now() < deadline, "never converged: {}", node.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    dav::assert_one_copy_each(&*tgt, &tcal, ITEMS).await;
+    assert_eq!(http(node.port, "GET", "/healthz", &[]).0, 200);
+    let log = node.log();
+    assert!(
+        log.contains("terminating connection") || log.contains("the state store failed"),
+        "the cut was not reported: {log}"
+    );
+    assert_eq!(
+        pg.sql(&database, "SELECT COUNT(*) FROM mappings"),
+        ITEMS.to_string(),
+        "every copy recorded"
+    );
+    node.stop();
 }

@@ -943,3 +943,51 @@ async fn a_throttling_server_shows_in_status_with_its_throttled_answers() {
     assert_eq!(alice["failed_requests_percent"], 100.0);
     assert_eq!(alice["alerts"], serde_json::json!(["failed_requests"]));
 }
+
+#[test]
+fn protected_pages_ask_for_the_token_and_healthz_does_not() {
+    let s = common::Setup::new(&["alice"]);
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    // Without a token to ask for, protecting the pages is a config error.
+    std::fs::write(
+        &s.config,
+        format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\nprotect_pages = true\n"),
+    )
+    .unwrap();
+    let out = tandem(&s.config, &["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("http.protect_pages: needs http.token_env"),
+        "{}",
+        text(&out)
+    );
+    let port = common::dav::free_port();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{toml}\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"TANDEM_TEST_TOKEN\"\nprotect_pages = true\n"
+        ),
+    )
+    .unwrap();
+    let _svc = Service::start(&s.config, port, s.dir.path().join("run.log"));
+    let bearer = format!("Bearer {TOKEN}");
+    for path in ["/", "/pairs/alice", "/api/pairs", "/api/nodes", "/metrics"] {
+        let (code, body) = http(port, "GET", path, &[]);
+        assert_eq!(code, 401, "{path} without the token: {body}");
+        let (code, _) = http(
+            port,
+            "GET",
+            path,
+            &[("Authorization", "Bearer wrong-token-0000000")],
+        );
+        assert_eq!(code, 401, "{path} with a wrong token");
+        let (code, body) = http(port, "GET", path, &[("Authorization", &bearer)]);
+        assert_eq!(code, 200, "{path} with the token: {body}");
+    }
+    let (code, body) = http(port, "GET", "/api/nodes", &[("Authorization", &bearer)]);
+    assert_eq!(code, 200);
+    let nodes: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(nodes["nodes"][0]["status"], "alive", "{nodes}");
+    assert_eq!(nodes["nodes"][0]["pairs"], 1, "{nodes}");
+    assert_eq!(http(port, "GET", "/healthz", &[]).0, 200);
+}
