@@ -206,6 +206,27 @@ impl Engine {
         self
     }
 
+    /// This engine over `state` (the same state through another pool, for another tokio
+    /// runtime): same stores, rules, holder and stop flag. Server counters are flushed by the
+    /// engine they were counted in only.
+    pub fn on_state(&self, state: State) -> Engine {
+        Engine {
+            state,
+            stores: self.stores.clone(),
+            rewriter: self.rewriter.clone(),
+            inverse: self.inverse.clone(),
+            extras: self.extras,
+            window: self.window.clone(),
+            clock: self.clock.clone(),
+            holder: self.holder.clone(),
+            lease_ttl: self.lease_ttl,
+            mailboxes: self.mailboxes.clone(),
+            stopping: self.stopping.clone(),
+            progress: self.progress.clone(),
+            flushed: std::sync::Mutex::default(),
+        }
+    }
+
     /// Reports the write phase of first syncs and resyncs to `progress`.
     pub fn with_progress(mut self, progress: Arc<dyn crate::engine::progress::Progress>) -> Engine {
         self.progress = Some(progress);
@@ -319,7 +340,17 @@ impl Engine {
                 self.recorded_pass(pair, way, opts, &mut report, leases)
                     .await
             })
-            .await?;
+            .await;
+        let done = match done {
+            // Fenced: a state write found the lease gone (this node stalled past it, say).
+            Err(e) if e.lease_lost() => {
+                warn!(error = %e, "lease lost; this pass stopped and recorded nothing more");
+                report.busy = true;
+                report.error = Some(e.to_string());
+                return Ok(report);
+            }
+            done => done?,
+        };
         if let Err(locked) = done {
             report.busy = true;
             let role = match locked.calendar == pair.source.to_string() {

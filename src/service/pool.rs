@@ -223,6 +223,8 @@ async fn run_agent(
     membership: Arc<Membership>,
 ) {
     let (agent, count) = (spec.index, spec.pairs.len());
+    // The agent's own connections to the state, opened on its runtime.
+    let engine = Arc::new(engine.on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1)));
     let mut sched = loop {
         match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
             Ok(mut s) => {
@@ -279,6 +281,7 @@ async fn run_agent(
             );
         }
     }
+    engine.state.close_runtime_pool().await;
     info!("agent stopped");
 }
 

@@ -89,6 +89,10 @@ pub struct State {
     /// meet on SQLite's lock (whose busy handler sleeps); other processes still queue on the
     /// busy timeout. PostgreSQL's row locks need no turns.
     pub(crate) writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL: how to open another pool, for another tokio runtime.
+    reopen: Option<Arc<sqlx::any::AnyConnectOptions>>,
+    /// A pool opened by [`State::for_this_runtime`], closed with its runtime's work.
+    runtime_pool: bool,
 }
 
 /// Passes kept in the run history per pair.
@@ -114,6 +118,8 @@ impl State {
             place: place.clone(),
             path: Some(path.to_path_buf()),
             writer: Some(Arc::default()),
+            reopen: None,
+            runtime_pool: false,
         })
     }
 
@@ -131,7 +137,7 @@ impl State {
                     Some(source) => Some(source.read().map_err(|e| err("its password", e.into()))?),
                     None => None,
                 };
-                let pool = postgres::connect(url, password.as_ref())
+                let (pool, options) = postgres::connect(url, password.as_ref())
                     .await
                     .map_err(|(what, e)| err(what, e))?;
                 Ok(State {
@@ -140,8 +146,33 @@ impl State {
                     place: url.clone(),
                     path: None,
                     writer: None,
+                    reopen: Some(Arc::new(options)),
+                    runtime_pool: false,
                 })
             }
+        }
+    }
+
+    /// The state for work on another tokio runtime (an agent's), with up to `connections` of
+    /// its own: PostgreSQL connections belong to the runtime that opened them, whose reactor
+    /// drives their sockets, so each runtime gets a pool; SQLite's connections run on threads of
+    /// their own and are shared as they are.
+    pub fn for_this_runtime(&self, connections: u32) -> State {
+        match &self.reopen {
+            None => self.clone(),
+            Some(options) => State {
+                pool: postgres::pool(options, connections),
+                runtime_pool: true,
+                ..self.clone()
+            },
+        }
+    }
+
+    /// Closes a pool opened by [`State::for_this_runtime`] before its runtime ends (a shared
+    /// pool stays open).
+    pub async fn close_runtime_pool(&self) {
+        if self.runtime_pool {
+            self.pool.close().await;
         }
     }
 

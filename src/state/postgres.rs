@@ -21,8 +21,12 @@ pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a connection may take to open or be handed out.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects to `url` (with `password` if given) and migrates the database.
-pub async fn connect(url: &str, password: Option<&secrecy::SecretString>) -> Result<Pool, Failure> {
+/// Connects to `url` (with `password` if given) and migrates the database; returns the pool and
+/// the options to open more pools with (one per tokio runtime, see [`pool`]).
+pub async fn connect(
+    url: &str,
+    password: Option<&secrecy::SecretString>,
+) -> Result<(Pool, AnyConnectOptions), Failure> {
     sqlx::any::install_default_drivers();
     let mut parsed = url::Url::parse(url).map_err(|e| ("reading its URL", e.into()))?;
     if let Some(p) = password {
@@ -32,11 +36,6 @@ pub async fn connect(url: &str, password: Option<&secrecy::SecretString>) -> Res
     }
     let options =
         AnyConnectOptions::from_url(&parsed).map_err(|e| ("reading its URL", e.into()))?;
-    let settings = format!(
-        "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
-         SET idle_in_transaction_session_timeout = {ms}",
-        ms = STATEMENT_TIMEOUT.as_millis()
-    );
     // One connection first, so a refused connection or a wrong password is named as such
     // rather than as a pool that timed out.
     let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect_with(&options))
@@ -44,8 +43,25 @@ pub async fn connect(url: &str, password: Option<&secrecy::SecretString>) -> Res
         .map_err(|_| ("connecting", "no answer within 10 s".into()))?
         .map_err(|e| ("connecting", e.into()))?;
     first.close().await.map_err(|e| ("connecting", e.into()))?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(8)
+    let pool = pool(&options, 8);
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| ("migrating", e.into()))?;
+    Ok((pool, options))
+}
+
+/// A pool of up to `size` connections, each with the statement and lock timeouts. Its
+/// connections belong to the tokio runtime that opens them (its reactor drives their sockets):
+/// a runtime of its own (an agent's) opens a pool of its own.
+pub fn pool(options: &AnyConnectOptions, size: u32) -> Pool {
+    let settings = format!(
+        "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+         SET idle_in_transaction_session_timeout = {ms}",
+        ms = STATEMENT_TIMEOUT.as_millis()
+    );
+    AnyPoolOptions::new()
+        .max_connections(size)
         .acquire_timeout(CONNECT_TIMEOUT)
         .after_connect(move |conn, _| {
             let settings = settings.clone();
@@ -56,14 +72,7 @@ pub async fn connect(url: &str, password: Option<&secrecy::SecretString>) -> Res
                 Ok(())
             })
         })
-        .connect_with(options)
-        .await
-        .map_err(|e| ("connecting", e.into()))?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| ("migrating", e.into()))?;
-    Ok(pool)
+        .connect_lazy_with(options.clone())
 }
 
 /// A write transaction: PostgreSQL's row locks order concurrent writers by themselves.

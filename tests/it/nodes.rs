@@ -253,6 +253,41 @@ fn nodes(c: &Cluster) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("nodes --json is a list")
 }
 
+/// Every node's API, metrics and `status` show every pair with its node, and every node.
+fn assert_one_view(c: &Cluster, nodes_up: &[&Node]) {
+    let ids: Vec<String> = nodes_up.iter().map(|n| n.id(c)).collect();
+    for n in nodes_up {
+        let (code, body) = http(n.port, "GET", "/api/pairs", &[]);
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let pairs = v["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), PAIRS);
+        for p in pairs {
+            let node = p["node"].as_str().unwrap_or_default();
+            assert!(ids.iter().any(|i| i == node), "{p}");
+        }
+        let (code, metrics) = http(n.port, "GET", "/metrics", &[]);
+        assert_eq!(code, 200);
+        for id in &ids {
+            let line = format!("tandem_node_up{{node=\"{id}\"}} 1");
+            assert!(metrics.contains(&line), "no {line:?} in {metrics}");
+        }
+    }
+    let out = common::tandem(&c.config_file(), &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alive = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "alive")
+        .count();
+    assert_eq!(alive, ids.len(), "{v}");
+    let text = text(&common::tandem(&c.config_file(), &["status"]));
+    for id in &ids {
+        assert!(text.contains(&format!("on {id};")), "{text}");
+    }
+}
+
 /// No pair's recorded passes by two different nodes overlap in time.
 fn assert_no_pair_ran_twice_at_once(c: &Cluster) {
     let rows = c.sql(
@@ -297,6 +332,7 @@ async fn three_nodes_share_sixty_pairs_through_kills_pauses_newcomers_and_restar
     let cn = c.start_node("c");
     c.wait_synced("first sync over three nodes").await;
     c.wait_spread(3);
+    assert_one_view(&c, &[&a, &b, &cn]);
 
     // A node killed: its pairs go to the others after its ttl, changes included.
     let a_id = a.id(&c);
