@@ -47,6 +47,8 @@ macro_rules! every_check {
             leases,
             server_counts,
             cutover,
+            nodes_and_claims,
+            fenced_writes,
         );
     };
 }
@@ -640,4 +642,113 @@ async fn server_counts(s: &State) {
     assert_eq!(rows["old"].totals, [20, 4, 2]);
     assert_eq!(rows["old"].hour, [20, 4, 2]);
     assert!(!rows.contains_key("new"));
+}
+
+fn node(id: &str) -> tandem::state::NodeInfo {
+    tandem::state::NodeInfo {
+        id: id.to_string(),
+        host: "host".into(),
+        pid: 1,
+        version: "0.0.0".into(),
+        listen: "127.0.0.1:8686".into(),
+    }
+}
+
+async fn nodes_and_claims(s: &State) {
+    let long = Duration::from_secs(60);
+    assert_eq!(s.heartbeat(&node("n1"), long).await.unwrap(), ["n1"]);
+    assert_eq!(s.heartbeat(&node("n2"), long).await.unwrap(), ["n1", "n2"]);
+    // Of two nodes claiming one pair, one gets it; a free pair goes to whoever asks.
+    assert_eq!(s.claim("n1", &["p1", "p2"]).await.unwrap().len(), 2);
+    assert!(s.claim("n2", &["p1", "p3"]).await.unwrap() == ["p3"]);
+    let mut mine = s.claims_of("n1").await.unwrap();
+    mine.sort();
+    assert_eq!(mine, ["p1", "p2"]);
+    assert_eq!(
+        s.claims().await.unwrap().get("p3").map(String::as_str),
+        Some("n2")
+    );
+    // Released, a claim is free for the other node.
+    s.release_claims("n1", &["p2"]).await.unwrap();
+    assert_eq!(s.claim("n2", &["p2"]).await.unwrap(), ["p2"]);
+    // A node whose heartbeat lapsed is dead: its claims are taken, and it shows so.
+    s.heartbeat(&node("n3"), Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(s.claim("n3", &["p4"]).await.unwrap(), ["p4"]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(s.live_nodes().await.unwrap(), ["n1", "n2"]);
+    assert_eq!(s.claim("n1", &["p4"]).await.unwrap(), ["p4"]);
+    let rows = s.nodes().await.unwrap();
+    let status = |id: &str| {
+        rows.iter()
+            .find(|n| n.id == id)
+            .map(|n| (n.status, n.pairs))
+    };
+    assert_eq!(status("n1"), Some(("alive", 2)));
+    assert_eq!(status("n2"), Some(("alive", 2)));
+    assert_eq!(status("n3"), Some(("dead", 0)));
+    assert!(rows.iter().all(|n| n.heartbeat_age_ms >= 0));
+    // Leaving frees every claim at once.
+    s.leave("n2").await.unwrap();
+    assert_eq!(status_of(s, "n2").await, Some(("stopped", 0)));
+    assert_eq!(s.claim("n1", &["p2", "p3"]).await.unwrap().len(), 2);
+    // Claims of many pairs go in chunks.
+    let many: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(s.claim("n1", &refs).await.unwrap().len(), 1000);
+    assert!(s.claim("n2", &refs).await.unwrap().is_empty());
+    s.release_claims("n1", &refs).await.unwrap();
+    assert_eq!(s.claims_of("n1").await.unwrap().len(), 4);
+    assert!(s.db_now().await.unwrap() > 0);
+}
+
+async fn status_of(s: &State, id: &str) -> Option<(&'static str, i64)> {
+    s.nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == id)
+        .map(|n| (n.status, n.pairs))
+}
+
+async fn fenced_writes(s: &State) {
+    let id = alice(s).await;
+    let ttl = Duration::from_secs(60);
+    let lease = s
+        .acquire_lease("t:/alice/", "one", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    // Under a current lease, writes land.
+    tandem::state::fenced(std::slice::from_ref(&lease), async {
+        s.put_mapping(&id, &mapping(2)).await.unwrap();
+    })
+    .await;
+    // Taken over: every write of the old holder is refused, naming who has the lease now.
+    s.take_over_lease("t:/alice/", "one", "two", LeaseKind::Sync, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    tandem::state::fenced(std::slice::from_ref(&lease), async {
+        let e = s.put_mapping(&id, &mapping(3)).await.unwrap_err();
+        assert!(e.lease_lost(), "{e}");
+        assert!(e.to_string().contains("two (token"), "{e}");
+        let e = s
+            .set_watermark(&id, Side::B, Some(&SyncToken::new("late")))
+            .await
+            .unwrap_err();
+        assert!(e.lease_lost(), "{e}");
+        assert!(
+            s.begin_run(&id, RunKind::Sync, "one")
+                .await
+                .unwrap_err()
+                .lease_lost()
+        );
+    })
+    .await;
+    assert_eq!(s.mappings(&id).await.unwrap().len(), 2);
+    assert_eq!(s.watermark(&id, Side::B).await.unwrap(), None);
+    // Outside fenced work nothing is checked.
+    s.put_mapping(&id, &mapping(3)).await.unwrap();
 }

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "pg-pass-7d41c9e0b3a2";
 
 pub struct Pg {
     pub port: u16,
+    /// Server settings beyond the harness's own (`-c NAME=VALUE` each).
+    settings: Vec<String>,
     dir: PathBuf,
     _home: tempfile::TempDir,
     server: Option<Child>,
@@ -62,6 +64,11 @@ fn as_postgres(program: &Path, args: &[&str]) {
 impl Pg {
     /// A new cluster, started.
     pub fn start_new() -> Pg {
+        Pg::start_new_with(&[])
+    }
+
+    /// A new cluster started with extra `NAME=VALUE` settings.
+    pub fn start_new_with(settings: &[&str]) -> Pg {
         let home = tempfile::tempdir().expect("a temporary folder");
         let dir = home.path().join("data");
         std::fs::create_dir(&dir).unwrap();
@@ -89,6 +96,7 @@ impl Pg {
         std::fs::write(home.path().join("password"), format!("{PASSWORD}\n")).unwrap();
         let mut pg = Pg {
             port: super::dav::free_port(),
+            settings: settings.iter().map(|s| format!("-c {s}")).collect(),
             dir,
             _home: home,
             server: None,
@@ -114,7 +122,7 @@ impl Pg {
         let script = format!(
             "runuser -u postgres -- {postgres} -D {data} -p {port} -k {data} \
              -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=400 &\n\
+             -c full_page_writes=off -c max_connections=400 {settings} &\n\
              server=$!\n\
              while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done\n\
              if ! kill -0 {parent} 2>/dev/null; then\n\
@@ -124,6 +132,7 @@ impl Pg {
              fi\n",
             postgres = bin("postgres").display(),
             port = self.port,
+            settings = self.settings.join(" "),
             parent = std::process::id(),
             home = self._home.path().display(),
         );
@@ -206,6 +215,11 @@ impl Pg {
         );
         self.sql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(&name)
+    }
+
+    /// The server's data folder (its `postmaster.pid` names the server process).
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn url(&self, database: &str) -> String {
