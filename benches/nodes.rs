@@ -255,6 +255,10 @@ fn part_two(pg: &pg::Pg) {
     let started = Instant::now();
     let mut nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), &config, n)).collect();
     let total = (pairs * items) as i64;
+    // The first node to connect creates the tables.
+    while pg.sql(&database, "SELECT to_regclass('mappings') IS NOT NULL") != "t" {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     while count("SELECT COUNT(*) FROM mappings") < total {
         std::thread::sleep(Duration::from_secs(2));
         for n in &mut nodes {
@@ -305,25 +309,25 @@ fn part_two(pg: &pg::Pg) {
     let (cpu1, pg1, st1) = (node_cpu(&nodes), pg_cpu(pg), statements(pg, &database));
     let runs = count("SELECT COUNT(*) FROM runs") - runs0;
     // Let the last changes land (two intervals at most), then read each one's latency.
-    std::thread::sleep(Duration::from_secs(2 * interval as u64));
     let values: Vec<String> = changes
         .iter()
         .map(|(p, t)| format!("('u{p}', CAST({t} AS BIGINT))"))
         .collect();
-    let rows = pg.sql(
-        &database,
-        &format!(
-            "SELECT COALESCE((SELECT MIN(r.finished_at) FROM runs r WHERE r.pair_id = c.p \
-             AND r.started_at >= c.t AND r.updated > 0) - c.t, -1) FROM (VALUES {}) AS c(p, t)",
-            values.join(", ")
-        ),
+    let query = format!(
+        "SELECT COALESCE((SELECT MIN(r.finished_at) FROM runs r WHERE r.pair_id = c.p \
+         AND r.started_at >= c.t AND r.updated > 0) - c.t, -1) FROM (VALUES {}) AS c(p, t)",
+        values.join(", ")
     );
-    let mut lat: Vec<f64> = Vec::new();
-    let mut missing = 0;
-    for l in rows.lines() {
-        match l.trim().parse::<i64>() {
-            Ok(ms) if ms >= 0 => lat.push(ms as f64 / 1000.0),
-            _ => missing += 1,
+    let drain = Instant::now();
+    let (mut lat, mut missing) = (Vec::new(), changes.len());
+    while missing > 0 && drain.elapsed() < Duration::from_secs(2 * interval as u64) {
+        std::thread::sleep(Duration::from_secs(5));
+        (lat, missing) = (Vec::new(), 0);
+        for l in pg.sql(&database, &query).lines() {
+            match l.trim().parse::<i64>() {
+                Ok(ms) if ms >= 0 => lat.push(ms as f64 / 1000.0),
+                _ => missing += 1,
+            }
         }
     }
     lat.sort_by(f64::total_cmp);
