@@ -133,12 +133,6 @@ impl Membership {
             )),
         }
     }
-
-    /// Pairs this node holds, and the live nodes it last saw.
-    pub fn counts(&self) -> (usize, usize) {
-        let inner = self.lock();
-        (inner.held.len(), inner.live_nodes)
-    }
 }
 
 /// What a node's coordinator works with.
