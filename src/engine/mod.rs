@@ -216,7 +216,7 @@ impl Engine {
             rewriter: self.rewriter.clone(),
             inverse: self.inverse.clone(),
             extras: self.extras,
-            window: self.window.clone(),
+            window: self.window,
             clock: self.clock.clone(),
             holder: self.holder.clone(),
             lease_ttl: self.lease_ttl,
