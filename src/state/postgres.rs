@@ -13,8 +13,9 @@ use super::{Failure, Pool, Tx};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The database's clock in unix ms (SQL): the time of the statement, not of its transaction.
-pub const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+/// The database's clock in unix ms (SQL): the time of the statement, not of its transaction,
+/// truncated like the process's own clock (a cast alone rounds, half a millisecond ahead).
+pub const NOW_MS: &str = "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
 
 /// The longest a statement or a lock wait may take before it fails (and the call with it).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);

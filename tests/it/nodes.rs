@@ -153,7 +153,7 @@ impl Cluster {
 
     /// The database's clock (unix ms).
     fn db_now(&self) -> i64 {
-        self.sql("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)")
+        self.sql("SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)")
             .parse()
             .unwrap()
     }
