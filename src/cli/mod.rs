@@ -702,6 +702,20 @@ pub async fn run_pairs(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// A line per node sharing the state, under `status`.
+fn print_nodes(nodes: &[crate::state::NodeRow]) {
+    for n in nodes {
+        println!(
+            "node {}: {}, {} pair(s), heartbeat {:.1}s ago, listens on {}",
+            n.id,
+            n.status,
+            n.pairs,
+            n.heartbeat_age_ms as f64 / 1000.0,
+            n.listen
+        );
+    }
+}
+
 async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = open_state(&config).await?;
@@ -826,16 +840,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             lock.unwrap_or_default(),
         );
     }
-    for n in &snap.nodes {
-        println!(
-            "node {}: {}, {} pair(s), heartbeat {:.1}s ago, listens on {}",
-            n.id,
-            n.status,
-            n.pairs,
-            n.heartbeat_age_ms as f64 / 1000.0,
-            n.listen
-        );
-    }
+    print_nodes(&snap.nodes);
     for s in snap.servers.iter().filter(|s| s.requests > 0) {
         println!(
             "server {}: {} requests in the last hour, {} failed ({}), {} throttled, {:.2}/s now{}",
