@@ -25,6 +25,35 @@ pub struct RunCounts {
     pub backlog: Option<u64>,
 }
 
+/// A finished pass, recorded in one write when it ends (a pass that never ends leaves none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Time-ordered (UUIDv7): passes started in one millisecond still sort by start.
+    pub id: String,
+    pub kind: RunKind,
+    /// The node (its lease holder name) that ran it.
+    pub node: String,
+    pub started_at: i64,
+    pub outcome: Outcome,
+    pub counts: RunCounts,
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// A pass of `kind` by `node` starting now, its id taken now.
+    pub fn start(kind: RunKind, node: &str) -> RunRecord {
+        RunRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            node: node.to_string(),
+            started_at: crate::domain::time::now_ms(),
+            outcome: Outcome::Ok,
+            counts: RunCounts::default(),
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,

@@ -106,6 +106,7 @@ impl Engine {
             tokens,
             changes,
             pending,
+            ..
         } = listing;
         let prior: Prior = match known {
             true => self.state.mappings(&pair.id).await?.into_iter().collect(),

@@ -27,7 +27,7 @@ use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
-use crate::domain::run::{Outcome, RunCounts, RunKind};
+use crate::domain::run::{Outcome, RunCounts, RunKind, RunRecord};
 use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::engine::report::PairReport;
@@ -323,10 +323,7 @@ impl Engine {
     ) -> Result<PairReport, StateError> {
         let mut report = PairReport::new(pair.id.as_str());
         report.dry_run = opts.dry_run;
-        if !opts.dry_run {
-            self.state.ensure_pair(pair).await?;
-        }
-        let way = self.way(pair).await?;
+        let way = self.way(pair, opts.dry_run).await?;
         // Whoever writes a calendar holds its lease: another holder means skip this round,
         // never wait.
         let calendars: Vec<String> = way
@@ -383,8 +380,13 @@ impl Engine {
     }
 
     /// How `pair` syncs now: its direction, and its authority (the target once cut over).
-    async fn way(&self, pair: &PairConfig) -> Result<Way, StateError> {
-        let authority = authority(self.state.cutover_at(&pair.id).await?.is_some());
+    /// Unless `dry_run`, the pair is recorded first (see [`State::ensure_pair`]), in the same read.
+    async fn way(&self, pair: &PairConfig, dry_run: bool) -> Result<Way, StateError> {
+        let cutover_at = match dry_run {
+            true => self.state.cutover_at(&pair.id).await?,
+            false => self.state.ensure_pair(pair).await?,
+        };
+        let authority = authority(cutover_at.is_some());
         Ok(match pair.direction {
             Direction::OneWay => Way::One(Mode::OneWay { from: authority }),
             Direction::TwoWay => Way::Two(TwoWay {
@@ -403,25 +405,14 @@ impl Engine {
         report: &mut PairReport,
         leases: &[Lease],
     ) -> Result<(), StateError> {
-        let run = if opts.dry_run {
-            None
-        } else {
-            Some(
-                self.state
-                    .begin_run(
-                        &pair.id,
-                        if opts.full {
-                            RunKind::Resync
-                        } else {
-                            RunKind::Sync
-                        },
-                        &self.holder,
-                    )
-                    .await?,
-            )
+        // Recorded when it ends, unless a dry run; its id names it in the log meanwhile.
+        let kind = match opts.full {
+            true => RunKind::Resync,
+            false => RunKind::Sync,
         };
+        let run = (!opts.dry_run).then(|| RunRecord::start(kind, &self.holder));
         if let Some(run) = &run {
-            tracing::Span::current().record("run", run.as_str());
+            tracing::Span::current().record("run", run.id.as_str());
         }
         let tally = Arc::new(crate::store::http::Tally::default());
         let pass = async {
@@ -457,13 +448,13 @@ impl Engine {
                 report.error_kind = Some(kind);
             }
         }
-        if let Some(run) = run {
-            let outcome = match (&report.error, report.failed) {
+        if let Some(mut run) = run {
+            run.outcome = match (&report.error, report.failed) {
                 (Some(_), _) => Outcome::Failed,
                 (None, 0) => Outcome::Ok,
                 (None, _) => Outcome::Partial,
             };
-            let counts = RunCounts {
+            run.counts = RunCounts {
                 created: report.created,
                 updated: report.updated,
                 deleted: report.deleted,
@@ -475,11 +466,8 @@ impl Engine {
                 throttled: counted(&tally.throttled),
                 backlog: report.backlog,
             };
-            let finished = self
-                .state
-                .finish_run(&pair.id, &run, outcome, &counts, report.error.as_deref())
-                .await;
-            match finished {
+            run.error = report.error.clone();
+            match self.state.record_run(&pair.id, &run).await {
                 // The lease went (the pass stopped writing for that): not ours to record.
                 Err(e) if e.lease_lost() => report.busy = true,
                 other => other?,
@@ -593,9 +581,7 @@ impl Engine {
                 match self.take_lease(calendar, kind).await? {
                     Ok(lease) => leases.push(lease),
                     Err(locked) => {
-                        for lease in &leases {
-                            self.state.release_lease(lease).await?;
-                        }
+                        self.state.release_leases(&leases).await?;
                         return Ok(Err(locked));
                     }
                 }
@@ -605,9 +591,7 @@ impl Engine {
         let out = self
             .renewing(&leases, crate::state::fenced(&leases, work(&leases)))
             .await;
-        for lease in &leases {
-            self.state.release_lease(lease).await?;
-        }
+        self.state.release_leases(&leases).await?;
         out.map(Ok)
     }
 

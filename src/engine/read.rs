@@ -16,6 +16,7 @@ use crate::domain::mapping::{Pending, Remembered, Side};
 use crate::domain::pairstate::Quarantined;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 use crate::engine::report::PairReport;
+use crate::state::PassStart;
 use crate::store::{CalendarStore, Changes, ItemVersion};
 use crate::sync::select::Unmapped;
 use crate::sync::{self, Content, Mode, Prepared, Prior, SourceSnapshot, TargetSnapshot, Version};
@@ -31,6 +32,8 @@ pub(super) struct Listing {
     /// Each side's changes (A, B).
     pub changes: [Changes; 2],
     pub pending: Vec<Pending>,
+    /// What the state held for the pair as the pass started.
+    pub start: PassStart,
 }
 
 /// Everything the plan and record stages need.
@@ -91,19 +94,18 @@ impl Engine {
         let tgt = self.store(&pair.target.server)?;
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
-        let stored = self.state.pair_calendars(&pair.id).await?;
+        let start = self
+            .state
+            .pass_start(&pair.id, (self.clock)().timestamp(), &self.window.key())
+            .await?;
         let current = (pair.source.to_string(), pair.target.to_string());
-        let known = stored.as_ref() == Some(&current);
-        let (token, target_token) = if opts.full || !known {
-            (None, None)
-        } else {
-            (
-                self.state.watermark(&pair.id, Side::A).await?,
-                self.state.watermark(&pair.id, Side::B).await?,
-            )
+        let known = start.calendars.as_ref() == Some(&current);
+        let (token, target_token) = match opts.full || !known {
+            true => (None, None),
+            false => start.watermarks.clone(),
         };
         let pending_read = async {
-            match known {
+            match known && start.pendings > 0 {
                 true => self.state.pendings(&pair.id).await,
                 false => Ok(Vec::new()),
             }
@@ -140,6 +142,7 @@ impl Engine {
             ],
             changes: [changes, target_changes],
             pending,
+            start,
         })
     }
 
@@ -165,19 +168,19 @@ impl Engine {
         if !quiet {
             return Ok(Quiet::No(None));
         }
-        let now = (self.clock)().timestamp();
-        let window_key = self.window.key();
-        let (due, held) = tokio::join!(
-            self.state.outside_window(&pair.id, now, &window_key, false),
-            self.state.quarantine_rows(&pair.id)
-        );
-        let (due, held) = (due?, held?);
-        if !due.is_empty() || !held.iter().all(|q| q.quarantined && !q.retry) {
-            return Ok(Quiet::No(Some((due, held))));
+        let start = &listing.start;
+        if start.due > 0 || start.to_retry > 0 {
+            let now = (self.clock)().timestamp();
+            let window_key = self.window.key();
+            let (due, held) = tokio::join!(
+                self.state.outside_window(&pair.id, now, &window_key, false),
+                self.state.quarantine_rows(&pair.id)
+            );
+            return Ok(Quiet::No(Some((due?, held?))));
         }
-        report.unchanged = self.state.mapping_count(&pair.id).await?;
+        report.unchanged = start.mappings;
         // Quarantined items are source changes not in the target.
-        report.backlog = Some(held.len() as u64);
+        report.backlog = Some(start.held);
         if !opts.dry_run {
             self.save_watermarks(pair, &listing.tokens).await?;
         }
@@ -200,6 +203,7 @@ impl Engine {
             tokens,
             changes: [a, b],
             pending,
+            ..
         } = listing;
         let (changes, target_changes) = match mode.from() {
             Side::A => (a, b),

@@ -143,10 +143,7 @@ impl Engine {
                 return Ok(report);
             }
         };
-        let way = self.way(pair).await?;
-        if !dry_run {
-            self.state.ensure_pair(pair).await?;
-        }
+        let way = self.way(pair, dry_run).await?;
         // Under the leases of the calendars the pair writes, renewed while the repair runs (a
         // large calendar takes longer than one ttl).
         let written: Vec<String> = way

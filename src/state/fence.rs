@@ -6,6 +6,7 @@
 
 use sqlx::Row;
 
+use super::leases::each_lease;
 use super::{State, StateError, StateResult, Tx};
 use crate::domain::lease::Lease;
 
@@ -37,36 +38,39 @@ impl State {
         let Ok(leases) = FENCE.try_with(Clone::clone) else {
             return Ok(());
         };
-        for lease in leases {
-            let row = sqlx::query(self.sql(
-                "SELECT token FROM leases WHERE calendar = $1 AND holder = $2 AND token = $3 \
-                 AND expires_at > NOW_MS FOR_SHARE",
-            ))
-            .bind(&lease.calendar)
-            .bind(&lease.holder)
-            .bind(lease.token)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(self.err(what))?;
-            if row.map(|r| r.get::<i64, _>(0)) != Some(lease.token) {
-                let now = match self.lease(&lease.calendar).await? {
-                    Some(l) if l.token != lease.token => {
-                        format!("{} (token {}) took it over", l.holder, l.token)
-                    }
-                    _ => "it expired".to_string(),
-                };
-                return Err(StateError {
-                    path: self.place.clone(),
-                    what,
-                    source: Box::new(LeaseLost {
-                        calendar: lease.calendar,
-                        token: lease.token,
-                        now,
-                    }),
-                });
-            }
+        let text = format!(
+            "SELECT calendar FROM leases WHERE expires_at > NOW_MS AND ({}) FOR_SHARE",
+            each_lease(leases.len())
+        );
+        let mut q = sqlx::query(self.sql(&text));
+        for l in &leases {
+            q = q.bind(&l.calendar).bind(&l.holder).bind(l.token);
         }
-        Ok(())
+        let held: Vec<String> = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(self.err(what))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let Some(lease) = leases.into_iter().find(|l| !held.contains(&l.calendar)) else {
+            return Ok(());
+        };
+        let now = match self.lease(&lease.calendar).await? {
+            Some(l) if l.token != lease.token => {
+                format!("{} (token {}) took it over", l.holder, l.token)
+            }
+            _ => "it expired".to_string(),
+        };
+        Err(StateError {
+            path: self.place.clone(),
+            what,
+            source: Box::new(LeaseLost {
+                calendar: lease.calendar,
+                token: lease.token,
+                now,
+            }),
+        })
     }
 }
 

@@ -159,9 +159,28 @@ impl State {
 
     /// Gives a lease up. The row stays (expired) so the next holder's token is higher.
     pub async fn release_lease(&self, lease: &Lease) -> StateResult<()> {
-        self.release_lease_of(&lease.calendar, &lease.holder)
+        self.release_leases(std::slice::from_ref(lease)).await
+    }
+
+    /// Gives leases up in one statement (those still held: one taken over since stays its new
+    /// holder's).
+    pub async fn release_leases(&self, leases: &[Lease]) -> StateResult<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn().await;
+        let text = format!(
+            "UPDATE leases SET expires_at = NOW_MS WHERE expires_at > NOW_MS AND ({})",
+            each_lease(leases.len())
+        );
+        let mut q = sqlx::query(self.sql(&text));
+        for l in leases {
+            q = q.bind(&l.calendar).bind(&l.holder).bind(l.token);
+        }
+        q.execute(&self.pool)
             .await
-            .map(|_| ())
+            .map_err(self.err("releasing lease"))?;
+        Ok(())
     }
 
     /// Releases `calendar`'s lease if `holder` has it; `false` if not.
@@ -226,4 +245,19 @@ fn read_lease(r: &super::DbRow) -> Lease {
 
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
+}
+
+/// SQL matching the rows of `n` leases, bound in order as calendar, holder, token each.
+pub(super) fn each_lease(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let p = 3 * i + 1;
+            format!(
+                "(calendar = ${p} AND holder = ${} AND token = ${})",
+                p + 1,
+                p + 2
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }

@@ -11,12 +11,14 @@ mod leases;
 mod nodes;
 mod observe;
 mod pairs;
+mod pass;
 mod postgres;
 mod sqlite;
 
 pub use fence::{LeaseLost, fenced};
 pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
+pub use pass::PassStart;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,8 +37,7 @@ type Failure = (&'static str, Box<dyn std::error::Error + Send + Sync>);
 use crate::config::{PairConfig, StateConfig};
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Remembered, Side};
-use crate::domain::run::{Outcome, PairStatus, RunCounts, RunKind, RunStatus};
-use crate::domain::time::HOUR_MS;
+use crate::domain::run::{PairStatus, RunStatus};
 use crate::domain::time::now_ms;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 
@@ -244,11 +245,12 @@ impl State {
 
     /// Records a configured pair. If its calendars changed since the state last saw it, the old
     /// mappings and watermarks describe other calendars and are dropped; if its direction
-    /// changed, its watermarks are (the next pass compares both sides in full).
-    pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<()> {
+    /// changed, its watermarks are (the next pass compares both sides in full). Returns when
+    /// the pair was cut over (see [`Self::cutover_at`]), read in the same statement.
+    pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<Option<i64>> {
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
         let direction = pair.direction.as_str();
-        let select = "SELECT a_calendar, b_calendar, COALESCE(direction, 'one-way') FROM pairs WHERE id = $1";
+        let select = "SELECT a_calendar, b_calendar, COALESCE(direction, 'one-way'), cutover_at FROM pairs WHERE id = $1";
         let same = |r: &DbRow| r.get::<String, _>(0) == a && r.get::<String, _>(1) == b;
         // Almost always the pair is known and unchanged: one read, no write.
         let row = sqlx::query(select)
@@ -256,11 +258,11 @@ impl State {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("reading pair"))?;
-        if row
-            .as_ref()
-            .is_some_and(|r| same(r) && r.get::<String, _>(2) == direction)
+        if let Some(r) = &row
+            && same(r)
+            && r.get::<String, _>(2) == direction
         {
-            return Ok(());
+            return Ok(r.get(3));
         }
         let _turn = self.turn().await;
         let mut tx = self.write_tx("saving pair").await?;
@@ -269,6 +271,7 @@ impl State {
             .fetch_optional(&mut *tx)
             .await
             .map_err(self.err("reading pair"))?;
+        let cutover_at = row.as_ref().and_then(|r| r.get(3));
         match row {
             Some(r) if same(&r) && r.get::<String, _>(2) == direction => {}
             Some(r) if same(&r) => {
@@ -324,7 +327,8 @@ impl State {
                     .map_err(self.err("saving pair"))?;
             }
         }
-        tx.commit().await.map_err(self.err("saving pair"))
+        tx.commit().await.map_err(self.err("saving pair"))?;
+        Ok(cutover_at)
     }
 
     /// The calendars the state last recorded for `pair` (source, target), if any.
@@ -816,109 +820,6 @@ impl State {
             .await
             .map_err(self.err("writing watermark"))?;
         tx.commit().await.map_err(self.err("writing watermark"))
-    }
-
-    /// Records that `node` (its lease holder name) starts a pass of `pair`.
-    pub async fn begin_run(&self, pair: &PairId, kind: RunKind, node: &str) -> StateResult<String> {
-        let _turn = self.turn().await;
-        // Time-ordered (UUIDv7): passes started in one millisecond still sort by start.
-        let id = uuid::Uuid::now_v7().to_string();
-        let kind = match kind {
-            RunKind::Sync => "sync",
-            RunKind::Resync => "resync",
-        };
-        let mut tx = self.write_tx("recording run").await?;
-        sqlx::query(
-            "INSERT INTO runs (id, pair_id, kind, started_at, node) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind(pair.as_str())
-        .bind(kind)
-        .bind(now_ms())
-        .bind(node)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording run"))?;
-        tx.commit().await.map_err(self.err("recording run"))?;
-        Ok(id)
-    }
-
-    pub async fn finish_run(
-        &self,
-        pair: &PairId,
-        run: &str,
-        outcome: Outcome,
-        counts: &RunCounts,
-        error: Option<&str>,
-    ) -> StateResult<()> {
-        let _turn = self.turn().await;
-        let now = now_ms();
-        let mut tx = self.write_tx("recording run").await?;
-        sqlx::query(
-            "UPDATE runs SET finished_at = $1, outcome = $2, created = $3, updated = $4, deleted = $5, \
-             unchanged = $6, failed = $7, error = $8, adopted = $9, requests = $10, failed_requests = $11, \
-             throttled = $12, backlog = $13 WHERE id = $14",
-        )
-        .bind(now)
-        .bind(outcome.as_str())
-        .bind(counts.created as i64)
-        .bind(counts.updated as i64)
-        .bind(counts.deleted as i64)
-        .bind(counts.unchanged as i64)
-        .bind(counts.failed as i64)
-        .bind(error)
-        .bind(counts.adopted as i64)
-        .bind(counts.requests as i64)
-        .bind(counts.failed_requests as i64)
-        .bind(counts.throttled as i64)
-        .bind(counts.backlog.map(|b| b as i64))
-        .bind(run)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording run"))?;
-        // A service passes every pair every minute for months: keep the recent history only
-        // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
-        // pruned now and then, not on every pass.
-        if fastrand::u8(..) < 16 {
-            sqlx::query(
-                "DELETE FROM runs WHERE pair_id = $1 AND started_at < $2 AND started_at < \
-                 (SELECT started_at FROM runs WHERE pair_id = $3 ORDER BY started_at DESC LIMIT 1 OFFSET $4)",
-            )
-            .bind(pair.as_str())
-            .bind(now - HOUR_MS)
-            .bind(pair.as_str())
-            .bind(RUNS_KEPT - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("recording run"))?;
-        }
-        // Lag counts from the pass that first saw a change it could not apply; a pass that
-        // applied everything clears it. An unknown backlog leaves both as they were.
-        sqlx::query(
-            "UPDATE pairs SET \
-             last_success_at = CASE WHEN $1 THEN $2 ELSE last_success_at END, \
-             pending_since = CASE WHEN $3 IS NULL THEN pending_since WHEN $4 = 0 THEN NULL \
-                 ELSE COALESCE(pending_since, (SELECT started_at FROM runs WHERE id = $5)) END, \
-             backlog = COALESCE($6, backlog), \
-             total_created = total_created + $7, total_updated = total_updated + $8, \
-             total_deleted = total_deleted + $9, total_adopted = total_adopted + $10 \
-             WHERE id = $11",
-        )
-        .bind(outcome == Outcome::Ok)
-        .bind(now)
-        .bind(counts.backlog.map(|b| b as i64))
-        .bind(counts.backlog.map(|b| b as i64))
-        .bind(run)
-        .bind(counts.backlog.map(|b| b as i64))
-        .bind(counts.created as i64)
-        .bind(counts.updated as i64)
-        .bind(counts.deleted as i64)
-        .bind(counts.adopted as i64)
-        .bind(pair.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording run"))?;
-        tx.commit().await.map_err(self.err("recording run"))
     }
 
     /// Status of the given pairs, in the order given; pairs the state has never seen are omitted.

@@ -11,10 +11,10 @@ use tandem::domain::identity::IdentityKey;
 use tandem::domain::lease::LeaseKind;
 use tandem::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use tandem::domain::pairstate::{ItemFault, PairState, QUARANTINE_AFTER};
-use tandem::domain::run::{Outcome, RunCounts, RunKind};
+use tandem::domain::run::{Outcome, RunCounts, RunKind, RunRecord};
 use tandem::domain::time::now_ms;
 use tandem::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
-use tandem::state::State;
+use tandem::state::{PassStart, State};
 use tandem::store::http::HttpCounts;
 
 /// One `#[tokio::test]` per check, each on a fresh store from `$open`.
@@ -42,6 +42,7 @@ macro_rules! every_check {
             items_outside_the_window,
             the_target_index,
             runs_and_their_history,
+            what_a_pass_starts_from,
             pair_states,
             quarantine,
             leases,
@@ -395,20 +396,20 @@ async fn runs_and_their_history(s: &State) {
         backlog: Some(0),
         ..RunCounts::default()
     };
-    let first = s.begin_run(&id, RunKind::Sync, "node").await.unwrap();
-    s.finish_run(&id, &first, Outcome::Ok, &counts(3), None)
-        .await
-        .unwrap();
-    let second = s.begin_run(&id, RunKind::Resync, "node").await.unwrap();
-    s.finish_run(
-        &id,
-        &second,
-        Outcome::Failed,
-        &counts(0),
-        Some("target gone"),
-    )
-    .await
-    .unwrap();
+    let first = RunRecord {
+        outcome: Outcome::Ok,
+        counts: counts(3),
+        ..RunRecord::start(RunKind::Sync, "node")
+    };
+    s.record_run(&id, &first).await.unwrap();
+    let second = RunRecord {
+        outcome: Outcome::Failed,
+        counts: counts(0),
+        error: Some("target gone".into()),
+        ..RunRecord::start(RunKind::Resync, "node")
+    };
+    s.record_run(&id, &second).await.unwrap();
+    let (first, second) = (first.id, second.id);
     let passes = s.passes("alice", 10).await.unwrap();
     assert_eq!(
         passes.iter().map(|p| p.run.as_str()).collect::<Vec<_>>(),
@@ -428,6 +429,90 @@ async fn runs_and_their_history(s: &State) {
     assert_eq!(row.last_run.as_ref().unwrap().kind, "resync");
     assert_eq!((row.requests, row.failed), (8, 2));
     assert!(s.synced_pairs().await.unwrap().contains("alice"));
+}
+
+/// The one read a pass starts with agrees with the reads it stands for.
+async fn what_a_pass_starts_from(s: &State) {
+    let start =
+        async |id: &PairId, now: i64, window: &str| s.pass_start(id, now, window).await.unwrap();
+    let unknown: PairId = "nobody".parse().unwrap();
+    assert_eq!(start(&unknown, 0, "w1").await, PassStart::default());
+    let id = alice(s).await;
+    let quiet = start(&id, 0, "w1").await;
+    assert_eq!(
+        quiet,
+        PassStart {
+            calendars: Some(("s:/alice/".into(), "t:/alice/".into())),
+            watermarks: (Some(SyncToken::new("tok")), None),
+            mappings: 1,
+            ..PassStart::default()
+        }
+    );
+    s.put_mapping(&id, &mapping(2)).await.unwrap();
+    s.add_pending(&id, &pending(1)).await.unwrap();
+    s.set_watermark(&id, Side::B, Some(&SyncToken::new("b")))
+        .await
+        .unwrap();
+    let outside = |n: u32, enters: Option<i64>| OutsideWindow {
+        href: href(&format!("/s/{n}.ics")),
+        etag: Etag::new(format!("a{n}")),
+        identity: identity(n),
+        enters,
+    };
+    s.update_outside_window(
+        &id,
+        Side::A,
+        &[outside(1, Some(100)), outside(2, None)],
+        &[],
+        "w1",
+    )
+    .await
+    .unwrap();
+    let fault = ItemFault {
+        href: href("/s/x.ics"),
+        etag: Etag::new("x1"),
+        identity: None,
+        error: "413 too large".into(),
+    };
+    s.record_item_faults(&id, Side::A, std::slice::from_ref(&fault), &[])
+        .await
+        .unwrap();
+    let busy = start(&id, 50, "w1").await;
+    assert_eq!(
+        (
+            busy.watermarks.1,
+            busy.pendings,
+            busy.mappings,
+            busy.held,
+            busy.to_retry,
+            busy.due
+        ),
+        (Some(SyncToken::new("b")), 1, 2, 1, 1, 0)
+    );
+    // Due as `outside_window` has it: its time came, or another window judged it.
+    for (now, window) in [(100, "w1"), (50, "w2")] {
+        let due = s
+            .outside_window(&id, now, window, false)
+            .await
+            .unwrap()
+            .len() as u64;
+        assert_eq!(
+            start(&id, now, window).await.due,
+            due,
+            "at {now} in {window}"
+        );
+        assert!(due > 0);
+    }
+    // Quarantined and not let out: held, not to retry.
+    for _ in 1..QUARANTINE_AFTER {
+        s.record_item_faults(&id, Side::A, std::slice::from_ref(&fault), &[])
+            .await
+            .unwrap();
+    }
+    let held = start(&id, 50, "w1").await;
+    assert_eq!((held.held, held.to_retry), (1, 0));
+    s.quarantine_retry(Some(&id)).await.unwrap();
+    assert_eq!(start(&id, 50, "w1").await.to_retry, 1);
 }
 
 async fn pair_states(s: &State) {
@@ -740,7 +825,7 @@ async fn fenced_writes(s: &State) {
             .unwrap_err();
         assert!(e.lease_lost(), "{e}");
         assert!(
-            s.begin_run(&id, RunKind::Sync, "one")
+            s.record_run(&id, &RunRecord::start(RunKind::Sync, "one"))
                 .await
                 .unwrap_err()
                 .lease_lost()

@@ -105,20 +105,8 @@ async fn an_older_database_is_migrated_and_keeps_its_data() {
     let alice = pair("alice", "s:/alice/");
     state.ensure_pair(&alice).await.unwrap();
     assert_eq!(state.mappings(&alice.id).await.unwrap(), vec![mapping(1)]);
-    let run = state
-        .begin_run(&alice.id, tandem::domain::run::RunKind::Sync, "node")
-        .await
-        .unwrap();
-    state
-        .finish_run(
-            &alice.id,
-            &run,
-            tandem::domain::run::Outcome::Ok,
-            &Default::default(),
-            None,
-        )
-        .await
-        .unwrap();
+    let run = tandem::domain::run::RunRecord::start(tandem::domain::run::RunKind::Sync, "node");
+    state.record_run(&alice.id, &run).await.unwrap();
     let status = state
         .pair_statuses(std::slice::from_ref(&alice.id))
         .await
