@@ -300,7 +300,7 @@ async fn a_moving_mailbox_pauses_the_pair_and_it_resumes_by_itself() {
     assert_eq!(resumed.state, PairState::Active, "{resumed:?}");
     assert_eq!(resumed.report.unwrap().created, 5);
     assert_eq!(m.tgt.items(&m.tcal).len(), 5);
-    assert!(resumed.next_run >= T + 240_000 + 54_000 && resumed.next_run <= T + 240_000 + 66_000);
+    assert!(resumed.next_run >= T + 240_000 + 54_000 && resumed.next_run <= T + 240_000 + 60_000);
 }
 
 #[tokio::test]
