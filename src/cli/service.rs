@@ -102,6 +102,7 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         crate::service::observe::Live {
             agents: pool.agents(),
             membership: Some(membership),
+            engine: Some(engine.clone()),
         },
         token,
     ));

@@ -257,6 +257,14 @@ impl Engine {
             .collect()
     }
 
+    /// Whether each server that speaks HTTP answers, as this process sees it.
+    pub fn server_health(&self) -> BTreeMap<String, crate::store::health::HealthView> {
+        self.stores
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.as_ref().ok()?.health()?.view())))
+            .collect()
+    }
+
     /// Adds the requests made since the last call to the state's per-server counters.
     pub async fn flush_server_counts(&self) -> Result<(), StateError> {
         let now = self.server_counts();

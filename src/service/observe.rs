@@ -13,6 +13,7 @@ use crate::domain::run::RunStatus;
 use crate::domain::time::{HOUR_MS, now_ms};
 pub use crate::state::PassView;
 use crate::state::{NodeRow, PairRow, State, StateResult};
+use crate::store::health::HealthView;
 
 /// A pair that is new to the state (never passed) shows as `new`.
 pub const NEW: &str = "new";
@@ -99,6 +100,8 @@ pub struct ServerView {
     pub failed_requests_percent: Option<f64>,
     /// Requests per second over about the last minute.
     pub rate_per_second: f64,
+    /// Whether it answers, as this node sees it (while `run` serves; HTTP servers only).
+    pub health: Option<HealthView>,
     pub alerts: Vec<&'static str>,
 }
 
@@ -149,6 +152,8 @@ pub struct Live {
     pub agents: Vec<std::sync::Arc<crate::service::pool::AgentStats>>,
     /// This node's view of its claims and of the database's health.
     pub membership: Option<std::sync::Arc<crate::service::nodes::Membership>>,
+    /// This node's view of its servers' health.
+    pub engine: Option<std::sync::Arc<crate::engine::Engine>>,
 }
 
 /// Reads everything the operator's view shows, sorted worst first.
@@ -272,7 +277,12 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
     for p in &pairs {
         *by_state.entry(p.state).or_default() += 1;
     }
-    let servers = server_views(config, &servers, now);
+    let health = live
+        .engine
+        .as_ref()
+        .map(|e| e.server_health())
+        .unwrap_or_default();
+    let servers = server_views(config, &servers, &health, now);
     let online = crate::config::online_processors();
     let agents = agent_views(config, live, &items);
     Ok(Snapshot {
@@ -298,6 +308,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
 fn server_views(
     config: &Config,
     servers: &HashMap<String, crate::state::ServerRow>,
+    health: &BTreeMap<String, HealthView>,
     now: i64,
 ) -> Vec<ServerView> {
     let seconds_this_minute = (now % 60_000) as f64 / 1000.0;
@@ -313,6 +324,10 @@ fn server_views(
             if failed_percent.is_some_and(|f| f > config.alerts.failed_requests_percent) {
                 flags.push("failed_requests");
             }
+            let health = health.get(name).cloned();
+            if health.as_ref().is_some_and(|h| h.state == "down") {
+                flags.push("down");
+            }
             ServerView {
                 name: name.clone(),
                 kind: s.kind.name(),
@@ -326,6 +341,7 @@ fn server_views(
                 rate_per_second: r.map_or(0.0, |r| {
                     (r.recent as f64 / (60.0 + seconds_this_minute) * 100.0).round() / 100.0
                 }),
+                health,
                 alerts: flags,
             }
         })

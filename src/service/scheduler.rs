@@ -20,6 +20,7 @@ use crate::domain::types::PairId;
 use crate::engine::report::PairReport;
 use crate::engine::{Engine, PassOptions};
 use crate::service::nodes::Membership;
+use crate::service::servers::{Gate, ServerWaits};
 use crate::state::StateError;
 
 /// How pair states move.
@@ -100,12 +101,14 @@ pub struct StepOutcome {
     pub state: PairState,
     /// When the pair is due next (unix ms).
     pub next_run: i64,
-    /// `false`: another node's pair (or none's yet), not run here; `state` was not read.
+    /// `false`: not a pass (another node's pair, or none's yet; or a probe of the pair's
+    /// server, which is down); `state` was not read.
     pub held: bool,
 }
 
-/// How soon a pair another node holds is looked at again (claims move every few seconds).
-const NOT_HELD_RECHECK: Duration = Duration::from_secs(1);
+/// How soon a pair another node holds, or one waiting on its server, is looked at again
+/// (claims move every few seconds; a server's return wakes its pairs at once anyway).
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// One agent's pairs and when each is due.
 pub struct Scheduler {
@@ -118,6 +121,10 @@ pub struct Scheduler {
     running: HashSet<usize>,
     /// Which of its pairs this node may start now.
     membership: Arc<Membership>,
+    /// Pairs waiting on a server that is down.
+    waits: ServerWaits,
+    /// Pairs due because their server answers again: a pause or backoff it caused is over.
+    woken: HashSet<usize>,
 }
 
 impl Scheduler {
@@ -133,10 +140,13 @@ impl Scheduler {
         let states = engine.state.pair_states().await?;
         let synced = engine.state.synced_pairs().await?;
         let interval = policy.interval.as_millis().max(1) as i64;
+        let waits = ServerWaits::new(&engine, &pairs);
         let mut s = Scheduler {
             agent,
             engine,
             policy,
+            waits,
+            woken: HashSet::new(),
             next: vec![0; pairs.len()],
             pairs,
             queue: BTreeSet::new(),
@@ -180,16 +190,24 @@ impl Scheduler {
     }
 
     /// Takes the next pair due at `now_ms`, if any; it is not handed out again until `finish`.
-    /// Pairs this node does not hold now are put off a little, unread.
+    /// Pairs this node does not hold now, and pairs on a server that is down, are put off a
+    /// little, unread (one of the latter may be taken to probe the server instead).
     pub fn take_due(&mut self, now_ms: i64) -> Option<usize> {
+        for (i, at) in self.waits.woken(now_ms) {
+            if !self.running.contains(&i) {
+                self.woken.insert(i);
+                self.schedule(i, at.min(self.next[i]));
+            }
+        }
         loop {
             let &(at, i) = self.queue.first()?;
             if at > now_ms {
                 return None;
             }
             self.queue.remove(&(at, i));
-            if !self.membership.holds(self.pairs[i].id.as_str()) {
-                let later = now_ms + NOT_HELD_RECHECK.as_millis() as i64;
+            let held = self.membership.holds(self.pairs[i].id.as_str());
+            if !held || self.waits.gate(i) == Gate::Wait {
+                let later = now_ms + RECHECK.as_millis() as i64;
                 self.next[i] = later;
                 self.queue.insert((later, i));
                 continue;
@@ -201,6 +219,14 @@ impl Scheduler {
 
     /// Reschedules a pair after its step.
     pub fn finish(&mut self, i: usize, outcome: &StepOutcome) {
+        let ran = outcome.report.as_ref().map(|r| match &r.error {
+            Some(_) => r.error_kind.or(Some(ErrorKind::Permanent)),
+            None => None,
+        });
+        self.waits.finished(i, ran);
+        if outcome.held {
+            self.woken.remove(&i);
+        }
         self.running.remove(&i);
         self.queue.insert((outcome.next_run, i));
         self.next[i] = outcome.next_run;
@@ -220,18 +246,32 @@ impl Scheduler {
             self.agent,
         );
         let membership = self.membership.clone();
+        let probe = self.waits.probe(i);
+        let woken = self.woken.contains(&i);
         async move {
+            // Taken to probe its server, which is down: the probe is the step.
+            if let Some(probe) = probe {
+                probe.await;
+                return Ok(StepOutcome {
+                    pair: pair.id,
+                    agent,
+                    report: None,
+                    state: PairState::Active,
+                    next_run: now_ms + RECHECK.as_millis() as i64,
+                    held: false,
+                });
+            }
             if !membership.start(pair.id.as_str()) {
                 return Ok(StepOutcome {
                     pair: pair.id,
                     agent,
                     report: None,
                     state: PairState::Active,
-                    next_run: now_ms + NOT_HELD_RECHECK.as_millis() as i64,
+                    next_run: now_ms + RECHECK.as_millis() as i64,
                     held: false,
                 });
             }
-            let outcome = run_pair(engine, pair.clone(), policy, agent, now_ms).await;
+            let outcome = run_pair(engine, pair.clone(), policy, agent, now_ms, woken).await;
             membership.done(pair.id.as_str());
             outcome
         }
@@ -260,13 +300,14 @@ impl Scheduler {
 }
 
 /// One pair's turn: skip it if disabled (or paused by another process), else pass and move its
-/// state.
+/// state. `woken`: its server answers again, so a pause or backoff that server caused is over.
 async fn run_pair(
     engine: Arc<Engine>,
     pair: PairConfig,
     policy: Policy,
     agent: usize,
     now_ms: i64,
+    woken: bool,
 ) -> Result<StepOutcome, StateError> {
     let prev = engine.state.pair_state(&pair.id).await?.state;
     let not_run = |state: PairState, next_run: i64| StepOutcome {
@@ -281,7 +322,9 @@ async fn run_pair(
         PairState::Disabled { .. } => {
             return Ok(not_run(prev.clone(), now_ms + policy.next_interval()));
         }
-        PairState::Paused { until, .. } | PairState::Backoff { until, .. } if *until > now_ms => {
+        PairState::Paused { until, .. } | PairState::Backoff { until, .. }
+            if *until > now_ms && !woken =>
+        {
             return Ok(not_run(prev.clone(), *until));
         }
         _ => {}

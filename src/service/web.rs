@@ -533,9 +533,19 @@ fn server_metrics(reg: &mut Registry, s: &Snapshot) {
     let srv_alert = gauge(
         reg,
         "server_alert",
-        "1 when the server is over the failed_requests_percent threshold",
+        "1 when the server is over the failed_requests_percent threshold or down",
+    );
+    let srv_up = gauge(
+        reg,
+        "server_up",
+        "1 while the server answers, 0 while it is down and its pairs wait on it",
     );
     for v in &s.servers {
+        if let Some(h) = &v.health {
+            srv_up
+                .get_or_create(&vec![("server", v.name.clone())])
+                .set(i64::from(h.state == "up"));
+        }
         let l = || vec![("server", v.name.clone())];
         srv_requests.get_or_create(&l()).inc_by(v.requests as u64);
         srv_failed
@@ -868,13 +878,30 @@ fn servers(out: &mut String, s: &Snapshot) {
     out.push_str(
         "<section><h2>Servers</h2><table id=\"servers\"><tr><th>server</th><th>kind</th>\
          <th class=\"n\">requests (1 h)</th><th class=\"n\">failed</th><th class=\"n\">throttled</th>\
-         <th class=\"n\">rate</th></tr>",
+         <th class=\"n\">rate</th><th>state</th></tr>",
     );
     for v in &s.servers {
+        let state = match &v.health {
+            None => "—".to_string(),
+            Some(h) if h.state == "up" => "up".to_string(),
+            Some(h) => format!(
+                "down since {}, {} probe(s), next in {} s: {}",
+                crate::domain::time::utc(h.down_since.unwrap_or(0)),
+                h.probes,
+                h.next_probe_in_ms.unwrap_or(0) / 1000,
+                esc(h.last_error.as_deref().unwrap_or(""))
+            ),
+        };
         let _ = write!(
             out,
             "<tr data-server=\"{name}\"><td>{name}</td><td>{kind}</td><td class=\"n\">{req}</td>\
-             <td class=\"n{alert}\">{fail}</td><td class=\"n\">{thr}</td><td class=\"n\">{rate:.2}/s</td></tr>",
+             <td class=\"n{alert}\">{fail}</td><td class=\"n\">{thr}</td><td class=\"n\">{rate:.2}/s</td>\
+             <td class=\"state{down}\">{state}</td></tr>",
+            down = if v.alerts.contains(&"down") {
+                " alert"
+            } else {
+                ""
+            },
             name = esc(&v.name),
             kind = v.kind,
             req = v.requests_last_hour,

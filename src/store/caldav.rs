@@ -299,6 +299,14 @@ impl CalendarStore for CaldavStore {
         Some(self.transport.stats().counts())
     }
 
+    fn health(&self) -> Option<Arc<crate::store::health::ServerHealth>> {
+        Some(self.transport.health())
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        self.transport.probe(&self.base.to_string()).await
+    }
+
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {
         let url = self.url(cal.as_str());
         let got = self

@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use super::health::{ServerHealth, resource_of};
 use crate::domain::error::ErrorKind;
 
 /// How hard to try before giving up on a request.
@@ -152,6 +153,7 @@ struct Inner {
     slots: Semaphore,
     settings: HttpSettings,
     stats: Arc<HttpStats>,
+    health: Arc<ServerHealth>,
 }
 
 /// The `Service` libdav drives. Cheap to clone; clones share limits and counters.
@@ -205,11 +207,45 @@ impl Transport {
             slots: Semaphore::new(settings.max_concurrency.max(1)),
             settings,
             stats: Arc::new(HttpStats::default()),
+            health: Arc::new(ServerHealth::default()),
         })))
     }
 
     pub fn stats(&self) -> Arc<HttpStats> {
         self.0.stats.clone()
+    }
+
+    pub fn health(&self) -> Arc<ServerHealth> {
+        self.0.health.clone()
+    }
+
+    /// One `OPTIONS` request to `uri`, not retried: whether the server answered (any status but
+    /// a server-level failure), or why not.
+    pub async fn probe(&self, uri: &str) -> Result<(), String> {
+        let inner = &self.0;
+        let mut req = Request::options(uri)
+            .body(String::new())
+            .map_err(|e| format!("OPTIONS {uri}: {e}"))?;
+        if let Some(auth) = &inner.auth {
+            req.headers_mut().insert(AUTHORIZATION, auth.clone());
+        }
+        inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let answer = tokio::time::timeout(inner.settings.timeout, inner.client.request(req)).await;
+        let fault = match answer {
+            Err(_) => Some("no answer".to_string()),
+            Ok(Err(e)) => Some(root_cause(&e)),
+            Ok(Ok(resp)) if server_fault(&resp.status(), resp.headers()) => {
+                Some(resp.status().to_string())
+            }
+            Ok(Ok(_)) => None,
+        };
+        match fault {
+            None => Ok(()),
+            Some(f) => {
+                inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+                Err(format!("OPTIONS {uri}: {f}"))
+            }
+        }
     }
 
     pub fn max_concurrency(&self) -> usize {
@@ -282,6 +318,8 @@ impl Inner {
                 })
                 .await
             };
+            // No connection or no answer: the server's trouble, whatever the kind says.
+            let unanswered = matches!(&outcome, Err(_) | Ok(Err(_)));
             let verdict = match outcome {
                 Err(_) => Verdict::Retry {
                     wait: backoff(&policy, attempt),
@@ -305,10 +343,22 @@ impl Inner {
                     t.failed.fetch_add(1, Ordering::Relaxed);
                 });
             }
+            // Every try tells the server's health; a 5xx without Retry-After is the only answer
+            // classified transient, and a mailbox-level answer says the server itself is up.
+            match &verdict {
+                Verdict::Retry { fault, .. } | Verdict::Fail(fault)
+                    if unanswered || matches!(fault.kind, ErrorKind::Transient) =>
+                {
+                    self.health
+                        .failed(resource_of(parts.uri.path()), &fault.message)
+                }
+                _ => self.health.answered(),
+            }
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
+                // A server found down stops retries: its pairs wait on it instead.
                 Verdict::Retry { wait, fault, tries }
-                    if attempt < tries && wait <= policy.max_wait =>
+                    if attempt < tries && wait <= policy.max_wait && !self.health.is_down() =>
                 {
                     debug!(request = %what, attempt, wait_ms = wait.as_millis() as u64, reason = %fault.message, "retrying");
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -333,6 +383,23 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// An answer that says the server itself is in trouble (not one mailbox): a 5xx without
+/// Retry-After, but for 501/505 ("never", not "not now").
+fn server_fault(status: &StatusCode, headers: &http::HeaderMap) -> bool {
+    status.is_server_error()
+        && *status != StatusCode::NOT_IMPLEMENTED
+        && *status != StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        && !headers.contains_key(RETRY_AFTER)
+}
+
+/// The innermost cause of an error (the OS's "connection refused", say).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(e), |e| e.source())
+        .last()
+        .map(|root| root.to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
 fn classify_io(
     what: &str,
     e: &(dyn std::error::Error + 'static),
@@ -342,10 +409,7 @@ fn classify_io(
     let refused = std::iter::successors(Some(e), |e| e.source())
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
-    let reason = std::iter::successors(Some(e), |e| e.source())
-        .last()
-        .map(|root| root.to_string())
-        .unwrap_or_else(|| e.to_string());
+    let reason = root_cause(e);
     // A refused connection is a server that is down or being moved: the pair pauses (rule 3).
     let kind = if refused {
         ErrorKind::Moving { retry_after: None }

@@ -60,6 +60,14 @@ impl CalendarStore for Limited {
         self.inner.counts()
     }
 
+    fn health(&self) -> Option<Arc<super::health::ServerHealth>> {
+        self.inner.health()
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        self.inner.probe().await
+    }
+
     fn parallelism(&self) -> usize {
         let inner = self.inner.parallelism();
         self.cap.map_or(inner, |cap| inner.min(cap))

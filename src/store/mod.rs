@@ -6,6 +6,7 @@
 //! files) and `memory` (tests and benches, with fault injection).
 
 pub mod caldav;
+pub mod health;
 pub mod http;
 pub mod limit;
 pub mod memory;
@@ -95,6 +96,17 @@ pub trait CalendarStore: Send + Sync {
     fn counts(&self) -> Option<http::HttpCounts> {
         None
     }
+
+    /// Whether the server answers, for stores behind a network (see [`health`]).
+    fn health(&self) -> Option<Arc<health::ServerHealth>> {
+        None
+    }
+
+    /// One cheap request to see whether a server that was down answers again; `Err` says why
+    /// not. A store without a server always answers.
+    async fn probe(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Opens the store a configured server describes, behind its request limits.
@@ -132,6 +144,9 @@ pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
             let store = caldav::CaldavStore::new(url, credentials, settings).map_err(|e| {
                 StoreError::new(e.kind, format!("server {}: {}", server.name, e.message))
             })?;
+            if let Some(h) = store.health() {
+                h.name(&server.name);
+            }
             return Ok(Arc::new(store));
         }
     };

@@ -20,6 +20,7 @@ mod postgres;
 mod race;
 mod repair;
 mod rewriting;
+mod servers;
 mod service;
 mod state_contract;
 mod state_store;

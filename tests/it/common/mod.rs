@@ -6,6 +6,7 @@ pub mod dav;
 pub mod items;
 pub mod mock;
 pub mod pg;
+pub mod proxy;
 pub mod reference;
 
 use std::io::{Read, Write};
