@@ -227,9 +227,15 @@ impl Scheduler {
         if outcome.held {
             self.woken.remove(&i);
         }
+        let next = match self.waits.held_up(i) {
+            true => outcome
+                .next_run
+                .min(crate::domain::time::now_ms() + RECHECK.as_millis() as i64),
+            false => outcome.next_run,
+        };
         self.running.remove(&i);
-        self.queue.insert((outcome.next_run, i));
-        self.next[i] = outcome.next_run;
+        self.queue.insert((next, i));
+        self.next[i] = next;
     }
 
     /// A future running pair `i` (for the service loop, which runs several at once). A pair

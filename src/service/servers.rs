@@ -135,6 +135,15 @@ impl ServerWaits {
         })
     }
 
+    /// Whether pair `i` waits on a server that is down now: it is looked at again soon (so
+    /// its turn may probe the server), whatever pause or backoff its last pass left.
+    pub fn held_up(&self, i: usize) -> bool {
+        self.waiting.contains(&i)
+            && self.of_pair[i]
+                .iter()
+                .any(|s| self.servers[*s].health.is_down())
+    }
+
     /// Pair `i`'s step ended: a pass that failed at the server's level (no answer, a refused
     /// connection, a 5xx) waits to be woken by the server's return; any other pass does not.
     pub fn finished(&mut self, i: usize, kind: Option<Option<ErrorKind>>) {
