@@ -255,19 +255,15 @@ impl Scheduler {
         let probe = self.waits.probe(i);
         let woken = self.woken.contains(&i);
         async move {
-            // Taken to probe its server, which is down: the probe is the step.
-            if let Some(probe) = probe {
-                probe.await;
-                return Ok(StepOutcome {
-                    pair: pair.id,
-                    agent,
-                    report: None,
-                    state: PairState::Active,
-                    next_run: now_ms + RECHECK.as_millis() as i64,
-                    held: false,
-                });
-            }
-            if !membership.start(pair.id.as_str()) {
+            // Not a pass: a probe of its server (which is down), or another node's pair.
+            let probed = match probe {
+                Some(probe) => {
+                    probe.await;
+                    true
+                }
+                None => false,
+            };
+            if probed || !membership.start(pair.id.as_str()) {
                 return Ok(StepOutcome {
                     pair: pair.id,
                     agent,

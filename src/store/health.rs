@@ -2,7 +2,7 @@
 //! probed one request at a time while it is down.
 //!
 //! A server is down once tries at several different calendars have failed at the server's level
-//! (no connection, no answer in time, a 5xx without Retry-After) with no answer in between: one
+//! (no connection, no answer in time, a 5xx but a 503 with Retry-After) with no answer between: one
 //! broken calendar answering 500 keeps failing alone while the others succeed. A
 //! mailbox-level answer (423, "being moved", a 503 with Retry-After) says the server is up. While
 //! down, its pairs wait on it instead of each pausing; probes back off from a second to two

@@ -343,8 +343,8 @@ impl Inner {
                     t.failed.fetch_add(1, Ordering::Relaxed);
                 });
             }
-            // Every try tells the server's health; a 5xx without Retry-After is the only answer
-            // classified transient, and a mailbox-level answer says the server itself is up.
+            // Every try tells the server's health; a `server_fault` is the only answer classified
+            // transient, and a mailbox-level answer says the server itself is up.
             match &verdict {
                 Verdict::Retry { fault, .. } | Verdict::Fail(fault)
                     if unanswered || matches!(fault.kind, ErrorKind::Transient) =>
@@ -383,13 +383,13 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
-/// An answer that says the server itself is in trouble (not one mailbox): a 5xx without
-/// Retry-After, but for 501/505 ("never", not "not now").
+/// An answer that says the server itself is in trouble, worth retrying: a 5xx, but for 501/505
+/// ("never", not "not now") and a 503 with Retry-After (one mailbox unavailable for a while).
 fn server_fault(status: &StatusCode, headers: &http::HeaderMap) -> bool {
     status.is_server_error()
         && *status != StatusCode::NOT_IMPLEMENTED
         && *status != StatusCode::HTTP_VERSION_NOT_SUPPORTED
-        && !headers.contains_key(RETRY_AFTER)
+        && !(*status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(RETRY_AFTER))
 }
 
 /// The innermost cause of an error (the OS's "connection refused", say).
@@ -498,20 +498,14 @@ fn classify_status(
                 tries: policy.attempts,
             }
         }
-        // 501/505 say "never", not "not now".
-        s if s.is_server_error()
-            && s != StatusCode::NOT_IMPLEMENTED
-            && s != StatusCode::HTTP_VERSION_NOT_SUPPORTED =>
-        {
-            Verdict::Retry {
-                wait: backoff(policy, attempt),
-                fault: HttpFault {
-                    kind: ErrorKind::Transient,
-                    message: said(""),
-                },
-                tries: policy.attempts,
-            }
-        }
+        s if server_fault(&s, &head.headers) => Verdict::Retry {
+            wait: backoff(policy, attempt),
+            fault: HttpFault {
+                kind: ErrorKind::Transient,
+                message: said(""),
+            },
+            tries: policy.attempts,
+        },
         _ => Verdict::Done(Response::from_parts(head, Full::new(body))),
     }
 }

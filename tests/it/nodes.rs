@@ -107,24 +107,8 @@ impl Cluster {
             source.config_section("source", &pw),
             target.config_section("target", &pw),
         );
-        let src = source.store();
-        let mut cals = Vec::new();
-        for i in 0..PAIRS {
-            let user = format!("u{i:02}");
-            let s: CalendarPath = source.make_calendar(&user, "calendar").parse().unwrap();
-            let t: CalendarPath = target.make_calendar(&user, "calendar").parse().unwrap();
-            src.create(
-                &s,
-                "first.ics",
-                &event(&format!("first-{i}"), "First", None),
-            )
-            .await
-            .unwrap();
-            config.push_str(&format!(
-                "\n[[pairs]]\nid = \"{user}\"\nsource = \"source:{s}\"\ntarget = \"target:{t}\"\n"
-            ));
-            cals.push((s, t));
-        }
+        let (pairs, cals) = common::radicale_pairs(&source, &target, PAIRS).await;
+        config.push_str(&pairs);
         Cluster {
             source,
             target,

@@ -13,7 +13,7 @@ use tandem::store::CalendarStore;
 
 use crate::common::dav::{self, DavServer};
 use crate::common::proxy::{Mode, Proxy};
-use crate::common::{event, http, wait_until};
+use crate::common::{event, http, radicale_pairs, wait_until};
 
 const PAIRS: usize = 50;
 const OUTAGE: Duration = Duration::from_secs(15);
@@ -98,24 +98,9 @@ async fn a_dead_server_is_probed_not_hammered_and_its_pairs_converge_when_it_ret
             .config_section("target", &pw)
             .replace(&format!(":{}/", target.port), &format!(":{}/", proxy.port)),
     );
+    let (pairs, cals) = radicale_pairs(&source, &target, PAIRS).await;
+    config.push_str(&pairs);
     let src = source.store();
-    let mut cals = Vec::new();
-    for i in 0..PAIRS {
-        let user = format!("u{i:02}");
-        let s: CalendarPath = source.make_calendar(&user, "calendar").parse().unwrap();
-        let t: CalendarPath = target.make_calendar(&user, "calendar").parse().unwrap();
-        src.create(
-            &s,
-            "first.ics",
-            &event(&format!("first-{i}"), "First", None),
-        )
-        .await
-        .unwrap();
-        config.push_str(&format!(
-            "\n[[pairs]]\nid = \"{user}\"\nsource = \"source:{s}\"\ntarget = \"target:{t}\"\n"
-        ));
-        cals.push((s, t));
-    }
     let file = dir.path().join("tandem.toml");
     std::fs::write(&file, &config).unwrap();
     let log = dir.path().join("run.log");

@@ -294,14 +294,18 @@ async fn cutover(s: &State) {
     assert_eq!(s.cutover_at(&carol.id).await.unwrap(), Some(5));
 }
 
-async fn items_outside_the_window(s: &State) {
-    let id = alice(s).await;
-    let outside = |n: u32, enters: Option<i64>| OutsideWindow {
+/// Item `n` of side A remembered as outside the window, entering it at `enters`.
+fn outside(n: u32, enters: Option<i64>) -> OutsideWindow {
+    OutsideWindow {
         href: href(&format!("/s/{n}.ics")),
         etag: Etag::new(format!("a{n}")),
         identity: identity(n),
         enters,
-    };
+    }
+}
+
+async fn items_outside_the_window(s: &State) {
+    let id = alice(s).await;
     s.update_outside_window(
         &id,
         Side::A,
@@ -453,12 +457,6 @@ async fn what_a_pass_starts_from(s: &State) {
     s.set_watermark(&id, Side::B, Some(&SyncToken::new("b")))
         .await
         .unwrap();
-    let outside = |n: u32, enters: Option<i64>| OutsideWindow {
-        href: href(&format!("/s/{n}.ics")),
-        etag: Etag::new(format!("a{n}")),
-        identity: identity(n),
-        enters,
-    };
     s.update_outside_window(
         &id,
         Side::A,

@@ -198,3 +198,41 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `n` pairs `u00`, `u01`, … over the config's servers `source` and `target` (on `source` and
+/// `target`): a calendar on each side and one item in each source. Returns their `[[pairs]]`
+/// and calendars (source, target).
+pub async fn radicale_pairs(
+    source: &dav::DavServer,
+    target: &dav::DavServer,
+    n: usize,
+) -> (
+    String,
+    Vec<(
+        tandem::domain::types::CalendarPath,
+        tandem::domain::types::CalendarPath,
+    )>,
+) {
+    use tandem::store::CalendarStore;
+    let src = source.store();
+    let (mut config, mut cals) = (String::new(), Vec::new());
+    for i in 0..n {
+        let user = format!("u{i:02}");
+        let s: tandem::domain::types::CalendarPath =
+            source.make_calendar(&user, "calendar").parse().unwrap();
+        let t: tandem::domain::types::CalendarPath =
+            target.make_calendar(&user, "calendar").parse().unwrap();
+        src.create(
+            &s,
+            "first.ics",
+            &event(&format!("first-{i}"), "First", None),
+        )
+        .await
+        .unwrap();
+        config.push_str(&format!(
+            "\n[[pairs]]\nid = \"{user}\"\nsource = \"source:{s}\"\ntarget = \"target:{t}\"\n"
+        ));
+        cals.push((s, t));
+    }
+    (config, cals)
+}
