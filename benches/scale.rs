@@ -220,16 +220,19 @@ fn main() {
         backoff_base: Duration::from_secs(5),
         backoff_max: Duration::from_secs(300),
         jitter: 0.1,
+        safety_interval: Duration::from_secs(3600),
     };
 
     let started = Instant::now();
     let cpu0 = cpu_time();
+    let hub = tandem::service::push::PushHub::new(&specs);
     let pool = Pool::start(
         specs,
         engine.clone(),
         policy,
         8,
         tandem::service::nodes::Membership::everything(),
+        hub,
     )
     .unwrap();
     let total = (pairs * items) as u64;

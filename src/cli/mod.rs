@@ -402,6 +402,10 @@ fn check(file: &std::path::Path) -> Result<u8, Failure> {
             config.file.display()
         ))
     })?;
+    if let Some(files) = &config.http.tls {
+        crate::service::tls::acceptor(files)
+            .map_err(|reason| usage(format!("{}: {reason}", config.file.display())))?;
+    }
     print!("{}", describe_config(&config));
     Ok(EXIT_OK)
 }
@@ -435,6 +439,23 @@ pub fn describe_config(c: &Config) -> String {
             || "; resync over HTTP off (no token_env)".to_string(),
             |v| format!("; resync token from ${v}")
         )
+    );
+    let _ = writeln!(
+        o,
+        "push     {}",
+        match c.http.push_base() {
+            Some(base) => format!(
+                "servers push to {base}/push/…; push-driven pairs polled every {}; subscriptions for {}{}",
+                humantime::format_duration(c.sync.safety_interval),
+                humantime::format_duration(c.sync.push_lifetime),
+                if c.http.tls.is_some() {
+                    "; https"
+                } else {
+                    "; the listener serves plain http (put TLS in front)"
+                }
+            ),
+            None => "off (no http.public_url): every pair is polled".to_string(),
+        }
     );
     let _ = writeln!(
         o,
@@ -824,6 +845,11 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
             .node
             .as_ref()
             .map_or(String::new(), |n| format!("on {n}; "));
+        let node = match (p.push_driven, p.last_push_at) {
+            (true, Some(t)) => format!("{node}push, last {}; ", when(Some(t))),
+            (true, None) => format!("{node}push; "),
+            _ => node,
+        };
         println!(
             "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{node}{}{detail}",
             p.id,

@@ -52,6 +52,14 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
             config.file.display()
         ))
     })?;
+    // TLS files are read before anything starts: a bad one is a config error.
+    let tls = match &config.http.tls {
+        Some(files) => Some(
+            crate::service::tls::acceptor(files)
+                .map_err(|reason| usage(format!("{}: {reason}", config.file.display())))?,
+        ),
+        None => None,
+    };
     // The port first: a service that cannot serve its status page does not start syncing.
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -82,19 +90,34 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         ttl: config.sync.lease_ttl,
     };
     let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
-    let node = tokio::spawn(coordinator.run(node_stopped));
+    let node = tokio::spawn(coordinator.run(node_stopped.clone()));
+    let hub = crate::service::push::PushHub::new(&specs);
+    let keeper = config.http.push_base().map(|base| {
+        tokio::spawn(
+            crate::service::push::PushKeeper {
+                config: Arc::new(config.clone()),
+                engine: engine.clone(),
+                hub: hub.clone(),
+                membership: membership.clone(),
+                base: format!("{base}/push"),
+            }
+            .run(node_stopped),
+        )
+    });
     let pool = Pool::start(
         specs,
         engine.clone(),
         Policy::from_config(&config),
         config.agents.passes,
         membership.clone(),
+        hub.clone(),
     )
     .map_err(|e| Failure {
         code: EXIT_FATAL,
         message: format!("cannot start the agents: {e}"),
     })?;
-    info!(listen = %listen, "status page, API and /metrics served");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(listen = %listen, scheme, "status page, API and /metrics served");
     let web = Arc::new(crate::service::web::Web::new(
         Arc::new(config.clone()),
         state.clone(),
@@ -103,13 +126,25 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
             agents: pool.agents(),
             membership: Some(membership),
             engine: Some(engine.clone()),
+            push: keeper.as_ref().map(|_| hub.clone()),
         },
         token,
     ));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::service::web::serve(web, listener, async {
+    let stopped = async {
         let _ = http_stopped.await;
-    }));
+    };
+    let http = match tls {
+        Some(acceptor) => {
+            let listener =
+                crate::service::tls::TlsListener::new(listener, acceptor).map_err(|e| Failure {
+                    code: EXIT_FATAL,
+                    message: format!("cannot serve https on {listen}: {e}"),
+                })?;
+            tokio::spawn(crate::service::web::serve(web, listener, stopped))
+        }
+        None => tokio::spawn(crate::service::web::serve(web, listener, stopped)),
+    };
     // Request counters reach the state store (and so status, page and metrics) every few seconds.
     let flush = async {
         loop {
@@ -129,6 +164,15 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     // No pass runs now: the node leaves, and its pairs go to the others at once.
     let _ = stop_node.send(true);
     let _ = node.await;
+    if let Some(keeper) = keeper {
+        // A round waiting on a slow server is left: what it did not save is done next start.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), keeper)
+            .await
+            .is_err()
+        {
+            warn!("push subscriptions: a round did not finish within 3 s; leaving it");
+        }
+    }
     let _ = stop_http.send(());
     match tokio::time::timeout(std::time::Duration::from_secs(3), http).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "the status server failed"),

@@ -112,6 +112,11 @@ pub struct SyncConfig {
     /// How long a calendar lease lasts without renewal (a stalled or crashed holder loses it
     /// after this).
     pub lease_ttl: Duration,
+    /// How often a pair whose calendars all push their changes is polled anyway (a push can be
+    /// lost, and a server drops a subscription without saying).
+    pub safety_interval: Duration,
+    /// How long a push subscription is asked for; it is renewed when half of it is left.
+    pub push_lifetime: Duration,
     pub window_past: Option<Duration>,
     pub window_future: Option<Duration>,
     pub extras: Extras,
@@ -168,9 +173,28 @@ pub struct HttpConfig {
     /// Every page, API call and `/metrics` asks for the bearer token too (only `/healthz`
     /// answers without): for nodes reachable over a network.
     pub protect_pages: bool,
+    /// How CalDAV servers reach this listener for WebDAV-Push (`https://host:port`); without it
+    /// nothing subscribes and every pair is polled. `{host}` stands for this machine's name.
+    pub public_url: Option<String>,
+    /// A certificate chain and its key (PEM): the listener serves https.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl HttpConfig {
+    /// Where servers send pushes on this node (`public_url` with `{host}` filled in), without
+    /// a trailing slash.
+    pub fn push_base(&self) -> Option<String> {
+        let url = self.public_url.as_deref()?;
+        let url = url.replace("{host}", &crate::domain::lease::hostname());
+        Some(url.trim_end_matches('/').to_string())
+    }
+
     /// The bearer token for `POST …/resync`, read from `token_env`; only `run` (and `check`)
     /// need it, so other commands work without it in their environment.
     pub fn token(&self) -> Result<Option<secrecy::SecretString>, String> {
@@ -359,6 +383,8 @@ struct RawSync {
     pause: Option<String>,
     backoff_max: Option<String>,
     lease_ttl: Option<String>,
+    safety_interval: Option<String>,
+    push_lifetime: Option<String>,
     window_past: Option<String>,
     window_future: Option<String>,
     extras: Option<String>,
@@ -380,6 +406,9 @@ struct RawHttp {
     listen: Option<String>,
     token_env: Option<String>,
     protect_pages: Option<bool>,
+    public_url: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,6 +463,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Number of processors this process may run on.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(300);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1800);
+/// Polling of push-driven pairs, in case a push is lost.
+pub const DEFAULT_SAFETY_INTERVAL: Duration = Duration::from_secs(3600);
+/// What a push subscription is asked for (renewed at half).
+pub const DEFAULT_PUSH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_PASSES_PER_AGENT: usize = 8;
 
 pub fn online_processors() -> usize {
@@ -609,6 +642,32 @@ impl Validator {
                 "needs http.token_env: the pages would ask for a token no one has",
             );
         }
+        let public_url = raw.http.public_url.filter(|u| {
+            let ok = url::Url::parse(&u.replace("{host}", "h"))
+                .is_ok_and(|p| matches!(p.scheme(), "https" | "http") && p.host().is_some());
+            if !ok {
+                self.issue(
+                    "http.public_url",
+                    format!("{u:?} is not a URL like \"https://tandem.example:8686\""),
+                );
+            }
+            ok
+        });
+        let tls = match (raw.http.tls_cert, raw.http.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: base.join(cert),
+                key: base.join(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.issue("http.tls_key", "is needed with http.tls_cert");
+                None
+            }
+            (None, Some(_)) => {
+                self.issue("http.tls_cert", "is needed with http.tls_key");
+                None
+            }
+        };
         let mut alerts = AlertsConfig::default();
         if let Some(lag) = self.duration("alerts.lag", raw.alerts.lag.as_deref()) {
             alerts.lag = lag;
@@ -642,6 +701,8 @@ impl Validator {
                 listen,
                 token_env,
                 protect_pages,
+                public_url,
+                tls,
             },
             alerts,
             servers,
@@ -715,6 +776,15 @@ impl Validator {
         let lease_ttl = self
             .duration("sync.lease_ttl", raw.lease_ttl.as_deref())
             .unwrap_or(crate::domain::lease::DEFAULT_TTL);
+        let safety_interval = self
+            .duration("sync.safety_interval", raw.safety_interval.as_deref())
+            .unwrap_or(DEFAULT_SAFETY_INTERVAL);
+        let push_lifetime = self
+            .duration("sync.push_lifetime", raw.push_lifetime.as_deref())
+            .unwrap_or(DEFAULT_PUSH_LIFETIME);
+        if push_lifetime < Duration::from_secs(10) {
+            self.issue("sync.push_lifetime", "must be at least 10s");
+        }
         let window_past = self.duration("sync.window_past", raw.window_past.as_deref());
         let window_future = self.duration("sync.window_future", raw.window_future.as_deref());
         let extras = match raw.extras.as_deref() {
@@ -739,6 +809,8 @@ impl Validator {
             pause,
             backoff_max,
             lease_ttl,
+            safety_interval,
+            push_lifetime,
             window_past,
             window_future,
             extras,

@@ -72,6 +72,11 @@ pub struct PairView {
     pub failed_requests_percent: Option<f64>,
     /// Thresholds of `[alerts]` this pair is over: `lag`, `failed_requests`.
     pub alerts: Vec<&'static str>,
+    /// Both calendars push their changes (WebDAV-Push): passes follow pushes, and polls come
+    /// only every `[sync] safety_interval`.
+    pub push_driven: bool,
+    /// When a push for one of its calendars last arrived (unix ms).
+    pub last_push_at: Option<i64>,
 }
 
 impl PairView {
@@ -154,12 +159,14 @@ pub struct Live {
     pub membership: Option<std::sync::Arc<crate::service::nodes::Membership>>,
     /// This node's view of its servers' health.
     pub engine: Option<std::sync::Arc<crate::engine::Engine>>,
+    /// Where this node's pushes land (`[http] public_url` set).
+    pub push: Option<std::sync::Arc<crate::service::push::PushHub>>,
 }
 
 /// Reads everything the operator's view shows, sorted worst first.
 pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResult<Snapshot> {
     let now = now_ms();
-    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims) = tokio::join!(
+    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims, subs) = tokio::join!(
         state.pair_rows(now - HOUR_MS),
         state.pair_states(),
         state.quarantine_counts(),
@@ -169,8 +176,9 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         state.cutovers(),
         state.nodes(),
         state.claims(),
+        state.push_subscriptions(),
     );
-    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims) = (
+    let (rows, states, quarantined, leases, items, servers, cutovers, nodes, claims, subs) = (
         rows?,
         states?,
         quarantined?,
@@ -180,7 +188,12 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         cutovers?,
         nodes?,
         claims?,
+        subs?,
     );
+    let mut subs_of: HashMap<&str, Vec<&crate::state::PushSubscription>> = HashMap::new();
+    for s in &subs {
+        subs_of.entry(s.pair.as_str()).or_default().push(s);
+    }
     let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
     let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
     let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -197,12 +210,16 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             pair_state.name()
         };
         let last_run = row.and_then(|r| r.last_run.clone());
+        let pushes = subs_of.get(id).map_or(&[][..], Vec::as_slice);
+        let push_driven = crate::service::push::driven(pushes.iter().copied(), now);
+        let every = match push_driven {
+            true => config.sync.safety_interval.max(config.sync.interval),
+            false => config.sync.interval,
+        };
         let next_run = match (&pair_state, &last_run) {
             // An active pair runs an interval after its last pass started (the service does not
-            // record that time for every quiet pass).
-            (PairState::Active, Some(run)) => {
-                Some(run.started_at + config.sync.interval.as_millis() as i64)
-            }
+            // record that time for every quiet pass); a push brings it sooner.
+            (PairState::Active, Some(run)) => Some(run.started_at + every.as_millis() as i64),
             (PairState::Active, None) => None,
             _ => stored.and_then(|s| s.next_run),
         };
@@ -261,6 +278,8 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             failed_requests_last_hour: failed,
             failed_requests_percent: failed_percent,
             alerts: flags,
+            push_driven,
+            last_push_at: pushes.iter().filter_map(|s| s.last_push_at).max(),
         });
     }
     pairs.sort_by(|a, b| {

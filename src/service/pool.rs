@@ -17,6 +17,7 @@ use crate::domain::time::now_ms;
 use crate::domain::types::PairId;
 use crate::engine::Engine;
 use crate::service::nodes::Membership;
+use crate::service::push::PushHub;
 use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
@@ -134,13 +135,14 @@ impl Pool {
         policy: Policy,
         passes: usize,
         membership: Arc<Membership>,
+        push: Arc<PushHub>,
     ) -> std::io::Result<Pool> {
         let (stop, stopped) = watch::channel(false);
         let mut threads = Vec::with_capacity(specs.len());
         let mut agents = Vec::with_capacity(specs.len());
         for spec in specs {
             let (engine, stopped) = (engine.clone(), stopped.clone());
-            let membership = membership.clone();
+            let (membership, push) = (membership.clone(), push.clone());
             let stats = Arc::new(AgentStats {
                 index: spec.index,
                 processor: spec.processor,
@@ -174,8 +176,19 @@ impl Pool {
                     // Error level: the agent's number is on its log lines at any log level.
                     let span = error_span!("agent", agent);
                     runtime.block_on(
-                        run_agent(spec, engine, policy, passes, stopped, stats, membership)
-                            .instrument(span),
+                        run_agent(
+                            spec,
+                            engine,
+                            Agent {
+                                policy,
+                                passes,
+                                membership,
+                                push,
+                            },
+                            stopped,
+                            stats,
+                        )
+                        .instrument(span),
                     );
                 })?;
             threads.push(thread);
@@ -213,15 +226,27 @@ impl Pool {
     }
 }
 
+/// What every agent of a pool shares.
+struct Agent {
+    policy: Policy,
+    passes: usize,
+    membership: Arc<Membership>,
+    push: Arc<PushHub>,
+}
+
 async fn run_agent(
     spec: AgentSpec,
     engine: Arc<Engine>,
-    policy: Policy,
-    passes: usize,
+    shared: Agent,
     mut stopped: watch::Receiver<bool>,
     stats: Arc<AgentStats>,
-    membership: Arc<Membership>,
 ) {
+    let Agent {
+        policy,
+        passes,
+        membership,
+        push,
+    } = shared;
     let (agent, count) = (spec.index, spec.pairs.len());
     // The agent's own connections to the state, opened on its runtime.
     let engine = Arc::new(engine.on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1)));
@@ -229,6 +254,7 @@ async fn run_agent(
         match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
             Ok(mut s) => {
                 s.member_of(membership.clone());
+                s.pushed_by(push.clone());
                 break s;
             }
             Err(e) => {
@@ -264,6 +290,7 @@ async fn run_agent(
                 finished(&mut sched, i, outcome, &policy)
             }
             _ = tokio::time::sleep(wake) => {}
+            _ = push.pushed(agent) => {}
             _ = stopped.changed() => {}
         }
     }

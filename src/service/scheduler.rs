@@ -20,6 +20,7 @@ use crate::domain::types::PairId;
 use crate::engine::report::PairReport;
 use crate::engine::{Engine, PassOptions};
 use crate::service::nodes::Membership;
+use crate::service::push::PushHub;
 use crate::service::servers::{Gate, ServerWaits};
 use crate::state::StateError;
 
@@ -35,6 +36,8 @@ pub struct Policy {
     /// Spread of the interval, as a fraction taken off it (0.1: passes 90% to 100% of the
     /// interval apart), so pairs do not fire together and none waits longer than the interval.
     pub jitter: f64,
+    /// The interval of a pair whose calendars both push their changes.
+    pub safety_interval: Duration,
 }
 
 impl Policy {
@@ -48,12 +51,17 @@ impl Policy {
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             backoff_max: config.sync.backoff_max,
             jitter: 0.1,
+            safety_interval: config.sync.safety_interval,
         }
     }
 
-    /// The interval with jitter, in ms.
-    fn next_interval(&self) -> i64 {
-        let ms = self.interval.as_millis() as f64;
+    /// The interval with jitter, in ms; `pushed`: the pair's calendars push their changes.
+    fn next_interval(&self, pushed: bool) -> i64 {
+        let every = match pushed {
+            true => self.safety_interval.max(self.interval),
+            false => self.interval,
+        };
+        let ms = every.as_millis() as f64;
         (ms * (1.0 - self.jitter * fastrand::f64())).max(0.0) as i64
     }
 }
@@ -106,6 +114,9 @@ pub struct StepOutcome {
     pub held: bool,
 }
 
+/// A push makes its pair due this much later, so a burst of pushes makes one pass.
+const PUSH_SETTLE: Duration = Duration::from_millis(250);
+
 /// How soon a pair another node holds, or one waiting on its server, is looked at again
 /// (claims move every few seconds; a server's return wakes its pairs at once anyway).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -125,6 +136,10 @@ pub struct Scheduler {
     waits: ServerWaits,
     /// Pairs due because their server answers again: a pause or backoff it caused is over.
     woken: HashSet<usize>,
+    /// Where pushes for this agent's pairs land, and which pairs are push-driven.
+    push: Option<Arc<PushHub>>,
+    /// Pairs pushed while their pass ran: due again when it ends.
+    pushed_again: HashSet<usize>,
 }
 
 impl Scheduler {
@@ -152,6 +167,8 @@ impl Scheduler {
             queue: BTreeSet::new(),
             running: HashSet::new(),
             membership: Membership::everything(),
+            push: None,
+            pushed_again: HashSet::new(),
         };
         for i in 0..s.pairs.len() {
             let id = s.pairs[i].id.as_str();
@@ -168,6 +185,12 @@ impl Scheduler {
     /// Starts only the pairs `membership` holds (a node among others); without it, every pair.
     pub fn member_of(&mut self, membership: Arc<Membership>) {
         self.membership = membership;
+    }
+
+    /// Pairs are made due by pushes landing in `hub`, and polled at the safety interval while
+    /// push-driven.
+    pub fn pushed_by(&mut self, hub: Arc<PushHub>) {
+        self.push = Some(hub);
     }
 
     pub fn agent(&self) -> usize {
@@ -199,6 +222,21 @@ impl Scheduler {
                 self.schedule(i, at.min(self.next[i]));
             }
         }
+        let settled = now_ms + PUSH_SETTLE.as_millis() as i64;
+        for i in self
+            .push
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.take(self.agent))
+        {
+            if i >= self.pairs.len() {
+                continue;
+            }
+            if self.running.contains(&i) {
+                self.pushed_again.insert(i);
+            } else {
+                self.schedule(i, settled.min(self.next[i]));
+            }
+        }
         loop {
             let &(at, i) = self.queue.first()?;
             if at > now_ms {
@@ -227,12 +265,14 @@ impl Scheduler {
         if outcome.held {
             self.woken.remove(&i);
         }
-        let next = match self.waits.held_up(i) {
-            true => outcome
-                .next_run
-                .min(crate::domain::time::now_ms() + RECHECK.as_millis() as i64),
+        let now = crate::domain::time::now_ms();
+        let mut next = match self.waits.held_up(i) {
+            true => outcome.next_run.min(now + RECHECK.as_millis() as i64),
             false => outcome.next_run,
         };
+        if self.pushed_again.remove(&i) {
+            next = next.min(now + PUSH_SETTLE.as_millis() as i64);
+        }
         self.running.remove(&i);
         self.queue.insert((next, i));
         self.next[i] = next;
@@ -254,6 +294,10 @@ impl Scheduler {
         let membership = self.membership.clone();
         let probe = self.waits.probe(i);
         let woken = self.woken.contains(&i);
+        let pushed = self
+            .push
+            .as_ref()
+            .is_some_and(|h| h.is_driven(self.pairs[i].id.as_str()));
         async move {
             // Not a pass: a probe of its server (which is down), or another node's pair.
             let probed = match probe {
@@ -273,7 +317,13 @@ impl Scheduler {
                     held: false,
                 });
             }
-            let outcome = run_pair(engine, pair.clone(), policy, agent, now_ms, woken).await;
+            let turn = Turn {
+                agent,
+                now_ms,
+                woken,
+                pushed,
+            };
+            let outcome = run_pair(engine, pair.clone(), policy, turn).await;
             membership.done(pair.id.as_str());
             outcome
         }
@@ -301,16 +351,31 @@ impl Scheduler {
     }
 }
 
+/// What a pair's turn is run with.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    agent: usize,
+    now_ms: i64,
+    /// Its server answers again, so a pause or backoff that server caused is over.
+    woken: bool,
+    /// Its calendars push their changes: the next poll is a safety interval away.
+    pushed: bool,
+}
+
 /// One pair's turn: skip it if disabled (or paused by another process), else pass and move its
-/// state. `woken`: its server answers again, so a pause or backoff that server caused is over.
+/// state.
 async fn run_pair(
     engine: Arc<Engine>,
     pair: PairConfig,
     policy: Policy,
-    agent: usize,
-    now_ms: i64,
-    woken: bool,
+    turn: Turn,
 ) -> Result<StepOutcome, StateError> {
+    let Turn {
+        agent,
+        now_ms,
+        woken,
+        pushed,
+    } = turn;
     let prev = engine.state.pair_state(&pair.id).await?.state;
     let not_run = |state: PairState, next_run: i64| StepOutcome {
         pair: pair.id.clone(),
@@ -322,7 +387,7 @@ async fn run_pair(
     };
     match &prev {
         PairState::Disabled { .. } => {
-            return Ok(not_run(prev.clone(), now_ms + policy.next_interval()));
+            return Ok(not_run(prev.clone(), now_ms + policy.next_interval(pushed)));
         }
         PairState::Paused { until, .. } | PairState::Backoff { until, .. }
             if *until > now_ms && !woken =>
@@ -334,12 +399,12 @@ async fn run_pair(
     let report = engine.sync_pair(&pair, PassOptions::default()).await?;
     // Skipped (another process holds the pair) or cut short by a stop: the pair's state stands.
     let (state, next_run) = if report.busy || report.interrupted {
-        (prev.clone(), now_ms + policy.next_interval())
+        (prev.clone(), now_ms + policy.next_interval(pushed))
     } else {
         let state = next_state(&prev, &report, now_ms, &policy);
         let next = state
             .until()
-            .unwrap_or_else(|| now_ms + policy.next_interval());
+            .unwrap_or_else(|| now_ms + policy.next_interval(pushed));
         (state, next)
     };
     // An active pair that stays active needs no write (the common, quiet case).
@@ -391,6 +456,7 @@ mod tests {
             backoff_base: Duration::from_secs(60),
             backoff_max: Duration::from_secs(1800),
             jitter: 0.1,
+            safety_interval: Duration::from_secs(3600),
         }
     }
 
@@ -451,7 +517,7 @@ mod tests {
     #[test]
     fn jitter_stays_within_ten_percent_below_the_interval() {
         let p = policy();
-        let n: Vec<i64> = (0..1000).map(|_| p.next_interval()).collect();
+        let n: Vec<i64> = (0..1000).map(|_| p.next_interval(false)).collect();
         assert!(n.iter().all(|n| (54_000..=60_000).contains(n)), "{n:?}");
         // Spread, not one value.
         assert!(n.iter().any(|n| *n < 57_000) && n.iter().any(|n| *n > 57_000));

@@ -83,7 +83,28 @@ pub fn router(web: Shared) -> Router {
         true => pages.route_layer(axum::middleware::from_fn_with_state(web.clone(), guard)),
         false => pages,
     };
-    pages.route("/healthz", get(healthz)).with_state(web)
+    // Servers pushing calendar changes carry no token: the unguessable URL is the credential.
+    pages
+        .route("/healthz", get(healthz))
+        .route("/push/{token}", post(push))
+        .with_state(web)
+}
+
+/// A WebDAV-Push delivery: its calendar's pair is due at once. The body (encrypted) is not
+/// read: the token says which calendar changed, and nothing else of a push is trusted.
+async fn push(Extract(web): Extract<Shared>, Path(token): Path<String>) -> Response {
+    let Some(hub) = &web.live.push else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match hub.received(&web.state, &token).await {
+        Ok(true) => StatusCode::CREATED.into_response(),
+        // 404 ends the subscription on the server (a forged or stale URL).
+        Ok(false) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            warn!(error = %e, "recording a push failed; the pair is woken anyway by its next poll");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// `[http] protect_pages`: no page or call without the bearer token.
@@ -451,8 +472,24 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         "Unix time the pair was cut over (its target became the authority)",
     );
     let by_state = gauge(reg, "pairs", "Pairs per state");
+    let push_driven = gauge(
+        reg,
+        "pair_push_driven",
+        "1 when both calendars of the pair push their changes (WebDAV-Push), else 0",
+    );
+    let last_push = gauge(
+        reg,
+        "pair_last_push_timestamp_seconds",
+        "Unix time a push for one of the pair's calendars last arrived",
+    );
     for p in &s.pairs {
         let l = || vec![("pair", p.id.clone())];
+        push_driven
+            .get_or_create(&l())
+            .set(i64::from(p.push_driven));
+        if let Some(t) = p.last_push_at {
+            last_push.get_or_create(&l()).set(t / 1000);
+        }
         lag.get_or_create(&l()).set(p.lag_seconds);
         backlog.get_or_create(&l()).set(p.backlog);
         items.get_or_create(&l()).set(p.items);
@@ -741,9 +778,10 @@ fn pair_row(out: &mut String, p: &PairView, now: i64) {
 /// Direction and authority for people: `one-way`, `two-way`, with `cut over` once the target is
 /// the truth.
 fn way(p: &PairView) -> String {
+    let push = if p.push_driven { ", push" } else { "" };
     match p.cutover_at {
-        Some(_) => format!("{}, cut over", p.direction),
-        None => p.direction.to_string(),
+        Some(_) => format!("{}, cut over{push}", p.direction),
+        None => format!("{}{push}", p.direction),
     }
 }
 
@@ -1019,7 +1057,7 @@ pub fn render_pair(
     pair_row(&mut out, p, now);
     let _ = write!(
         out,
-        "</table><p>source <code>{}</code> {} target <code>{}</code> ({}; the {} is the authority{}); next pass {}; \
+        "</table><p>source <code>{}</code> {} target <code>{}</code> ({}; the {} is the authority{}); {}; next pass {}; \
          written since the first sync: {} created, {} updated, {} deleted, {} adopted</p></section>",
         esc(&p.source),
         match (p.direction, p.cutover_at) {
@@ -1037,6 +1075,12 @@ pub fn render_pair(
             ", cut over {}",
             crate::domain::time::utc(t)
         )),
+        match (p.push_driven, p.last_push_at) {
+            (true, Some(t)) => format!("push-driven, last push {}", ago(now, Some(t))),
+            (true, None) => "push-driven, no push yet".to_string(),
+            (false, Some(t)) => format!("polled; last push {}", ago(now, Some(t))),
+            (false, None) => "polled".to_string(),
+        },
         ago(now, p.next_run),
         p.created,
         p.updated,
@@ -1115,12 +1159,17 @@ async fn pair_page(
     Ok(Html(render_pair(p, &passes, &items, s.generated_at)).into_response())
 }
 
-/// Serves until `stop` resolves.
-pub async fn serve(
+/// Serves on `listener` (plain TCP, or [`crate::service::tls::TlsListener`]) until `stop`
+/// resolves.
+pub async fn serve<L>(
     web: Shared,
-    listener: tokio::net::TcpListener,
+    listener: L,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(web))
         .with_graceful_shutdown(stop)
         .await

@@ -13,12 +13,14 @@ mod observe;
 mod pairs;
 mod pass;
 mod postgres;
+mod push;
 mod sqlite;
 
 pub use fence::{LeaseLost, fenced};
 pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
 pub use pass::PassStart;
+pub use push::PushSubscription;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

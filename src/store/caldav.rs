@@ -76,6 +76,41 @@ impl CaldavStore {
         self.transport.stats()
     }
 
+    /// One request libdav has no type for, through the transport (limits, retries, counting):
+    /// its status, headers and body.
+    async fn raw(
+        &self,
+        op: &str,
+        path: &str,
+        req: Result<Request<String>, http::Error>,
+    ) -> StoreResult<(StatusCode, http::HeaderMap, String)> {
+        use http_body_util::BodyExt as _;
+        use tower_service::Service as _;
+        let req = req.map_err(|e| {
+            StoreError::new(
+                ErrorKind::Permanent,
+                format!("{op} {}: cannot build the request: {e}", self.url(path)),
+            )
+        })?;
+        let resp = self
+            .transport
+            .clone()
+            .call(req)
+            .await
+            .map_err(|f| StoreError::new(f.kind, f.message))?;
+        let (head, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok((
+            head.status,
+            head.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    }
+
     /// The full URL of a server path, for messages (libdav resolves paths against the authority).
     fn url(&self, path: &str) -> String {
         format!(
@@ -305,6 +340,89 @@ impl CalendarStore for CaldavStore {
 
     async fn probe(&self) -> Result<(), String> {
         self.transport.probe(&self.base.to_string()).await
+    }
+
+    async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {
+        let req = Request::builder()
+            .method("PROPFIND")
+            .uri(self.url(cal.as_str()))
+            .header("depth", "0")
+            .header("content-type", "application/xml; charset=utf-8")
+            .body(super::push::PROPFIND.to_string());
+        let (status, _, body) = self.raw("PROPFIND", cal.as_str(), req).await?;
+        if !status.is_success() {
+            return Ok(false);
+        }
+        super::push::offers_web_push(&body).map_err(|e| {
+            StoreError::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "PROPFIND {}: the server answered malformed XML: {e}",
+                    self.url(cal.as_str())
+                ),
+            )
+        })
+    }
+
+    async fn push_subscribe(
+        &self,
+        cal: &CalendarPath,
+        sub: &super::push::Subscribe,
+    ) -> StoreResult<super::push::Subscribed> {
+        let url = self.url(cal.as_str());
+        // Any other content type makes the POST "add a member" on some servers.
+        let req = Request::post(&url)
+            .header("content-type", "application/xml; charset=utf-8")
+            .body(super::push::register_body(sub));
+        let (status, headers, body) = self.raw("POST push-register", cal.as_str(), req).await?;
+        if !status.is_success() {
+            let mut e = status_error("POST push-register", &url, status);
+            let detail: String = body.chars().take(300).collect();
+            e.message = format!("{}: {}", e.message, detail.trim());
+            return Err(e);
+        }
+        let location = headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "POST push-register {url}: the answer names no subscription (no Location)"
+                    ),
+                )
+            })?;
+        let location = url::Url::parse(&url)
+            .and_then(|base| base.join(location))
+            .map(String::from)
+            .map_err(|e| {
+                StoreError::new(
+                    ErrorKind::InvalidData,
+                    format!("POST push-register {url}: Location {location:?}: {e}"),
+                )
+            })?;
+        let expires_at = headers
+            .get(http::header::EXPIRES)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::push::parse_http_date)
+            .unwrap_or(sub.expires_at);
+        Ok(super::push::Subscribed {
+            location,
+            expires_at,
+        })
+    }
+
+    async fn push_unsubscribe(&self, location: &str) -> StoreResult<()> {
+        let req = Request::delete(location).body(String::new());
+        let (status, _, _) = self.raw("DELETE", location, req).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND || s == StatusCode::GONE => Ok(()),
+            s => Err(status_error("DELETE", location, s)),
+        }
+    }
+
+    fn push_quiet(&self, cal: &CalendarPath, location: Option<&str>) {
+        self.transport.set_quiet(cal.as_str(), location);
     }
 
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {

@@ -154,6 +154,8 @@ struct Inner {
     settings: HttpSettings,
     stats: Arc<HttpStats>,
     health: Arc<ServerHealth>,
+    /// Per calendar path, the `Push-Dont-Notify` value tandem's writes there carry.
+    quiet: std::sync::RwLock<std::collections::HashMap<String, HeaderValue>>,
 }
 
 /// The `Service` libdav drives. Cheap to clone; clones share limits and counters.
@@ -208,6 +210,7 @@ impl Transport {
             settings,
             stats: Arc::new(HttpStats::default()),
             health: Arc::new(ServerHealth::default()),
+            quiet: Default::default(),
         })))
     }
 
@@ -246,6 +249,16 @@ impl Transport {
                 Err(format!("OPTIONS {uri}: {f}"))
             }
         }
+    }
+
+    /// Writes to the calendar at `path` carry `Push-Dont-Notify` for the subscription at
+    /// `location` (`None`: no longer).
+    pub fn set_quiet(&self, path: &str, location: Option<&str>) {
+        let mut quiet = self.0.quiet.write().unwrap_or_else(|p| p.into_inner());
+        match location.and_then(|l| HeaderValue::try_from(format!("\"{l}\"")).ok()) {
+            Some(v) => quiet.insert(path.to_string(), v),
+            None => quiet.remove(path),
+        };
     }
 
     pub fn max_concurrency(&self) -> usize {
@@ -297,6 +310,12 @@ impl Inner {
                 USER_AGENT,
                 HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))),
             );
+            if matches!(parts.method, http::Method::PUT | http::Method::DELETE) {
+                let quiet = self.quiet.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(v) = quiet.get(resource_of(parts.uri.path())) {
+                    req.headers_mut().insert("push-dont-notify", v.clone());
+                }
+            }
             let outcome = {
                 let _slot = self
                     .slots

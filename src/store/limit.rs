@@ -68,6 +68,26 @@ impl CalendarStore for Limited {
         self.inner.probe().await
     }
 
+    async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {
+        self.inner.push_offered(cal).await
+    }
+
+    async fn push_subscribe(
+        &self,
+        cal: &CalendarPath,
+        sub: &super::push::Subscribe,
+    ) -> StoreResult<super::push::Subscribed> {
+        self.inner.push_subscribe(cal, sub).await
+    }
+
+    async fn push_unsubscribe(&self, location: &str) -> StoreResult<()> {
+        self.inner.push_unsubscribe(location).await
+    }
+
+    fn push_quiet(&self, cal: &CalendarPath, location: Option<&str>) {
+        self.inner.push_quiet(cal, location)
+    }
+
     fn parallelism(&self) -> usize {
         let inner = self.inner.parallelism();
         self.cap.map_or(inner, |cap| inner.min(cap))

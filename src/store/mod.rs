@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod limit;
 pub mod memory;
+pub mod push;
 pub mod vdir;
 
 use std::sync::Arc;
@@ -106,6 +107,37 @@ pub trait CalendarStore: Send + Sync {
     /// not. A store without a server always answers.
     async fn probe(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// WebDAV-Push: whether `cal`'s server pushes its changes to a subscriber.
+    async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {
+        let _ = cal;
+        Ok(false)
+    }
+
+    /// Subscribes to changes of `cal` (or renews the subscription of the same push URL).
+    async fn push_subscribe(
+        &self,
+        cal: &CalendarPath,
+        sub: &push::Subscribe,
+    ) -> StoreResult<push::Subscribed> {
+        let _ = sub;
+        Err(StoreError::new(
+            ErrorKind::Permanent,
+            format!("{}: {cal} offers no push", self.describe()),
+        ))
+    }
+
+    /// Ends a subscription (its `location`); one already gone is no error.
+    async fn push_unsubscribe(&self, location: &str) -> StoreResult<()> {
+        let _ = location;
+        Ok(())
+    }
+
+    /// tandem's own writes to `cal` ask the server not to push them to the subscription at
+    /// `location` (`Push-Dont-Notify`); `None` stops asking.
+    fn push_quiet(&self, cal: &CalendarPath, location: Option<&str>) {
+        let _ = (cal, location);
     }
 }
 

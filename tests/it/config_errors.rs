@@ -391,6 +391,35 @@ fn values_are_checked() {
         "not an address",
     );
     assert_config_error(
+        "[http]\npublic_url = \"tandem.example\"\n",
+        &[],
+        "tandem.toml",
+        "http.public_url",
+        "not a URL",
+    );
+    assert_config_error(
+        "[http]\ntls_cert = \"cert.pem\"\n",
+        &[],
+        "tandem.toml",
+        "http.tls_key",
+        "is needed with http.tls_cert",
+    );
+    assert_config_error(
+        "[sync]\npush_lifetime = \"2s\"\n",
+        &[],
+        "tandem.toml",
+        "sync.push_lifetime",
+        "at least 10s",
+    );
+    // The certificate is read by `check` too, and named when it is not one.
+    assert_config_error(
+        "[http]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+        &[("cert.pem", "not a certificate"), ("key.pem", "nor a key")],
+        "tandem.toml",
+        "http.tls_cert",
+        "cert.pem: holds no certificate",
+    );
+    assert_config_error(
         "[state]\nurl = \"mysql://x\"\n",
         &[],
         "tandem.toml",

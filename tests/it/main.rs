@@ -17,6 +17,7 @@ mod leases;
 mod nodes;
 mod operator;
 mod postgres;
+mod push;
 mod race;
 mod repair;
 mod rewriting;

@@ -252,6 +252,7 @@ fn policy() -> Policy {
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(1800),
         jitter: 0.1,
+        safety_interval: Duration::from_secs(3600),
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// What the virtualenv holds; a change re-installs.
 const REQUIREMENTS: &[&str] = &[
     "radicale==3.9.0",
-    "xandikos==0.4.10",
+    // With WebDAV-Push (pywebpush, py-vapid, cryptography).
+    "xandikos[webdav-push]==0.4.10",
     "vdirsyncer==0.21.0",
     // The independent parser of the fidelity tests.
     "icalendar==7.3.0",
@@ -68,9 +69,43 @@ pub fn venv_bin() -> PathBuf {
                 .args(REQUIREMENTS),
             "pip install of the CalDAV test servers",
         );
+        run(
+            Command::new(venv.join("bin/python"))
+                .arg(test_ca_script())
+                .arg("ca")
+                .arg(venv.join("test-ca")),
+            "making the test CA and adding it to the virtualenv's certifi bundle",
+        );
         std::fs::write(&marker, &wanted).unwrap();
     }
     venv.join("bin")
+}
+
+fn test_ca_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/common/test_ca.py")
+}
+
+/// The test CA's certificate (PEM): Xandikos in the virtualenv trusts it.
+pub fn test_ca() -> PathBuf {
+    venv_bin().parent().unwrap().join("test-ca/ca.pem")
+}
+
+/// A certificate for 127.0.0.1 signed by the test CA, written into `dir`: (cert, key).
+pub fn leaf_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = venv_bin();
+    let out = Command::new(bin.join("python"))
+        .arg(test_ca_script())
+        .arg("leaf")
+        .arg(bin.parent().unwrap().join("test-ca"))
+        .arg(dir)
+        .output()
+        .expect("run python for the test certificate");
+    assert!(
+        out.status.success(),
+        "making a test certificate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +120,8 @@ pub struct DavServer {
     pub port: u16,
     /// Lines added to Radicale's `[server]` section (limits such as `max_content_length`).
     server_extra: String,
+    /// Xandikos serves WebDAV-Push (and pushes to loopback).
+    pub push: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -107,6 +144,20 @@ impl DavServer {
         Self::start_new(Kind::Xandikos)
     }
 
+    /// A Xandikos that pushes changes (WebDAV-Push) to subscribers, loopback ones included.
+    pub fn xandikos_push() -> DavServer {
+        let mut s = DavServer {
+            kind: Kind::Xandikos,
+            port: free_port(),
+            server_extra: String::new(),
+            push: true,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        s.start();
+        s
+    }
+
     /// A Radicale with `extra` lines in its `[server]` section.
     pub fn radicale_with(extra: &str) -> DavServer {
         Self::start_with(Kind::Radicale, extra)
@@ -121,6 +172,7 @@ impl DavServer {
             kind,
             port: free_port(),
             server_extra: server_extra.to_string(),
+            push: false,
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -180,6 +232,12 @@ impl DavServer {
                     .arg(self.port.to_string())
                     .arg("-d")
                     .arg(&data);
+                if self.push {
+                    c.arg("--webdav-push")
+                        .arg("--state-dir")
+                        .arg(self.dir.path().join("state"))
+                        .env("XANDIKOS_ALLOW_INTERNAL_PUSH_RESOURCE", "1");
+                }
                 c
             }
         };

@@ -1,0 +1,391 @@
+//! WebDAV-Push under `tandem run`: the hub that turns a push into a due pair, and the keeper that
+//! subscribes each calendar whose server pushes, renews subscriptions before they lapse, moves
+//! them to this node's push URL and ends those of pairs no longer configured.
+//!
+//! A push names its calendar by the unguessable token ending its URL; nothing in it is trusted,
+//! so a forged one can at most cause a pass. Pushes can be lost (a server does not retry) and a
+//! subscription can vanish silently, so a pair both of whose calendars push is still polled,
+//! every `[sync] safety_interval`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, PairConfig};
+use crate::domain::time::now_ms;
+use crate::domain::types::CalendarRef;
+use crate::engine::Engine;
+use crate::service::nodes::Membership;
+use crate::service::pool::AgentSpec;
+use crate::state::{PushSubscription, State, StateResult};
+use crate::store::push::{self as wire, Subscribe};
+
+/// Calendars registered or renewed at once.
+const AT_ONCE: usize = 16;
+
+/// The sides of a pair, as subscriptions name them.
+const SIDES: [&str; 2] = ["source", "target"];
+
+fn calendar<'a>(pair: &'a PairConfig, side: &str) -> &'a CalendarRef {
+    match side {
+        "source" => &pair.source,
+        _ => &pair.target,
+    }
+}
+
+/// Whether a pair's passes follow pushes: both its calendars hold a live subscription.
+pub fn driven<'a>(subs: impl IntoIterator<Item = &'a PushSubscription>, now_ms: i64) -> bool {
+    let live: HashSet<&str> = subs
+        .into_iter()
+        .filter(|s| s.expires_at > now_ms)
+        .map(|s| s.side.as_str())
+        .collect();
+    SIDES.iter().all(|s| live.contains(s))
+}
+
+struct Inbox {
+    /// Indexes (into the agent's pairs) pushed since the agent last looked.
+    pending: Mutex<Vec<usize>>,
+    notify: Notify,
+}
+
+/// Where pushes land: per agent, the pairs pushed; per pair, whether it is push-driven.
+pub struct PushHub {
+    inboxes: Vec<Inbox>,
+    /// Pair id → (agent, index among the agent's pairs).
+    place: HashMap<String, (usize, usize)>,
+    driven: RwLock<HashSet<String>>,
+    received: AtomicU64,
+}
+
+impl PushHub {
+    pub fn new(specs: &[AgentSpec]) -> Arc<PushHub> {
+        let mut place = HashMap::new();
+        for spec in specs {
+            for (i, p) in spec.pairs.iter().enumerate() {
+                place.insert(p.id.to_string(), (spec.index, i));
+            }
+        }
+        let agents = specs.iter().map(|s| s.index + 1).max().unwrap_or(0);
+        Arc::new(PushHub {
+            inboxes: (0..agents)
+                .map(|_| Inbox {
+                    pending: Mutex::default(),
+                    notify: Notify::new(),
+                })
+                .collect(),
+            place,
+            driven: RwLock::default(),
+            received: AtomicU64::new(0),
+        })
+    }
+
+    /// A push for `token` arrived: recorded, and its pair made due. `false`: no subscription
+    /// has that token (the caller answers 404, which ends it on the server).
+    pub async fn received(&self, state: &State, token: &str) -> StateResult<bool> {
+        let Some(pair) = state.record_push(token, now_ms()).await? else {
+            return Ok(false);
+        };
+        self.received.fetch_add(1, Ordering::Relaxed);
+        debug!(pair = %pair, "push received");
+        self.wake(&pair);
+        Ok(true)
+    }
+
+    /// Makes `pair` due on its agent (a pair of another node's config is ignored).
+    pub fn wake(&self, pair: &str) {
+        if let Some(&(agent, i)) = self.place.get(pair) {
+            let inbox = &self.inboxes[agent];
+            inbox
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(i);
+            inbox.notify.notify_one();
+        }
+    }
+
+    /// The agent's pairs pushed since it last asked.
+    pub fn take(&self, agent: usize) -> Vec<usize> {
+        self.inboxes.get(agent).map_or_else(Vec::new, |b| {
+            std::mem::take(&mut *b.pending.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+    }
+
+    /// Resolves when a push for one of the agent's pairs arrives (or arrived since the last
+    /// call).
+    pub async fn pushed(&self, agent: usize) {
+        match self.inboxes.get(agent) {
+            Some(b) => b.notify.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn is_driven(&self, pair: &str) -> bool {
+        self.driven
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(pair)
+    }
+
+    fn set_driven(&self, pairs: HashSet<String>) {
+        *self.driven.write().unwrap_or_else(|p| p.into_inner()) = pairs;
+    }
+
+    /// Pushes received by this node since it started.
+    pub fn received_count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// Subscribes, renews and ends subscriptions for the pairs this node holds.
+pub struct PushKeeper {
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub hub: Arc<PushHub>,
+    pub membership: Arc<Membership>,
+    /// `{public_url}/push`: this node's push URLs start with it.
+    pub base: String,
+}
+
+/// What the keeper remembers between rounds.
+#[derive(Default)]
+struct Memory {
+    /// Per (pair, side): not before this (unix ms), after a failure or a server without push.
+    not_before: HashMap<(String, String), i64>,
+    /// Calendars whose writes carry `Push-Dont-Notify` for this location.
+    quiet: HashMap<(String, String), String>,
+}
+
+impl PushKeeper {
+    /// Rounds until `stop`: every tenth of `[sync] push_lifetime`, between 1 s and 1 min.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let every = (self.config.sync.push_lifetime / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let memory = Mutex::new(Memory::default());
+        info!(push_url = %format!("{}/…", self.base), "WebDAV-Push: subscribing calendars whose servers push");
+        while !*stop.borrow() {
+            if let Err(e) = self.round(&memory).await {
+                warn!(error = %e, "push subscriptions: the state store failed; trying again");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One look at every subscription kept and every calendar this node's pairs read.
+    async fn round(&self, memory: &Mutex<Memory>) -> StateResult<()> {
+        let state = &self.engine.state;
+        let rows = state.push_subscriptions().await?;
+        let now = now_ms();
+        let by_pair: HashMap<&str, &PairConfig> = self
+            .config
+            .pairs
+            .iter()
+            .map(|p| (p.id.as_str(), p))
+            .collect();
+        // Subscriptions of pairs gone from the config, or of calendars a pair no longer names.
+        for row in &rows {
+            let current = by_pair.get(row.pair.as_str()).is_some_and(|p| {
+                let c = calendar(p, &row.side);
+                c.server == row.server && c.path.as_str() == row.calendar
+            });
+            let gone = !by_pair.contains_key(row.pair.as_str());
+            if gone || (!current && self.membership.holds(&row.pair)) {
+                self.end(row).await?;
+            }
+        }
+        let kept: HashMap<(&str, &str), &PushSubscription> = rows
+            .iter()
+            .map(|r| ((r.pair.as_str(), r.side.as_str()), r))
+            .collect();
+        let lifetime = self.config.sync.push_lifetime.as_millis() as i64;
+        let work: Vec<(&PairConfig, &str, Option<&PushSubscription>)> = self
+            .config
+            .pairs
+            .iter()
+            .filter(|p| self.membership.holds(p.id.as_str()))
+            .flat_map(|p| SIDES.iter().map(move |s| (p, *s)))
+            .map(|(p, s)| (p, s, kept.get(&(p.id.as_str(), s)).copied()))
+            .filter(|(p, s, row)| {
+                let c = calendar(p, s);
+                let fresh = row.is_some_and(|r| {
+                    r.push_url.starts_with(&self.base)
+                        && r.server == c.server
+                        && r.calendar == c.path.as_str()
+                        && r.expires_at - now > lifetime / 2
+                });
+                if let Some(r) = row.filter(|_| fresh) {
+                    self.keep_quiet(memory, c, Some(&r.location));
+                }
+                let waiting = memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .not_before
+                    .get(&(p.id.to_string(), s.to_string()))
+                    .is_some_and(|t| *t > now);
+                !fresh && !waiting
+            })
+            .collect();
+        futures_util::stream::iter(work)
+            .for_each_concurrent(AT_ONCE, |(pair, side, row)| async move {
+                if let Err(e) = self.subscribe(pair, side, row, memory).await {
+                    warn!(pair = %pair.id, side, calendar = %calendar(pair, side).path, error = %e, "push subscription failed; the pair is polled meanwhile");
+                    let retry = (lifetime / 4).clamp(1_000, 300_000);
+                    memory
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .not_before
+                        .insert((pair.id.to_string(), side.to_string()), now_ms() + retry);
+                }
+            })
+            .await;
+        let rows = state.push_subscriptions().await?;
+        let mut of_pair: HashMap<&str, Vec<&PushSubscription>> = HashMap::new();
+        for r in &rows {
+            of_pair.entry(r.pair.as_str()).or_default().push(r);
+        }
+        let now = now_ms();
+        self.hub.set_driven(
+            of_pair
+                .into_iter()
+                .filter(|(_, subs)| driven(subs.iter().copied(), now))
+                .map(|(p, _)| p.to_string())
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// Subscribes one calendar (or renews, or moves its subscription to this node's URL).
+    async fn subscribe(
+        &self,
+        pair: &PairConfig,
+        side: &str,
+        row: Option<&PushSubscription>,
+        memory: &Mutex<Memory>,
+    ) -> Result<(), String> {
+        let cal = calendar(pair, side);
+        let store = self.engine.store_of(&cal.server)?;
+        let offered = store
+            .push_offered(&cal.path)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !offered {
+            // Polled as before; asked again after a safety interval.
+            let again = self.config.sync.safety_interval.as_millis() as i64;
+            memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .not_before
+                .insert((pair.id.to_string(), side.to_string()), now_ms() + again);
+            if let Some(old) = row {
+                self.end(old).await.map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        // Ours and for this calendar: renew with the same URL and keys (the server answers with
+        // the same subscription). Otherwise a new token and keys.
+        let same = row.filter(|r| {
+            r.push_url.starts_with(&self.base)
+                && r.server == cal.server
+                && r.calendar == cal.path.as_str()
+        });
+        let (token, private_key, auth_secret) = match same {
+            Some(r) => (
+                r.token.clone(),
+                wire::unb64(&r.private_key)?,
+                wire::unb64(&r.auth_secret)?,
+            ),
+            None => {
+                let (key, _, auth) = wire::new_keys()?;
+                (wire::new_token()?, key, auth)
+            }
+        };
+        let now = now_ms();
+        let sub = Subscribe {
+            push_url: format!("{}/{token}", self.base),
+            public_key: wire::public_key_of(&private_key)?,
+            auth_secret: auth_secret.clone(),
+            expires_at: now + self.config.sync.push_lifetime.as_millis() as i64,
+        };
+        let got = store
+            .push_subscribe(&cal.path, &sub)
+            .await
+            .map_err(|e| e.to_string())?;
+        let kept = PushSubscription {
+            token,
+            pair: pair.id.to_string(),
+            side: side.to_string(),
+            server: cal.server.clone(),
+            calendar: cal.path.to_string(),
+            push_url: sub.push_url,
+            location: got.location.clone(),
+            expires_at: got.expires_at,
+            private_key: wire::b64(&private_key),
+            auth_secret: wire::b64(&auth_secret),
+            renewed_at: now,
+            last_push_at: row.and_then(|r| r.last_push_at),
+        };
+        self.engine
+            .state
+            .save_push_subscription(&kept)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.keep_quiet(memory, cal, Some(&got.location));
+        match row {
+            Some(old) if old.location != got.location => {
+                self.unsubscribe(old).await;
+                info!(pair = %pair.id, side, calendar = %cal.path, "push subscription made");
+            }
+            Some(_) => debug!(pair = %pair.id, side, "push subscription renewed"),
+            None => info!(pair = %pair.id, side, calendar = %cal.path, "push subscription made"),
+        }
+        Ok(())
+    }
+
+    /// Ends a subscription on its server (as far as it answers) and forgets it.
+    async fn end(&self, row: &PushSubscription) -> StateResult<()> {
+        self.unsubscribe(row).await;
+        self.engine
+            .state
+            .forget_push_subscription(&row.token)
+            .await?;
+        if let (Ok(store), Ok(path)) = (self.engine.store_of(&row.server), row.calendar.parse()) {
+            store.push_quiet(&path, None);
+        }
+        info!(pair = %row.pair, side = %row.side, calendar = %row.calendar, "push subscription ended");
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, row: &PushSubscription) {
+        let Ok(store) = self.engine.store_of(&row.server) else {
+            return;
+        };
+        if let Err(e) = store.push_unsubscribe(&row.location).await {
+            // Left to lapse at its expiry; pushes meanwhile are answered 404, which ends it too.
+            warn!(pair = %row.pair, side = %row.side, error = %e, "ending a push subscription failed");
+        }
+    }
+
+    fn keep_quiet(&self, memory: &Mutex<Memory>, cal: &CalendarRef, location: Option<&str>) {
+        let mut m = memory.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (cal.server.clone(), cal.path.to_string());
+        if m.quiet.get(&key).map(String::as_str) == location {
+            return;
+        }
+        if let Ok(store) = self.engine.store_of(&cal.server) {
+            store.push_quiet(&cal.path, location);
+        }
+        match location {
+            Some(l) => m.quiet.insert(key, l.to_string()),
+            None => m.quiet.remove(&key),
+        };
+    }
+}
