@@ -225,7 +225,7 @@ fn main() {
 
     let started = Instant::now();
     let cpu0 = cpu_time();
-    let hub = tandem::service::push::PushHub::new(&specs);
+    let hub = tandem::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
     let pool = Pool::start(
         specs,
         engine.clone(),

@@ -1,8 +1,10 @@
-//! tandem against vdirsyncer 0.21.0 on the same two Radicale servers and the same 1,000 items:
-//! a first sync into an empty calendar, then a pass with nothing to do. Both run as their
-//! command-line programs, so process start-up counts for both.
+//! tandem against vdirsyncer 0.21.0 on the same two Radicale servers and the same items: 10
+//! pairs of 110 items each, a first sync into empty calendars, then a pass with nothing to do.
+//! Both run as their command-line programs over all pairs at once, so process start-up counts
+//! for both.
 //!
-//! `cargo bench --bench vs_vdirsyncer` (set `TANDEM_BENCH_ITEMS` for another size).
+//! `cargo bench --bench vs_vdirsyncer` (`TANDEM_BENCH_PAIRS`, `TANDEM_BENCH_ITEMS` per pair for
+//! another size).
 
 #[path = "../tests/it/common/dav.rs"]
 #[allow(dead_code)]
@@ -56,16 +58,30 @@ fn main() {
     {
         return;
     }
-    let n: usize = std::env::var("TANDEM_BENCH_ITEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (pairs, n) = (
+        env("TANDEM_BENCH_PAIRS", 10),
+        env("TANDEM_BENCH_ITEMS", 110),
+    );
     let bin = dav::venv_bin();
     let source = DavServer::radicale();
     let target = DavServer::radicale();
-    let scal = source.make_calendar("alice", "calendar");
-    let t_tandem = target.make_calendar("alice", "tandem");
-    let t_vdir = target.make_calendar("alice", "vdirsyncer");
+    let users: Vec<String> = (0..pairs).map(|p| format!("u{p:02}")).collect();
+    let cals: Vec<(String, String, String)> = users
+        .iter()
+        .map(|u| {
+            (
+                source.make_calendar(u, "calendar"),
+                target.make_calendar(u, "tandem"),
+                target.make_calendar(u, "vdirsyncer"),
+            )
+        })
+        .collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -73,14 +89,14 @@ fn main() {
         .build()
         .unwrap();
     let src = source.store();
-    let cal: CalendarPath = scal.parse().unwrap();
     rt.block_on(async {
-        let failed = stream::iter(0..n)
-            .map(|i| {
-                let (src, cal) = (&src, &cal);
+        let failed = stream::iter(0..pairs * n)
+            .map(|k| {
+                let src = &src;
+                let cal: CalendarPath = cals[k / n].0.parse().unwrap();
                 async move {
-                    let (uid, body) = items::item(i, 0);
-                    src.create(cal, &format!("{uid}.ics"), &body).await.err()
+                    let (uid, body) = items::item(k, 0);
+                    src.create(&cal, &format!("{uid}.ics"), &body).await.err()
                 }
             })
             .buffer_unordered(4)
@@ -91,23 +107,33 @@ fn main() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dav::pair_config(dir.path(), &source, &target, &scal, &t_tandem, "");
+    let (s0, t0, _) = &cals[0];
+    let config = dav::pair_config(dir.path(), &source, &target, s0, t0, "");
+    let mut toml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("id = \"alice\"", "id = \"u00\"");
+    for (u, (s, t, _)) in users.iter().zip(&cals).skip(1) {
+        toml.push_str(&format!(
+            "\n[[pairs]]\nid = \"{u}\"\nsource = \"source:{s}\"\ntarget = \"target:{t}\"\n"
+        ));
+    }
+    std::fs::write(&config, toml).unwrap();
 
     let vconfig = dir.path().join("vdirsyncer.conf");
-    std::fs::write(
-        &vconfig,
-        format!(
-            "[general]\nstatus_path = \"{}\"\n\n[pair alice]\na = \"src\"\nb = \"dst\"\ncollections = null\nconflict_resolution = \"a wins\"\n\n\
-             [storage src]\ntype = \"caldav\"\nurl = \"{}{}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n\
-             [storage dst]\ntype = \"caldav\"\nurl = \"{}{}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n",
-            dir.path().join("vdirsyncer-status").display(),
+    let mut v = format!(
+        "[general]\nstatus_path = \"{}\"\n",
+        dir.path().join("vdirsyncer-status").display()
+    );
+    for (u, (s, _, t)) in users.iter().zip(&cals) {
+        v.push_str(&format!(
+            "\n[pair {u}]\na = \"src_{u}\"\nb = \"dst_{u}\"\ncollections = null\nconflict_resolution = \"a wins\"\n\n\
+             [storage src_{u}]\ntype = \"caldav\"\nurl = \"{}{s}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n\
+             [storage dst_{u}]\ntype = \"caldav\"\nurl = \"{}{t}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n",
             source.url().trim_end_matches('/'),
-            scal,
             target.url().trim_end_matches('/'),
-            t_vdir,
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    std::fs::write(&vconfig, v).unwrap();
     let vdirsyncer = |args: &[&str]| {
         let mut c = Command::new(bin.join("vdirsyncer"));
         c.arg("-c").arg(&vconfig).args(args);
@@ -117,28 +143,29 @@ fn main() {
 
     let tandem_first = timed("tandem first sync", &mut tandem(&config, &["sync"]));
     let vdir_first = timed("vdirsyncer first sync", &mut vdirsyncer(&["sync"]));
-    let tandem_quiet = median(
-        (0..QUIET_RUNS)
-            .map(|_| timed("tandem quiet pass", &mut tandem(&config, &["sync"])))
-            .collect(),
-    );
-    let vdir_quiet = median(
-        (0..QUIET_RUNS)
-            .map(|_| timed("vdirsyncer quiet pass", &mut vdirsyncer(&["sync"])))
-            .collect(),
-    );
+    // Side by side: each round times one quiet pass of each.
+    let (mut tq, mut vq) = (Vec::new(), Vec::new());
+    for _ in 0..QUIET_RUNS {
+        tq.push(timed("tandem quiet pass", &mut tandem(&config, &["sync"])));
+        vq.push(timed("vdirsyncer quiet pass", &mut vdirsyncer(&["sync"])));
+    }
+    let (tandem_quiet, vdir_quiet) = (median(tq), median(vq));
 
     // Both copies must be complete for the comparison to mean anything.
     rt.block_on(async {
         let tgt = target.store();
-        for cal in [&t_tandem, &t_vdir] {
-            let got = tgt.list(&cal.parse().unwrap()).await.unwrap().len();
-            assert_eq!(got, n, "{cal} holds {got} of {n} items");
+        for (_, t, v) in &cals {
+            for cal in [t, v] {
+                let got = tgt.list(&cal.parse().unwrap()).await.unwrap().len();
+                assert_eq!(got, n, "{cal} holds {got} of {n} items");
+            }
         }
     });
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("tandem vs vdirsyncer 0.21.0, Radicale 3.9.0 → Radicale 3.9.0, {n} items");
+    println!(
+        "tandem vs vdirsyncer 0.21.0, Radicale 3.9.0 → Radicale 3.9.0, {pairs} pairs × {n} items"
+    );
     println!(
         "{:<22} {:>12} {:>14} {:>10}",
         "", "tandem (ms)", "vdirsyncer (ms)", "speed-up"

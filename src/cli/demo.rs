@@ -31,7 +31,7 @@ pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
     let config = Config::load(&dir.join("tandem.toml"))?;
     let state = State::connect(&config.state).await?;
     let engine = Arc::new(Engine::new(&config, state.clone()));
-    let parallel = config.agents.count.max(1);
+    let parallel = engine.passes_at_once();
 
     println!(
         "\nfirst pass: copying every calendar into the new org, addresses rewritten to @new.example;\n\

@@ -599,7 +599,8 @@ async fn sync(
             ))
         };
     let engine = Arc::new(Engine::new(config, state.clone()).with_progress(progress));
-    let reports = run_pairs(&engine, pairs, opts, config.agents.count.max(1)).await?;
+    let parallel = engine.passes_at_once();
+    let reports = run_pairs(&engine, pairs, opts, parallel).await?;
     if !opts.dry_run {
         engine.flush_server_counts().await?;
     }

@@ -91,7 +91,7 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     };
     let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
     let node = tokio::spawn(coordinator.run(node_stopped.clone()));
-    let hub = crate::service::push::PushHub::new(&specs);
+    let hub = crate::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
     let keeper = config.http.push_base().map(|base| {
         tokio::spawn(
             crate::service::push::PushKeeper {

@@ -235,6 +235,8 @@ pub struct ServerConfig {
     pub kind: ServerKind,
     pub requests_per_second: Option<u32>,
     pub max_concurrency: Option<usize>,
+    /// Writes in flight (caldav): `None` finds the best number itself, up to `max_concurrency`.
+    pub write_concurrency: Option<usize>,
     /// Per HTTP request (caldav).
     pub timeout: Duration,
 }
@@ -429,6 +431,7 @@ struct RawServer {
     password_file: Option<String>,
     requests_per_second: Option<i64>,
     max_concurrency: Option<i64>,
+    write_concurrency: Option<toml::Value>,
     timeout: Option<String>,
 }
 
@@ -910,6 +913,18 @@ impl Validator {
                 None
             }
         };
+        let writes = match &raw.write_concurrency {
+            None => None,
+            Some(toml::Value::String(s)) if s == "adaptive" => None,
+            Some(toml::Value::Integer(n)) if (1..=1024).contains(n) => Some(*n as usize),
+            Some(v) => {
+                self.issue(
+                    key("write_concurrency"),
+                    format!("{v} is neither \"adaptive\" nor a number from 1 to 1024"),
+                );
+                None
+            }
+        };
         let timeout = self
             .duration(&key("timeout"), raw.timeout.as_deref())
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
@@ -997,6 +1012,7 @@ impl Validator {
             kind,
             requests_per_second: rps,
             max_concurrency: conc,
+            write_concurrency: writes,
             timeout,
         })
     }

@@ -293,6 +293,18 @@ impl Engine {
             .await
     }
 
+    /// How many passes one command runs at once: each pass mostly waits on one request at a
+    /// time, so the servers' own limits (their requests in flight, summed) decide, not the
+    /// number of processors.
+    pub fn passes_at_once(&self) -> usize {
+        self.stores
+            .values()
+            .filter_map(|s| s.as_ref().ok())
+            .map(|s| s.parallelism())
+            .sum::<usize>()
+            .max(1)
+    }
+
     /// The store of `server`, or why it cannot be used.
     pub(crate) fn store_of(&self, server: &str) -> Result<Arc<dyn CalendarStore>, String> {
         match self.store(server) {

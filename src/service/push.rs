@@ -21,7 +21,6 @@ use crate::domain::time::now_ms;
 use crate::domain::types::CalendarRef;
 use crate::engine::Engine;
 use crate::service::nodes::Membership;
-use crate::service::pool::AgentSpec;
 use crate::state::{PushSubscription, State, StateResult};
 use crate::store::push::{self as wire, Subscribe};
 
@@ -64,14 +63,17 @@ pub struct PushHub {
 }
 
 impl PushHub {
-    pub fn new(specs: &[AgentSpec]) -> Arc<PushHub> {
+    /// `agents`: each agent's index and its pairs, in its order.
+    pub fn new<'a>(agents: impl IntoIterator<Item = (usize, &'a [PairConfig])>) -> Arc<PushHub> {
         let mut place = HashMap::new();
-        for spec in specs {
-            for (i, p) in spec.pairs.iter().enumerate() {
-                place.insert(p.id.to_string(), (spec.index, i));
+        let mut count = 0;
+        for (agent, pairs) in agents {
+            count = count.max(agent + 1);
+            for (i, p) in pairs.iter().enumerate() {
+                place.insert(p.id.to_string(), (agent, i));
             }
         }
-        let agents = specs.iter().map(|s| s.index + 1).max().unwrap_or(0);
+        let agents = count;
         Arc::new(PushHub {
             inboxes: (0..agents)
                 .map(|_| Inbox {
@@ -304,8 +306,8 @@ impl PushKeeper {
                 wire::unb64(&r.auth_secret)?,
             ),
             None => {
-                let (key, _, auth) = wire::new_keys()?;
-                (wire::new_token()?, key, auth)
+                let keys = wire::new_keys()?;
+                (wire::new_token()?, keys.private, keys.auth)
             }
         };
         let now = now_ms();

@@ -408,10 +408,8 @@ async fn run_pair(
         (state, next)
     };
     // An active pair that stays active needs no write (the common, quiet case).
-    if !report.busy
-        && !report.interrupted
-        && !(state == PairState::Active && prev == PairState::Active)
-    {
+    let quiet = state == PairState::Active && prev == PairState::Active;
+    if !(report.busy || report.interrupted || quiet) {
         engine
             .state
             .set_pair_state(&pair.id, &state, Some(next_run))

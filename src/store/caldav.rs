@@ -76,6 +76,11 @@ impl CaldavStore {
         self.transport.stats()
     }
 
+    /// Writes this server is allowed in flight now (adaptive unless fixed by the config).
+    pub fn write_limit(&self) -> usize {
+        self.transport.write_limit()
+    }
+
     /// One request libdav has no type for, through the transport (limits, retries, counting):
     /// its status, headers and body.
     async fn raw(

@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use super::adaptive::WriteLimit;
 use super::health::{ServerHealth, resource_of};
 use crate::domain::error::ErrorKind;
 
@@ -62,6 +63,9 @@ impl Default for RetryPolicy {
 pub struct HttpSettings {
     pub requests_per_second: Option<u32>,
     pub max_concurrency: usize,
+    /// Writes (PUT, DELETE) in flight: fixed, or `None` to find the best number up to
+    /// `max_concurrency` ([`super::adaptive`]).
+    pub write_concurrency: Option<usize>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
 }
@@ -71,6 +75,7 @@ impl Default for HttpSettings {
         HttpSettings {
             requests_per_second: None,
             max_concurrency: DEFAULT_CONCURRENCY,
+            write_concurrency: None,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -154,6 +159,8 @@ struct Inner {
     settings: HttpSettings,
     stats: Arc<HttpStats>,
     health: Arc<ServerHealth>,
+    /// How many writes may be in flight (within `slots`).
+    writes: WriteLimit,
     /// Per calendar path, the `Push-Dont-Notify` value tandem's writes there carry.
     quiet: std::sync::RwLock<std::collections::HashMap<String, HeaderValue>>,
 }
@@ -207,6 +214,10 @@ impl Transport {
                 .and_then(NonZeroU32::new)
                 .map(|r| RateLimiter::direct(Quota::per_second(r))),
             slots: Semaphore::new(settings.max_concurrency.max(1)),
+            writes: match settings.write_concurrency {
+                Some(n) => WriteLimit::fixed(n.min(settings.max_concurrency.max(1))),
+                None => WriteLimit::adaptive(settings.max_concurrency.max(1)),
+            },
             settings,
             stats: Arc::new(HttpStats::default()),
             health: Arc::new(ServerHealth::default()),
@@ -261,6 +272,11 @@ impl Transport {
         };
     }
 
+    /// Writes allowed in flight now.
+    pub fn write_limit(&self) -> usize {
+        self.0.writes.limit()
+    }
+
     pub fn max_concurrency(&self) -> usize {
         self.0.settings.max_concurrency.max(1)
     }
@@ -311,11 +327,17 @@ impl Inner {
                 HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))),
             );
             if matches!(parts.method, http::Method::PUT | http::Method::DELETE) {
+                // tandem's own write: not pushed back to tandem's subscription.
                 let quiet = self.quiet.read().unwrap_or_else(|p| p.into_inner());
                 if let Some(v) = quiet.get(resource_of(parts.uri.path())) {
                     req.headers_mut().insert("push-dont-notify", v.clone());
                 }
             }
+            let write = matches!(parts.method, http::Method::PUT | http::Method::DELETE);
+            let write_slot = match write {
+                true => Some(self.writes.acquire().await),
+                false => None,
+            };
             let outcome = {
                 let _slot = self
                     .slots
@@ -337,6 +359,11 @@ impl Inner {
                 })
                 .await
             };
+            if let Some(slot) = write_slot {
+                let throttled = matches!(&outcome, Ok(Ok((head, _)))
+                    if matches!(head.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE));
+                self.writes.release(slot, throttled);
+            }
             // No connection or no answer: the server's trouble, whatever the kind says.
             let unanswered = matches!(&outcome, Err(_) | Ok(Err(_)));
             let verdict = match outcome {

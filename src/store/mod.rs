@@ -5,6 +5,7 @@
 //! `If-None-Match: *`, update and delete with `If-Match`. Backends: `vdir` (a folder of `.ics`
 //! files) and `memory` (tests and benches, with fault injection).
 
+pub mod adaptive;
 pub mod caldav;
 pub mod health;
 pub mod http;
@@ -170,6 +171,7 @@ pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
             let settings = http::HttpSettings {
                 requests_per_second: server.requests_per_second,
                 max_concurrency: server.max_concurrency.unwrap_or(http::DEFAULT_CONCURRENCY),
+                write_concurrency: server.write_concurrency,
                 timeout: server.timeout,
                 ..Default::default()
             };

@@ -36,15 +36,28 @@ pub struct Subscribed {
     pub expires_at: i64,
 }
 
-/// A new subscriber key pair and auth secret: (PKCS#8 private key, public key, auth secret).
-pub fn new_keys() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+/// A subscriber's key pair and auth secret.
+pub struct Keys {
+    /// PKCS#8.
+    pub private: Vec<u8>,
+    /// Uncompressed P-256 point.
+    pub public: Vec<u8>,
+    pub auth: Vec<u8>,
+}
+
+/// A new subscriber key pair and auth secret.
+pub fn new_keys() -> Result<Keys, String> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| "generating a P-256 key failed".to_string())?;
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
         .map_err(|_| "reading back a generated P-256 key failed".to_string())?;
     let public = pair.public_key().as_ref().to_vec();
-    Ok((pkcs8.as_ref().to_vec(), public, random_bytes(16)?))
+    Ok(Keys {
+        private: pkcs8.as_ref().to_vec(),
+        public,
+        auth: random_bytes(16)?,
+    })
 }
 
 /// The public key of a kept PKCS#8 private key.
@@ -137,7 +150,11 @@ mod tests {
 
     #[test]
     fn keys_are_a_p256_point_and_a_16_byte_secret_and_survive_keeping() {
-        let (pkcs8, public, auth) = new_keys().unwrap();
+        let Keys {
+            private: pkcs8,
+            public,
+            auth,
+        } = new_keys().unwrap();
         assert_eq!(public.len(), 65);
         assert_eq!(public[0], 4, "uncompressed point");
         assert_eq!(auth.len(), 16);

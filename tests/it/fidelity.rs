@@ -298,9 +298,8 @@ fn physical(logical: &[String], fold: Fold, crlf: bool) -> String {
     let eol = if crlf { "\r\n" } else { "\n" };
     let mut out = String::new();
     for line in logical.iter().flat_map(|l| l.split('\n')) {
-        let mut count = 0;
         let mut prev_blank = false;
-        for c in line.chars() {
+        for (count, c) in line.chars().enumerate() {
             let fold_here = match fold {
                 Fold::None => false,
                 Fold::Every(n) => count > 0 && count % n == 0,
@@ -311,7 +310,6 @@ fn physical(logical: &[String], fold: Fold, crlf: bool) -> String {
                 out.push(if count % 3 == 0 { '\t' } else { ' ' });
             }
             out.push(c);
-            count += 1;
             prev_blank = c == ' ' || c == '\t';
         }
         out.push_str(eol);

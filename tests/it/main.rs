@@ -4,6 +4,7 @@
 
 mod common;
 
+mod adaptive;
 mod adoption;
 mod architecture;
 mod caldav_end_to_end;
