@@ -391,6 +391,13 @@ fn values_are_checked() {
         "not an address",
     );
     assert_config_error(
+        "[servers.dav]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\nwrite_concurrency = \"lots\"\n",
+        &[],
+        "tandem.toml",
+        "servers.dav.write_concurrency",
+        "neither \"adaptive\" nor a number",
+    );
+    assert_config_error(
         "[http]\npublic_url = \"tandem.example\"\n",
         &[],
         "tandem.toml",
