@@ -39,7 +39,10 @@ fn now_ms() -> i64 {
 
 /// Requests in a Xandikos access log.
 fn requests(s: &DavServer) -> usize {
-    s.log().lines().filter(|l| l.contains("\" 2") || l.contains("\" 4")).count()
+    s.log()
+        .lines()
+        .filter(|l| l.contains("\" 2") || l.contains("\" 4"))
+        .count()
 }
 
 struct Round {
@@ -122,7 +125,10 @@ fn round(
             if ready {
                 break;
             }
-            assert!(Instant::now() < deadline, "{name}: pairs not ready in 120 s");
+            assert!(
+                Instant::now() < deadline,
+                "{name}: pairs not ready in 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // Changes at random pairs, spread over two intervals.

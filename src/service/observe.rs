@@ -211,7 +211,9 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         };
         let last_run = row.and_then(|r| r.last_run.clone());
         let pushes = subs_of.get(id).map_or(&[][..], Vec::as_slice);
-        let push_driven = crate::service::push::driven(pushes.iter().copied(), now);
+        // This node's doubt (pushes seem lost) makes it a polled pair again.
+        let push_driven = crate::service::push::driven(pushes.iter().copied(), now)
+            && live.push.as_ref().is_none_or(|h| !h.doubted(id));
         let every = match push_driven {
             true => config.sync.safety_interval.max(config.sync.interval),
             false => config.sync.interval,

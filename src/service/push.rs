@@ -59,6 +59,9 @@ pub struct PushHub {
     /// Pair id → (agent, index among the agent's pairs).
     place: HashMap<String, (usize, usize)>,
     driven: RwLock<HashSet<String>>,
+    /// Push-driven pairs whose poll found changes no push announced: polled every interval
+    /// until a push for them arrives (a firewall or an untrusted certificate loses every push).
+    doubted: Mutex<HashSet<String>>,
     received: AtomicU64,
 }
 
@@ -83,6 +86,7 @@ impl PushHub {
                 .collect(),
             place,
             driven: RwLock::default(),
+            doubted: Mutex::default(),
             received: AtomicU64::new(0),
         })
     }
@@ -95,6 +99,9 @@ impl PushHub {
         };
         self.received.fetch_add(1, Ordering::Relaxed);
         debug!(pair = %pair, "push received");
+        if self.doubts().remove(&pair) {
+            info!(pair = %pair, "a push arrived: the pair is push-driven again");
+        }
         self.wake(&pair);
         Ok(true)
     }
@@ -128,11 +135,28 @@ impl PushHub {
         }
     }
 
+    /// Polled only every safety interval: both calendars subscribed, and pushes not in doubt.
     pub fn is_driven(&self, pair: &str) -> bool {
         self.driven
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(pair)
+            && !self.doubts().contains(pair)
+    }
+
+    /// A poll of push-driven `pair` found changes no push announced: it is polled every
+    /// interval until a push for it arrives. `true` the first time.
+    pub fn doubt(&self, pair: &str) -> bool {
+        self.doubts().insert(pair.to_string())
+    }
+
+    /// Whether `pair`'s pushes are in doubt on this node.
+    pub fn doubted(&self, pair: &str) -> bool {
+        self.doubts().contains(pair)
+    }
+
+    fn doubts(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.doubted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_driven(&self, pairs: HashSet<String>) {

@@ -140,6 +140,11 @@ pub struct Scheduler {
     push: Option<Arc<PushHub>>,
     /// Pairs pushed while their pass ran: due again when it ends.
     pushed_again: HashSet<usize>,
+    /// Pairs made due by a push: their next pass's changes were announced.
+    by_push: HashSet<usize>,
+    /// Pairs that passed since this start, and those whose last pass left items failed.
+    passed: HashSet<usize>,
+    left_failures: HashSet<usize>,
 }
 
 impl Scheduler {
@@ -169,6 +174,9 @@ impl Scheduler {
             membership: Membership::everything(),
             push: None,
             pushed_again: HashSet::new(),
+            by_push: HashSet::new(),
+            passed: HashSet::new(),
+            left_failures: HashSet::new(),
         };
         for i in 0..s.pairs.len() {
             let id = s.pairs[i].id.as_str();
@@ -234,6 +242,7 @@ impl Scheduler {
             if self.running.contains(&i) {
                 self.pushed_again.insert(i);
             } else {
+                self.by_push.insert(i);
                 self.schedule(i, settled.min(self.next[i]));
             }
         }
@@ -270,12 +279,35 @@ impl Scheduler {
             true => outcome.next_run.min(now + RECHECK.as_millis() as i64),
             false => outcome.next_run,
         };
+        self.check_pushes(i, outcome);
         if self.pushed_again.remove(&i) {
+            self.by_push.insert(i);
             next = next.min(now + PUSH_SETTLE.as_millis() as i64);
         }
         self.running.remove(&i);
         self.queue.insert((next, i));
         self.next[i] = next;
+    }
+
+    /// A poll of a push-driven pair that wrote something no push announced (not its first pass
+    /// since start, nor a retry of failed items) means pushes are being lost: the pair is polled
+    /// every interval until a push for it arrives, and the log says so.
+    fn check_pushes(&mut self, i: usize, outcome: &StepOutcome) {
+        let announced = self.by_push.remove(&i);
+        let (Some(r), Some(hub)) = (&outcome.report, &self.push) else {
+            return;
+        };
+        let first = self.passed.insert(i);
+        let retried = self.left_failures.contains(&i) || r.failed > 0;
+        match r.failed > 0 || r.error.is_some() {
+            true => self.left_failures.insert(i),
+            false => self.left_failures.remove(&i),
+        };
+        let pair = self.pairs[i].id.as_str();
+        let wrote = r.created + r.updated + r.deleted > 0;
+        if wrote && !first && !announced && !retried && hub.is_driven(pair) && hub.doubt(pair) {
+            warn!(pair = %pair, agent = self.agent, "a poll found changes no push announced: pushes for this pair are being lost (is public_url reachable from the server, with a certificate it trusts?); polling it every interval until a push arrives");
+        }
     }
 
     /// A future running pair `i` (for the service loop, which runs several at once). A pair
@@ -402,6 +434,8 @@ async fn run_pair(
         (prev.clone(), now_ms + policy.next_interval(pushed))
     } else {
         let state = next_state(&prev, &report, now_ms, &policy);
+        // Items that failed are retried at the next poll, not a safety interval away.
+        let pushed = pushed && report.failed == 0;
         let next = state
             .until()
             .unwrap_or_else(|| now_ms + policy.next_interval(pushed));

@@ -291,6 +291,9 @@ async fn pushes_drive_passes_within_seconds_and_the_safety_poll_catches_what_the
         "after the restart a push took {took:?}\n{}",
         log()
     );
+    wait_until("x1 to be push-driven again", 5, || {
+        pair(port, "x1")["push_driven"] == true
+    });
 
     // A pair removed from the config: its subscriptions end on the server and in the state.
     let gone = subscription(&state, "x2", "source").await.unwrap();
