@@ -293,8 +293,12 @@ impl Scheduler {
     /// since start, nor a retry of failed items) means pushes are being lost: the pair is polled
     /// every interval until a push for it arrives, and the log says so.
     fn check_pushes(&mut self, i: usize, outcome: &StepOutcome) {
+        // Not a pass (a probe, another node's pair): the push still awaits its pass.
+        let Some(r) = &outcome.report else {
+            return;
+        };
         let announced = self.by_push.remove(&i);
-        let (Some(r), Some(hub)) = (&outcome.report, &self.push) else {
+        let Some(hub) = &self.push else {
             return;
         };
         let first = self.passed.insert(i);
