@@ -410,6 +410,22 @@ fn check(file: &std::path::Path) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+/// The `push` line of `check`.
+fn describe_push(c: &Config) -> String {
+    let Some(base) = c.http.push_base() else {
+        return "off (no http.public_url): every pair is polled".to_string();
+    };
+    format!(
+        "servers push to {base}/push/…; push-driven pairs polled every {}; subscriptions for {}{}",
+        humantime::format_duration(c.sync.safety_interval),
+        humantime::format_duration(c.sync.push_lifetime),
+        match c.http.tls.is_some() {
+            true => "; https",
+            false => "; the listener serves plain http (put TLS in front)",
+        }
+    )
+}
+
 /// What `check` prints: everything the config says, secrets named by source only.
 pub fn describe_config(c: &Config) -> String {
     use std::fmt::Write;
@@ -440,23 +456,7 @@ pub fn describe_config(c: &Config) -> String {
             |v| format!("; resync token from ${v}")
         )
     );
-    let _ = writeln!(
-        o,
-        "push     {}",
-        match c.http.push_base() {
-            Some(base) => format!(
-                "servers push to {base}/push/…; push-driven pairs polled every {}; subscriptions for {}{}",
-                humantime::format_duration(c.sync.safety_interval),
-                humantime::format_duration(c.sync.push_lifetime),
-                if c.http.tls.is_some() {
-                    "; https"
-                } else {
-                    "; the listener serves plain http (put TLS in front)"
-                }
-            ),
-            None => "off (no http.public_url): every pair is polled".to_string(),
-        }
-    );
+    let _ = writeln!(o, "push     {}", describe_push(c));
     let _ = writeln!(
         o,
         "alerts   lag over {}, failed requests over {}%",
@@ -724,6 +724,16 @@ pub async fn run_pairs(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// `->` source to target, `<-` cut over (target to source), `<->` two-way; `*`: cut over.
+fn way_glyph(p: &crate::service::observe::PairView) -> &'static str {
+    match (p.direction, p.cutover_at) {
+        ("two-way", None) => "<->",
+        ("two-way", Some(_)) => "<->*",
+        (_, None) => "->",
+        (_, Some(_)) => "<-*",
+    }
+}
+
 /// A line per node sharing the state, under `status`.
 fn print_nodes(nodes: &[crate::state::NodeRow]) {
     for n in nodes {
@@ -835,13 +845,7 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         } else {
             format!("ALERT {}; ", p.alerts.join(", "))
         };
-        // `->` source to target, `<-` cut over (target to source), `<->` two-way; `*`: cut over.
-        let way = match (p.direction, p.cutover_at) {
-            ("two-way", None) => "<->",
-            ("two-way", Some(_)) => "<->*",
-            (_, None) => "->",
-            (_, Some(_)) => "<-*",
-        };
+        let way = way_glyph(p);
         let node = p
             .node
             .as_ref()

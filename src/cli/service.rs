@@ -93,16 +93,14 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     let node = tokio::spawn(coordinator.run(node_stopped.clone()));
     let hub = crate::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
     let keeper = config.http.push_base().map(|base| {
-        tokio::spawn(
-            crate::service::push::PushKeeper {
-                config: Arc::new(config.clone()),
-                engine: engine.clone(),
-                hub: hub.clone(),
-                membership: membership.clone(),
-                base: format!("{base}/push"),
-            }
-            .run(node_stopped),
-        )
+        let keeper = crate::service::push::PushKeeper {
+            config: Arc::new(config.clone()),
+            engine: engine.clone(),
+            hub: hub.clone(),
+            membership: membership.clone(),
+            base: format!("{base}/push"),
+        };
+        tokio::spawn(keeper.run(node_stopped))
     });
     let pool = Pool::start(
         specs,
@@ -131,34 +129,14 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         token,
     ));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopped = async {
+    let http = spawn_http(web, listener, tls, async {
         let _ = http_stopped.await;
-    };
-    let http = match tls {
-        Some(acceptor) => {
-            let listener =
-                crate::service::tls::TlsListener::new(listener, acceptor).map_err(|e| Failure {
-                    code: EXIT_FATAL,
-                    message: format!("cannot serve https on {listen}: {e}"),
-                })?;
-            tokio::spawn(crate::service::web::serve(web, listener, stopped))
-        }
-        None => tokio::spawn(crate::service::web::serve(web, listener, stopped)),
-    };
-    // Request counters reach the state store (and so status, page and metrics) every few seconds.
-    let flush = async {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            if let Err(e) = engine.flush_server_counts().await {
-                warn!(error = %e, "recording request counters failed");
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
-        _ = terminate.recv() => info!("SIGTERM: stopping"),
-        never = flush => never,
-    }
+    })
+    .map_err(|e| Failure {
+        code: EXIT_FATAL,
+        message: format!("cannot serve https on {listen}: {e}"),
+    })?;
+    until_signal(&engine, &mut terminate).await;
     pool.stop();
     let _ = tokio::task::spawn_blocking(move || pool.join()).await;
     // No pass runs now: the node leaves, and its pairs go to the others at once.
@@ -174,18 +152,55 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         }
     }
     let _ = stop_http.send(());
-    match tokio::time::timeout(std::time::Duration::from_secs(3), http).await {
-        Ok(Ok(Err(e))) => warn!(error = %e, "the status server failed"),
-        Ok(Err(e)) => warn!(error = %e, "the status server failed"),
-        Err(_) => warn!("the status server did not stop within 3 s; leaving it"),
-        Ok(Ok(Ok(()))) => {}
-    }
+    stopped_http(http).await;
     engine.flush_server_counts().await?;
     // Passes abandoned at the deadline did not release their leases.
     state.release_leases_of(engine.holder()).await?;
     state.close().await;
     info!("stopped");
     Ok(EXIT_OK)
+}
+
+/// Flushes request counters into the state every few seconds (so status, page and metrics see
+/// them) until SIGINT or SIGTERM.
+async fn until_signal(engine: &Engine, terminate: &mut tokio::signal::unix::Signal) {
+    let flush = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if let Err(e) = engine.flush_server_counts().await {
+                warn!(error = %e, "recording request counters failed");
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        _ = terminate.recv() => info!("SIGTERM: stopping"),
+        never = flush => never,
+    }
+}
+
+/// Waits up to 3 s for the status server, told to stop, to end.
+async fn stopped_http(http: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(std::time::Duration::from_secs(3), http).await {
+        Ok(Ok(Err(e))) => warn!(error = %e, "the status server failed"),
+        Ok(Err(e)) => warn!(error = %e, "the status server failed"),
+        Err(_) => warn!("the status server did not stop within 3 s; leaving it"),
+        Ok(Ok(Ok(()))) => {}
+    }
+}
+
+/// Serves the page, API and pushes on `listener`, over TLS when given an acceptor.
+fn spawn_http(
+    web: Arc<crate::service::web::Web>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use crate::service::{tls::TlsListener, web::serve};
+    Ok(match tls {
+        Some(acceptor) => tokio::spawn(serve(web, TlsListener::new(listener, acceptor)?, stop)),
+        None => tokio::spawn(serve(web, listener, stop)),
+    })
 }
 
 #[derive(serde::Serialize)]

@@ -163,6 +163,36 @@ pub struct Live {
     pub push: Option<std::sync::Arc<crate::service::push::PushHub>>,
 }
 
+/// Pairs per state, every state named.
+fn count_states(pairs: &[PairView]) -> BTreeMap<&'static str, usize> {
+    let mut by_state: BTreeMap<&'static str, usize> =
+        ["active", "paused", "backoff", "disabled", NEW]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
+    for p in pairs {
+        *by_state.entry(p.state).or_default() += 1;
+    }
+    by_state
+}
+
+/// Whether pair `id` is push-driven (this node's doubt, pushes seemingly lost, makes it a polled
+/// pair again), and so how often it is polled.
+fn push_view(
+    config: &Config,
+    live: &Live,
+    id: &str,
+    pushes: &[&crate::state::PushSubscription],
+    now: i64,
+) -> (bool, std::time::Duration) {
+    let driven = crate::service::push::driven(pushes.iter().copied(), now)
+        && live.push.as_ref().is_none_or(|h| !h.doubted(id));
+    match driven {
+        true => (true, config.sync.safety_interval.max(config.sync.interval)),
+        false => (false, config.sync.interval),
+    }
+}
+
 /// Reads everything the operator's view shows, sorted worst first.
 pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResult<Snapshot> {
     let now = now_ms();
@@ -191,9 +221,8 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         subs?,
     );
     let mut subs_of: HashMap<&str, Vec<&crate::state::PushSubscription>> = HashMap::new();
-    for s in &subs {
-        subs_of.entry(s.pair.as_str()).or_default().push(s);
-    }
+    subs.iter()
+        .for_each(|s| subs_of.entry(s.pair.as_str()).or_default().push(s));
     let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
     let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
     let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -211,13 +240,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         };
         let last_run = row.and_then(|r| r.last_run.clone());
         let pushes = subs_of.get(id).map_or(&[][..], Vec::as_slice);
-        // This node's doubt (pushes seem lost) makes it a polled pair again.
-        let push_driven = crate::service::push::driven(pushes.iter().copied(), now)
-            && live.push.as_ref().is_none_or(|h| !h.doubted(id));
-        let every = match push_driven {
-            true => config.sync.safety_interval.max(config.sync.interval),
-            false => config.sync.interval,
-        };
+        let (push_driven, every) = push_view(config, live, id, pushes, now);
         let next_run = match (&pair_state, &last_run) {
             // An active pair runs an interval after its last pass started (the service does not
             // record that time for every quiet pass); a push brings it sooner.
@@ -290,14 +313,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
             .then(b.lag_seconds.total_cmp(&a.lag_seconds))
             .then_with(|| a.id.cmp(&b.id))
     });
-    let mut by_state: BTreeMap<&'static str, usize> =
-        ["active", "paused", "backoff", "disabled", NEW]
-            .into_iter()
-            .map(|s| (s, 0))
-            .collect();
-    for p in &pairs {
-        *by_state.entry(p.state).or_default() += 1;
-    }
+    let by_state = count_states(&pairs);
     let health = live
         .engine
         .as_ref()
