@@ -4,7 +4,8 @@
 //! latency from each change to its target write, the CPU time used, and the peak RSS.
 //!
 //! `cargo bench --bench scale`. Smaller runs: `TANDEM_SCALE_PAIRS`, `TANDEM_SCALE_ITEMS`,
-//! `TANDEM_SCALE_MINUTES` (default 10000, 50, 3).
+//! `TANDEM_SCALE_MINUTES` (default 10000, 50, 3). `TANDEM_SCALE_BASELINE=REV` runs the bench of
+//! commit REV and this one side by side and prints the ratio of their CPU figures.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,8 @@ struct Server {
     inner: Arc<MemoryStore>,
     slots: tokio::sync::Semaphore,
     creates: AtomicU64,
+    /// Listings asked of this server: one per pass of a one-way pair reading from it.
+    listings: AtomicU64,
     waiting: Option<Arc<Waiting>>,
     latencies: Mutex<Vec<Duration>>,
 }
@@ -46,6 +49,7 @@ impl Server {
             inner,
             slots: tokio::sync::Semaphore::new(CAP),
             creates: AtomicU64::new(0),
+            listings: AtomicU64::new(0),
             waiting,
             latencies: Mutex::new(Vec::new()),
         }
@@ -77,10 +81,12 @@ impl CalendarStore for Server {
     }
     async fn list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
         let _t = self.turn().await;
+        self.listings.fetch_add(1, Ordering::Relaxed);
         self.inner.list(cal).await
     }
     async fn changes(&self, cal: &CalendarPath, since: Option<&SyncToken>) -> StoreResult<Changes> {
         let _t = self.turn().await;
+        self.listings.fetch_add(1, Ordering::Relaxed);
         self.inner.changes(cal, since).await
     }
     async fn fetch(&self, cal: &CalendarPath, hrefs: &[Href]) -> StoreResult<Vec<Fetched>> {
@@ -153,8 +159,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// A figure the side-by-side comparison reads back from this bench's output.
+fn figure(name: &str, value: f64) {
+    println!("figure: {name} = {value:.4}");
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
+    if let Ok(rev) = std::env::var("TANDEM_SCALE_BASELINE") {
+        return side_by_side::compare(&rev);
+    }
     let pairs = env("TANDEM_SCALE_PAIRS", 10_000);
     let items = env("TANDEM_SCALE_ITEMS", 50);
     let minutes = env("TANDEM_SCALE_MINUTES", 3);
@@ -247,10 +261,15 @@ fn main() {
         total as f64 / first.as_secs_f64(),
         first_cpu.as_secs_f64()
     );
+    figure(
+        "first-sync CPU per item (ms)",
+        first_cpu.as_secs_f64() * 1e3 / total as f64,
+    );
 
     // Steady state: every minute 1% of the pairs change one item each, at random moments.
     let steady = Instant::now();
     let cpu1 = cpu_time();
+    let listings = src.listings.load(Ordering::Relaxed);
     let per_minute = (pairs / 100).max(1);
     let mut version = 1;
     for minute in 0..minutes {
@@ -291,6 +310,7 @@ fn main() {
     }
     let steady_wall = steady.elapsed();
     let steady_cpu = cpu_time() - cpu1;
+    let passes = src.listings.load(Ordering::Relaxed) - listings;
     pool.stop();
     pool.join();
 
@@ -315,6 +335,14 @@ fn main() {
         steady_cpu.as_secs_f64(),
         steady_wall.as_secs_f64(),
         steady_cpu.as_secs_f64() / steady_wall.as_secs_f64()
+    );
+    println!(
+        "passes in steady state: {passes}, of which at most {} wrote",
+        lat.len() + missing
+    );
+    figure(
+        "steady-state CPU per pass (ms)",
+        steady_cpu.as_secs_f64() * 1e3 / passes.max(1) as f64,
     );
     println!(
         "peak RSS {peak:.0} MB, of which about {:.0} MB is the simulated servers' data (source seeded: {seeded_rss:.0} MB, target the same again)",
@@ -360,5 +388,92 @@ fn main() {
             render.as_secs_f64() * 1e3,
             page.len() / 1024
         );
+    }
+}
+
+/// `TANDEM_SCALE_BASELINE=REV`: this bench as committed at REV (built from `git archive` under
+/// `target/scale-baseline/`) and as it is now, one after the other in one run with the same
+/// sizes, and the ratio of each figure.
+mod side_by_side {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    pub fn compare(rev: &str) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let baseline = build(root, rev);
+        let now = std::env::current_exe().expect("this bench's path");
+        let before = run(&baseline, &format!("{rev} "));
+        let after = run(&now, "now ");
+        println!("\n| | {rev} | now | ratio |\n|---|---|---|---|");
+        for (name, was) in &before {
+            if let Some((_, is)) = after.iter().find(|(n, _)| n == name) {
+                println!("| {name} | {was:.3} | {is:.3} | {:.1}× lower |", was / is);
+            }
+        }
+    }
+
+    /// The bench binary of `rev`, built in a target folder of its own.
+    fn build(root: &Path, rev: &str) -> PathBuf {
+        let base = root.join("target/scale-baseline");
+        let src = base.join(rev);
+        if !src.join("Cargo.toml").exists() {
+            std::fs::create_dir_all(&src).unwrap();
+            let archive = Command::new("git")
+                .args(["-C", root.to_str().unwrap(), "archive", "--format=tar", rev])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("git");
+            let status = Command::new("tar")
+                .arg("-x")
+                .arg("-C")
+                .arg(&src)
+                .stdin(archive.stdout.unwrap())
+                .status()
+                .expect("tar");
+            assert!(status.success(), "unpacking {rev}");
+        }
+        println!("building the scale bench of {rev} (a first build takes minutes)");
+        let out = Command::new(env!("CARGO"))
+            .args(["bench", "--bench", "scale", "--no-run", "--message-format=json"])
+            .current_dir(&src)
+            .env("CARGO_TARGET_DIR", base.join("target"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo");
+        assert!(out.status.success(), "building the bench of {rev}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("\"executable\":\"") && l.contains("\"name\":\"scale\""))
+            .find_map(|l| {
+                let at = l.find("\"executable\":\"")? + 14;
+                let end = l[at..].find('"')?;
+                Some(PathBuf::from(&l[at..at + end]))
+            })
+            .expect("the bench executable in cargo's output")
+    }
+
+    /// Runs one bench binary with this run's sizes, echoing its lines; returns its figures.
+    fn run(bench: &Path, label: &str) -> Vec<(String, f64)> {
+        println!("running {label}");
+        let out = Command::new(bench)
+            .arg("--bench")
+            .env_remove("TANDEM_SCALE_BASELINE")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("the bench");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut figures = Vec::new();
+        for line in text.lines() {
+            println!("  {label}| {line}");
+            if let Some((name, value)) = line
+                .strip_prefix("figure: ")
+                .and_then(|f| f.rsplit_once(" = "))
+                && let Ok(v) = value.parse()
+            {
+                figures.push((name.to_string(), v));
+            }
+        }
+        assert!(out.status.success(), "the bench of {label} failed");
+        figures
     }
 }
