@@ -433,9 +433,13 @@ mod side_by_side {
             assert!(status.success(), "unpacking {rev}");
         }
         println!("building the scale bench of {rev} (a first build takes minutes)");
-        let out = Command::new(env!("CARGO"))
+        // The rustc beside this cargo: not whichever a `rust-toolchain` file in a dependency's
+        // folder would pick through rustup.
+        let cargo = Path::new(env!("CARGO"));
+        let out = Command::new(cargo)
             .args(["bench", "--bench", "scale", "--no-run", "--message-format=json"])
             .current_dir(&src)
+            .env("RUSTC", cargo.with_file_name("rustc"))
             .env("CARGO_TARGET_DIR", base.join("target"))
             .stderr(Stdio::inherit())
             .output()
