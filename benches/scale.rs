@@ -422,7 +422,7 @@ mod side_by_side {
         let src = base.join(rev);
         if !src.join("Cargo.toml").exists() {
             std::fs::create_dir_all(&src).unwrap();
-            let archive = Command::new("git")
+            let mut archive = Command::new("git")
                 .args(["-C", root.to_str().unwrap(), "archive", "--format=tar", rev])
                 .stdout(Stdio::piped())
                 .spawn()
@@ -431,10 +431,11 @@ mod side_by_side {
                 .arg("-x")
                 .arg("-C")
                 .arg(&src)
-                .stdin(archive.stdout.unwrap())
+                .stdin(archive.stdout.take().unwrap())
                 .status()
                 .expect("tar");
-            assert!(status.success(), "unpacking {rev}");
+            let archived = archive.wait().expect("git");
+            assert!(status.success() && archived.success(), "unpacking {rev}");
         }
         println!("building the scale bench of {rev} (a first build takes minutes)");
         // The rustc beside this cargo: not whichever a `rust-toolchain` file in a dependency's

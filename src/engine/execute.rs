@@ -1,18 +1,22 @@
 //! The execute stage of a pass: the plan's remote writes, removals first, up to the receiving
-//! store's parallelism, each checked against the lease just before it is sent (fencing), each
-//! mapping recorded right after its write succeeded. What each write came to is returned as data.
+//! store's parallelism. They go in chunks: one state transaction checks the leases and notes a
+//! chunk's creates and updates as pending before any of them is sent (fencing), each write checks
+//! its lease's local deadline just before it is sent, and one transaction records the mappings of
+//! a chunk's finished writes. What each write came to is returned as data.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::stream::{self, StreamExt};
+use std::collections::VecDeque;
 
-use super::write::{Dest, Original, Written, delete};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
 use super::{Engine, PassError};
 use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::lease::Lease;
-use crate::domain::mapping::{Pending, Side};
+use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::Href;
 use crate::state::StateError;
 use crate::store::CalendarStore;
@@ -53,12 +57,83 @@ pub(super) struct Executed {
     pub lost: Option<Lost>,
 }
 
+/// Why a holder stops when its own clock passed its lease's deadline.
+const EXPIRED_HERE: &str =
+    "the lease may have expired: no renewal within its ttl on this node's clock";
+
+/// The lease guarding `side`'s calendar: a pass holds the lease of each side it writes.
+fn lease_of<'a>(pair: &PairConfig, leases: &'a [Lease], side: Side) -> &'a Lease {
+    let cal = pair.calendar(side).to_string();
+    leases
+        .iter()
+        .find(|l| l.calendar == cal)
+        .expect("a pass holds the lease of each side it writes")
+}
+
+/// The pending row a create or an update is noted under before it is sent; `None` for writes
+/// that note nothing up front (deletes; a create that first tries to adopt a copy).
+fn noted(pair: &PairConfig, action: &Action) -> Option<Pending> {
+    match action {
+        Action::Create {
+            to,
+            from_href,
+            item,
+            adopt: None,
+            ..
+        } => Some(pending_create(&pair.calendar(*to).path, *to, from_href, item, None)),
+        Action::Update {
+            to,
+            from_href,
+            from_etag,
+            href,
+            etag,
+            item,
+        } => Some(pending_update(*to, (from_href, from_etag), (href, etag), item)),
+        _ => None,
+    }
+}
+
 /// Errors that say the calendar, not the item, is unavailable.
 fn halts_pass(kind: ErrorKind) -> bool {
     matches!(
         kind,
         ErrorKind::Moving { .. } | ErrorKind::Throttled { .. } | ErrorKind::Unauthorized
     )
+}
+
+/// Writes per chunk, for each write the receiving store takes at once: enough that a chunk's
+/// two state transactions cost little per write, few enough that a crash leaves little to adopt.
+const CHUNK_PER_SLOT: usize = 8;
+
+/// What a finished write leaves for the state to record.
+enum Record {
+    Put(Mapping),
+    Forget(Href),
+    Nothing,
+}
+
+/// One write as the chunking hands it on: to send, or not to (the pass stopped first).
+enum Step {
+    Send(Box<Action>),
+    Skip(Side),
+}
+
+/// Whether the pass stopped sending, and why: a halting refusal or a lost lease.
+#[derive(Default)]
+struct Stops {
+    stop: AtomicBool,
+    halt: Mutex<Option<Halt>>,
+    lost: Mutex<Option<Lost>>,
+}
+
+impl Stops {
+    fn lose(&self, side: Side, why: String) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.lost
+            .lock()
+            .expect("not poisoned")
+            .get_or_insert((side, why));
+    }
 }
 
 impl Engine {
@@ -93,66 +168,135 @@ impl Engine {
             .max()
             .unwrap_or(1)
             .max(1);
-        // The lease guarding each side's calendar.
-        let lease_of = |side: Side| {
-            let cal = pair.calendar(side).to_string();
-            leases.iter().find(move |l| l.calendar == cal)
-        };
-        let stop = AtomicBool::new(false);
-        let halt: Mutex<Option<Halt>> = Mutex::new(None);
-        let lost: Mutex<Option<Lost>> = Mutex::new(None);
+        let stops = Stops::default();
         let progress = self.progress.as_ref().filter(|_| show_progress);
         let total = removals.len() + writes.len();
         if let Some(p) = progress.filter(|_| total > 0) {
             p.start(pair.id.as_str(), total as u64);
         }
+        let chunk = par * CHUNK_PER_SLOT;
         let mut done = Vec::with_capacity(total);
         for phase in [removals, writes] {
-            let mut running = stream::iter(phase)
-                .map(|a| {
-                    let (stop, lost, stores) = (&stop, &lost, &stores);
-                    let side = a.writes().expect("a remote write");
-                    let lease = lease_of(side);
-                    async move {
-                        if stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
-                            return Ok::<_, StateError>((side, Done::NotRun));
-                        }
-                        let lease = lease.expect("a pass holds the lease of each side it writes");
-                        if let Some(why) = self.fence(lease).await? {
-                            stop.store(true, Ordering::Relaxed);
-                            lost.lock()
-                                .expect("not poisoned")
-                                .get_or_insert((side, why));
-                            return Ok((side, Done::NotRun));
-                        }
-                        Ok((side, self.write_one(pair, stores, a).await?))
-                    }
-                })
-                .buffer_unordered(par);
-            while let Some(outcome) = running.next().await {
+            let mut chunks = Vec::new();
+            let mut phase = phase.into_iter().peekable();
+            while phase.peek().is_some() {
+                chunks.push(phase.by_ref().take(chunk).collect::<Vec<Action>>());
+            }
+            let mut chunks = chunks.into_iter();
+            let mut queued: VecDeque<Step> = VecDeque::new();
+            let mut sending = FuturesUnordered::new();
+            let (mut put, mut forget) = (Vec::new(), Vec::new());
+            loop {
+                // The next chunk is noted while the last writes of this one are still going.
+                if queued.len() < par
+                    && let Some(c) = chunks.next()
+                {
+                    queued.extend(self.note(pair, c, &stops).await?);
+                }
+                while sending.len() < par
+                    && let Some(step) = queued.pop_front()
+                {
+                    sending.push(self.send(pair, &stores, leases, &stops, step));
+                }
+                let Some(outcome) = sending.next().await else {
+                    break;
+                };
                 if let Some(p) = progress {
                     p.advance(pair.id.as_str());
                 }
-                let (side, outcome): (Side, Done) = outcome?;
+                let (side, outcome, record) = outcome?;
+                match record {
+                    Record::Put(m) => put.push(m),
+                    Record::Forget(href) => forget.push(href),
+                    Record::Nothing => {}
+                }
                 if let Done::Failed { kind, reason, .. } = &outcome
                     && halts_pass(*kind)
                 {
-                    stop.store(true, Ordering::Relaxed);
-                    halt.lock()
+                    stops.stop.store(true, Ordering::Relaxed);
+                    stops
+                        .halt
+                        .lock()
                         .expect("not poisoned")
                         .get_or_insert_with(|| (side, *kind, reason.clone()));
                 }
                 done.push(outcome);
+                if put.len() + forget.len() >= chunk {
+                    self.state.apply(&pair.id, &put, &forget).await?;
+                    (put, forget) = (Vec::new(), Vec::new());
+                }
             }
+            self.state.apply(&pair.id, &put, &forget).await?;
         }
         if let Some(p) = progress.filter(|_| total > 0) {
             p.finish(pair.id.as_str());
         }
         Ok(Executed {
             done,
-            halt: halt.into_inner().expect("not poisoned"),
-            lost: lost.into_inner().expect("not poisoned"),
+            halt: stops.halt.into_inner().expect("not poisoned"),
+            lost: stops.lost.into_inner().expect("not poisoned"),
         })
+    }
+
+    /// Sends one write of a noted chunk, unless the pass stopped or the lease's deadline passed
+    /// on this node's clock (a stall since the chunk's check).
+    async fn send(
+        &self,
+        pair: &PairConfig,
+        stores: &[Arc<dyn CalendarStore>; 2],
+        leases: &[Lease],
+        stops: &Stops,
+        step: Step,
+    ) -> Result<(Side, Done, Record), StateError> {
+        let action = match step {
+            Step::Send(a) => *a,
+            Step::Skip(side) => return Ok((side, Done::NotRun, Record::Nothing)),
+        };
+        let side = action.writes().expect("a remote write");
+        if stops.stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
+            return Ok((side, Done::NotRun, Record::Nothing));
+        }
+        if lease_of(pair, leases, side).deadline.passed() {
+            stops.lose(side, EXPIRED_HERE.to_string());
+            return Ok((side, Done::NotRun, Record::Nothing));
+        }
+        let (done, record) = self.write_one(pair, stores, action).await?;
+        Ok((side, done, record))
+    }
+
+    /// Before a chunk is sent: one fenced transaction notes its creates and updates as pending,
+    /// so a copy written just before a crash is found again. A lost lease (or a pass already
+    /// stopped) sends none of it.
+    async fn note(
+        &self,
+        pair: &PairConfig,
+        chunk: Vec<Action>,
+        stops: &Stops,
+    ) -> Result<Vec<Step>, StateError> {
+        let skip = |chunk: Vec<Action>| {
+            chunk
+                .into_iter()
+                .map(|a| Step::Skip(a.writes().expect("a remote write")))
+                .collect()
+        };
+        if stops.stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
+            return Ok(skip(chunk));
+        }
+        let pendings: Vec<Pending> = chunk.iter().filter_map(|a| noted(pair, a)).collect();
+        match self.state.add_pendings(&pair.id, &pendings).await {
+            Ok(()) => Ok(chunk.into_iter().map(|a| Step::Send(Box::new(a))).collect()),
+            Err(e) => match e.lost_lease() {
+                Some(lost) => {
+                    let side = [Side::A, Side::B]
+                        .into_iter()
+                        .find(|s| pair.calendar(*s).to_string() == lost.calendar)
+                        .unwrap_or(Side::B);
+                    stops.lose(side, lost.now.clone());
+                    Ok(skip(chunk))
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// Fencing: `None` while the lease is still ours; otherwise who took it over, or that it
@@ -162,10 +306,7 @@ impl Engine {
         // Without a renewal in time (the process was paused, the database is out of reach),
         // the lease may be someone else's by now: no write, whatever the database would say.
         if lease.deadline.passed() {
-            return Ok(Some(
-                "the lease may have expired: no renewal within its ttl on this node's clock"
-                    .to_string(),
-            ));
+            return Ok(Some(EXPIRED_HERE.to_string()));
         }
         if self.state.lease_is_current(lease).await? {
             return Ok(None);
@@ -178,13 +319,13 @@ impl Engine {
         }))
     }
 
-    /// Performs one remote write and records its mapping right after it succeeded.
+    /// Performs one remote write; returns what it came to and what the state is to record.
     async fn write_one(
         &self,
         pair: &PairConfig,
         stores: &[Arc<dyn CalendarStore>; 2],
         action: Action,
-    ) -> Result<Done, StateError> {
+    ) -> Result<(Done, Record), StateError> {
         let side = action.writes().expect("a remote write");
         let store = &*stores[side as usize];
         let dest = |side: Side| Dest {
@@ -209,9 +350,11 @@ impl Engine {
                     Some((href, etag)) => self.adopt(dest(to), original, (href, etag)).await,
                     None => Ok(None),
                 };
+                // Noted up front by the chunk unless it first tried to adopt.
+                let noted = adopt.is_none();
                 let written = match adopted {
                     Ok(Some(done)) => Ok(done),
-                    Ok(None) => self.create(pair, dest(to), original).await?,
+                    Ok(None) => self.create(pair, dest(to), original, noted).await?,
                     Err(e) => Err(e),
                 };
                 (written, from_href)
@@ -247,49 +390,48 @@ impl Engine {
                     (Side::B, true) => "delete in the target",
                 };
                 return Ok(match (result, mapping) {
-                    (Ok(()), Some(m)) => {
-                        self.state.delete_mapping(&pair.id, &m.a_href).await?;
-                        Done::Deleted
-                    }
-                    (Ok(()), None) => Done::ExtraDeleted(href),
-                    (Err(e), _) => Done::Failed {
-                        href,
-                        kind: e.kind,
-                        reason: format!("{what} failed ({}): {e}", e.kind),
-                    },
+                    (Ok(()), Some(m)) => (Done::Deleted, Record::Forget(m.a_href)),
+                    (Ok(()), None) => (Done::ExtraDeleted(href), Record::Nothing),
+                    (Err(e), _) => (
+                        Done::Failed {
+                            href,
+                            kind: e.kind,
+                            reason: format!("{what} failed ({}): {e}", e.kind),
+                        },
+                        Record::Nothing,
+                    ),
                 });
             }
             Action::DeleteOrphan { on: to, pending } => {
-                return Ok(
-                    match self.delete_orphan(store, dest(to).cal, to, &pending).await {
-                        Ok(removed) => Done::Settled { pending, removed },
-                        Err(e) => Done::Failed {
-                            href: pending.href(to).clone(),
-                            kind: e.kind,
-                            reason: format!(
-                                "removing a copy left by an interrupted create failed ({}): {e}",
-                                e.kind
-                            ),
-                        },
+                let done = match self.delete_orphan(store, dest(to).cal, to, &pending).await {
+                    Ok(removed) => Done::Settled { pending, removed },
+                    Err(e) => Done::Failed {
+                        href: pending.href(to).clone(),
+                        kind: e.kind,
+                        reason: format!(
+                            "removing a copy left by an interrupted create failed ({}): {e}",
+                            e.kind
+                        ),
                     },
-                );
+                };
+                return Ok((done, Record::Nothing));
             }
             other => unreachable!("not a remote write: {other:?}"),
         };
-        match written {
-            Ok((mapping, how)) => {
-                self.state.put_mapping(&pair.id, &mapping).await?;
-                Ok(Done::Written(how))
-            }
-            Err(e) => Ok(Done::Failed {
-                href: from_href,
-                kind: e.kind,
-                reason: format!(
-                    "write to {} failed ({}): {e}",
-                    super::read::role(side),
-                    e.kind
-                ),
-            }),
-        }
+        Ok(match written {
+            Ok((mapping, how)) => (Done::Written(how), Record::Put(mapping)),
+            Err(e) => (
+                Done::Failed {
+                    href: from_href,
+                    kind: e.kind,
+                    reason: format!(
+                        "write to {} failed ({}): {e}",
+                        super::read::role(side),
+                        e.kind
+                    ),
+                },
+                Record::Nothing,
+            ),
+        })
     }
 }

@@ -96,28 +96,24 @@ impl Engine {
     /// `If-None-Match: *` create; if the name is taken by a copy of this very item (a crashed
     /// earlier run), adopt it; if by something else, use a fresh name.
     ///
-    /// Each create is first noted as pending in the state, so a copy written just before a crash
-    /// is found again (adopted, or deleted if its original is gone) by the next pass.
+    /// Each create is first noted as pending in the state (by the caller if `noted`), so a copy
+    /// written just before a crash is found again (adopted, or deleted if its original is gone)
+    /// by the next pass.
     pub(crate) async fn create(
         &self,
         pair: &PairConfig,
         dest: Dest<'_>,
         original: Original<'_>,
+        noted: bool,
     ) -> WriteResult {
         let item = original.item;
         let text = self.render(dest.side, &item.item);
         let name = target_name(item.item.uid());
-        let pending = |name: &str| {
-            let copy = dest.cal.join(name);
-            Pending::new(
-                dest.side.other(),
-                original.href.clone(),
-                copy,
-                item.identity.clone(),
-            )
-            .writing(item.hash)
-        };
-        self.state.add_pending(&pair.id, &pending(&name)).await?;
+        let pending =
+            |name: &str| pending_create(dest.cal, dest.side, original.href, item, Some(name));
+        if !noted {
+            self.state.add_pending(&pair.id, &pending(&name)).await?;
+        }
         match dest.store.create(dest.cal, &name, &text).await {
             Ok(v) => return Ok(Ok((original.mapping(dest.side, v), Written::Created))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
@@ -195,7 +191,10 @@ impl Engine {
         delete(store, cal, href, &now.etag).await.map(|()| true)
     }
 
-    /// `If-Match` update of the copy at `href`; on 412 re-read it and decide again (once).
+    /// `If-Match` update of the copy at `href`; on 412 re-read it and decide again (once). The
+    /// caller noted it as pending first ([`pending_update`]): should the process die before the
+    /// mapping is recorded, the next pass knows this content on the copy for its own write, not
+    /// an edit made there.
     pub(super) async fn update(
         &self,
         pair: &PairConfig,
@@ -211,16 +210,18 @@ impl Engine {
             };
             original.mapping(dest.side, copy)
         };
-        // Noted first, like a create: should the process die before the mapping is recorded, the
-        // next pass knows this content on the copy for its own write, not an edit made there.
-        let pending = Pending::update(&mapping(etag.clone()), dest.side, original.item.hash);
-        self.state.add_pending(&pair.id, &pending).await?;
+        let pending = pending_update(
+            dest.side,
+            (original.href, original.etag),
+            (href, etag),
+            original.item,
+        );
         match dest.store.update(href, etag, &text).await {
             Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
             Err(e) if e.kind == ErrorKind::NotFound => {
                 self.state.clear_pendings(&pair.id, &[pending]).await?;
-                return self.create(pair, dest, original).await;
+                return self.create(pair, dest, original, false).await;
             }
             Err(e) if e.kind.is_permanent() => {
                 self.state.clear_pendings(&pair.id, &[pending]).await?;
@@ -230,7 +231,7 @@ impl Engine {
         }
         debug!(href = %href, "the copy changed underneath; re-reading");
         let now = match read_one(dest.store, dest.cal, href).await {
-            Ok(None) => return self.create(pair, dest, original).await,
+            Ok(None) => return self.create(pair, dest, original, false).await,
             Ok(Some(now)) => now,
             Err(e) => return Ok(Err(e)),
         };
@@ -248,6 +249,42 @@ impl Engine {
             .await
             .map(|etag| (mapping(etag), Written::Updated)))
     }
+}
+
+/// The pending row of a create of `item` (from `from_href`) into `cal` on side `to`, under
+/// `name` (by default the one derived from its UID).
+pub(crate) fn pending_create(
+    cal: &CalendarPath,
+    to: Side,
+    from_href: &Href,
+    item: &Prepared,
+    name: Option<&str>,
+) -> Pending {
+    let name = name.map_or_else(|| target_name(item.item.uid()), str::to_string);
+    Pending::new(
+        to.other(),
+        from_href.clone(),
+        cal.join(&name),
+        item.identity.clone(),
+    )
+    .writing(item.hash)
+}
+
+/// The pending row of an update to `item` of the copy at `href` (known at `etag`) on side `to`.
+pub(crate) fn pending_update(
+    to: Side,
+    (from_href, from_etag): (&Href, &Etag),
+    (href, etag): (&Href, &Etag),
+    item: &Prepared,
+) -> Pending {
+    let mapping = Mapping::between(
+        to.other(),
+        (from_href.clone(), from_etag.clone()),
+        (href.clone(), etag.clone()),
+        item.identity.clone(),
+        item.hash,
+    );
+    Pending::update(&mapping, to, item.hash)
 }
 
 /// Reads `hrefs` in multiget-sized batches, up to the store's parallelism at once.

@@ -58,9 +58,9 @@ impl State {
         };
         let now = match self.lease(&lease.calendar).await? {
             Some(l) if l.token != lease.token => {
-                format!("{} (token {}) took it over", l.holder, l.token)
+                format!("{} (token {}) took over the lease", l.holder, l.token)
             }
-            _ => "it expired".to_string(),
+            _ => "the lease expired".to_string(),
         };
         Err(StateError {
             path: self.place.clone(),
@@ -78,5 +78,10 @@ impl StateError {
     /// Whether this is a fenced write refused because the writer's lease was lost.
     pub fn lease_lost(&self) -> bool {
         self.source.is::<LeaseLost>()
+    }
+
+    /// The lease whose loss refused this fenced write, if that is what it is.
+    pub fn lost_lease(&self) -> Option<&LeaseLost> {
+        self.source.downcast_ref::<LeaseLost>()
     }
 }

@@ -14,6 +14,7 @@ mod pairs;
 mod pass;
 mod postgres;
 mod push;
+mod rows;
 mod sqlite;
 
 pub use fence::{LeaseLost, fenced};
@@ -455,87 +456,132 @@ impl State {
         self.apply(pair, mappings, &[]).await
     }
 
-    /// Upserts and deletes many mappings in one transaction.
+    /// Upserts and deletes many mappings in one transaction (see [`Self::apply_in`]).
     pub async fn apply(&self, pair: &PairId, put: &[Mapping], delete: &[Href]) -> StateResult<()> {
-        let _turn = self.turn().await;
         if put.is_empty() && delete.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let _turn = self.turn().await;
         let mut tx = self.write_tx("writing mappings").await?;
-        for href in delete {
-            sqlx::query("DELETE FROM mappings WHERE pair_id = $1 AND a_href = $2")
-                .bind(pair.as_str())
-                .bind(href.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("deleting mapping"))?;
-        }
-        for m in put {
-            sqlx::query(
-                "DELETE FROM pending_creates WHERE pair_id = $1 AND a_href = $2 AND b_href = $3",
-            )
-            .bind(pair.as_str())
-            .bind(m.a_href.as_str())
-            .bind(m.b_href.as_str())
-            .execute(&mut *tx)
+        self.apply_in(&mut tx, pair, put, delete)
             .await
-            .map_err(self.err("writing mapping"))?;
-            sqlx::query("DELETE FROM mappings WHERE pair_id = $1 AND b_href = $2 AND a_href <> $3")
-                .bind(pair.as_str())
-                .bind(m.b_href.as_str())
-                .bind(m.a_href.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("writing mapping"))?;
-            sqlx::query(
+            .map_err(self.err("writing mappings"))?;
+        tx.commit().await.map_err(self.err("writing mappings"))
+    }
+
+    /// Inside `tx`: drops the mappings of `delete` (by A href), then records each of `put`,
+    /// replacing the mapping of its A href and any other claiming its B href, and settling the
+    /// pending create it came from; a later mapping of the batch replaces an earlier one as it
+    /// would row by row. A few statements whatever the batch's size.
+    async fn apply_in(
+        &self,
+        tx: &mut Tx,
+        pair: &PairId,
+        put: &[Mapping],
+        delete: &[Href],
+    ) -> Result<(), sqlx::Error> {
+        for chunk in rows::chunks(delete, 1) {
+            let text = format!(
+                "DELETE FROM mappings WHERE pair_id = $1 AND a_href IN {}",
+                rows::groups(1, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+            for href in chunk {
+                q = q.bind(href.as_str());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let settled: Vec<(&Href, &Href)> = put.iter().map(|m| (&m.a_href, &m.b_href)).collect();
+        clear_pending_rows(tx, pair, &settled).await?;
+        let by_a = rows::last_per_key(put, |m| m.a_href.clone());
+        let kept: Vec<&Mapping> = rows::last_per_key(&by_a, |m| m.b_href.clone())
+            .into_iter()
+            .copied()
+            .collect();
+        let now = now_ms();
+        for chunk in rows::chunks(&kept, 2) {
+            // Another mapping claiming one of these B hrefs goes (its item was replaced there).
+            let text = format!(
+                "DELETE FROM mappings WHERE pair_id = $1 AND b_href IN {} \
+                 AND (a_href, b_href) NOT IN (VALUES {})",
+                rows::groups(1, chunk.len(), 2),
+                rows::groups(chunk.len(), 2, 2 + chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+            for m in chunk {
+                q = q.bind(m.b_href.as_str());
+            }
+            for m in chunk {
+                q = q.bind(m.a_href.as_str()).bind(m.b_href.as_str());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for chunk in rows::chunks(&kept, 9) {
+            let text = format!(
                 "INSERT INTO mappings (pair_id, a_href, a_etag, b_href, b_etag, identity_organizer, \
-                 identity_uid, content_hash, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 identity_uid, content_hash, updated_at) VALUES {} \
                  ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
                  b_href = excluded.b_href, b_etag = excluded.b_etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  content_hash = excluded.content_hash, updated_at = excluded.updated_at",
-            )
-            .bind(pair.as_str())
-            .bind(m.a_href.as_str())
-            .bind(m.a_etag.as_str())
-            .bind(m.b_href.as_str())
-            .bind(m.b_etag.as_str())
-            .bind(m.identity.organizer_str())
-            .bind(m.identity.uid.as_str())
-            .bind(m.hash.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("writing mapping"))?;
+                rows::groups(chunk.len(), 9, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for m in chunk {
+                q = q
+                    .bind(pair.as_str())
+                    .bind(m.a_href.as_str())
+                    .bind(m.a_etag.as_str())
+                    .bind(m.b_href.as_str())
+                    .bind(m.b_etag.as_str())
+                    .bind(m.identity.organizer_str())
+                    .bind(m.identity.uid.as_str())
+                    .bind(m.hash.to_string())
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
         }
-        tx.commit().await.map_err(self.err("writing mappings"))
+        Ok(())
     }
 
     /// Notes that a create (or an update) of a copy is about to be sent.
     pub async fn add_pending(&self, pair: &PairId, p: &Pending) -> StateResult<()> {
+        self.add_pendings(pair, std::slice::from_ref(p)).await
+    }
+
+    /// Notes, in one transaction, that the creates (or updates) of these copies are about to be
+    /// sent. With none it still checks the fence: the writes about to go out are still this
+    /// writer's to make.
+    pub async fn add_pendings(&self, pair: &PairId, pendings: &[Pending]) -> StateResult<()> {
+        let what = "recording pending creates";
         let _turn = self.turn().await;
-        let mut tx = self.write_tx("recording pending create").await?;
-        sqlx::query(
-            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, created_at, to_side, hash, is_update) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
-             to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
-        )
-        .bind(pair.as_str())
-        .bind(p.a_href.as_str())
-        .bind(p.b_href.as_str())
-        .bind(p.identity.organizer_str())
-        .bind(p.identity.uid.as_str())
-        .bind(now_ms())
-        .bind(p.to.as_str())
-        .bind(p.hash.map(|h| h.to_string()))
-        .bind(i64::from(p.update))
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording pending create"))?;
-        tx.commit()
-            .await
-            .map_err(self.err("recording pending create"))
+        let mut tx = self.write_tx(what).await?;
+        let kept = rows::last_per_key(pendings, |p| (p.a_href.clone(), p.b_href.clone()));
+        let now = now_ms();
+        for chunk in rows::chunks(&kept, 9) {
+            let text = format!(
+                "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, \
+                 created_at, to_side, hash, is_update) VALUES {} \
+                 ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
+                 to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
+                rows::groups(chunk.len(), 9, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for p in chunk {
+                q = q
+                    .bind(pair.as_str())
+                    .bind(p.a_href.as_str())
+                    .bind(p.b_href.as_str())
+                    .bind(p.identity.organizer_str())
+                    .bind(p.identity.uid.as_str())
+                    .bind(now)
+                    .bind(p.to.as_str())
+                    .bind(p.hash.map(|h| h.to_string()))
+                    .bind(i64::from(p.update));
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
+        }
+        tx.commit().await.map_err(self.err(what))
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {
@@ -570,25 +616,17 @@ impl State {
 
     /// Drops pending creates that are settled (recorded, found gone, or cleaned up).
     pub async fn clear_pendings(&self, pair: &PairId, settled: &[Pending]) -> StateResult<()> {
-        let _turn = self.turn().await;
         if settled.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx("clearing pending creates").await?;
-        for p in settled {
-            sqlx::query(
-                "DELETE FROM pending_creates WHERE pair_id = $1 AND a_href = $2 AND b_href = $3",
-            )
-            .bind(pair.as_str())
-            .bind(p.a_href.as_str())
-            .bind(p.b_href.as_str())
-            .execute(&mut *tx)
+        let what = "clearing pending creates";
+        let _turn = self.turn().await;
+        let mut tx = self.write_tx(what).await?;
+        let keys: Vec<(&Href, &Href)> = settled.iter().map(|p| (&p.a_href, &p.b_href)).collect();
+        clear_pending_rows(&mut tx, pair, &keys)
             .await
-            .map_err(self.err("clearing pending creates"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(self.err("clearing pending creates"))
+            .map_err(self.err(what))?;
+        tx.commit().await.map_err(self.err(what))
     }
 
     /// Items remembered as outside the window (of either side), with whether each is due to be
@@ -679,24 +717,28 @@ impl State {
         forget_rows(&mut tx, "outside_window", pair, side, settled)
             .await
             .map_err(self.err(what))?;
-        for o in put {
-            sqlx::query(
+        let kept = rows::last_per_key(put, |o| o.href.clone());
+        for chunk in rows::chunks(&kept, 8) {
+            let text = format!(
                 "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, identity_uid, enters_at, \"window\") \
-                 VALUES ($1, $8, $2, $3, $4, $5, $6, $7) ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
+                 VALUES {} ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  enters_at = excluded.enters_at, \"window\" = excluded.\"window\"",
-            )
-            .bind(pair.as_str())
-            .bind(o.href.as_str())
-            .bind(o.etag.as_str())
-            .bind(o.identity.organizer_str())
-            .bind(o.identity.uid.as_str())
-            .bind(o.enters)
-            .bind(window)
-            .bind(side.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err(what))?;
+                rows::groups(chunk.len(), 8, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for o in chunk {
+                q = q
+                    .bind(pair.as_str())
+                    .bind(side.as_str())
+                    .bind(o.href.as_str())
+                    .bind(o.etag.as_str())
+                    .bind(o.identity.organizer_str())
+                    .bind(o.identity.uid.as_str())
+                    .bind(o.enters)
+                    .bind(window);
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
         }
         tx.commit().await.map_err(self.err(what))
     }
@@ -738,30 +780,38 @@ impl State {
         if read.is_empty() && gone.is_empty() {
             return Ok(());
         }
+        let what = "updating target index";
         let _turn = self.turn().await;
-        let mut tx = self.write_tx("updating target index").await?;
-        for href in gone {
-            sqlx::query("DELETE FROM target_items WHERE pair_id = $1 AND href = $2")
-                .bind(pair.as_str())
-                .bind(href.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("updating target index"))?;
+        let mut tx = self.write_tx(what).await?;
+        for chunk in rows::chunks(gone, 1) {
+            let text = format!(
+                "DELETE FROM target_items WHERE pair_id = $1 AND href IN {}",
+                rows::groups(1, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+            for href in chunk {
+                q = q.bind(href.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
         }
-        for (href, etag, identity) in read {
-            sqlx::query(
-                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES ($1, $2, $3, $4, $5) \
+        let kept = rows::last_per_key(read, |(href, _, _)| href.clone());
+        for chunk in rows::chunks(&kept, 5) {
+            let text = format!(
+                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES {} \
                  ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid",
-            )
-            .bind(pair.as_str())
-            .bind(href.as_str())
-            .bind(etag.as_str())
-            .bind(identity.as_ref().map_or("", |i| i.organizer_str()))
-            .bind(identity.as_ref().map_or("", |i| i.uid.as_str()))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("updating target index"))?;
+                rows::groups(chunk.len(), 5, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for (href, etag, identity) in chunk {
+                q = q
+                    .bind(pair.as_str())
+                    .bind(href.as_str())
+                    .bind(etag.as_str())
+                    .bind(identity.as_ref().map_or("", |i| i.organizer_str()))
+                    .bind(identity.as_ref().map_or("", |i| i.uid.as_str()));
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
         }
         tx.commit().await.map_err(self.err("updating target index"))
     }
@@ -860,8 +910,6 @@ impl State {
     }
 }
 
-/// Deletes the rows of `hrefs` from a per-pair table keyed by (pair_id, `column`), skipping the
-/// per-row deletes when the pair has no rows there at all (the usual case).
 /// Deletes every row of `pair` in `tables` (names from this crate, never input).
 async fn delete_pair_rows(
     tx: &mut Tx,
@@ -879,6 +927,8 @@ async fn delete_pair_rows(
     Ok(())
 }
 
+/// Deletes the rows of `hrefs` on `side` from a per-pair table keyed by (pair_id, side, href),
+/// skipping the deletes when the pair has no rows there at all (the usual case).
 pub(crate) async fn forget_rows(
     tx: &mut Tx,
     table: &'static str,
@@ -898,15 +948,39 @@ pub(crate) async fn forget_rows(
     .await?
     .is_some();
     if any {
-        let delete = format!("DELETE FROM {table} WHERE pair_id = $1 AND side = $2 AND href = $3");
-        for href in hrefs {
-            sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
+        for chunk in rows::chunks(hrefs, 1) {
+            let text = format!(
+                "DELETE FROM {table} WHERE pair_id = $1 AND side = $2 AND href IN {}",
+                rows::groups(1, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
                 .bind(pair.as_str())
-                .bind(side.as_str())
-                .bind(href.as_str())
-                .execute(&mut **tx)
-                .await?;
+                .bind(side.as_str());
+            for href in chunk {
+                q = q.bind(href.as_str());
+            }
+            q.execute(&mut **tx).await?;
         }
+    }
+    Ok(())
+}
+
+/// Inside `tx`: drops the pending creates of these (A href, B href) pairs.
+async fn clear_pending_rows(
+    tx: &mut Tx,
+    pair: &PairId,
+    keys: &[(&Href, &Href)],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows::chunks(keys, 2) {
+        let text = format!(
+            "DELETE FROM pending_creates WHERE pair_id = $1 AND (a_href, b_href) IN (VALUES {})",
+            rows::groups(chunk.len(), 2, 2)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+        for (a, b) in chunk {
+            q = q.bind(a.as_str()).bind(b.as_str());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }

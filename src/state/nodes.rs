@@ -97,16 +97,13 @@ impl State {
     pub async fn claim(&self, node: &str, pairs: &[&str]) -> StateResult<Vec<String>> {
         let mut got = Vec::new();
         for chunk in pairs.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, $1, NOW_MS)", i + 2))
-                .collect();
             let text = format!(
                 "INSERT INTO claims (pair_id, node, claimed_at) VALUES {} \
                  ON CONFLICT (pair_id) DO UPDATE SET node = excluded.node, claimed_at = excluded.claimed_at \
                  WHERE claims.node <> excluded.node AND NOT EXISTS \
                  (SELECT 1 FROM nodes n WHERE n.id = claims.node AND {ALIVE}) \
                  RETURNING pair_id",
-                values.join(", ")
+                super::rows::groups(chunk.len(), 1, 2).replace(')', ", $1, NOW_MS)")
             );
             let _turn = self.turn().await;
             let mut q = sqlx::query_scalar(self.sql(&text)).bind(node);
@@ -126,10 +123,9 @@ impl State {
     pub async fn release_claims(&self, node: &str, pairs: &[&str]) -> StateResult<()> {
         let _turn = self.turn().await;
         for chunk in pairs.chunks(CHUNK) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let text = format!(
-                "DELETE FROM claims WHERE node = $1 AND pair_id IN ({})",
-                list.join(", ")
+                "DELETE FROM claims WHERE node = $1 AND pair_id IN {}",
+                super::rows::groups(1, chunk.len(), 2)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(node);
             for p in chunk {

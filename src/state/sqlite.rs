@@ -40,8 +40,11 @@ pub async fn connect(path: &Path) -> Result<Pool, Failure> {
     .await
     .map_err(|e| ("taking turns with another process opening it", e.into()))?
     .map_err(|e| ("taking turns with another process opening it", e.into()))?;
+    // A connection to a local file does not go stale while idle: no test on each acquire (a
+    // round trip to its worker thread; sqlx still tests each connection as it is released).
     let pool = AnyPoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::raw_sql(PRAGMAS).execute(conn).await?;

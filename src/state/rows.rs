@@ -1,0 +1,69 @@
+//! Statements over many rows at once: a batch of mappings, pending creates or index rows is one
+//! statement per chunk, not one per row, so a pass's bookkeeping costs a few round trips to the
+//! database whatever its size.
+
+/// Values bound per statement at most: SQLite takes 32,766, PostgreSQL 65,535.
+const VALUES_PER_STATEMENT: usize = 30_000;
+
+/// The rows of `items` in chunks whose `cols` values each stay under both backends' limits.
+pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
+    items.chunks((VALUES_PER_STATEMENT / cols.max(1)).max(1))
+}
+
+/// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
+pub(super) fn groups(rows: usize, cols: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * cols + c).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// The last of the items that share a key, in their order: a batch applied as one statement
+/// ends as the same batch applied row by row, where a later row replaces an earlier one.
+pub(super) fn last_per_key<T, K: Eq + std::hash::Hash>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<&T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<&T> = items.iter().rev().filter(|t| seen.insert(key(t))).collect();
+    kept.reverse();
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_number_placeholders_row_by_row() {
+        assert_eq!(groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(groups(1, 1, 1), "($1)");
+    }
+
+    #[test]
+    fn chunks_stay_under_the_limit() {
+        let items = vec![0u8; 10_000];
+        let sizes: Vec<usize> = chunks(&items, 9).map(<[u8]>::len).collect();
+        assert!(sizes.iter().all(|n| n * 9 <= VALUES_PER_STATEMENT));
+        assert_eq!(sizes.iter().sum::<usize>(), 10_000);
+    }
+
+    #[test]
+    fn the_last_of_a_key_wins() {
+        let items = [(1, 'a'), (2, 'b'), (1, 'c')];
+        let kept: Vec<char> = last_per_key(&items, |i| i.0).iter().map(|i| i.1).collect();
+        assert_eq!(kept, ['b', 'c']);
+    }
+}
