@@ -442,7 +442,13 @@ mod side_by_side {
         // folder would pick through rustup.
         let cargo = Path::new(env!("CARGO"));
         let out = Command::new(cargo)
-            .args(["bench", "--bench", "scale", "--no-run", "--message-format=json"])
+            .args([
+                "bench",
+                "--bench",
+                "scale",
+                "--no-run",
+                "--message-format=json",
+            ])
             .current_dir(&src)
             .env("RUSTC", cargo.with_file_name("rustc"))
             .env("CARGO_TARGET_DIR", base.join("target"))

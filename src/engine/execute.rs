@@ -80,7 +80,13 @@ fn noted(pair: &PairConfig, action: &Action) -> Option<Pending> {
             item,
             adopt: None,
             ..
-        } => Some(pending_create(&pair.calendar(*to).path, *to, from_href, item, None)),
+        } => Some(pending_create(
+            &pair.calendar(*to).path,
+            *to,
+            from_href,
+            item,
+            None,
+        )),
         Action::Update {
             to,
             from_href,
@@ -88,7 +94,12 @@ fn noted(pair: &PairConfig, action: &Action) -> Option<Pending> {
             href,
             etag,
             item,
-        } => Some(pending_update(*to, (from_href, from_etag), (href, etag), item)),
+        } => Some(pending_update(
+            *to,
+            (from_href, from_etag),
+            (href, etag),
+            item,
+        )),
         _ => None,
     }
 }

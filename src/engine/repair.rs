@@ -465,7 +465,10 @@ impl Engine {
                     etag: &one.etag,
                     item: &one.item,
                 };
-                match self.create(scope.pair, scope.dest(to), original, false).await? {
+                match self
+                    .create(scope.pair, scope.dest(to), original, false)
+                    .await?
+                {
                     Ok((m, _)) => {
                         let done = format!("created {}", m.href(to));
                         mapping = Some(m);
