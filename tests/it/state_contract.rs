@@ -37,6 +37,7 @@ macro_rules! every_check {
         contract!($open:
             pairs_and_their_calendars,
             mappings_by_pair,
+            batches_as_row_by_row,
             pending_creates,
             watermarks_per_side,
             items_outside_the_window,
@@ -189,6 +190,82 @@ async fn mappings_by_pair(s: &State) {
     assert!(s.target_index(&id).await.unwrap().is_empty());
     // The other pair is untouched.
     assert_eq!(s.mappings(&bob.id).await.unwrap(), [mapping(9)]);
+}
+
+/// A batch is written in a few statements, and ends as the same rows written one by one would:
+/// a later row replaces an earlier one with the same key, a mapping replaces any other that
+/// claimed its target href, and batches larger than one statement's values are split.
+async fn batches_as_row_by_row(s: &State) {
+    let id = alice(s).await;
+    // Pending creates: the same row twice keeps the later one.
+    let again = Pending {
+        hash: Some(ContentHash(99)),
+        ..pending(2)
+    };
+    s.add_pendings(&id, &[pending(1), pending(2), pending(3), again.clone()])
+        .await
+        .unwrap();
+    let mut got = s.pendings(&id).await.unwrap();
+    got.sort_by(|a, b| a.a_href.cmp(&b.a_href));
+    assert_eq!(got, [pending(1), again, pending(3)]);
+    // Mappings: (a2 → b1) after (a1 → b1) in one batch leaves only the later; a mapping
+    // recorded before that claimed a target href another one now takes goes; each mapping
+    // settles the pending create it came from.
+    let claims_b1 = Mapping {
+        a_href: href("/s/2.ics"),
+        ..mapping(1)
+    };
+    let takes_b3 = Mapping {
+        a_href: href("/s/30.ics"),
+        ..mapping(3)
+    };
+    s.apply(&id, &[mapping(3)], &[]).await.unwrap();
+    s.apply(&id, &[mapping(1), claims_b1.clone(), takes_b3.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(s.mappings(&id).await.unwrap()),
+        sorted(vec![claims_b1, takes_b3])
+    );
+    let mut left: Vec<Href> = s
+        .pendings(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.a_href)
+        .collect();
+    left.sort();
+    // (a3, b3) and (a1, b1) settled as their mappings were recorded; (a2, b2) is no mapping's.
+    assert_eq!(left, [href("/s/2.ics")]);
+    // More rows than one statement binds.
+    let many: Vec<Mapping> = (100..3_900).map(mapping).collect();
+    s.apply(&id, &many, &[href("/s/2.ics")]).await.unwrap();
+    assert_eq!(s.mapping_count(&id).await.unwrap(), 3_801);
+    let gone: Vec<Href> = many.iter().map(|m| m.a_href.clone()).collect();
+    s.apply(&id, &[], &gone).await.unwrap();
+    assert_eq!(
+        s.mappings(&id).await.unwrap(),
+        [Mapping {
+            a_href: href("/s/30.ics"),
+            ..mapping(3)
+        }]
+    );
+    // The target index: the later read of an href wins; gone ones go.
+    let read = [
+        (href("/t/x.ics"), Etag::new("1"), None),
+        (href("/t/y.ics"), Etag::new("1"), Some(identity(1))),
+        (href("/t/x.ics"), Etag::new("2"), Some(identity(2))),
+    ];
+    s.update_target_index(&id, &read, &[]).await.unwrap();
+    s.update_target_index(&id, &[], &[href("/t/y.ics")])
+        .await
+        .unwrap();
+    let index = s.target_index(&id).await.unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(
+        index[&href("/t/x.ics")],
+        (Etag::new("2"), Some(identity(2)))
+    );
 }
 
 /// Odd ones write to B, even ones to A.
