@@ -480,17 +480,7 @@ impl State {
         put: &[Mapping],
         delete: &[Href],
     ) -> Result<(), sqlx::Error> {
-        for chunk in rows::chunks(delete, 1) {
-            let text = format!(
-                "DELETE FROM mappings WHERE pair_id = $1 AND a_href IN {}",
-                rows::groups(1, chunk.len(), 2)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
-            for href in chunk {
-                q = q.bind(href.as_str());
-            }
-            q.execute(&mut **tx).await?;
-        }
+        delete_listed(tx, ("mappings", "a_href"), pair, None, delete).await?;
         let settled: Vec<(&Href, &Href)> = put.iter().map(|m| (&m.a_href, &m.b_href)).collect();
         clear_pending_rows(tx, pair, &settled).await?;
         let by_a = rows::last_per_key(put, |m| m.a_href.clone());
@@ -783,17 +773,9 @@ impl State {
         let what = "updating target index";
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
-        for chunk in rows::chunks(gone, 1) {
-            let text = format!(
-                "DELETE FROM target_items WHERE pair_id = $1 AND href IN {}",
-                rows::groups(1, chunk.len(), 2)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
-            for href in chunk {
-                q = q.bind(href.as_str());
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
-        }
+        delete_listed(&mut tx, ("target_items", "href"), pair, None, gone)
+            .await
+            .map_err(self.err(what))?;
         let kept = rows::last_per_key(read, |(href, _, _)| href.clone());
         for chunk in rows::chunks(&kept, 5) {
             let text = format!(
@@ -948,19 +930,38 @@ pub(crate) async fn forget_rows(
     .await?
     .is_some();
     if any {
-        for chunk in rows::chunks(hrefs, 1) {
-            let text = format!(
-                "DELETE FROM {table} WHERE pair_id = $1 AND side = $2 AND href IN {}",
-                rows::groups(1, chunk.len(), 3)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
-                .bind(pair.as_str())
-                .bind(side.as_str());
-            for href in chunk {
-                q = q.bind(href.as_str());
-            }
-            q.execute(&mut **tx).await?;
+        delete_listed(tx, (table, "href"), pair, Some(side), hrefs).await?;
+    }
+    Ok(())
+}
+
+/// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
+/// of `hrefs`, one statement per chunk (`table` and `column` are names from this crate, never
+/// input).
+async fn delete_listed(
+    tx: &mut Tx,
+    (table, column): (&'static str, &'static str),
+    pair: &PairId,
+    side: Option<Side>,
+    hrefs: &[Href],
+) -> Result<(), sqlx::Error> {
+    let (on_side, first) = match side {
+        Some(_) => (" AND side = $2", 3),
+        None => ("", 2),
+    };
+    for chunk in rows::chunks(hrefs, 1) {
+        let text = format!(
+            "DELETE FROM {table} WHERE pair_id = $1{on_side} AND {column} IN {}",
+            rows::groups(1, chunk.len(), first)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+        if let Some(side) = side {
+            q = q.bind(side.as_str());
         }
+        for href in chunk {
+            q = q.bind(href.as_str());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
