@@ -598,9 +598,15 @@ async fn sync(
                 std::time::Duration::from_secs(5),
             ))
         };
-    let engine = Arc::new(Engine::new(config, state.clone()).with_progress(progress));
+    // The runs of its quiet passes are written together at the end.
+    let engine = Arc::new(
+        Engine::new(config, state.clone())
+            .with_progress(progress)
+            .batching_runs(),
+    );
     let parallel = engine.passes_at_once();
     let reports = run_pairs(&engine, pairs, opts, parallel).await?;
+    engine.flush_runs().await?;
     if !opts.dry_run {
         engine.flush_server_counts().await?;
     }

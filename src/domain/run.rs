@@ -34,6 +34,8 @@ pub struct RunRecord {
     /// The node (its lease holder name) that ran it.
     pub node: String,
     pub started_at: i64,
+    /// When it ended (its start until then).
+    pub finished_at: i64,
     pub outcome: Outcome,
     pub counts: RunCounts,
     pub error: Option<String>,
@@ -42,11 +44,13 @@ pub struct RunRecord {
 impl RunRecord {
     /// A pass of `kind` by `node` starting now, its id taken now.
     pub fn start(kind: RunKind, node: &str) -> RunRecord {
+        let now = crate::domain::time::now_ms();
         RunRecord {
             id: uuid::Uuid::now_v7().to_string(),
             kind,
             node: node.to_string(),
-            started_at: crate::domain::time::now_ms(),
+            started_at: now,
+            finished_at: now,
             outcome: Outcome::Ok,
             counts: RunCounts::default(),
             error: None,

@@ -38,8 +38,11 @@ impl Engine {
         opts: PassOptions,
         report: &mut PairReport,
         leases: &[Lease],
+        glanced: Option<Box<Listing>>,
     ) -> Result<(), PassError> {
-        let listing = self.list(pair, opts, report, &[Side::A, Side::B]).await?;
+        let listing = self
+            .list(pair, opts, report, &[Side::A, Side::B], glanced)
+            .await?;
         let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
         };

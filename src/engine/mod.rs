@@ -9,11 +9,13 @@
 mod both;
 mod dedupe;
 mod execute;
+mod glance;
 pub mod progress;
 mod read;
 mod record;
 pub mod repair;
 pub mod report;
+mod runs;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,16 +29,17 @@ use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
-use crate::domain::run::{Outcome, RunCounts, RunKind, RunRecord};
+use crate::domain::run::{RunKind, RunRecord};
 use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::engine::report::PairReport;
-use crate::state::{State, StateError};
+use crate::state::{PassStart, Peek, State, StateError};
 use crate::store::CalendarStore;
 use crate::sync::select::select;
 use crate::sync::two_way::TwoWay;
 use crate::sync::{self, Action, Content, Mode, PlanOptions, Prepared};
 pub use dedupe::{DedupeGroup, DedupeReport};
+use glance::Glance;
 use read::{Quiet, Read};
 pub(crate) use write::{Dest, Original, fetch_all};
 
@@ -48,6 +51,15 @@ enum Way {
 }
 
 impl Way {
+    /// The sides a pass copies from.
+    fn reads(self) -> &'static [Side] {
+        match self {
+            Way::One(mode) if mode.from() == Side::A => &[Side::A],
+            Way::One(_) => &[Side::B],
+            Way::Two(_) => &[Side::A, Side::B],
+        }
+    }
+
     /// The sides a pass may write, whose calendars it leases.
     fn writes(self) -> &'static [Side] {
         match self {
@@ -88,6 +100,8 @@ pub struct Engine {
     progress: Option<Arc<dyn crate::engine::progress::Progress>>,
     /// Server counters as last added to the state.
     flushed: std::sync::Mutex<BTreeMap<String, crate::store::http::HttpCounts>>,
+    /// Runs of passes without leases, kept for one write (see [`Self::batching_runs`]).
+    batch: Option<runs::Batch>,
 }
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
@@ -107,6 +121,35 @@ impl From<StateError> for PassError {
     fn from(e: StateError) -> Self {
         PassError::State(e)
     }
+}
+
+/// How a pass under leases goes on from its start.
+struct Leased {
+    way: Way,
+    opts: PassOptions,
+    /// The listings its glance made, if it glanced and something moved.
+    glanced: Option<Box<read::Listing>>,
+    tally: Arc<crate::store::http::Tally>,
+}
+
+/// `report`, its outcome logged.
+fn logged(report: PairReport) -> PairReport {
+    for f in &report.failures {
+        warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
+    }
+    match &report.error {
+        Some(e) => warn!(error = %e, "pair failed"),
+        None => info!(
+            created = report.created,
+            updated = report.updated,
+            deleted = report.deleted,
+            adopted = report.adopted,
+            unchanged = report.unchanged,
+            failed = report.failed,
+            "pass finished"
+        ),
+    }
+    report
 }
 
 /// Wraps a store error as a pair failure naming the calendar and its store.
@@ -163,6 +206,7 @@ impl Engine {
             stopping: Arc::default(),
             progress: None,
             flushed: std::sync::Mutex::default(),
+            batch: None,
         }
     }
 
@@ -186,6 +230,7 @@ impl Engine {
             stopping: Arc::default(),
             progress: None,
             flushed: std::sync::Mutex::default(),
+            batch: None,
         }
     }
 
@@ -208,7 +253,7 @@ impl Engine {
 
     /// This engine over `state` (the same state through another pool, for another tokio
     /// runtime): same stores, rules, holder and stop flag. Server counters are flushed by the
-    /// engine they were counted in only.
+    /// engine they were counted in only; it records runs at once unless told to batch them.
     pub fn on_state(&self, state: State) -> Engine {
         Engine {
             state,
@@ -224,6 +269,7 @@ impl Engine {
             stopping: self.stopping.clone(),
             progress: self.progress.clone(),
             flushed: std::sync::Mutex::default(),
+            batch: None,
         }
     }
 
@@ -333,17 +379,61 @@ impl Engine {
         }
     }
 
-    /// One pass over `pair`. Only a state-store failure is an `Err`; everything else is reported.
-    // At error level so the span (and its fields on every log line) exists at any log level.
-    #[tracing::instrument(level = "error", skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
+    /// One pass over `pair`: [`Self::peek`], then [`Self::sync_pair_from`].
     pub async fn sync_pair(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
     ) -> Result<PairReport, StateError> {
+        let peek = self.peek(pair).await?;
+        self.sync_pair_from(pair, opts, peek).await
+    }
+
+    /// What the state holds of `pair` as a pass starts, in one read (see [`State::peek`]).
+    pub async fn peek(&self, pair: &PairConfig) -> Result<Peek, StateError> {
+        let mut peeks = self.peek_many(&[pair]).await?;
+        Ok(peeks.pop().expect("one per pair"))
+    }
+
+    /// [`Self::peek`] for several pairs in one read, in their order.
+    pub async fn peek_many(&self, pairs: &[&PairConfig]) -> Result<Vec<Peek>, StateError> {
+        let names: Vec<[String; 2]> = pairs
+            .iter()
+            .map(|p| [p.source.to_string(), p.target.to_string()])
+            .collect();
+        let keys: Vec<(&crate::domain::types::PairId, [&str; 2])> = pairs
+            .iter()
+            .zip(&names)
+            .map(|(p, [a, b])| (&p.id, [a.as_str(), b.as_str()]))
+            .collect();
+        let now = (self.clock)().timestamp();
+        self.state.peek_many(&keys, now, &self.window.key()).await
+    }
+
+    /// One pass over `pair` from what `peek` read. It glances first, without leases (see
+    /// `glance.rs`); if something moved, or it may not glance, it goes on under the leases of
+    /// the calendars it writes. Only a state-store failure is an `Err`; everything else is
+    /// reported.
+    // At error level so the span (and its fields on every log line) exists at any log level.
+    #[tracing::instrument(level = "error", skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
+    pub async fn sync_pair_from(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        peek: Peek,
+    ) -> Result<PairReport, StateError> {
+        let way = self.way(pair, opts.dry_run, &peek.start).await?;
+        let tally = Arc::new(crate::store::http::Tally::default());
+        let mut glanced = None;
+        if self.may_glance(pair, way, opts, &peek) {
+            match self.glance(pair, way, opts, peek.start, &tally).await? {
+                Glance::Done(report) => return Ok(logged(*report)),
+                Glance::Moved(listing) => glanced = Some(listing),
+                Glance::Late => {}
+            }
+        }
         let mut report = PairReport::new(pair.id.as_str());
         report.dry_run = opts.dry_run;
-        let way = self.way(pair, opts.dry_run).await?;
         // Whoever writes a calendar holds its lease: another holder means skip this round,
         // never wait.
         let calendars: Vec<String> = way
@@ -352,10 +442,15 @@ impl Engine {
             .map(|s| pair.calendar(*s).to_string())
             .collect();
         let names: Vec<&str> = calendars.iter().map(String::as_str).collect();
+        let leased = Leased {
+            way,
+            opts,
+            glanced,
+            tally,
+        };
         let done = self
             .under_leases(&names, LeaseKind::Sync, opts.dry_run, async |leases| {
-                self.recorded_pass(pair, way, opts, &mut report, leases)
-                    .await
+                self.recorded_pass(pair, leased, &mut report, leases).await
             })
             .await;
         let done = match done {
@@ -381,29 +476,20 @@ impl Engine {
             warn!(holder = %locked.holder, calendar = %locked.calendar, "calendar is locked; pair skipped");
             return Ok(report);
         }
-        for f in &report.failures {
-            warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
-        }
-        match &report.error {
-            Some(e) => warn!(error = %e, "pair failed"),
-            None => info!(
-                created = report.created,
-                updated = report.updated,
-                deleted = report.deleted,
-                adopted = report.adopted,
-                unchanged = report.unchanged,
-                failed = report.failed,
-                "pass finished"
-            ),
-        }
-        Ok(report)
+        Ok(logged(report))
     }
 
     /// How `pair` syncs now: its direction, and its authority (the target once cut over).
-    /// Unless `dry_run`, the pair is recorded first (see [`State::ensure_pair`]), in the same read.
-    async fn way(&self, pair: &PairConfig, dry_run: bool) -> Result<Way, StateError> {
-        let cutover_at = match dry_run {
-            true => self.state.cutover_at(&pair.id).await?,
+    /// Unless `dry_run`, a pair the state does not record as configured is recorded first (see
+    /// [`State::ensure_pair`]).
+    async fn way(
+        &self,
+        pair: &PairConfig,
+        dry_run: bool,
+        start: &PassStart,
+    ) -> Result<Way, StateError> {
+        let cutover_at = match dry_run || glance::recorded_as_configured(pair, start) {
+            true => start.cutover_at,
             false => self.state.ensure_pair(pair).await?,
         };
         let authority = authority(cutover_at.is_some());
@@ -416,15 +502,21 @@ impl Engine {
         })
     }
 
-    /// A pass recorded in the run history (none for a dry run), with its HTTP requests counted.
+    /// A pass under its leases, recorded in the run history (none for a dry run), with its HTTP
+    /// requests counted (with those of its glance).
     async fn recorded_pass(
         &self,
         pair: &PairConfig,
-        way: Way,
-        opts: PassOptions,
+        leased: Leased,
         report: &mut PairReport,
         leases: &[Lease],
     ) -> Result<(), StateError> {
+        let Leased {
+            way,
+            opts,
+            glanced,
+            tally,
+        } = leased;
         // Recorded when it ends, unless a dry run; its id names it in the log meanwhile.
         let kind = match opts.full {
             true => RunKind::Resync,
@@ -434,7 +526,6 @@ impl Engine {
         if let Some(run) = &run {
             tracing::Span::current().record("run", run.id.as_str());
         }
-        let tally = Arc::new(crate::store::http::Tally::default());
         let pass = async {
             if way.writes().contains(&Side::A)
                 && let Err(e) = &self.inverse
@@ -442,17 +533,17 @@ impl Engine {
                 return Err(PassError::Pair(ErrorKind::Permanent, e.to_string()));
             }
             match way {
-                Way::One(mode) => self.pass(pair, mode, opts, report, leases).await,
-                Way::Two(rules) => self.pass_both(pair, rules, opts, report, leases).await,
+                Way::One(mode) => self.pass(pair, mode, opts, report, leases, glanced).await,
+                Way::Two(rules) => {
+                    self.pass_both(pair, rules, opts, report, leases, glanced)
+                        .await
+                }
             }
         };
         let outcome = crate::store::http::PASS_TALLY
             .scope(tally.clone(), pass)
             .await;
-        let counted =
-            |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        report.requests = counted(&tally.requests);
-        report.failed_requests = counted(&tally.failed);
+        runs::tallied(report, &tally);
         match outcome {
             Ok(()) => {}
             Err(PassError::State(e)) if e.lease_lost() => {
@@ -468,25 +559,8 @@ impl Engine {
                 report.error_kind = Some(kind);
             }
         }
-        if let Some(mut run) = run {
-            run.outcome = match (&report.error, report.failed) {
-                (Some(_), _) => Outcome::Failed,
-                (None, 0) => Outcome::Ok,
-                (None, _) => Outcome::Partial,
-            };
-            run.counts = RunCounts {
-                created: report.created,
-                updated: report.updated,
-                deleted: report.deleted,
-                unchanged: report.unchanged,
-                failed: report.failed,
-                adopted: report.adopted,
-                requests: report.requests,
-                failed_requests: report.failed_requests,
-                throttled: counted(&tally.throttled),
-                backlog: report.backlog,
-            };
-            run.error = report.error.clone();
+        if let Some(run) = run {
+            let run = runs::finished(run, report, &tally);
             match self.state.record_run(&pair.id, &run).await {
                 // The lease went (the pass stopped writing for that): not ours to record.
                 Err(e) if e.lease_lost() => report.busy = true,
@@ -679,8 +753,11 @@ impl Engine {
         opts: PassOptions,
         report: &mut PairReport,
         leases: &[Lease],
+        glanced: Option<Box<read::Listing>>,
     ) -> Result<(), PassError> {
-        let listing = self.list(pair, opts, report, &[mode.from()]).await?;
+        let listing = self
+            .list(pair, opts, report, &[mode.from()], glanced)
+            .await?;
         let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
         };

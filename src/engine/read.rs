@@ -36,6 +36,22 @@ pub(super) struct Listing {
     pub start: PassStart,
 }
 
+impl Listing {
+    /// Nothing moved on either side since the watermarks and no create waits for its outcome.
+    pub(super) fn still(&self, opts: PassOptions) -> bool {
+        let [s, t] = &self.changes;
+        self.known
+            && !opts.full
+            && !s.complete
+            && !t.complete
+            && s.changed.is_empty()
+            && s.deleted.is_empty()
+            && t.changed.is_empty()
+            && t.deleted.is_empty()
+            && self.pending.is_empty()
+    }
+}
+
 /// Everything the plan and record stages need.
 pub(super) struct Read {
     pub mode: Mode,
@@ -80,36 +96,69 @@ pub(super) enum Quiet {
 }
 
 impl Engine {
-    /// Lists both sides at once (the two are usually different servers) and reads the state's
-    /// watermarks and pending creates meanwhile. If a side cannot be listed, the changes just
-    /// listed on the sides copied `from` wait for it: they are the backlog.
+    /// The listings of a pass under its leases: those its glance made (see
+    /// [`Engine::glance`]) if the state has not moved since, else new ones ([`Self::list_from`]).
     pub(super) async fn list(
         &self,
         pair: &PairConfig,
         opts: PassOptions,
         report: &mut PairReport,
         from: &[Side],
+        glanced: Option<Box<Listing>>,
+    ) -> Result<Listing, PassError> {
+        let start = self.peek(pair).await?.start;
+        match glanced {
+            Some(listing)
+                if !opts.full
+                    && listing.start.calendars == start.calendars
+                    && listing.start.watermarks == start.watermarks =>
+            {
+                let pending = self.pending_of(pair, listing.known, &start).await?;
+                Ok(Listing {
+                    pending,
+                    start,
+                    ..*listing
+                })
+            }
+            _ => self.list_from(pair, opts, report, from, start).await,
+        }
+    }
+
+    /// The creates `start` says are pending, if its records are for this pair's calendars.
+    async fn pending_of(
+        &self,
+        pair: &PairConfig,
+        known: bool,
+        start: &PassStart,
+    ) -> Result<Vec<Pending>, PassError> {
+        match known && start.pendings > 0 {
+            true => Ok(self.state.pendings(&pair.id).await?),
+            false => Ok(Vec::new()),
+        }
+    }
+
+    /// Lists both sides at once (the two are usually different servers) from the watermarks
+    /// of `start`, and reads the pending creates meanwhile. If a side cannot be listed, the
+    /// changes just listed on the sides copied `from` wait for it: they are the backlog.
+    pub(super) async fn list_from(
+        &self,
+        pair: &PairConfig,
+        opts: PassOptions,
+        report: &mut PairReport,
+        from: &[Side],
+        start: PassStart,
     ) -> Result<Listing, PassError> {
         let src = self.store(&pair.source.server)?;
         let tgt = self.store(&pair.target.server)?;
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
-        let start = self
-            .state
-            .pass_start(&pair.id, (self.clock)().timestamp(), &self.window.key())
-            .await?;
         let current = (pair.source.to_string(), pair.target.to_string());
         let known = start.calendars.as_ref() == Some(&current);
         let (token, target_token) = match opts.full || !known {
             true => (None, None),
             false => start.watermarks.clone(),
         };
-        let pending_read = async {
-            match known && start.pendings > 0 {
-                true => self.state.pendings(&pair.id).await,
-                false => Ok(Vec::new()),
-            }
-        };
+        let pending_read = self.pending_of(pair, known, &start);
         let (changes, target_changes, pending) = tokio::join!(
             list_side(&*src, &pair.source.path, token.as_ref()),
             list_side(&*tgt, &pair.target.path, target_token.as_ref()),
@@ -155,17 +204,7 @@ impl Engine {
         listing: &Listing,
         report: &mut PairReport,
     ) -> Result<Quiet, PassError> {
-        let [s, t] = &listing.changes;
-        let quiet = listing.known
-            && !opts.full
-            && !s.complete
-            && !t.complete
-            && s.changed.is_empty()
-            && s.deleted.is_empty()
-            && t.changed.is_empty()
-            && t.deleted.is_empty()
-            && listing.pending.is_empty();
-        if !quiet {
+        if !listing.still(opts) {
             return Ok(Quiet::No(None));
         }
         let start = &listing.start;

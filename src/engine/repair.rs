@@ -143,7 +143,8 @@ impl Engine {
                 return Ok(report);
             }
         };
-        let way = self.way(pair, dry_run).await?;
+        let start = self.peek(pair).await?.start;
+        let way = self.way(pair, dry_run, &start).await?;
         // Under the leases of the calendars the pair writes, renewed while the repair runs (a
         // large calendar takes longer than one ttl).
         let written: Vec<String> = way

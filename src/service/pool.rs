@@ -19,10 +19,19 @@ use crate::engine::Engine;
 use crate::service::nodes::Membership;
 use crate::service::push::PushHub;
 use crate::service::scheduler::{Policy, Scheduler, StepOutcome};
+use crate::state::Peek;
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
 /// (a write whose mapping was not recorded is found again by the next pass).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The grid on which an agent starts the pairs that fell due: those due within one tick start
+/// together (at most this much late), their state read in one statement.
+pub const GATHERED_EVERY: Duration = Duration::from_millis(250);
+
+/// How often an agent writes the runs of its quiet passes: status, page and API show a pass
+/// this much later at most.
+pub const RUNS_FLUSHED_EVERY: Duration = Duration::from_secs(2);
 
 /// The agent (0-based) of each pair, in the order given.
 pub fn assign(pairs: &[PairId], agents: usize) -> Vec<usize> {
@@ -249,7 +258,12 @@ async fn run_agent(
     } = shared;
     let (agent, count) = (spec.index, spec.pairs.len());
     // The agent's own connections to the state, opened on its runtime.
-    let engine = Arc::new(engine.on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1)));
+    // Its quiet passes' runs are written together every few seconds.
+    let engine = Arc::new(
+        engine
+            .on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1))
+            .batching_runs(),
+    );
     let mut sched = loop {
         match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
             Ok(mut s) => {
@@ -268,16 +282,28 @@ async fn run_agent(
     };
     info!(processor = spec.processor, pairs = count, "agent started");
     let mut running = FuturesUnordered::new();
+    let mut flush = tokio::time::interval(RUNS_FLUSHED_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let gather = GATHERED_EVERY.as_millis() as i64;
     while !*stopped.borrow() {
         let now = now_ms();
-        while running.len() < passes.max(1) {
-            let Some(i) = sched.take_due(now) else { break };
-            let pass = sched.run(i, now);
+        // Pairs due since the last tick of the gathering grid start together, their state read
+        // in one statement.
+        let tick = now - now.rem_euclid(gather);
+        let mut due = Vec::new();
+        while running.len() + due.len() < passes.max(1) {
+            let Some(i) = sched.take_due(tick) else { break };
+            due.push(i);
+        }
+        for (i, peek) in peeked(&engine, &sched, due).await {
+            let pass = sched.run(i, now, peek);
             running.push(async move { (i, pass.await) });
         }
-        // Sleep until the next pair is due (if there is room to run it), a pass ends, or stop.
+        // Sleep until the tick at which the next pair is due (if there is room to run it), a
+        // pass ends, or stop.
         let wake = match sched.next_due() {
             Some(at) if running.len() < passes.max(1) => {
+                let at = at + (gather - at.rem_euclid(gather)) % gather;
                 Duration::from_millis((at - now).clamp(0, 60_000) as u64)
             }
             _ => Duration::from_secs(60),
@@ -290,6 +316,7 @@ async fn run_agent(
                 finished(&mut sched, i, outcome, &policy)
             }
             _ = tokio::time::sleep(wake) => {}
+            _ = flush.tick() => flush_runs(&engine).await,
             _ = push.pushed(agent) => {}
             _ = stopped.changed() => {}
         }
@@ -308,8 +335,32 @@ async fn run_agent(
             );
         }
     }
+    flush_runs(&engine).await;
     engine.state.close_runtime_pool().await;
     info!("agent stopped");
+}
+
+/// The pairs `due`, each with its state read in one statement for all (none if that failed:
+/// each pass reads its own then, and reports the failure).
+async fn peeked(engine: &Engine, sched: &Scheduler, due: Vec<usize>) -> Vec<(usize, Option<Peek>)> {
+    if due.is_empty() {
+        return Vec::new();
+    }
+    let pairs: Vec<&PairConfig> = due.iter().map(|&i| &sched.pairs()[i]).collect();
+    match engine.peek_many(&pairs).await {
+        Ok(peeks) => due.into_iter().zip(peeks.into_iter().map(Some)).collect(),
+        Err(e) => {
+            warn!(error = %e, "reading the state of the pairs due failed");
+            due.into_iter().map(|i| (i, None)).collect()
+        }
+    }
+}
+
+/// Writes the runs the agent's passes kept (see [`Engine::flush_runs`]).
+async fn flush_runs(engine: &Engine) {
+    if let Err(e) = engine.flush_runs().await {
+        warn!(error = %e, "recording passes failed; kept for the next try");
+    }
 }
 
 fn finished(

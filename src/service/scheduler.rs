@@ -22,7 +22,7 @@ use crate::engine::{Engine, PassOptions};
 use crate::service::nodes::Membership;
 use crate::service::push::PushHub;
 use crate::service::servers::{Gate, ServerWaits};
-use crate::state::StateError;
+use crate::state::{Peek, StateError};
 
 /// How pair states move.
 #[derive(Debug, Clone, Copy)]
@@ -316,10 +316,12 @@ impl Scheduler {
 
     /// A future running pair `i` (for the service loop, which runs several at once). A pair
     /// this node does not hold now is looked at again a little later, without reading anything.
+    /// `peek` is what the state held of the pair when it was taken, if read already.
     pub fn run(
         &self,
         i: usize,
         now_ms: i64,
+        peek: Option<Peek>,
     ) -> impl Future<Output = Result<StepOutcome, StateError>> + use<> {
         let (engine, pair, policy, agent) = (
             self.engine.clone(),
@@ -358,6 +360,7 @@ impl Scheduler {
                 now_ms,
                 woken,
                 pushed,
+                peek,
             };
             let outcome = run_pair(engine, pair.clone(), policy, turn).await;
             membership.done(pair.id.as_str());
@@ -370,7 +373,7 @@ impl Scheduler {
         let Some(i) = self.take_due(now_ms) else {
             return Ok(None);
         };
-        let outcome = self.run(i, now_ms).await;
+        let outcome = self.run(i, now_ms, None).await;
         match outcome {
             Ok(o) => {
                 self.finish(i, &o);
@@ -388,7 +391,7 @@ impl Scheduler {
 }
 
 /// What a pair's turn is run with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Turn {
     agent: usize,
     now_ms: i64,
@@ -396,6 +399,8 @@ struct Turn {
     woken: bool,
     /// Its calendars push their changes: the next poll is a safety interval away.
     pushed: bool,
+    /// The state of the pair as read with others due at the same time, if it was.
+    peek: Option<Peek>,
 }
 
 /// One pair's turn: skip it if disabled (or paused by another process), else pass and move its
@@ -411,8 +416,14 @@ async fn run_pair(
         now_ms,
         woken,
         pushed,
+        peek,
     } = turn;
-    let prev = engine.state.pair_state(&pair.id).await?.state;
+    // One read of the state: the pair's service state and how its pass starts.
+    let peek = match peek {
+        Some(peek) => peek,
+        None => engine.peek(&pair).await?,
+    };
+    let prev = peek.state.state.clone();
     let not_run = |state: PairState, next_run: i64| StepOutcome {
         pair: pair.id.clone(),
         agent,
@@ -432,7 +443,9 @@ async fn run_pair(
         }
         _ => {}
     }
-    let report = engine.sync_pair(&pair, PassOptions::default()).await?;
+    let report = engine
+        .sync_pair_from(&pair, PassOptions::default(), peek)
+        .await?;
     // Skipped (another process holds the pair) or cut short by a stop: the pair's state stands.
     let (state, next_run) = if report.busy || report.interrupted {
         (prev.clone(), now_ms + policy.next_interval(pushed))

@@ -20,7 +20,7 @@ mod sqlite;
 pub use fence::{LeaseLost, fenced};
 pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
-pub use pass::PassStart;
+pub use pass::{PassStart, Peek};
 pub use push::PushSubscription;
 
 use std::collections::HashMap;

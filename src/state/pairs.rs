@@ -12,7 +12,12 @@ use crate::domain::pairstate::{
 };
 use crate::domain::types::{Etag, Href, PairId};
 
-fn read_state(name: &str, reason: Option<String>, until: Option<i64>, failures: i64) -> PairState {
+pub(super) fn read_state(
+    name: &str,
+    reason: Option<String>,
+    until: Option<i64>,
+    failures: i64,
+) -> PairState {
     let (reason, until) = (reason.unwrap_or_default(), until.unwrap_or(0));
     match name {
         "paused" => PairState::Paused { reason, until },

@@ -3,16 +3,21 @@
 
 use sqlx::Row;
 
-use super::{RUNS_KEPT, State, StateResult};
+use super::pairs::read_state;
+use super::{RUNS_KEPT, State, StateResult, rows};
+use crate::domain::pairstate::StoredState;
 use crate::domain::run::{Outcome, RunKind, RunRecord};
-use crate::domain::time::{HOUR_MS, now_ms};
+use crate::domain::time::HOUR_MS;
 use crate::domain::types::{PairId, SyncToken};
 
-/// The state of a pair as a pass starts, read under its leases.
+/// The state of a pair as a pass starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassStart {
     /// The calendars the state records for the pair (source, target), if any.
     pub calendars: Option<(String, String)>,
+    /// Its recorded direction ("one-way", "two-way") and when it was cut over, if it was.
+    pub direction: Option<String>,
+    pub cutover_at: Option<i64>,
     /// Each side's sync token (A, B).
     pub watermarks: (Option<SyncToken>, Option<SyncToken>),
     /// Creates written whose outcome is not yet recorded.
@@ -26,131 +31,235 @@ pub struct PassStart {
     pub due: u64,
 }
 
+/// All a scheduled pass reads before it lists the calendars: the pair's service state, how its
+/// pass starts and whether someone writes its calendars now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    pub state: StoredState,
+    pub start: PassStart,
+    /// Whether each calendar (A, B) has a live lease, whoever holds it.
+    pub leased: [bool; 2],
+}
+
 impl State {
-    /// `pair` as a pass starts: its calendars, watermarks and the counts that say whether
-    /// anything besides the listings needs reading. `now` (unix seconds) and `window` (the
-    /// window's key) decide which items outside the window are due (see
+    /// `pair` as a pass starts, in one read: its calendars, watermarks and the counts that say
+    /// whether anything besides the listings needs reading; its service state (as
+    /// [`Self::pair_state`]); whether `calendars` (A, B) are leased now. `now` (unix seconds) and
+    /// `window` (the window's key) decide which items outside the window are due (see
     /// [`Self::outside_window`]).
-    pub async fn pass_start(
+    pub async fn peek(
         &self,
         pair: &PairId,
+        calendars: [&str; 2],
         now: i64,
         window: &str,
-    ) -> StateResult<PassStart> {
-        let row = sqlx::query(
-            "SELECT p.a_calendar, p.b_calendar, \
-             (SELECT token FROM watermarks WHERE pair_id = p.id AND side = 'a'), \
-             (SELECT token FROM watermarks WHERE pair_id = p.id AND side = 'b'), \
-             (SELECT COUNT(*) FROM pending_creates WHERE pair_id = p.id), \
-             (SELECT COUNT(*) FROM mappings WHERE pair_id = p.id), \
-             (SELECT COUNT(*) FROM quarantine WHERE pair_id = p.id), \
-             (SELECT COUNT(*) FROM quarantine WHERE pair_id = p.id AND (quarantined = 0 OR retry <> 0)), \
-             (SELECT COUNT(*) FROM outside_window WHERE pair_id = p.id \
-                AND (enters_at <= $2 OR \"window\" <> $3)) \
-             FROM pairs p WHERE p.id = $1",
-        )
-        .bind(pair.as_str())
-        .bind(now)
-        .bind(window)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(self.err("reading pair"))?;
-        let Some(r) = row else {
-            return Ok(PassStart::default());
-        };
-        let token = |i| r.get::<Option<String>, _>(i).map(SyncToken::new);
-        let count = |i| r.get::<i64, _>(i) as u64;
-        Ok(PassStart {
-            calendars: Some((r.get(0), r.get(1))),
-            watermarks: (token(2), token(3)),
-            pendings: count(4),
-            mappings: count(5),
-            held: count(6),
-            to_retry: count(7),
-            due: count(8),
-        })
+    ) -> StateResult<Peek> {
+        let mut peeks = self.peek_many(&[(pair, calendars)], now, window).await?;
+        Ok(peeks.pop().expect("one row per pair"))
     }
 
-    /// Records a finished pass of `pair` and what it means for the pair (last success, lag,
-    /// totals), in one transaction.
+    /// [`Self::peek`] for several pairs in one read, in their order.
+    pub async fn peek_many(
+        &self,
+        pairs: &[(&PairId, [&str; 2])],
+        now: i64,
+        window: &str,
+    ) -> StateResult<Vec<Peek>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in rows::chunks(pairs, 3) {
+            let text = format!(
+                "SELECT k.id, p.a_calendar, p.b_calendar, COALESCE(p.direction, 'one-way'), p.cutover_at, \
+                 (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'a'), \
+                 (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'b'), \
+                 (SELECT COUNT(*) FROM pending_creates WHERE pair_id = k.id), \
+                 (SELECT COUNT(*) FROM mappings WHERE pair_id = k.id), \
+                 (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id), \
+                 (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id AND (quarantined = 0 OR retry <> 0)), \
+                 (SELECT COUNT(*) FROM outside_window WHERE pair_id = k.id \
+                    AND (enters_at <= $1 OR \"window\" <> $2)), \
+                 s.state, s.reason, s.until, s.failures, s.next_run, \
+                 (SELECT COUNT(*) FROM leases WHERE calendar = k.a AND expires_at > NOW_MS), \
+                 (SELECT COUNT(*) FROM leases WHERE calendar = k.b AND expires_at > NOW_MS) \
+                 FROM (SELECT column1 AS id, column2 AS a, column3 AS b FROM (VALUES {}) AS t) k \
+                 LEFT JOIN pairs p ON p.id = k.id \
+                 LEFT JOIN pair_states s ON s.pair_id = k.id",
+                rows::groups(chunk.len(), 3, 3)
+            );
+            let mut q = sqlx::query(self.sql(&text)).bind(now).bind(window);
+            for (pair, [a, b]) in chunk {
+                q = q.bind(pair.as_str()).bind(*a).bind(*b);
+            }
+            let found = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err("reading pairs"))?;
+            let by_id: std::collections::HashMap<String, Peek> = found
+                .iter()
+                .map(|r| (r.get::<String, _>(0), peek_of(r)))
+                .collect();
+            for (pair, _) in chunk {
+                let peek = by_id.get(pair.as_str()).cloned();
+                out.push(peek.ok_or_else(|| self.bad_row("reading pairs", "a pair read no row"))?);
+            }
+        }
+        Ok(out)
+    }
+    /// Records one finished pass: [`Self::record_runs`] for one.
     pub async fn record_run(&self, pair: &PairId, run: &RunRecord) -> StateResult<()> {
+        self.record_runs(&[(pair.clone(), run.clone())]).await
+    }
+
+    /// Records finished passes and what they mean for their pairs (last success, lag, totals),
+    /// in one transaction; the pairs end as if each pass were recorded alone, in order. A pass of
+    /// a pair the state no longer has is dropped.
+    pub async fn record_runs(&self, runs: &[(PairId, RunRecord)]) -> StateResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let what = "recording passes";
         let _turn = self.turn().await;
-        let now = now_ms();
-        let counts = &run.counts;
-        let kind = match run.kind {
-            RunKind::Sync => "sync",
-            RunKind::Resync => "resync",
-        };
-        let mut tx = self.write_tx("recording run").await?;
-        sqlx::query(
-            "INSERT INTO runs (id, pair_id, kind, started_at, node, finished_at, outcome, created, \
-             updated, deleted, unchanged, failed, error, adopted, requests, failed_requests, throttled, \
-             backlog) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(&run.id)
-        .bind(pair.as_str())
-        .bind(kind)
-        .bind(run.started_at)
-        .bind(&run.node)
-        .bind(now)
-        .bind(run.outcome.as_str())
-        .bind(counts.created as i64)
-        .bind(counts.updated as i64)
-        .bind(counts.deleted as i64)
-        .bind(counts.unchanged as i64)
-        .bind(counts.failed as i64)
-        .bind(run.error.as_deref())
-        .bind(counts.adopted as i64)
-        .bind(counts.requests as i64)
-        .bind(counts.failed_requests as i64)
-        .bind(counts.throttled as i64)
-        .bind(counts.backlog.map(|b| b as i64))
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording run"))?;
+        let mut tx = self.write_tx(what).await?;
+        for chunk in rows::chunks(runs, 18) {
+            let text = format!(
+                "INSERT INTO runs (id, pair_id, kind, started_at, node, finished_at, outcome, created, \
+                 updated, deleted, unchanged, failed, error, adopted, requests, failed_requests, \
+                 throttled, backlog) SELECT * FROM (VALUES {}) AS v \
+                 WHERE v.column2 IN (SELECT id FROM pairs)",
+                rows::groups(chunk.len(), 18, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for (pair, run) in chunk {
+                let c = &run.counts;
+                q = q
+                    .bind(&run.id)
+                    .bind(pair.as_str())
+                    .bind(match run.kind {
+                        RunKind::Sync => "sync",
+                        RunKind::Resync => "resync",
+                    })
+                    .bind(run.started_at)
+                    .bind(&run.node)
+                    .bind(run.finished_at)
+                    .bind(run.outcome.as_str())
+                    .bind(c.created as i64)
+                    .bind(c.updated as i64)
+                    .bind(c.deleted as i64)
+                    .bind(c.unchanged as i64)
+                    .bind(c.failed as i64)
+                    .bind(run.error.as_deref())
+                    .bind(c.adopted as i64)
+                    .bind(c.requests as i64)
+                    .bind(c.failed_requests as i64)
+                    .bind(c.throttled as i64)
+                    .bind(c.backlog.map(|b| b as i64));
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
+        }
         // A service passes every pair every minute for months: keep the recent history only
         // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
         // pruned now and then, not on every pass.
-        if fastrand::u8(..) < 16 {
-            sqlx::query(
-                "DELETE FROM runs WHERE pair_id = $1 AND started_at < $2 AND started_at < \
-                 (SELECT started_at FROM runs WHERE pair_id = $3 ORDER BY started_at DESC LIMIT 1 OFFSET $4)",
-            )
-            .bind(pair.as_str())
-            .bind(now - HOUR_MS)
-            .bind(pair.as_str())
-            .bind(RUNS_KEPT - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("recording run"))?;
+        let mut pruned: Vec<&str> = runs
+            .iter()
+            .filter(|_| fastrand::u8(..) < 16)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        pruned.sort_unstable();
+        pruned.dedup();
+        let now = crate::domain::time::now_ms();
+        for chunk in rows::chunks(&pruned, 1) {
+            let text = format!(
+                "DELETE FROM runs WHERE pair_id IN {} AND started_at < $1 AND started_at < \
+                 (SELECT r.started_at FROM runs r WHERE r.pair_id = runs.pair_id \
+                  ORDER BY r.started_at DESC LIMIT 1 OFFSET $2)",
+                rows::groups(1, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
+                .bind(now - HOUR_MS)
+                .bind(RUNS_KEPT - 1);
+            for p in chunk {
+                q = q.bind(*p);
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
         }
         // Lag counts from the pass that first saw a change it could not apply; a pass that
-        // applied everything clears it. An unknown backlog leaves both as they were.
-        let backlog = counts.backlog.map(|b| b as i64);
-        sqlx::query(
-            "UPDATE pairs SET \
-             last_success_at = CASE WHEN $1 THEN $2 ELSE last_success_at END, \
-             pending_since = CASE WHEN $3 IS NULL THEN pending_since WHEN $4 = 0 THEN NULL \
-                 ELSE COALESCE(pending_since, $5) END, \
-             backlog = COALESCE($6, backlog), \
-             total_created = total_created + $7, total_updated = total_updated + $8, \
-             total_deleted = total_deleted + $9, total_adopted = total_adopted + $10 \
-             WHERE id = $11",
-        )
-        .bind(run.outcome == Outcome::Ok)
-        .bind(now)
-        .bind(backlog)
-        .bind(backlog)
-        .bind(run.started_at)
-        .bind(backlog)
-        .bind(counts.created as i64)
-        .bind(counts.updated as i64)
-        .bind(counts.deleted as i64)
-        .bind(counts.adopted as i64)
-        .bind(pair.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("recording run"))?;
-        tx.commit().await.map_err(self.err("recording run"))
+        // applied everything clears it. An unknown backlog leaves both as they were. A pair's
+        // second pass of the batch goes in a second round, after its first.
+        for round in rows::rounds(runs, |(p, _)| p.clone()) {
+            for chunk in rows::chunks(&round, 9) {
+                let text = format!(
+                    "UPDATE pairs SET \
+                     last_success_at = CASE WHEN v.ok = 1 THEN v.at ELSE pairs.last_success_at END, \
+                     pending_since = CASE WHEN v.backlog IS NULL THEN pairs.pending_since \
+                         WHEN v.backlog = 0 THEN NULL ELSE COALESCE(pairs.pending_since, v.started) END, \
+                     backlog = COALESCE(v.backlog, pairs.backlog), \
+                     total_created = pairs.total_created + v.created, \
+                     total_updated = pairs.total_updated + v.updated, \
+                     total_deleted = pairs.total_deleted + v.deleted, \
+                     total_adopted = pairs.total_adopted + v.adopted \
+                     FROM (SELECT column1 AS id, column2 AS ok, column3 AS at, column4 AS started, \
+                       column5 AS backlog, column6 AS created, column7 AS updated, column8 AS deleted, \
+                       column9 AS adopted FROM (VALUES {}) AS t) AS v \
+                     WHERE pairs.id = v.id",
+                    rows::groups(chunk.len(), 9, 1)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+                for (pair, run) in chunk.iter().copied() {
+                    let c = &run.counts;
+                    q = q
+                        .bind(pair.as_str())
+                        .bind(i64::from(run.outcome == Outcome::Ok))
+                        .bind(run.finished_at)
+                        .bind(run.started_at)
+                        .bind(c.backlog.map(|b| b as i64))
+                        .bind(c.created as i64)
+                        .bind(c.updated as i64)
+                        .bind(c.deleted as i64)
+                        .bind(c.adopted as i64);
+                }
+                q.execute(&mut *tx).await.map_err(self.err(what))?;
+            }
+        }
+        tx.commit().await.map_err(self.err(what))
+    }
+}
+
+/// A row of [`State::peek_many`] (its columns after the pair's id).
+fn peek_of(r: &super::DbRow) -> Peek {
+    let state = StoredState {
+        state: read_state(
+            r.get::<Option<String>, _>(12)
+                .as_deref()
+                .unwrap_or("active"),
+            r.get(13),
+            r.get(14),
+            r.get::<Option<i64>, _>(15).unwrap_or(0),
+        ),
+        next_run: r.get(16),
+    };
+    let leased = [r.get::<i64, _>(17) > 0, r.get::<i64, _>(18) > 0];
+    let Some(a) = r.get::<Option<String>, _>(1) else {
+        return Peek {
+            state,
+            start: PassStart::default(),
+            leased,
+        };
+    };
+    let token = |i| r.get::<Option<String>, _>(i).map(SyncToken::new);
+    let count = |i| r.get::<i64, _>(i) as u64;
+    let start = PassStart {
+        calendars: Some((a, r.get(2))),
+        direction: Some(r.get(3)),
+        cutover_at: r.get(4),
+        watermarks: (token(5), token(6)),
+        pendings: count(7),
+        mappings: count(8),
+        held: count(9),
+        to_retry: count(10),
+        due: count(11),
+    };
+    Peek {
+        state,
+        start,
+        leased,
     }
 }

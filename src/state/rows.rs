@@ -44,6 +44,26 @@ pub(super) fn last_per_key<T, K: Eq + std::hash::Hash>(
     kept
 }
 
+/// `items` in rounds where each key appears at most once, in order: the k-th item of a key goes
+/// in round k. A statement per round that may match each key once ends as the items applied one
+/// by one.
+pub(super) fn rounds<T, K: Eq + std::hash::Hash>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<&T>> {
+    let mut seen: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Vec<&T>> = Vec::new();
+    for item in items {
+        let n = seen.entry(key(item)).or_insert(0);
+        if out.len() <= *n {
+            out.push(Vec::new());
+        }
+        out[*n].push(item);
+        *n += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +84,16 @@ mod tests {
             chunks(&items, 1000).all(|c| c.len() == 1),
             "a row too wide still goes"
         );
+    }
+
+    #[test]
+    fn a_key_appears_once_per_round() {
+        let items = [(1, 'a'), (2, 'b'), (1, 'c'), (1, 'd')];
+        let rounds: Vec<String> = rounds(&items, |i| i.0)
+            .iter()
+            .map(|r| r.iter().map(|i| i.1).collect())
+            .collect();
+        assert_eq!(rounds, ["ab", "c", "d"]);
     }
 
     #[test]

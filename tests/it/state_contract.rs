@@ -43,6 +43,7 @@ macro_rules! every_check {
             items_outside_the_window,
             the_target_index,
             runs_and_their_history,
+            runs_in_a_batch,
             what_a_pass_starts_from,
             pair_states,
             quarantine,
@@ -512,23 +513,101 @@ async fn runs_and_their_history(s: &State) {
     assert!(s.synced_pairs().await.unwrap().contains("alice"));
 }
 
+/// Runs written in one batch end as the same runs written one by one, in order; a run of a
+/// pair the state no longer has is dropped, not the batch.
+async fn runs_in_a_batch(s: &State) {
+    let one = alice(s).await;
+    let other = pair("bob", "s:/bob/");
+    s.ensure_pair(&other).await.unwrap();
+    let run = |created, backlog, ok: bool, at: i64| RunRecord {
+        outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+        counts: RunCounts {
+            created,
+            requests: 2,
+            backlog,
+            ..RunCounts::default()
+        },
+        started_at: at,
+        finished_at: at + 5,
+        ..RunRecord::start(RunKind::Sync, "node")
+    };
+    let gone: PairId = "gone".parse().unwrap();
+    let runs = vec![
+        (one.clone(), run(1, Some(3), true, 1_000)),
+        (other.id.clone(), run(2, Some(0), true, 1_000)),
+        (gone, run(9, None, true, 1_000)),
+        (one.clone(), run(4, Some(2), false, 2_000)),
+        (one.clone(), run(0, None, true, 3_000)),
+    ];
+    s.record_runs(&runs).await.unwrap();
+    let rows = s.pair_rows(0).await.unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.id == id).unwrap();
+    let (a, b) = (row("alice"), row("bob"));
+    assert!(rows.iter().all(|r| r.id != "gone"));
+    // Totals add up; the lag counts from the first pass that saw a backlog and stays while
+    // the later ones leave it standing; the last success is the last ok pass.
+    assert_eq!(a.totals[0], 5);
+    assert_eq!((a.backlog, a.pending_since), (2, Some(1_000)));
+    assert_eq!(a.last_success_at, Some(3_005));
+    assert_eq!(a.requests, 6);
+    assert_eq!(a.last_run.as_ref().unwrap().started_at, 3_000);
+    assert_eq!((b.totals[0], b.backlog, b.pending_since), (2, 0, None));
+    assert_eq!(s.passes("alice", 10).await.unwrap().len(), 3);
+    s.record_runs(&[]).await.unwrap();
+}
+
 /// The one read a pass starts with agrees with the reads it stands for.
 async fn what_a_pass_starts_from(s: &State) {
-    let start =
-        async |id: &PairId, now: i64, window: &str| s.pass_start(id, now, window).await.unwrap();
+    let cals = ["s:/alice/", "t:/alice/"];
+    let peek =
+        async |id: &PairId, now: i64, window: &str| s.peek(id, cals, now, window).await.unwrap();
+    let start = async |id: &PairId, now: i64, window: &str| peek(id, now, window).await.start;
     let unknown: PairId = "nobody".parse().unwrap();
-    assert_eq!(start(&unknown, 0, "w1").await, PassStart::default());
+    let nobody = peek(&unknown, 0, "w1").await;
+    assert_eq!(nobody.start, PassStart::default());
+    assert_eq!(nobody.state, s.pair_state(&unknown).await.unwrap());
+    assert_eq!(nobody.leased, [false, false]);
     let id = alice(s).await;
     let quiet = start(&id, 0, "w1").await;
     assert_eq!(
         quiet,
         PassStart {
             calendars: Some(("s:/alice/".into(), "t:/alice/".into())),
+            direction: Some("one-way".into()),
             watermarks: (Some(SyncToken::new("tok")), None),
             mappings: 1,
             ..PassStart::default()
         }
     );
+    // The pair's service state and the calendars' leases, as their own reads have them.
+    let paused = PairState::Paused {
+        reason: "mailbox is being moved".into(),
+        until: 1_000,
+    };
+    s.set_pair_state(&id, &paused, Some(900)).await.unwrap();
+    let lease = s
+        .acquire_lease(
+            "t:/alice/",
+            "someone",
+            LeaseKind::Sync,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = peek(&id, 0, "w1").await;
+    assert_eq!(seen.state, s.pair_state(&id).await.unwrap());
+    assert_eq!(seen.state.state, paused);
+    assert_eq!(seen.leased, [false, true]);
+    s.release_lease(&lease).await.unwrap();
+    assert_eq!(peek(&id, 0, "w1").await.leased, [false, false]);
+    s.set_cutover(&pair("alice", "s:/alice/"), Some(7))
+        .await
+        .unwrap();
+    assert_eq!(start(&id, 0, "w1").await.cutover_at, Some(7));
+    s.set_cutover(&pair("alice", "s:/alice/"), None)
+        .await
+        .unwrap();
     s.put_mapping(&id, &mapping(2)).await.unwrap();
     s.add_pending(&id, &pending(1)).await.unwrap();
     s.set_watermark(&id, Side::B, Some(&SyncToken::new("b")))

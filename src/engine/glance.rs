@@ -1,0 +1,113 @@
+//! A pass's first look, taken without leases. Most passes of a service find that nothing
+//! moved on either side: that takes one read of the state and the two listings, and writes
+//! nothing but the pass's run. Only a pass that finds something to do goes on under its
+//! leases, with the listings it made.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::read::Listing;
+use super::{Engine, PassError, PassOptions, Way, runs};
+use crate::config::PairConfig;
+use crate::domain::mapping::Side;
+use crate::domain::run::{RunKind, RunRecord};
+use crate::engine::report::PairReport;
+use crate::state::{PassStart, Peek, StateError};
+use crate::store::http::{PASS_TALLY, Tally};
+
+/// What a glance found.
+pub(super) enum Glance {
+    /// The pass ends here, recorded: nothing moved and nothing is due, or a side could not be
+    /// listed.
+    Done(Box<PairReport>),
+    /// Something moved: the pass goes on under its leases, with these listings.
+    Moved(Box<Listing>),
+    /// The look took more than half a lease ttl. A node stalled that long may have lost the
+    /// pair to another meanwhile, so it counts for nothing: the pass starts over under its
+    /// leases.
+    Late,
+}
+
+/// Whether the state's records of `pair` are for its configured calendars and direction.
+pub(super) fn recorded_as_configured(pair: &PairConfig, start: &PassStart) -> bool {
+    start
+        .calendars
+        .as_ref()
+        .is_some_and(|(a, b)| *a == pair.source.to_string() && *b == pair.target.to_string())
+        && start.direction.as_deref() == Some(pair.direction.as_str())
+}
+
+impl Engine {
+    /// A pass may glance first unless it must read more than the listings anyway (a resync, a
+    /// pair new or changed in the config, pending creates, items due back from the window or
+    /// quarantine), is a dry run, or someone holds a lease on a calendar it writes (it is then
+    /// skipped, as a pass under leases would be).
+    pub(super) fn may_glance(
+        &self,
+        pair: &PairConfig,
+        way: Way,
+        opts: PassOptions,
+        peek: &Peek,
+    ) -> bool {
+        let start = &peek.start;
+        let leased = way.writes().iter().any(|s| match s {
+            Side::A => peek.leased[0],
+            Side::B => peek.leased[1],
+        });
+        let inverse_missing = way.writes().contains(&Side::A) && self.inverse.is_err();
+        !opts.dry_run
+            && !opts.full
+            && !leased
+            && !inverse_missing
+            && recorded_as_configured(pair, start)
+            && start.pendings == 0
+            && start.due == 0
+            && start.to_retry == 0
+    }
+
+    /// Lists both sides from the watermarks of `start`. Nothing moved (and no sync token
+    /// either), or a side could not be listed: the pass is recorded and done.
+    pub(super) async fn glance(
+        &self,
+        pair: &PairConfig,
+        way: Way,
+        opts: PassOptions,
+        start: PassStart,
+        tally: &Arc<Tally>,
+    ) -> Result<Glance, StateError> {
+        let mut report = PairReport::new(pair.id.as_str());
+        let run = RunRecord::start(RunKind::Sync, &self.holder);
+        let began = Instant::now();
+        let listed = PASS_TALLY
+            .scope(
+                tally.clone(),
+                self.list_from(pair, opts, &mut report, way.reads(), start),
+            )
+            .await;
+        if began.elapsed() > self.lease_ttl / 2 {
+            return Ok(Glance::Late);
+        }
+        match listed {
+            Err(PassError::State(e)) => return Err(e),
+            Err(PassError::Pair(kind, msg)) => {
+                report.error = Some(msg);
+                report.error_kind = Some(kind);
+            }
+            Ok(listing)
+                if !listing.still(opts) || listing.tokens.iter().any(|(old, new)| old != new) =>
+            {
+                return Ok(Glance::Moved(Box::new(listing)));
+            }
+            Ok(listing) => {
+                report.unchanged = listing.start.mappings;
+                // Quarantined items are source changes not in the target.
+                report.backlog = Some(listing.start.held);
+            }
+        }
+        tracing::Span::current().record("run", run.id.as_str());
+        runs::tallied(&mut report, tally);
+        let run = runs::finished(run, &report, tally);
+        self.record_unleased(&pair.id, run).await?;
+        Ok(Glance::Done(Box::new(report)))
+    }
+}
