@@ -4,6 +4,8 @@
 //! Pairs are sharded by a hash of their id, then balanced so no agent has more than its share
 //! (rounded up): a pair belongs to exactly one agent, so one process never syncs it twice at once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -281,7 +283,11 @@ async fn run_agent(
         }
     };
     info!(processor = spec.processor, pairs = count, "agent started");
-    let mut running = FuturesUnordered::new();
+    // Everything the agent waits for, polled only here (never awaited inline: a pass holding a
+    // state connection must go on while the agent reads or writes the state).
+    let mut work: FuturesUnordered<Pin<Box<dyn Future<Output = Work>>>> = FuturesUnordered::new();
+    // Pairs taken and not finished: being read (peeked) or passing.
+    let mut taken = 0;
     let mut flush = tokio::time::interval(RUNS_FLUSHED_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let gather = GATHERED_EVERY.as_millis() as i64;
@@ -291,69 +297,96 @@ async fn run_agent(
         // in one statement.
         let tick = now - now.rem_euclid(gather);
         let mut due = Vec::new();
-        while running.len() + due.len() < passes.max(1) {
+        while taken < passes.max(1) {
             let Some(i) = sched.take_due(tick) else { break };
             due.push(i);
+            taken += 1;
         }
-        for (i, peek) in peeked(&engine, &sched, due).await {
-            let pass = sched.run(i, now, peek);
-            running.push(async move { (i, pass.await) });
+        if !due.is_empty() {
+            let pairs = due.iter().map(|&i| sched.pairs()[i].clone()).collect();
+            work.push(Box::pin(peeked(engine.clone(), pairs, due)));
         }
         // Sleep until the tick at which the next pair is due (if there is room to run it), a
         // pass ends, or stop.
         let wake = match sched.next_due() {
-            Some(at) if running.len() < passes.max(1) => {
+            Some(at) if taken < passes.max(1) => {
                 let at = at + (gather - at.rem_euclid(gather)) % gather;
                 Duration::from_millis((at - now).clamp(0, 60_000) as u64)
             }
             _ => Duration::from_secs(60),
         };
         tokio::select! {
-            Some((i, outcome)) = running.next(), if !running.is_empty() => {
-                if outcome.as_ref().is_ok_and(|o| o.held) {
-                    stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(done) = work.next(), if !work.is_empty() => match done {
+                Work::Peeked(batch) => {
+                    for (i, peek) in batch {
+                        let pass = sched.run(i, now_ms(), peek);
+                        work.push(Box::pin(async move { Work::Ran(i, Box::new(pass.await)) }));
+                    }
                 }
-                finished(&mut sched, i, outcome, &policy)
-            }
+                Work::Ran(i, outcome) => {
+                    let outcome = *outcome;
+                    taken -= 1;
+                    if outcome.as_ref().is_ok_and(|o| o.held) {
+                        stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    finished(&mut sched, i, outcome, &policy)
+                }
+                Work::Flushed => {}
+            },
             _ = tokio::time::sleep(wake) => {}
-            _ = flush.tick() => flush_runs(&engine).await,
+            _ = flush.tick() => {
+                let engine = engine.clone();
+                work.push(Box::pin(async move {
+                    flush_runs(&engine).await;
+                    Work::Flushed
+                }));
+            }
             _ = push.pushed(agent) => {}
             _ = stopped.changed() => {}
         }
     }
-    let left = running.len();
-    if left > 0 {
-        info!(passes = left, "stopping: letting in-flight passes finish");
-        let drain = async {
-            while let Some((i, outcome)) = running.next().await {
-                finished(&mut sched, i, outcome, &policy);
+    if taken > 0 {
+        info!(passes = taken, "stopping: letting in-flight passes finish");
+    }
+    // Passes in flight finish; pairs still being read start no pass.
+    let drain = async {
+        while let Some(done) = work.next().await {
+            if let Work::Ran(i, outcome) = done {
+                finished(&mut sched, i, *outcome, &policy);
             }
-        };
-        if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
-            warn!(
-                "stopping: abandoned passes still in flight; the next pass picks up where they stopped"
-            );
         }
+    };
+    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+        warn!(
+            "stopping: abandoned passes still in flight; the next pass picks up where they stopped"
+        );
     }
     flush_runs(&engine).await;
     engine.state.close_runtime_pool().await;
     info!("agent stopped");
 }
 
-/// The pairs `due`, each with its state read in one statement for all (none if that failed:
-/// each pass reads its own then, and reports the failure).
-async fn peeked(engine: &Engine, sched: &Scheduler, due: Vec<usize>) -> Vec<(usize, Option<Peek>)> {
-    if due.is_empty() {
-        return Vec::new();
-    }
-    let pairs: Vec<&PairConfig> = due.iter().map(|&i| &sched.pairs()[i]).collect();
-    match engine.peek_many(&pairs).await {
+/// What an agent waited for.
+enum Work {
+    /// The pairs taken, each with its state (see [`peeked`]): their passes start.
+    Peeked(Vec<(usize, Option<Peek>)>),
+    /// A pair's turn ended.
+    Ran(usize, Box<Result<StepOutcome, crate::state::StateError>>),
+    /// The kept runs were written.
+    Flushed,
+}
+
+/// The pairs `due` (configured as `pairs`), each with its state read in one statement for all
+/// (none if that failed: each pass reads its own then, and reports the failure).
+async fn peeked(engine: Arc<Engine>, pairs: Vec<PairConfig>, due: Vec<usize>) -> Work {
+    let refs: Vec<&PairConfig> = pairs.iter().collect();
+    Work::Peeked(match engine.peek_many(&refs).await {
         Ok(peeks) => due.into_iter().zip(peeks.into_iter().map(Some)).collect(),
         Err(e) => {
             warn!(error = %e, "reading the state of the pairs due failed");
             due.into_iter().map(|i| (i, None)).collect()
         }
-    }
+    })
 }
 
 /// Writes the runs the agent's passes kept (see [`Engine::flush_runs`]).

@@ -119,6 +119,76 @@ impl State {
         let what = "recording passes";
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
+        // A service passes every pair every minute for months: keep the recent history only
+        // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
+        // pruned now and then, not on every pass.
+        let mut pruned: Vec<&str> = runs
+            .iter()
+            .filter(|_| fastrand::u8(..) < 16)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        pruned.sort_unstable();
+        pruned.dedup();
+        let now = crate::domain::time::now_ms();
+        for chunk in rows::chunks(&pruned, 1) {
+            let text = format!(
+                "DELETE FROM runs WHERE pair_id IN {} AND started_at < $1 AND started_at < \
+                 (SELECT r.started_at FROM runs r WHERE r.pair_id = runs.pair_id \
+                  ORDER BY r.started_at DESC LIMIT 1 OFFSET $2)",
+                rows::groups(1, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
+                .bind(now - HOUR_MS)
+                .bind(RUNS_KEPT - 1);
+            for p in chunk {
+                q = q.bind(*p);
+            }
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
+        }
+        // Lag counts from the pass that first saw a change it could not apply; a pass that
+        // applied everything clears it. An unknown backlog leaves both as they were, and so does
+        // a pass older than one already recorded (kept for a batch while a later pass was
+        // recorded at once). A pair's second pass of the batch goes in a second round, after its
+        // first; the passes themselves are inserted after.
+        for round in rows::rounds(runs, |(p, _)| p.clone()) {
+            for chunk in rows::chunks(&round, 9) {
+                let text = format!(
+                    "UPDATE pairs SET \
+                     last_success_at = CASE WHEN v.ok = 1 AND (pairs.last_success_at IS NULL \
+                         OR pairs.last_success_at < v.at) THEN v.at ELSE pairs.last_success_at END, \
+                     pending_since = CASE WHEN v.backlog IS NULL OR v.stale = 1 THEN pairs.pending_since \
+                         WHEN v.backlog = 0 THEN NULL ELSE COALESCE(pairs.pending_since, v.started) END, \
+                     backlog = CASE WHEN v.stale = 1 THEN pairs.backlog \
+                         ELSE COALESCE(v.backlog, pairs.backlog) END, \
+                     total_created = pairs.total_created + v.created, \
+                     total_updated = pairs.total_updated + v.updated, \
+                     total_deleted = pairs.total_deleted + v.deleted, \
+                     total_adopted = pairs.total_adopted + v.adopted \
+                     FROM (SELECT column1 AS id, column2 AS ok, column3 AS at, column4 AS started, \
+                       column5 AS backlog, column6 AS created, column7 AS updated, column8 AS deleted, \
+                       column9 AS adopted, CASE WHEN EXISTS (SELECT 1 FROM runs r \
+                         WHERE r.pair_id = t.column1 AND r.started_at > t.column4) THEN 1 ELSE 0 END AS stale \
+                       FROM (VALUES {}) AS t) AS v \
+                     WHERE pairs.id = v.id",
+                    rows::groups(chunk.len(), 9, 1)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+                for (pair, run) in chunk.iter().copied() {
+                    let c = &run.counts;
+                    q = q
+                        .bind(pair.as_str())
+                        .bind(i64::from(run.outcome == Outcome::Ok))
+                        .bind(run.finished_at)
+                        .bind(run.started_at)
+                        .bind(c.backlog.map(|b| b as i64))
+                        .bind(c.created as i64)
+                        .bind(c.updated as i64)
+                        .bind(c.deleted as i64)
+                        .bind(c.adopted as i64);
+                }
+                q.execute(&mut *tx).await.map_err(self.err(what))?;
+            }
+        }
         for chunk in rows::chunks(runs, 18) {
             let text = format!(
                 "INSERT INTO runs (id, pair_id, kind, started_at, node, finished_at, outcome, created, \
@@ -154,70 +224,6 @@ impl State {
                     .bind(c.backlog.map(|b| b as i64));
             }
             q.execute(&mut *tx).await.map_err(self.err(what))?;
-        }
-        // A service passes every pair every minute for months: keep the recent history only
-        // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
-        // pruned now and then, not on every pass.
-        let mut pruned: Vec<&str> = runs
-            .iter()
-            .filter(|_| fastrand::u8(..) < 16)
-            .map(|(p, _)| p.as_str())
-            .collect();
-        pruned.sort_unstable();
-        pruned.dedup();
-        let now = crate::domain::time::now_ms();
-        for chunk in rows::chunks(&pruned, 1) {
-            let text = format!(
-                "DELETE FROM runs WHERE pair_id IN {} AND started_at < $1 AND started_at < \
-                 (SELECT r.started_at FROM runs r WHERE r.pair_id = runs.pair_id \
-                  ORDER BY r.started_at DESC LIMIT 1 OFFSET $2)",
-                rows::groups(1, chunk.len(), 3)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
-                .bind(now - HOUR_MS)
-                .bind(RUNS_KEPT - 1);
-            for p in chunk {
-                q = q.bind(*p);
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
-        }
-        // Lag counts from the pass that first saw a change it could not apply; a pass that
-        // applied everything clears it. An unknown backlog leaves both as they were. A pair's
-        // second pass of the batch goes in a second round, after its first.
-        for round in rows::rounds(runs, |(p, _)| p.clone()) {
-            for chunk in rows::chunks(&round, 9) {
-                let text = format!(
-                    "UPDATE pairs SET \
-                     last_success_at = CASE WHEN v.ok = 1 THEN v.at ELSE pairs.last_success_at END, \
-                     pending_since = CASE WHEN v.backlog IS NULL THEN pairs.pending_since \
-                         WHEN v.backlog = 0 THEN NULL ELSE COALESCE(pairs.pending_since, v.started) END, \
-                     backlog = COALESCE(v.backlog, pairs.backlog), \
-                     total_created = pairs.total_created + v.created, \
-                     total_updated = pairs.total_updated + v.updated, \
-                     total_deleted = pairs.total_deleted + v.deleted, \
-                     total_adopted = pairs.total_adopted + v.adopted \
-                     FROM (SELECT column1 AS id, column2 AS ok, column3 AS at, column4 AS started, \
-                       column5 AS backlog, column6 AS created, column7 AS updated, column8 AS deleted, \
-                       column9 AS adopted FROM (VALUES {}) AS t) AS v \
-                     WHERE pairs.id = v.id",
-                    rows::groups(chunk.len(), 9, 1)
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
-                for (pair, run) in chunk.iter().copied() {
-                    let c = &run.counts;
-                    q = q
-                        .bind(pair.as_str())
-                        .bind(i64::from(run.outcome == Outcome::Ok))
-                        .bind(run.finished_at)
-                        .bind(run.started_at)
-                        .bind(c.backlog.map(|b| b as i64))
-                        .bind(c.created as i64)
-                        .bind(c.updated as i64)
-                        .bind(c.deleted as i64)
-                        .bind(c.adopted as i64);
-                }
-                q.execute(&mut *tx).await.map_err(self.err(what))?;
-            }
         }
         tx.commit().await.map_err(self.err(what))
     }

@@ -554,6 +554,18 @@ async fn runs_in_a_batch(s: &State) {
     assert_eq!((b.totals[0], b.backlog, b.pending_since), (2, 0, None));
     assert_eq!(s.passes("alice", 10).await.unwrap().len(), 3);
     s.record_runs(&[]).await.unwrap();
+    // A pass older than one recorded (kept for a batch meanwhile) adds to the totals but leaves
+    // the lag and backlog the later one left.
+    s.record_run(&other.id, &run(0, Some(0), true, 5_000))
+        .await
+        .unwrap();
+    s.record_runs(&[(other.id.clone(), run(1, Some(7), true, 4_000))])
+        .await
+        .unwrap();
+    let rows = s.pair_rows(0).await.unwrap();
+    let b = rows.iter().find(|r| r.id == "bob").unwrap();
+    assert_eq!((b.totals[0], b.backlog, b.pending_since), (3, 0, None));
+    assert_eq!(b.last_success_at, Some(5_005));
 }
 
 /// The one read a pass starts with agrees with the reads it stands for.
