@@ -4,6 +4,7 @@
 //! Pairs are sharded by a hash of their id, then balanced so no agent has more than its share
 //! (rounded up): a pair belongs to exactly one agent, so one process never syncs it twice at once.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,9 +28,14 @@ use crate::state::Peek;
 /// (a write whose mapping was not recorded is found again by the next pass).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// The grid on which an agent starts the pairs that fell due: those due within one tick start
-/// together (at most this much late), their state read in one statement.
+/// The grid on which an agent takes the pairs that fell due: those due within one tick have
+/// their state read in one statement, and start at most this much late.
 pub const GATHERED_EVERY: Duration = Duration::from_millis(250);
+
+/// How many slots' worth of pairs an agent reads ahead of its free slots. A pair read ahead
+/// waits a moment for a slot; if anything moved meanwhile, its pass sees it and reads again
+/// under its lease.
+const READ_AHEAD: usize = 4;
 
 /// How often an agent writes the runs of its quiet passes: status, page and API show a pass
 /// this much later at most.
@@ -286,18 +292,20 @@ async fn run_agent(
     // Everything the agent waits for, polled only here (never awaited inline: a pass holding a
     // state connection must go on while the agent reads or writes the state).
     let mut work: FuturesUnordered<Pin<Box<dyn Future<Output = Work>>>> = FuturesUnordered::new();
-    // Pairs taken and not finished: being read (peeked) or passing.
-    let mut taken = 0;
+    // Pairs taken and not finished: being read, read and waiting for a slot (`ready`), or
+    // passing. Up to READ_AHEAD slots' worth are read ahead, so that pairs due together are
+    // read together even while every slot is busy.
+    let (slots, mut taken, mut passing) = (passes.max(1), 0, 0);
+    let mut ready: VecDeque<(usize, Option<Peek>)> = VecDeque::new();
     let mut flush = tokio::time::interval(RUNS_FLUSHED_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let gather = GATHERED_EVERY.as_millis() as i64;
     while !*stopped.borrow() {
         let now = now_ms();
-        // Pairs due since the last tick of the gathering grid start together, their state read
-        // in one statement.
+        // Pairs due since the last tick of the gathering grid are read in one statement.
         let tick = now - now.rem_euclid(gather);
         let mut due = Vec::new();
-        while taken < passes.max(1) {
+        while taken < slots * READ_AHEAD {
             let Some(i) = sched.take_due(tick) else { break };
             due.push(i);
             taken += 1;
@@ -306,10 +314,17 @@ async fn run_agent(
             let pairs = due.iter().map(|&i| sched.pairs()[i].clone()).collect();
             work.push(Box::pin(peeked(engine.clone(), pairs, due)));
         }
-        // Sleep until the tick at which the next pair is due (if there is room to run it), a
-        // pass ends, or stop.
+        while passing < slots
+            && let Some((i, peek)) = ready.pop_front()
+        {
+            let pass = sched.run(i, now, peek);
+            work.push(Box::pin(async move { Work::Ran(i, Box::new(pass.await)) }));
+            passing += 1;
+        }
+        // Sleep until the tick at which the next pair is due (if there is room to take it), a
+        // read or pass ends, or stop.
         let wake = match sched.next_due() {
-            Some(at) if taken < passes.max(1) => {
+            Some(at) if taken < slots * READ_AHEAD => {
                 let at = at + (gather - at.rem_euclid(gather)) % gather;
                 Duration::from_millis((at - now).clamp(0, 60_000) as u64)
             }
@@ -317,15 +332,10 @@ async fn run_agent(
         };
         tokio::select! {
             Some(done) = work.next(), if !work.is_empty() => match done {
-                Work::Peeked(batch) => {
-                    for (i, peek) in batch {
-                        let pass = sched.run(i, now_ms(), peek);
-                        work.push(Box::pin(async move { Work::Ran(i, Box::new(pass.await)) }));
-                    }
-                }
+                Work::Peeked(batch) => ready.extend(batch),
                 Work::Ran(i, outcome) => {
                     let outcome = *outcome;
-                    taken -= 1;
+                    (taken, passing) = (taken - 1, passing - 1);
                     if outcome.as_ref().is_ok_and(|o| o.held) {
                         stats.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -345,10 +355,13 @@ async fn run_agent(
             _ = stopped.changed() => {}
         }
     }
-    if taken > 0 {
-        info!(passes = taken, "stopping: letting in-flight passes finish");
+    if passing > 0 {
+        info!(
+            passes = passing,
+            "stopping: letting in-flight passes finish"
+        );
     }
-    // Passes in flight finish; pairs still being read start no pass.
+    // Passes in flight finish; pairs being read or ready start no pass.
     let drain = async {
         while let Some(done) = work.next().await {
             if let Work::Ran(i, outcome) = done {
