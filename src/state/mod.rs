@@ -204,12 +204,16 @@ impl State {
     /// `text` in the backend's own spelling of what the two spell differently: `NOW_MS` (the
     /// database's clock in unix ms, which every node shares) and `FOR_SHARE` (a row lock kept to
     /// the end of the transaction; SQLite's write transaction already excludes other writers).
+    /// On SQLite, parameters numbered in order become anonymous ([`rows::statement`]).
     pub(crate) fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<String> {
         let (now, share) = match self.backend {
             Backend::Sqlite => (sqlite::NOW_MS, ""),
             Backend::Postgres => (postgres::NOW_MS, " FOR SHARE"),
         };
-        sqlx::AssertSqlSafe(text.replace("NOW_MS", now).replace(" FOR_SHARE", share))
+        rows::statement(
+            text.replace("NOW_MS", now).replace(" FOR_SHARE", share),
+            self.backend == Backend::Sqlite,
+        )
     }
 
     /// The database's clock (unix ms).
@@ -497,7 +501,7 @@ impl State {
                 rows::groups(1, chunk.len(), 2),
                 rows::groups(chunk.len(), 2, 2 + chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+            let mut q = sqlx::query(self.sql(&text)).bind(pair.as_str());
             for m in chunk {
                 q = q.bind(m.b_href.as_str());
             }
@@ -516,7 +520,7 @@ impl State {
                  content_hash = excluded.content_hash, updated_at = excluded.updated_at",
                 rows::groups(chunk.len(), 9, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(self.sql(&text));
             for m in chunk {
                 q = q
                     .bind(pair.as_str())
@@ -556,7 +560,7 @@ impl State {
                  to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
                 rows::groups(chunk.len(), 9, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(self.sql(&text));
             for p in chunk {
                 q = q
                     .bind(pair.as_str())
@@ -716,7 +720,7 @@ impl State {
                  enters_at = excluded.enters_at, \"window\" = excluded.\"window\"",
                 rows::groups(chunk.len(), 8, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(self.sql(&text));
             for o in chunk {
                 q = q
                     .bind(pair.as_str())
@@ -784,7 +788,7 @@ impl State {
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid",
                 rows::groups(chunk.len(), 5, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(self.sql(&text));
             for (href, etag, identity) in chunk {
                 q = q
                     .bind(pair.as_str())
@@ -954,7 +958,7 @@ async fn delete_listed(
             "DELETE FROM {table} WHERE pair_id = $1{on_side} AND {column} IN {}",
             rows::groups(1, chunk.len(), first)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+        let mut q = sqlx::query(rows::statement(text, rows::on_sqlite(tx))).bind(pair.as_str());
         if let Some(side) = side {
             q = q.bind(side.as_str());
         }
@@ -977,7 +981,7 @@ async fn clear_pending_rows(
             "DELETE FROM pending_creates WHERE pair_id = $1 AND (a_href, b_href) IN (VALUES {})",
             rows::groups(chunk.len(), 2, 2)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(pair.as_str());
+        let mut q = sqlx::query(rows::statement(text, rows::on_sqlite(tx))).bind(pair.as_str());
         for (a, b) in chunk {
             q = q.bind(a.as_str()).bind(b.as_str());
         }

@@ -127,7 +127,7 @@ impl State {
                 "DELETE FROM claims WHERE node = $1 AND pair_id IN {}",
                 super::rows::groups(1, chunk.len(), 2)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text)).bind(node);
+            let mut q = sqlx::query(self.sql(&text)).bind(node);
             for p in chunk {
                 q = q.bind(*p);
             }

@@ -137,7 +137,7 @@ impl State {
                   ORDER BY r.started_at DESC LIMIT 1 OFFSET $2)",
                 rows::groups(1, chunk.len(), 3)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
+            let mut q = sqlx::query(self.sql(&text))
                 .bind(now - HOUR_MS)
                 .bind(RUNS_KEPT - 1);
             for p in chunk {
@@ -172,7 +172,7 @@ impl State {
                      WHERE pairs.id = v.id",
                     rows::groups(chunk.len(), 9, 1)
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+                let mut q = sqlx::query(self.sql(&text));
                 for (pair, run) in chunk.iter().copied() {
                     let c = &run.counts;
                     q = q
@@ -197,7 +197,7 @@ impl State {
                  WHERE v.column2 IN (SELECT id FROM pairs)",
                 rows::groups(chunk.len(), 18, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(self.sql(&text));
             for (pair, run) in chunk {
                 let c = &run.counts;
                 q = q

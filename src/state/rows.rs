@@ -3,9 +3,43 @@
 //! database whatever its size.
 
 /// Values bound per statement at most. Far under SQLite's limit (32,766) and PostgreSQL's
-/// (65,535): SQLite finds each `$N` of a statement by a scan of its parameters, so binding n
-/// values costs n²; around 256 that scan costs about what one more statement does.
+/// (65,535).
 const VALUES_PER_STATEMENT: usize = 256;
+
+/// `text` as the backend binds it fastest. SQLite finds each numbered parameter (`$N`) by a scan
+/// of all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost.
+/// When `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
+pub(super) fn statement(text: String, sqlite: bool) -> sqlx::AssertSqlSafe<String> {
+    match sqlite.then(|| anonymous(&text)).flatten() {
+        Some(plain) => sqlx::AssertSqlSafe(plain),
+        None => sqlx::AssertSqlSafe(text),
+    }
+}
+
+/// Whether `conn` is SQLite's.
+pub(super) fn on_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name() == "SQLite"
+}
+
+/// `text` with `$1, $2, …` as `?`, if each appears once and in order.
+fn anonymous(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut next = 1;
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if tail[..digits].parse::<usize>().ok()? != next {
+            return None;
+        }
+        next += 1;
+        out.push('?');
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
 
 /// The rows of `items` in chunks whose `cols` values each stay under both backends' limits.
 pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
@@ -67,6 +101,26 @@ pub(super) fn rounds<T, K: Eq + std::hash::Hash>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_gets_anonymous_parameters_only_when_they_mean_the_same() {
+        let plain = |t: &str, sqlite| statement(t.to_string(), sqlite).0;
+        let text = format!("DELETE FROM t WHERE a = $1 AND b IN {}", groups(1, 11, 2));
+        assert_eq!(
+            plain(&text, true),
+            "DELETE FROM t WHERE a = ? AND b IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(plain(&text, false), text);
+        for kept in [
+            "SELECT $2, $1",
+            "SELECT $1 WHERE x = $1",
+            "SELECT $1, $3",
+            "SELECT '$'",
+        ] {
+            assert_eq!(plain(kept, true), kept);
+        }
+        assert_eq!(plain("SELECT 1", true), "SELECT 1");
+    }
 
     #[test]
     fn groups_number_placeholders_row_by_row() {
