@@ -48,7 +48,8 @@ pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
 
 /// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
 pub(super) fn groups(rows: usize, cols: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
+    use std::fmt::Write;
+    let mut out = String::with_capacity(rows * cols * 6);
     for r in 0..rows {
         if r > 0 {
             out.push_str(", ");
@@ -58,8 +59,7 @@ pub(super) fn groups(rows: usize, cols: usize, first: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(first + r * cols + c).to_string());
+            write!(out, "${}", first + r * cols + c).expect("writing to a String");
         }
         out.push(')');
     }
