@@ -184,8 +184,19 @@ pub struct PushKeeper {
 struct Memory {
     /// Per (pair, side): not before this (unix ms), after a failure or a server without push.
     not_before: HashMap<(String, String), i64>,
+    /// Per (pair, side): subscriptions failed in a row, so each wait is longer than the last.
+    failures: HashMap<(String, String), u32>,
     /// Calendars whose writes carry `Push-Dont-Notify` for this location.
     quiet: HashMap<(String, String), String>,
+}
+
+/// How long (ms) a calendar waits after its `failures`-th failed subscription in a row: a
+/// quarter of the subscription lifetime (1 s to 5 min), doubling with each failure up to the
+/// safety interval, so a server that keeps refusing is asked less and less often.
+fn retry_wait(lifetime_ms: i64, failures: u32, safety_ms: i64) -> i64 {
+    let first = (lifetime_ms / 4).clamp(1_000, 300_000);
+    let doubled = first.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    doubled.min(safety_ms.max(first))
 }
 
 impl PushKeeper {
@@ -262,14 +273,21 @@ impl PushKeeper {
             .collect();
         futures_util::stream::iter(work)
             .for_each_concurrent(AT_ONCE, |(pair, side, row)| async move {
-                if let Err(e) = self.subscribe(pair, side, row, memory).await {
-                    warn!(pair = %pair.id, side, calendar = %calendar(pair, side).path, error = %e, "push subscription failed; the pair is polled meanwhile");
-                    let retry = (lifetime / 4).clamp(1_000, 300_000);
-                    memory
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .not_before
-                        .insert((pair.id.to_string(), side.to_string()), now_ms() + retry);
+                let key = (pair.id.to_string(), side.to_string());
+                let done = self.subscribe(pair, side, row, memory).await;
+                let mut m = memory.lock().unwrap_or_else(|p| p.into_inner());
+                match done {
+                    Ok(()) => {
+                        m.failures.remove(&key);
+                    }
+                    Err(e) => {
+                        let failures = m.failures.entry(key.clone()).or_insert(0);
+                        *failures += 1;
+                        let safety = self.config.sync.safety_interval.as_millis() as i64;
+                        let wait = retry_wait(lifetime, *failures, safety);
+                        warn!(pair = %pair.id, side, calendar = %calendar(pair, side).path, error = %e, failures = *failures, retry_in_s = wait / 1000, "push subscription failed; the pair is polled meanwhile");
+                        m.not_before.insert(key, now_ms() + wait);
+                    }
                 }
             })
             .await;
@@ -413,5 +431,26 @@ impl PushKeeper {
             Some(l) => m.quiet.insert(key, l.to_string()),
             None => m.quiet.remove(&key),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_wait;
+
+    #[test]
+    fn failed_subscriptions_wait_longer_each_time_up_to_the_safety_interval() {
+        let (week, hour) = (7 * 86_400_000, 3_600_000);
+        let waits: Vec<i64> = (1..=6).map(|n| retry_wait(week, n, hour)).collect();
+        assert_eq!(
+            waits,
+            [300_000, 600_000, 1_200_000, 2_400_000, hour, hour],
+            "5 min, doubling, then the safety interval"
+        );
+        assert_eq!(retry_wait(week, 1_000, hour), hour);
+        // A short lifetime starts shorter; a safety interval under the first wait does not cut it.
+        assert_eq!(retry_wait(20_000, 1, hour), 5_000);
+        assert_eq!(retry_wait(20_000, 3, hour), 20_000);
+        assert_eq!(retry_wait(week, 1, 60_000), 300_000);
     }
 }
