@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::dav::{DavServer, PASSWORD};
@@ -224,6 +225,98 @@ async fn a_server_without_sync_support_is_listed_with_propfind() {
         reports, 1,
         "sync-collection is not asked again once refused"
     );
+}
+
+/// A PROPFIND answer for the calendar's CTag: its value, or `None` for a server without one.
+fn ctag_answer(ctag: Option<&str>) -> String {
+    let (prop, status) = match ctag {
+        Some(v) => (format!("<cs:getctag>{v}</cs:getctag>"), "200 OK"),
+        None => ("<cs:getctag/>".to_string(), "404 Not Found"),
+    };
+    format!(
+        "<?xml version=\"1.0\"?><d:multistatus xmlns:d=\"DAV:\" xmlns:cs=\"http://calendarserver.org/ns/\">\
+         <d:response><d:href>{CAL}</d:href><d:propstat><d:prop>{prop}</d:prop>\
+         <d:status>HTTP/1.1 {status}</d:status></d:propstat></d:response></d:multistatus>"
+    )
+}
+
+/// Requests of each method the mock saw: (PROPFIND, REPORT).
+fn by_method(mock: &Mock) -> (usize, usize) {
+    let seen = mock.requests();
+    let n = |m: &str| seen.iter().filter(|r| r.method == m).count();
+    (n("PROPFIND"), n("REPORT"))
+}
+
+#[tokio::test]
+async fn an_unchanged_ctag_answers_a_listing_with_one_propfind() {
+    let ctag = Arc::new(std::sync::Mutex::new("\"c1\"".to_string()));
+    let now = ctag.clone();
+    let mock = Mock::start(move |req, _| match req.method.as_str() {
+        "PROPFIND" => Answer::new(207, ctag_answer(Some(&now.lock().unwrap()))),
+        _ => Answer::new(207, listing()),
+    })
+    .await;
+    let s = store(&mock);
+    // A full listing asks no CTag; the first listing from its token reads it.
+    let full = s.changes(&cal(), None).await.unwrap();
+    assert_eq!(by_method(&mock), (0, 1));
+    let first = s.changes(&cal(), full.token.as_ref()).await.unwrap();
+    assert_eq!(by_method(&mock), (1, 2));
+    // Unchanged since: one PROPFIND, no report, nothing moved, the same watermark.
+    let quiet = s.changes(&cal(), first.token.as_ref()).await.unwrap();
+    assert_eq!(by_method(&mock), (2, 2));
+    assert!(!quiet.complete && quiet.changed.is_empty() && quiet.deleted.is_empty());
+    assert_eq!(quiet.token, first.token);
+    // The CTag moves: the report is asked and its answer returned.
+    *ctag.lock().unwrap() = "\"c2\"".to_string();
+    let moved = s.changes(&cal(), quiet.token.as_ref()).await.unwrap();
+    assert_eq!(by_method(&mock), (3, 3));
+    assert_eq!(moved.changed.len(), 1, "{moved:?}");
+    assert_ne!(moved.token, quiet.token);
+    let quiet = s.changes(&cal(), moved.token.as_ref()).await.unwrap();
+    assert!(quiet.changed.is_empty());
+    assert_eq!(by_method(&mock), (4, 3));
+}
+
+#[tokio::test]
+async fn a_server_without_ctag_is_asked_once_per_watermark() {
+    let mock = Mock::start(|req, _| match req.method.as_str() {
+        "PROPFIND" => Answer::new(207, ctag_answer(None)),
+        _ => Answer::new(207, listing()),
+    })
+    .await;
+    let s = store(&mock);
+    let mut token = s.changes(&cal(), None).await.unwrap().token;
+    for _ in 0..3 {
+        let c = s.changes(&cal(), token.as_ref()).await.unwrap();
+        assert_eq!(c.changed.len(), 1, "every listing is the server's report");
+        token = c.token;
+    }
+    assert_eq!(by_method(&mock), (1, 4));
+}
+
+#[tokio::test]
+async fn a_ctag_answer_the_listing_would_not_meet_is_no_ctag_but_an_outage_fails_it() {
+    // 403 on the PROPFIND alone: the report decides.
+    let mock = Mock::start(|req, _| match req.method.as_str() {
+        "PROPFIND" => Answer::new(403, "no"),
+        _ => Answer::new(207, listing()),
+    })
+    .await;
+    let s = store(&mock);
+    let c = s
+        .changes(&cal(), Some(&SyncToken::new("t0")))
+        .await
+        .unwrap();
+    assert_eq!(c.changed.len(), 1);
+    // 503 on everything: the listing fails as it would have without the CTag.
+    let mock = Mock::start(|_, _| Answer::new(503, "down")).await;
+    let e = store(&mock)
+        .changes(&cal(), Some(&SyncToken::new("t0")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.to_string().contains("PROPFIND"), "{e}");
 }
 
 /// A config with pairs from a real Radicale source to the given targets.

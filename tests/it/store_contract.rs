@@ -128,6 +128,14 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
             "{quiet:?}"
         );
     }
+    // The watermark of a quiet listing (a CalDAV store's holds the calendar's CTag by then):
+    // still quiet, and then it shows what moved as the first one does.
+    let settled = quiet.token.clone();
+    let still = store.changes(&cal, settled.as_ref()).await.unwrap();
+    assert!(
+        still.complete || (still.changed.is_empty() && still.deleted.is_empty()),
+        "{still:?}"
+    );
     let c = store
         .create(&cal, "c.ics", &ics("c", "three"))
         .await
@@ -136,19 +144,21 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
         .update(&a.href, &a2, &ics("a", "one edited twice"))
         .await
         .unwrap();
-    let delta = store.changes(&cal, since.as_ref()).await.unwrap();
-    let mut moved: Vec<_> = delta
-        .changed
-        .iter()
-        .map(|v| (v.href.clone(), v.etag.clone()))
-        .collect();
-    moved.sort();
     let mut want = vec![
         (a.href.clone(), a4.clone()),
         (c.href.clone(), c.etag.clone()),
     ];
     want.sort();
-    assert_eq!(moved, want, "{delta:?}");
+    for from in [&since, &settled, &still.token] {
+        let delta = store.changes(&cal, from.as_ref()).await.unwrap();
+        let mut moved: Vec<_> = delta
+            .changed
+            .iter()
+            .map(|v| (v.href.clone(), v.etag.clone()))
+            .collect();
+        moved.sort();
+        assert_eq!(moved, want, "from {from:?}: {delta:?}");
+    }
     store.delete(&c.href, &c.etag).await.unwrap();
     let delta = store.changes(&cal, since.as_ref()).await.unwrap();
     if delta.complete {
@@ -210,6 +220,18 @@ async fn vdir_store_meets_the_contract() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Once a watermark holds the calendar's CTag, a listing with nothing new is one request.
+async fn quiet_listing_is_one_request(server: &common::dav::DavServer, cal: &str) {
+    let store = server.store();
+    let cal: CalendarPath = cal.parse().unwrap();
+    let full = store.changes(&cal, None).await.unwrap();
+    let settled = store.changes(&cal, full.token.as_ref()).await.unwrap();
+    let before = store.counts().unwrap().requests;
+    let quiet = store.changes(&cal, settled.token.as_ref()).await.unwrap();
+    assert!(!quiet.complete && quiet.changed.is_empty() && quiet.deleted.is_empty());
+    assert_eq!(store.counts().unwrap().requests - before, 1);
+}
+
 #[tokio::test]
 async fn radicale_meets_the_contract() {
     let server = common::dav::DavServer::radicale();
@@ -221,6 +243,7 @@ async fn radicale_meets_the_contract() {
         missing.parse().unwrap(),
     )
     .await;
+    quiet_listing_is_one_request(&server, &cal).await;
 }
 
 #[tokio::test]
@@ -234,6 +257,7 @@ async fn xandikos_meets_the_contract() {
         missing.parse().unwrap(),
     )
     .await;
+    quiet_listing_is_one_request(&server, &cal).await;
 }
 
 #[tokio::test]
