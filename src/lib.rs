@@ -22,8 +22,3 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
-
-// Every pass allocates many short-lived buffers on several threads (agents, the SQLite worker);
-// glibc's allocator spent about a sixth of first-sync CPU on them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
