@@ -2,10 +2,11 @@
 //!
 //! Listing uses `sync-collection` (RFC 6578) with the stored token. The stored watermark also
 //! holds the calendar's CTag, so an unchanged calendar costs one PROPFIND of that property, which
-//! servers answer more cheaply than a sync-collection report (Radicale about a fifth faster). A truncated answer (507 on the collection) is continued from its new token; an
-//! invalid token (Radicale: 403 `valid-sync-token`, Xandikos: 412) falls back to a full listing;
-//! a server without sync support is listed with PROPFIND Depth 1. Reads are
-//! `calendar-multiget`; writes are conditional PUT/DELETE.
+//! servers answer more cheaply than a sync-collection report (Radicale about a fifth faster). A
+//! truncated answer (507 on the collection) is continued from its new token; an invalid token
+//! (Radicale: 403 `valid-sync-token`, Xandikos: 412) falls back to a full listing; a server
+//! without sync support is listed with PROPFIND Depth 1. Reads are `calendar-multiget`; writes
+//! are conditional PUT/DELETE.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
