@@ -226,6 +226,15 @@ async fn quiet_listing_is_one_request(server: &common::dav::DavServer, cal: &str
     let cal: CalendarPath = cal.parse().unwrap();
     let full = store.changes(&cal, None).await.unwrap();
     let settled = store.changes(&cal, full.token.as_ref()).await.unwrap();
+    // The watermark holds a CTag after the token: else the one request would be a report.
+    let token = settled.token.clone().unwrap();
+    assert!(
+        token
+            .as_str()
+            .split_once('\n')
+            .is_some_and(|(_, ctag)| !ctag.is_empty()),
+        "no CTag in {token:?}"
+    );
     let before = store.counts().unwrap().requests;
     let quiet = store.changes(&cal, settled.token.as_ref()).await.unwrap();
     assert!(!quiet.complete && quiet.changed.is_empty() && quiet.deleted.is_empty());
