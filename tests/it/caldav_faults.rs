@@ -216,13 +216,9 @@ async fn a_server_without_sync_support_is_listed_with_propfind() {
         assert_eq!(c.changed.len(), 1);
         assert_eq!(c.changed[0].etag.as_str(), "\"9\"");
     }
-    let reports = mock
-        .requests()
-        .iter()
-        .filter(|r| r.method == "REPORT")
-        .count();
     assert_eq!(
-        reports, 1,
+        by_method(&mock).1,
+        1,
         "sync-collection is not asked again once refused"
     );
 }
