@@ -57,7 +57,7 @@ impl State {
         .bind(holder)
         .bind(kind.as_str())
         .bind(ms(ttl))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await
         .map_err(self.err("acquiring lease"))?;
         if let Some(r) = row {
@@ -107,7 +107,7 @@ impl State {
         .bind(ms(ttl))
         .bind(calendar)
         .bind(from)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await
         .map_err(self.err("acquiring lease"))?;
         Ok(row.map(|r| Lease {
@@ -132,7 +132,7 @@ impl State {
         .bind(&lease.calendar)
         .bind(&lease.holder)
         .bind(lease.token)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err("renewing lease"))?;
         let renewed = done.rows_affected() == 1;
@@ -177,7 +177,7 @@ impl State {
         for l in leases {
             q = q.bind(&l.calendar).bind(&l.holder).bind(l.token);
         }
-        q.execute(&self.pool)
+        q.execute(self.writes())
             .await
             .map_err(self.err("releasing lease"))?;
         Ok(())
@@ -191,7 +191,7 @@ impl State {
         ))
         .bind(calendar)
         .bind(holder)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err("releasing lease"))?;
         Ok(done.rows_affected() == 1)
@@ -204,7 +204,7 @@ impl State {
             "UPDATE leases SET expires_at = NOW_MS WHERE holder = $1 AND expires_at > NOW_MS",
         ))
         .bind(holder)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err("releasing leases"))?;
         Ok(())

@@ -84,7 +84,12 @@ pub(crate) fn run_status(r: &DbRow, at: usize) -> Option<RunStatus> {
 
 #[derive(Clone)]
 pub struct State {
+    /// Reads. On PostgreSQL writes too; SQLite's writes have [`State::writes`].
     pub(crate) pool: Pool,
+    /// The pool every write goes through: on SQLite one connection, whose page cache no other
+    /// connection of this process invalidates by writing (a write elsewhere drops a
+    /// connection's whole cache at its next transaction); on PostgreSQL `pool` itself.
+    writes: Pool,
     backend: Backend,
     /// Where the state is, as errors name it (a file, or a URL without password).
     place: String,
@@ -113,11 +118,12 @@ impl State {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err("creating its folder", e.into()))?;
         }
-        let pool = sqlite::connect(path)
+        let (pool, writes) = sqlite::connect(path)
             .await
             .map_err(|(what, e)| err(what, e))?;
         Ok(State {
             pool,
+            writes,
             backend: Backend::Sqlite,
             place: place.clone(),
             path: Some(path.to_path_buf()),
@@ -145,6 +151,7 @@ impl State {
                     .await
                     .map_err(|(what, e)| err(what, e))?;
                 Ok(State {
+                    writes: pool.clone(),
                     pool,
                     backend: Backend::Postgres,
                     place: url.clone(),
@@ -164,11 +171,15 @@ impl State {
     pub fn for_this_runtime(&self, connections: u32) -> State {
         match &self.reopen {
             None => self.clone(),
-            Some(options) => State {
-                pool: postgres::pool(options, connections),
-                runtime_pool: true,
-                ..self.clone()
-            },
+            Some(options) => {
+                let pool = postgres::pool(options, connections);
+                State {
+                    writes: pool.clone(),
+                    pool,
+                    runtime_pool: true,
+                    ..self.clone()
+                }
+            }
         }
     }
 
@@ -189,31 +200,48 @@ impl State {
         }
     }
 
+    /// Where a write outside [`State::write_tx`] goes (see [`State::writes`]).
+    pub(crate) fn writes(&self) -> &Pool {
+        &self.writes
+    }
+
     /// A write transaction, begun as the backend needs; inside fenced work ([`fenced`]), only
     /// while the writer's leases are still its own.
     pub(crate) async fn write_tx(&self, what: &'static str) -> StateResult<Tx> {
         let mut tx = match self.backend {
-            Backend::Sqlite => sqlite::write_tx(&self.pool).await,
-            Backend::Postgres => postgres::write_tx(&self.pool).await,
+            Backend::Sqlite => sqlite::write_tx(&self.writes).await,
+            Backend::Postgres => postgres::write_tx(&self.writes).await,
         }
         .map_err(self.err(what))?;
         self.check_fence(&mut tx, what).await?;
         Ok(tx)
     }
 
-    /// `text` in the backend's own spelling of what the two spell differently: `NOW_MS` (the
-    /// database's clock in unix ms, which every node shares) and `FOR_SHARE` (a row lock kept to
-    /// the end of the transaction; SQLite's write transaction already excludes other writers).
-    /// On SQLite, parameters numbered in order become anonymous ([`rows::statement`]).
-    pub(crate) fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<String> {
-        let (now, share) = match self.backend {
-            Backend::Sqlite => (sqlite::NOW_MS, ""),
-            Backend::Postgres => (postgres::NOW_MS, " FOR SHARE"),
-        };
-        rows::statement(
-            text.replace("NOW_MS", now).replace(" FOR_SHARE", share),
-            self.backend == Backend::Sqlite,
-        )
+    /// `text` in the backend's own spelling ([`rows::statement`]).
+    pub(crate) fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<Arc<str>> {
+        rows::statement(text.to_owned(), self.backend == Backend::Sqlite)
+    }
+
+    /// `hrefs`, or none when `pair` has no rows in `table` at all (the usual case): then there
+    /// is nothing to forget, found with a read instead of a write transaction. Only the pair's
+    /// lease holder adds its rows, so none appear meanwhile. `table` is a name from this crate.
+    pub(crate) async fn to_forget<'h>(
+        &self,
+        table: &'static str,
+        pair: &PairId,
+        hrefs: &'h [Href],
+    ) -> StateResult<&'h [Href]> {
+        if hrefs.is_empty() {
+            return Ok(hrefs);
+        }
+        let any = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM {table} WHERE pair_id = $1 LIMIT 1"
+        )))
+        .bind(pair.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err("reading what to forget"))?;
+        Ok(if any.is_some() { hrefs } else { &[] })
     }
 
     /// The database's clock (unix ms).
@@ -702,15 +730,22 @@ impl State {
         settled: &[Href],
         window: &str,
     ) -> StateResult<()> {
+        let settled = self.to_forget("outside_window", pair, settled).await?;
         if put.is_empty() && settled.is_empty() {
             return Ok(());
         }
         let _turn = self.turn().await;
         let what = "recording items outside the window";
         let mut tx = self.write_tx(what).await?;
-        forget_rows(&mut tx, "outside_window", pair, side, settled)
-            .await
-            .map_err(self.err(what))?;
+        delete_listed(
+            &mut tx,
+            ("outside_window", "href"),
+            pair,
+            Some(side),
+            settled,
+        )
+        .await
+        .map_err(self.err(what))?;
         let kept = rows::last_per_key(put, |o| o.href.clone());
         for chunk in rows::chunks(&kept, 8) {
             let text = format!(
@@ -893,6 +928,7 @@ impl State {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writes.close().await;
     }
 }
 
@@ -913,36 +949,10 @@ async fn delete_pair_rows(
     Ok(())
 }
 
-/// Deletes the rows of `hrefs` on `side` from a per-pair table keyed by (pair_id, side, href),
-/// skipping the deletes when the pair has no rows there at all (the usual case).
-pub(crate) async fn forget_rows(
-    tx: &mut Tx,
-    table: &'static str,
-    pair: &PairId,
-    side: Side,
-    hrefs: &[Href],
-) -> Result<(), sqlx::Error> {
-    if hrefs.is_empty() {
-        return Ok(());
-    }
-    // `table` is a name from this crate, never input.
-    let any = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM {table} WHERE pair_id = $1 LIMIT 1"
-    )))
-    .bind(pair.as_str())
-    .fetch_optional(&mut **tx)
-    .await?
-    .is_some();
-    if any {
-        delete_listed(tx, (table, "href"), pair, Some(side), hrefs).await?;
-    }
-    Ok(())
-}
-
 /// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
 /// of `hrefs`, one statement per chunk (`table` and `column` are names from this crate, never
 /// input).
-async fn delete_listed(
+pub(crate) async fn delete_listed(
     tx: &mut Tx,
     (table, column): (&'static str, &'static str),
     pair: &PairId,

@@ -66,7 +66,7 @@ impl State {
         .bind(&node.version)
         .bind(&node.listen)
         .bind(ttl.as_millis() as i64)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err(what))?;
         drop(_turn);
@@ -131,7 +131,7 @@ impl State {
             for p in chunk {
                 q = q.bind(*p);
             }
-            q.execute(&self.pool)
+            q.execute(self.writes())
                 .await
                 .map_err(self.err("releasing claims"))?;
         }

@@ -124,7 +124,7 @@ impl State {
         .bind(state.failures() as i64)
         .bind(next_run)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err("saving pair state"))?;
         Ok(())
@@ -166,13 +166,15 @@ impl State {
         faults: &[ItemFault],
         settled: &[Href],
     ) -> StateResult<Vec<Href>> {
+        let settled = self.to_forget("quarantine", pair, settled).await?;
         if faults.is_empty() && settled.is_empty() {
             return Ok(Vec::new());
         }
         let what = "recording item failures";
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
-        crate::state::forget_rows(&mut tx, "quarantine", pair, side, settled)
+        let listed = ("quarantine", "href");
+        crate::state::delete_listed(&mut tx, listed, pair, Some(side), settled)
             .await
             .map_err(self.err(what))?;
         let now = now_ms();
@@ -276,7 +278,7 @@ impl State {
         )
         .bind(pair.map(PairId::as_str))
         .bind(pair.map(PairId::as_str))
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
         .map_err(self.err("marking quarantined items for retry"))?;
         Ok(done.rows_affected())

@@ -75,7 +75,7 @@ impl State {
     pub async fn save_push_subscription(&self, s: &PushSubscription) -> StateResult<()> {
         let what = "saving a push subscription";
         let _turn = self.turn().await;
-        let mut tx = self.pool.begin().await.map_err(self.err(what))?;
+        let mut tx = self.writes().begin().await.map_err(self.err(what))?;
         sqlx::query("DELETE FROM push_subscriptions WHERE pair_id = $1 AND side = $2")
             .bind(&s.pair)
             .bind(&s.side)
@@ -110,7 +110,7 @@ impl State {
         let _turn = self.turn().await;
         sqlx::query("DELETE FROM push_subscriptions WHERE token = $1")
             .bind(token)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await
             .map_err(self.err("forgetting a push subscription"))?;
         Ok(())

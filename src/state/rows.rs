@@ -2,18 +2,58 @@
 //! statement per chunk, not one per row, so a pass's bookkeeping costs a few round trips to the
 //! database whatever its size.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 /// Values bound per statement at most. Far under SQLite's limit (32,766) and PostgreSQL's
 /// (65,535).
 const VALUES_PER_STATEMENT: usize = 256;
 
-/// `text` as the backend binds it fastest. SQLite finds each numbered parameter (`$N`) by a scan
-/// of all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost.
-/// When `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
-pub(super) fn statement(text: String, sqlite: bool) -> sqlx::AssertSqlSafe<String> {
-    match sqlite.then(|| anonymous(&text)).flatten() {
-        Some(plain) => sqlx::AssertSqlSafe(plain),
-        None => sqlx::AssertSqlSafe(text),
+/// Statement texts kept once spelled out: at most this many, then the memory starts over.
+const TEXTS_KEPT: usize = 2048;
+
+/// A statement's final text, built once per process: a pass builds the same few texts (one per
+/// statement and chunk length) again and again, and spelling out hundreds of placeholders
+/// costs more than looking the text up.
+fn remembered<K: Eq + std::hash::Hash>(
+    memory: &'static std::sync::OnceLock<std::sync::Mutex<HashMap<K, Arc<str>>>>,
+    key: K,
+    build: impl FnOnce(&K) -> String,
+) -> Arc<str> {
+    let memory = memory.get_or_init(Default::default);
+    if let Some(text) = memory.lock().expect("not poisoned").get(&key) {
+        return text.clone();
     }
+    let text: Arc<str> = build(&key).into();
+    let mut kept = memory.lock().expect("not poisoned");
+    if kept.len() >= TEXTS_KEPT {
+        kept.clear();
+    }
+    kept.insert(key, text.clone());
+    text
+}
+
+/// `text` in the backend's own spelling of what the two spell differently: `NOW_MS` (the
+/// database's clock in unix ms, which every node shares) and `FOR_SHARE` (a row lock kept to the
+/// end of the transaction; SQLite's write transaction already excludes other writers).
+///
+/// And as the backend binds it fastest. SQLite finds each numbered parameter (`$N`) by a scan of
+/// all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost. When
+/// `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
+pub(super) fn statement(text: String, sqlite: bool) -> sqlx::AssertSqlSafe<Arc<str>> {
+    static TEXTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, bool), Arc<str>>>> =
+        std::sync::OnceLock::new();
+    sqlx::AssertSqlSafe(remembered(&TEXTS, (text, sqlite), |(text, sqlite)| {
+        let (now, share) = match sqlite {
+            true => (super::sqlite::NOW_MS, ""),
+            false => (super::postgres::NOW_MS, " FOR SHARE"),
+        };
+        let text = text.replace("NOW_MS", now).replace(" FOR_SHARE", share);
+        match sqlite.then(|| anonymous(&text)).flatten() {
+            Some(plain) => plain,
+            None => text,
+        }
+    }))
 }
 
 /// Whether `conn` is SQLite's.
@@ -47,23 +87,27 @@ pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
 }
 
 /// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
-pub(super) fn groups(rows: usize, cols: usize, first: usize) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
+pub(super) fn groups(rows: usize, cols: usize, first: usize) -> Arc<str> {
+    static TEXTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(usize, usize, usize), Arc<str>>>> =
+        std::sync::OnceLock::new();
+    remembered(&TEXTS, (rows, cols, first), |&(rows, cols, first)| {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(rows * cols * 6);
+        for r in 0..rows {
+            if r > 0 {
                 out.push_str(", ");
             }
-            write!(out, "${}", first + r * cols + c).expect("writing to a String");
+            out.push('(');
+            for c in 0..cols {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                write!(out, "${}", first + r * cols + c).expect("writing to a String");
+            }
+            out.push(')');
         }
-        out.push(')');
-    }
-    out
+        out
+    })
 }
 
 /// The last of the items that share a key, in their order: a batch applied as one statement
@@ -104,7 +148,7 @@ mod tests {
 
     #[test]
     fn sqlite_gets_anonymous_parameters_only_when_they_mean_the_same() {
-        let plain = |t: &str, sqlite| statement(t.to_string(), sqlite).0;
+        let plain = |t: &str, sqlite| statement(t.to_string(), sqlite).0.to_string();
         let text = format!("DELETE FROM t WHERE a = $1 AND b IN {}", groups(1, 11, 2));
         assert_eq!(
             plain(&text, true),
@@ -120,12 +164,21 @@ mod tests {
             assert_eq!(plain(kept, true), kept);
         }
         assert_eq!(plain("SELECT 1", true), "SELECT 1");
+        assert_eq!(
+            plain("SELECT NOW_MS FROM t FOR_SHARE", true),
+            format!("SELECT {} FROM t", crate::state::sqlite::NOW_MS)
+        );
+        assert_eq!(
+            plain("SELECT NOW_MS FROM t FOR_SHARE", false),
+            format!("SELECT {} FROM t FOR SHARE", crate::state::postgres::NOW_MS)
+        );
     }
 
     #[test]
     fn groups_number_placeholders_row_by_row() {
-        assert_eq!(groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
-        assert_eq!(groups(1, 1, 1), "($1)");
+        assert_eq!(&*groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(&*groups(1, 1, 1), "($1)");
+        assert_eq!(&*groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)", "remembered alike");
     }
 
     #[test]

@@ -19,8 +19,9 @@ pub const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
                        PRAGMA busy_timeout = 30000;";
 
-/// Opens (creating if needed) and migrates the database file at `path`.
-pub async fn connect(path: &Path) -> Result<Pool, Failure> {
+/// Opens (creating if needed) and migrates the database file at `path`: a pool to read and
+/// one to write.
+pub async fn connect(path: &Path) -> Result<(Pool, Pool), Failure> {
     sqlx::any::install_default_drivers();
     let url = AnyConnectOptions::from_url(&url_of(path).map_err(|e| ("naming", e.into()))?)
         .map_err(|e| ("naming", e.into()))?;
@@ -40,34 +41,39 @@ pub async fn connect(path: &Path) -> Result<Pool, Failure> {
     .await
     .map_err(|e| ("taking turns with another process opening it", e.into()))?
     .map_err(|e| ("taking turns with another process opening it", e.into()))?;
-    // A connection to a local file does not go stale while idle: no test on each acquire (a
-    // round trip to its worker thread; sqlx still tests each connection as it is released).
-    let pool = AnyPoolOptions::new()
-        .max_connections(4)
-        .test_before_acquire(false)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::raw_sql(PRAGMAS).execute(conn).await?;
-                Ok(())
+    let pool = |size| {
+        // A connection to a local file does not go stale while idle: no test on each acquire
+        // (a round trip to its worker thread; sqlx still tests each connection as it is
+        // released).
+        AnyPoolOptions::new()
+            .max_connections(size)
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(PRAGMAS).execute(conn).await?;
+                    Ok(())
+                })
             })
-        })
-        .connect_with(url)
-        .await
-        .map_err(|e| ("opening", e.into()))?;
+            .connect_with(url.clone())
+    };
+    // SQLite writes one transaction at a time: one connection writes, so its page cache stays
+    // warm, and three read beside it.
+    let writes = pool(1).await.map_err(|e| ("opening", e.into()))?;
     let wal = sqlx::raw_sql("PRAGMA journal_mode = WAL")
-        .execute(&pool)
+        .execute(&writes)
         .await
         .map_err(|e| ("switching to WAL", e.into()));
     let migrated = match wal {
         Ok(_) => MIGRATOR
-            .run(&pool)
+            .run(&writes)
             .await
             .map_err(|e| ("migrating", e.into())),
         Err(e) => Err(e),
     };
     drop(lock);
     migrated?;
-    Ok(pool)
+    let reads = pool(3).await.map_err(|e| ("opening", e.into()))?;
+    Ok((reads, writes))
 }
 
 /// `sqlite://PATH?mode=rwc` with the path percent-encoded.
