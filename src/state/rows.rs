@@ -1,6 +1,7 @@
 //! Statements over many rows at once: a batch of mappings, pending creates or index rows is one
 //! statement per chunk, not one per row, so a pass's bookkeeping costs a few round trips to the
-//! database whatever its size.
+//! database whatever its size. And every statement's final text: spelled for its backend and
+//! built once per process.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +13,14 @@ const VALUES_PER_STATEMENT: usize = 256;
 /// Statement texts kept once spelled out: at most this many, then the memory starts over.
 const TEXTS_KEPT: usize = 2048;
 
+/// Texts spelled out, by what they were built from.
+type Texts<K> = std::sync::OnceLock<std::sync::Mutex<HashMap<K, Arc<str>>>>;
+
 /// A statement's final text, built once per process: a pass builds the same few texts (one per
 /// statement and chunk length) again and again, and spelling out hundreds of placeholders
 /// costs more than looking the text up.
 fn remembered<K: Eq + std::hash::Hash>(
-    memory: &'static std::sync::OnceLock<std::sync::Mutex<HashMap<K, Arc<str>>>>,
+    memory: &'static Texts<K>,
     key: K,
     build: impl FnOnce(&K) -> String,
 ) -> Arc<str> {
@@ -41,8 +45,7 @@ fn remembered<K: Eq + std::hash::Hash>(
 /// all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost. When
 /// `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
 pub(super) fn statement(text: String, sqlite: bool) -> sqlx::AssertSqlSafe<Arc<str>> {
-    static TEXTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, bool), Arc<str>>>> =
-        std::sync::OnceLock::new();
+    static TEXTS: Texts<(String, bool)> = std::sync::OnceLock::new();
     sqlx::AssertSqlSafe(remembered(&TEXTS, (text, sqlite), |(text, sqlite)| {
         let (now, share) = match sqlite {
             true => (super::sqlite::NOW_MS, ""),
@@ -88,8 +91,7 @@ pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
 
 /// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
 pub(super) fn groups(rows: usize, cols: usize, first: usize) -> Arc<str> {
-    static TEXTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(usize, usize, usize), Arc<str>>>> =
-        std::sync::OnceLock::new();
+    static TEXTS: Texts<(usize, usize, usize)> = std::sync::OnceLock::new();
     remembered(&TEXTS, (rows, cols, first), |&(rows, cols, first)| {
         use std::fmt::Write;
         let mut out = String::with_capacity(rows * cols * 6);
@@ -178,7 +180,11 @@ mod tests {
     fn groups_number_placeholders_row_by_row() {
         assert_eq!(&*groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
         assert_eq!(&*groups(1, 1, 1), "($1)");
-        assert_eq!(&*groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)", "remembered alike");
+        assert_eq!(
+            &*groups(2, 3, 2),
+            "($2, $3, $4), ($5, $6, $7)",
+            "remembered alike"
+        );
     }
 
     #[test]
