@@ -623,20 +623,20 @@ impl Engine {
         Ok((moved + gone) as u64)
     }
 
-    /// Saves each side's new sync token; an unchanged one (a quiet calendar) needs no write.
+    /// Saves each side's new sync token, both in one transaction; an unchanged one (a quiet
+    /// calendar) needs no write.
     async fn save_watermarks(
         &self,
         pair: &PairConfig,
         tokens: &[(Option<SyncToken>, Option<SyncToken>); 2],
     ) -> Result<(), StateError> {
-        for (side, (old, new)) in [Side::A, Side::B].into_iter().zip(tokens) {
-            if old != new {
-                self.state
-                    .set_watermark(&pair.id, side, new.as_ref())
-                    .await?;
-            }
-        }
-        Ok(())
+        let moved: Vec<(Side, Option<&SyncToken>)> = [Side::A, Side::B]
+            .into_iter()
+            .zip(tokens)
+            .filter(|(_, (old, new))| old != new)
+            .map(|(side, (_, new))| (side, new.as_ref()))
+            .collect();
+        self.state.set_watermarks(&pair.id, &moved).await
     }
 
     /// The lease guard of a writer of one calendar (sync, dedupe, repair): [`Self::under_leases`]

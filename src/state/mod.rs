@@ -874,25 +874,38 @@ impl State {
         side: Side,
         token: Option<&SyncToken>,
     ) -> StateResult<()> {
+        self.set_watermarks(pair, &[(side, token)]).await
+    }
+
+    /// Moves the watermarks of these sides (`None` forgets one), in one transaction.
+    pub async fn set_watermarks(
+        &self,
+        pair: &PairId,
+        moved: &[(Side, Option<&SyncToken>)],
+    ) -> StateResult<()> {
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let what = "writing watermark";
         let _turn = self.turn().await;
-        let mut tx = self.write_tx("writing watermark").await?;
-        let q = match token {
-            Some(t) => sqlx::query(
-                "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (pair_id, side) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
-            )
-            .bind(pair.as_str())
-            .bind(side.as_str())
-            .bind(t.as_str())
-            .bind(now_ms()),
-            None => sqlx::query("DELETE FROM watermarks WHERE pair_id = $1 AND side = $2")
+        let mut tx = self.write_tx(what).await?;
+        for (side, token) in moved {
+            let q = match token {
+                Some(t) => sqlx::query(
+                    "INSERT INTO watermarks (pair_id, side, token, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (pair_id, side) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
+                )
                 .bind(pair.as_str())
-                .bind(side.as_str()),
-        };
-        q.execute(&mut *tx)
-            .await
-            .map_err(self.err("writing watermark"))?;
-        tx.commit().await.map_err(self.err("writing watermark"))
+                .bind(side.as_str())
+                .bind(t.as_str())
+                .bind(now_ms()),
+                None => sqlx::query("DELETE FROM watermarks WHERE pair_id = $1 AND side = $2")
+                    .bind(pair.as_str())
+                    .bind(side.as_str()),
+            };
+            q.execute(&mut *tx).await.map_err(self.err(what))?;
+        }
+        tx.commit().await.map_err(self.err(what))
     }
 
     /// Status of the given pairs, in the order given; pairs the state has never seen are omitted.

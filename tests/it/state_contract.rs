@@ -309,6 +309,11 @@ async fn watermarks_per_side(s: &State) {
     assert_eq!(s.watermarks(&id).await.unwrap(), (tok("a-2"), tok("b-1")));
     s.set_watermark(&id, Side::A, None).await.unwrap();
     assert_eq!(s.watermarks(&id).await.unwrap(), (None, tok("b-1")));
+    // Both sides at once: one moves, the other is forgotten.
+    s.set_watermarks(&id, &[(Side::A, tok("a-3").as_ref()), (Side::B, None)])
+        .await
+        .unwrap();
+    assert_eq!(s.watermarks(&id).await.unwrap(), (tok("a-3"), None));
 }
 
 async fn cutover(s: &State) {
