@@ -219,7 +219,7 @@ impl State {
 
     /// `text` in the backend's own spelling ([`rows::statement`]).
     pub(crate) fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<Arc<str>> {
-        rows::statement(text.to_owned(), self.backend == Backend::Sqlite)
+        rows::statement(text, self.backend == Backend::Sqlite)
     }
 
     /// `hrefs`, or none when `pair` has no rows in `table` at all (the usual case): then there
@@ -981,7 +981,7 @@ pub(crate) async fn delete_listed(
             "DELETE FROM {table} WHERE pair_id = $1{on_side} AND {column} IN {}",
             rows::groups(1, chunk.len(), first)
         );
-        let mut q = sqlx::query(rows::statement(text, rows::on_sqlite(tx))).bind(pair.as_str());
+        let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
         if let Some(side) = side {
             q = q.bind(side.as_str());
         }
@@ -1004,7 +1004,7 @@ async fn clear_pending_rows(
             "DELETE FROM pending_creates WHERE pair_id = $1 AND (a_href, b_href) IN (VALUES {})",
             rows::groups(chunk.len(), 2, 2)
         );
-        let mut q = sqlx::query(rows::statement(text, rows::on_sqlite(tx))).bind(pair.as_str());
+        let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
         for (a, b) in chunk {
             q = q.bind(a.as_str()).bind(b.as_str());
         }

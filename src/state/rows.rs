@@ -18,22 +18,26 @@ type Texts<K> = std::sync::OnceLock<std::sync::Mutex<HashMap<K, Arc<str>>>>;
 
 /// A statement's final text, built once per process: a pass builds the same few texts (one per
 /// statement and chunk length) again and again, and spelling out hundreds of placeholders
-/// costs more than looking the text up.
-fn remembered<K: Eq + std::hash::Hash>(
+/// costs more than looking the text up. A borrowed key finds it, so a hit allocates nothing.
+fn remembered<K, Q>(
     memory: &'static Texts<K>,
-    key: K,
-    build: impl FnOnce(&K) -> String,
-) -> Arc<str> {
+    key: &Q,
+    build: impl FnOnce(&Q) -> String,
+) -> Arc<str>
+where
+    K: Eq + std::hash::Hash + std::borrow::Borrow<Q>,
+    Q: Eq + std::hash::Hash + ToOwned<Owned = K> + ?Sized,
+{
     let memory = memory.get_or_init(Default::default);
-    if let Some(text) = memory.lock().expect("not poisoned").get(&key) {
+    if let Some(text) = memory.lock().expect("not poisoned").get(key) {
         return text.clone();
     }
-    let text: Arc<str> = build(&key).into();
+    let text: Arc<str> = build(key).into();
     let mut kept = memory.lock().expect("not poisoned");
     if kept.len() >= TEXTS_KEPT {
         kept.clear();
     }
-    kept.insert(key, text.clone());
+    kept.insert(key.to_owned(), text.clone());
     text
 }
 
@@ -44,9 +48,11 @@ fn remembered<K: Eq + std::hash::Hash>(
 /// And as the backend binds it fastest. SQLite finds each numbered parameter (`$N`) by a scan of
 /// all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost. When
 /// `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
-pub(super) fn statement(text: String, sqlite: bool) -> sqlx::AssertSqlSafe<Arc<str>> {
-    static TEXTS: Texts<(String, bool)> = std::sync::OnceLock::new();
-    sqlx::AssertSqlSafe(remembered(&TEXTS, (text, sqlite), |(text, sqlite)| {
+pub(super) fn statement(text: &str, sqlite: bool) -> sqlx::AssertSqlSafe<Arc<str>> {
+    static SQLITE: Texts<String> = std::sync::OnceLock::new();
+    static POSTGRES: Texts<String> = std::sync::OnceLock::new();
+    let memory = if sqlite { &SQLITE } else { &POSTGRES };
+    sqlx::AssertSqlSafe(remembered(memory, text, |text| {
         let (now, share) = match sqlite {
             true => (super::sqlite::NOW_MS, ""),
             false => (super::postgres::NOW_MS, " FOR SHARE"),
@@ -92,7 +98,7 @@ pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
 /// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
 pub(super) fn groups(rows: usize, cols: usize, first: usize) -> Arc<str> {
     static TEXTS: Texts<(usize, usize, usize)> = std::sync::OnceLock::new();
-    remembered(&TEXTS, (rows, cols, first), |&(rows, cols, first)| {
+    remembered(&TEXTS, &(rows, cols, first), |&(rows, cols, first)| {
         use std::fmt::Write;
         let mut out = String::with_capacity(rows * cols * 6);
         for r in 0..rows {
@@ -150,7 +156,7 @@ mod tests {
 
     #[test]
     fn sqlite_gets_anonymous_parameters_only_when_they_mean_the_same() {
-        let plain = |t: &str, sqlite| statement(t.to_string(), sqlite).0.to_string();
+        let plain = |t: &str, sqlite| statement(t, sqlite).0.to_string();
         let text = format!("DELETE FROM t WHERE a = $1 AND b IN {}", groups(1, 11, 2));
         assert_eq!(
             plain(&text, true),
