@@ -520,49 +520,50 @@ impl State {
             .into_iter()
             .copied()
             .collect();
-        let now = now_ms();
-        for chunk in rows::chunks(&kept, 2) {
-            // Another mapping claiming one of these B hrefs goes (its item was replaced there).
-            let text = format!(
-                "DELETE FROM mappings WHERE pair_id = $1 AND b_href IN {} \
-                 AND (a_href, b_href) NOT IN (VALUES {})",
-                rows::groups(1, chunk.len(), 2),
-                rows::groups(chunk.len(), 2, 2 + chunk.len())
-            );
-            let mut q = sqlx::query(self.sql(&text)).bind(pair.as_str());
-            for m in chunk {
-                q = q.bind(m.b_href.as_str());
-            }
-            for m in chunk {
-                q = q.bind(m.a_href.as_str()).bind(m.b_href.as_str());
-            }
-            q.execute(&mut **tx).await?;
+        if kept.is_empty() {
+            return Ok(());
         }
-        for chunk in rows::chunks(&kept, 9) {
-            let text = format!(
-                "INSERT INTO mappings (pair_id, a_href, a_etag, b_href, b_etag, identity_organizer, \
-                 identity_uid, content_hash, updated_at) VALUES {} \
-                 ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
-                 b_href = excluded.b_href, b_etag = excluded.b_etag, \
-                 identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
-                 content_hash = excluded.content_hash, updated_at = excluded.updated_at",
-                rows::groups(chunk.len(), 9, 1)
-            );
-            let mut q = sqlx::query(self.sql(&text));
-            for m in chunk {
-                q = q
-                    .bind(pair.as_str())
-                    .bind(m.a_href.as_str())
-                    .bind(m.a_etag.as_str())
-                    .bind(m.b_href.as_str())
-                    .bind(m.b_etag.as_str())
-                    .bind(m.identity.organizer_str())
-                    .bind(m.identity.uid.as_str())
-                    .bind(m.hash.to_string())
-                    .bind(now);
-            }
-            q.execute(&mut **tx).await?;
-        }
+        let json = rows::json(
+            &kept
+                .iter()
+                .map(|m| {
+                    (
+                        m.a_href.as_str(),
+                        m.a_etag.as_str(),
+                        m.b_href.as_str(),
+                        m.b_etag.as_str(),
+                        m.identity.organizer_str(),
+                        m.identity.uid.as_str(),
+                        rows::Shown(&m.hash),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        // Another mapping claiming one of these B hrefs goes (its item was replaced there).
+        sqlx::query(self.sql(
+            "DELETE FROM mappings WHERE pair_id = $1 \
+             AND b_href IN (SELECT value->>2 FROM JSON_ROWS($2)) \
+             AND (a_href, b_href) NOT IN (SELECT value->>0, value->>2 FROM JSON_ROWS($2))",
+        ))
+        .bind(pair.as_str())
+        .bind(json.as_str())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(self.sql(
+            "INSERT INTO mappings (pair_id, a_href, a_etag, b_href, b_etag, identity_organizer, \
+             identity_uid, content_hash, updated_at) \
+             SELECT $1, value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, $3 \
+             FROM JSON_ROWS($2) WHERE true \
+             ON CONFLICT (pair_id, a_href) DO UPDATE SET a_etag = excluded.a_etag, \
+             b_href = excluded.b_href, b_etag = excluded.b_etag, \
+             identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
+             content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+        ))
+        .bind(pair.as_str())
+        .bind(json.as_str())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -579,29 +580,37 @@ impl State {
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
         let kept = rows::last_per_key(pendings, |p| (p.a_href.clone(), p.b_href.clone()));
-        let now = now_ms();
-        for chunk in rows::chunks(&kept, 9) {
-            let text = format!(
-                "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, identity_uid, \
-                 created_at, to_side, hash, is_update) VALUES {} \
+        if !kept.is_empty() {
+            let json = rows::json(
+                &kept
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.a_href.as_str(),
+                            p.b_href.as_str(),
+                            p.identity.organizer_str(),
+                            p.identity.uid.as_str(),
+                            p.to.as_str(),
+                            p.hash.as_ref().map(rows::Shown),
+                            i64::from(p.update),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            sqlx::query(self.sql(
+                "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, \
+                 identity_uid, created_at, to_side, hash, is_update) \
+                 SELECT $1, value->>0, value->>1, value->>2, value->>3, $3, value->>4, value->>5, \
+                 CAST(value->>6 AS BIGINT) FROM JSON_ROWS($2) WHERE true \
                  ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
                  to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
-                rows::groups(chunk.len(), 9, 1)
-            );
-            let mut q = sqlx::query(self.sql(&text));
-            for p in chunk {
-                q = q
-                    .bind(pair.as_str())
-                    .bind(p.a_href.as_str())
-                    .bind(p.b_href.as_str())
-                    .bind(p.identity.organizer_str())
-                    .bind(p.identity.uid.as_str())
-                    .bind(now)
-                    .bind(p.to.as_str())
-                    .bind(p.hash.map(|h| h.to_string()))
-                    .bind(i64::from(p.update));
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
+            ))
+            .bind(pair.as_str())
+            .bind(json.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
         }
         tx.commit().await.map_err(self.err(what))
     }
@@ -747,27 +756,37 @@ impl State {
         .await
         .map_err(self.err(what))?;
         let kept = rows::last_per_key(put, |o| o.href.clone());
-        for chunk in rows::chunks(&kept, 8) {
-            let text = format!(
-                "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, identity_uid, enters_at, \"window\") \
-                 VALUES {} ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
+        if !kept.is_empty() {
+            let json = rows::json(
+                &kept
+                    .iter()
+                    .map(|o| {
+                        (
+                            o.href.as_str(),
+                            o.etag.as_str(),
+                            o.identity.organizer_str(),
+                            o.identity.uid.as_str(),
+                            o.enters,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            sqlx::query(self.sql(
+                "INSERT INTO outside_window (pair_id, side, href, etag, identity_organizer, \
+                 identity_uid, enters_at, \"window\") \
+                 SELECT $1, $2, value->>0, value->>1, value->>2, value->>3, \
+                 CAST(value->>4 AS BIGINT), $3 FROM JSON_ROWS($4) WHERE true \
+                 ON CONFLICT (pair_id, side, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid, \
                  enters_at = excluded.enters_at, \"window\" = excluded.\"window\"",
-                rows::groups(chunk.len(), 8, 1)
-            );
-            let mut q = sqlx::query(self.sql(&text));
-            for o in chunk {
-                q = q
-                    .bind(pair.as_str())
-                    .bind(side.as_str())
-                    .bind(o.href.as_str())
-                    .bind(o.etag.as_str())
-                    .bind(o.identity.organizer_str())
-                    .bind(o.identity.uid.as_str())
-                    .bind(o.enters)
-                    .bind(window);
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
+            ))
+            .bind(pair.as_str())
+            .bind(side.as_str())
+            .bind(window)
+            .bind(json.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
         }
         tx.commit().await.map_err(self.err(what))
     }
@@ -816,23 +835,31 @@ impl State {
             .await
             .map_err(self.err(what))?;
         let kept = rows::last_per_key(read, |(href, _, _)| href.clone());
-        for chunk in rows::chunks(&kept, 5) {
-            let text = format!(
-                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) VALUES {} \
+        if !kept.is_empty() {
+            let json = rows::json(
+                &kept
+                    .iter()
+                    .map(|(href, etag, identity)| {
+                        (
+                            href.as_str(),
+                            etag.as_str(),
+                            identity.as_ref().map_or("", |i| i.organizer_str()),
+                            identity.as_ref().map_or("", |i| i.uid.as_str()),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            sqlx::query(self.sql(
+                "INSERT INTO target_items (pair_id, href, etag, identity_organizer, identity_uid) \
+                 SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM JSON_ROWS($2) WHERE true \
                  ON CONFLICT (pair_id, href) DO UPDATE SET etag = excluded.etag, \
                  identity_organizer = excluded.identity_organizer, identity_uid = excluded.identity_uid",
-                rows::groups(chunk.len(), 5, 1)
-            );
-            let mut q = sqlx::query(self.sql(&text));
-            for (href, etag, identity) in chunk {
-                q = q
-                    .bind(pair.as_str())
-                    .bind(href.as_str())
-                    .bind(etag.as_str())
-                    .bind(identity.as_ref().map_or("", |i| i.organizer_str()))
-                    .bind(identity.as_ref().map_or("", |i| i.uid.as_str()));
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
+            ))
+            .bind(pair.as_str())
+            .bind(json.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
         }
         tx.commit().await.map_err(self.err("updating target index"))
     }
@@ -963,8 +990,7 @@ async fn delete_pair_rows(
 }
 
 /// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
-/// of `hrefs`, one statement per chunk (`table` and `column` are names from this crate, never
-/// input).
+/// of `hrefs`, in one statement (`table` and `column` are names from this crate, never input).
 pub(crate) async fn delete_listed(
     tx: &mut Tx,
     (table, column): (&'static str, &'static str),
@@ -972,24 +998,25 @@ pub(crate) async fn delete_listed(
     side: Option<Side>,
     hrefs: &[Href],
 ) -> Result<(), sqlx::Error> {
-    let (on_side, first) = match side {
-        Some(_) => (" AND side = $2", 3),
-        None => ("", 2),
-    };
-    for chunk in rows::chunks(hrefs, 1) {
-        let text = format!(
-            "DELETE FROM {table} WHERE pair_id = $1{on_side} AND {column} IN {}",
-            rows::groups(1, chunk.len(), first)
-        );
-        let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
-        if let Some(side) = side {
-            q = q.bind(side.as_str());
-        }
-        for href in chunk {
-            q = q.bind(href.as_str());
-        }
-        q.execute(&mut **tx).await?;
+    if hrefs.is_empty() {
+        return Ok(());
     }
+    let json = rows::json(&hrefs.iter().map(|h| [h.as_str()]).collect::<Vec<_>>());
+    let text = match side {
+        Some(_) => format!(
+            "DELETE FROM {table} WHERE pair_id = $1 AND side = $2 \
+             AND {column} IN (SELECT value->>0 FROM JSON_ROWS($3))"
+        ),
+        None => format!(
+            "DELETE FROM {table} WHERE pair_id = $1 \
+             AND {column} IN (SELECT value->>0 FROM JSON_ROWS($2))"
+        ),
+    };
+    let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
+    if let Some(side) = side {
+        q = q.bind(side.as_str());
+    }
+    q.bind(json.as_str()).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -999,16 +1026,23 @@ async fn clear_pending_rows(
     pair: &PairId,
     keys: &[(&Href, &Href)],
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows::chunks(keys, 2) {
-        let text = format!(
-            "DELETE FROM pending_creates WHERE pair_id = $1 AND (a_href, b_href) IN (VALUES {})",
-            rows::groups(chunk.len(), 2, 2)
-        );
-        let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
-        for (a, b) in chunk {
-            q = q.bind(a.as_str()).bind(b.as_str());
-        }
-        q.execute(&mut **tx).await?;
+    if keys.is_empty() {
+        return Ok(());
     }
+    let json = rows::json(
+        &keys
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    sqlx::query(rows::statement(
+        "DELETE FROM pending_creates WHERE pair_id = $1 \
+         AND (a_href, b_href) IN (SELECT value->>0, value->>1 FROM JSON_ROWS($2))",
+        rows::on_sqlite(tx),
+    ))
+    .bind(pair.as_str())
+    .bind(json.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

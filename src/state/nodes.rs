@@ -39,9 +39,6 @@ pub struct NodeRow {
     pub pairs: i64,
 }
 
-/// Pairs claimed in one statement: well under either backend's limit of bound values.
-const CHUNK: usize = 400;
-
 /// Dead and stopped nodes are listed for a day, then forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -95,46 +92,44 @@ impl State {
     /// Claims `pairs` for `node` where free: unclaimed, or claimed by a node that is not alive.
     /// Returns the pairs claimed now; of two nodes claiming one pair, one gets it.
     pub async fn claim(&self, node: &str, pairs: &[&str]) -> StateResult<Vec<String>> {
-        let mut got = Vec::new();
-        for chunk in pairs.chunks(CHUNK) {
-            let text = format!(
-                "INSERT INTO claims (pair_id, node, claimed_at) VALUES {} \
-                 ON CONFLICT (pair_id) DO UPDATE SET node = excluded.node, claimed_at = excluded.claimed_at \
-                 WHERE claims.node <> excluded.node AND NOT EXISTS \
-                 (SELECT 1 FROM nodes n WHERE n.id = claims.node AND {ALIVE}) \
-                 RETURNING pair_id",
-                super::rows::groups(chunk.len(), 1, 2).replace(')', ", $1, NOW_MS)")
-            );
-            let _turn = self.turn().await;
-            let mut q = sqlx::query_scalar(self.sql(&text)).bind(node);
-            for p in chunk {
-                q = q.bind(*p);
-            }
-            let claimed: Vec<String> = q
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.err("claiming pairs"))?;
-            got.extend(claimed);
+        if pairs.is_empty() {
+            return Ok(Vec::new());
         }
+        let json = super::rows::json(&pairs.iter().map(|p| [p]).collect::<Vec<_>>());
+        let text = format!(
+            "INSERT INTO claims (pair_id, node, claimed_at) \
+             SELECT value->>0, $1, NOW_MS FROM JSON_ROWS($2) WHERE true \
+             ON CONFLICT (pair_id) DO UPDATE SET node = excluded.node, claimed_at = excluded.claimed_at \
+             WHERE claims.node <> excluded.node AND NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.id = claims.node AND {ALIVE}) \
+             RETURNING pair_id"
+        );
+        let _turn = self.turn().await;
+        let got = sqlx::query_scalar(self.sql(&text))
+            .bind(node)
+            .bind(json.as_str())
+            .fetch_all(self.writes())
+            .await
+            .map_err(self.err("claiming pairs"))?;
         Ok(got)
     }
 
     /// Gives up `node`'s claims on `pairs` (handed to another node).
     pub async fn release_claims(&self, node: &str, pairs: &[&str]) -> StateResult<()> {
-        let _turn = self.turn().await;
-        for chunk in pairs.chunks(CHUNK) {
-            let text = format!(
-                "DELETE FROM claims WHERE node = $1 AND pair_id IN {}",
-                super::rows::groups(1, chunk.len(), 2)
-            );
-            let mut q = sqlx::query(self.sql(&text)).bind(node);
-            for p in chunk {
-                q = q.bind(*p);
-            }
-            q.execute(self.writes())
-                .await
-                .map_err(self.err("releasing claims"))?;
+        if pairs.is_empty() {
+            return Ok(());
         }
+        let json = super::rows::json(&pairs.iter().map(|p| [p]).collect::<Vec<_>>());
+        let _turn = self.turn().await;
+        sqlx::query(self.sql(
+            "DELETE FROM claims WHERE node = $1 \
+             AND pair_id IN (SELECT value->>0 FROM JSON_ROWS($2))",
+        ))
+        .bind(node)
+        .bind(json.as_str())
+        .execute(self.writes())
+        .await
+        .map_err(self.err("releasing claims"))?;
         Ok(())
     }
 

@@ -65,42 +65,45 @@ impl State {
         now: i64,
         window: &str,
     ) -> StateResult<Vec<Peek>> {
-        let mut out = Vec::with_capacity(pairs.len());
-        for chunk in rows::chunks(pairs, 3) {
-            let text = format!(
-                "SELECT k.id, p.a_calendar, p.b_calendar, COALESCE(p.direction, 'one-way'), p.cutover_at, \
-                 (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'a'), \
-                 (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'b'), \
-                 (SELECT COUNT(*) FROM pending_creates WHERE pair_id = k.id), \
-                 (SELECT COUNT(*) FROM mappings WHERE pair_id = k.id), \
-                 (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id), \
-                 (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id AND (quarantined = 0 OR retry <> 0)), \
-                 (SELECT COUNT(*) FROM outside_window WHERE pair_id = k.id \
-                    AND (enters_at <= $1 OR \"window\" <> $2)), \
-                 s.state, s.reason, s.until, s.failures, s.next_run, \
-                 (SELECT COUNT(*) FROM leases WHERE calendar = k.a AND expires_at > NOW_MS), \
-                 (SELECT COUNT(*) FROM leases WHERE calendar = k.b AND expires_at > NOW_MS) \
-                 FROM (SELECT column1 AS id, column2 AS a, column3 AS b FROM (VALUES {}) AS t) k \
-                 LEFT JOIN pairs p ON p.id = k.id \
-                 LEFT JOIN pair_states s ON s.pair_id = k.id",
-                rows::groups(chunk.len(), 3, 3)
-            );
-            let mut q = sqlx::query(self.sql(&text)).bind(now).bind(window);
-            for (pair, [a, b]) in chunk {
-                q = q.bind(pair.as_str()).bind(*a).bind(*b);
-            }
-            let found = q
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.err("reading pairs"))?;
-            let by_id: std::collections::HashMap<String, Peek> = found
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = rows::json(
+            &pairs
                 .iter()
-                .map(|r| (r.get::<String, _>(0), peek_of(r)))
-                .collect();
-            for (pair, _) in chunk {
-                let peek = by_id.get(pair.as_str()).cloned();
-                out.push(peek.ok_or_else(|| self.bad_row("reading pairs", "a pair read no row"))?);
-            }
+                .map(|(pair, [a, b])| [pair.as_str(), a, b])
+                .collect::<Vec<_>>(),
+        );
+        let text = "SELECT k.id, p.a_calendar, p.b_calendar, COALESCE(p.direction, 'one-way'), p.cutover_at, \
+             (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'a'), \
+             (SELECT token FROM watermarks WHERE pair_id = k.id AND side = 'b'), \
+             (SELECT COUNT(*) FROM pending_creates WHERE pair_id = k.id), \
+             (SELECT COUNT(*) FROM mappings WHERE pair_id = k.id), \
+             (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id), \
+             (SELECT COUNT(*) FROM quarantine WHERE pair_id = k.id AND (quarantined = 0 OR retry <> 0)), \
+             (SELECT COUNT(*) FROM outside_window WHERE pair_id = k.id \
+                AND (enters_at <= $1 OR \"window\" <> $2)), \
+             s.state, s.reason, s.until, s.failures, s.next_run, \
+             (SELECT COUNT(*) FROM leases WHERE calendar = k.a AND expires_at > NOW_MS), \
+             (SELECT COUNT(*) FROM leases WHERE calendar = k.b AND expires_at > NOW_MS) \
+             FROM (SELECT value->>0 AS id, value->>1 AS a, value->>2 AS b FROM JSON_ROWS($3)) k \
+             LEFT JOIN pairs p ON p.id = k.id \
+             LEFT JOIN pair_states s ON s.pair_id = k.id";
+        let found = sqlx::query(self.sql(text))
+            .bind(now)
+            .bind(window)
+            .bind(json.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pairs"))?;
+        let by_id: std::collections::HashMap<String, Peek> = found
+            .iter()
+            .map(|r| (r.get::<String, _>(0), peek_of(r)))
+            .collect();
+        let mut out = Vec::with_capacity(pairs.len());
+        for (pair, _) in pairs {
+            let peek = by_id.get(pair.as_str()).cloned();
+            out.push(peek.ok_or_else(|| self.bad_row("reading pairs", "a pair read no row"))?);
         }
         Ok(out)
     }
@@ -130,20 +133,20 @@ impl State {
         pruned.sort_unstable();
         pruned.dedup();
         let now = crate::domain::time::now_ms();
-        for chunk in rows::chunks(&pruned, 1) {
-            let text = format!(
-                "DELETE FROM runs WHERE pair_id IN {} AND started_at < $1 AND started_at < \
+        if !pruned.is_empty() {
+            let json = rows::json(&pruned.iter().map(|p| [p]).collect::<Vec<_>>());
+            sqlx::query(self.sql(
+                "DELETE FROM runs WHERE pair_id IN (SELECT value->>0 FROM JSON_ROWS($1)) \
+                 AND started_at < $2 AND started_at < \
                  (SELECT r.started_at FROM runs r WHERE r.pair_id = runs.pair_id \
-                  ORDER BY r.started_at DESC LIMIT 1 OFFSET $2)",
-                rows::groups(1, chunk.len(), 3)
-            );
-            let mut q = sqlx::query(self.sql(&text))
-                .bind(now - HOUR_MS)
-                .bind(RUNS_KEPT - 1);
-            for p in chunk {
-                q = q.bind(*p);
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
+                  ORDER BY r.started_at DESC LIMIT 1 OFFSET $3)",
+            ))
+            .bind(json.as_str())
+            .bind(now - HOUR_MS)
+            .bind(RUNS_KEPT - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
         }
         // Lag counts from the pass that first saw a change it could not apply; a pass that
         // applied everything clears it. An unknown backlog leaves both as they were, and so does
@@ -151,80 +154,100 @@ impl State {
         // recorded at once). A pair's second pass of the batch goes in a second round, after its
         // first; the passes themselves are inserted after.
         for round in rows::rounds(runs, |(p, _)| p.clone()) {
-            for chunk in rows::chunks(&round, 9) {
-                let text = format!(
-                    "UPDATE pairs SET \
-                     last_success_at = CASE WHEN v.ok = 1 AND (pairs.last_success_at IS NULL \
-                         OR pairs.last_success_at < v.at) THEN v.at ELSE pairs.last_success_at END, \
-                     pending_since = CASE WHEN v.backlog IS NULL OR v.stale = 1 THEN pairs.pending_since \
-                         WHEN v.backlog = 0 THEN NULL ELSE COALESCE(pairs.pending_since, v.started) END, \
-                     backlog = CASE WHEN v.stale = 1 THEN pairs.backlog \
-                         ELSE COALESCE(v.backlog, pairs.backlog) END, \
-                     total_created = pairs.total_created + v.created, \
-                     total_updated = pairs.total_updated + v.updated, \
-                     total_deleted = pairs.total_deleted + v.deleted, \
-                     total_adopted = pairs.total_adopted + v.adopted \
-                     FROM (SELECT column1 AS id, column2 AS ok, column3 AS at, column4 AS started, \
-                       column5 AS backlog, column6 AS created, column7 AS updated, column8 AS deleted, \
-                       column9 AS adopted, CASE WHEN EXISTS (SELECT 1 FROM runs r \
-                         WHERE r.pair_id = t.column1 AND r.started_at > t.column4) THEN 1 ELSE 0 END AS stale \
-                       FROM (VALUES {}) AS t) AS v \
-                     WHERE pairs.id = v.id",
-                    rows::groups(chunk.len(), 9, 1)
-                );
-                let mut q = sqlx::query(self.sql(&text));
-                for (pair, run) in chunk.iter().copied() {
-                    let c = &run.counts;
-                    q = q
-                        .bind(pair.as_str())
-                        .bind(i64::from(run.outcome == Outcome::Ok))
-                        .bind(run.finished_at)
-                        .bind(run.started_at)
-                        .bind(c.backlog.map(|b| b as i64))
-                        .bind(c.created as i64)
-                        .bind(c.updated as i64)
-                        .bind(c.deleted as i64)
-                        .bind(c.adopted as i64);
-                }
-                q.execute(&mut *tx).await.map_err(self.err(what))?;
-            }
-        }
-        for chunk in rows::chunks(runs, 18) {
-            let text = format!(
-                "INSERT INTO runs (id, pair_id, kind, started_at, node, finished_at, outcome, created, \
-                 updated, deleted, unchanged, failed, error, adopted, requests, failed_requests, \
-                 throttled, backlog) SELECT * FROM (VALUES {}) AS v \
-                 WHERE v.column2 IN (SELECT id FROM pairs)",
-                rows::groups(chunk.len(), 18, 1)
+            let json = rows::json(
+                &round
+                    .iter()
+                    .map(|(pair, run)| {
+                        let c = &run.counts;
+                        (
+                            pair.as_str(),
+                            i64::from(run.outcome == Outcome::Ok),
+                            run.finished_at,
+                            run.started_at,
+                            c.backlog,
+                            c.created,
+                            c.updated,
+                            c.deleted,
+                            c.adopted,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
             );
-            let mut q = sqlx::query(self.sql(&text));
-            for (pair, run) in chunk {
-                let c = &run.counts;
-                q = q
-                    .bind(&run.id)
-                    .bind(pair.as_str())
-                    .bind(match run.kind {
+            sqlx::query(self.sql(
+                "UPDATE pairs SET \
+                 last_success_at = CASE WHEN v.ok AND (pairs.last_success_at IS NULL \
+                     OR pairs.last_success_at < v.at) THEN v.at ELSE pairs.last_success_at END, \
+                 pending_since = CASE WHEN v.backlog IS NULL OR v.stale THEN pairs.pending_since \
+                     WHEN v.backlog = 0 THEN NULL ELSE COALESCE(pairs.pending_since, v.started) END, \
+                 backlog = CASE WHEN v.stale THEN pairs.backlog \
+                     ELSE COALESCE(v.backlog, pairs.backlog) END, \
+                 total_created = pairs.total_created + v.created, \
+                 total_updated = pairs.total_updated + v.updated, \
+                 total_deleted = pairs.total_deleted + v.deleted, \
+                 total_adopted = pairs.total_adopted + v.adopted \
+                 FROM (SELECT t.*, EXISTS (SELECT 1 FROM runs r \
+                     WHERE r.pair_id = t.id AND r.started_at > t.started) AS stale \
+                   FROM (SELECT value->>0 AS id, CAST(value->>1 AS BIGINT) = 1 AS ok, \
+                     CAST(value->>2 AS BIGINT) AS at, CAST(value->>3 AS BIGINT) AS started, \
+                     CAST(value->>4 AS BIGINT) AS backlog, CAST(value->>5 AS BIGINT) AS created, \
+                     CAST(value->>6 AS BIGINT) AS updated, CAST(value->>7 AS BIGINT) AS deleted, \
+                     CAST(value->>8 AS BIGINT) AS adopted FROM JSON_ROWS($1)) AS t) AS v \
+                 WHERE pairs.id = v.id",
+            ))
+            .bind(json.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        }
+        let json = rows::json(
+            &runs
+                .iter()
+                .map(|(pair, run)| {
+                    let c = &run.counts;
+                    let kind = match run.kind {
                         RunKind::Sync => "sync",
                         RunKind::Resync => "resync",
-                    })
-                    .bind(run.started_at)
-                    .bind(&run.node)
-                    .bind(run.finished_at)
-                    .bind(run.outcome.as_str())
-                    .bind(c.created as i64)
-                    .bind(c.updated as i64)
-                    .bind(c.deleted as i64)
-                    .bind(c.unchanged as i64)
-                    .bind(c.failed as i64)
-                    .bind(run.error.as_deref())
-                    .bind(c.adopted as i64)
-                    .bind(c.requests as i64)
-                    .bind(c.failed_requests as i64)
-                    .bind(c.throttled as i64)
-                    .bind(c.backlog.map(|b| b as i64));
-            }
-            q.execute(&mut *tx).await.map_err(self.err(what))?;
-        }
+                    };
+                    // Wider than the widest tuple serde writes as an array.
+                    serde_json::json!([
+                        run.id,
+                        pair.as_str(),
+                        kind,
+                        run.started_at,
+                        run.node,
+                        run.finished_at,
+                        run.outcome.as_str(),
+                        c.created,
+                        c.updated,
+                        c.deleted,
+                        c.unchanged,
+                        c.failed,
+                        run.error,
+                        c.adopted,
+                        c.requests,
+                        c.failed_requests,
+                        c.throttled,
+                        c.backlog,
+                    ])
+                })
+                .collect::<Vec<_>>(),
+        );
+        sqlx::query(self.sql(
+            "INSERT INTO runs (id, pair_id, kind, started_at, node, finished_at, outcome, created, \
+             updated, deleted, unchanged, failed, error, adopted, requests, failed_requests, \
+             throttled, backlog) \
+             SELECT value->>0, value->>1, value->>2, CAST(value->>3 AS BIGINT), value->>4, \
+             CAST(value->>5 AS BIGINT), value->>6, CAST(value->>7 AS BIGINT), \
+             CAST(value->>8 AS BIGINT), CAST(value->>9 AS BIGINT), CAST(value->>10 AS BIGINT), \
+             CAST(value->>11 AS BIGINT), value->>12, CAST(value->>13 AS BIGINT), \
+             CAST(value->>14 AS BIGINT), CAST(value->>15 AS BIGINT), CAST(value->>16 AS BIGINT), \
+             CAST(value->>17 AS BIGINT) \
+             FROM JSON_ROWS($1) WHERE value->>1 IN (SELECT id FROM pairs)",
+        ))
+        .bind(json.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err(what))?;
         tx.commit().await.map_err(self.err(what))
     }
 }

@@ -1,33 +1,22 @@
 //! Statements over many rows at once: a batch of mappings, pending creates or index rows is one
-//! statement per chunk, not one per row, so a pass's bookkeeping costs a few round trips to the
-//! database whatever its size. And every statement's final text: spelled for its backend and
-//! built once per process.
+//! statement with the rows bound as one value, not one statement per row, so a pass's
+//! bookkeeping costs a few round trips to the database whatever its size. And every statement's
+//! final text: spelled for its backend and built once per process.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Arc;
-
-/// Values bound per statement at most. Far under SQLite's limit (32,766) and PostgreSQL's
-/// (65,535).
-const VALUES_PER_STATEMENT: usize = 256;
 
 /// Statement texts kept once spelled out: at most this many, then the memory starts over.
 const TEXTS_KEPT: usize = 2048;
 
-/// Texts spelled out, by what they were built from.
-type Texts<K> = std::sync::OnceLock<std::sync::Mutex<HashMap<K, Arc<str>>>>;
+/// Texts spelled out, by the text they were spelled from.
+type Texts = std::sync::OnceLock<std::sync::Mutex<HashMap<String, Arc<str>>>>;
 
-/// A statement's final text, built once per process: a pass builds the same few texts (one per
-/// statement and chunk length) again and again, and spelling out hundreds of placeholders
-/// costs more than looking the text up. A borrowed key finds it, so a hit allocates nothing.
-fn remembered<K, Q>(
-    memory: &'static Texts<K>,
-    key: &Q,
-    build: impl FnOnce(&Q) -> String,
-) -> Arc<str>
-where
-    K: Eq + std::hash::Hash + std::borrow::Borrow<Q>,
-    Q: Eq + std::hash::Hash + ToOwned<Owned = K> + ?Sized,
-{
+/// A statement's final text, built once per process: a pass spells the same few texts again and
+/// again, and rewriting them costs more than looking them up. A borrowed key finds a text, so a
+/// hit allocates nothing.
+fn remembered(memory: &'static Texts, key: &str, build: impl FnOnce(&str) -> String) -> Arc<str> {
     let memory = memory.get_or_init(Default::default);
     if let Some(text) = memory.lock().expect("not poisoned").get(key) {
         return text.clone();
@@ -42,27 +31,71 @@ where
 }
 
 /// `text` in the backend's own spelling of what the two spell differently: `NOW_MS` (the
-/// database's clock in unix ms, which every node shares) and `FOR_SHARE` (a row lock kept to the
-/// end of the transaction; SQLite's write transaction already excludes other writers).
+/// database's clock in unix ms, which every node shares), `FOR_SHARE` (a row lock kept to the
+/// end of the transaction; SQLite's write transaction already excludes other writers) and
+/// `JSON_ROWS($N)` (the rows of [`json`] bound as `$N`, see there).
 ///
 /// And as the backend binds it fastest. SQLite finds each numbered parameter (`$N`) by a scan of
 /// all of them, so binding n values costs n²; anonymous `?` are bound in order at no cost. When
 /// `$1, $2, …` each appear once and in order, the two mean the same, and SQLite gets `?`.
 pub(super) fn statement(text: &str, sqlite: bool) -> sqlx::AssertSqlSafe<Arc<str>> {
-    static SQLITE: Texts<String> = std::sync::OnceLock::new();
-    static POSTGRES: Texts<String> = std::sync::OnceLock::new();
+    static SQLITE: Texts = std::sync::OnceLock::new();
+    static POSTGRES: Texts = std::sync::OnceLock::new();
     let memory = if sqlite { &SQLITE } else { &POSTGRES };
     sqlx::AssertSqlSafe(remembered(memory, text, |text| {
         let (now, share) = match sqlite {
             true => (super::sqlite::NOW_MS, ""),
             false => (super::postgres::NOW_MS, " FOR SHARE"),
         };
-        let text = text.replace("NOW_MS", now).replace(" FOR_SHARE", share);
+        let text = json_rows(
+            &text.replace("NOW_MS", now).replace(" FOR_SHARE", share),
+            sqlite,
+        );
         match sqlite.then(|| anonymous(&text)).flatten() {
             Some(plain) => plain,
             None => text,
         }
     }))
+}
+
+/// `JSON_ROWS($N)` spelled for the backend: a table with one row per element of the JSON array
+/// bound as `$N`, in a column `value`.
+fn json_rows(text: &str, sqlite: bool) -> String {
+    const TOKEN: &str = "JSON_ROWS(";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(TOKEN) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + TOKEN.len()..];
+        let end = tail.find(')').expect("JSON_ROWS( is closed");
+        match sqlite {
+            // A row that is an array comes back as JSONB, so `value->>i` reads it unparsed.
+            true => write!(out, "jsonb_each({})", &tail[..end]),
+            false => write!(out, "jsonb_array_elements({}::jsonb)", &tail[..end]),
+        }
+        .expect("writing to a String");
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Rows bound as one value: a JSON array of rows, each an array of its values. A statement reads
+/// them as `JSON_ROWS($N)`, a table whose `value` is a row and `value->>i` its i-th value as
+/// text (`CAST(value->>i AS BIGINT)` for a number: PostgreSQL reads every value as text). A
+/// batch of any size is one statement with one bound value, where binding each value on its
+/// own costs sqlx's Any driver four allocations per text.
+pub(super) fn json<T: serde::Serialize + ?Sized>(rows: &T) -> String {
+    serde_json::to_string(rows).expect("rows of strings and numbers serialise")
+}
+
+/// A value written into [`json`] rows as its `Display` text, without a `String` of its own.
+pub(super) struct Shown<T>(pub T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 /// Whether `conn` is SQLite's.
@@ -88,34 +121,6 @@ fn anonymous(text: &str) -> Option<String> {
     }
     out.push_str(rest);
     Some(out)
-}
-
-/// The rows of `items` in chunks whose `cols` values each stay under both backends' limits.
-pub(super) fn chunks<T>(items: &[T], cols: usize) -> std::slice::Chunks<'_, T> {
-    items.chunks((VALUES_PER_STATEMENT / cols.max(1)).max(1))
-}
-
-/// `($first, $first+1, …), (…)`: `rows` groups of `cols` placeholders numbered from `first`.
-pub(super) fn groups(rows: usize, cols: usize, first: usize) -> Arc<str> {
-    static TEXTS: Texts<(usize, usize, usize)> = std::sync::OnceLock::new();
-    remembered(&TEXTS, &(rows, cols, first), |&(rows, cols, first)| {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(rows * cols * 6);
-        for r in 0..rows {
-            if r > 0 {
-                out.push_str(", ");
-            }
-            out.push('(');
-            for c in 0..cols {
-                if c > 0 {
-                    out.push_str(", ");
-                }
-                write!(out, "${}", first + r * cols + c).expect("writing to a String");
-            }
-            out.push(')');
-        }
-        out
-    })
 }
 
 /// The last of the items that share a key, in their order: a batch applied as one statement
@@ -157,12 +162,12 @@ mod tests {
     #[test]
     fn sqlite_gets_anonymous_parameters_only_when_they_mean_the_same() {
         let plain = |t: &str, sqlite| statement(t, sqlite).0.to_string();
-        let text = format!("DELETE FROM t WHERE a = $1 AND b IN {}", groups(1, 11, 2));
+        let text = "DELETE FROM t WHERE a = $1 AND b IN ($2, $3)";
         assert_eq!(
-            plain(&text, true),
-            "DELETE FROM t WHERE a = ? AND b IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            plain(text, true),
+            "DELETE FROM t WHERE a = ? AND b IN (?, ?)"
         );
-        assert_eq!(plain(&text, false), text);
+        assert_eq!(plain(text, false), text);
         for kept in [
             "SELECT $2, $1",
             "SELECT $1 WHERE x = $1",
@@ -183,25 +188,27 @@ mod tests {
     }
 
     #[test]
-    fn groups_number_placeholders_row_by_row() {
-        assert_eq!(&*groups(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
-        assert_eq!(&*groups(1, 1, 1), "($1)");
+    fn json_rows_are_spelled_for_each_backend() {
+        let plain = |t: &str, sqlite| statement(t, sqlite).0.to_string();
+        let text =
+            "SELECT value->>0 FROM JSON_ROWS($1) WHERE x IN (SELECT value->>1 FROM JSON_ROWS($1))";
         assert_eq!(
-            &*groups(2, 3, 2),
-            "($2, $3, $4), ($5, $6, $7)",
-            "remembered alike"
+            plain(text, true),
+            "SELECT value->>0 FROM jsonb_each($1) WHERE x IN (SELECT value->>1 FROM jsonb_each($1))"
         );
-    }
-
-    #[test]
-    fn chunks_stay_under_the_limit() {
-        let items = vec![0u8; 1_000];
-        let sizes: Vec<usize> = chunks(&items, 9).map(<[u8]>::len).collect();
-        assert!(sizes.iter().all(|n| n * 9 <= VALUES_PER_STATEMENT));
-        assert_eq!(sizes.iter().sum::<usize>(), 1_000);
-        assert!(
-            chunks(&items, 1000).all(|c| c.len() == 1),
-            "a row too wide still goes"
+        assert_eq!(
+            plain(text, false),
+            "SELECT value->>0 FROM jsonb_array_elements($1::jsonb) WHERE x IN \
+             (SELECT value->>1 FROM jsonb_array_elements($1::jsonb))"
+        );
+        assert_eq!(
+            plain("SELECT value->>0 FROM JSON_ROWS($2) WHERE y = $1", true),
+            "SELECT value->>0 FROM jsonb_each($2) WHERE y = $1",
+            "numbered out of order: kept as numbered"
+        );
+        assert_eq!(
+            json(&[("a\"b", Some(Shown(7)), None::<i64>)]),
+            r#"[["a\"b","7",null]]"#
         );
     }
 

@@ -38,6 +38,7 @@ macro_rules! every_check {
             pairs_and_their_calendars,
             mappings_by_pair,
             batches_as_row_by_row,
+            text_comes_back_as_written,
             pending_creates,
             watermarks_per_side,
             items_outside_the_window,
@@ -267,6 +268,82 @@ async fn batches_as_row_by_row(s: &State) {
         index[&href("/t/x.ics")],
         (Etag::new("2"), Some(identity(2)))
     );
+}
+
+/// Hrefs, etags and identities with quotes, backslashes, control characters (but NUL, which
+/// PostgreSQL's text cannot hold) and non-ASCII text come back from every batch statement
+/// exactly as they went in.
+async fn text_comes_back_as_written(s: &State) {
+    let id = alice(s).await;
+    let odd = |n: u32| format!("/s/q\"u\\o\tt\u{e9}\u{1F600} {n}.ics");
+    let who = IdentityKey::new(
+        Some("mailto:\"O'Brien\"@ex\u{e4}mple.org"),
+        "uid\\\"\n\u{2603}",
+    );
+    let m = Mapping {
+        a_href: href(&odd(1)),
+        a_etag: Etag::new("W/\"a\\\"1\""),
+        b_href: href(&odd(2)),
+        b_etag: Etag::new("\"b\u{1}\u{7f}\""),
+        identity: who.clone(),
+        hash: ContentHash(u128::MAX),
+    };
+    let p = Pending {
+        a_href: m.a_href.clone(),
+        b_href: href(&odd(3)),
+        identity: who.clone(),
+        to: Side::B,
+        hash: Some(ContentHash(u128::MAX)),
+        update: true,
+    };
+    s.add_pendings(&id, std::slice::from_ref(&p)).await.unwrap();
+    assert_eq!(s.pendings(&id).await.unwrap(), [p.clone()]);
+    s.clear_pendings(&id, &[p]).await.unwrap();
+    assert!(s.pendings(&id).await.unwrap().is_empty());
+    s.apply(&id, std::slice::from_ref(&m), &[]).await.unwrap();
+    assert_eq!(
+        sorted(s.mappings(&id).await.unwrap()),
+        sorted(vec![mapping(1), m.clone()])
+    );
+    s.apply(&id, &[], std::slice::from_ref(&m.a_href))
+        .await
+        .unwrap();
+    assert_eq!(s.mappings(&id).await.unwrap(), [mapping(1)]);
+    s.update_target_index(
+        &id,
+        &[(m.b_href.clone(), m.b_etag.clone(), Some(who.clone()))],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.target_index(&id).await.unwrap()[&m.b_href],
+        (m.b_etag.clone(), Some(who.clone()))
+    );
+    let o = OutsideWindow {
+        href: m.a_href.clone(),
+        etag: m.a_etag.clone(),
+        identity: who.clone(),
+        enters: Some(i64::MAX),
+    };
+    s.update_outside_window(&id, Side::A, &[o], &[], "w\"1")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.outside_window_identities(&id, Side::A).await.unwrap(),
+        [who]
+    );
+    let kept = s.outside_window(&id, 0, "w\"1", true).await.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|r| (&r.href, &r.etag, r.due))
+            .collect::<Vec<_>>(),
+        [(&m.a_href, &m.a_etag, false)]
+    );
+    s.update_outside_window(&id, Side::A, &[], &[m.a_href.clone()], "w\"1")
+        .await
+        .unwrap();
+    assert_eq!(s.outside_window_count(&id).await.unwrap(), 0);
 }
 
 /// Odd ones write to B, even ones to A.
