@@ -1,8 +1,9 @@
 //! The execute stage of a pass: the plan's remote writes, removals first, up to the receiving
 //! store's parallelism. They go in chunks: one state transaction checks the leases and notes a
-//! chunk's creates and updates as pending before any of them is sent (fencing), each write checks
-//! its lease's local deadline just before it is sent, and one transaction records the mappings of
-//! a chunk's finished writes. What each write came to is returned as data.
+//! chunk's creates and updates as pending before any of them is sent (fencing), recording the
+//! mappings of the writes finished meanwhile; each write checks its lease's local deadline just
+//! before it is sent; the writes still unrecorded when a chunk's worth has finished are recorded
+//! in one transaction. What each write came to is returned as data.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,7 @@ fn halts_pass(kind: ErrorKind) -> bool {
 }
 
 /// Writes per chunk, for each write the receiving store takes at once: enough that a chunk's
-/// two state transactions cost little per write, few enough that a crash leaves little to adopt.
+/// state transaction costs little per write, few enough that a crash leaves little to adopt.
 const CHUNK_PER_SLOT: usize = 8;
 
 /// What a finished write leaves for the state to record.
@@ -198,11 +199,12 @@ impl Engine {
             let mut sending = FuturesUnordered::new();
             let (mut put, mut forget) = (Vec::new(), Vec::new());
             loop {
-                // The next chunk is noted while the last writes of this one are still going.
+                // The next chunk is noted while the last writes of this one are still going, in
+                // the transaction that records the writes finished so far.
                 if queued.len() < par
                     && let Some(c) = chunks.next()
                 {
-                    queued.extend(self.note(pair, c, &stops).await?);
+                    queued.extend(self.note(pair, c, &stops, (&mut put, &mut forget)).await?);
                 }
                 while sending.len() < par
                     && let Some(step) = queued.pop_front()
@@ -276,13 +278,15 @@ impl Engine {
     }
 
     /// Before a chunk is sent: one fenced transaction notes its creates and updates as pending,
-    /// so a copy written just before a crash is found again. A lost lease (or a pass already
-    /// stopped) sends none of it.
+    /// so a copy written just before a crash is found again, and records the writes `finished`
+    /// meanwhile (emptied once recorded). A lost lease (or a pass already stopped) sends none of
+    /// it.
     async fn note(
         &self,
         pair: &PairConfig,
         chunk: Vec<Action>,
         stops: &Stops,
+        finished: (&mut Vec<Mapping>, &mut Vec<Href>),
     ) -> Result<Vec<Step>, StateError> {
         let skip = |chunk: Vec<Action>| {
             chunk
@@ -294,8 +298,17 @@ impl Engine {
             return Ok(skip(chunk));
         }
         let pendings: Vec<Pending> = chunk.iter().filter_map(|a| noted(pair, a)).collect();
-        match self.state.add_pendings(&pair.id, &pendings).await {
-            Ok(()) => Ok(chunk.into_iter().map(|a| Step::Send(Box::new(a))).collect()),
+        let (put, forget) = finished;
+        let noted = self
+            .state
+            .apply_and_note(&pair.id, put, forget, &pendings)
+            .await;
+        match noted {
+            Ok(()) => {
+                put.clear();
+                forget.clear();
+                Ok(chunk.into_iter().map(|a| Step::Send(Box::new(a))).collect())
+            }
             Err(e) => match e.lost_lease() {
                 Some(lost) => {
                     let side = [Side::A, Side::B]

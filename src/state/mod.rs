@@ -493,12 +493,32 @@ impl State {
         if put.is_empty() && delete.is_empty() {
             return Ok(());
         }
+        self.apply_and_note(pair, put, delete, &[]).await
+    }
+
+    /// Records finished writes ([`Self::apply`]) and notes the next ones as pending
+    /// ([`Self::add_pendings`]) in one transaction. With nothing to record or note it still
+    /// checks the fence: the writes about to go out are still this writer's to make.
+    pub async fn apply_and_note(
+        &self,
+        pair: &PairId,
+        put: &[Mapping],
+        delete: &[Href],
+        pendings: &[Pending],
+    ) -> StateResult<()> {
+        let what = match pendings.is_empty() {
+            true => "writing mappings",
+            false => "recording pending creates",
+        };
         let _turn = self.turn().await;
-        let mut tx = self.write_tx("writing mappings").await?;
+        let mut tx = self.write_tx(what).await?;
         self.apply_in(&mut tx, pair, put, delete)
             .await
-            .map_err(self.err("writing mappings"))?;
-        tx.commit().await.map_err(self.err("writing mappings"))
+            .map_err(self.err(what))?;
+        self.note_in(&mut tx, pair, pendings)
+            .await
+            .map_err(self.err(what))?;
+        tx.commit().await.map_err(self.err(what))
     }
 
     /// Inside `tx`: drops the mappings of `delete` (by A href), then records each of `put`,
@@ -573,46 +593,53 @@ impl State {
     }
 
     /// Notes, in one transaction, that the creates (or updates) of these copies are about to be
-    /// sent. With none it still checks the fence: the writes about to go out are still this
-    /// writer's to make.
+    /// sent. With none it still checks the fence (see [`Self::apply_and_note`]).
     pub async fn add_pendings(&self, pair: &PairId, pendings: &[Pending]) -> StateResult<()> {
-        let what = "recording pending creates";
-        let _turn = self.turn().await;
-        let mut tx = self.write_tx(what).await?;
+        self.apply_and_note(pair, &[], &[], pendings).await
+    }
+
+    /// Inside `tx`: notes these creates (or updates) as about to be sent; a later note of the
+    /// same copy replaces an earlier one.
+    async fn note_in(
+        &self,
+        tx: &mut Tx,
+        pair: &PairId,
+        pendings: &[Pending],
+    ) -> Result<(), sqlx::Error> {
         let kept = rows::last_per_key(pendings, |p| (p.a_href.clone(), p.b_href.clone()));
-        if !kept.is_empty() {
-            let json = rows::json(
-                &kept
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.a_href.as_str(),
-                            p.b_href.as_str(),
-                            p.identity.organizer_str(),
-                            p.identity.uid.as_str(),
-                            p.to.as_str(),
-                            p.hash.as_ref().map(rows::Shown),
-                            i64::from(p.update),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            sqlx::query(self.sql(
-                "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, \
-                 identity_uid, created_at, to_side, hash, is_update) \
-                 SELECT $1, value->>0, value->>1, value->>2, value->>3, $3, value->>4, value->>5, \
-                 CAST(value->>6 AS BIGINT) FROM JSON_ROWS($2) WHERE true \
-                 ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
-                 to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
-            ))
-            .bind(pair.as_str())
-            .bind(json.as_str())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err(what))?;
+        if kept.is_empty() {
+            return Ok(());
         }
-        tx.commit().await.map_err(self.err(what))
+        let json = rows::json(
+            &kept
+                .iter()
+                .map(|p| {
+                    (
+                        p.a_href.as_str(),
+                        p.b_href.as_str(),
+                        p.identity.organizer_str(),
+                        p.identity.uid.as_str(),
+                        p.to.as_str(),
+                        p.hash.as_ref().map(rows::Shown),
+                        i64::from(p.update),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        sqlx::query(self.sql(
+            "INSERT INTO pending_creates (pair_id, a_href, b_href, identity_organizer, \
+             identity_uid, created_at, to_side, hash, is_update) \
+             SELECT $1, value->>0, value->>1, value->>2, value->>3, $3, value->>4, value->>5, \
+             CAST(value->>6 AS BIGINT) FROM JSON_ROWS($2) WHERE true \
+             ON CONFLICT (pair_id, a_href, b_href) DO UPDATE SET \
+             to_side = excluded.to_side, hash = excluded.hash, is_update = excluded.is_update",
+        ))
+        .bind(pair.as_str())
+        .bind(json.as_str())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     pub async fn pendings(&self, pair: &PairId) -> StateResult<Vec<Pending>> {

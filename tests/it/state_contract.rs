@@ -297,7 +297,7 @@ async fn text_comes_back_as_written(s: &State) {
         update: true,
     };
     s.add_pendings(&id, std::slice::from_ref(&p)).await.unwrap();
-    assert_eq!(s.pendings(&id).await.unwrap(), [p.clone()]);
+    assert_eq!(s.pendings(&id).await.unwrap(), std::slice::from_ref(&p));
     s.clear_pendings(&id, &[p]).await.unwrap();
     assert!(s.pendings(&id).await.unwrap().is_empty());
     s.apply(&id, std::slice::from_ref(&m), &[]).await.unwrap();
@@ -340,7 +340,7 @@ async fn text_comes_back_as_written(s: &State) {
             .collect::<Vec<_>>(),
         [(&m.a_href, &m.a_etag, false)]
     );
-    s.update_outside_window(&id, Side::A, &[], &[m.a_href.clone()], "w\"1")
+    s.update_outside_window(&id, Side::A, &[], std::slice::from_ref(&m.a_href), "w\"1")
         .await
         .unwrap();
     assert_eq!(s.outside_window_count(&id).await.unwrap(), 0);
