@@ -532,9 +532,10 @@ impl State {
         put: &[Mapping],
         delete: &[Href],
     ) -> Result<(), sqlx::Error> {
-        delete_listed(tx, ("mappings", "a_href"), pair, None, delete).await?;
+        self.delete_listed(tx, ("mappings", "a_href"), pair, None, delete)
+            .await?;
         let settled: Vec<(&Href, &Href)> = put.iter().map(|m| (&m.a_href, &m.b_href)).collect();
-        clear_pending_rows(tx, pair, &settled).await?;
+        self.clear_pending_rows(tx, pair, &settled).await?;
         let by_a = rows::last_per_key(put, |m| m.a_href.clone());
         let kept: Vec<&Mapping> = rows::last_per_key(&by_a, |m| m.b_href.clone())
             .into_iter()
@@ -681,7 +682,7 @@ impl State {
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
         let keys: Vec<(&Href, &Href)> = settled.iter().map(|p| (&p.a_href, &p.b_href)).collect();
-        clear_pending_rows(&mut tx, pair, &keys)
+        self.clear_pending_rows(&mut tx, pair, &keys)
             .await
             .map_err(self.err(what))?;
         tx.commit().await.map_err(self.err(what))
@@ -773,7 +774,7 @@ impl State {
         let _turn = self.turn().await;
         let what = "recording items outside the window";
         let mut tx = self.write_tx(what).await?;
-        delete_listed(
+        self.delete_listed(
             &mut tx,
             ("outside_window", "href"),
             pair,
@@ -858,7 +859,7 @@ impl State {
         let what = "updating target index";
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
-        delete_listed(&mut tx, ("target_items", "href"), pair, None, gone)
+        self.delete_listed(&mut tx, ("target_items", "href"), pair, None, gone)
             .await
             .map_err(self.err(what))?;
         let kept = rows::last_per_key(read, |(href, _, _)| href.clone());
@@ -1016,60 +1017,63 @@ async fn delete_pair_rows(
     Ok(())
 }
 
-/// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
-/// of `hrefs`, in one statement (`table` and `column` are names from this crate, never input).
-pub(crate) async fn delete_listed(
-    tx: &mut Tx,
-    (table, column): (&'static str, &'static str),
-    pair: &PairId,
-    side: Option<Side>,
-    hrefs: &[Href],
-) -> Result<(), sqlx::Error> {
-    if hrefs.is_empty() {
-        return Ok(());
+impl State {
+    /// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
+    /// of `hrefs`, in one statement (`table` and `column` are names from this crate, never input).
+    pub(crate) async fn delete_listed(
+        &self,
+        tx: &mut Tx,
+        (table, column): (&'static str, &'static str),
+        pair: &PairId,
+        side: Option<Side>,
+        hrefs: &[Href],
+    ) -> Result<(), sqlx::Error> {
+        if hrefs.is_empty() {
+            return Ok(());
+        }
+        let json = rows::json(&hrefs.iter().map(|h| [h.as_str()]).collect::<Vec<_>>());
+        let text = match side {
+            Some(_) => format!(
+                "DELETE FROM {table} WHERE pair_id = $1 AND side = $2 \
+                 AND {column} IN (SELECT value->>0 FROM JSON_ROWS($3))"
+            ),
+            None => format!(
+                "DELETE FROM {table} WHERE pair_id = $1 \
+                 AND {column} IN (SELECT value->>0 FROM JSON_ROWS($2))"
+            ),
+        };
+        let mut q = sqlx::query(self.sql(&text)).bind(pair.as_str());
+        if let Some(side) = side {
+            q = q.bind(side.as_str());
+        }
+        q.bind(json.as_str()).execute(&mut **tx).await?;
+        Ok(())
     }
-    let json = rows::json(&hrefs.iter().map(|h| [h.as_str()]).collect::<Vec<_>>());
-    let text = match side {
-        Some(_) => format!(
-            "DELETE FROM {table} WHERE pair_id = $1 AND side = $2 \
-             AND {column} IN (SELECT value->>0 FROM JSON_ROWS($3))"
-        ),
-        None => format!(
-            "DELETE FROM {table} WHERE pair_id = $1 \
-             AND {column} IN (SELECT value->>0 FROM JSON_ROWS($2))"
-        ),
-    };
-    let mut q = sqlx::query(rows::statement(&text, rows::on_sqlite(tx))).bind(pair.as_str());
-    if let Some(side) = side {
-        q = q.bind(side.as_str());
-    }
-    q.bind(json.as_str()).execute(&mut **tx).await?;
-    Ok(())
-}
 
-/// Inside `tx`: drops the pending creates of these (A href, B href) pairs.
-async fn clear_pending_rows(
-    tx: &mut Tx,
-    pair: &PairId,
-    keys: &[(&Href, &Href)],
-) -> Result<(), sqlx::Error> {
-    if keys.is_empty() {
-        return Ok(());
+    /// Inside `tx`: drops the pending creates of these (A href, B href) pairs.
+    async fn clear_pending_rows(
+        &self,
+        tx: &mut Tx,
+        pair: &PairId,
+        keys: &[(&Href, &Href)],
+    ) -> Result<(), sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let json = rows::json(
+            &keys
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        sqlx::query(self.sql(
+            "DELETE FROM pending_creates WHERE pair_id = $1 \
+             AND (a_href, b_href) IN (SELECT value->>0, value->>1 FROM JSON_ROWS($2))",
+        ))
+        .bind(pair.as_str())
+        .bind(json.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
-    let json = rows::json(
-        &keys
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect::<Vec<_>>(),
-    );
-    sqlx::query(rows::statement(
-        "DELETE FROM pending_creates WHERE pair_id = $1 \
-         AND (a_href, b_href) IN (SELECT value->>0, value->>1 FROM JSON_ROWS($2))",
-        rows::on_sqlite(tx),
-    ))
-    .bind(pair.as_str())
-    .bind(json.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

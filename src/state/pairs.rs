@@ -174,7 +174,7 @@ impl State {
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
         let listed = ("quarantine", "href");
-        crate::state::delete_listed(&mut tx, listed, pair, Some(side), settled)
+        self.delete_listed(&mut tx, listed, pair, Some(side), settled)
             .await
             .map_err(self.err(what))?;
         let now = now_ms();

@@ -98,11 +98,6 @@ impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
     }
 }
 
-/// Whether `conn` is SQLite's.
-pub(super) fn on_sqlite(conn: &sqlx::AnyConnection) -> bool {
-    conn.backend_name() == "SQLite"
-}
-
 /// `text` with `$1, $2, …` as `?`, if each appears once and in order.
 fn anonymous(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
