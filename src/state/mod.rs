@@ -1018,8 +1018,9 @@ async fn delete_pair_rows(
 }
 
 impl State {
-    /// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is one
-    /// of `hrefs`, in one statement (`table` and `column` are names from this crate, never input).
+    /// Inside `tx`: deletes the rows of `pair` (on `side`, if given) whose `column` of `table` is
+    /// one of `hrefs`, in one statement (`table` and `column` are names from this crate, never
+    /// input).
     pub(crate) async fn delete_listed(
         &self,
         tx: &mut Tx,
