@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{self, FormatFields};
+
+use crate::domain::error::{MAX_REASON, bounded};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -36,6 +40,7 @@ pub fn init(format: LogFormat, verbose: u8) {
     let _ = match format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .fmt_fields(text_fields())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init()
@@ -46,6 +51,23 @@ pub fn init(format: LogFormat, verbose: u8) {
             .try_init()
             .map_err(|e| e.to_string()),
     };
+}
+
+/// The longest field value a log line carries.
+const MAX_FIELD: usize = 4 * MAX_REASON;
+
+/// Text fields as the default formatter writes them (`name=value`, the message bare), but each
+/// value one bounded line: a request path's `%0A` or `%1B`, or a server's megabyte answer in an
+/// error, cannot forge a log line, drive the terminal or flood the log.
+fn text_fields() -> impl for<'w> FormatFields<'w> + 'static {
+    format::debug_fn(|w, field, value| {
+        let shown = bounded(&format!("{value:?}"), MAX_FIELD);
+        match field.name() {
+            "message" => write!(w, "{shown}"),
+            name => write!(w, "{name}={shown}"),
+        }
+    })
+    .delimited(" ")
 }
 
 /// Writes each event as one line of JSON: time, level, target, message, then the fields of its
@@ -60,12 +82,14 @@ impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0.insert(
             field.name().to_string(),
-            Value::String(format!("{value:?}")),
+            Value::String(bounded(&format!("{value:?}"), MAX_FIELD)),
         );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(bounded(value, MAX_FIELD)),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), value.into());
@@ -80,8 +104,10 @@ impl Visit for Fields<'_> {
         self.0.insert(field.name().to_string(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(bounded(&value.to_string(), MAX_FIELD)),
+        );
     }
 }
 
@@ -129,5 +155,51 @@ where
         text.push('\n');
         // One write per line, so lines from several threads never interleave.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request path's `%0A` and `%1B`, decoded into a field or the message, stay on their line.
+    #[test]
+    fn text_lines_escape_control_characters_and_stay_bounded() {
+        let buf = Buffer::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(text_fields())
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let path = "/pairs/x\nFORGED line \u{1b}[31mred";
+            tracing::warn!(request = %path, other = ?path, "asked for {path}");
+            tracing::warn!(error = %"y".repeat(100_000), "long");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(!text.contains('\u{1b}') && !lines.iter().any(|l| l.starts_with("FORGED")));
+        assert!(
+            lines[0].contains("request=/pairs/x\\nFORGED line \\u{1b}[31mred"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].len() < MAX_FIELD + 200, "{}", lines[1].len());
     }
 }

@@ -196,11 +196,9 @@ fn spawn_http(
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use crate::service::{tls::TlsListener, web::serve};
-    Ok(match tls {
-        Some(acceptor) => tokio::spawn(serve(web, TlsListener::new(listener, acceptor)?, stop)),
-        None => tokio::spawn(serve(web, listener, stop)),
-    })
+    Ok(tokio::spawn(crate::service::web::serve(
+        web, listener, tls, stop,
+    )))
 }
 
 #[derive(serde::Serialize)]

@@ -239,6 +239,8 @@ pub struct ServerConfig {
     pub write_concurrency: Option<usize>,
     /// Per HTTP request (caldav).
     pub timeout: Duration,
+    /// The largest answer read from the server, in bytes (caldav).
+    pub max_answer: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +435,7 @@ struct RawServer {
     max_concurrency: Option<i64>,
     write_concurrency: Option<toml::Value>,
     timeout: Option<String>,
+    max_answer_size: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -462,6 +465,29 @@ pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Per HTTP request to a caldav server, unless its `timeout` says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `max_answer_size` when a server sets none: far above a listing of 100,000 items or a multiget
+/// of 100 items with attachments, far below what would strain the machine.
+pub const DEFAULT_MAX_ANSWER: usize = 64 << 20;
+
+/// A size as written in the config: bytes, or a number with a unit (`64 MiB`, `500kB`).
+fn byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<usize>().ok()?.checked_mul(unit)
+}
 
 /// Number of processors this process may run on.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(300);
@@ -928,6 +954,17 @@ impl Validator {
         let timeout = self
             .duration(&key("timeout"), raw.timeout.as_deref())
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let max_answer = match raw.max_answer_size.as_deref().map(byte_size) {
+            None => DEFAULT_MAX_ANSWER,
+            Some(Some(n)) if (64 << 10..=4 << 30).contains(&n) => n,
+            Some(_) => {
+                self.issue(
+                    key("max_answer_size"),
+                    "is not a size from \"64 KiB\" to \"4 GiB\" (bytes, or a number with kB, MB, GB, KiB, MiB or GiB)",
+                );
+                DEFAULT_MAX_ANSWER
+            }
+        };
         let kind = match raw.kind.as_str() {
             "vdir" => {
                 for (k, set) in [
@@ -1014,6 +1051,7 @@ impl Validator {
             max_concurrency: conc,
             write_concurrency: writes,
             timeout,
+            max_answer,
         })
     }
 

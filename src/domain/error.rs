@@ -77,7 +77,7 @@ impl StoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         StoreError {
             kind,
-            message: message.into(),
+            message: bounded(&message.into(), MAX_REASON),
             source: None,
         }
     }
@@ -89,7 +89,7 @@ impl StoreError {
     ) -> Self {
         StoreError {
             kind,
-            message: message.into(),
+            message: bounded(&message.into(), MAX_REASON),
             source: Some(Box::new(source)),
         }
     }
@@ -107,6 +107,29 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The longest reason tandem keeps or shows (reports, `--json`, the quarantine, the state
+/// database, pages, logs): a server or an item can put a megabyte line into an error.
+pub const MAX_REASON: usize = 1_000;
+
+/// `text` as one printable line of at most about `max` bytes: control characters escaped (a
+/// forged log line or a terminal escape stays visible as `\n`, `\u{1b}`), the rest cut with a
+/// note of how much was left out.
+pub fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max) + 32);
+    for (i, c) in text.char_indices() {
+        if out.len() >= max {
+            out.push_str(&format!("… ({} more bytes)", text.len() - i));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -138,5 +161,16 @@ mod tests {
         );
         assert_eq!(io.kind, ErrorKind::PreconditionFailed);
         assert!(io.to_string().starts_with("x.ics: "));
+    }
+
+    #[test]
+    fn reasons_are_one_bounded_line() {
+        assert_eq!(bounded("a\nb\u{1b}[31mc\td", 100), "a\\nb\\u{1b}[31mc\\td");
+        let long = format!("line: {}", "é".repeat(5_000));
+        let cut = bounded(&long, 100);
+        assert!(cut.len() < 140 && cut.ends_with("more bytes)"), "{cut}");
+        assert!(cut.starts_with("line: éé"));
+        let err = StoreError::new(ErrorKind::InvalidData, "x".repeat(1 << 20));
+        assert!(err.message.len() < MAX_REASON + 40);
     }
 }

@@ -57,6 +57,9 @@ impl Href {
         if !s.starts_with('/') || s.len() < 2 {
             return Err(format!("href {s:?} must be an absolute path"));
         }
+        if s.contains(char::is_control) {
+            return Err(format!("href {s:?} holds a control character"));
+        }
         Ok(Href(s.into()))
     }
 
@@ -114,11 +117,20 @@ impl CalendarPath {
         Href(format!("{}{}", self.0, name).into())
     }
 
-    /// Whether `href` names an item directly inside this calendar.
+    /// Whether `href` names an item directly inside this calendar: not the calendar itself, not
+    /// inside a collection within it, and no `..`, `.` or encoded slash that a server would
+    /// resolve to somewhere else (another user's calendar, say).
     pub fn contains(&self, href: &Href) -> bool {
         href.as_str()
             .strip_prefix(self.as_str())
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+            .is_some_and(|name| {
+                let lower = name.to_ascii_lowercase();
+                !name.is_empty()
+                    && !name.contains(['/', '\\'])
+                    && !lower.contains("%2f")
+                    && !lower.contains("%5c")
+                    && !matches!(lower.replace("%2e", ".").as_str(), "." | "..")
+            })
     }
 }
 
@@ -216,6 +228,20 @@ mod tests {
         assert!(!p.contains(&Href::new("/alice/cal/").unwrap()));
         assert!(!p.contains(&Href::new("/alice/cal/sub/x.ics").unwrap()));
         assert!(!p.contains(&Href::new("/bob/cal/x.ics").unwrap()));
+        for outside in [
+            "/alice/cal/..",
+            "/alice/cal/.",
+            "/alice/cal/%2e%2E",
+            "/alice/cal/.%2e",
+            "/alice/cal/..%2F..%2Fbob%2Fcal%2Fx.ics",
+            "/alice/cal/..%5cx.ics",
+            "/alice/cal/..\\x.ics",
+        ] {
+            assert!(!p.contains(&Href::new(outside).unwrap()), "{outside}");
+        }
+        assert!(p.contains(&Href::new("/alice/cal/a..b%20c.ics").unwrap()));
+        assert!(p.contains(&Href::new("/alice/cal/nul%00.ics").unwrap()));
+        assert!(Href::new("/alice/cal/a\nb.ics").is_err());
     }
 
     #[test]

@@ -48,11 +48,12 @@ impl Window {
         self.past.is_none() && self.future.is_none()
     }
 
-    /// Where `item` stands against the window at `now`.
-    pub fn fit(&self, item: &Item, now: DateTime<Utc>) -> Fit {
+    /// Where `item` stands against the window at `now`; an error when judging it would walk
+    /// more recurrence periods than [`MAX_EXPANSION`].
+    pub fn fit(&self, item: &Item, now: DateTime<Utc>) -> Result<Fit, TooLong> {
         // Components tandem does not interpret are not judged by their dates.
         if self.is_unlimited() || item.kind() == ItemKind::Other {
-            return Fit::Inside;
+            return Ok(Fit::Inside);
         }
         let lo = self
             .past
@@ -62,16 +63,17 @@ impl Window {
             .and_then(|d| now.checked_add_signed(chrono::Duration::from_std(d).ok()?));
         let future = self.future.and_then(|d| chrono::Duration::from_std(d).ok());
         let mut enters: Option<DateTime<Utc>> = None;
+        let mut budget = MAX_EXPANSION;
         for props in item.components() {
             // An open task stays current however old its dates are.
             if item.kind() == ItemKind::Todo && is_open_task(props) {
-                return Fit::Inside;
+                return Ok(Fit::Inside);
             }
-            let Some(first) = first_overlapping_start(props, lo) else {
+            let Some(first) = first_overlapping_start(props, lo, &mut budget)? else {
                 continue;
             };
             let Some(start) = first else {
-                return Fit::Inside;
+                return Ok(Fit::Inside);
             };
             match hi {
                 Some(hi) if start >= hi => {
@@ -80,23 +82,41 @@ impl Window {
                         .unwrap_or(start);
                     enters = Some(enters.map_or(at, |e| e.min(at)));
                 }
-                _ => return Fit::Inside,
+                _ => return Ok(Fit::Inside),
             }
         }
-        Fit::Outside { enters }
+        Ok(Fit::Outside { enters })
     }
 }
 
+/// The most recurrence periods (seconds of a SECONDLY rule, days of a DAILY one…) walked to
+/// judge one item against the window: enough for a daily series since the 16th century or an
+/// hourly one over twenty years, and a few tenths of a second of CPU at most. A rule that needs
+/// more (`FREQ=SECONDLY` from 1900) makes the item unsyncable with a window, not a stalled agent.
+pub const MAX_EXPANSION: u64 = 200_000;
+
+/// An item whose recurrence cannot be judged within [`MAX_EXPANSION`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "its recurrence (RRULE:{rule}) repeats more than {MAX_EXPANSION} times before the sync \
+     window starts (tandem's limit on expanding one item; without [sync] window_past it syncs)"
+)]
+pub struct TooLong {
+    rule: String,
+}
+
 /// The start of the component's first instance that ends after `lo`:
-/// `None` if no instance does, `Some(None)` if it cannot be told (counts as inside).
+/// `None` if no instance does, `Some(None)` if it cannot be told (counts as inside). Each
+/// recurrence period walked is taken from `budget`.
 fn first_overlapping_start(
     props: &[Property],
     lo: Option<DateTime<Utc>>,
-) -> Option<Option<DateTime<Utc>>> {
+    budget: &mut u64,
+) -> Result<Option<Option<DateTime<Utc>>>, TooLong> {
     let find = |name: &str| props.iter().find(|p| p.name == name);
     let start_prop = find("DTSTART").or_else(|| find("DUE"));
     let Some(start) = start_prop.and_then(Moment::parse) else {
-        return Some(None);
+        return Ok(Some(None));
     };
     let length = instance_length(props, &start);
     // An end beyond what chrono can hold is later than any window.
@@ -113,19 +133,22 @@ fn first_overlapping_start(
     let rdates: Vec<&Property> = props.iter().filter(|p| p.name == "RDATE").collect();
     if rules.is_empty() && rdates.is_empty() {
         let s = start.utc();
-        return ends_after_lo(s).then_some(Some(s));
+        return Ok(ends_after_lo(s).then_some(Some(s)));
     }
-    // Expand: the first instance starting after `lo - length` is the first that can overlap.
     let dtstart = start.zoned();
     // DTSTART is always the first instance (RFC 5545 §3.8.5.3), whether the rule matches it or not.
     let mut set = RRuleSet::new(dtstart).rdate(dtstart);
-    for rule in rules {
+    let mut step = i64::MAX;
+    for rule in &rules {
         let parsed = rule
             .parse::<RRule<Unvalidated>>()
             .and_then(|r| r.validate(dtstart));
         match parsed {
-            Ok(r) => set = set.rrule(r),
-            Err(_) => return Some(None),
+            Ok(r) => {
+                step = step.min(period_seconds(r.get_freq()) * i64::from(r.get_interval().max(1)));
+                set = set.rrule(r);
+            }
+            Err(_) => return Ok(Some(None)),
         }
     }
     for p in rdates
@@ -143,19 +166,45 @@ fn first_overlapping_start(
             };
         }
     }
-    if let Some(lo) = lo {
-        let from = lo
-            .checked_sub_signed(length)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        set = set.after(from.with_timezone(&rrule::Tz::UTC));
+    let Some(lo) = lo else {
+        let first = set.all(8).dates.into_iter().map(|d| d.with_timezone(&Utc));
+        return Ok(first.into_iter().find(|s| ends_after_lo(*s)).map(Some));
+    };
+    // Expand: the first instance starting after `lo - length` is the first that can overlap.
+    let from = lo
+        .checked_sub_signed(length)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let too_long = || TooLong {
+        rule: rules.join(" RRULE:"),
+    };
+    let mut last = start.utc();
+    for at in &set.limit() {
+        let at = at.with_timezone(&Utc);
+        // The expander works through every period between two instances, even when a BY- part
+        // lets only a few through: the gap since the last one is what this instance cost.
+        let periods = (at - last).num_seconds().max(0) / step.max(1);
+        let cost = (periods.max(1) as u64).saturating_mul(rules.len().max(1) as u64);
+        *budget = budget.checked_sub(cost).ok_or_else(too_long)?;
+        last = at;
+        if at >= from && ends_after_lo(at) {
+            return Ok(Some(Some(at)));
+        }
     }
-    let found = set.all(8);
-    found
-        .dates
-        .into_iter()
-        .map(|d| d.with_timezone(&Utc))
-        .find(|s| ends_after_lo(*s))
-        .map(Some)
+    Ok(None)
+}
+
+/// How long one period of a recurrence frequency lasts, at least (a month is 28 days).
+fn period_seconds(freq: rrule::Frequency) -> i64 {
+    use rrule::Frequency::*;
+    match freq {
+        Yearly => 365 * 86_400,
+        Monthly => 28 * 86_400,
+        Weekly => 7 * 86_400,
+        Daily => 86_400,
+        Hourly => 3_600,
+        Minutely => 60,
+        Secondly => 1,
+    }
 }
 
 /// DTEND - DTSTART, else DURATION, else a day for a date and nothing for a date-time.
@@ -339,7 +388,8 @@ mod tests {
             w.fit(
                 &event("DTSTART:20261120T090000Z\r\nDTEND:20261120T100000Z\r\n"),
                 now()
-            ),
+            )
+            .unwrap(),
             Fit::Inside
         );
         // Ended before the window: never comes back.
@@ -347,11 +397,14 @@ mod tests {
             w.fit(
                 &event("DTSTART:20250101T090000Z\r\nDTEND:20250101T100000Z\r\n"),
                 now()
-            ),
+            )
+            .unwrap(),
             Fit::Outside { enters: None }
         );
         // Far in the future: enters when its start is `future` away.
-        let far = w.fit(&event("DTSTART:20281121T120000Z\r\n"), now());
+        let far = w
+            .fit(&event("DTSTART:20281121T120000Z\r\n"), now())
+            .unwrap();
         assert_eq!(
             far,
             Fit::Outside {
@@ -366,7 +419,8 @@ mod tests {
             w.fit(
                 &event("DTSTART;VALUE=DATE:20261001\r\nDTEND;VALUE=DATE:20261201\r\n"),
                 now()
-            ),
+            )
+            .unwrap(),
             Fit::Inside
         );
         // DURATION instead of DTEND.
@@ -374,7 +428,8 @@ mod tests {
             w.fit(
                 &event("DTSTART:20261001T000000Z\r\nDURATION:P25D\r\n"),
                 now()
-            ),
+            )
+            .unwrap(),
             Fit::Inside
         );
         assert!(
@@ -382,12 +437,18 @@ mod tests {
                 &event("DTSTART:20261001T000000Z\r\nDURATION:PT1H\r\n"),
                 now()
             )
+            .unwrap()
             .is_inside()
         );
         // No start: cannot be told, so synced.
-        assert_eq!(w.fit(&event("SUMMARY:undated\r\n"), now()), Fit::Inside);
         assert_eq!(
-            Window::default().fit(&event("DTSTART:19900101T000000Z\r\n"), now()),
+            w.fit(&event("SUMMARY:undated\r\n"), now()).unwrap(),
+            Fit::Inside
+        );
+        assert_eq!(
+            Window::default()
+                .fit(&event("DTSTART:19900101T000000Z\r\n"), now())
+                .unwrap(),
             Fit::Inside
         );
     }
@@ -398,15 +459,18 @@ mod tests {
         let weekly = event(
             "DTSTART;TZID=W. Europe Standard Time:20200106T100000\r\nDTEND;TZID=W. Europe Standard Time:20200106T110000\r\nRRULE:FREQ=WEEKLY;BYDAY=MO\r\n",
         );
-        assert_eq!(w.fit(&weekly, now()), Fit::Inside);
+        assert_eq!(w.fit(&weekly, now()).unwrap(), Fit::Inside);
         let weekly_ended = event(
             "DTSTART;TZID=W. Europe Standard Time:20200106T100000\r\nRRULE:FREQ=WEEKLY;BYDAY=MO;UNTIL=20210101T000000Z\r\n",
         );
-        assert_eq!(w.fit(&weekly_ended, now()), Fit::Outside { enters: None });
+        assert_eq!(
+            w.fit(&weekly_ended, now()).unwrap(),
+            Fit::Outside { enters: None }
+        );
         // Every first Monday of the month from 1990: the expander walks 36 years to get here.
         let monthly = event("DTSTART:19900101T100000Z\r\nRRULE:FREQ=MONTHLY;BYDAY=1MO\r\n");
         assert_eq!(
-            window(10, 10).fit(&monthly, now()),
+            window(10, 10).fit(&monthly, now()).unwrap(),
             Fit::Outside {
                 enters: Some(
                     at(2026, 12, 7) + chrono::Duration::hours(10) - chrono::Duration::days(10)
@@ -415,13 +479,16 @@ mod tests {
         );
         let ended =
             event("DTSTART:20200106T100000Z\r\nRRULE:FREQ=WEEKLY;UNTIL=20210101T000000Z\r\n");
-        assert_eq!(w.fit(&ended, now()), Fit::Outside { enters: None });
+        assert_eq!(w.fit(&ended, now()).unwrap(), Fit::Outside { enters: None });
         let counted = event("DTSTART:20200106T100000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\n");
-        assert_eq!(w.fit(&counted, now()), Fit::Outside { enters: None });
+        assert_eq!(
+            w.fit(&counted, now()).unwrap(),
+            Fit::Outside { enters: None }
+        );
         // Yearly, next instance beyond the future edge: enters a year ahead of it.
         let yearly = event("DTSTART;VALUE=DATE:20000301\r\nRRULE:FREQ=YEARLY\r\n");
         assert_eq!(
-            window(30, 60).fit(&yearly, now()),
+            window(30, 60).fit(&yearly, now()).unwrap(),
             Fit::Outside {
                 enters: Some(at(2027, 3, 1) - chrono::Duration::days(60))
             }
@@ -430,20 +497,21 @@ mod tests {
         let rdate = event(
             "DTSTART:20200106T100000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\nRDATE:20261115T100000Z\r\n",
         );
-        assert_eq!(w.fit(&rdate, now()), Fit::Inside);
+        assert_eq!(w.fit(&rdate, now()).unwrap(), Fit::Inside);
         // An override moved into the window counts too.
         let moved = Item::parse(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:m\r\nDTSTART:20200106T100000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\n\
              BEGIN:VEVENT\r\nUID:m\r\nRECURRENCE-ID:20200107T100000Z\r\nDTSTART:20261120T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
         )
         .unwrap();
-        assert_eq!(w.fit(&moved, now()), Fit::Inside);
+        assert_eq!(w.fit(&moved, now()).unwrap(), Fit::Inside);
         // A rule the expander refuses counts as inside.
         assert_eq!(
             w.fit(
                 &event("DTSTART:20200106T100000Z\r\nRRULE:FREQ=SOMETIMES\r\n"),
                 now()
-            ),
+            )
+            .unwrap(),
             Fit::Inside
         );
     }
@@ -455,12 +523,13 @@ mod tests {
             Item::parse(&format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\n{body}END:VTODO\r\nEND:VCALENDAR\r\n")).unwrap()
         };
         assert_eq!(
-            w.fit(&task("DUE:20200101T000000Z\r\n"), now()),
+            w.fit(&task("DUE:20200101T000000Z\r\n"), now()).unwrap(),
             Fit::Inside,
             "an open task is current"
         );
         assert_eq!(
-            w.fit(&task("DUE:20200101T000000Z\r\nSTATUS:COMPLETED\r\n"), now()),
+            w.fit(&task("DUE:20200101T000000Z\r\nSTATUS:COMPLETED\r\n"), now())
+                .unwrap(),
             Fit::Outside { enters: None }
         );
     }
@@ -511,5 +580,44 @@ mod tests {
             None,
             "out of range, not a panic"
         );
+    }
+
+    /// A rule that repeats without end from long ago is refused within the budget, quickly;
+    /// ordinary long series are judged as before.
+    #[test]
+    fn expansion_has_a_budget() {
+        let w = window(3650, 365);
+        for rule in ["FREQ=SECONDLY", "FREQ=MINUTELY", "FREQ=SECONDLY;BYHOUR=9"] {
+            let e = event(&format!("DTSTART:19000101T000000Z\r\nRRULE:{rule}\r\n"));
+            let started = std::time::Instant::now();
+            let err = w.fit(&e, now()).unwrap_err();
+            assert!(err.to_string().contains(rule), "{err}");
+            assert!(started.elapsed() < Duration::from_secs(20), "{rule}");
+        }
+        let daily = event("DTSTART:19900101T090000Z\r\nRRULE:FREQ=DAILY\r\n");
+        assert_eq!(w.fit(&daily, now()), Ok(Fit::Inside));
+        let hourly = event("DTSTART:20100101T090000Z\r\nRRULE:FREQ=HOURLY\r\n");
+        assert_eq!(w.fit(&hourly, now()), Ok(Fit::Inside));
+        // Ended long before the window: walked only up to its end.
+        let ended =
+            event("DTSTART:19000101T000000Z\r\nRRULE:FREQ=SECONDLY;UNTIL=19000101T010000Z\r\n");
+        assert_eq!(w.fit(&ended, now()), Ok(Fit::Outside { enters: None }));
+        // No window: nothing is expanded past the first instances.
+        let e = event("DTSTART:19000101T000000Z\r\nRRULE:FREQ=SECONDLY\r\n");
+        assert_eq!(Window::default().fit(&e, now()), Ok(Fit::Inside));
+        // The budget is the item's, not each component's.
+        let mut body = String::new();
+        for i in 0..40 {
+            body.push_str(&format!(
+                "BEGIN:VEVENT\r\nUID:w@example.com\r\nRECURRENCE-ID:2010{:02}01T090000Z\r\n\
+                 DTSTART:20100101T090000Z\r\nRRULE:FREQ=HOURLY;UNTIL=20251231T000000Z\r\nEND:VEVENT\r\n",
+                i % 12 + 1
+            ));
+        }
+        let many = Item::parse(&format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}END:VCALENDAR\r\n"
+        ))
+        .unwrap();
+        assert!(window(10, 10).fit(&many, now()).is_err());
     }
 }

@@ -204,6 +204,7 @@ impl Engine {
                     snapshot.deleted.extend(gone);
                 }
             }
+            crate::sync::twins::set_aside(side, snapshot, &prior);
         }
         Ok(Both {
             tokens,

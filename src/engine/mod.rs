@@ -555,7 +555,10 @@ impl Engine {
             }
             Err(PassError::State(e)) => return Err(e),
             Err(PassError::Pair(kind, msg)) => {
-                report.error = Some(msg);
+                report.error = Some(crate::domain::error::bounded(
+                    &msg,
+                    crate::domain::error::MAX_REASON,
+                ));
                 report.error_kind = Some(kind);
             }
         }
@@ -832,8 +835,11 @@ impl Engine {
                 let fit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.window.fit(&item, now)
                 }))
-                .unwrap_or(crate::domain::window::Fit::Inside);
-                Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit)))
+                .unwrap_or(Ok(crate::domain::window::Fit::Inside));
+                match fit {
+                    Ok(fit) => Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit))),
+                    Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
+                }
             }
             Err(e) => Content::Broken(
                 ErrorKind::InvalidData,

@@ -431,6 +431,7 @@ impl Engine {
                 });
             }
         }
+        sync::twins::set_aside(from, source, &read.prior);
         // Target: hash what is there now.
         let mut target: TargetSnapshot = target_etags
             .into_iter()

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::PairConfig;
-use crate::domain::error::ErrorKind;
+use crate::domain::error::{ErrorKind, MAX_REASON, bounded};
 use crate::domain::mapping::Side;
 use crate::domain::types::Href;
 use crate::sync::{Action, Prepared, target_name};
@@ -98,7 +98,7 @@ impl PairReport {
         self.failures.push(ItemFailure {
             href: href.to_string(),
             kind: kind.name(),
-            reason: reason.to_string(),
+            reason: bounded(&reason.to_string(), MAX_REASON),
             permanent: kind.is_permanent(),
         });
     }

@@ -295,11 +295,38 @@ pub(crate) async fn fetch_all(
 ) -> Result<Vec<store::Fetched>, StoreError> {
     let batches: Vec<Vec<store::Fetched>> =
         stream::iter(hrefs.chunks(FETCH_BATCH).map(<[Href]>::to_vec))
-            .map(|batch| async move { store.fetch(cal, &batch).await })
+            .map(|batch| fetch_split(store, cal, batch))
             .buffer_unordered(store.parallelism().max(1))
             .try_collect()
             .await?;
     Ok(batches.into_iter().flatten().collect())
+}
+
+/// One multiget; when the server refuses it as a whole for something in it (a 400 for one odd
+/// href, an answer over the size limit) rather than for being down, its halves are asked apart,
+/// down to single items, so what the server cannot serve costs those items alone.
+async fn fetch_split(
+    store: &dyn CalendarStore,
+    cal: &CalendarPath,
+    batch: Vec<Href>,
+) -> Result<Vec<store::Fetched>, StoreError> {
+    let mut got = Vec::with_capacity(batch.len());
+    let mut todo = vec![batch];
+    while let Some(hrefs) = todo.pop() {
+        match store.fetch(cal, &hrefs).await {
+            Ok(items) => got.extend(items),
+            Err(e) if e.kind.is_permanent() && hrefs.len() == 1 => {
+                got.push((hrefs[0].clone(), Err(e)));
+            }
+            Err(e) if e.kind.is_permanent() => {
+                let (left, right) = hrefs.split_at(hrefs.len() / 2);
+                todo.push(right.to_vec());
+                todo.push(left.to_vec());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// `If-Match` delete; on 412 re-read and delete the version now there (its original is gone).

@@ -3,6 +3,7 @@
 //! ([`servers`]) or is woken by a push ([`push`]), and the operator's view of it all
 //! ([`observe`], served by [`web`], over [`tls`] when given a certificate).
 
+mod listen;
 pub mod nodes;
 pub mod observe;
 pub mod pool;

@@ -1159,20 +1159,15 @@ async fn pair_page(
     Ok(Html(render_pair(p, &passes, &items, s.generated_at)).into_response())
 }
 
-/// Serves on `listener` (plain TCP, or [`crate::service::tls::TlsListener`]) until `stop`
-/// resolves.
-pub async fn serve<L>(
+/// Serves on `listener`, over TLS with `tls`, until `stop` resolves (connections bounded as
+/// [`crate::service::listen`] says).
+pub async fn serve(
     web: Shared,
-    listener: L,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router(web))
-        .with_graceful_shutdown(stop)
-        .await
+) -> std::io::Result<()> {
+    crate::service::listen::serve(listener, tls, router(web), stop).await
 }
 
 #[cfg(test)]

@@ -21,11 +21,11 @@ use libdav::dav::{
 use libdav::requests::{DavRequest, ParseResponseError};
 use libdav::{Depth, names};
 use secrecy::SecretString;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::http::{HttpCounts, HttpFault, HttpSettings, HttpStats, Transport};
 use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
-use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult, bounded};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 const ICS: &str = "text/calendar; charset=utf-8";
@@ -290,7 +290,7 @@ impl CaldavStore {
             m.into_iter()
                 .filter_map(|(h, e)| {
                     Some(ItemVersion {
-                        href: Href::new(&h).ok()?,
+                        href: member(cal, &h)?,
                         etag: Etag::new(e),
                     })
                 })
@@ -303,7 +303,7 @@ impl CaldavStore {
             } else {
                 deleted
                     .into_iter()
-                    .filter_map(|h| Href::new(&h).ok())
+                    .filter_map(|h| member(cal, &h))
                     .collect()
             },
             complete,
@@ -336,7 +336,7 @@ impl CaldavStore {
             .filter(|r| !r.resource_type.is_collection && !same_path(&r.href, cal.as_str()))
             .filter_map(|r| {
                 Some(ItemVersion {
-                    href: href_of(&r.href)?,
+                    href: member(cal, &r.href)?,
                     etag: Etag::new(r.etag?),
                 })
             })
@@ -365,8 +365,37 @@ fn same_path(href: &str, collection: &str) -> bool {
     path_of(href).trim_end_matches('/') == collection.trim_end_matches('/')
 }
 
-fn href_of(href: &str) -> Option<Href> {
-    Href::new(path_of(href)).ok()
+/// The href of one of `cal`'s own items, from a listing of `cal`. Anything else a server lists
+/// (another user's item, an item of a collection inside it, a `..` path) is never read, written
+/// or deleted: with one account that can write every mailbox, that would be the wrong mailbox.
+fn member(cal: &CalendarPath, href: &str) -> Option<Href> {
+    let found = Href::new(&encoded_controls(path_of(href)))
+        .ok()
+        .filter(|h| cal.contains(h));
+    if found.is_none() {
+        warn!(calendar = %cal, href = %bounded(href, 200), "the server listed an item outside the calendar; ignored");
+    }
+    found
+}
+
+/// `path` with its control characters percent-encoded again, as the server must have sent
+/// them (libdav decodes them): a `%00` in an href stays `%00` in every request, report and row.
+fn encoded_controls(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(char::is_control) {
+        return path.into();
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 fn status_error(op: &str, url: &str, s: StatusCode) -> StoreError {

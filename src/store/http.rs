@@ -68,6 +68,8 @@ pub struct HttpSettings {
     pub write_concurrency: Option<usize>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The largest answer body read, in bytes; a larger one fails the request ([`OverLimit`]).
+    pub max_answer: usize,
 }
 
 impl Default for HttpSettings {
@@ -78,6 +80,7 @@ impl Default for HttpSettings {
             write_concurrency: None,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_answer: 64 << 20,
         }
     }
 }
@@ -354,7 +357,7 @@ impl Inner {
                 tokio::time::timeout(self.settings.timeout, async {
                     let resp = self.client.request(req).await?;
                     let (head, body) = resp.into_parts();
-                    let bytes = body.collect().await?.to_bytes();
+                    let bytes = read_limited(&head, body, self.settings.max_answer).await?;
                     Ok::<_, BoxError>((head, bytes))
                 })
                 .await
@@ -378,6 +381,10 @@ impl Inner {
                     },
                     tries: policy.attempts,
                 },
+                Ok(Err(e)) if e.is::<OverLimit>() => Verdict::Fail(HttpFault {
+                    kind: ErrorKind::Permanent,
+                    message: format!("{what}: {e}"),
+                }),
                 Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
                 Ok(Ok((head, bytes))) => {
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
@@ -416,6 +423,32 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// An answer larger than the server's `max_answer_size`.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is over {0} bytes, the server's max_answer_size; not read")]
+pub struct OverLimit(usize);
+
+/// The answer's body, unless it is larger than `max` bytes: a server cannot make tandem hold
+/// more than that per request, whatever it sends or announces.
+async fn read_limited(
+    head: &http::response::Parts,
+    body: hyper::body::Incoming,
+    max: usize,
+) -> Result<Bytes, BoxError> {
+    let announced = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(Box::new(OverLimit(max)));
+    }
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(OverLimit(max))),
+        Err(e) => Err(e),
     }
 }
 

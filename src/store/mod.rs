@@ -173,6 +173,7 @@ pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
                 max_concurrency: server.max_concurrency.unwrap_or(http::DEFAULT_CONCURRENCY),
                 write_concurrency: server.write_concurrency,
                 timeout: server.timeout,
+                max_answer: server.max_answer,
                 ..Default::default()
             };
             let store = caldav::CaldavStore::new(url, credentials, settings).map_err(|e| {

@@ -9,6 +9,7 @@
 //! - [`plan()`](plan::plan) decides every item and every create left pending by a crash;
 //! - [`select`] gives creates a copy to adopt and picks the extras to delete;
 //! - [`rank`] is the one keep-which-copy rule;
+//! - [`twins`] sets aside a second item of one calendar that holds the same meeting;
 //! - [`two_way`] plans a pass that copies both ways, with a conflict policy.
 
 mod plan;
@@ -18,6 +19,7 @@ pub mod select;
 mod tests;
 #[cfg(test)]
 mod tests_two_way;
+pub mod twins;
 pub mod two_way;
 
 use std::collections::HashMap;

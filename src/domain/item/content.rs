@@ -56,7 +56,7 @@ impl Property {
                 .filter(|&i| after.as_bytes()[i] == b'=')
                 .ok_or_else(|| {
                     let shown = after.split([';', ':']).next().unwrap_or("");
-                    format!("parameter {shown:?} of {name} has no '='")
+                    format!("parameter {} of {name} has no '='", quoted(shown))
                 })?;
             let pname = checked_name(&after[..eq], "parameter")?;
             let (values, left) = param_values(&after[eq + 1..], &pname)?;
@@ -114,9 +114,18 @@ fn checked_name(name: &str, what: &str) -> Result<String, String> {
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | ',' | '=' | ':' | ';'))
     {
-        return Err(format!("{what} name {name:?} is not a name"));
+        return Err(format!("{what} name {} is not a name", quoted(name)));
     }
     Ok(name.to_ascii_uppercase())
+}
+
+/// Part of a line quoted in a reason: at most 60 characters, escaped, so a megabyte line
+/// does not become a megabyte reason.
+pub(super) fn quoted(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((at, _)) => format!("{:?}…", &s[..at]),
+        None => format!("{s:?}"),
+    }
 }
 
 /// The values of one parameter (`paramtext` or `quoted-string`, comma-separated) and the rest

@@ -27,6 +27,9 @@ pub use tree::Component;
 const ADDRESS_PROPS: &[&str] = &["ORGANIZER", "ATTENDEE"];
 /// Parameters whose values are calendar addresses.
 const ADDRESS_PARAMS: &[&str] = &["SENT-BY", "DELEGATED-TO", "DELEGATED-FROM"];
+/// The largest item read, in bytes of iCalendar text. Reading, hashing and writing an item take
+/// time and memory in proportion to its size; real items, attachments included, stay far below.
+pub const MAX_ITEM_BYTES: usize = 16 << 20;
 /// Components that must carry a UID (RFC 5545 §3.6.1–§3.6.4, RFC 7953 §3.1).
 const UID_REQUIRED: &[&str] = &["VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VAVAILABILITY"];
 
@@ -56,12 +59,16 @@ pub enum ItemError {
     NoComponents,
     #[error("a {0} has no UID ({rule})", rule = self.rule())]
     MissingUid(String),
-    #[error("components with different UIDs ({0:?} and {1:?}) in one resource ({rule})", rule = self.rule())]
+    #[error("components with different UIDs ({} and {}) in one resource ({rule})", content::quoted(.0), content::quoted(.1), rule = self.rule())]
     MixedUids(String, String),
     #[error("one UID names components of different types ({})", self.rule())]
     MixedKinds,
     #[error("a VALARM outside any VEVENT or VTODO ({})", self.rule())]
     StrayAlarm,
+    #[error("the item is {0} bytes, over tandem's limit of {MAX_ITEM_BYTES} ({rule})", rule = self.rule())]
+    TooLarge(usize),
+    #[error("not valid iCalendar: line {line}: components nest more than {} deep ({})", tree::MAX_DEPTH, self.rule())]
+    TooDeep { line: usize },
 }
 
 impl ItemError {
@@ -81,6 +88,7 @@ impl ItemError {
             ItemError::MissingUid(_) => "RFC 5545 §3.6.1-§3.6.4, RFC 7953: UID is required",
             ItemError::MixedKinds => "RFC 5545 §3.8.4.7: a UID is unique to one component type",
             ItemError::StrayAlarm => "RFC 5545 §3.6.6: VALARM lives in VEVENT or VTODO",
+            ItemError::TooLarge(_) | ItemError::TooDeep { .. } => "tandem's limit on one item",
         }
     }
 }
@@ -97,6 +105,9 @@ pub struct Item {
 impl Item {
     /// Parses one resource: exactly one VCALENDAR holding one item.
     pub fn parse(text: &str) -> Result<Item, ItemError> {
+        if text.len() > MAX_ITEM_BYTES {
+            return Err(ItemError::TooLarge(text.len()));
+        }
         let mut cals = tree::parse_stream(text)?;
         match cals.len() {
             0 => Err(ItemError::Empty),
@@ -578,5 +589,40 @@ mod tests {
         assert!(Item::parse(truncated).is_err());
         let two = format!("{MEETING}{MEETING}");
         assert_eq!(Item::parse(&two).unwrap_err(), ItemError::MultipleCalendars);
+    }
+
+    /// Nesting a thread's stack cannot hold, and size, are refused before anything walks the tree.
+    #[test]
+    fn refuses_deep_nesting_and_huge_items() {
+        let nested = |depth: usize| {
+            let inner = format!(
+                "{}{}",
+                "BEGIN:X-N\r\n".repeat(depth),
+                "END:X-N\r\n".repeat(depth)
+            );
+            MEETING.replace("END:VEVENT\r\n", &format!("{inner}END:VEVENT\r\n"))
+        };
+        // VCALENDAR and VEVENT, then X-N components up to the limit.
+        let deepest = Item::parse(&nested(tree::MAX_DEPTH - 2)).unwrap();
+        assert_eq!(
+            deepest.to_ics(),
+            Item::parse(&deepest.to_ics()).unwrap().to_ics()
+        );
+        let err = Item::parse(&nested(tree::MAX_DEPTH - 1)).unwrap_err();
+        assert!(matches!(err, ItemError::TooDeep { .. }), "{err}");
+        let err = Item::parse(&nested(100_000)).unwrap_err();
+        assert!(err.to_string().contains("nest more than 16 deep"), "{err}");
+        let huge = MEETING.replace(
+            "SUMMARY:",
+            &format!("X-BLOB:{}\r\nSUMMARY:", "a".repeat(MAX_ITEM_BYTES)),
+        );
+        assert_eq!(
+            Item::parse(&huge).unwrap_err(),
+            ItemError::TooLarge(huge.len())
+        );
+        // A megabyte line is quoted in 60 characters.
+        let junk = MEETING.replace("SUMMARY:", &format!("{}:", "X;Y".repeat(300_000)));
+        let reason = Item::parse(&junk).unwrap_err().to_string();
+        assert!(reason.len() < 300, "{reason}");
     }
 }

@@ -3,7 +3,12 @@
 //! does not interpret it carries as it is.
 
 use super::ItemError;
-use super::content::{Property, unfold};
+use super::content::{Property, quoted, unfold};
+
+/// The deepest nesting of components read, VCALENDAR included. iCalendar itself nests at most
+/// four deep (VCALENDAR, VAVAILABILITY, AVAILABLE, VALARM); every walk over a component (write,
+/// hash, drop) recurses, so an item nested thousands deep would overflow a thread's stack.
+pub const MAX_DEPTH: usize = 16;
 
 /// A component: its name (upper case), its properties and its sub-components, each in the
 /// source's order.
@@ -78,6 +83,9 @@ pub fn parse_stream(text: &str) -> Result<Vec<Component>, ItemError> {
                         reason: format!("BEGIN:{name} outside any VCALENDAR"),
                     });
                 }
+                if open.len() >= MAX_DEPTH {
+                    return Err(ItemError::TooDeep { line });
+                }
                 open.push((line, Component::new(&name)));
             }
             "END" => {
@@ -121,7 +129,7 @@ fn component_name(value: &str, line: usize) -> Result<String, ItemError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(ItemError::Line {
             line,
-            reason: format!("{value:?} is not a component name"),
+            reason: format!("{} is not a component name", quoted(value)),
         });
     }
     Ok(name.to_ascii_uppercase())
