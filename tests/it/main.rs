@@ -14,6 +14,7 @@ mod convergence;
 mod dedupe;
 mod end_to_end;
 mod fidelity;
+mod fuzz;
 mod hostile;
 mod leases;
 mod nodes;
