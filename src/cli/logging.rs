@@ -160,8 +160,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::Write;
     use std::sync::{Arc, Mutex};
+
+    use crate::cli::logging::{MAX_FIELD, text_fields};
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);

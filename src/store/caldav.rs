@@ -379,7 +379,8 @@ fn member(cal: &CalendarPath, href: &str) -> Option<Href> {
 }
 
 /// `path` with its control characters percent-encoded again, as the server must have sent
-/// them (libdav decodes them): a `%00` in an href stays `%00` in every request, report and row.
+/// them (libdav decodes them): a `%00` in an href stays `%00` in every request, report and row
+/// (PostgreSQL's text cannot hold a NUL).
 fn encoded_controls(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains(char::is_control) {
         return path.into();

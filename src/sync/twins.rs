@@ -75,7 +75,8 @@ pub fn set_aside(side: Side, snapshot: &mut SourceSnapshot, prior: &Prior) {
         };
         let reason = format!(
             "UID {:?} is also at {kept} in the same calendar: the meeting is there twice, and \
-             only {kept} is synced (the one synced before, else the newer, else the first by name)",
+             only {kept} is synced (the one synced before, else the newer, else the first by \
+             name); `tandem dedupe` removes the extra one",
             p.item.uid()
         );
         v.content = Content::Broken(ErrorKind::Permanent, reason);

