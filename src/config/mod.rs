@@ -905,6 +905,21 @@ impl Validator {
         }
     }
 
+    /// `max_answer_size`: a size from 64 KiB to 4 GiB, else the default (and an issue).
+    fn max_answer(&mut self, key: &str, raw: Option<&str>) -> usize {
+        match raw.map(byte_size) {
+            None => DEFAULT_MAX_ANSWER,
+            Some(Some(n)) if (64 << 10..=4 << 30).contains(&n) => n,
+            Some(_) => {
+                self.issue(
+                    key.to_string(),
+                    "is not a size from \"64 KiB\" to \"4 GiB\" (bytes, or a number with kB, MB, GB, KiB, MiB or GiB)",
+                );
+                DEFAULT_MAX_ANSWER
+            }
+        }
+    }
+
     fn server(&mut self, name: &str, raw: RawServer, base: &Path) -> Option<ServerConfig> {
         let key = |k: &str| format!("servers.{name}.{k}");
         if name.is_empty()
@@ -954,17 +969,22 @@ impl Validator {
         let timeout = self
             .duration(&key("timeout"), raw.timeout.as_deref())
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let max_answer = match raw.max_answer_size.as_deref().map(byte_size) {
-            None => DEFAULT_MAX_ANSWER,
-            Some(Some(n)) if (64 << 10..=4 << 30).contains(&n) => n,
-            Some(_) => {
-                self.issue(
-                    key("max_answer_size"),
-                    "is not a size from \"64 KiB\" to \"4 GiB\" (bytes, or a number with kB, MB, GB, KiB, MiB or GiB)",
-                );
-                DEFAULT_MAX_ANSWER
-            }
-        };
+        let max_answer = self.max_answer(&key("max_answer_size"), raw.max_answer_size.as_deref());
+        let kind = self.server_kind(name, raw, base)?;
+        Some(ServerConfig {
+            name: name.to_string(),
+            kind,
+            requests_per_second: rps,
+            max_concurrency: conc,
+            write_concurrency: writes,
+            timeout,
+            max_answer,
+        })
+    }
+
+    /// What kind of server `servers.<name>` is, and where it is.
+    fn server_kind(&mut self, name: &str, raw: RawServer, base: &Path) -> Option<ServerKind> {
+        let key = |k: &str| format!("servers.{name}.{k}");
         let kind = match raw.kind.as_str() {
             "vdir" => {
                 for (k, set) in [
@@ -1044,15 +1064,7 @@ impl Validator {
                 return None;
             }
         };
-        Some(ServerConfig {
-            name: name.to_string(),
-            kind,
-            requests_per_second: rps,
-            max_concurrency: conc,
-            write_concurrency: writes,
-            timeout,
-            max_answer,
-        })
+        Some(kind)
     }
 
     /// Where a password comes from: `password_env` or `password_file` under `section`, not both.

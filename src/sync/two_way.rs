@@ -299,8 +299,6 @@ pub fn plan(
         resolved.extend(r);
     };
     let mut mapped: [HashSet<&Href>; 2] = [HashSet::new(), HashSet::new()];
-    // Meetings each side still holds under a mapping.
-    let mut live: [HashSet<&IdentityKey>; 2] = [HashSet::new(), HashSet::new()];
     for p in prior.values() {
         // As recorded, or as a write in flight left it (then recorded even if in step).
         let (p, from_crash) = match landed.get(&p.a_href) {
@@ -311,11 +309,6 @@ pub fn plan(
         mapped[1].insert(&p.b_href);
         let va = version(a, &ia, Side::A, p);
         let vb = version(b, &ib, Side::B, p);
-        for (side, v) in [(0, &va), (1, &vb)] {
-            if v.is_some() {
-                live[side].insert(&p.identity);
-            }
-        }
         match plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)) {
             (None, _) if from_crash => push((Some(Action::Refresh { mapping: p.clone() }), None)),
             decided => push(decided),
@@ -338,18 +331,6 @@ pub fn plan(
             .collect()
     };
     let (new_a, new_b) = (unmapped(a, &mapped[0]), unmapped(b, &mapped[1]));
-    // A second item of a meeting this side already holds under a mapping is not copied: the
-    // other side has the meeting (a duplicate on one side is `dedupe`'s to settle).
-    let lone = |side: Side, v: &Version| -> Option<Action> {
-        match &v.content {
-            Content::Fetched(item) if live[side as usize].contains(&item.identity) => Some(skip(
-                v,
-                ErrorKind::InvalidData,
-                "a second item of a meeting already synced from this calendar; not copied (see `tandem dedupe`)",
-            )),
-            _ => None,
-        }
-    };
     let identity = |v: &Version| match &v.content {
         Content::Fetched(item) => Some(item.identity.clone()),
         _ => None,
@@ -366,18 +347,12 @@ pub fn plan(
         let partner = identity(v)
             .and_then(|i| by_identity.get_mut(&i))
             .and_then(Vec::pop);
-        match (&partner, lone(Side::A, v)) {
-            (None, Some(dup)) => push((Some(dup), None)),
-            _ => push(plan_item(rules, Some(v), partner.as_ref(), None)),
-        }
+        push(plan_item(rules, Some(v), partner.as_ref(), None));
     }
     let mut rest: Vec<Version> = by_identity.into_values().flatten().chain(lone_b).collect();
     rest.sort_by(|x, y| x.href.cmp(&y.href));
     for v in &rest {
-        match lone(Side::B, v) {
-            Some(dup) => push((Some(dup), None)),
-            None => push(plan_item(rules, None, Some(v), None)),
-        }
+        push(plan_item(rules, None, Some(v), None));
     }
     let settled = settled_updates(pending, &out.actions, &landed);
     out.actions.extend(settled);

@@ -2,21 +2,8 @@
 
 use crate::common;
 
-use common::{Setup, event, text};
+use common::{Setup, event, json, pair_report as pair, text};
 use serde_json::Value;
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
-
-fn pair<'a>(v: &'a Value, id: &str) -> &'a Value {
-    v["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pair"] == id)
-        .unwrap_or_else(|| panic!("no pair {id} in {v}"))
-}
 
 fn counts(p: &Value) -> [u64; 5] {
     ["created", "updated", "deleted", "unchanged", "failed"].map(|k| p[k].as_u64().unwrap())

@@ -11,21 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::mock::{Answer, Mock, Seen, sync_answer};
-use common::{Setup, event, spawn_run, stop, text, wait_until};
+use common::{Setup, event, json, pair_report as pair, spawn_run, stop, text, wait_until};
 use tandem::domain::types::{CalendarPath, Href};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
-
-fn pair<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    v["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pair"] == id)
-        .unwrap_or_else(|| panic!("no pair {id} in {v}"))
-}
 
 /// The reason given for `href` in a pair's report.
 fn reason(p: &serde_json::Value, href: &str) -> String {

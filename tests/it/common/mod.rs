@@ -27,6 +27,21 @@ pub fn tandem(config: &Path, args: &[&str]) -> Output {
         .expect("run tandem")
 }
 
+/// The JSON a command printed (`--json`).
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+/// One pair's report in `sync --json` output.
+pub fn pair_report<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pair"] == id)
+        .unwrap_or_else(|| panic!("no pair {id} in {v}"))
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
