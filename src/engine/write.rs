@@ -304,13 +304,16 @@ pub(crate) async fn fetch_all(
 
 /// One multiget; when the server refuses it as a whole for something in it (a 400 for one odd
 /// href, an answer over the size limit) rather than for being down, its halves are asked apart,
-/// down to single items, so what the server cannot serve costs those items alone.
+/// down to single items, so what the server cannot serve costs those items alone. If no part of
+/// the batch could be read, the server is at fault, not the items: the batch's error stands.
 async fn fetch_split(
     store: &dyn CalendarStore,
     cal: &CalendarPath,
     batch: Vec<Href>,
 ) -> Result<Vec<store::Fetched>, StoreError> {
+    let several = batch.len() > 1;
     let mut got = Vec::with_capacity(batch.len());
+    let mut first_error = None;
     let mut todo = vec![batch];
     while let Some(hrefs) = todo.pop() {
         match store.fetch(cal, &hrefs).await {
@@ -319,6 +322,7 @@ async fn fetch_split(
                 got.push((hrefs[0].clone(), Err(e)));
             }
             Err(e) if e.kind.is_permanent() => {
+                first_error.get_or_insert(e);
                 let (left, right) = hrefs.split_at(hrefs.len() / 2);
                 todo.push(right.to_vec());
                 todo.push(left.to_vec());
@@ -326,7 +330,10 @@ async fn fetch_split(
             Err(e) => return Err(e),
         }
     }
-    Ok(got)
+    match first_error {
+        Some(e) if several && got.iter().all(|(_, r)| r.is_err()) => Err(e),
+        _ => Ok(got),
+    }
 }
 
 /// `If-Match` delete; on 412 re-read and delete the version now there (its original is gone).

@@ -286,24 +286,24 @@ impl CaldavStore {
             }
         }
         let complete = since.is_none();
-        let to_versions = |m: BTreeMap<String, String>| {
-            m.into_iter()
-                .filter_map(|(h, e)| {
-                    Some(ItemVersion {
-                        href: member(cal, &h)?,
-                        etag: Etag::new(e),
-                    })
+        let mut members = Members::of(cal);
+        let changed = changed
+            .into_iter()
+            .filter_map(|(h, e)| {
+                Some(ItemVersion {
+                    href: members.check(&h)?,
+                    etag: Etag::new(e),
                 })
-                .collect()
-        };
+            })
+            .collect();
         Ok(Changes {
-            changed: to_versions(changed),
+            changed,
             deleted: if complete {
                 Vec::new()
             } else {
                 deleted
                     .into_iter()
-                    .filter_map(|h| member(cal, &h))
+                    .filter_map(|h| members.check(&h))
                     .collect()
             },
             complete,
@@ -330,13 +330,14 @@ impl CaldavStore {
                 StatusCode::NOT_FOUND,
             ));
         }
+        let mut members = Members::of(cal);
         Ok(got
             .resources
             .into_iter()
             .filter(|r| !r.resource_type.is_collection && !same_path(&r.href, cal.as_str()))
             .filter_map(|r| {
                 Some(ItemVersion {
-                    href: member(cal, &r.href)?,
+                    href: members.check(&r.href)?,
                     etag: Etag::new(r.etag?),
                 })
             })
@@ -365,17 +366,43 @@ fn same_path(href: &str, collection: &str) -> bool {
     path_of(href).trim_end_matches('/') == collection.trim_end_matches('/')
 }
 
-/// The href of one of `cal`'s own items, from a listing of `cal`. Anything else a server lists
+/// The hrefs of one listing of `cal` that name its own items. Anything else a server lists
 /// (another user's item, an item of a collection inside it, a `..` path) is never read, written
 /// or deleted: with one account that can write every mailbox, that would be the wrong mailbox.
-fn member(cal: &CalendarPath, href: &str) -> Option<Href> {
-    let found = Href::new(&encoded_controls(path_of(href)))
-        .ok()
-        .filter(|h| cal.contains(h));
-    if found.is_none() {
-        warn!(calendar = %cal, href = %bounded(href, 200), "the server listed an item outside the calendar; ignored");
+/// What was left out is logged once per listing.
+struct Members<'a> {
+    cal: &'a CalendarPath,
+    outside: usize,
+    first: Option<String>,
+}
+
+impl<'a> Members<'a> {
+    fn of(cal: &'a CalendarPath) -> Self {
+        Members {
+            cal,
+            outside: 0,
+            first: None,
+        }
     }
-    found
+
+    fn check(&mut self, href: &str) -> Option<Href> {
+        let found = Href::new(&encoded_controls(path_of(href)))
+            .ok()
+            .filter(|h| self.cal.contains(h));
+        if found.is_none() {
+            self.outside += 1;
+            self.first.get_or_insert_with(|| bounded(href, 200));
+        }
+        found
+    }
+}
+
+impl Drop for Members<'_> {
+    fn drop(&mut self) {
+        if let Some(first) = &self.first {
+            warn!(calendar = %self.cal, count = self.outside, first = %first, "the server listed items outside the calendar; ignored");
+        }
+    }
 }
 
 /// `path` with its control characters percent-encoded again, as the server must have sent

@@ -375,3 +375,32 @@ fn clients_that_never_finish_a_request_cannot_starve_the_service() {
     let (status, err) = stop(&mut child);
     assert!(status.success(), "{status}: {err}");
 }
+
+/// The other side of asking in halves: when no item of a multiget can be read, the server is at
+/// fault, and the pair fails with its answer instead of every item being set aside.
+#[tokio::test]
+async fn a_server_that_refuses_every_read_fails_the_pair_not_each_item() {
+    const CAL: &str = "/s/cal/";
+    let items: Vec<(String, String)> = (0..3)
+        .map(|n| {
+            (
+                format!("/s/cal/{n}%00.ics"),
+                event(&format!("item-{n}"), "Fine", None),
+            )
+        })
+        .collect();
+    let mock = calendar_mock(CAL, items).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = mixed(dir.path(), &mock.url(), "dav:/s/cal/", "vdir:/alice/", "");
+    let out = tokio::task::spawn_blocking(move || common::tandem(&config, &["sync", "--json"]))
+        .await
+        .unwrap();
+    let v = json(&out);
+    let alice = pair(&v, "alice");
+    assert_eq!(alice["failed"], 0, "{alice}");
+    assert!(
+        alice["error"].as_str().is_some_and(|e| e.contains("400")),
+        "{alice}"
+    );
+    assert!(Setup::files(&dir.path().join("vdir/alice")).is_empty());
+}
