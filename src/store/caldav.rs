@@ -344,6 +344,41 @@ impl CaldavStore {
             .collect())
     }
 
+    /// On a server that ignores `If-None-Match` (see [`Quirks`]): a create where an item is
+    /// already refused as the precondition would. What remains is the moment between this
+    /// check and the write.
+    ///
+    /// [`Quirks`]: super::quirks::Quirks
+    async fn check_absent(&self, href: &Href) -> StoreResult<()> {
+        match self.etag_of(href).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(StoreError::new(
+                ErrorKind::PreconditionFailed,
+                format!(
+                    "PUT {}: an item is already there (checked first: this server ignores If-None-Match)",
+                    self.url(href.as_str())
+                ),
+            )),
+        }
+    }
+
+    /// On a server that ignores `If-Match` on DELETE, or on a PUT to an item that is gone: the
+    /// item must still be the version `etag`.
+    async fn check_version(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
+        let now = self.etag_of(href).await?;
+        match now == *etag {
+            true => Ok(()),
+            false => Err(StoreError::new(
+                ErrorKind::PreconditionFailed,
+                format!(
+                    "DELETE {}: the item changed (now {now}; checked first: this server ignores a stale If-Match)",
+                    self.url(href.as_str())
+                ),
+            )),
+        }
+    }
+
     async fn etag_of(&self, href: &Href) -> StoreResult<Etag> {
         let got = self
             .dav
@@ -707,10 +742,14 @@ impl CalendarStore for CaldavStore {
         let (sync, known) = watermark::split(since.as_str());
         let sync = SyncToken::new(sync);
         // Read before the listing: a change made between the two shows as a new CTag next time.
+        // A CTag that counts seconds is no use (see `Quirks::coarse_ctag`); it is known only
+        // once the server has answered.
         let ctag = match known {
             Some("") => None,
+            _ if self.transport.quirks().coarse_ctag() => None,
             _ => self.ctag(cal).await?,
-        };
+        }
+        .filter(|_| !self.transport.quirks().coarse_ctag());
         if ctag.is_some() && ctag.as_deref() == known {
             return Ok(Changes {
                 changed: Vec::new(),
@@ -766,6 +805,9 @@ impl CalendarStore for CaldavStore {
 
     async fn create(&self, cal: &CalendarPath, name: &str, data: &str) -> StoreResult<ItemVersion> {
         let href = cal.join(name);
+        if self.transport.quirks().ignores_preconditions() {
+            self.check_absent(&href).await?;
+        }
         let put = self
             .dav
             .request(PutResource::new(href.as_str()).create(data.to_string(), ICS))
@@ -780,6 +822,10 @@ impl CalendarStore for CaldavStore {
     }
 
     async fn update(&self, href: &Href, etag: &Etag, data: &str) -> StoreResult<Etag> {
+        // SOGo honours a stale If-Match on PUT, but writes an item that is gone.
+        if self.transport.quirks().ignores_preconditions() {
+            self.check_version(href, etag).await?;
+        }
         let put = self
             .dav
             .request(PutResource::new(href.as_str()).update(data.to_string(), ICS, etag.as_str()))
@@ -792,6 +838,9 @@ impl CalendarStore for CaldavStore {
     }
 
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
+        if self.transport.quirks().ignores_preconditions() {
+            self.check_version(href, etag).await?;
+        }
         self.dav
             .request(Delete::new(href.as_str()).with_etag(etag.as_str()))
             .await

@@ -33,6 +33,7 @@ use tracing::debug;
 
 use super::adaptive::WriteLimit;
 use super::health::{ServerHealth, resource_of};
+use super::quirks::Quirks;
 use crate::domain::error::ErrorKind;
 
 /// How hard to try before giving up on a request.
@@ -166,6 +167,8 @@ struct Inner {
     writes: WriteLimit,
     /// Per calendar path, the `Push-Dont-Notify` value tandem's writes there carry.
     quiet: std::sync::RwLock<std::collections::HashMap<String, HeaderValue>>,
+    /// The server's software, from its first answer.
+    quirks: Arc<Quirks>,
 }
 
 /// The `Service` libdav drives. Cheap to clone; clones share limits and counters.
@@ -225,6 +228,7 @@ impl Transport {
             stats: Arc::new(HttpStats::default()),
             health: Arc::new(ServerHealth::default()),
             quiet: Default::default(),
+            quirks: Arc::default(),
         })))
     }
 
@@ -234,6 +238,11 @@ impl Transport {
 
     pub fn health(&self) -> Arc<ServerHealth> {
         self.0.health.clone()
+    }
+
+    /// What the server does differently, as its answers so far tell.
+    pub fn quirks(&self) -> &Quirks {
+        &self.0.quirks
     }
 
     /// One `OPTIONS` request to `uri`, not retried: whether the server answered (any status but
@@ -387,6 +396,7 @@ impl Inner {
                 }),
                 Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
                 Ok(Ok((head, bytes))) => {
+                    self.quirks.notice(&head.headers);
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };

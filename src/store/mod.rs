@@ -12,6 +12,7 @@ pub mod http;
 pub mod limit;
 pub mod memory;
 pub mod push;
+pub mod quirks;
 pub mod vdir;
 
 use std::sync::Arc;

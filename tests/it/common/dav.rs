@@ -1,7 +1,9 @@
 //! Real CalDAV servers for tests and benches: Radicale and Xandikos from PyPI, installed into a
-//! virtualenv under `target/` on first use, each started on a free loopback port with its own
-//! storage and stopped on drop. A missing python3 or a failed install fails the test with the
-//! reason; nothing is skipped.
+//! virtualenv under `target/` on first use, and SOGo and DAViCal from Debian ([`groupware`]),
+//! each started on a free loopback port with its own storage and stopped on drop. A missing
+//! package or a failed install fails the test with the reason; nothing is skipped.
+//!
+//! [`groupware`]: super::groupware
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -112,7 +114,12 @@ pub fn leaf_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 pub enum Kind {
     Radicale,
     Xandikos,
+    Sogo,
+    Davical,
 }
+
+/// Every kind, for suites that run on each.
+pub const ALL: [Kind; 4] = [Kind::Radicale, Kind::Xandikos, Kind::Sogo, Kind::Davical];
 
 /// A running server with its own storage.
 pub struct DavServer {
@@ -124,6 +131,8 @@ pub struct DavServer {
     pub push: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// SOGo's or DAViCal's processes and database.
+    pub groupware: Option<super::groupware::Groupware>,
 }
 
 /// A free loopback port.
@@ -153,9 +162,18 @@ impl DavServer {
             push: true,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            groupware: None,
         };
         s.start();
         s
+    }
+
+    pub fn sogo() -> DavServer {
+        Self::start_new(Kind::Sogo)
+    }
+
+    pub fn davical() -> DavServer {
+        Self::start_new(Kind::Davical)
     }
 
     /// A Radicale with `extra` lines in its `[server]` section.
@@ -173,8 +191,9 @@ impl DavServer {
             port: free_port(),
             server_extra: server_extra.to_string(),
             push: false,
-            dir: tempfile::tempdir().unwrap(),
+            dir: super::groupware::shared_dir(),
             child: None,
+            groupware: None,
         };
         s.start();
         s
@@ -184,9 +203,9 @@ impl DavServer {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    /// Whether the server checks credentials (Radicale does, with htpasswd; Xandikos has no auth).
+    /// Whether the server checks credentials (Xandikos has no auth).
     pub fn needs_auth(&self) -> bool {
-        self.kind == Kind::Radicale
+        self.kind != Kind::Xandikos
     }
 
     /// Where a calendar named `name` for `user` lives on this server.
@@ -195,12 +214,32 @@ impl DavServer {
             Kind::Radicale => format!("/{user}/{name}/"),
             // Xandikos serves one principal; users become calendar names under it.
             Kind::Xandikos => format!("/user/calendars/{user}-{name}/"),
+            Kind::Sogo => format!("/SOGo/dav/{user}/Calendar/{name}/"),
+            Kind::Davical => format!("/caldav.php/{user}/{name}/"),
         }
+    }
+
+    /// A user's address on this server (groupware servers know their users' addresses).
+    pub fn address(&self, user: &str) -> String {
+        format!("{user}@{}", super::groupware::MAIL_DOMAIN)
     }
 
     /// (Re)starts the server on its port over its storage.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        match self.kind {
+            Kind::Sogo => {
+                assert!(self.groupware.is_none(), "SOGo starts once");
+                self.groupware = Some(super::groupware::start_sogo(self.port, self.dir.path()));
+                return;
+            }
+            Kind::Davical => {
+                assert!(self.groupware.is_none(), "DAViCal starts once");
+                self.groupware = Some(super::groupware::start_davical(self.port, self.dir.path()));
+                return;
+            }
+            _ => {}
+        }
         let bin = venv_bin();
         let data = self.dir.path().join("data");
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
@@ -240,6 +279,7 @@ impl DavServer {
                 }
                 c
             }
+            Kind::Sogo | Kind::Davical => unreachable!("started above"),
         };
         let child = cmd
             .stdin(Stdio::null())
@@ -277,6 +317,7 @@ impl DavServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.groupware = None;
     }
 
     pub fn log(&self) -> String {
@@ -289,25 +330,7 @@ impl DavServer {
 
     /// `curl`-free raw HTTP for set-up: MKCOL/MKCALENDAR with Basic auth.
     fn raw(&self, method: &str, path: &str) -> u16 {
-        use std::io::Write;
-        let auth = if self.needs_auth() {
-            use base64::Engine as _;
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-            )
-        } else {
-            String::new()
-        };
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
+        raw_request(self.port, method, path, "0")
     }
 
     /// Deletes a collection and everything in it; returns the HTTP status.
@@ -315,9 +338,21 @@ impl DavServer {
         self.raw("DELETE", path)
     }
 
-    /// Creates a calendar (and its parent collection where the server needs one); returns its path.
+    /// Creates a calendar (and its parent collection, or its user, where the server needs one);
+    /// returns its path. SOGo makes each user's `personal` calendar itself.
     pub fn make_calendar(&self, user: &str, name: &str) -> String {
         let path = self.calendar_path(user, name);
+        if let Some(g) = &self.groupware {
+            match self.kind {
+                Kind::Sogo => super::groupware::sogo_user(g, user),
+                _ => super::groupware::davical_user(g, user),
+            }
+        }
+        if self.kind == Kind::Sogo && name == "personal" {
+            let code = self.raw("PROPFIND", &path);
+            assert_eq!(code, 207, "PROPFIND {path}\n{}", self.log());
+            return path;
+        }
         if self.kind == Kind::Radicale {
             let parent = format!("/{user}/");
             let code = self.raw("MKCOL", &parent);
@@ -347,6 +382,29 @@ impl DavServer {
             self.url()
         )
     }
+}
+
+/// One request with the test credentials and no body; its HTTP status (0 if none came).
+pub fn raw_request(port: u16, method: &str, path: &str, depth: &str) -> u16 {
+    use base64::Engine as _;
+    use std::io::Write;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    // One write: PHP's built-in server misreads a method split over two packets.
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {auth}\r\n\
+         Depth: {depth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for DavServer {

@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod dav;
+pub mod groupware;
 pub mod items;
 pub mod mock;
 pub mod pg;

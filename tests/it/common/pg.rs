@@ -207,14 +207,14 @@ impl Pg {
 
     /// A new, empty database; its URL for tandem.
     pub fn database(&self) -> String {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "t{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        self.url(&self.new_database())
+    }
+
+    /// A new, empty database; its name.
+    pub fn new_database(&self) -> String {
+        let name = unique_name();
         self.sql("postgres", &format!("CREATE DATABASE {name}"));
-        self.url(&name)
+        name
     }
 
     /// The server's data folder (its `postmaster.pid` names the server process).
@@ -241,6 +241,16 @@ impl Drop for Pg {
             }
         }
     }
+}
+
+/// A database name no other in this test process has.
+pub fn unique_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The cluster this test process shares (started on first use).

@@ -1,0 +1,120 @@
+//! What a CalDAV server does differently from the rules tandem's promises rest on (sync tokens
+//! that report every change, a CTag that moves on every change, `If-None-Match` and `If-Match`
+//! honoured), learned from how the server names itself in its answers. The CalDAV store asks
+//! here before it takes a shortcut or trusts a precondition; README's servers table says what
+//! each server does and what tandem does about it.
+
+use std::sync::OnceLock;
+
+use http::HeaderMap;
+
+/// The server software, as far as tandem tells servers apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Software {
+    /// SOGo (its SOPE web layer names itself in `Server` or sends `X-Dav-Error`).
+    Sogo,
+    /// DAViCal (sends `X-DAViCal-Version`).
+    Davical,
+    /// Any other: trusted to keep the rules.
+    Other,
+}
+
+impl Software {
+    /// Tells the software from one answer's headers.
+    pub fn of(headers: &HeaderMap) -> Software {
+        let server = headers
+            .get(http::header::SERVER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if server.contains("SOPE") || headers.contains_key("x-dav-error") {
+            Software::Sogo
+        } else if headers.contains_key("x-davical-version") {
+            Software::Davical
+        } else {
+            Software::Other
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Software::Sogo => "SOGo",
+            Software::Davical => "DAViCal",
+            Software::Other => "other",
+        }
+    }
+}
+
+/// One server's software, set by its first answer.
+#[derive(Debug, Default)]
+pub struct Quirks(OnceLock<Software>);
+
+impl Quirks {
+    /// Notes the software from an answer's headers; only the first answer counts.
+    pub fn notice(&self, headers: &HeaderMap) {
+        if self.0.get().is_none() {
+            let _ = self.0.set(Software::of(headers));
+        }
+    }
+
+    /// `None` until the server has answered once.
+    pub fn software(&self) -> Option<Software> {
+        self.0.get().copied()
+    }
+
+    /// The server overwrites an item when a create says `If-None-Match: *` and deletes one
+    /// whatever a stale `If-Match` says (SOGo): tandem checks what it holds just before.
+    pub fn ignores_preconditions(&self) -> bool {
+        self.software() == Some(Software::Sogo)
+    }
+
+    /// The CTag counts seconds, so two changes within one second leave it unchanged (SOGo):
+    /// tandem lists with the sync token every time instead.
+    pub fn coarse_ctag(&self) -> bool {
+        self.software() == Some(Software::Sogo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn tells_servers_by_their_headers() {
+        assert_eq!(
+            Software::of(&headers(&[("server", "SOPE 4.9.37/WebDAV")])),
+            Software::Sogo
+        );
+        // Behind a proxy that replaces `Server`, SOPE's own header still tells.
+        assert_eq!(
+            Software::of(&headers(&[
+                ("server", "Apache"),
+                ("x-dav-error", "200 No error")
+            ])),
+            Software::Sogo
+        );
+        assert_eq!(
+            Software::of(&headers(&[(
+                "x-davical-version",
+                "DAViCal/1.1.12; DB/1.3.5"
+            )])),
+            Software::Davical
+        );
+        assert_eq!(
+            Software::of(&headers(&[("server", "Radicale")])),
+            Software::Other
+        );
+        let q = Quirks::default();
+        assert!(!q.ignores_preconditions(), "unknown until it answers");
+        q.notice(&headers(&[("server", "SOPE 4.9.37/WebDAV")]));
+        q.notice(&headers(&[]));
+        assert!(q.ignores_preconditions() && q.coarse_ctag());
+    }
+}
