@@ -699,8 +699,38 @@ async fn dedupe(
     Ok(if report.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }
 
-/// Runs the pairs with at most `parallel` at once; reports come back in the order given.
+/// Runs the pairs with at most `parallel` at once; reports come back in the order given. Pairs
+/// with items a scheduling server held back until another pair's write (an organizer's copy)
+/// pass again once all have passed, while that helps.
 pub async fn run_pairs(
+    engine: &Arc<Engine>,
+    pairs: Vec<crate::config::PairConfig>,
+    opts: PassOptions,
+    parallel: usize,
+) -> Result<Vec<PairReport>, crate::state::StateError> {
+    let mut reports = run_once(engine, pairs.clone(), opts, parallel).await?;
+    let waiting = |r: &[PairReport]| r.iter().map(|p| p.waiting).sum::<u64>();
+    let mut left = waiting(&reports);
+    while left > 0 && !opts.dry_run {
+        let again: Vec<usize> = (0..reports.len())
+            .filter(|&i| reports[i].waiting > 0)
+            .collect();
+        let rerun = again.iter().map(|&i| pairs[i].clone()).collect();
+        let later = run_once(engine, rerun, opts, parallel).await?;
+        for (i, r) in again.into_iter().zip(later) {
+            reports[i] = std::mem::take(&mut reports[i]).then(r);
+        }
+        let now = waiting(&reports);
+        if now >= left {
+            break;
+        }
+        left = now;
+    }
+    Ok(reports)
+}
+
+/// One pass of each pair, at most `parallel` at once, reports in the order given.
+async fn run_once(
     engine: &Arc<Engine>,
     pairs: Vec<crate::config::PairConfig>,
     opts: PassOptions,

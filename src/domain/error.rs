@@ -25,6 +25,10 @@ pub enum ErrorKind {
     InvalidData,
     /// Anything else that retrying will not fix (the server rejected the item, ...).
     Permanent,
+    /// The server holds the item back until another write lands: a scheduling server that
+    /// wants the organizer's copy before an attendee's, or that filed its own copy for the next
+    /// pass to take over. Nothing was written; the item is read again next pass.
+    Waiting,
 }
 
 impl ErrorKind {
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::InvalidData => "invalid-data",
             ErrorKind::Permanent => "permanent",
+            ErrorKind::Waiting => "waiting",
         }
     }
 }
@@ -152,6 +157,7 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::PreconditionFailed,
             ErrorKind::Unauthorized,
+            ErrorKind::Waiting,
         ] {
             assert!(!k.is_permanent() && !k.is_retryable(), "{k}");
         }

@@ -90,7 +90,8 @@ impl Engine {
             .await?;
         }
         let stopped = (executed.halt, executed.lost);
-        self.finish(pair, &read.tokens, stopped, left, report).await
+        self.finish(pair, (&read.tokens, &executed.wrote), stopped, left, report)
+            .await
     }
 
     /// Reads what moved on each side (new items, etags that moved; everything for a resync),

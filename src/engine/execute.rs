@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
 use super::{Engine, PassError};
 use crate::config::PairConfig;
@@ -26,7 +27,7 @@ use crate::sync::Action;
 /// What one remote write came to.
 pub(super) enum Done {
     Written(Written),
-    Deleted,
+    Deleted(Href),
     /// An item not from the other side (`extras = "delete"`).
     ExtraDeleted(Href),
     /// A pending create resolved; `removed` if its orphan copy was deleted.
@@ -56,6 +57,34 @@ pub(super) struct Executed {
     pub halt: Option<Halt>,
     /// A lease was taken over or expired: whose side, and by whom or why.
     pub lost: Option<Lost>,
+    /// What the writes did to each side (A, B).
+    pub wrote: [Wrote; 2],
+}
+
+/// Notes what a write did to `side`, the side it wrote, for settling its watermark.
+fn note_write(w: &mut Wrote, side: Side, done: &Done, record: &Record) {
+    match (done, record) {
+        (Done::Written(how), Record::Put(m)) => {
+            w.versions
+                .insert(m.href(side).clone(), m.etag(side).clone());
+            if matches!(how, Written::Created) {
+                w.created.insert(m.href(side).clone());
+            }
+        }
+        (Done::Deleted(h) | Done::ExtraDeleted(h), _) => {
+            w.deleted.insert(h.clone());
+        }
+        (
+            Done::Settled {
+                pending,
+                removed: true,
+            },
+            _,
+        ) => {
+            w.deleted.insert(pending.href(side).clone());
+        }
+        _ => {}
+    }
 }
 
 /// Why a holder stops when its own clock passed its lease's deadline.
@@ -188,6 +217,7 @@ impl Engine {
         }
         let chunk = par * CHUNK_PER_SLOT;
         let mut done = Vec::with_capacity(total);
+        let mut wrote: [Wrote; 2] = Default::default();
         for phase in [removals, writes] {
             let mut chunks = Vec::new();
             let mut phase = phase.into_iter().peekable();
@@ -218,6 +248,7 @@ impl Engine {
                     p.advance(pair.id.as_str());
                 }
                 let (side, outcome, record) = outcome?;
+                note_write(&mut wrote[side as usize], side, &outcome, &record);
                 match record {
                     Record::Put(m) => put.push(m),
                     Record::Forget(href) => forget.push(href),
@@ -248,6 +279,7 @@ impl Engine {
             done,
             halt: stops.halt.into_inner().expect("not poisoned"),
             lost: stops.lost.into_inner().expect("not poisoned"),
+            wrote,
         })
     }
 
@@ -414,7 +446,7 @@ impl Engine {
                     (Side::B, true) => "delete in the target",
                 };
                 return Ok(match (result, mapping) {
-                    (Ok(()), Some(m)) => (Done::Deleted, Record::Forget(m.a_href)),
+                    (Ok(()), Some(m)) => (Done::Deleted(href), Record::Forget(m.a_href)),
                     (Ok(()), None) => (Done::ExtraDeleted(href), Record::Nothing),
                     (Err(e), _) => (
                         Done::Failed {

@@ -16,6 +16,7 @@ mod record;
 pub mod repair;
 pub mod report;
 mod runs;
+mod settle;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};

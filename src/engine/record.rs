@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::execute::{Done, Executed, Halt, Lost};
 use super::read::{Held, Read, Tokens, role};
+use super::settle::Wrote;
 use super::write::Written;
 use super::{Engine, PassError};
 use crate::config::PairConfig;
@@ -76,7 +77,7 @@ impl Bookkeeping {
                 Done::Written(Written::Updated) => report.updated += 1,
                 Done::Written(Written::Adopted) => report.adopted += 1,
                 Done::Written(Written::Unchanged) => report.unchanged += 1,
-                Done::Deleted => report.deleted += 1,
+                Done::Deleted(_) => report.deleted += 1,
                 Done::ExtraDeleted(href) => {
                     report.deleted += 1;
                     self.extras_gone.push(href);
@@ -117,7 +118,8 @@ impl Engine {
         )
         .await?;
         let stopped = (executed.halt, executed.lost);
-        self.finish(pair, &read.tokens, stopped, left, report).await
+        self.finish(pair, (&read.tokens, &executed.wrote), stopped, left, report)
+            .await
     }
 
     /// Records what the plan only records and what the writes came to (counted into `report`);
@@ -148,7 +150,7 @@ impl Engine {
     pub(super) async fn finish(
         &self,
         pair: &PairConfig,
-        tokens: &Tokens,
+        (tokens, wrote): (&Tokens, &[Wrote; 2]),
         (halt, lost): (Option<Halt>, Option<Lost>),
         left: u64,
         report: &mut PairReport,
@@ -182,10 +184,11 @@ impl Engine {
                 format!("interrupted: tandem is stopping; {left} change(s) left for the next pass"),
             ));
         }
-        // Each token was taken before this pass wrote: our own writes show up next time with
-        // the etags just recorded (a no-op), and nobody else's edit in between is missed.
+        // Each token was taken before this pass wrote: it moves past our own writes if nothing
+        // else moved meanwhile (see `settle`).
         if report.failed == 0 {
-            self.save_watermarks(pair, tokens).await?;
+            let tokens = self.settle(pair, tokens, wrote).await;
+            self.save_watermarks(pair, &tokens).await?;
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ pub struct PairReport {
     pub resolved: Vec<String>,
     /// Items that failed; `failures` says which and why.
     pub failed: u64,
+    /// Of those, items a scheduling server holds back until another write lands (kind
+    /// `waiting`): `tandem sync` passes their pairs again once the others have passed.
+    pub waiting: u64,
     pub failures: Vec<ItemFailure>,
     /// Why the whole pair failed, if it did.
     pub error: Option<String>,
@@ -95,6 +98,7 @@ impl PairReport {
 
     pub fn fail_item(&mut self, href: impl ToString, kind: ErrorKind, reason: impl ToString) {
         self.failed += 1;
+        self.waiting += u64::from(kind == ErrorKind::Waiting);
         self.failures.push(ItemFailure {
             href: href.to_string(),
             kind: kind.name(),
@@ -106,6 +110,24 @@ impl PairReport {
     /// Whether this pass changed anything (or, in a dry run, would).
     pub fn changes(&self) -> u64 {
         self.created + self.updated + self.deleted + self.adopted
+    }
+
+    /// This report followed by `later`'s, a pass of the same pair run after it: what both
+    /// wrote, and what is left as `later` found it. Items this one wrote are not counted again
+    /// when `later` finds them unchanged.
+    pub fn then(self, later: PairReport) -> PairReport {
+        let wrote = self.created + self.updated + self.adopted;
+        PairReport {
+            created: self.created + later.created,
+            updated: self.updated + later.updated,
+            deleted: self.deleted + later.deleted,
+            adopted: self.adopted + later.adopted,
+            unchanged: later.unchanged.saturating_sub(wrote),
+            requests: self.requests + later.requests,
+            failed_requests: self.failed_requests + later.failed_requests,
+            resolved: [self.resolved, later.resolved.clone()].concat(),
+            ..later
+        }
     }
 }
 

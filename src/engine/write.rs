@@ -153,7 +153,8 @@ impl Engine {
         }
     }
 
-    /// A create that failed. A permanent refusal (a 4xx such as 413) wrote nothing, so its pending
+    /// A create that failed. A permanent refusal (a 4xx such as 413) or a server holding the item
+    /// back (`Waiting`) wrote nothing, so its pending
     /// row goes: a pending create is never held back, and the item could not be quarantined. A
     /// failure that may have written (a timeout, a 5xx) keeps the row for the next pass to settle.
     async fn refused_create(
@@ -162,7 +163,7 @@ impl Engine {
         pending: Pending,
         e: StoreError,
     ) -> WriteResult {
-        if e.kind.is_permanent() {
+        if e.kind.is_permanent() || e.kind == ErrorKind::Waiting {
             self.state.clear_pendings(&pair.id, &[pending]).await?;
         }
         Ok(Err(e))

@@ -344,6 +344,36 @@ impl CaldavStore {
             .collect())
     }
 
+    /// A create's refusal. On a server that files attendees' copies itself (SOGo), a 412 on a
+    /// free name is its wait for the organizer's copy, and a 409 the copy it filed meanwhile:
+    /// the item waits (see `ErrorKind::Waiting`).
+    fn create_error(&self, href: &Href, e: WebDavError<HttpFault>) -> StoreError {
+        let status = match &e {
+            WebDavError::BadStatusCode(s) => Some(*s),
+            WebDavError::PreconditionFailed(_) => Some(StatusCode::PRECONDITION_FAILED),
+            _ => None,
+        };
+        let url = self.url(href.as_str());
+        let quirks = self.transport.quirks();
+        let why = match status {
+            _ if !quirks.files_attendee_copies() => None,
+            Some(StatusCode::PRECONDITION_FAILED) => Some(
+                "refuses an attendee's copy of a meeting until the organizer's copy is in the organizer's calendar",
+            ),
+            Some(StatusCode::CONFLICT) => Some(
+                "already holds its own copy of this meeting (it files one into each attendee's calendar when the organizer's copy is written); the next pass takes it over",
+            ),
+            _ => None,
+        };
+        match why {
+            Some(why) => StoreError::new(
+                ErrorKind::Waiting,
+                format!("PUT {url}: {} {why}", quirks.name()),
+            ),
+            None => self.error("PUT", href.as_str(), e),
+        }
+    }
+
     /// On a server that ignores `If-None-Match` (see [`Quirks`]): a create where an item is
     /// already refused as the precondition would. What remains is the moment between this
     /// check and the write.
@@ -812,7 +842,7 @@ impl CalendarStore for CaldavStore {
             .dav
             .request(PutResource::new(href.as_str()).create(data.to_string(), ICS))
             .await
-            .map_err(|e| self.error("PUT", href.as_str(), e))?;
+            .map_err(|e| self.create_error(&href, e))?;
         // No ETag means the server changed what we sent (RFC 4791 §5.3.4): ask for it.
         let etag = match put.etag {
             Some(e) => Etag::new(e),

@@ -67,6 +67,21 @@ impl Quirks {
         self.software() == Some(Software::Sogo)
     }
 
+    /// The server writes a copy of a meeting into each attendee's calendar when the organizer's
+    /// copy is written (`SCHEDULE-AGENT=CLIENT` or not), and refuses an attendee's copy before
+    /// the organizer's (SOGo): tandem waits for, and takes over, the server's copy.
+    pub fn files_attendee_copies(&self) -> bool {
+        self.software() == Some(Software::Sogo)
+    }
+
+    /// The server's name for messages.
+    pub fn name(&self) -> &'static str {
+        match self.software() {
+            Some(Software::Other) | None => "the server",
+            Some(s) => s.name(),
+        }
+    }
+
     /// The CTag counts seconds, so two changes within one second leave it unchanged (SOGo):
     /// tandem lists with the sync token every time instead.
     pub fn coarse_ctag(&self) -> bool {

@@ -20,6 +20,7 @@ mod leases;
 mod nodes;
 mod operator;
 mod postgres;
+mod promises;
 mod push;
 mod race;
 mod repair;

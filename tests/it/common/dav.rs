@@ -219,6 +219,14 @@ impl DavServer {
         }
     }
 
+    /// The name of the calendar a user has from the start (SOGo's own), or a tests' usual one.
+    pub fn default_calendar(&self) -> &'static str {
+        match self.kind {
+            Kind::Sogo => "personal",
+            _ => "calendar",
+        }
+    }
+
     /// A user's address on this server (groupware servers know their users' addresses).
     pub fn address(&self, user: &str) -> String {
         format!("{user}@{}", super::groupware::MAIL_DOMAIN)
@@ -541,13 +549,22 @@ pub struct SeededPair {
 }
 
 pub async fn seeded_pair(items: usize, extra: &str) -> SeededPair {
+    seeded_pair_on(Kind::Radicale, Kind::Radicale, items, extra).await
+}
+
+/// [`seeded_pair`] from a server of kind `from` to one of kind `to`.
+pub async fn seeded_pair_on(from: Kind, to: Kind, items: usize, extra: &str) -> SeededPair {
     use tandem::store::CalendarStore;
-    let source = DavServer::radicale();
-    let target = DavServer::radicale();
-    let scal: tandem::domain::types::CalendarPath =
-        source.make_calendar("alice", "calendar").parse().unwrap();
-    let tcal: tandem::domain::types::CalendarPath =
-        target.make_calendar("alice", "calendar").parse().unwrap();
+    let source = DavServer::start_new(from);
+    let target = DavServer::start_new(to);
+    let scal: tandem::domain::types::CalendarPath = source
+        .make_calendar("alice", source.default_calendar())
+        .parse()
+        .unwrap();
+    let tcal: tandem::domain::types::CalendarPath = target
+        .make_calendar("alice", target.default_calendar())
+        .parse()
+        .unwrap();
     let src = source.store();
     for i in 0..items {
         let (name, body) = super::items::item(i, 0);
