@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::collections::VecDeque;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tracing::warn;
 
 use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
@@ -196,8 +197,7 @@ impl Engine {
             self.store(&pair.source.server)?,
             self.store(&pair.target.server)?,
         ];
-        // Up to the parallelism of the stores written.
-        let par = [Side::A, Side::B]
+        let written: Vec<Side> = [Side::A, Side::B]
             .into_iter()
             .filter(|s| {
                 writes
@@ -205,7 +205,17 @@ impl Engine {
                     .chain(&removals)
                     .any(|a| a.writes() == Some(*s))
             })
-            .map(|s| stores[s as usize].parallelism())
+            .collect();
+        // What a server does whatever tandem asks is said before tandem first writes there.
+        for s in &written {
+            if let Some(w) = stores[*s as usize].warning_once() {
+                warn!(pair = %pair.id, "{w}");
+            }
+        }
+        // Up to the parallelism of the stores written.
+        let par = written
+            .iter()
+            .map(|s| stores[*s as usize].parallelism())
             .max()
             .unwrap_or(1)
             .max(1);

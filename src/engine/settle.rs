@@ -116,7 +116,7 @@ mod tests {
     use crate::store::ItemVersion;
 
     fn href(s: &str) -> Href {
-        Href::new(format!("/c/{s}")).unwrap()
+        Href::new(&format!("/c/{s}")).unwrap()
     }
 
     fn listing(changed: &[(&str, &str)], deleted: &[&str]) -> Changes {

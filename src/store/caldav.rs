@@ -44,6 +44,8 @@ pub struct CaldavStore {
     transport: Transport,
     /// Calendars whose server refused sync-collection: listed by PROPFIND from then on.
     no_sync: Mutex<HashSet<CalendarPath>>,
+    /// The server's warning was logged (see `CalendarStore::warning_once`).
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl CaldavStore {
@@ -76,6 +78,7 @@ impl CaldavStore {
             base,
             transport,
             no_sync: Mutex::new(HashSet::new()),
+            warned: Default::default(),
         })
     }
 
@@ -602,6 +605,16 @@ impl CalendarStore for CaldavStore {
 
     async fn probe(&self) -> Result<(), String> {
         self.transport.probe(&self.base.to_string()).await
+    }
+
+    fn departures(&self) -> Vec<&'static str> {
+        self.transport.quirks().departures()
+    }
+
+    fn warning_once(&self) -> Option<String> {
+        let warning = self.transport.quirks().warning()?;
+        let first = !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed);
+        first.then(|| format!("{}: {warning}", self.describe()))
     }
 
     async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {

@@ -64,6 +64,14 @@ impl CalendarStore for Limited {
         self.inner.health()
     }
 
+    fn departures(&self) -> Vec<&'static str> {
+        self.inner.departures()
+    }
+
+    fn warning_once(&self) -> Option<String> {
+        self.inner.warning_once()
+    }
+
     async fn probe(&self) -> Result<(), String> {
         self.inner.probe().await
     }

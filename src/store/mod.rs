@@ -105,6 +105,18 @@ pub trait CalendarStore: Send + Sync {
         None
     }
 
+    /// What this server does differently from the rules tandem's promises rest on, and what
+    /// tandem does about each, as far as its answers so far tell (see [`quirks`]).
+    fn departures(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// What the operator must read before tandem's first write to this server (one that
+    /// schedules whatever a copy says): once per process, `None` after.
+    fn warning_once(&self) -> Option<String> {
+        None
+    }
+
     /// One cheap request to see whether a server that was down answers again; `Err` says why
     /// not. A store without a server always answers.
     async fn probe(&self) -> Result<(), String> {

@@ -82,6 +82,32 @@ impl Quirks {
         }
     }
 
+    /// What the server does differently and what tandem does about it, for `tandem check
+    /// --connect` and README's servers table.
+    pub fn departures(&self) -> Vec<&'static str> {
+        match self.software() {
+            Some(Software::Sogo) => vec![
+                "ignores If-None-Match and a stale If-Match on DELETE: tandem checks what it holds just before each create, update and delete",
+                "its CTag counts seconds: tandem lists with the sync token on every pass",
+                "files a copy of a meeting into each attendee's calendar when the organizer's copy is written, and refuses an attendee's copy before the organizer's: tandem writes the organizer's first and takes the server's copies over",
+                "reuses an ETag after a delete and a re-create at the same name",
+            ],
+            Some(Software::Davical) => vec![
+                "schedules a reply when an attendee's copy of a meeting is written, whatever SCHEDULE-AGENT says (see the warning)",
+                "answers a PUT it rewrote without an ETag: tandem asks for it",
+                "allows two items with one UID in one calendar: tandem keeps one, sets the other aside and names it",
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What an operator must know before tandem writes to this server.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.software() == Some(Software::Davical)).then_some(
+            "DAViCal delivers a reply to the organizer's scheduling inbox, and rewrites the organizer's copy (adding SCHEDULE-STATUS), whenever an attendee's copy of a meeting whose organizer's copy it holds is written; SCHEDULE-AGENT=CLIENT does not stop it and nothing else a client sends does. No mail is sent unless DAViCal is set up to send it; the organizer's copy is put back in step by the organizer's next pass",
+        )
+    }
+
     /// The CTag counts seconds, so two changes within one second leave it unchanged (SOGo):
     /// tandem lists with the sync token every time instead.
     pub fn coarse_ctag(&self) -> bool {

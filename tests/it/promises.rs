@@ -276,3 +276,39 @@ async fn assert_mail_is_captured(sogo: &DavServer) {
         !mail.lock().unwrap().is_empty()
     });
 }
+
+/// DAViCal schedules a REPLY whenever an attendee's copy of a meeting whose organizer's copy
+/// it holds is written, whatever the copy says: tandem says so before its first write, and
+/// the meetings still land once each, in step by the next pass.
+#[tokio::test]
+async fn meetings_of_one_org_land_on_davical_and_its_replies_are_announced() {
+    let target = DavServer::davical();
+    let (_source, _dir, config) = org_of_four(&target).await;
+    let out = common::tandem(&config, &["sync", "--json"]);
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("DAViCal delivers a reply"),
+        "no word of DAViCal's replies:\n{text}"
+    );
+    let first = json(&out);
+    for u in USERS {
+        assert_eq!(common::pair_report(&first, u)["failed"], 0, "{first}");
+    }
+    assert_one_copy_each(&target).await;
+    sync_ok(&config);
+    let settled = sync_ok(&config);
+    for u in USERS {
+        let r = common::pair_report(&settled, u);
+        assert_eq!(
+            (
+                r["created"].as_u64(),
+                r["updated"].as_u64(),
+                r["deleted"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0)),
+            "{u}: {r}"
+        );
+    }
+    assert_one_copy_each(&target).await;
+}
