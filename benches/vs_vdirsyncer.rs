@@ -143,6 +143,9 @@ fn main() {
 
     let tandem_first = timed("tandem first sync", &mut tandem(&config, &["sync"]));
     let vdir_first = timed("vdirsyncer first sync", &mut vdirsyncer(&["sync"]));
+    // The pass right after a pass that wrote: its own writes are not read again.
+    let tandem_after = timed("tandem pass after it", &mut tandem(&config, &["sync"]));
+    let vdir_after = timed("vdirsyncer pass after it", &mut vdirsyncer(&["sync"]));
     // Side by side: each round times one quiet pass of each.
     let (mut tq, mut vq) = (Vec::new(), Vec::new());
     for _ in 0..QUIET_RUNS {
@@ -173,6 +176,7 @@ fn main() {
     );
     for (what, t, v) in [
         ("first sync", tandem_first, vdir_first),
+        ("pass after first sync", tandem_after, vdir_after),
         ("no-change pass", tandem_quiet, vdir_quiet),
     ] {
         println!(

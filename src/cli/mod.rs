@@ -5,6 +5,7 @@
 //! here or in a file beside this one ([`demo`], [`service`]); the library below returns typed
 //! errors, and only this layer turns them into exit codes.
 
+mod connect;
 mod cutover;
 mod demo;
 mod demo_orgs;
@@ -63,7 +64,11 @@ enum Command {
         dir: PathBuf,
     },
     /// Validate the config and print what it says.
-    Check,
+    Check {
+        /// Also reach every pair's calendars and say what each server does differently.
+        #[arg(long)]
+        connect: bool,
+    },
     /// One incremental pass over the pairs (all by default), then exit.
     Sync {
         /// Only this pair (repeatable).
@@ -320,7 +325,13 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Check => check(&cli.config),
+        Command::Check { connect } => {
+            let code = check(&cli.config)?;
+            match connect {
+                true => connect::check(&Config::load(&cli.config)?).await,
+                false => Ok(code),
+            }
+        }
         Command::Sync {
             pairs,
             dry_run,

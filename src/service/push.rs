@@ -63,6 +63,9 @@ pub struct PushHub {
     /// until a push for them arrives (a firewall or an untrusted certificate loses every push).
     doubted: Mutex<HashSet<String>>,
     received: AtomicU64,
+    /// A pair's first pass is done: the keeper subscribes its calendars now, not at its next
+    /// round (up to a minute away).
+    first_passes: Notify,
 }
 
 impl PushHub {
@@ -88,7 +91,13 @@ impl PushHub {
             driven: RwLock::default(),
             doubted: Mutex::default(),
             received: AtomicU64::new(0),
+            first_passes: Notify::new(),
         })
+    }
+
+    /// A pair's first pass under this node is done: its calendars are subscribed at once.
+    pub fn first_pass_done(&self) {
+        self.first_passes.notify_one();
     }
 
     /// A push for `token` arrived: recorded, and its pair made due. `false`: no subscription
@@ -200,7 +209,9 @@ fn retry_wait(lifetime_ms: i64, failures: u32, safety_ms: i64) -> i64 {
 }
 
 impl PushKeeper {
-    /// Rounds until `stop`: every tenth of `[sync] push_lifetime`, between 1 s and 1 min.
+    /// Rounds until `stop`: every tenth of `[sync] push_lifetime`, between 1 s and 1 min, and
+    /// as soon as a pair's first pass is done (a second later at most, so a burst of first
+    /// passes makes one round).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let every = (self.config.sync.push_lifetime / 10)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -212,6 +223,9 @@ impl PushKeeper {
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = self.hub.first_passes.notified() => {
+                    tokio::time::sleep(Duration::from_secs(1).min(every)).await;
+                }
                 _ = stop.changed() => {}
             }
         }

@@ -302,6 +302,9 @@ impl Scheduler {
             return;
         };
         let first = self.passed.insert(i);
+        if first {
+            hub.first_pass_done();
+        }
         let retried = self.left_failures.contains(&i) || r.failed > 0;
         match r.failed > 0 || r.error.is_some() {
             true => self.left_failures.insert(i),

@@ -607,6 +607,10 @@ impl CalendarStore for CaldavStore {
         self.transport.probe(&self.base.to_string()).await
     }
 
+    fn software(&self) -> Option<&'static str> {
+        self.transport.quirks().software().map(|s| s.name())
+    }
+
     fn departures(&self) -> Vec<&'static str> {
         self.transport.quirks().departures()
     }

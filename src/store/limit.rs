@@ -64,6 +64,10 @@ impl CalendarStore for Limited {
         self.inner.health()
     }
 
+    fn software(&self) -> Option<&'static str> {
+        self.inner.software()
+    }
+
     fn departures(&self) -> Vec<&'static str> {
         self.inner.departures()
     }

@@ -105,6 +105,11 @@ pub trait CalendarStore: Send + Sync {
         None
     }
 
+    /// The server's software, once it has answered, if tandem tells it apart.
+    fn software(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What this server does differently from the rules tandem's promises rest on, and what
     /// tandem does about each, as far as its answers so far tell (see [`quirks`]).
     fn departures(&self) -> Vec<&'static str> {

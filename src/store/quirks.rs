@@ -39,7 +39,7 @@ impl Software {
         match self {
             Software::Sogo => "SOGo",
             Software::Davical => "DAViCal",
-            Software::Other => "other",
+            Software::Other => "trusted to keep the rules (not SOGo or DAViCal)",
         }
     }
 }

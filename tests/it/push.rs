@@ -328,3 +328,53 @@ async fn pushes_drive_passes_within_seconds_and_the_safety_poll_catches_what_the
     assert!(text.contains("push subscription ended"), "{text}");
     assert!(!text.contains(token), "a push token in the log");
 }
+
+/// With the default subscription lifetime (the keeper's rounds a minute apart), a pair's
+/// calendars are subscribed within seconds of its first pass, not at the keeper's next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendars_are_subscribed_within_seconds_of_the_first_pass() {
+    let (xs, xt) = (DavServer::xandikos_push(), DavServer::xandikos_push());
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{}\n", dav::PASSWORD)).unwrap();
+    let (cert, key) = dav::leaf_certificate(dir.path());
+    let port = dav::free_port();
+    let sc = xs.make_calendar("x1", "calendar");
+    let tc = xt.make_calendar("x1", "calendar");
+    let file = dir.path().join("tandem.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[state]\nurl = \"sqlite://state/tandem.db\"\n\n{}\n{}\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+             [[pairs]]\nid = \"x1\"\nsource = \"xsource:{sc}\"\ntarget = \"xtarget:{tc}\"\n",
+            xs.config_section("xsource", &pw),
+            xt.config_section("xtarget", &pw),
+            cert.display(),
+            key.display(),
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let run = start(dir.path(), &file, port, "run.log");
+    let log = || std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default();
+    wait_until("x1's first pass", 30, || {
+        pair(port, "x1")["last_success_at"].is_i64()
+    });
+    let passed = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pair(port, "x1")["push_driven"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "x1 not push-driven 15 s after its first pass\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "first pass after {passed:?}; push-driven after {:?}",
+        started.elapsed()
+    );
+    stop(run);
+}

@@ -642,6 +642,15 @@ async fn a_target_server_killed_and_restarted_under_the_service_converges() {
     for (_, t) in &cals {
         dav::wait_for_items(&*tgt, &t.parse().unwrap(), 1, &mut run).await;
     }
+    // Every first pass finished (its last request is the listing after its writes).
+    common::wait_until("every pair's first pass", 60, || {
+        let st = json(&common::tandem(&config, &["status", "--json"]));
+        st["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["last_success_at"].is_i64())
+    });
     // The target goes away; changes keep arriving in the source.
     target.kill();
     for (i, (s, _)) in cals.iter().enumerate() {

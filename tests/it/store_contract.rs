@@ -16,6 +16,13 @@ fn ics(uid: &str, summary: &str) -> String {
     )
 }
 
+/// A listing with nothing new: empty, or (SOGo, whose tokens count seconds and reach back one)
+/// the latest changes again, as they are now.
+fn nothing_new(c: &tandem::store::Changes, now: &[(&Href, &Etag)], gone: &Href) -> bool {
+    c.changed.iter().all(|v| now.contains(&(&v.href, &v.etag)))
+        && c.deleted.iter().all(|h| h == gone)
+}
+
 async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: CalendarPath) {
     store.check_calendar(&cal).await.expect("calendar exists");
     let err = store.check_calendar(&missing).await.unwrap_err();
@@ -123,17 +130,14 @@ async fn contract(store: Arc<dyn CalendarStore>, cal: CalendarPath, missing: Cal
             "a store without watermarks lists everything"
         );
     } else {
-        assert!(
-            quiet.changed.is_empty() && quiet.deleted.is_empty(),
-            "{quiet:?}"
-        );
+        assert!(nothing_new(&quiet, &[(&a.href, &a2)], &b.href), "{quiet:?}");
     }
     // The watermark of a quiet listing (a CalDAV store's holds the calendar's CTag by then):
     // still quiet, and then it shows what moved as the first one does.
     let settled = quiet.token.clone();
     let still = store.changes(&cal, settled.as_ref()).await.unwrap();
     assert!(
-        still.complete || (still.changed.is_empty() && still.deleted.is_empty()),
+        still.complete || nothing_new(&still, &[(&a.href, &a2)], &b.href),
         "{still:?}"
     );
     let c = store
