@@ -15,6 +15,9 @@
 #[path = "../tests/it/common/dav.rs"]
 #[allow(dead_code)]
 mod dav;
+#[path = "../tests/it/common/groupware.rs"]
+#[allow(dead_code)]
+mod groupware;
 #[path = "../tests/it/common/items.rs"]
 #[allow(dead_code)]
 mod items;

@@ -10,9 +10,15 @@
 #[path = "../tests/it/common/dav.rs"]
 #[allow(dead_code)]
 mod dav;
+#[path = "../tests/it/common/groupware.rs"]
+#[allow(dead_code)]
+mod groupware;
 #[path = "../tests/it/common/items.rs"]
 #[allow(dead_code)]
 mod items;
+#[path = "../tests/it/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
