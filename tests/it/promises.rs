@@ -312,3 +312,73 @@ async fn meetings_of_one_org_land_on_davical_and_its_replies_are_announced() {
     }
     assert_one_copy_each(&target).await;
 }
+
+/// Two-way between the groupware servers, DAViCal the old org and SOGo the new: changes on
+/// either side reach the other, before and after the cutover, and nothing is duplicated.
+#[tokio::test]
+async fn two_way_davical_and_sogo_with_a_cutover() {
+    let p = dav::seeded_pair_on(
+        Kind::Davical,
+        Kind::Sogo,
+        8,
+        "[sync]\ndirection = \"two-way\"\n",
+    )
+    .await;
+    let (old, new) = (p.source.store(), p.target.store());
+    sync_ok(&p.config);
+    assert_eq!(new.list(&p.tcal).await.unwrap().len(), 8);
+    // An edit in the new org, a delete in the old.
+    // (Different items: a delete loses to an edit of the same item.)
+    let (first_uid, _) = common::items::item(0, 0);
+    let (second_uid, _) = common::items::item(1, 0);
+    let copies = dav::read_all(&*new, &p.tcal).await;
+    let (href, text) = copies
+        .iter()
+        .find(|(_, t)| t.contains(&format!("UID:{first_uid}")))
+        .unwrap();
+    let etag = new
+        .list(&p.tcal)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| &v.href == href)
+        .unwrap()
+        .etag;
+    let edited = text.replacen("SUMMARY:", "SUMMARY:edited in SOGo ", 1);
+    new.update(href, &etag, &edited).await.unwrap();
+    let gone = old
+        .list(&p.scal)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.href.file_name().contains(&second_uid))
+        .unwrap();
+    old.delete(&gone.href, &gone.etag).await.unwrap();
+    sync_ok(&p.config);
+    let olds = dav::read_all(&*old, &p.scal).await;
+    assert_eq!(olds.len(), 7);
+    assert!(
+        olds.iter()
+            .any(|(_, t)| t.contains("SUMMARY:edited in SOGo "))
+    );
+    dav::assert_one_copy_each(&*new, &p.tcal, 7).await;
+    // Cut over: the new org is the authority; an edit there still reaches the old.
+    let out = common::tandem(&p.config, &["cutover", "--pair", "alice"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let v = new.list(&p.tcal).await.unwrap().into_iter().next().unwrap();
+    let (_, t) = read(&*new, &p.tcal, &v.href).await;
+    new.update(
+        &v.href,
+        &v.etag,
+        &t.replacen("SUMMARY:", "SUMMARY:after cutover ", 1),
+    )
+    .await
+    .unwrap();
+    sync_ok(&p.config);
+    let olds = dav::read_all(&*old, &p.scal).await;
+    assert!(
+        olds.iter()
+            .any(|(_, t)| t.contains("SUMMARY:after cutover "))
+    );
+    dav::assert_one_copy_each(&*old, &p.scal, 7).await;
+}
