@@ -579,7 +579,7 @@ impl Engine {
     pub(crate) async fn mapped_copies(
         &self,
         pair: &PairConfig,
-    ) -> Result<Option<[HashMap<Href, ContentHash>; 2]>, StateError> {
+    ) -> Result<Option<[HashMap<Href, (ContentHash, Etag)>; 2]>, StateError> {
         let known = self
             .state
             .pair_calendars(&pair.id)
@@ -588,10 +588,10 @@ impl Engine {
         if !known {
             return Ok(None);
         }
-        let mut sides: [HashMap<Href, ContentHash>; 2] = Default::default();
+        let mut sides: [HashMap<Href, (ContentHash, Etag)>; 2] = Default::default();
         for m in self.state.mappings(&pair.id).await? {
-            sides[0].insert(m.a_href.clone(), m.hash);
-            sides[1].insert(m.b_href, m.hash);
+            sides[0].insert(m.a_href.clone(), (m.hash, m.a_etag));
+            sides[1].insert(m.b_href, (m.hash, m.b_etag));
         }
         Ok(Some(sides))
     }

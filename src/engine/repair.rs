@@ -103,8 +103,9 @@ struct Scope<'a> {
     stores: [&'a dyn CalendarStore; 2],
     /// The lease of each side the pair writes (none in a dry run).
     leases: [Option<&'a Lease>; 2],
-    /// What the state maps on each side, with the content it recorded there.
-    mapped: [HashMap<Href, ContentHash>; 2],
+    /// What the state maps on each side, with the content it recorded there and the version
+    /// that content was at.
+    mapped: [HashMap<Href, (ContentHash, Etag)>; 2],
 }
 
 impl Scope<'_> {
@@ -353,7 +354,13 @@ impl Engine {
             identity.clone(),
             a.item.hash,
         );
-        if a.item.hash == b.item.hash {
+        // Equal, or both still the versions the state recorded as in step: a server that
+        // rewrites what it stores (SOGo adds CLASS, reorders parameters) holds tandem's write in
+        // its own words.
+        let recorded = |side: Side, c: &Copy| {
+            scope.mapped[side as usize].get(&c.href) == Some(&(a.item.hash, c.etag.clone()))
+        };
+        if a.item.hash == b.item.hash || (recorded(Side::A, &a) && recorded(Side::B, &b)) {
             report.in_step += 1;
             return Ok(mapping);
         }
@@ -418,7 +425,7 @@ impl Engine {
             Way::One(mode) if side == mode.to() => "extra",
             Way::One(_) => "missing",
             // Two ways, only an unchanged one: an edit wins over a delete.
-            Way::Two(_) if recorded == Some(&one.item.hash) => "orphan",
+            Way::Two(_) if recorded.map(|r| &r.0) == Some(&one.item.hash) => "orphan",
             Way::Two(_) => "missing",
         };
         let action = match class {

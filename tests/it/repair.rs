@@ -168,10 +168,28 @@ fn a_locked_calendar_is_not_repaired() {
 
 #[tokio::test]
 async fn every_class_on_radicale() {
+    every_class_on(dav::Kind::Radicale).await;
+}
+
+#[tokio::test]
+async fn every_class_on_sogo() {
+    every_class_on(dav::Kind::Sogo).await;
+}
+
+#[tokio::test]
+async fn every_class_on_davical() {
+    every_class_on(dav::Kind::Davical).await;
+}
+
+/// Radicale → a target of `kind`, each class of finding made on the target, then repaired.
+async fn every_class_on(kind: dav::Kind) {
     let source = DavServer::radicale();
-    let target = DavServer::radicale();
+    let target = DavServer::start_new(kind);
     let scal: CalendarPath = source.make_calendar("alice", "calendar").parse().unwrap();
-    let tcal: CalendarPath = target.make_calendar("alice", "calendar").parse().unwrap();
+    let tcal: CalendarPath = target
+        .make_calendar("alice", target.default_calendar())
+        .parse()
+        .unwrap();
     let (src, tgt) = (source.store(), target.store());
     for uid in ["keep", "gone", "edit", "dup", "lost"] {
         src.create(
@@ -222,7 +240,8 @@ async fn every_class_on_radicale() {
     )
     .await
     .unwrap();
-    // Radicale refuses two items with one UID: the duplicate carries Exchange's GOID spelling.
+    // Radicale and SOGo refuse two items with one UID: the duplicate carries Exchange's GOID
+    // spelling.
     tgt.create(
         &tcal,
         "dup-goid.ics",
