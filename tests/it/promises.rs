@@ -382,3 +382,35 @@ async fn two_way_davical_and_sogo_with_a_cutover() {
     );
     dav::assert_one_copy_each(&*old, &p.scal, 7).await;
 }
+
+/// The service between the groupware servers, DAViCal to SOGo: the first passes copy every
+/// calendar, and a change made while it runs arrives by a later pass.
+#[tokio::test]
+async fn the_service_from_davical_to_sogo() {
+    let p = dav::seeded_pair_on(Kind::Davical, Kind::Sogo, 6, "[sync]\ninterval = \"1s\"\n").await;
+    let (old, new) = (p.source.store(), p.target.store());
+    let mut run = common::spawn_run(&p.config);
+    dav::wait_for_items(&*new, &p.tcal, 6, &mut run).await;
+    old.create(
+        &p.scal,
+        "later.ics",
+        &common::event("later@old.example", "Made while running", None),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let copies = dav::read_all(&*new, &p.tcal).await;
+        if copies.iter().any(|(_, t)| t.contains("Made while running")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change did not arrive within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    dav::assert_one_copy_each(&*new, &p.tcal, 7).await;
+    let _ = run.kill();
+    let _ = run.wait();
+}
