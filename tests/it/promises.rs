@@ -284,6 +284,16 @@ async fn assert_mail_is_captured(sogo: &DavServer) {
 async fn meetings_of_one_org_land_on_davical_and_its_replies_are_announced() {
     let target = DavServer::davical();
     let (_source, _dir, config) = org_of_four(&target).await;
+    let check = common::tandem(&config, &["check", "--connect"]);
+    let said = common::text(&check);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("8 of 8 calendar(s) reached")
+            && said.contains("server target (")
+            && said.contains("DAViCal")
+            && said.contains("WARNING: "),
+        "{said}"
+    );
     let out = common::tandem(&config, &["sync", "--json"]);
     let text = common::text(&out);
     assert!(out.status.success(), "{text}");
