@@ -62,6 +62,25 @@ pub(super) struct Executed {
     pub wrote: [Wrote; 2],
 }
 
+/// The sides `actions` write. What a server does whatever tandem asks (see
+/// `CalendarStore::warning_once`) is said first.
+fn sides_written<'a>(
+    pair: &PairConfig,
+    stores: &[Arc<dyn CalendarStore>; 2],
+    actions: impl Iterator<Item = &'a Action> + Clone,
+) -> Vec<Side> {
+    let written: Vec<Side> = [Side::A, Side::B]
+        .into_iter()
+        .filter(|s| actions.clone().any(|a| a.writes() == Some(*s)))
+        .collect();
+    for s in &written {
+        if let Some(w) = stores[*s as usize].warning_once() {
+            warn!(pair = %pair.id, "{w}");
+        }
+    }
+    written
+}
+
 /// Notes what a write did to `side`, the side it wrote, for settling its watermark.
 fn note_write(w: &mut Wrote, side: Side, done: &Done, record: &Record) {
     match (done, record) {
@@ -197,21 +216,7 @@ impl Engine {
             self.store(&pair.source.server)?,
             self.store(&pair.target.server)?,
         ];
-        let written: Vec<Side> = [Side::A, Side::B]
-            .into_iter()
-            .filter(|s| {
-                writes
-                    .iter()
-                    .chain(&removals)
-                    .any(|a| a.writes() == Some(*s))
-            })
-            .collect();
-        // What a server does whatever tandem asks is said before tandem first writes there.
-        for s in &written {
-            if let Some(w) = stores[*s as usize].warning_once() {
-                warn!(pair = %pair.id, "{w}");
-            }
-        }
+        let written = sides_written(pair, &stores, writes.iter().chain(&removals));
         // Up to the parallelism of the stores written.
         let par = written
             .iter()
