@@ -306,6 +306,14 @@ async fn meetings_of_one_org_land_on_davical_and_its_replies_are_announced() {
         assert_eq!(common::pair_report(&first, u)["failed"], 0, "{first}");
     }
     assert_one_copy_each(&target).await;
+    // What it warned of: replies in the organizers' scheduling inboxes.
+    let mut replies = 0;
+    for u in USERS {
+        let inbox: CalendarPath = format!("/caldav.php/{u}/.in/").parse().unwrap();
+        replies += target.store().list(&inbox).await.unwrap().len();
+    }
+    eprintln!("DAViCal delivered {replies} replies to the organizers' inboxes");
+    assert!(replies > 0, "the warning is no longer true: no replies");
     sync_ok(&config);
     let settled = sync_ok(&config);
     for u in USERS {
