@@ -398,14 +398,14 @@ impl CaldavStore {
 
     /// On a server that ignores `If-Match` on DELETE, or on a PUT to an item that is gone: the
     /// item must still be the version `etag`.
-    async fn check_version(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
+    async fn check_version(&self, op: &str, href: &Href, etag: &Etag) -> StoreResult<()> {
         let now = self.etag_of(href).await?;
         match now == *etag {
             true => Ok(()),
             false => Err(StoreError::new(
                 ErrorKind::PreconditionFailed,
                 format!(
-                    "DELETE {}: the item changed (now {now}; checked first: this server ignores a stale If-Match)",
+                    "{op} {}: the item changed (now {now}; checked first: this server does not always honour If-Match)",
                     self.url(href.as_str())
                 ),
             )),
@@ -871,7 +871,7 @@ impl CalendarStore for CaldavStore {
     async fn update(&self, href: &Href, etag: &Etag, data: &str) -> StoreResult<Etag> {
         // SOGo honours a stale If-Match on PUT, but writes an item that is gone.
         if self.transport.quirks().ignores_preconditions() {
-            self.check_version(href, etag).await?;
+            self.check_version("PUT", href, etag).await?;
         }
         let put = self
             .dav
@@ -886,7 +886,7 @@ impl CalendarStore for CaldavStore {
 
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
         if self.transport.quirks().ignores_preconditions() {
-            self.check_version(href, etag).await?;
+            self.check_version("DELETE", href, etag).await?;
         }
         self.dav
             .request(Delete::new(href.as_str()).with_etag(etag.as_str()))
