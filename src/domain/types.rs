@@ -74,6 +74,11 @@ impl Etag {
     pub fn new(s: impl Into<Arc<str>>) -> Self {
         Etag(s.into())
     }
+
+    /// A version not known yet (equal to no ETag a server gives): the item must be read.
+    pub fn unknown() -> Self {
+        Etag("".into())
+    }
 }
 
 impl SyncToken {

@@ -26,6 +26,8 @@ pub(super) enum Glance {
     /// pair to another meanwhile, so it counts for nothing: the pass starts over under its
     /// leases.
     Late,
+    /// This node's claim on the pair lapsed while it looked: nothing is recorded.
+    Lapsed,
 }
 
 /// Whether the state's records of `pair` are for its configured calendars and direction.
@@ -84,6 +86,9 @@ impl Engine {
                 self.list_from(pair, opts, &mut report, way.reads(), start),
             )
             .await;
+        if self.lapsed(pair) {
+            return Ok(Glance::Lapsed);
+        }
         if began.elapsed() > self.lease_ttl / 2 {
             return Ok(Glance::Late);
         }

@@ -103,7 +103,12 @@ pub struct Engine {
     flushed: std::sync::Mutex<BTreeMap<String, crate::store::http::HttpCounts>>,
     /// Runs of passes without leases, kept for one write (see [`Self::batching_runs`]).
     batch: Option<runs::Batch>,
+    /// On a node among others: whether it still holds a pair (see [`Self::claimed_by`]).
+    claims: Option<Claims>,
 }
+
+/// Whether this node holds a pair's claim now.
+pub type Claims = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What "now" is for the sync window (replaceable in tests to let time pass).
 pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
@@ -131,6 +136,18 @@ struct Leased {
     /// The listings its glance made, if it glanced and something moved.
     glanced: Option<Box<read::Listing>>,
     tally: Arc<crate::store::http::Tally>,
+}
+
+/// A pass not started because this node's claim on the pair may have moved on.
+fn lapsed(pair: &PairConfig) -> PairReport {
+    let mut report = PairReport::new(pair.id.as_str());
+    report.busy = true;
+    report.error = Some(
+        "this node's claim on the pair lapsed before the pass began (the node stalled); skipped"
+            .to_string(),
+    );
+    warn!("claim lapsed before the pass began; skipped");
+    report
 }
 
 /// `report`, its outcome logged.
@@ -208,7 +225,20 @@ impl Engine {
             progress: None,
             flushed: std::sync::Mutex::default(),
             batch: None,
+            claims: None,
         }
+    }
+
+    /// An engine of a node among others: a pass of a pair `claims` says this node no longer
+    /// holds, found before it glanced or took its leases, records nothing and reports busy.
+    pub fn claimed_by(mut self, claims: Claims) -> Engine {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Whether this node's claim on `pair` may have moved to another node by now.
+    fn lapsed(&self, pair: &PairConfig) -> bool {
+        self.claims.as_ref().is_some_and(|holds| !holds(pair.id.as_str()))
     }
 
     /// An engine over given stores (tests, benches, the demo).
@@ -232,6 +262,7 @@ impl Engine {
             progress: None,
             flushed: std::sync::Mutex::default(),
             batch: None,
+            claims: None,
         }
     }
 
@@ -271,6 +302,7 @@ impl Engine {
             progress: self.progress.clone(),
             flushed: std::sync::Mutex::default(),
             batch: None,
+            claims: self.claims.clone(),
         }
     }
 
@@ -423,6 +455,9 @@ impl Engine {
         opts: PassOptions,
         peek: Peek,
     ) -> Result<PairReport, StateError> {
+        if self.lapsed(pair) {
+            return Ok(lapsed(pair));
+        }
         let way = self.way(pair, opts.dry_run, &peek.start).await?;
         let tally = Arc::new(crate::store::http::Tally::default());
         let mut glanced = None;
@@ -431,6 +466,7 @@ impl Engine {
                 Glance::Done(report) => return Ok(logged(*report)),
                 Glance::Moved(listing) => glanced = Some(listing),
                 Glance::Late => {}
+                Glance::Lapsed => return Ok(lapsed(pair)),
             }
         }
         let mut report = PairReport::new(pair.id.as_str());
@@ -451,6 +487,10 @@ impl Engine {
         };
         let done = self
             .under_leases(&names, LeaseKind::Sync, opts.dry_run, async |leases| {
+                if self.lapsed(pair) {
+                    report = lapsed(pair);
+                    return Ok(());
+                }
                 self.recorded_pass(pair, leased, &mut report, leases).await
             })
             .await;

@@ -159,9 +159,11 @@ impl Engine {
             false => start.watermarks.clone(),
         };
         let pending_read = self.pending_of(pair, known, &start);
+        // A side only read (the source of a one-way pair) is recorded as it stores its items.
+        let only_read = |side: Side| from == [side];
         let (changes, target_changes, pending) = tokio::join!(
-            list_side(&*src, &pair.source.path, token.as_ref()),
-            list_side(&*tgt, &pair.target.path, target_token.as_ref()),
+            list_side(&*src, &pair.source.path, token.as_ref(), only_read(Side::A)),
+            list_side(&*tgt, &pair.target.path, target_token.as_ref(), only_read(Side::B)),
             pending_read
         );
         let pending = pending?;
@@ -579,10 +581,14 @@ pub(super) fn role(side: Side) -> &'static str {
 /// calendars) is checked to be a calendar along with its listing, and a failed check is the
 /// clearer error; a side with one was checked before, and its listing fails with the URL and
 /// status if the calendar is gone. An unchanged calendar costs one request.
+/// A side's changes since `token`. On a server that may give a new item at an old name the
+/// old item's ETag, the items a listing of changes names on a side `only_read` are read whole
+/// and judged by their content (which the state records as that side stores it).
 async fn list_side(
     store: &dyn CalendarStore,
     cal: &CalendarPath,
     token: Option<&SyncToken>,
+    only_read: bool,
 ) -> Result<Changes, StoreError> {
     let check = async {
         match token {
@@ -591,7 +597,13 @@ async fn list_side(
         }
     };
     let (check, changes) = tokio::join!(check, store.changes(cal, token));
-    check.and(changes)
+    let mut changes = check.and(changes)?;
+    if only_read && !changes.complete && store.reuses_etags() {
+        for v in &mut changes.changed {
+            v.etag = Etag::unknown();
+        }
+    }
+    Ok(changes)
 }
 
 pub(super) fn unread(href: Href, etag: Etag) -> Version {

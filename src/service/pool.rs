@@ -270,7 +270,11 @@ async fn run_agent(
     let engine = Arc::new(
         engine
             .on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1))
-            .batching_runs(),
+            .batching_runs()
+            .claimed_by({
+                let membership = membership.clone();
+                Arc::new(move |pair: &str| membership.holds(pair))
+            }),
     );
     let mut sched = loop {
         match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {

@@ -24,6 +24,7 @@ use secrecy::SecretString;
 use tracing::{debug, warn};
 
 use super::http::{HttpCounts, HttpFault, HttpSettings, HttpStats, Transport};
+use super::quirks::Quirks;
 use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult, bounded};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
@@ -46,6 +47,8 @@ pub struct CaldavStore {
     no_sync: Mutex<HashSet<CalendarPath>>,
     /// The server's warning was logged (see `CalendarStore::warning_once`).
     warned: std::sync::atomic::AtomicBool,
+    /// Held while asking the server what it is (see `quirks`): one asks, the others wait.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl CaldavStore {
@@ -79,6 +82,7 @@ impl CaldavStore {
             transport,
             no_sync: Mutex::new(HashSet::new()),
             warned: Default::default(),
+            asking: Default::default(),
         })
     }
 
@@ -347,6 +351,20 @@ impl CaldavStore {
             .collect())
     }
 
+    /// What the server does differently. Until one of its answers has told (SOGo leaves its
+    /// marks off REPORT answers), a PROPFIND of `at` asks.
+    async fn quirks(&self, at: &str) -> &Quirks {
+        let quirks = self.transport.quirks();
+        if quirks.software().is_none() {
+            let _one = self.asking.lock().await;
+            if quirks.software().is_none() {
+                // Any answer tells; a failure here shows again on the request that follows.
+                let _ = self.dav.request(GetProperty::new(at, &GETCTAG)).await;
+            }
+        }
+        quirks
+    }
+
     /// A create's refusal. On a server that files attendees' copies itself (SOGo), a 412 on a
     /// free name is its wait for the organizer's copy, and a 409 the copy it filed meanwhile:
     /// the item waits (see `ErrorKind::Waiting`).
@@ -380,8 +398,6 @@ impl CaldavStore {
     /// On a server that ignores `If-None-Match` (see [`Quirks`]): a create where an item is
     /// already refused as the precondition would. What remains is the moment between this
     /// check and the write.
-    ///
-    /// [`Quirks`]: super::quirks::Quirks
     async fn check_absent(&self, href: &Href) -> StoreResult<()> {
         match self.etag_of(href).await {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
@@ -615,6 +631,10 @@ impl CalendarStore for CaldavStore {
         self.transport.quirks().departures()
     }
 
+    fn reuses_etags(&self) -> bool {
+        self.transport.quirks().reuses_etags()
+    }
+
     fn warning_once(&self) -> Option<String> {
         let warning = self.transport.quirks().warning()?;
         let first = !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed);
@@ -781,23 +801,28 @@ impl CalendarStore for CaldavStore {
                 token: None,
             });
         }
-        // A full listing goes straight to sync-collection; the CTag is first read on the
-        // listing after it, so a first sync costs no extra request.
-        let Some(since) = since else {
-            return self.sync_listing(cal, None).await;
+        let (sync, known) = match since {
+            Some(since) => {
+                let (sync, known) = watermark::split(since.as_str());
+                (Some(SyncToken::new(sync)), known)
+            }
+            None => (None, None),
         };
-        let (sync, known) = watermark::split(since.as_str());
-        let sync = SyncToken::new(sync);
-        // Read before the listing: a change made between the two shows as a new CTag next time.
-        // A CTag that counts seconds is no use (see `Quirks::coarse_ctag`); it is known only
-        // once the server has answered.
+        // Read before the listing (a full one too, so that the pass after a first sync can
+        // end at the CTag): a change made between the two shows as a new CTag next time. A
+        // CTag that counts seconds is no use (see `Quirks::coarse_ctag`); it is known only
+        // once the server has told what it is, which this PROPFIND does.
+        let quirks = self.transport.quirks();
         let ctag = match known {
-            Some("") => None,
-            _ if self.transport.quirks().coarse_ctag() => None,
+            _ if quirks.coarse_ctag() => None,
+            Some("") if quirks.software().is_some() => None,
             _ => self.ctag(cal).await?,
         }
-        .filter(|_| !self.transport.quirks().coarse_ctag());
-        if ctag.is_some() && ctag.as_deref() == known {
+        .filter(|_| !quirks.coarse_ctag());
+        if let Some(since) = since
+            && ctag.is_some()
+            && ctag.as_deref() == known
+        {
             return Ok(Changes {
                 changed: Vec::new(),
                 deleted: Vec::new(),
@@ -805,7 +830,7 @@ impl CalendarStore for CaldavStore {
                 token: Some(since.clone()),
             });
         }
-        let mut changes = self.sync_listing(cal, Some(&sync)).await?;
+        let mut changes = self.sync_listing(cal, sync.as_ref()).await?;
         changes.token = changes
             .token
             .map(|t| SyncToken::new(watermark::join(t.as_str(), ctag.as_deref())));
@@ -852,7 +877,7 @@ impl CalendarStore for CaldavStore {
 
     async fn create(&self, cal: &CalendarPath, name: &str, data: &str) -> StoreResult<ItemVersion> {
         let href = cal.join(name);
-        if self.transport.quirks().ignores_preconditions() {
+        if self.quirks(href.as_str()).await.ignores_preconditions() {
             self.check_absent(&href).await?;
         }
         let put = self
@@ -870,7 +895,7 @@ impl CalendarStore for CaldavStore {
 
     async fn update(&self, href: &Href, etag: &Etag, data: &str) -> StoreResult<Etag> {
         // SOGo honours a stale If-Match on PUT, but writes an item that is gone.
-        if self.transport.quirks().ignores_preconditions() {
+        if self.quirks(href.as_str()).await.ignores_preconditions() {
             self.check_version("PUT", href, etag).await?;
         }
         let put = self
@@ -885,7 +910,7 @@ impl CalendarStore for CaldavStore {
     }
 
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
-        if self.transport.quirks().ignores_preconditions() {
+        if self.quirks(href.as_str()).await.ignores_preconditions() {
             self.check_version("DELETE", href, etag).await?;
         }
         self.dav

@@ -396,7 +396,7 @@ impl Inner {
                 }),
                 Ok(Err(e)) => classify_io(&what, &*e, &policy, attempt),
                 Ok(Ok((head, bytes))) => {
-                    self.quirks.notice(&head.headers);
+                    self.quirks.notice(&parts.method, &head.headers);
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };

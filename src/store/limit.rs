@@ -72,6 +72,10 @@ impl CalendarStore for Limited {
         self.inner.departures()
     }
 
+    fn reuses_etags(&self) -> bool {
+        self.inner.reuses_etags()
+    }
+
     fn warning_once(&self) -> Option<String> {
         self.inner.warning_once()
     }

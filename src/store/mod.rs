@@ -116,6 +116,12 @@ pub trait CalendarStore: Send + Sync {
         Vec::new()
     }
 
+    /// Whether an ETag can name two different versions of one item (see
+    /// [`quirks::Quirks::reuses_etags`]), as far as the server's answers so far tell.
+    fn reuses_etags(&self) -> bool {
+        false
+    }
+
     /// What the operator must read before tandem's first write to this server (one that
     /// schedules whatever a copy says): once per process, `None` after.
     fn warning_once(&self) -> Option<String> {

@@ -20,18 +20,18 @@ pub enum Software {
 }
 
 impl Software {
-    /// Tells the software from one answer's headers.
-    pub fn of(headers: &HeaderMap) -> Software {
+    /// Tells the software from one answer's marks, if it bears any.
+    pub fn of(headers: &HeaderMap) -> Option<Software> {
         let server = headers
             .get(http::header::SERVER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if server.contains("SOPE") || headers.contains_key("x-dav-error") {
-            Software::Sogo
+            Some(Software::Sogo)
         } else if headers.contains_key("x-davical-version") {
-            Software::Davical
+            Some(Software::Davical)
         } else {
-            Software::Other
+            None
         }
     }
 
@@ -49,10 +49,17 @@ impl Software {
 pub struct Quirks(OnceLock<Software>);
 
 impl Quirks {
-    /// Notes the software from an answer's headers; only the first answer counts.
-    pub fn notice(&self, headers: &HeaderMap) {
-        if self.0.get().is_none() {
-            let _ = self.0.set(Software::of(headers));
+    /// Notes the software from an answer to `method`: marks of SOGo or DAViCal tell at once;
+    /// an answer to a PROPFIND without them tells another server (both mark every PROPFIND
+    /// answer, but SOGo leaves its marks off REPORT answers, so those tell nothing). The first
+    /// answer that tells counts.
+    pub fn notice(&self, method: &http::Method, headers: &HeaderMap) {
+        if self.0.get().is_some() {
+            return;
+        }
+        let told = Software::of(headers).or_else(|| (method.as_str() == "PROPFIND").then_some(Software::Other));
+        if let Some(software) = told {
+            let _ = self.0.set(software);
         }
     }
 
@@ -90,7 +97,7 @@ impl Quirks {
                 "ignores If-None-Match and a stale If-Match on DELETE: tandem checks what it holds just before each create, update and delete",
                 "its CTag counts seconds: tandem lists with the sync token on every pass",
                 "files a copy of a meeting into each attendee's calendar when the organizer's copy is written, and refuses an attendee's copy before the organizer's: tandem writes the organizer's first and takes the server's copies over",
-                "reuses an ETag after a delete and a re-create at the same name",
+                "reuses an ETag after a delete and a re-create at the same name: tandem reads every item a listing of changes names, whatever its ETag",
             ],
             Some(Software::Davical) => vec![
                 "schedules a reply when an attendee's copy of a meeting is written, whatever SCHEDULE-AGENT says (see the warning)",
@@ -106,6 +113,13 @@ impl Quirks {
         (self.software() == Some(Software::Davical)).then_some(
             "DAViCal delivers a reply to the organizer's scheduling inbox, and rewrites the organizer's copy (adding SCHEDULE-STATUS), whenever an attendee's copy of a meeting whose organizer's copy it holds is written; SCHEDULE-AGENT=CLIENT does not stop it and nothing else a client sends does. No mail is sent unless DAViCal is set up to send it; the organizer's copy is put back in step by the organizer's next pass",
         )
+    }
+
+    /// An item deleted and made again at the same name starts at the same ETag (SOGo counts
+    /// versions per item): an ETag a listing of changes gives is not trusted to say what
+    /// changed, and such items are read whole.
+    pub fn reuses_etags(&self) -> bool {
+        self.software() == Some(Software::Sogo)
     }
 
     /// The CTag counts seconds, so two changes within one second leave it unchanged (SOGo):
@@ -131,7 +145,7 @@ mod tests {
     fn tells_servers_by_their_headers() {
         assert_eq!(
             Software::of(&headers(&[("server", "SOPE 4.9.37/WebDAV")])),
-            Software::Sogo
+            Some(Software::Sogo)
         );
         // Behind a proxy that replaces `Server`, SOPE's own header still tells.
         assert_eq!(
@@ -139,23 +153,34 @@ mod tests {
                 ("server", "Apache"),
                 ("x-dav-error", "200 No error")
             ])),
-            Software::Sogo
+            Some(Software::Sogo)
         );
         assert_eq!(
             Software::of(&headers(&[(
                 "x-davical-version",
                 "DAViCal/1.1.12; DB/1.3.5"
             )])),
-            Software::Davical
+            Some(Software::Davical)
         );
-        assert_eq!(
-            Software::of(&headers(&[("server", "Radicale")])),
-            Software::Other
+        assert_eq!(Software::of(&headers(&[("server", "Radicale")])), None);
+    }
+
+    #[test]
+    fn an_unmarked_report_answer_tells_nothing_and_a_propfind_answer_does() {
+        let (report, propfind) = (
+            http::Method::from_bytes(b"REPORT").unwrap(),
+            http::Method::from_bytes(b"PROPFIND").unwrap(),
         );
         let q = Quirks::default();
         assert!(!q.ignores_preconditions(), "unknown until it answers");
-        q.notice(&headers(&[("server", "SOPE 4.9.37/WebDAV")]));
-        q.notice(&headers(&[]));
-        assert!(q.ignores_preconditions() && q.coarse_ctag());
+        // SOGo answers a sync-collection REPORT without its marks.
+        q.notice(&report, &headers(&[]));
+        assert_eq!(q.software(), None);
+        q.notice(&propfind, &headers(&[("server", "SOPE 4.9.37/WebDAV")]));
+        q.notice(&propfind, &headers(&[]));
+        assert!(q.ignores_preconditions() && q.coarse_ctag() && q.reuses_etags());
+        let other = Quirks::default();
+        other.notice(&propfind, &headers(&[("server", "Radicale")]));
+        assert_eq!(other.software(), Some(Software::Other));
     }
 }

@@ -722,3 +722,43 @@ async fn sigterm_mid_pass_stops_cleanly_and_the_next_sync_converges() {
     dav::assert_one_copy_each(&*tgt, tcal, 300).await;
     let _ = std::io::stdout().flush();
 }
+
+/// A node whose claim on a pair lapses as its pass begins (it stalled, or the pair is being
+/// handed to another node) writes nothing and records no pass: another node may run the pair
+/// by then.
+#[tokio::test]
+async fn a_pass_whose_claim_lapses_as_it_begins_writes_and_records_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let m = memory_pair(5).await;
+    // An engine whose node holds the pair for the first `held_for` questions only.
+    let node = |held_for: usize| {
+        let asked = AtomicUsize::new(0);
+        m.engine
+            .on_state(m.engine.state.clone())
+            .claimed_by(Arc::new(move |_: &str| {
+                asked.fetch_add(1, Ordering::SeqCst) < held_for
+            }))
+    };
+    let passes = async || m.engine.state.passes("p", 100).await.unwrap().len();
+    let opts = PassOptions::default();
+
+    let lapsed = node(0).sync_pair(&m.pair, opts).await.unwrap();
+    assert!(lapsed.busy, "{lapsed:?}");
+    // Lapsed as it takes its leases, after it read the state.
+    let lapsed = node(1).sync_pair(&m.pair, opts).await.unwrap();
+    assert!(lapsed.busy, "{lapsed:?}");
+    assert!(lapsed.error.unwrap().contains("claim on the pair lapsed"));
+    assert!(m.tgt.items(&m.tcal).is_empty(), "nothing written");
+    assert_eq!(passes().await, 0, "no pass recorded");
+
+    let held = node(usize::MAX).sync_pair(&m.pair, opts).await.unwrap();
+    assert_eq!((held.created, held.busy), (5, false), "{held:?}");
+    assert_eq!(passes().await, 1);
+    // A quiet pass (a look without leases) whose claim lapses while it lists: not recorded.
+    let lapsed = node(1).sync_pair(&m.pair, opts).await.unwrap();
+    assert!(lapsed.busy, "{lapsed:?}");
+    assert_eq!(passes().await, 1, "the look was not recorded");
+    let quiet = node(usize::MAX).sync_pair(&m.pair, opts).await.unwrap();
+    assert_eq!((quiet.unchanged, quiet.busy), (5, false), "{quiet:?}");
+    assert_eq!(passes().await, 2);
+}
