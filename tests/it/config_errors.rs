@@ -547,3 +547,59 @@ fn the_example_config_is_valid() {
         "{t}"
     );
 }
+
+/// Every key `tandem check` accepts has a row in its table's section of the configuration
+/// reference (`docs/configuration.md`). The keys are check's own: it names every key it would
+/// have accepted when it meets an unknown one.
+#[test]
+fn the_configuration_reference_has_every_key_check_accepts() {
+    let reference =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"))
+            .unwrap();
+    let pair = pair("a", "old:/a/", "new:/b/");
+    let tables = [
+        ("", "Top level"),
+        ("[state]\n", "`[state]`"),
+        ("[sync]\n", "`[sync]`"),
+        ("[agents]\n", "`[agents]`"),
+        ("[http]\n", "`[http]`"),
+        ("[alerts]\n", "`[alerts]`"),
+        ("[servers.x]\nkind = \"vdir\"\n", "`[servers.NAME]`"),
+        ("[rewrite]\n", "`[rewrite]`"),
+        (pair.as_str(), "`[[pairs]]`"),
+    ];
+    for (table, heading) in tables {
+        let (out, _dir) = check(&format!("{table}not_a_key = 1\n"), &[]);
+        let said = text(&out);
+        // "expected `a` or `b`", "expected one of `a`, `b`, `c`"
+        let accepted: Vec<&str> = said
+            .split_once("expected ")
+            .unwrap_or_else(|| panic!("{heading}: check named no keys:\n{said}"))
+            .1
+            .split(" (line")
+            .next()
+            .unwrap()
+            .trim_start_matches("one of ")
+            .split(", ")
+            .flat_map(|k| k.split(" or "))
+            .map(|k| k.trim_matches('`'))
+            .collect();
+        assert!(accepted.len() >= 2, "{heading}: {accepted:?}");
+        let start = reference
+            .find(&format!("\n## {heading}\n"))
+            .unwrap_or_else(|| panic!("the reference has no section {heading}"));
+        let section = &reference[start + 4..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        for key in accepted {
+            let rows = [
+                format!("| `{key}` |"),
+                format!("| `[{key}]` |"),
+                format!("| `[[{key}]]` |"),
+            ];
+            assert!(
+                rows.iter().any(|r| section.contains(r.as_str())),
+                "docs/configuration.md, section {heading}, has no row for `{key}`"
+            );
+        }
+    }
+}
