@@ -21,8 +21,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs go to stderr. `-v` raises the level; RUST_LOG overrides it. Progress lines show at any
-/// level.
+/// Logs go to stderr. `-v` raises the level; RUST_LOG overrides it. Progress lines, and where
+/// the service listens, show at any level.
+/// The log target of the line saying where `tandem run` serves.
+pub const LISTENING: &str = "tandem::listening";
+
 pub fn init(format: LogFormat, verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -33,7 +36,7 @@ pub fn init(format: LogFormat, verbose: u8) {
     // sqlx's per-statement logs stay quiet unless asked for.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{default},sqlx=warn,hyper_util=warn,tandem::engine::progress=info"
+            "{default},sqlx=warn,hyper_util=warn,tandem::engine::progress=info,{LISTENING}=info"
         ))
     });
     // No `log` bridge on purpose: libdav's trace logging prints request headers, credentials included.

@@ -86,17 +86,22 @@ enum Command {
     },
     /// Full resync of one pair: ignore watermarks and etags, compare everything, converge.
     Resync {
+        /// The pair to resync.
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
+        /// Print the plan and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Delete target copies even if the source calendar lists nothing at all.
         #[arg(long)]
         force_delete: bool,
     },
     /// Delete duplicate copies of a meeting in one of a pair's calendars (same identity key).
     Dedupe {
+        /// The pair whose calendar to clean.
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
         /// Which calendar: the target (default) or the source.
@@ -105,11 +110,13 @@ enum Command {
         /// Report the groups, delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Per pair: state, last pass, outcome, items, quarantined items, next run, errors.
     Status {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -118,12 +125,14 @@ enum Command {
     Run,
     /// Which agent runs on which processor, with how many pairs and items.
     Agents {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every `tandem run` node sharing the state: alive, stopped or dead, its pairs and the age
     /// of its heartbeat.
     Nodes {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -141,6 +150,7 @@ enum Command {
         /// Report the findings, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -152,6 +162,7 @@ enum Command {
     },
     /// Stop syncing a pair until `enable` (the service skips it; `sync` still runs it on demand).
     Disable {
+        /// The pair to stop.
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
         /// Shown in `status`.
@@ -160,6 +171,7 @@ enum Command {
     },
     /// Sync a disabled, paused or backing-off pair again from its next turn.
     Enable {
+        /// The pair to sync again.
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
     },
@@ -198,6 +210,7 @@ impl WhichSide {
 enum LockAction {
     /// Every calendar lease: holder, kind, token, expiry.
     List {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -206,6 +219,7 @@ enum LockAction {
         /// SERVER:PATH, as in the pairs.
         #[arg(long)]
         calendar: String,
+        /// Who holds the lease (a name the other tools recognise).
         #[arg(long)]
         holder: String,
         /// How long before the lease lapses by itself.
@@ -214,8 +228,10 @@ enum LockAction {
     },
     /// Give a calendar's lease back.
     Release {
+        /// SERVER:PATH, as in the pairs.
         #[arg(long)]
         calendar: String,
+        /// Who holds the lease (a name the other tools recognise).
         #[arg(long)]
         holder: String,
     },
@@ -225,13 +241,16 @@ enum LockAction {
 enum QuarantineAction {
     /// Failed and quarantined items with pair, href, identity and reason.
     List {
+        /// Only this pair; all by default.
         #[arg(long = "pair", value_name = "ID")]
         pair: Option<String>,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Try quarantined items again on their pair's next pass.
     Retry {
+        /// Only this pair; all by default.
         #[arg(long = "pair", value_name = "ID")]
         pair: Option<String>,
     },
@@ -418,6 +437,11 @@ fn check(file: &std::path::Path) -> Result<u8, Failure> {
             .map_err(|reason| usage(format!("{}: {reason}", config.file.display())))?;
     }
     print!("{}", describe_config(&config));
+    if config.pairs.is_empty() {
+        println!(
+            "note: no pairs: nothing will be synced (add [[pairs]] blocks or pairs_csv; see docs/configuration.md)"
+        );
+    }
     Ok(EXIT_OK)
 }
 
@@ -943,4 +967,28 @@ async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
         println!("warning: {w}");
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option of every command says what it does in `--help`.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "tandem", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+    }
 }

@@ -115,7 +115,11 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         message: format!("cannot start the agents: {e}"),
     })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(listen = %listen, scheme, "status page, API and /metrics served");
+    info!(
+        target: super::logging::LISTENING,
+        pairs = config.pairs.len(),
+        "status page, API and /metrics on {scheme}://{listen}/"
+    );
     let web = Arc::new(crate::service::web::Web::new(
         Arc::new(config.clone()),
         state.clone(),

@@ -511,7 +511,10 @@ impl Config {
             ConfigError(vec![ConfigIssue {
                 file: file.to_path_buf(),
                 key: "(file)".into(),
-                reason: format!("cannot read: {e}"),
+                reason: format!(
+                    "cannot read: {e} (name the config file with -c FILE or the TANDEM_CONFIG \
+                     environment variable; config/tandem.example.toml is a start)"
+                ),
             }])
         })?;
         Config::from_toml(file, &text)

@@ -207,8 +207,10 @@ impl CaldavStore {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())),
             Err(e) => {
+                // A refused login fails here; a calendar without a CTag is listed without.
+                let refused = matches!(e, WebDavError::BadStatusCode(StatusCode::UNAUTHORIZED));
                 let e = self.error("PROPFIND", cal.as_str(), e);
-                if e.kind.is_retryable() {
+                if refused || e.kind.is_retryable() {
                     return Err(e);
                 }
                 debug!(calendar = %cal, error = %e, "no CTag; listing with sync-collection");

@@ -400,7 +400,9 @@ impl Inner {
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };
-            if !matches!(verdict, Verdict::Done(_)) {
+            // A refused login is an answer the caller sees, and a failed request all the same.
+            let refused = matches!(&verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
+            if refused || !matches!(verdict, Verdict::Done(_)) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tally(|t| {
                     t.failed.fetch_add(1, Ordering::Relaxed);

@@ -132,6 +132,17 @@ async fn server_errors_are_retried_with_backoff_then_reported_as_transient() {
     );
 }
 
+/// A refused login is reported as such, and counted among the failed requests.
+#[tokio::test]
+async fn a_refused_login_is_a_failed_request() {
+    let mock = Mock::start(|_, _| Answer::new(401, "no")).await;
+    let s = store(&mock);
+    let e = s.changes(&cal(), None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    let n = s.counts().unwrap();
+    assert_eq!((n.requests, n.failed), (1, 1), "{n:?}");
+}
+
 #[tokio::test]
 async fn locked_and_moving_mailboxes_map_to_moving() {
     let mock = Mock::start(|_, _| Answer::new(423, "")).await;

@@ -351,6 +351,15 @@ fn missing_files_are_named() {
         "{}",
         text(&out)
     );
+    assert!(
+        text(&out).contains("-c FILE") && text(&out).contains("TANDEM_CONFIG"),
+        "a missing file says how to name another: {}",
+        text(&out)
+    );
+    // An empty file is a valid config that syncs nothing: check says so.
+    let (out, _dir) = check("", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("note: no pairs"), "{}", text(&out));
 }
 
 #[test]

@@ -762,3 +762,32 @@ async fn a_pass_whose_claim_lapses_as_it_begins_writes_and_records_nothing() {
     assert_eq!((quiet.unchanged, quiet.busy), (5, false), "{quiet:?}");
     assert_eq!(passes().await, 2);
 }
+
+/// At the default log level, `tandem run` says once where it serves, and nothing else.
+#[test]
+fn run_says_where_it_listens_at_the_default_level() {
+    use std::io::{BufRead, BufReader};
+    let s = Setup::new(&["alice"]);
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("-c")
+        .arg(&s.config)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(
+        first.contains("status page, API and /metrics on http://127.0.0.1:")
+            && !first.contains("127.0.0.1:0/"),
+        "{first}"
+    );
+}
