@@ -697,7 +697,7 @@ body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;backgr
 header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:16px;align-items:baseline}
 header h1{font-size:18px;margin:0}header a{color:#fff}header small{color:#aab}
 main{padding:16px 20px;display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
-section{background:#fff;border-radius:6px;padding:12px 14px;box-shadow:0 1px 2px #0002}
+section{background:#fff;border-radius:6px;padding:12px 14px;box-shadow:0 1px 2px #0002;overflow-x:auto;min-width:0}
 section.wide{grid-column:1/-1}h2{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eceef2;vertical-align:top}
 th{font-weight:600;color:#556}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -914,7 +914,7 @@ fn processors(out: &mut String, s: &Snapshot) {
 /// Each server's requests of the last hour.
 fn servers(out: &mut String, s: &Snapshot) {
     out.push_str(
-        "<section><h2>Servers</h2><table id=\"servers\"><tr><th>server</th><th>kind</th>\
+        "<section class=\"wide\"><h2>Servers</h2><table id=\"servers\"><tr><th>server</th><th>kind</th>\
          <th class=\"n\">requests (1 h)</th><th class=\"n\">failed</th><th class=\"n\">throttled</th>\
          <th class=\"n\">rate</th><th>state</th></tr>",
     );
@@ -976,7 +976,7 @@ fn worst_pairs(out: &mut String, s: &Snapshot) {
 /// Every node sharing the state.
 fn nodes(out: &mut String, s: &Snapshot) {
     out.push_str(
-        "<section><h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>status</th>\
+        "<section class=\"wide\"><h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>status</th>\
          <th class=\"n\">pairs</th><th class=\"n\">heartbeat</th><th>listens on</th><th>version</th></tr>",
     );
     for n in &s.nodes {
