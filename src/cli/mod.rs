@@ -988,7 +988,7 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        walk(&super::Cli::command(), "tandem", &mut missing);
+        walk(&crate::cli::Cli::command(), "tandem", &mut missing);
         assert!(missing.is_empty(), "options without help: {missing:?}");
     }
 }

@@ -1,0 +1,255 @@
+//! What `tandem run` serves on `[http] listen`: the status page, the JSON API, Prometheus
+//! `/metrics` and `/healthz`. Everything is read from the state store through `observe`, so the
+//! page, the API, the metrics and `tandem status` agree. The page is self-contained (styles
+//! inline, no scripts from elsewhere) and reloads itself.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State as Extract};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use serde_json::json;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::service::observe::{Live, Snapshot, snapshot};
+use crate::state::State;
+
+mod actions;
+mod api;
+mod metrics;
+mod page;
+
+use actions::{api_cutover, api_cutover_undo, api_resync, refused};
+use api::{api_agents, api_leases, api_nodes, api_pair, api_pairs, api_quarantine, api_servers};
+pub use metrics::encode_metrics;
+use metrics::metrics;
+pub use page::{render_page, render_pair};
+use page::{page, pair_page};
+
+/// How often the page reloads itself.
+const REFRESH_SECONDS: u32 = 10;
+/// Pairs and quarantined items listed on the page (the API has them all).
+const PAGE_ROWS: usize = 50;
+
+pub struct Web {
+    pub config: Arc<Config>,
+    pub state: State,
+    pub engine: Arc<Engine>,
+    pub live: Live,
+    /// The bearer token `POST /api/pairs/{id}/resync` asks for.
+    pub token: Option<SecretString>,
+    /// Pairs with a resync asked for over HTTP and still running.
+    resyncing: Mutex<HashSet<String>>,
+}
+
+impl Web {
+    /// `token`: from `HttpConfig::token`, read once at start.
+    pub fn new(
+        config: Arc<Config>,
+        state: State,
+        engine: Arc<Engine>,
+        live: Live,
+        token: Option<SecretString>,
+    ) -> Web {
+        Web {
+            config,
+            state,
+            engine,
+            live,
+            token,
+            resyncing: Mutex::default(),
+        }
+    }
+}
+
+type Shared = Arc<Web>;
+
+pub fn router(web: Shared) -> Router {
+    let pages = Router::new()
+        .route("/", get(page))
+        .route("/pairs/{id}", get(pair_page))
+        .route("/api/pairs", get(api_pairs))
+        .route("/api/pairs/{id}", get(api_pair))
+        .route("/api/pairs/{id}/resync", post(api_resync))
+        .route("/api/pairs/{id}/cutover", post(api_cutover))
+        .route("/api/pairs/{id}/cutover/undo", post(api_cutover_undo))
+        .route("/api/agents", get(api_agents))
+        .route("/api/servers", get(api_servers))
+        .route("/api/leases", get(api_leases))
+        .route("/api/nodes", get(api_nodes))
+        .route("/api/quarantine", get(api_quarantine))
+        .route("/metrics", get(metrics));
+    let pages = match web.config.http.protect_pages {
+        true => pages.route_layer(axum::middleware::from_fn_with_state(web.clone(), guard)),
+        false => pages,
+    };
+    // Servers pushing calendar changes carry no token: the unguessable URL is the credential.
+    pages
+        .route("/healthz", get(healthz))
+        .route("/push/{token}", post(push))
+        .with_state(web)
+}
+
+/// A WebDAV-Push delivery: its calendar's pair is due at once. The body (encrypted) is not
+/// read: the token says which calendar changed, and nothing else of a push is trusted.
+async fn push(Extract(web): Extract<Shared>, Path(token): Path<String>) -> Response {
+    let Some(hub) = &web.live.push else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match hub.received(&web.state, &token).await {
+        Ok(true) => StatusCode::CREATED.into_response(),
+        // 404 ends the subscription on the server (a forged or stale URL).
+        Ok(false) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            warn!(error = %e, "recording a push failed; the pair is woken anyway by its next poll");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// `[http] protect_pages`: no page or call without the bearer token.
+async fn guard(
+    Extract(web): Extract<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    match refused(&web, request.headers(), "reading the status", &path) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+/// A state-store failure, answered as 503 with the reason.
+struct Unavailable(String);
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": self.0 })),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::state::StateError> for Unavailable {
+    fn from(e: crate::state::StateError) -> Self {
+        Unavailable(e.to_string())
+    }
+}
+
+async fn snap(web: &Web) -> Result<Snapshot, Unavailable> {
+    Ok(snapshot(&web.config, &web.state, &web.live).await?)
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": format!("no pair with id {what:?}") })),
+    )
+        .into_response()
+}
+
+async fn healthz(Extract(web): Extract<Shared>) -> Response {
+    if let Some(Err(reason)) = web.live.membership.as_ref().map(|m| m.health()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
+    }
+    match web.state.ping().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the state database does not answer: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves on `listener`, over TLS with `tls`, until `stop` resolves (connections bounded as
+/// [`crate::service::listen`] says).
+pub async fn serve(
+    web: Shared,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::service::listen::serve(listener, tls, router(web), stop).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actions::same;
+    use super::page::{esc, seg};
+    use super::*;
+
+    #[test]
+    fn html_and_links_are_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+    }
+
+    fn snapshot_with_agents(online: usize, processors: &[usize]) -> Snapshot {
+        Snapshot {
+            generated_at: 0,
+            pairs: Vec::new(),
+            states: Default::default(),
+            servers: Vec::new(),
+            online_processors: online,
+            agents: processors
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| crate::service::observe::AgentView {
+                    agent: i,
+                    processor: p,
+                    pairs: 5,
+                    items: 50,
+                    passes: Some(3),
+                    busy_seconds: Some(1.5),
+                })
+                .collect(),
+            agents_warning: Some("processor(s) 1 have no agent".into()),
+            leases: Vec::new(),
+            nodes: Vec::new(),
+            quarantined: 0,
+            alerts: crate::service::observe::AlertThresholds {
+                lag_seconds: 1200.0,
+                failed_requests_percent: 80.0,
+            },
+        }
+    }
+
+    #[test]
+    fn an_idle_processor_shows_on_the_page_and_in_metrics() {
+        let s = snapshot_with_agents(2, &[0, 0]);
+        let page = render_page(&s, &[]);
+        assert!(page.contains("class=\"proc\" data-processor=\"0\" data-agents=\"2\""));
+        assert!(page.contains("class=\"proc idle\" data-processor=\"1\" data-agents=\"0\""));
+        assert!(page.contains("id=\"agents-warning\">processor(s) 1 have no agent"));
+        let m = encode_metrics(&s);
+        assert!(m.contains("tandem_idle_processors 1\n"), "{m}");
+        assert!(
+            m.contains("tandem_agent_pairs{agent=\"1\",processor=\"0\"} 5\n"),
+            "{m}"
+        );
+
+        let spread = snapshot_with_agents(2, &[0, 1]);
+        assert!(!render_page(&spread, &[]).contains("proc idle"));
+        assert!(encode_metrics(&spread).contains("tandem_idle_processors 0\n"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"secret-token", b"secret-token"));
+        assert!(!same(b"secret-token", b"secret-tokem"));
+        assert!(!same(b"secret", b"secret-token"));
+    }
+}
