@@ -10,6 +10,7 @@ mod cutover;
 mod demo;
 mod demo_orgs;
 pub mod logging;
+mod operate;
 mod service;
 
 use crate::cli::logging::LogFormat;
@@ -381,36 +382,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Status { json } => status(&cli.config, json).await,
         Command::Run => service::serve(&cli.config).await,
-        Command::Agents { json } => service::agents(&cli.config, json).await,
-        Command::Nodes { json } => service::nodes(&cli.config, json).await,
+        Command::Agents { json } => operate::agents(&cli.config, json).await,
+        Command::Nodes { json } => operate::nodes(&cli.config, json).await,
         Command::Quarantine { action } => match action {
             QuarantineAction::List { pair, json } => {
-                service::quarantine_list(&cli.config, pair.as_deref(), json).await
+                operate::quarantine_list(&cli.config, pair.as_deref(), json).await
             }
             QuarantineAction::Retry { pair } => {
-                service::quarantine_retry(&cli.config, pair.as_deref()).await
+                operate::quarantine_retry(&cli.config, pair.as_deref()).await
             }
         },
         Command::Repair {
             pairs,
             dry_run,
             json,
-        } => service::repair(&cli.config, &pairs, dry_run, json).await,
+        } => operate::repair(&cli.config, &pairs, dry_run, json).await,
         Command::Lock { action } => match action {
-            LockAction::List { json } => service::lock_list(&cli.config, json).await,
+            LockAction::List { json } => operate::lock_list(&cli.config, json).await,
             LockAction::Acquire {
                 calendar,
                 holder,
                 ttl,
-            } => service::lock_acquire(&cli.config, &calendar, &holder, &ttl).await,
+            } => operate::lock_acquire(&cli.config, &calendar, &holder, &ttl).await,
             LockAction::Release { calendar, holder } => {
-                service::lock_release(&cli.config, &calendar, &holder).await
+                operate::lock_release(&cli.config, &calendar, &holder).await
             }
         },
         Command::Disable { pair, reason } => {
-            service::set_enabled(&cli.config, &pair, Some(reason)).await
+            operate::set_enabled(&cli.config, &pair, Some(reason)).await
         }
-        Command::Enable { pair } => service::set_enabled(&cli.config, &pair, None).await,
+        Command::Enable { pair } => operate::set_enabled(&cli.config, &pair, None).await,
         Command::Cutover { pairs, csv, undo } => {
             cutover::cutover(&cli.config, &pairs, csv.as_deref(), undo).await
         }

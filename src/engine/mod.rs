@@ -238,7 +238,9 @@ impl Engine {
 
     /// Whether this node's claim on `pair` may have moved to another node by now.
     fn lapsed(&self, pair: &PairConfig) -> bool {
-        self.claims.as_ref().is_some_and(|holds| !holds(pair.id.as_str()))
+        self.claims
+            .as_ref()
+            .is_some_and(|holds| !holds(pair.id.as_str()))
     }
 
     /// An engine over given stores (tests, benches, the demo).

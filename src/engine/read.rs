@@ -163,7 +163,12 @@ impl Engine {
         let only_read = |side: Side| from == [side];
         let (changes, target_changes, pending) = tokio::join!(
             list_side(&*src, &pair.source.path, token.as_ref(), only_read(Side::A)),
-            list_side(&*tgt, &pair.target.path, target_token.as_ref(), only_read(Side::B)),
+            list_side(
+                &*tgt,
+                &pair.target.path,
+                target_token.as_ref(),
+                only_read(Side::B)
+            ),
             pending_read
         );
         let pending = pending?;

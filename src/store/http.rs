@@ -401,7 +401,8 @@ impl Inner {
                 }
             };
             // A refused login is an answer the caller sees, and a failed request all the same.
-            let refused = matches!(&verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
+            let refused =
+                matches!(&verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
             if refused || !matches!(verdict, Verdict::Done(_)) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tally(|t| {

@@ -57,7 +57,8 @@ impl Quirks {
         if self.0.get().is_some() {
             return;
         }
-        let told = Software::of(headers).or_else(|| (method.as_str() == "PROPFIND").then_some(Software::Other));
+        let told = Software::of(headers)
+            .or_else(|| (method.as_str() == "PROPFIND").then_some(Software::Other));
         if let Some(software) = told {
             let _ = self.0.set(software);
         }

@@ -192,7 +192,8 @@ async fn a_truncated_listing_is_continued_from_the_new_token() {
     let mock = Mock::start(|req, _| {
         if req.method == "PROPFIND" {
             Answer::new(207, ctag_answer(None))
-        } else if req.body.contains("<D:sync-token>t1</D:sync-token>") || req.body.contains(">t1<") {
+        } else if req.body.contains("<D:sync-token>t1</D:sync-token>") || req.body.contains(">t1<")
+        {
             Answer::new(
                 207,
                 sync_answer(CAL, &[("/u/cal/b.ics", "\"2\"")], "t2", false),
@@ -644,7 +645,11 @@ async fn requests_per_second_and_max_concurrency_hold_per_server() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(mock.requests().len(), 13, "12 deletes and the question first");
+    assert_eq!(
+        mock.requests().len(),
+        13,
+        "12 deletes and the question first"
+    );
 }
 
 #[tokio::test]

@@ -562,9 +562,10 @@ fn the_example_config_is_valid() {
 /// have accepted when it meets an unknown one.
 #[test]
 fn the_configuration_reference_has_every_key_check_accepts() {
-    let reference =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"))
-            .unwrap();
+    let reference = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
     let pair = pair("a", "old:/a/", "new:/b/");
     let tables = [
         ("", "Top level"),

@@ -148,7 +148,9 @@ async fn an_item_made_again_on_sogo_at_its_old_etag_reaches_the_target() {
     sync_ok(&p.config);
     let copies = dav::read_all(&*p.target.store(), &p.tcal).await;
     assert!(
-        copies.iter().any(|(_, t)| t.contains("SUMMARY:made again ")),
+        copies
+            .iter()
+            .any(|(_, t)| t.contains("SUMMARY:made again ")),
         "the item made again did not reach the target"
     );
 }

@@ -769,7 +769,11 @@ fn run_says_where_it_listens_at_the_default_level() {
     use std::io::{BufRead, BufReader};
     let s = Setup::new(&["alice"]);
     let toml = std::fs::read_to_string(&s.config).unwrap();
-    std::fs::write(&s.config, format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{toml}\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .arg("-c")
         .arg(&s.config)

@@ -1,7 +1,6 @@
 //! What an operator asks over HTTP: a resync or a cutover of a pair, each behind the bearer
 //! token.
 
-
 use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

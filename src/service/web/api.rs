@@ -1,12 +1,10 @@
 //! The JSON API's reads: every pair, one pair, agents, servers, nodes, leases, quarantine.
 
-
 use axum::extract::{Path, State as Extract};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-
-use super::{Shared, Unavailable, snap, not_found};
+use super::{Shared, Unavailable, not_found, snap};
 
 pub(super) async fn api_pairs(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let s = snap(&web).await?;

@@ -29,8 +29,8 @@ use actions::{api_cutover, api_cutover_undo, api_resync, refused};
 use api::{api_agents, api_leases, api_nodes, api_pair, api_pairs, api_quarantine, api_servers};
 pub use metrics::encode_metrics;
 use metrics::metrics;
-pub use page::{render_page, render_pair};
 use page::{page, pair_page};
+pub use page::{render_page, render_pair};
 
 /// How often the page reloads itself.
 const REFRESH_SECONDS: u32 = 10;
