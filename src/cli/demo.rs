@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure, run_pairs};
+use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure};
 use crate::cli::demo_orgs::{REPAIR_COPY, build};
 use crate::config::Config;
+use crate::engine::batch::run_pairs;
 use crate::engine::report::Summary;
 use crate::engine::{Engine, PassOptions};
 use crate::state::State;

@@ -6,6 +6,7 @@
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
 //! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
 
+pub mod batch;
 mod both;
 mod dedupe;
 mod execute;
