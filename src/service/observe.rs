@@ -187,10 +187,8 @@ fn push_view(
 ) -> (bool, std::time::Duration) {
     let driven = crate::service::push::driven(pushes.iter().copied(), now)
         && live.push.as_ref().is_none_or(|h| !h.doubted(id));
-    match driven {
-        true => (true, config.sync.safety_interval.max(config.sync.interval)),
-        false => (false, config.sync.interval),
-    }
+    let policy = crate::service::scheduler::Policy::from_config(config);
+    (driven, policy.poll_every(driven))
 }
 
 /// Reads everything the operator's view shows, sorted worst first.

@@ -55,13 +55,17 @@ impl Policy {
         }
     }
 
-    /// The interval with jitter, in ms; `pushed`: the pair's calendars push their changes.
-    fn next_interval(&self, pushed: bool) -> i64 {
-        let every = match pushed {
+    /// How often a pair is polled; `pushed`: its calendars push their changes.
+    pub fn poll_every(&self, pushed: bool) -> Duration {
+        match pushed {
             true => self.safety_interval.max(self.interval),
             false => self.interval,
-        };
-        let ms = every.as_millis() as f64;
+        }
+    }
+
+    /// The interval with jitter, in ms; `pushed`: the pair's calendars push their changes.
+    fn next_interval(&self, pushed: bool) -> i64 {
+        let ms = self.poll_every(pushed).as_millis() as f64;
         (ms * (1.0 - self.jitter * fastrand::f64())).max(0.0) as i64
     }
 }

@@ -235,19 +235,28 @@ impl DavServer {
     /// (Re)starts the server on its port over its storage.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        match self.kind {
-            Kind::Sogo => {
-                assert!(self.groupware.is_none(), "SOGo starts once");
-                self.groupware = Some(super::groupware::start_sogo(self.port, self.dir.path()));
-                return;
+        let start = match self.kind {
+            Kind::Sogo => super::groupware::start_sogo,
+            Kind::Davical => super::groupware::start_davical,
+            _ => return self.start_python(),
+        };
+        assert!(self.groupware.is_none(), "{:?} starts once", self.kind);
+        // A port taken meanwhile by another test's server: another port.
+        for _ in 0..4 {
+            match start(self.port, self.dir.path()) {
+                Ok(g) => {
+                    self.groupware = Some(g);
+                    return;
+                }
+                Err(super::groupware::NotStarted::PortTaken) => self.port = free_port(),
+                Err(super::groupware::NotStarted::Failed(why)) => panic!("{why}"),
             }
-            Kind::Davical => {
-                assert!(self.groupware.is_none(), "DAViCal starts once");
-                self.groupware = Some(super::groupware::start_davical(self.port, self.dir.path()));
-                return;
-            }
-            _ => {}
         }
+        panic!("{:?}: every port tried was taken", self.kind);
+    }
+
+    /// Starts Radicale or Xandikos from the test virtualenv.
+    fn start_python(&mut self) {
         let bin = venv_bin();
         let data = self.dir.path().join("data");
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();

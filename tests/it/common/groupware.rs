@@ -132,21 +132,36 @@ fn smtp_session(conn: TcpStream, kept: &Mutex<Vec<String>>) -> std::io::Result<(
     }
 }
 
-/// Waits until `ready` holds, or panics with the server's log after 60 s.
-fn wait(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
+/// Why a server did not start: its port was taken between choosing and binding it (another
+/// test's server got there first), or something else, with the server's log.
+pub enum NotStarted {
+    PortTaken,
+    Failed(String),
+}
+
+/// Waits until `ready` holds, for 60 s at most; a server that says its port is taken fails at
+/// once.
+fn wait(what: &str, log: &Path, mut ready: impl FnMut() -> bool) -> Result<(), NotStarted> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not answer within 60 s:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains("unable to listen on specified port")
+            || said.contains("Address already in use")
+        {
+            return Err(NotStarted::PortTaken);
+        }
+        if Instant::now() >= deadline {
+            return Err(NotStarted::Failed(format!(
+                "{what} did not answer within 60 s:\n{said}"
+            )));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
 }
 
 /// Starts SOGo on `port` with its files in `dir`.
-pub fn start_sogo(port: u16, dir: &Path) -> Groupware {
+pub fn start_sogo(port: u16, dir: &Path) -> Result<Groupware, NotStarted> {
     let cluster = pg::shared();
     let db = cluster.new_database();
     cluster.sql(&db, SOGO_TABLES);
@@ -222,8 +237,8 @@ pub fn start_sogo(port: u16, dir: &Path) -> Groupware {
     // Its port opens before its workers answer.
     wait("SOGo", &log, || {
         super::dav::raw_request(port, "PROPFIND", &format!("/SOGo/dav/{USER}/"), "0") == 207
-    });
-    g
+    })?;
+    Ok(g)
 }
 
 /// Adds a SOGo user (a row of its user table); its default calendar is `personal`.
@@ -238,7 +253,7 @@ pub fn sogo_user(g: &Groupware, user: &str) {
 }
 
 /// Starts DAViCal (PHP's own server) on `port` with its files in `dir`.
-pub fn start_davical(port: u16, dir: &Path) -> Groupware {
+pub fn start_davical(port: u16, dir: &Path) -> Result<Groupware, NotStarted> {
     let cluster = pg::shared();
     let db = pg::unique_name();
     // DAViCal's own schema script, which also makes its two roles (once per cluster).
@@ -320,8 +335,8 @@ pub fn start_davical(port: u16, dir: &Path) -> Groupware {
     };
     wait("DAViCal", &log, || {
         super::dav::raw_request(port, "PROPFIND", &format!("/caldav.php/{USER}/"), "0") == 207
-    });
-    g
+    })?;
+    Ok(g)
 }
 
 /// Adds a DAViCal user and its principal (as DAViCal's admin pages do).
