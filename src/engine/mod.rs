@@ -139,15 +139,16 @@ struct Leased {
     tally: Arc<crate::store::http::Tally>,
 }
 
-/// A pass not started because this node's claim on the pair may have moved on.
-fn lapsed(pair: &PairConfig) -> PairReport {
+/// A pass that stopped, recording nothing, because this node may no longer hold the pair.
+fn not_held(pair: &PairConfig) -> PairReport {
     let mut report = PairReport::new(pair.id.as_str());
     report.busy = true;
     report.error = Some(
-        "this node's claim on the pair lapsed before the pass began (the node stalled); skipped"
+        "this node no longer holds the pair (it stalled past its claim, or the pair is moving to \
+         another node); skipped, nothing recorded"
             .to_string(),
     );
-    warn!("claim lapsed before the pass began; skipped");
+    warn!("this node no longer holds the pair; pass skipped");
     report
 }
 
@@ -459,7 +460,7 @@ impl Engine {
         peek: Peek,
     ) -> Result<PairReport, StateError> {
         if self.lapsed(pair) {
-            return Ok(lapsed(pair));
+            return Ok(not_held(pair));
         }
         let way = self.way(pair, opts.dry_run, &peek.start).await?;
         let tally = Arc::new(crate::store::http::Tally::default());
@@ -469,7 +470,7 @@ impl Engine {
                 Glance::Done(report) => return Ok(logged(*report)),
                 Glance::Moved(listing) => glanced = Some(listing),
                 Glance::Late => {}
-                Glance::Lapsed => return Ok(lapsed(pair)),
+                Glance::Lapsed => return Ok(not_held(pair)),
             }
         }
         let mut report = PairReport::new(pair.id.as_str());
@@ -491,7 +492,7 @@ impl Engine {
         let done = self
             .under_leases(&names, LeaseKind::Sync, opts.dry_run, async |leases| {
                 if self.lapsed(pair) {
-                    report = lapsed(pair);
+                    report = not_held(pair);
                     return Ok(());
                 }
                 self.recorded_pass(pair, leased, &mut report, leases).await

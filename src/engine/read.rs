@@ -585,10 +585,10 @@ pub(super) fn role(side: Side) -> &'static str {
 /// One side's changes since `token`. A side without a watermark (first pass, resync, changed
 /// calendars) is checked to be a calendar along with its listing, and a failed check is the
 /// clearer error; a side with one was checked before, and its listing fails with the URL and
-/// status if the calendar is gone. An unchanged calendar costs one request.
-/// A side's changes since `token`. On a server that may give a new item at an old name the
-/// old item's ETag, the items a listing of changes names on a side `only_read` are read whole
-/// and judged by their content (which the state records as that side stores it).
+/// status if the calendar is gone. An unchanged calendar costs one request. On a server that
+/// may give a new item at an old name the old item's ETag, the items a listing of changes names
+/// on a side `only_read` are read whole and judged by their content (which the state records as
+/// that side stores it).
 async fn list_side(
     store: &dyn CalendarStore,
     cal: &CalendarPath,

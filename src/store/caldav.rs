@@ -925,8 +925,8 @@ impl CalendarStore for CaldavStore {
 
 /// The watermark kept for a CalDAV calendar: the sync-collection token, a newline (a token is a
 /// URI, which has none), then the CTag read before that listing. An empty CTag says the server has
-/// none; a watermark without the newline (from a full listing, or an earlier release) has not
-/// been asked yet.
+/// none (or its CTag is not used); a watermark without the newline (from an earlier release) has
+/// not been asked yet.
 mod watermark {
     pub fn split(stored: &str) -> (&str, Option<&str>) {
         match stored.split_once('\n') {

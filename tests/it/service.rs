@@ -747,7 +747,7 @@ async fn a_pass_whose_claim_lapses_as_it_begins_writes_and_records_nothing() {
     // Lapsed as it takes its leases, after it read the state.
     let lapsed = node(1).sync_pair(&m.pair, opts).await.unwrap();
     assert!(lapsed.busy, "{lapsed:?}");
-    assert!(lapsed.error.unwrap().contains("claim on the pair lapsed"));
+    assert!(lapsed.error.unwrap().contains("no longer holds the pair"));
     assert!(m.tgt.items(&m.tcal).is_empty(), "nothing written");
     assert_eq!(passes().await, 0, "no pass recorded");
 
