@@ -179,7 +179,7 @@ fn count_states(pairs: &[PairView]) -> BTreeMap<&'static str, usize> {
 /// Whether pair `id` is push-driven (this node's doubt, pushes seemingly lost, makes it a polled
 /// pair again), and so how often it is polled.
 fn push_view(
-    config: &Config,
+    policy: &crate::service::scheduler::Policy,
     live: &Live,
     id: &str,
     pushes: &[&crate::state::PushSubscription],
@@ -187,7 +187,6 @@ fn push_view(
 ) -> (bool, std::time::Duration) {
     let driven = crate::service::push::driven(pushes.iter().copied(), now)
         && live.push.as_ref().is_none_or(|h| !h.doubted(id));
-    let policy = crate::service::scheduler::Policy::from_config(config);
     (driven, policy.poll_every(driven))
 }
 
@@ -225,6 +224,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
     let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
     let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let alerts = &config.alerts;
+    let policy = crate::service::scheduler::Policy::from_config(config);
     let mut pairs = Vec::with_capacity(config.pairs.len());
     for p in &config.pairs {
         let id = p.id.as_str();
@@ -238,7 +238,7 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         };
         let last_run = row.and_then(|r| r.last_run.clone());
         let pushes = subs_of.get(id).map_or(&[][..], Vec::as_slice);
-        let (push_driven, every) = push_view(config, live, id, pushes, now);
+        let (push_driven, every) = push_view(&policy, live, id, pushes, now);
         let next_run = match (&pair_state, &last_run) {
             // An active pair runs an interval after its last pass started (the service does not
             // record that time for every quiet pass); a push brings it sooner.

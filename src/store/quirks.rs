@@ -98,7 +98,7 @@ impl Quirks {
                 "ignores If-None-Match and a stale If-Match on DELETE: tandem checks what it holds just before each create, update and delete",
                 "its CTag counts seconds: tandem lists with the sync token on every pass",
                 "files a copy of a meeting into each attendee's calendar when the organizer's copy is written, and refuses an attendee's copy before the organizer's: tandem writes the organizer's first and takes the server's copies over",
-                "reuses an ETag after a delete and a re-create at the same name: tandem reads every item a listing of changes names, whatever its ETag",
+                "reuses an ETag after a delete and a re-create at the same name: on a side tandem only reads, it reads every item a listing of changes names, whatever its ETag (on a side it writes, `tandem repair` finds such a copy)",
             ],
             Some(Software::Davical) => vec![
                 "schedules a reply when an attendee's copy of a meeting is written, whatever SCHEDULE-AGENT says (see the warning)",
