@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use tandem::config::{PairConfig, PasswordSource, StateConfig};
+use tandem::config::{PasswordSource, StateConfig};
 use tandem::domain::item::Rewriter;
+use tandem::domain::pair::Pair;
 use tandem::domain::types::{CalendarPath, PairId};
 use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
@@ -131,7 +132,7 @@ async fn per_pass(
         for i in 0..items {
             src.put(&cal, &format!("{i}.ics"), &ics(p, i, 0));
         }
-        configs.push(PairConfig::new(
+        configs.push(Pair::new(
             format!("u{p}").parse::<PairId>().unwrap(),
             format!("old:/u{p}/").parse().unwrap(),
             format!("new:/u{p}/").parse().unwrap(),
@@ -184,7 +185,9 @@ fn part_one(runtime: &tokio::runtime::Runtime, pg: &pg::Pg) {
         url,
         password: Some(PasswordSource::File(pg.password_file())),
     };
-    let postgres = runtime.block_on(State::connect(&config)).unwrap();
+    let postgres = runtime
+        .block_on(tandem::engine::connect_state(&config))
+        .unwrap();
     let p = runtime.block_on(per_pass(postgres, pairs, items, || {
         statements(pg, &database)
     }));

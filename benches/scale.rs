@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tandem::config::PairConfig;
 use tandem::domain::error::StoreResult;
 use tandem::domain::item::Rewriter;
+use tandem::domain::pair::Pair;
 use tandem::domain::types::{CalendarPath, Etag, Href, PairId, SyncToken};
 use tandem::engine::Engine;
 use tandem::service::pool::{self, AgentSpec, Pool};
@@ -193,7 +193,7 @@ fn main() {
         for i in 0..items {
             source.put(&scal, &format!("{i}.ics"), &ics(p, i, 0));
         }
-        configs.push(PairConfig::new(
+        configs.push(Pair::new(
             format!("u{p}").parse::<PairId>().unwrap(),
             format!("old:/u{p}/").parse().unwrap(),
             format!("new:/u{p}/").parse().unwrap(),

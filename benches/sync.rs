@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::item::{Item, Rewriter};
 use tandem::domain::mapping::Mapping;
+use tandem::domain::pair::Pair;
 use tandem::domain::types::{ContentHash, Etag, Href};
 use tandem::domain::window::Window;
 use tandem::engine::{Engine, PassOptions};
@@ -164,7 +164,7 @@ fn bench_item(c: &mut Criterion) {
 struct VdirBench {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
-    pair: PairConfig,
+    pair: Pair,
 }
 
 fn vdir_setup(items: usize) -> VdirBench {
@@ -174,7 +174,7 @@ fn vdir_setup(items: usize) -> VdirBench {
     for n in 0..items {
         std::fs::write(root.join(format!("old/alice/{n}.ics")), ics(n, 1)).unwrap();
     }
-    let pair = PairConfig::new(
+    let pair = Pair::new(
         "alice".parse().unwrap(),
         "old:/alice/".parse().unwrap(),
         "new:/alice/".parse().unwrap(),

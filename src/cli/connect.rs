@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::{EXIT_OK, EXIT_PARTIAL, Failure, usage};
 use crate::config::Config;
-use crate::store::{self, CalendarStore};
+use crate::store::CalendarStore;
 
 /// Calendars checked at once.
 const AT_ONCE: usize = 16;
@@ -18,7 +18,7 @@ const AT_ONCE: usize = 16;
 pub async fn check(config: &Config) -> Result<u8, Failure> {
     let mut stores: BTreeMap<&str, Arc<dyn CalendarStore>> = BTreeMap::new();
     for (name, server) in &config.servers {
-        let opened = store::open(server)
+        let opened = crate::engine::open_store(server)
             .map_err(|e| usage(format!("{}: servers.{name}: {e}", config.file.display())))?;
         stores.insert(name, opened);
     }

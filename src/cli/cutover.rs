@@ -4,15 +4,12 @@
 use std::path::Path;
 
 use super::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
-use crate::config::{Config, PairConfig};
+use crate::config::Config;
+use crate::domain::pair::Pair;
 use crate::engine::Engine;
 
 /// The pairs named by `--pair` and by the first column of `--csv` (a header `id` is skipped).
-fn named_pairs(
-    config: &Config,
-    ids: &[String],
-    csv: Option<&Path>,
-) -> Result<Vec<PairConfig>, Failure> {
+fn named_pairs(config: &Config, ids: &[String], csv: Option<&Path>) -> Result<Vec<Pair>, Failure> {
     let mut names: Vec<(String, String)> = ids
         .iter()
         .map(|id| ("--pair".to_string(), id.clone()))
@@ -34,7 +31,7 @@ fn named_pairs(
         ));
     }
     let mut unknown = Vec::new();
-    let mut pairs: Vec<PairConfig> = Vec::new();
+    let mut pairs: Vec<Pair> = Vec::new();
     for (place, id) in names {
         match config.pair(&id) {
             Some(p) if !pairs.iter().any(|q| q.id == p.id) => pairs.push(p.clone()),

@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::engine::batch::run_pairs;
 use crate::engine::report::Summary;
 use crate::engine::{Engine, PassOptions};
-use crate::state::State;
 
 pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
     let usage = |m: String| Failure {
@@ -30,7 +29,7 @@ pub(super) async fn run(dir: &Path) -> Result<u8, Failure> {
         dir.display()
     );
     let config = Config::load(&dir.join("tandem.toml"))?;
-    let state = State::connect(&config.state).await?;
+    let state = crate::engine::connect_state(&config.state).await?;
     let engine = Arc::new(Engine::new(&config, state.clone()));
     let parallel = engine.passes_at_once();
 

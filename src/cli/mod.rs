@@ -284,7 +284,7 @@ impl From<crate::state::StateError> for Failure {
 /// Opens the state of `config`. Refuses (exit 2) when a cut-over pair would write back to the
 /// old org and the rewrite has no way back (the config changed after the cutover).
 pub(crate) async fn open_state(config: &Config) -> Result<State, Failure> {
-    let state = State::connect(&config.state).await?;
+    let state = crate::engine::connect_state(&config.state).await?;
     if let Err(e) = config.rewrite.inverse() {
         let cut = state.cutovers().await?;
         let mut ids: Vec<&str> = config

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::domain::direction::{ConflictPolicy, Direction};
 use crate::domain::item::{Ambiguous, Rewriter};
-use crate::domain::mapping::Side;
+use crate::domain::pair::{Extras, Pair};
 use crate::domain::types::{CalendarRef, PairId};
 
 /// One problem in a config file (or a file it names).
@@ -57,7 +57,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub servers: BTreeMap<String, ServerConfig>,
     pub rewrite: RewriteConfig,
-    pub pairs: Vec<PairConfig>,
+    pub pairs: Vec<Pair>,
     /// Mailbox address (lower-case, as written in the config) → pair, for pairs that give one.
     pub addresses: BTreeMap<String, PairId>,
 }
@@ -90,14 +90,6 @@ impl StateConfig {
             StateConfig::Postgres { url, .. } => url.clone(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extras {
-    /// Target items that did not come from the source are left alone.
-    Keep,
-    /// ... or deleted.
-    Delete,
 }
 
 #[derive(Debug, Clone)]
@@ -317,37 +309,6 @@ impl RewriteConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairConfig {
-    pub id: PairId,
-    pub source: CalendarRef,
-    pub target: CalendarRef,
-    pub direction: Direction,
-    /// How a two-way pair settles an item both sides changed.
-    pub conflict: ConflictPolicy,
-}
-
-impl PairConfig {
-    /// A one-way pair whose conflicts (if it becomes two-way) go to the authority.
-    pub fn new(id: PairId, source: CalendarRef, target: CalendarRef) -> PairConfig {
-        PairConfig {
-            id,
-            source,
-            target,
-            direction: Direction::OneWay,
-            conflict: ConflictPolicy::Authority,
-        }
-    }
-
-    /// The calendar on `side`: A is the source, B the target.
-    pub fn calendar(&self, side: Side) -> &CalendarRef {
-        match side {
-            Side::A => &self.source,
-            Side::B => &self.target,
-        }
-    }
-}
-
 // ---- raw form, as written ---------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -548,7 +509,7 @@ impl Config {
         }
     }
 
-    pub fn pair(&self, id: &str) -> Option<&PairConfig> {
+    pub fn pair(&self, id: &str) -> Option<&Pair> {
         self.pairs.iter().find(|p| p.id.as_str() == id)
     }
 }
@@ -1166,7 +1127,7 @@ impl Validator {
     }
 
     /// Two-way pairs write copies back to the old org: the rewrite must have a way back.
-    fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[PairConfig]) {
+    fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[Pair]) {
         let two_way: Vec<&str> = pairs
             .iter()
             .filter(|p| p.direction == Direction::TwoWay)
@@ -1200,7 +1161,7 @@ impl Validator {
         base: &Path,
         servers: &BTreeMap<String, ServerConfig>,
         sync: &SyncConfig,
-    ) -> (Vec<PairConfig>, BTreeMap<String, PairId>) {
+    ) -> (Vec<Pair>, BTreeMap<String, PairId>) {
         let mut entries: Vec<Entry> = raw
             .into_iter()
             .enumerate()
@@ -1315,7 +1276,7 @@ impl Validator {
                         );
                     }
                 }
-                pairs.push(PairConfig {
+                pairs.push(Pair {
                     id,
                     source,
                     target,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::report::PairReport;
 use super::{Engine, PassOptions};
-use crate::config::PairConfig;
+use crate::domain::pair::Pair;
 use crate::state::StateError;
 
 /// Runs the pairs with at most `parallel` at once; reports come back in the order given. Pairs
@@ -14,7 +14,7 @@ use crate::state::StateError;
 /// pass again once all have passed, while that helps.
 pub async fn run_pairs(
     engine: &Arc<Engine>,
-    pairs: Vec<PairConfig>,
+    pairs: Vec<Pair>,
     opts: PassOptions,
     parallel: usize,
 ) -> Result<Vec<PairReport>, StateError> {
@@ -42,7 +42,7 @@ pub async fn run_pairs(
 /// One pass of each pair, at most `parallel` at once, reports in the order given.
 async fn run_once(
     engine: &Arc<Engine>,
-    pairs: Vec<PairConfig>,
+    pairs: Vec<Pair>,
     opts: PassOptions,
     parallel: usize,
 ) -> Result<Vec<PairReport>, StateError> {

@@ -8,10 +8,10 @@ use tracing::warn;
 
 use super::read::{Held, Listing, Quiet, Rows, Tokens, bring_back, unread};
 use super::{Engine, PassError, PassOptions, fetch_all, named};
-use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Pending, Side};
+use crate::domain::pair::Pair;
 use crate::domain::types::Href;
 use crate::engine::report::PairReport;
 use crate::sync::two_way::{self, Resolved, TwoWay};
@@ -33,7 +33,7 @@ impl Engine {
     /// each → plan → execute → record. A dry run stops after planning and prints it.
     pub(super) async fn pass_both(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         rules: TwoWay,
         opts: PassOptions,
         report: &mut PairReport,
@@ -99,7 +99,7 @@ impl Engine {
     /// in the new org's form.
     async fn read_both(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
         listing: Listing,
         remembered: Option<Rows>,
@@ -218,7 +218,7 @@ impl Engine {
 }
 
 /// A conflict's outcome for people: what was kept, and the version set aside.
-fn describe(pair: &PairConfig, r: &Resolved) -> String {
+fn describe(pair: &Pair, r: &Resolved) -> String {
     let at = |side: Side| {
         let href = match side {
             Side::A => &r.a_href,

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use super::read::role;
 use super::write::fetch_all;
 use super::{Engine, PassError};
-use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::lease::{Lease, LeaseKind};
 use crate::domain::mapping::Side;
+use crate::domain::pair::Pair;
 use crate::domain::types::{Etag, Href};
 use crate::state::StateError;
 use crate::store::CalendarStore;
@@ -50,7 +50,7 @@ impl Engine {
     /// deletes the others with `If-Match`. Reads the whole calendar; trusts no index.
     pub async fn dedupe(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         side: Side,
         dry_run: bool,
     ) -> Result<DedupeReport, StateError> {
@@ -89,7 +89,7 @@ impl Engine {
     /// `dedupe` under its lease (`None`: a dry run).
     async fn dedupe_under(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         side: Side,
         tgt: &dyn CalendarStore,
         lease: Option<&Lease>,

@@ -16,10 +16,10 @@ use tracing::warn;
 use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
 use super::{Engine, PassError};
-use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};
+use crate::domain::pair::Pair;
 use crate::domain::types::Href;
 use crate::state::StateError;
 use crate::store::CalendarStore;
@@ -65,7 +65,7 @@ pub(super) struct Executed {
 /// The sides `actions` write. What a server does whatever tandem asks (see
 /// `CalendarStore::warning_once`) is said first.
 fn sides_written<'a>(
-    pair: &PairConfig,
+    pair: &Pair,
     stores: &[Arc<dyn CalendarStore>; 2],
     actions: impl Iterator<Item = &'a Action> + Clone,
 ) -> Vec<Side> {
@@ -112,7 +112,7 @@ const EXPIRED_HERE: &str =
     "the lease may have expired: no renewal within its ttl on this node's clock";
 
 /// The lease guarding `side`'s calendar: a pass holds the lease of each side it writes.
-fn lease_of<'a>(pair: &PairConfig, leases: &'a [Lease], side: Side) -> &'a Lease {
+fn lease_of<'a>(pair: &Pair, leases: &'a [Lease], side: Side) -> &'a Lease {
     let cal = pair.calendar(side).to_string();
     leases
         .iter()
@@ -122,7 +122,7 @@ fn lease_of<'a>(pair: &PairConfig, leases: &'a [Lease], side: Side) -> &'a Lease
 
 /// The pending row a create or an update is noted under before it is sent; `None` for writes
 /// that note nothing up front (deletes; a create that first tries to adopt a copy).
-fn noted(pair: &PairConfig, action: &Action) -> Option<Pending> {
+fn noted(pair: &Pair, action: &Action) -> Option<Pending> {
     match action {
         Action::Create {
             to,
@@ -204,7 +204,7 @@ impl Engine {
     /// rest, which is reported `NotRun`.
     pub(super) async fn execute(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         writes: Vec<Action>,
         leases: &[Lease],
         show_progress: bool,
@@ -302,7 +302,7 @@ impl Engine {
     /// on this node's clock (a stall since the chunk's check).
     async fn send(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         stores: &[Arc<dyn CalendarStore>; 2],
         leases: &[Lease],
         stops: &Stops,
@@ -330,7 +330,7 @@ impl Engine {
     /// it.
     async fn note(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         chunk: Vec<Action>,
         stops: &Stops,
         finished: (&mut Vec<Mapping>, &mut Vec<Href>),
@@ -393,7 +393,7 @@ impl Engine {
     /// Performs one remote write; returns what it came to and what the state is to record.
     async fn write_one(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         stores: &[Arc<dyn CalendarStore>; 2],
         action: Action,
     ) -> Result<(Done, Record), StateError> {

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::read::Listing;
 use super::{Engine, PassError, PassOptions, Way, runs};
-use crate::config::PairConfig;
 use crate::domain::mapping::Side;
+use crate::domain::pair::Pair;
 use crate::domain::run::{RunKind, RunRecord};
 use crate::engine::report::PairReport;
 use crate::state::{PassStart, Peek, StateError};
@@ -31,7 +31,7 @@ pub(super) enum Glance {
 }
 
 /// Whether the state's records of `pair` are for its configured calendars and direction.
-pub(super) fn recorded_as_configured(pair: &PairConfig, start: &PassStart) -> bool {
+pub(super) fn recorded_as_configured(pair: &Pair, start: &PassStart) -> bool {
     start
         .calendars
         .as_ref()
@@ -44,13 +44,7 @@ impl Engine {
     /// pair new or changed in the config, pending creates, items due back from the window or
     /// quarantine), is a dry run, or someone holds a lease on a calendar it writes (it is then
     /// skipped, as a pass under leases would be).
-    pub(super) fn may_glance(
-        &self,
-        pair: &PairConfig,
-        way: Way,
-        opts: PassOptions,
-        peek: &Peek,
-    ) -> bool {
+    pub(super) fn may_glance(&self, pair: &Pair, way: Way, opts: PassOptions, peek: &Peek) -> bool {
         let start = &peek.start;
         let leased = way.writes().iter().any(|s| match s {
             Side::A => peek.leased[0],
@@ -71,7 +65,7 @@ impl Engine {
     /// either), or a side could not be listed: the pass is recorded and done.
     pub(super) async fn glance(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         way: Way,
         opts: PassOptions,
         start: PassStart,

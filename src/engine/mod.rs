@@ -25,18 +25,19 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, Extras, PairConfig};
+use crate::config::{Config, PasswordSource, ServerConfig, ServerKind, StateConfig};
 use crate::domain::direction::{Direction, authority};
-use crate::domain::error::{ErrorKind, StoreError};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
+use crate::domain::pair::{Extras, Pair};
 use crate::domain::run::{RunKind, RunRecord};
 use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::engine::report::PairReport;
-use crate::state::{PassStart, Peek, State, StateError};
-use crate::store::CalendarStore;
+use crate::state::{PassStart, Peek, State, StateError, StateResult};
+use crate::store::{CalendarStore, Endpoint, Location};
 use crate::sync::select::select;
 use crate::sync::two_way::TwoWay;
 use crate::sync::{self, Action, Content, Mode, PlanOptions, Prepared};
@@ -97,11 +98,11 @@ pub struct Engine {
     /// Set when the service stops: passes finish the writes in flight and start no more.
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Mailbox address (as configured and as rewritten into the target org) → its pair.
-    pub(crate) mailboxes: HashMap<String, PairConfig>,
+    pub(crate) mailboxes: HashMap<String, Pair>,
     /// Told how a long write phase (a first sync, a resync) is going.
     progress: Option<Arc<dyn crate::engine::progress::Progress>>,
     /// Server counters as last added to the state.
-    flushed: std::sync::Mutex<BTreeMap<String, crate::store::http::HttpCounts>>,
+    flushed: std::sync::Mutex<BTreeMap<String, crate::domain::requests::HttpCounts>>,
     /// Runs of passes without leases, kept for one write (see [`Self::batching_runs`]).
     batch: Option<runs::Batch>,
     /// On a node among others: whether it still holds a pair (see [`Self::claimed_by`]).
@@ -140,7 +141,7 @@ struct Leased {
 }
 
 /// A pass that stopped, recording nothing, because this node may no longer hold the pair.
-fn not_held(pair: &PairConfig) -> PairReport {
+fn not_held(pair: &Pair) -> PairReport {
     let mut report = PairReport::new(pair.id.as_str());
     report.busy = true;
     report.error = Some(
@@ -182,17 +183,62 @@ fn named<'a>(
     move |e| PassError::Pair(e.kind, format!("{side} calendar {cal} ({store}): {e}"))
 }
 
+/// Opens the store a configured server names: its password is read now, and a missing one
+/// fails the server's pairs with the reason.
+pub fn open_store(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
+    let location = match &server.kind {
+        ServerKind::Vdir { path } => Location::Vdir { path: path.clone() },
+        ServerKind::Caldav {
+            url,
+            username,
+            password,
+        } => Location::Caldav {
+            url: url.clone(),
+            username: username.clone(),
+            password: password
+                .as_ref()
+                .map(PasswordSource::read)
+                .transpose()
+                .map_err(|e| {
+                    StoreError::new(
+                        ErrorKind::Permanent,
+                        format!("server {} ({url}): {e}", server.name),
+                    )
+                })?,
+        },
+    };
+    crate::store::open(&Endpoint {
+        name: server.name.clone(),
+        location,
+        requests_per_second: server.requests_per_second,
+        max_concurrency: server.max_concurrency,
+        write_concurrency: server.write_concurrency,
+        timeout: server.timeout,
+        max_answer: server.max_answer,
+    })
+}
+
+/// Opens (and migrates) the state a config names; a PostgreSQL password is read now.
+pub async fn connect_state(config: &StateConfig) -> StateResult<State> {
+    match config {
+        StateConfig::Sqlite { path } => State::open(path).await,
+        StateConfig::Postgres { url, password } => {
+            let password = password
+                .as_ref()
+                .map(PasswordSource::read)
+                .transpose()
+                .map_err(|e| StateError::new(url, "its password", e))?;
+            State::connect(url, password.as_ref()).await
+        }
+    }
+}
+
 impl Engine {
     pub fn new(config: &Config, state: State) -> Engine {
         let stores = config
             .servers
             .iter()
-            .map(|(name, server)| {
-                (
-                    name.clone(),
-                    crate::store::open(server).map_err(|e| e.to_string()),
-                )
-            })
+            .map(|(name, server)| (name.clone(), open_store(server).map_err(|e| e.to_string())))
             .collect();
         Engine {
             state,
@@ -239,7 +285,7 @@ impl Engine {
     }
 
     /// Whether this node's claim on `pair` may have moved to another node by now.
-    fn lapsed(&self, pair: &PairConfig) -> bool {
+    fn lapsed(&self, pair: &Pair) -> bool {
         self.claims
             .as_ref()
             .is_some_and(|holds| !holds(pair.id.as_str()))
@@ -333,7 +379,7 @@ impl Engine {
     }
 
     /// HTTP request counters per server, for the servers that speak HTTP.
-    pub fn server_counts(&self) -> BTreeMap<String, crate::store::http::HttpCounts> {
+    pub fn server_counts(&self) -> BTreeMap<String, crate::domain::requests::HttpCounts> {
         self.stores
             .iter()
             .filter_map(|(name, s)| Some((name.clone(), s.as_ref().ok()?.counts()?)))
@@ -351,13 +397,13 @@ impl Engine {
     /// Adds the requests made since the last call to the state's per-server counters.
     pub async fn flush_server_counts(&self) -> Result<(), StateError> {
         let now = self.server_counts();
-        let deltas: BTreeMap<String, crate::store::http::HttpCounts> = {
+        let deltas: BTreeMap<String, crate::domain::requests::HttpCounts> = {
             let mut flushed = self.flushed.lock().expect("not poisoned");
             let deltas = now
                 .iter()
                 .map(|(name, c)| {
                     let was = flushed.get(name).copied().unwrap_or_default();
-                    let d = crate::store::http::HttpCounts {
+                    let d = crate::domain::requests::HttpCounts {
                         requests: c.requests - was.requests,
                         retries: c.retries - was.retries,
                         failures: c.failures - was.failures,
@@ -419,7 +465,7 @@ impl Engine {
     /// One pass over `pair`: [`Self::peek`], then [`Self::sync_pair_from`].
     pub async fn sync_pair(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
     ) -> Result<PairReport, StateError> {
         let peek = self.peek(pair).await?;
@@ -427,13 +473,13 @@ impl Engine {
     }
 
     /// What the state holds of `pair` as a pass starts, in one read (see [`State::peek`]).
-    pub async fn peek(&self, pair: &PairConfig) -> Result<Peek, StateError> {
+    pub async fn peek(&self, pair: &Pair) -> Result<Peek, StateError> {
         let mut peeks = self.peek_many(&[pair]).await?;
         Ok(peeks.pop().expect("one per pair"))
     }
 
     /// [`Self::peek`] for several pairs in one read, in their order.
-    pub async fn peek_many(&self, pairs: &[&PairConfig]) -> Result<Vec<Peek>, StateError> {
+    pub async fn peek_many(&self, pairs: &[&Pair]) -> Result<Vec<Peek>, StateError> {
         let names: Vec<[String; 2]> = pairs
             .iter()
             .map(|p| [p.source.to_string(), p.target.to_string()])
@@ -455,7 +501,7 @@ impl Engine {
     #[tracing::instrument(level = "error", skip_all, fields(pair = %pair.id, run = tracing::field::Empty))]
     pub async fn sync_pair_from(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
         peek: Peek,
     ) -> Result<PairReport, StateError> {
@@ -527,12 +573,7 @@ impl Engine {
     /// How `pair` syncs now: its direction, and its authority (the target once cut over).
     /// Unless `dry_run`, a pair the state does not record as configured is recorded first (see
     /// [`State::ensure_pair`]).
-    async fn way(
-        &self,
-        pair: &PairConfig,
-        dry_run: bool,
-        start: &PassStart,
-    ) -> Result<Way, StateError> {
+    async fn way(&self, pair: &Pair, dry_run: bool, start: &PassStart) -> Result<Way, StateError> {
         let cutover_at = match dry_run || glance::recorded_as_configured(pair, start) {
             true => start.cutover_at,
             false => self.state.ensure_pair(pair).await?,
@@ -551,7 +592,7 @@ impl Engine {
     /// requests counted (with those of its glance).
     async fn recorded_pass(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         leased: Leased,
         report: &mut PairReport,
         leases: &[Lease],
@@ -622,7 +663,7 @@ impl Engine {
     /// if it recorded other calendars for it (or none at all).
     pub(crate) async fn mapped_copies(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
     ) -> Result<Option<[HashMap<Href, (ContentHash, Etag)>; 2]>, StateError> {
         let known = self
             .state
@@ -644,7 +685,7 @@ impl Engine {
     /// the items of a complete one whose etag moved, that are new, or that are gone.
     async fn seen_changes(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         known: bool,
         side: Side,
         changes: &crate::store::Changes,
@@ -675,7 +716,7 @@ impl Engine {
     /// calendar) needs no write.
     async fn save_watermarks(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         tokens: &[(Option<SyncToken>, Option<SyncToken>); 2],
     ) -> Result<(), StateError> {
         let moved: Vec<(Side, Option<&SyncToken>)> = [Side::A, Side::B]
@@ -766,7 +807,7 @@ impl Engine {
     /// next one starts from it and compares both sides in full. `Ok(false)`: it already was so.
     pub async fn cutover(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         undo: bool,
     ) -> Result<Result<bool, Locked>, StateError> {
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
@@ -796,7 +837,7 @@ impl Engine {
     /// execute (writes, fencing inside) → record. A dry run stops after planning and prints it.
     async fn pass(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         mode: Mode,
         opts: PassOptions,
         report: &mut PairReport,

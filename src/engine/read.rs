@@ -8,11 +8,11 @@ use tracing::debug;
 
 use super::write::fetch_all;
 use super::{Engine, PassError, PassOptions, named};
-use crate::config::{Extras, PairConfig};
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::mapping::{Pending, Remembered, Side};
+use crate::domain::pair::{Extras, Pair};
 use crate::domain::pairstate::Quarantined;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 use crate::engine::report::PairReport;
@@ -100,7 +100,7 @@ impl Engine {
     /// [`Engine::glance`]) if the state has not moved since, else new ones ([`Self::list_from`]).
     pub(super) async fn list(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
         report: &mut PairReport,
         from: &[Side],
@@ -127,7 +127,7 @@ impl Engine {
     /// The creates `start` says are pending, if its records are for this pair's calendars.
     async fn pending_of(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         known: bool,
         start: &PassStart,
     ) -> Result<Vec<Pending>, PassError> {
@@ -142,7 +142,7 @@ impl Engine {
     /// changes just listed on the sides copied `from` wait for it: they are the backlog.
     pub(super) async fn list_from(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
         report: &mut PairReport,
         from: &[Side],
@@ -206,7 +206,7 @@ impl Engine {
     /// thousands of pairs): unless something is due, there is nothing to read or plan.
     pub(super) async fn quiet(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         opts: PassOptions,
         listing: &Listing,
         report: &mut PairReport,
@@ -237,7 +237,7 @@ impl Engine {
     /// target org, judged against the window and hashed; the target parsed and hashed.
     pub(super) async fn read(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         mode: Mode,
         opts: PassOptions,
         listing: Listing,
@@ -365,7 +365,7 @@ impl Engine {
     /// unless the quiet check read them already.
     pub(super) async fn held_rows(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         all: bool,
         remembered: Option<Rows>,
     ) -> Result<Rows, PassError> {
@@ -384,7 +384,7 @@ impl Engine {
     /// Reads both sides' moved items at once and lays them over the listings.
     async fn fetch(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         source: &mut SourceSnapshot,
         target_etags: HashMap<Href, Etag>,
         tgt_fetch: &[Href],
@@ -476,7 +476,7 @@ impl Engine {
     /// cannot be read; with `extras = "delete"`, the identities waiting outside the window too.
     async fn unmapped(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         index: HashMap<Href, (Etag, Option<IdentityKey>)>,
         read: &mut Read,
     ) -> Result<(), PassError> {

@@ -9,9 +9,9 @@ use super::read::{Held, Read, Tokens, role};
 use super::settle::Wrote;
 use super::write::Written;
 use super::{Engine, PassError};
-use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use crate::domain::pair::Pair;
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
 use crate::engine::report::PairReport;
@@ -98,7 +98,7 @@ impl Engine {
     /// left undone — the watermarks. A pass that stopped early is an `Err` naming why.
     pub(super) async fn record(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         mut read: Read,
         local: Vec<Action>,
         executed: Executed,
@@ -126,7 +126,7 @@ impl Engine {
     /// returns how many writes were left undone, and the items the window deferred.
     pub(super) async fn book(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         local: Vec<Action>,
         done: Vec<Done>,
         report: &mut PairReport,
@@ -149,7 +149,7 @@ impl Engine {
     /// every change they cover is applied.
     pub(super) async fn finish(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         (tokens, wrote): (&Tokens, &[Wrote; 2]),
         (halt, lost): (Option<Halt>, Option<Lost>),
         left: u64,
@@ -201,7 +201,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn held_back(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         side: Side,
         (source, held): (&SourceSnapshot, &mut Held),
         prior: &Prior,
@@ -237,7 +237,7 @@ impl Engine {
     /// (or gone) leave it. Unless the pass stopped early: then what was not written is unknown.
     async fn quarantine(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         side: Side,
         (source, held): (&SourceSnapshot, &Held),
         prior: &Prior,

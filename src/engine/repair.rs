@@ -19,11 +19,11 @@ use serde::Serialize;
 
 use super::Way;
 use super::read::role;
-use crate::config::{Extras, PairConfig};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::lease::{Lease, LeaseKind};
 use crate::domain::mapping::{Mapping, Side};
+use crate::domain::pair::{Extras, Pair};
 use crate::domain::types::{ContentHash, Etag, Href};
 use crate::engine::{Dest, Engine, Original, fetch_all};
 use crate::state::StateError;
@@ -98,7 +98,7 @@ type Grouped = BTreeMap<IdentityKey, Vec<Copy>>;
 
 /// What one repair works with.
 struct Scope<'a> {
-    pair: &'a PairConfig,
+    pair: &'a Pair,
     way: Way,
     stores: [&'a dyn CalendarStore; 2],
     /// The lease of each side the pair writes (none in a dry run).
@@ -124,11 +124,7 @@ impl Scope<'_> {
 
 impl Engine {
     /// `tandem repair` for one pair. Only a state-store failure is an `Err`.
-    pub async fn repair(
-        &self,
-        pair: &PairConfig,
-        dry_run: bool,
-    ) -> Result<RepairReport, StateError> {
+    pub async fn repair(&self, pair: &Pair, dry_run: bool) -> Result<RepairReport, StateError> {
         let mut report = RepairReport {
             pair: pair.id.to_string(),
             dry_run,
@@ -218,7 +214,7 @@ impl Engine {
             .collect();
         let mut found: Vec<Mapping> = Vec::new();
         // Meetings this pair's mailbox organises, with attendees that are configured pairs too.
-        let mut invited: Vec<(Href, IdentityKey, PairConfig)> = Vec::new();
+        let mut invited: Vec<(Href, IdentityKey, Pair)> = Vec::new();
         for identity in identities {
             let mut copies = [
                 sides[0].remove(&identity).unwrap_or_default(),
@@ -499,7 +495,7 @@ impl Engine {
     }
 
     /// Attendees of a meeting this pair's mailbox organises that are configured pairs too.
-    fn invited(&self, pair: &PairConfig, source: &Copy) -> Vec<(Href, IdentityKey, PairConfig)> {
+    fn invited(&self, pair: &Pair, source: &Copy) -> Vec<(Href, IdentityKey, Pair)> {
         let organiser = source
             .item
             .item
@@ -527,7 +523,7 @@ impl Engine {
     /// meeting its source lacks too is reported, never fabricated.
     async fn check_attendees(
         &self,
-        invited: Vec<(Href, IdentityKey, PairConfig)>,
+        invited: Vec<(Href, IdentityKey, Pair)>,
         dry_run: bool,
         report: &mut RepairReport,
     ) -> Result<(), StateError> {
@@ -575,7 +571,7 @@ impl Engine {
     }
 
     /// The identities of every item in `pair`'s target calendar.
-    async fn target_identities(&self, pair: &PairConfig) -> Result<HashSet<IdentityKey>, String> {
+    async fn target_identities(&self, pair: &Pair) -> Result<HashSet<IdentityKey>, String> {
         let tgt = self.store_of(&pair.target.server)?;
         let cal = &pair.target.path;
         let hrefs: Vec<Href> = tgt

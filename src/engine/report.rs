@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::config::PairConfig;
 use crate::domain::error::{ErrorKind, MAX_REASON, bounded};
 use crate::domain::mapping::Side;
+use crate::domain::pair::Pair;
 use crate::domain::types::Href;
 use crate::sync::{Action, Prepared, target_name};
 
@@ -144,7 +144,7 @@ pub struct Summary {
     pub failed: u64,
     pub failed_pairs: u64,
     /// HTTP requests per server during this run (CalDAV servers only).
-    pub servers: std::collections::BTreeMap<String, crate::store::http::HttpCounts>,
+    pub servers: std::collections::BTreeMap<String, crate::domain::requests::HttpCounts>,
 }
 
 impl Summary {
@@ -253,7 +253,7 @@ impl PairReport {
     /// Adds one planned action of a pass over `pair` to a dry run's report: counted as it would
     /// be done, and described. Actions that write name their side; the others are described as
     /// copies to side `to`.
-    pub(crate) fn planned(&mut self, a: &Action, to: Side, pair: &PairConfig) {
+    pub(crate) fn planned(&mut self, a: &Action, to: Side, pair: &Pair) {
         match a {
             Action::Create { .. } => self.created += 1,
             Action::Update { .. } => self.updated += 1,
@@ -269,7 +269,7 @@ impl PairReport {
     }
 }
 
-fn describe(a: &Action, to: Side, pair: &PairConfig) -> PlannedAction {
+fn describe(a: &Action, to: Side, pair: &Pair) -> PlannedAction {
     let tcal = &pair.calendar(to).path;
     let planned = |action, from: &Href, to: Option<&Href>, detail: Option<String>| PlannedAction {
         action,

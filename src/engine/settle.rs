@@ -15,8 +15,8 @@ use tracing::debug;
 
 use super::Engine;
 use super::read::Tokens;
-use crate::config::PairConfig;
 use crate::domain::mapping::Side;
+use crate::domain::pair::Pair;
 use crate::domain::types::{Etag, Href, SyncToken};
 use crate::store::Changes;
 
@@ -76,12 +76,7 @@ fn judge(changes: &Changes, wrote: &Wrote) -> Verdict {
 impl Engine {
     /// The watermarks to record after the writes `wrote` (A, B): see the module's header. A
     /// side that cannot be listed now keeps its token.
-    pub(super) async fn settle(
-        &self,
-        pair: &PairConfig,
-        tokens: &Tokens,
-        wrote: &[Wrote; 2],
-    ) -> Tokens {
+    pub(super) async fn settle(&self, pair: &Pair, tokens: &Tokens, wrote: &[Wrote; 2]) -> Tokens {
         let mut out = tokens.clone();
         for side in [Side::A, Side::B] {
             let (w, (_, listed)) = (&wrote[side as usize], &tokens[side as usize]);

@@ -6,9 +6,9 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::debug;
 
 use super::Engine;
-use crate::config::PairConfig;
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::mapping::{Mapping, Pending, Side};
+use crate::domain::pair::Pair;
 use crate::domain::types::{CalendarPath, Etag, Href};
 use crate::state::StateError;
 use crate::store::{self, CalendarStore, ItemVersion};
@@ -101,7 +101,7 @@ impl Engine {
     /// by the next pass.
     pub(crate) async fn create(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         dest: Dest<'_>,
         original: Original<'_>,
         noted: bool,
@@ -157,12 +157,7 @@ impl Engine {
     /// back (`Waiting`) wrote nothing, so its pending
     /// row goes: a pending create is never held back, and the item could not be quarantined. A
     /// failure that may have written (a timeout, a 5xx) keeps the row for the next pass to settle.
-    async fn refused_create(
-        &self,
-        pair: &PairConfig,
-        pending: Pending,
-        e: StoreError,
-    ) -> WriteResult {
+    async fn refused_create(&self, pair: &Pair, pending: Pending, e: StoreError) -> WriteResult {
         if e.kind.is_permanent() || e.kind == ErrorKind::Waiting {
             self.state.clear_pendings(&pair.id, &[pending]).await?;
         }
@@ -198,7 +193,7 @@ impl Engine {
     /// an edit made there.
     pub(super) async fn update(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         dest: Dest<'_>,
         original: Original<'_>,
         (href, etag): (&Href, &Etag),

@@ -15,7 +15,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tracing::{Instrument, error, error_span, info, warn};
 
-use crate::config::{Config, PairConfig};
+use crate::config::Config;
+use crate::domain::pair::Pair;
 use crate::domain::time::now_ms;
 use crate::domain::types::PairId;
 use crate::engine::Engine;
@@ -80,7 +81,7 @@ pub fn assign(pairs: &[PairId], agents: usize) -> Vec<usize> {
 pub struct AgentSpec {
     pub index: usize,
     pub processor: usize,
-    pub pairs: Vec<PairConfig>,
+    pub pairs: Vec<Pair>,
 }
 
 /// The agents `config` asks for, with their share of the pairs.
@@ -395,8 +396,8 @@ enum Work {
 
 /// The pairs `due` (configured as `pairs`), each with its state read in one statement for all
 /// (none if that failed: each pass reads its own then, and reports the failure).
-async fn peeked(engine: Arc<Engine>, pairs: Vec<PairConfig>, due: Vec<usize>) -> Work {
-    let refs: Vec<&PairConfig> = pairs.iter().collect();
+async fn peeked(engine: Arc<Engine>, pairs: Vec<Pair>, due: Vec<usize>) -> Work {
+    let refs: Vec<&Pair> = pairs.iter().collect();
     Work::Peeked(match engine.peek_many(&refs).await {
         Ok(peeks) => due.into_iter().zip(peeks.into_iter().map(Some)).collect(),
         Err(e) => {

@@ -16,7 +16,8 @@ use futures_util::StreamExt as _;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, PairConfig};
+use crate::config::Config;
+use crate::domain::pair::Pair;
 use crate::domain::time::now_ms;
 use crate::domain::types::CalendarRef;
 use crate::engine::Engine;
@@ -30,7 +31,7 @@ const AT_ONCE: usize = 16;
 /// The sides of a pair, as subscriptions name them.
 const SIDES: [&str; 2] = ["source", "target"];
 
-fn calendar<'a>(pair: &'a PairConfig, side: &str) -> &'a CalendarRef {
+fn calendar<'a>(pair: &'a Pair, side: &str) -> &'a CalendarRef {
     match side {
         "source" => &pair.source,
         _ => &pair.target,
@@ -70,7 +71,7 @@ pub struct PushHub {
 
 impl PushHub {
     /// `agents`: each agent's index and its pairs, in its order.
-    pub fn new<'a>(agents: impl IntoIterator<Item = (usize, &'a [PairConfig])>) -> Arc<PushHub> {
+    pub fn new<'a>(agents: impl IntoIterator<Item = (usize, &'a [Pair])>) -> Arc<PushHub> {
         let mut place = HashMap::new();
         let mut count = 0;
         for (agent, pairs) in agents {
@@ -236,7 +237,7 @@ impl PushKeeper {
         let state = &self.engine.state;
         let rows = state.push_subscriptions().await?;
         let now = now_ms();
-        let by_pair: HashMap<&str, &PairConfig> = self
+        let by_pair: HashMap<&str, &Pair> = self
             .config
             .pairs
             .iter()
@@ -258,7 +259,7 @@ impl PushKeeper {
             .map(|r| ((r.pair.as_str(), r.side.as_str()), r))
             .collect();
         let lifetime = self.config.sync.push_lifetime.as_millis() as i64;
-        let work: Vec<(&PairConfig, &str, Option<&PushSubscription>)> = self
+        let work: Vec<(&Pair, &str, Option<&PushSubscription>)> = self
             .config
             .pairs
             .iter()
@@ -324,7 +325,7 @@ impl PushKeeper {
     /// Subscribes one calendar (or renews, or moves its subscription to this node's URL).
     async fn subscribe(
         &self,
-        pair: &PairConfig,
+        pair: &Pair,
         side: &str,
         row: Option<&PushSubscription>,
         memory: &Mutex<Memory>,

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, PairConfig};
+use crate::config::Config;
 use crate::domain::error::ErrorKind;
+use crate::domain::pair::Pair;
 use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
 use crate::engine::report::PairReport;
@@ -130,7 +131,7 @@ pub struct Scheduler {
     agent: usize,
     engine: Arc<Engine>,
     policy: Policy,
-    pairs: Vec<PairConfig>,
+    pairs: Vec<Pair>,
     next: Vec<i64>,
     queue: BTreeSet<(i64, usize)>,
     running: HashSet<usize>,
@@ -157,7 +158,7 @@ impl Scheduler {
     pub async fn new(
         agent: usize,
         engine: Arc<Engine>,
-        pairs: Vec<PairConfig>,
+        pairs: Vec<Pair>,
         policy: Policy,
         now_ms: i64,
     ) -> Result<Scheduler, StateError> {
@@ -209,7 +210,7 @@ impl Scheduler {
         self.agent
     }
 
-    pub fn pairs(&self) -> &[PairConfig] {
+    pub fn pairs(&self) -> &[Pair] {
         &self.pairs
     }
 
@@ -414,7 +415,7 @@ struct Turn {
 /// state.
 async fn run_pair(
     engine: Arc<Engine>,
-    pair: PairConfig,
+    pair: Pair,
     policy: Policy,
     turn: Turn,
 ) -> Result<StepOutcome, StateError> {

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::PairConfig;
 use crate::domain::error::ErrorKind;
+use crate::domain::pair::Pair;
 use crate::engine::Engine;
 use crate::store::CalendarStore;
 use crate::store::health::ServerHealth;
@@ -43,7 +43,7 @@ pub struct ServerWaits {
 }
 
 impl ServerWaits {
-    pub fn new(engine: &Engine, pairs: &[PairConfig]) -> ServerWaits {
+    pub fn new(engine: &Engine, pairs: &[Pair]) -> ServerWaits {
         let mut servers: Vec<Watched> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut of_pair = Vec::with_capacity(pairs.len());

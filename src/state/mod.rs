@@ -37,12 +37,13 @@ pub(crate) type DbRow = sqlx::any::AnyRow;
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 type Failure = (&'static str, Box<dyn std::error::Error + Send + Sync>);
 
-use crate::config::{PairConfig, StateConfig};
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Remembered, Side};
+use crate::domain::pair::Pair;
 use crate::domain::run::{PairStatus, RunStatus};
 use crate::domain::time::now_ms;
 use crate::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
+use secrecy::SecretString;
 
 pub use postgres::MIGRATOR as POSTGRES_MIGRATOR;
 pub use sqlite::MIGRATOR as SQLITE_MIGRATOR;
@@ -61,6 +62,21 @@ pub struct StateError {
     what: &'static str,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StateError {
+    /// A failure at `place` (a file or URL) while doing `what`.
+    pub fn new(
+        place: &str,
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StateError {
+        StateError {
+            path: place.to_string(),
+            what,
+            source: source.into(),
+        }
+    }
 }
 
 pub type StateResult<T> = Result<T, StateError>;
@@ -133,35 +149,27 @@ impl State {
         })
     }
 
-    /// Connects to (and migrates) the state the config names.
-    pub async fn connect(config: &StateConfig) -> StateResult<State> {
-        match config {
-            StateConfig::Sqlite { path } => State::open(path).await,
-            StateConfig::Postgres { url, password } => {
-                let err = |what, e: Box<dyn std::error::Error + Send + Sync>| StateError {
-                    path: url.clone(),
-                    what,
-                    source: e,
-                };
-                let password = match password {
-                    Some(source) => Some(source.read().map_err(|e| err("its password", e.into()))?),
-                    None => None,
-                };
-                let (pool, options) = postgres::connect(url, password.as_ref())
-                    .await
-                    .map_err(|(what, e)| err(what, e))?;
-                Ok(State {
-                    writes: pool.clone(),
-                    pool,
-                    backend: Backend::Postgres,
-                    place: url.clone(),
-                    path: None,
-                    writer: None,
-                    reopen: Some(Arc::new(options)),
-                    runtime_pool: false,
-                })
-            }
-        }
+    /// Connects to (and migrates) a PostgreSQL state: `url` without the password, `password`
+    /// apart so it is never shown.
+    pub async fn connect(url: &str, password: Option<&SecretString>) -> StateResult<State> {
+        let err = |what, e: Box<dyn std::error::Error + Send + Sync>| StateError {
+            path: url.to_string(),
+            what,
+            source: e,
+        };
+        let (pool, options) = postgres::connect(url, password)
+            .await
+            .map_err(|(what, e)| err(what, e))?;
+        Ok(State {
+            writes: pool.clone(),
+            pool,
+            backend: Backend::Postgres,
+            place: url.to_string(),
+            path: None,
+            writer: None,
+            reopen: Some(Arc::new(options)),
+            runtime_pool: false,
+        })
     }
 
     /// The state for work on another tokio runtime (an agent's), with up to `connections` of
@@ -282,7 +290,7 @@ impl State {
     /// mappings and watermarks describe other calendars and are dropped; if its direction
     /// changed, its watermarks are (the next pass compares both sides in full). Returns when
     /// the pair was cut over (see [`Self::cutover_at`]), read in the same statement.
-    pub async fn ensure_pair(&self, pair: &PairConfig) -> StateResult<Option<i64>> {
+    pub async fn ensure_pair(&self, pair: &Pair) -> StateResult<Option<i64>> {
         let (a, b) = (pair.source.to_string(), pair.target.to_string());
         let direction = pair.direction.as_str();
         let select = "SELECT a_calendar, b_calendar, COALESCE(direction, 'one-way'), cutover_at FROM pairs WHERE id = $1";
@@ -399,7 +407,7 @@ impl State {
     /// remembered for one direction (watermarks, the window's memory, quarantine, the target
     /// index) is dropped, so the next pass compares both sides in full. `false` if the pair was
     /// already so (nothing changed).
-    pub async fn set_cutover(&self, pair: &PairConfig, at: Option<i64>) -> StateResult<bool> {
+    pub async fn set_cutover(&self, pair: &Pair, at: Option<i64>) -> StateResult<bool> {
         self.ensure_pair(pair).await?;
         let _turn = self.turn().await;
         let mut tx = self.write_tx("recording cutover").await?;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{RunStatus, State, StateResult, run_status};
-use crate::store::http::HttpCounts;
+use crate::domain::requests::HttpCounts;
 
 /// One pass of a pair, for its detail page.
 #[derive(Debug, Clone, Serialize)]

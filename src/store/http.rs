@@ -35,6 +35,7 @@ use super::adaptive::WriteLimit;
 use super::health::{ServerHealth, resource_of};
 use super::quirks::Quirks;
 use crate::domain::error::ErrorKind;
+use crate::domain::requests::HttpCounts;
 
 /// How hard to try before giving up on a request.
 #[derive(Debug, Clone, Copy)]
@@ -114,20 +115,6 @@ tokio::task_local! {
 
 fn tally(f: impl FnOnce(&Tally)) {
     let _ = PASS_TALLY.try_with(|t| f(t));
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HttpCounts {
-    /// HTTP requests sent, retries included.
-    pub requests: u64,
-    pub retries: u64,
-    /// Requests given up on (after retries), or answered with a moving/locked status.
-    pub failures: u64,
-    /// Requests that got no usable answer (an error status, no answer, a broken connection),
-    /// retried ones included: the "failed requests" of `status` and `/metrics`.
-    pub failed: u64,
-    /// 429 and 503-with-Retry-After answers.
-    pub throttled: u64,
 }
 
 impl HttpStats {

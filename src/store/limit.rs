@@ -56,7 +56,7 @@ impl CalendarStore for Limited {
         self.inner.describe()
     }
 
-    fn counts(&self) -> Option<super::http::HttpCounts> {
+    fn counts(&self) -> Option<crate::domain::requests::HttpCounts> {
         self.inner.counts()
     }
 

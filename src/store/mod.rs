@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{ServerConfig, ServerKind};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::requests::HttpCounts;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 /// An item's current version as a listing reports it.
@@ -96,7 +96,7 @@ pub trait CalendarStore: Send + Sync {
     }
 
     /// HTTP request counters, for stores that speak HTTP.
-    fn counts(&self) -> Option<http::HttpCounts> {
+    fn counts(&self) -> Option<HttpCounts> {
         None
     }
 
@@ -166,28 +166,46 @@ pub trait CalendarStore: Send + Sync {
     }
 }
 
-/// Opens the store a configured server describes, behind its request limits.
-pub fn open(server: &ServerConfig) -> StoreResult<Arc<dyn CalendarStore>> {
-    let store: Arc<dyn CalendarStore> = match &server.kind {
-        ServerKind::Vdir { path } => Arc::new(vdir::VdirStore::new(path.clone())),
-        ServerKind::Caldav {
+/// A server to open, as plain values.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The server's name, for messages.
+    pub name: String,
+    pub location: Location,
+    pub requests_per_second: Option<u32>,
+    pub max_concurrency: Option<usize>,
+    /// Writes in flight (caldav): `None` finds the best number itself, up to `max_concurrency`.
+    pub write_concurrency: Option<usize>,
+    /// Per HTTP request (caldav).
+    pub timeout: std::time::Duration,
+    /// The largest answer read from the server, in bytes (caldav).
+    pub max_answer: usize,
+}
+
+/// Where a server's calendars are.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Vdir {
+        path: std::path::PathBuf,
+    },
+    Caldav {
+        url: String,
+        username: Option<String>,
+        password: Option<secrecy::SecretString>,
+    },
+}
+
+/// Opens the store `server` names, behind its request limits.
+pub fn open(server: &Endpoint) -> StoreResult<Arc<dyn CalendarStore>> {
+    let store: Arc<dyn CalendarStore> = match &server.location {
+        Location::Vdir { path } => Arc::new(vdir::VdirStore::new(path.clone())),
+        Location::Caldav {
             url,
             username,
             password,
         } => {
             // Limits apply per HTTP request inside the transport, retries and pagination included.
-            let fail = |e: String| {
-                StoreError::new(
-                    ErrorKind::Permanent,
-                    format!("server {} ({url}): {e}", server.name),
-                )
-            };
-            let secret = password
-                .as_ref()
-                .map(crate::config::PasswordSource::read)
-                .transpose()
-                .map_err(fail)?;
-            let credentials = match (username, &secret) {
+            let credentials = match (username, password) {
                 (Some(u), Some(p)) => Some((u.as_str(), p)),
                 (None, Some(p)) => Some(("", p)),
                 _ => None,

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Action, Adopt, Mode, Plan};
-use crate::config::Extras;
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::Pending;
+use crate::domain::pair::Extras;
 
 /// Items on the receiving side that no mapping names, as read for their identity.
 #[derive(Debug, Clone, Default)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::select::{Unmapped, select};
 use super::*;
-use crate::config::Extras;
+use crate::domain::pair::Extras;
 
 const MODES: [Mode; 2] = [
     Mode::OneWay { from: Side::A },

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tandem::config::PairConfig;
 use tandem::domain::error::ErrorKind;
 use tandem::domain::item::{Item, Rewriter};
+use tandem::domain::pair::Pair;
 use tandem::domain::types::CalendarPath;
 use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
@@ -106,7 +106,7 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
     ]
     .into();
     let engine = Engine::with_stores(state, stores, rewriter());
-    let pair = PairConfig::new(
+    let pair = Pair::new(
         "p".parse().unwrap(),
         "s:/src/".parse().unwrap(),
         "t:/tgt/".parse().unwrap(),

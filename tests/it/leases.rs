@@ -120,7 +120,7 @@ async fn of_many_racing_nodes_on_postgresql_exactly_one_gets_the_lease() {
     };
     let mut states = Vec::new();
     for _ in 0..4 {
-        states.push(State::connect(&config).await.unwrap());
+        states.push(tandem::engine::connect_state(&config).await.unwrap());
     }
     one_winner_per_round(&states).await;
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::dav::{self, DavServer};
 use common::{Setup, event, spawn_run, stop, text};
-use tandem::config::PairConfig;
 use tandem::domain::error::ErrorKind;
 use tandem::domain::item::Rewriter;
+use tandem::domain::pair::Pair;
 use tandem::domain::pairstate::PairState;
 use tandem::domain::types::CalendarPath;
 use tandem::engine::{Engine, PassOptions};
@@ -205,7 +205,7 @@ struct Mem {
     src: Arc<MemoryStore>,
     tgt: Arc<MemoryStore>,
     engine: Arc<Engine>,
-    pair: PairConfig,
+    pair: Pair,
     tcal: CalendarPath,
 }
 
@@ -230,7 +230,7 @@ async fn memory_pair(items: usize) -> Mem {
     ]
     .into();
     let engine = Arc::new(Engine::with_stores(state, stores, Rewriter::default()));
-    let pair = PairConfig::new(
+    let pair = Pair::new(
         "p".parse().unwrap(),
         "s:/src/".parse().unwrap(),
         "t:/tgt/".parse().unwrap(),

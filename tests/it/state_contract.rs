@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::lease::LeaseKind;
 use tandem::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
+use tandem::domain::pair::Pair;
 use tandem::domain::pairstate::{ItemFault, PairState, QUARANTINE_AFTER};
+use tandem::domain::requests::HttpCounts;
 use tandem::domain::run::{Outcome, RunCounts, RunKind, RunRecord};
 use tandem::domain::time::now_ms;
 use tandem::domain::types::{ContentHash, Etag, Href, PairId, SyncToken};
 use tandem::state::{PassStart, State};
-use tandem::store::http::HttpCounts;
 
 /// One `#[tokio::test]` per check, each on a fresh store from `$open`.
 macro_rules! contract {
@@ -76,15 +76,15 @@ mod postgres {
             url: pg.database(),
             password: Some(tandem::config::PasswordSource::File(pg.password_file())),
         };
-        let state = tandem::state::State::connect(&config).await.unwrap();
+        let state = tandem::engine::connect_state(&config).await.unwrap();
         (state, ())
     }
 
     every_check!(open);
 }
 
-fn pair(id: &str, source: &str) -> PairConfig {
-    PairConfig::new(
+fn pair(id: &str, source: &str) -> Pair {
+    Pair::new(
         id.parse().unwrap(),
         source.parse().unwrap(),
         format!("t:/{id}/").parse().unwrap(),
@@ -396,7 +396,7 @@ async fn watermarks_per_side(s: &State) {
 async fn cutover(s: &State) {
     let id = alice(s).await;
     // A pair turned two-way lists both sides in full once: its watermarks go, its mappings stay.
-    let two_way = PairConfig {
+    let two_way = Pair {
         direction: tandem::domain::direction::Direction::TwoWay,
         ..pair("alice", "s:/alice/")
     };

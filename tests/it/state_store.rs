@@ -2,14 +2,14 @@
 
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use tandem::config::PairConfig;
 use tandem::domain::identity::IdentityKey;
 use tandem::domain::mapping::{Mapping, Pending, Side};
+use tandem::domain::pair::Pair;
 use tandem::domain::types::{ContentHash, Etag, Href, SyncToken};
 use tandem::state::{SQLITE_MIGRATOR as MIGRATOR, State};
 
-fn pair(id: &str, source: &str) -> PairConfig {
-    PairConfig::new(
+fn pair(id: &str, source: &str) -> Pair {
+    Pair::new(
         id.parse().unwrap(),
         source.parse().unwrap(),
         format!("t:/{id}/").parse().unwrap(),
@@ -53,7 +53,7 @@ async fn opens_with_wal_foreign_keys_and_busy_timeout() {
     // Foreign keys and busy timeout are per connection: check through the store's own pool by
     // violating a foreign key.
     let state = State::open(&path).await.unwrap();
-    let orphan = PairConfig {
+    let orphan = Pair {
         id: "ghost".parse().unwrap(),
         ..pair("x", "s:/x/")
     };

@@ -806,9 +806,9 @@ mod window_and_quarantine {
     use std::time::Duration;
 
     use chrono::DateTime;
-    use tandem::config::PairConfig;
     use tandem::domain::direction::Direction;
     use tandem::domain::item::{Item, Rewriter};
+    use tandem::domain::pair::Pair;
     use tandem::domain::types::CalendarPath;
     use tandem::domain::window::Window;
     use tandem::engine::{Engine, PassOptions};
@@ -878,9 +878,9 @@ mod window_and_quarantine {
             .with_clock(Arc::new(move || {
                 DateTime::from_timestamp(clock.load(Ordering::SeqCst), 0).unwrap()
             }));
-        let pair = PairConfig {
+        let pair = Pair {
             direction: Direction::TwoWay,
-            ..PairConfig::new(
+            ..Pair::new(
                 "p".parse().unwrap(),
                 format!("a:{acal}").parse().unwrap(),
                 format!("b:{bcal}").parse().unwrap(),

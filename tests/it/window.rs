@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::dav::DavServer;
-use tandem::config::{Extras, PairConfig};
 use tandem::domain::item::{Item, Rewriter};
+use tandem::domain::pair::{Extras, Pair};
 use tandem::domain::types::CalendarPath;
 use tandem::domain::window::Window;
 use tandem::engine::report::PairReport;
@@ -103,7 +103,7 @@ async fn scenario(
                 DateTime::from_timestamp(clock.load(Ordering::SeqCst), 0).unwrap()
             }))
     };
-    let pair = PairConfig::new(
+    let pair = Pair::new(
         "p".parse().unwrap(),
         format!("s:{scal}").parse().unwrap(),
         format!("t:{tcal}").parse().unwrap(),
