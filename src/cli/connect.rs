@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{EXIT_OK, EXIT_PARTIAL, Failure, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, usage};
 use crate::config::Config;
 use crate::store::CalendarStore;
 

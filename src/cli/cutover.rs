@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
 use crate::config::Config;
 use crate::domain::pair::Pair;
 use crate::engine::Engine;

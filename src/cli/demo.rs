@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure};
-use crate::cli::demo_orgs::{REPAIR_COPY, build};
+use super::demo_orgs::{REPAIR_COPY, build};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure};
 use crate::config::Config;
 use crate::engine::batch::run_pairs;
 use crate::engine::report::Summary;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{EXIT_OK, EXIT_PARTIAL, Failure, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
 use crate::config::{Config, online_processors};
 use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
@@ -23,7 +23,7 @@ struct AgentRow {
 pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let items: HashMap<String, i64> = if config.state.file().is_none_or(Path::exists) {
-        let state = super::open_state(&config).await?;
+        let state = open_state(&config).await?;
         let counts = state.item_counts().await?;
         state.close().await;
         counts
@@ -88,7 +88,7 @@ pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
 /// `tandem nodes`: every node sharing the state, with its pairs and heartbeat age.
 pub async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let nodes = state.nodes().await?;
     state.close().await;
     if json {
@@ -133,7 +133,7 @@ fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
 pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let entries = state.quarantine_list(pair.as_ref()).await?;
     state.close().await;
     if json {
@@ -174,7 +174,7 @@ pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Res
 pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let n = state.quarantine_retry(pair.as_ref()).await?;
     state.close().await;
     println!("{n} quarantined item(s) will be tried again on their pair's next pass");
@@ -190,7 +190,7 @@ pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Resu
             config.file.display()
         ))
     })?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     state.ensure_pair(&pair).await?;
     let new = match disable {
         Some(reason) => PairState::Disabled { reason },
@@ -220,7 +220,7 @@ fn lease_calendar(config: &Config, calendar: &str) -> Result<String, Failure> {
 
 pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let leases = state.leases().await?;
     state.close().await;
     let now = crate::domain::time::now_ms();
@@ -270,7 +270,7 @@ pub async fn lock_acquire(
             "--holder: give a name (who holds the lock, for `lock list` and `status`)",
         ));
     }
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let kind = crate::domain::lease::LeaseKind::External;
     let got = state.take_lease(&calendar, holder, kind, ttl).await?;
     state.close().await;
@@ -293,7 +293,7 @@ pub async fn lock_acquire(
 pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let calendar = lease_calendar(&config, calendar)?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let released = state.release_lease_of(&calendar, holder).await?;
     state.close().await;
     if released {
@@ -322,7 +322,7 @@ pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> R
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
     let mut reports = Vec::with_capacity(pairs.len());
     for pair in &pairs {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{EXIT_FATAL, EXIT_OK, Failure, usage};
+use super::exit::{EXIT_FATAL, EXIT_OK, Failure, open_state, usage};
 use crate::config::{Config, online_processors};
 use crate::engine::Engine;
 use crate::service::nodes::{Coordinator, Membership};
@@ -18,7 +18,7 @@ use crate::state::NodeInfo;
 /// few seconds, leases are released, exit 0.
 pub async fn serve(file: &Path) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let state = super::open_state(&config).await?;
+    let state = open_state(&config).await?;
     let online = online_processors();
     if let Some(w) = config.agents.placement_warning(online) {
         warn!("{w}");

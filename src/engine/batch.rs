@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::base::{Engine, PassOptions};
 use super::report::PairReport;
-use super::{Engine, PassOptions};
 use crate::domain::pair::Pair;
 use crate::state::StateError;
 

@@ -6,14 +6,15 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::warn;
 
+use super::base::{Engine, PassError, PassOptions, named};
 use super::read::{Held, Listing, Quiet, Rows, Tokens, bring_back, unread};
-use super::{Engine, PassError, PassOptions, fetch_all, named};
+use super::report::PairReport;
+use super::write::fetch_all;
 use crate::domain::error::ErrorKind;
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::types::Href;
-use crate::engine::report::PairReport;
 use crate::sync::two_way::{self, Resolved, TwoWay};
 use crate::sync::{Action, Content, PlanOptions, Prior, SourceSnapshot};
 

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::base::{Engine, PassError};
 use super::read::role;
 use super::write::fetch_all;
-use super::{Engine, PassError};
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::lease::{Lease, LeaseKind};

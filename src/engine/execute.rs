@@ -13,9 +13,9 @@ use std::collections::VecDeque;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::warn;
 
+use super::base::{Engine, PassError};
 use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
-use super::{Engine, PassError};
 use crate::domain::error::ErrorKind;
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::base::{Engine, PassError, PassOptions, Way, recorded_as_configured};
 use super::read::Listing;
-use super::{Engine, PassError, PassOptions, Way, runs};
+use super::report::PairReport;
+use super::runs;
 use crate::domain::mapping::Side;
 use crate::domain::pair::Pair;
 use crate::domain::run::{RunKind, RunRecord};
-use crate::engine::report::PairReport;
 use crate::state::{PassStart, Peek, StateError};
 use crate::store::http::{PASS_TALLY, Tally};
 
@@ -28,15 +29,6 @@ pub(super) enum Glance {
     Late,
     /// This node's claim on the pair lapsed while it looked: nothing is recorded.
     Lapsed,
-}
-
-/// Whether the state's records of `pair` are for its configured calendars and direction.
-pub(super) fn recorded_as_configured(pair: &Pair, start: &PassStart) -> bool {
-    start
-        .calendars
-        .as_ref()
-        .is_some_and(|(a, b)| *a == pair.source.to_string() && *b == pair.target.to_string())
-        && start.direction.as_deref() == Some(pair.direction.as_str())
 }
 
 impl Engine {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::base::{Engine, PassError, PassOptions, named};
+use super::report::PairReport;
 use super::write::fetch_all;
-use super::{Engine, PassError, PassOptions, named};
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
@@ -15,7 +16,6 @@ use crate::domain::mapping::{Pending, Remembered, Side};
 use crate::domain::pair::{Extras, Pair};
 use crate::domain::pairstate::Quarantined;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
-use crate::engine::report::PairReport;
 use crate::state::PassStart;
 use crate::store::{CalendarStore, Changes, ItemVersion};
 use crate::sync::select::Unmapped;

@@ -4,17 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::base::{Engine, PassError};
 use super::execute::{Done, Executed, Halt, Lost};
 use super::read::{Held, Read, Tokens, role};
+use super::report::PairReport;
 use super::settle::Wrote;
 use super::write::Written;
-use super::{Engine, PassError};
 use crate::domain::error::ErrorKind;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
-use crate::engine::report::PairReport;
 use crate::sync::{Action, Content, Prior, SourceSnapshot};
 
 /// The state changes a pass makes besides the mappings recorded with each write.

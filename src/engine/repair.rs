@@ -17,15 +17,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Way;
+use super::base::Engine;
+use super::base::Way;
 use super::read::role;
+use super::write::{Dest, Original, fetch_all};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::lease::{Lease, LeaseKind};
 use crate::domain::mapping::{Mapping, Side};
 use crate::domain::pair::{Extras, Pair};
 use crate::domain::types::{ContentHash, Etag, Href};
-use crate::engine::{Dest, Engine, Original, fetch_all};
 use crate::state::StateError;
 use crate::store::CalendarStore;
 use crate::sync::rank::Newness;
@@ -544,7 +545,7 @@ impl Engine {
                 Ok(false) if dry_run => format!("would sync pair {} from its source", q.id),
                 Ok(false) => {
                     let r = self
-                        .sync_pair(&q, crate::engine::PassOptions::default())
+                        .sync_pair(&q, super::base::PassOptions::default())
                         .await?;
                     let now = self.target_identities(&q).await;
                     let present = now.as_ref().is_ok_and(|ids| ids.contains(&identity));

@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Engine;
+use super::base::Engine;
+use super::report::PairReport;
 use crate::domain::run::{Outcome, RunCounts, RunRecord};
 use crate::domain::types::PairId;
-use crate::engine::report::PairReport;
 use crate::state::StateError;
 use crate::store::http::Tally;
 

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::debug;
 
-use super::Engine;
+use super::base::Engine;
 use super::read::Tokens;
 use crate::domain::mapping::Side;
 use crate::domain::pair::Pair;

@@ -5,7 +5,7 @@
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::debug;
 
-use super::Engine;
+use super::base::Engine;
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::pair::Pair;

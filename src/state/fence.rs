@@ -6,8 +6,9 @@
 
 use sqlx::Row;
 
+use super::db::{State, StateError, StateResult};
 use super::leases::each_lease;
-use super::{State, StateError, StateResult, Tx};
+use super::sql::Tx;
 use crate::domain::lease::Lease;
 
 tokio::task_local! {

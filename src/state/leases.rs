@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
-use super::{State, StateResult};
+use super::db::{State, StateResult};
 use crate::domain::lease::Deadline;
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 
@@ -232,7 +232,7 @@ impl State {
     }
 }
 
-fn read_lease(r: &super::DbRow) -> Lease {
+fn read_lease(r: &super::sql::DbRow) -> Lease {
     Lease {
         calendar: r.get(0),
         holder: r.get(1),

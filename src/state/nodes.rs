@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{State, StateResult};
+use super::db::{State, StateResult};
 
 /// Who a node is, as it registers.
 #[derive(Debug, Clone)]

@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{RunStatus, State, StateResult, run_status};
+use super::db::{State, StateResult};
+use super::sql::DbRow;
 use crate::domain::requests::HttpCounts;
+use crate::domain::run::{PairStatus, RunStatus};
+use crate::domain::types::PairId;
 
 /// One pass of a pair, for its detail page.
 #[derive(Debug, Clone, Serialize)]
@@ -190,4 +193,54 @@ impl State {
             })
             .collect())
     }
+}
+
+impl State {
+    /// Status of the given pairs, in the order given; pairs the state has never seen are omitted.
+    pub async fn pair_statuses(&self, ids: &[PairId]) -> StateResult<Vec<PairStatus>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT p.id, p.a_calendar, p.b_calendar, p.last_success_at, \
+                 (SELECT COUNT(*) FROM mappings m WHERE m.pair_id = p.id), \
+                 r.kind, r.started_at, r.finished_at, r.outcome, r.created, r.updated, r.deleted, \
+                 r.unchanged, r.failed, r.error \
+                 FROM pairs p LEFT JOIN runs r ON r.id = \
+                 (SELECT id FROM runs WHERE pair_id = p.id ORDER BY started_at DESC, id DESC LIMIT 1) \
+                 WHERE p.id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading status"))?;
+            let Some(r) = row else { continue };
+            let last_run = run_status(&r, 5);
+            out.push(PairStatus {
+                id: r.get(0),
+                source: r.get(1),
+                target: r.get(2),
+                last_success_at: r.get(3),
+                items: r.get(4),
+                last_run,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A pass read from the columns `kind, started_at, finished_at, outcome, created, updated,
+/// deleted, unchanged, failed, error` starting at `at`; `None` when there is none (`kind` NULL).
+pub(crate) fn run_status(r: &DbRow, at: usize) -> Option<RunStatus> {
+    r.get::<Option<String>, _>(at).map(|kind| RunStatus {
+        kind,
+        started_at: r.get(at + 1),
+        finished_at: r.get(at + 2),
+        outcome: r.get(at + 3),
+        created: r.get(at + 4),
+        updated: r.get(at + 5),
+        deleted: r.get(at + 6),
+        unchanged: r.get(at + 7),
+        failed: r.get(at + 8),
+        error: r.get(at + 9),
+    })
 }

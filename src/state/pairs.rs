@@ -4,12 +4,15 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{State, StateResult, now_ms};
+use super::db::{State, StateResult};
+use super::sql::{DbRow, Tx};
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::Side;
+use crate::domain::pair::Pair;
 use crate::domain::pairstate::{
     ItemFault, PairState, QUARANTINE_AFTER, QuarantineEntry, Quarantined, StoredState,
 };
+use crate::domain::time::now_ms;
 use crate::domain::types::{Etag, Href, PairId};
 
 pub(super) fn read_state(
@@ -283,4 +286,173 @@ impl State {
         .map_err(self.err("marking quarantined items for retry"))?;
         Ok(done.rows_affected())
     }
+}
+
+impl State {
+    /// Records a configured pair. If its calendars changed since the state last saw it, the old
+    /// mappings and watermarks describe other calendars and are dropped; if its direction
+    /// changed, its watermarks are (the next pass compares both sides in full). Returns when
+    /// the pair was cut over (see [`Self::cutover_at`]), read in the same statement.
+    pub async fn ensure_pair(&self, pair: &Pair) -> StateResult<Option<i64>> {
+        let (a, b) = (pair.source.to_string(), pair.target.to_string());
+        let direction = pair.direction.as_str();
+        let select = "SELECT a_calendar, b_calendar, COALESCE(direction, 'one-way'), cutover_at FROM pairs WHERE id = $1";
+        let same = |r: &DbRow| r.get::<String, _>(0) == a && r.get::<String, _>(1) == b;
+        // Almost always the pair is known and unchanged: one read, no write.
+        let row = sqlx::query(select)
+            .bind(pair.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        if let Some(r) = &row
+            && same(r)
+            && r.get::<String, _>(2) == direction
+        {
+            return Ok(r.get(3));
+        }
+        let _turn = self.turn().await;
+        let mut tx = self.write_tx("saving pair").await?;
+        let row = sqlx::query(select)
+            .bind(pair.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("reading pair"))?;
+        let cutover_at = row.as_ref().and_then(|r| r.get(3));
+        match row {
+            Some(r) if same(&r) && r.get::<String, _>(2) == direction => {}
+            Some(r) if same(&r) => {
+                // One way, only the side copied from was listed for changes: what the other side
+                // holds unchanged since would never be seen. Both sides are listed in full next.
+                tracing::info!(pair = %pair.id, direction, "direction changed; both sides are compared in full");
+                sqlx::query("DELETE FROM watermarks WHERE pair_id = $1")
+                    .bind(pair.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+                sqlx::query("UPDATE pairs SET direction = $1 WHERE id = $2")
+                    .bind(direction)
+                    .bind(pair.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
+            Some(_) => {
+                tracing::warn!(pair = %pair.id, "calendars changed in the config; forgetting the old mappings");
+                delete_pair_rows(
+                    &mut tx,
+                    &pair.id,
+                    &[
+                        "mappings",
+                        "pending_creates",
+                        "watermarks",
+                        "target_items",
+                        "outside_window",
+                        "quarantine",
+                    ],
+                )
+                .await
+                .map_err(self.err("resetting pair"))?;
+                sqlx::query("UPDATE pairs SET a_calendar = $1, b_calendar = $2, direction = $4 WHERE id = $3")
+                    .bind(&a)
+                    .bind(&b)
+                    .bind(pair.id.as_str())
+                    .bind(direction)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
+            None => {
+                sqlx::query("INSERT INTO pairs (id, a_calendar, b_calendar, created_at, direction) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(pair.id.as_str())
+                    .bind(&a)
+                    .bind(&b)
+                    .bind(now_ms())
+                    .bind(direction)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("saving pair"))?;
+            }
+        }
+        tx.commit().await.map_err(self.err("saving pair"))?;
+        Ok(cutover_at)
+    }
+
+    /// The calendars the state last recorded for `pair` (source, target), if any.
+    pub async fn pair_calendars(&self, pair: &PairId) -> StateResult<Option<(String, String)>> {
+        let row = sqlx::query("SELECT a_calendar, b_calendar FROM pairs WHERE id = $1")
+            .bind(pair.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// When `pair` was cut over (unix milliseconds); `None` while its source is the authority.
+    pub async fn cutover_at(&self, pair: &PairId) -> StateResult<Option<i64>> {
+        let row = sqlx::query("SELECT cutover_at FROM pairs WHERE id = $1")
+            .bind(pair.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading pair"))?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// Every cut-over pair with its cutover time.
+    pub async fn cutovers(&self) -> StateResult<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT id, cutover_at FROM pairs WHERE cutover_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading pairs"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Cuts `pair` over at `at` (unix milliseconds), or rolls a cutover back (`None`). What was
+    /// remembered for one direction (watermarks, the window's memory, quarantine, the target
+    /// index) is dropped, so the next pass compares both sides in full. `false` if the pair was
+    /// already so (nothing changed).
+    pub async fn set_cutover(&self, pair: &Pair, at: Option<i64>) -> StateResult<bool> {
+        self.ensure_pair(pair).await?;
+        let _turn = self.turn().await;
+        let mut tx = self.write_tx("recording cutover").await?;
+        let row = sqlx::query("SELECT cutover_at FROM pairs WHERE id = $1")
+            .bind(pair.id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("reading pair"))?;
+        if row.get::<Option<i64>, _>(0).is_some() == at.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE pairs SET cutover_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(pair.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("recording cutover"))?;
+        delete_pair_rows(
+            &mut tx,
+            &pair.id,
+            &["watermarks", "target_items", "outside_window", "quarantine"],
+        )
+        .await
+        .map_err(self.err("recording cutover"))?;
+        tx.commit().await.map_err(self.err("recording cutover"))?;
+        Ok(true)
+    }
+}
+
+/// Deletes every row of `pair` in `tables` (names from this crate, never input).
+pub(super) async fn delete_pair_rows(
+    tx: &mut Tx,
+    pair: &PairId,
+    tables: &[&'static str],
+) -> Result<(), sqlx::Error> {
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE pair_id = $1"
+        )))
+        .bind(pair.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -3,8 +3,12 @@
 
 use sqlx::Row;
 
+use super::db::{State, StateResult};
 use super::pairs::read_state;
-use super::{RUNS_KEPT, State, StateResult, rows};
+use super::rows;
+
+/// Passes kept in the run history per pair.
+pub const RUNS_KEPT: i64 = 50;
 use crate::domain::pairstate::StoredState;
 use crate::domain::run::{Outcome, RunKind, RunRecord};
 use crate::domain::time::HOUR_MS;
@@ -253,7 +257,7 @@ impl State {
 }
 
 /// A row of [`State::peek_many`] (its columns after the pair's id).
-fn peek_of(r: &super::DbRow) -> Peek {
+fn peek_of(r: &super::sql::DbRow) -> Peek {
     let state = StoredState {
         state: read_state(
             r.get::<Option<String>, _>(12)

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{Failure, Pool, Tx};
+use super::sql::{Failure, Pool, Tx};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{State, StateResult};
+use super::db::{State, StateResult};
 
 /// A subscription as kept: where the server pushes, how to end it, and the keys it was made with.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::ConnectOptions;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
-use super::{Failure, Pool, Tx};
+use super::sql::{Failure, Pool, Tx};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 

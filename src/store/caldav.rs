@@ -23,9 +23,9 @@ use libdav::{Depth, names};
 use secrecy::SecretString;
 use tracing::{debug, warn};
 
+use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use super::http::{HttpFault, HttpSettings, HttpStats, Transport};
 use super::quirks::Quirks;
-use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult, bounded};
 use crate::domain::requests::HttpCounts;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::{CalendarStore, Changes, Fetched, ItemVersion};
+use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion};
 use crate::domain::error::StoreResult;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
+use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{CalendarStore, Fetched, ItemVersion, Resource};
+use super::calendar::{CalendarStore, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::types::{CalendarPath, Etag, Href};
 

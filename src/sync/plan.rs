@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{
+use super::model::{
     Action, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot,
     TargetSnapshot, Version,
 };

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Action, Adopt, Mode, Plan};
+use super::model::{Action, Adopt, Mode, Plan};
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::Pending;
 use crate::domain::pair::Extras;

@@ -6,7 +6,13 @@ use std::sync::Arc;
 
 use super::select::{Unmapped, select};
 use super::*;
+use crate::domain::error::ErrorKind;
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::Item;
+use crate::domain::mapping::{Mapping, Pending};
 use crate::domain::pair::Extras;
+use crate::domain::types::{Etag, Href};
+use crate::domain::window::Fit;
 
 const MODES: [Mode; 2] = [
     Mode::OneWay { from: Side::A },

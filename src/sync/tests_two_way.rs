@@ -7,6 +7,10 @@ use std::sync::Arc;
 use super::tests::kind;
 use super::two_way::{ConflictPolicy, TwoWay, plan, plan_item};
 use super::*;
+use crate::domain::error::ErrorKind;
+use crate::domain::item::Item;
+use crate::domain::mapping::{Mapping, Pending};
+use crate::domain::types::{Etag, Href};
 
 fn on(side: Side, name: &str) -> Href {
     Href::new(&format!("/{}/{name}.ics", side.as_str())).unwrap()

@@ -5,10 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::model::{Content, Prior, SourceSnapshot};
 use super::rank::{CopyRank, Newness, rank_copies};
-use super::{Content, Prior, Side, SourceSnapshot};
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
+use crate::domain::mapping::Side;
 use crate::domain::types::Href;
 
 /// Sets aside every item of `snapshot` (side `side`) whose meeting another of its items holds.

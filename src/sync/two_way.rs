@@ -10,11 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::plan::defer;
-use super::rank::Newness;
-use super::{
+use super::model::{
     Action, Content, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot, Version,
 };
+use super::plan::defer;
+use super::rank::Newness;
 pub use crate::domain::direction::ConflictPolicy;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
@@ -117,7 +117,12 @@ fn skip(v: &Version, kind: ErrorKind, reason: &str) -> Action {
 }
 
 /// Both sides' versions now, as one mapping.
-fn both(a: &Version, b: &Version, identity: IdentityKey, hash: super::ContentHash) -> Mapping {
+fn both(
+    a: &Version,
+    b: &Version,
+    identity: IdentityKey,
+    hash: crate::domain::types::ContentHash,
+) -> Mapping {
     Mapping::between(
         Side::A,
         (a.href.clone(), a.etag.clone()),

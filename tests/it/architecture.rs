@@ -50,7 +50,7 @@ fn paths_in(line: &str, module: &[String], known: &BTreeSet<Vec<String>>) -> Vec
             || !(bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b':'));
         if starts && (bytes[i].is_ascii_alphabetic() || bytes[i] == b'_') {
             let end = path_end(code, i);
-            expand(&code[i..end], module, known, &mut Vec::new(), &mut found);
+            expand(&code[i..end], module, known, &mut found);
             i = end.max(i + 1);
         } else {
             i += 1;
@@ -81,7 +81,6 @@ fn expand(
     text: &str,
     module: &[String],
     known: &BTreeSet<Vec<String>>,
-    prefix: &mut Vec<String>,
     out: &mut Vec<Vec<String>>,
 ) {
     let (head, group) = match text.find('{') {
@@ -91,9 +90,12 @@ fn expand(
         ),
         None => (text, None),
     };
-    let mut path = prefix.clone();
+    if !head.contains("::") {
+        return; // a name, or `pub(super)`
+    }
+    let mut path = Vec::new();
     // Whether the path so far is anchored (by `crate`, `self` or `super`).
-    let mut anchored = !prefix.is_empty();
+    let mut anchored = false;
     for name in head.split("::").map(str::trim).filter(|n| !n.is_empty()) {
         match (anchored, name) {
             (false, "crate") => path.push(String::new()),
@@ -102,7 +104,6 @@ fn expand(
             (true, "super") => {
                 path.pop();
             }
-            (false, _) if !text.contains("::") => return,
             (false, _) => {
                 // A bare name is a child module of this one, or not a module path at all.
                 let mut child = module.to_vec();
@@ -123,7 +124,7 @@ fn expand(
         Some(items) if !path.is_empty() || head.trim() == "crate::" => {
             for item in split_group(items) {
                 let mut base = path.clone();
-                expand_in_group(item, module, known, &mut base, out);
+                expand_in_group(item, &mut base, out);
             }
         }
         _ if !path.is_empty() => out.push(path),
@@ -132,13 +133,7 @@ fn expand(
 }
 
 /// A `use` group's item is relative to the group's path.
-fn expand_in_group(
-    item: &str,
-    module: &[String],
-    known: &BTreeSet<Vec<String>>,
-    base: &mut Vec<String>,
-    out: &mut Vec<Vec<String>>,
-) {
+fn expand_in_group(item: &str, base: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     let item = item.trim();
     if item.is_empty() || item == "self" {
         out.push(base.clone());
@@ -156,7 +151,7 @@ fn expand_in_group(
     } else {
         for sub in split_group(&rest[1..rest.rfind('}').unwrap_or(rest.len())]) {
             let mut b = base.clone();
-            expand_in_group(sub, module, known, &mut b, out);
+            expand_in_group(sub, &mut b, out);
         }
     }
 }
@@ -197,8 +192,8 @@ fn imports_of(
     for (module, text) in sources {
         let own = cut(module);
         let deps = graph.entry(own.clone()).or_default();
-        // Multi-line `use` groups are read as one line.
-        let joined = join_use_groups(text);
+        // Multi-line `use` groups are read as one line; a file's tests (its last part) aside.
+        let joined = join_use_groups(without_tests(text));
         for line in joined.lines() {
             for path in paths_in(line, module, &known) {
                 let dep = cut(&path);
@@ -209,6 +204,15 @@ fn imports_of(
         }
     }
     graph
+}
+
+/// A file's text up to its inline test module (`#[cfg(test)] mod tests { … }`).
+fn without_tests(text: &str) -> &str {
+    let inline = text.match_indices("#[cfg(test)]").find(|(i, m)| {
+        let after = text[i + m.len()..].trim_start();
+        after.starts_with("mod ") && after.lines().next().is_some_and(|l| l.contains('{'))
+    });
+    inline.map_or(text, |(i, _)| &text[..i])
 }
 
 /// The text with each `use …;` on one line (comments dropped).
@@ -366,7 +370,7 @@ fn a_forbidden_import_is_found_however_it_is_written() {
             .iter()
             .position(|(m, _)| *m == file(module))
             .unwrap();
-        changed[at].1.push_str(&format!("\n{line}\n"));
+        changed[at].1.insert_str(0, &format!("{line}\n"));
         let wrong = edges_not_allowed(&imports_of(&changed, 1));
         assert_eq!(wrong, [expected.to_string()], "{module}: {line}");
     }

@@ -1,0 +1,179 @@
+//! `tandem status`: every pair's state, last pass and lag, the servers and the nodes.
+
+use crate::config::Config;
+
+use super::exit::{EXIT_OK, Failure, open_state};
+
+/// `->` source to target, `<-` cut over (target to source), `<->` two-way; `*`: cut over.
+fn way_glyph(p: &crate::service::observe::PairView) -> &'static str {
+    match (p.direction, p.cutover_at) {
+        ("two-way", None) => "<->",
+        ("two-way", Some(_)) => "<->*",
+        (_, None) => "->",
+        (_, Some(_)) => "<-*",
+    }
+}
+
+/// A line per node sharing the state, under `status`.
+fn print_nodes(nodes: &[crate::state::NodeRow]) {
+    for n in nodes {
+        println!(
+            "node {}: {}, {} pair(s), heartbeat {:.1}s ago, listens on {}",
+            n.id,
+            n.status,
+            n.pairs,
+            n.heartbeat_age_ms as f64 / 1000.0,
+            n.listen
+        );
+    }
+}
+
+pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let config = Config::load(file)?;
+    let state = open_state(&config).await?;
+    let snap = crate::service::observe::snapshot(
+        &config,
+        &state,
+        &crate::service::observe::Live::default(),
+    )
+    .await?;
+    state.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&snap).expect("status serialises")
+        );
+        return Ok(EXIT_OK);
+    }
+    let now = snap.generated_at;
+    let when = |t: Option<i64>| {
+        t.map_or("-".to_string(), |t| {
+            let d = crate::service::observe::human_seconds((now - t).abs() as f64 / 1000.0);
+            if t <= now {
+                format!("{d} ago")
+            } else {
+                format!("in {d}")
+            }
+        })
+    };
+    let alerts = snap.pairs.iter().filter(|p| !p.alerts.is_empty()).count();
+    let states: Vec<String> = ["active", "paused", "backoff", "disabled", "new"]
+        .iter()
+        .filter_map(|s| {
+            snap.states
+                .get(s)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {s}"))
+        })
+        .collect();
+    println!(
+        "{} pair(s): {}; {} over an alert; {} quarantined item(s)",
+        snap.pairs.len(),
+        if states.is_empty() {
+            "none".to_string()
+        } else {
+            states.join(", ")
+        },
+        alerts,
+        snap.quarantined
+    );
+    println!(
+        "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
+        "pair",
+        "state",
+        "way",
+        "lag",
+        "backlog",
+        "items",
+        "quar",
+        "fail%",
+        "last success",
+        "next run"
+    );
+    for p in &snap.pairs {
+        let lock = p.lock.as_ref().map(|l| {
+            format!(
+                "locked by {} ({}) until {}; ",
+                l.holder,
+                l.kind,
+                crate::domain::time::utc(l.until)
+            )
+        });
+        let detail = match (&p.reason, &p.last_run) {
+            (Some(reason), _) => match p.until {
+                Some(u) => format!("{reason} (until {})", crate::domain::time::utc(u)),
+                None => reason.clone(),
+            },
+            (None, Some(run)) => format!(
+                "{} {} {}: +{} ~{} -{} ={} !{}{}",
+                run.kind,
+                run.outcome.as_deref().unwrap_or("running"),
+                when(Some(run.started_at)),
+                run.created,
+                run.updated,
+                run.deleted,
+                run.unchanged,
+                run.failed,
+                run.error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" ({e})"))
+            ),
+            (None, None) => "never synced".to_string(),
+        };
+        let alerts = if p.alerts.is_empty() {
+            String::new()
+        } else {
+            format!("ALERT {}; ", p.alerts.join(", "))
+        };
+        let way = way_glyph(p);
+        let node = p
+            .node
+            .as_ref()
+            .map_or(String::new(), |n| format!("on {n}; "));
+        let node = match (p.push_driven, p.last_push_at) {
+            (true, Some(t)) => format!("{node}push, last {}; ", when(Some(t))),
+            (true, None) => format!("{node}push; "),
+            _ => node,
+        };
+        println!(
+            "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{node}{}{detail}",
+            p.id,
+            p.state,
+            way,
+            crate::service::observe::human_seconds(p.lag_seconds),
+            p.backlog,
+            p.items,
+            p.quarantined,
+            p.failed_requests_percent
+                .map_or("-".to_string(), |f| format!("{f:.1}")),
+            when(p.last_success_at),
+            when(p.next_run),
+            lock.unwrap_or_default(),
+        );
+    }
+    print_nodes(&snap.nodes);
+    for s in snap.servers.iter().filter(|s| s.requests > 0) {
+        println!(
+            "server {}: {} requests in the last hour, {} failed ({}), {} throttled, {:.2}/s now{}",
+            s.name,
+            s.requests_last_hour,
+            s.failed_requests_last_hour,
+            s.failed_requests_percent
+                .map_or("-".to_string(), |f| format!("{f:.1}%")),
+            s.throttled_last_hour,
+            s.rate_per_second,
+            if s.alerts.is_empty() {
+                ""
+            } else {
+                "  ALERT failed requests"
+            }
+        );
+    }
+    if snap.pairs.iter().any(|p| p.cutover_at.is_some()) {
+        println!("*: cut over, the target is the authority (tandem cutover --undo rolls back)");
+    }
+    if let Some(w) = &snap.agents_warning {
+        println!("warning: {w}");
+    }
+    Ok(EXIT_OK)
+}

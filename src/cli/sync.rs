@@ -1,0 +1,145 @@
+//! `tandem sync`, `resync` and `dedupe`: passes over chosen pairs, run at once, with the summary
+//! and the exit code they earn.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::engine::report::Summary;
+use crate::engine::{Engine, PassOptions};
+
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+
+pub(super) async fn sync(
+    config: &Config,
+    ids: &[String],
+    opts: PassOptions,
+    json: bool,
+) -> Result<u8, Failure> {
+    let mut pairs = Vec::new();
+    for id in ids {
+        pairs.push(
+            config
+                .pair(id)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "{}: pairs: no pair with id {id:?}",
+                        config.file.display()
+                    ))
+                })?
+                .clone(),
+        );
+    }
+    if pairs.is_empty() {
+        pairs = config.pairs.clone();
+    }
+    let state = open_state(config).await?;
+    // A bar per pair on a terminal; log lines every few seconds otherwise (or with --json, whose
+    // stdout is for scripts).
+    let progress: Arc<dyn crate::engine::progress::Progress> =
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json {
+            Arc::new(crate::engine::progress::Bars::new())
+        } else {
+            Arc::new(crate::engine::progress::Lines::new(
+                std::time::Duration::from_secs(5),
+            ))
+        };
+    // The runs of its quiet passes are written together at the end.
+    let engine = Arc::new(
+        Engine::new(config, state.clone())
+            .with_progress(progress)
+            .batching_runs(),
+    );
+    let parallel = engine.passes_at_once();
+    let reports = crate::engine::batch::run_pairs(&engine, pairs, opts, parallel).await?;
+    engine.flush_runs().await?;
+    if !opts.dry_run {
+        engine.flush_server_counts().await?;
+    }
+    state.close().await;
+    let mut summary = Summary::new(reports);
+    summary.servers = engine.server_counts();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("summary serialises")
+        );
+    } else {
+        if opts.dry_run {
+            for p in &summary.pairs {
+                for a in &p.plan {
+                    println!(
+                        "{}: {} {}{}{}",
+                        p.pair,
+                        a.action,
+                        a.source_href,
+                        a.target_href
+                            .as_ref()
+                            .map_or(String::new(), |t| format!(" -> {t}")),
+                        a.detail
+                            .as_ref()
+                            .map_or(String::new(), |d| format!(" ({d})"))
+                    );
+                }
+            }
+            println!("dry run: nothing was written");
+        }
+        print!("{}", summary.render_text());
+    }
+    Ok(if summary.ok { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+pub(super) async fn dedupe(
+    config: &std::path::Path,
+    id: &str,
+    side: crate::domain::mapping::Side,
+    dry_run: bool,
+    json: bool,
+) -> Result<u8, Failure> {
+    let config = Config::load(config)?;
+    let pair = config
+        .pair(id)
+        .ok_or_else(|| {
+            usage(format!(
+                "{}: pairs: no pair with id {id:?}",
+                config.file.display()
+            ))
+        })?
+        .clone();
+    let state = open_state(&config).await?;
+    let engine = Engine::new(&config, state.clone());
+    let report = engine.dedupe(&pair, side, dry_run).await?;
+    state.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        for g in &report.groups {
+            println!(
+                "pair {}: {}: kept {}; {verb} {}",
+                report.pair,
+                g.identity,
+                g.kept.join(", "),
+                g.deleted.join(", ")
+            );
+            for f in &g.failed {
+                println!("pair {}: {}: delete failed: {f}", report.pair, g.identity);
+            }
+        }
+        for s in &report.skipped {
+            println!("pair {}: skipped {s}", report.pair);
+        }
+        if let Some(e) = &report.error {
+            println!("pair {}: {e}", report.pair);
+        }
+        let copies: usize = report.groups.iter().map(|g| g.deleted.len()).sum();
+        println!(
+            "{} duplicate group(s), {copies} copy(ies) {verb}{}",
+            report.groups.len(),
+            if dry_run { " (dry run)" } else { "" }
+        );
+    }
+    Ok(if report.ok() { EXIT_OK } else { EXIT_PARTIAL })
+}

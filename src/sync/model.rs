@@ -1,0 +1,286 @@
+//! What a plan reads and makes: both sides' snapshots, the prior state, the actions and the
+//! mode a pass copies in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::domain::error::ErrorKind;
+use crate::domain::identity::IdentityKey;
+use crate::domain::item::Item;
+use crate::domain::mapping::Side;
+use crate::domain::mapping::{Mapping, Pending};
+use crate::domain::types::{ContentHash, Etag, Href};
+use crate::domain::window::Fit;
+
+/// A file name for a copy, derived from its UID so a retried create after a crash lands on the
+/// same name (and is then adopted) instead of making a second copy.
+pub fn target_name(uid: &str) -> String {
+    let safe = !uid.is_empty()
+        && uid.len() <= 200
+        && !uid.starts_with('.')
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-+".contains(c));
+    if safe {
+        format!("{uid}.ics")
+    } else {
+        format!("{:032x}.ics", xxhash_rust::xxh3::xxh3_128(uid.as_bytes()))
+    }
+}
+
+/// Which way a pass copies: from one side (the truth) to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    OneWay { from: Side },
+}
+
+impl Mode {
+    /// The side whose items are copied.
+    pub fn from(self) -> Side {
+        match self {
+            Mode::OneWay { from } => from,
+        }
+    }
+
+    /// The side that receives the copies.
+    pub fn to(self) -> Side {
+        self.from().other()
+    }
+}
+
+/// An item parsed, rewritten for the other side's org (when it is copied from), and hashed.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub item: Item,
+    pub hash: ContentHash,
+    pub identity: IdentityKey,
+    /// Where the item stands against the sync window this pass.
+    pub fit: Fit,
+}
+
+impl Prepared {
+    pub fn new(item: Item) -> Self {
+        Prepared {
+            hash: item.content_hash(),
+            identity: item.identity(),
+            item,
+            fit: Fit::Inside,
+        }
+    }
+
+    pub fn with_fit(mut self, fit: Fit) -> Self {
+        self.fit = fit;
+        self
+    }
+}
+
+/// What is known of an item's body.
+#[derive(Debug, Clone)]
+pub enum Content<T> {
+    /// Not read this pass: its etag matched the mapping.
+    NotFetched,
+    Fetched(T),
+    /// Read but unusable (unparseable, or gone between listing and reading): why.
+    Broken(ErrorKind, String),
+}
+
+/// One item of either side: where it is, its version, and what is known of its body.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub href: Href,
+    pub etag: Etag,
+    pub content: Content<Arc<Prepared>>,
+}
+
+/// The side copied from, as listed this pass.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSnapshot {
+    pub items: Vec<Version>,
+    /// Hrefs reported deleted (incremental listings only).
+    pub deleted: Vec<Href>,
+    /// `items` is every item of the calendar; a mapped href missing from it was deleted. When
+    /// false, hrefs neither in `items` nor in `deleted` are unchanged.
+    pub complete: bool,
+    /// Listed items left out of `items` because they wait outside the sync window.
+    pub waiting: usize,
+}
+
+/// The side copied to: every copy that exists now, by href.
+pub type TargetSnapshot = HashMap<Href, Version>;
+
+/// The mappings of a pair, found by either side's href.
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    by_a: HashMap<Href, Mapping>,
+    /// B href → A href.
+    by_b: HashMap<Href, Href>,
+}
+
+impl Prior {
+    pub fn new() -> Prior {
+        Prior::default()
+    }
+
+    pub fn with_capacity(n: usize) -> Prior {
+        Prior {
+            by_a: HashMap::with_capacity(n),
+            by_b: HashMap::with_capacity(n),
+        }
+    }
+
+    /// Records `m`, replacing the mapping of its A href and any that claimed its B href (as the
+    /// state store does).
+    pub fn insert(&mut self, m: Mapping) {
+        if let Some(old) = self.by_a.get(&m.a_href) {
+            self.by_b.remove(&old.b_href);
+        }
+        if let Some(old_a) = self.by_b.get(&m.b_href)
+            && *old_a != m.a_href
+        {
+            let old_a = old_a.clone();
+            self.by_a.remove(&old_a);
+        }
+        self.by_b.insert(m.b_href.clone(), m.a_href.clone());
+        self.by_a.insert(m.a_href.clone(), m);
+    }
+
+    /// Drops the mapping whose item on side A is at `a_href`.
+    pub fn remove(&mut self, a_href: &Href) -> Option<Mapping> {
+        let m = self.by_a.remove(a_href)?;
+        self.by_b.remove(&m.b_href);
+        Some(m)
+    }
+
+    /// The mapping whose item on `side` is at `href`.
+    pub fn get(&self, side: Side, href: &Href) -> Option<&Mapping> {
+        match side {
+            Side::A => self.by_a.get(href),
+            Side::B => self.by_b.get(href).and_then(|a| self.by_a.get(a)),
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Mapping> {
+        self.by_a.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_a.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_a.is_empty()
+    }
+}
+
+impl FromIterator<Mapping> for Prior {
+    fn from_iter<I: IntoIterator<Item = Mapping>>(iter: I) -> Prior {
+        let mut prior = Prior::new();
+        for m in iter {
+            prior.insert(m);
+        }
+        prior
+    }
+}
+
+/// A copy on the receiving side that a create takes over instead of writing a second one.
+pub type Adopt = (Href, Etag);
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Write the item at `from_href` as a new item on side `to`, or take over `adopt` (a copy of
+    /// the same meeting that no mapping names).
+    Create {
+        to: Side,
+        from_href: Href,
+        from_etag: Etag,
+        item: Arc<Prepared>,
+        adopt: Option<Adopt>,
+    },
+    /// Overwrite the mapped copy on side `to` (which is at `etag`).
+    Update {
+        to: Side,
+        from_href: Href,
+        from_etag: Etag,
+        href: Href,
+        etag: Etag,
+        item: Arc<Prepared>,
+    },
+    /// Delete the item at `href` on side `on`: a copy whose original is gone (its `mapping`
+    /// goes with it), or, without a mapping, an item that did not come from the other side
+    /// (`extras = "delete"`).
+    Delete {
+        on: Side,
+        href: Href,
+        etag: Etag,
+        mapping: Option<Mapping>,
+    },
+    /// Both sides agree but an etag moved: record the new etags, write nothing remote.
+    Refresh { mapping: Mapping },
+    /// The item and its copy are both gone: drop the mapping.
+    Forget { mapping: Mapping },
+    /// The item at `href` cannot be synced this pass; its mapping and copy are kept.
+    Skip {
+        href: Href,
+        kind: ErrorKind,
+        reason: String,
+    },
+    /// A create whose outcome was never recorded left a copy whose original is gone (or is now
+    /// mapped elsewhere): delete it if it still carries the pending identity.
+    DeleteOrphan { on: Side, pending: Pending },
+    /// A pending create is settled: recorded, or nothing was written.
+    ClearPending { pending: Pending },
+    /// The item (on side `on`) is new or changed but outside the sync window: write nothing, and
+    /// remember it until `enters` (when it will overlap the window) so an incremental listing,
+    /// which will not mention it again, does not lose it. `forget`: a mapping whose copy is gone.
+    Defer {
+        on: Side,
+        href: Href,
+        etag: Etag,
+        identity: IdentityKey,
+        enters: Option<chrono::DateTime<chrono::Utc>>,
+        forget: Option<Mapping>,
+    },
+}
+
+impl Action {
+    /// The side a remote write changes; `None` for the actions that only record.
+    pub fn writes(&self) -> Option<Side> {
+        match self {
+            Action::Create { to, .. } | Action::Update { to, .. } => Some(*to),
+            Action::Delete { on, .. } | Action::DeleteOrphan { on, .. } => Some(*on),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Items found in step on both sides.
+    pub unchanged: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Delete copies even when the side copied from lists nothing at all.
+    pub force_delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the source calendar lists no items but {mapped} were synced before; refusing to delete them all \
+         (an emptied or wrongly mounted source?). Re-run with --force-delete if the source really is empty"
+    )]
+    SourceEmpty { mapped: usize },
+    #[error(
+        "the {calendar} calendar lists no items but {mapped} were synced before; refusing to delete \
+         them all from the other calendar (an emptied or wrongly mounted calendar?). Re-run with \
+         --force-delete if it really is empty"
+    )]
+    SideEmpty {
+        /// `source` or `target`.
+        calendar: &'static str,
+        mapped: usize,
+    },
+}
