@@ -8,25 +8,22 @@
 //! without sync support is listed with PROPFIND Depth 1. Reads are `calendar-multiget`; writes
 //! are conditional PUT/DELETE.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use http::{Request, StatusCode, Uri};
 use libdav::caldav::GetCalendarResources;
-use libdav::dav::{
-    Delete, GetEtag, GetProperty, ListResources, Propfind, PutResource, SyncCollection,
-    SyncCollectionParseError, SyncCollectionResponse, WebDavClient, WebDavError,
-};
-use libdav::requests::{DavRequest, ParseResponseError};
+use libdav::dav::{Delete, GetEtag, GetProperty, Propfind, PutResource, WebDavClient, WebDavError};
 use libdav::{Depth, names};
 use secrecy::SecretString;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
+use super::dav::{path_of, status_error, watermark};
 use super::http::{HttpFault, HttpSettings, HttpStats, Transport};
 use super::quirks::Quirks;
-use crate::domain::error::{ErrorKind, StoreError, StoreResult, bounded};
+use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::requests::HttpCounts;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
@@ -34,18 +31,18 @@ const ICS: &str = "text/calendar; charset=utf-8";
 
 /// A calendar's CTag (Apple CalendarServer's extension; Radicale, Xandikos, SabreDAV and Google
 /// have it): a value that changes whenever the calendar's content does.
-const GETCTAG: libdav::PropertyName<'static, 'static> =
+pub(super) const GETCTAG: libdav::PropertyName<'static, 'static> =
     libdav::PropertyName::new(names::CALENDAR_SERVER, "getctag");
 
 /// Pages of one sync-collection listing before we call the server's truncation endless.
-const MAX_SYNC_PAGES: usize = 10_000;
+pub(super) const MAX_SYNC_PAGES: usize = 10_000;
 
 pub struct CaldavStore {
     base: Uri,
-    dav: WebDavClient<Transport>,
+    pub(super) dav: WebDavClient<Transport>,
     transport: Transport,
     /// Calendars whose server refused sync-collection: listed by PROPFIND from then on.
-    no_sync: Mutex<HashSet<CalendarPath>>,
+    pub(super) no_sync: Mutex<HashSet<CalendarPath>>,
     /// The server's warning was logged (see `CalendarStore::warning_once`).
     warned: std::sync::atomic::AtomicBool,
     /// Held while asking the server what it is (see `quirks`): one asks, the others wait.
@@ -132,7 +129,7 @@ impl CaldavStore {
     }
 
     /// The full URL of a server path, for messages (libdav resolves paths against the authority).
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!(
             "{}://{}{path}",
             self.base.scheme_str().unwrap_or("http"),
@@ -141,7 +138,7 @@ impl CaldavStore {
     }
 
     /// Turns a libdav error into a store error naming the request.
-    fn error(&self, op: &str, path: &str, e: WebDavError<HttpFault>) -> StoreError {
+    pub(super) fn error(&self, op: &str, path: &str, e: WebDavError<HttpFault>) -> StoreError {
         let url = self.url(path);
         match e {
             WebDavError::Request(libdav::dav::RequestError::Client(fault)) => {
@@ -172,186 +169,6 @@ impl CaldavStore {
                 format!("{op} {url}: cannot build the request: {e}"),
             ),
         }
-    }
-
-    async fn sync_page(
-        &self,
-        cal: &CalendarPath,
-        token: Option<&SyncToken>,
-    ) -> Result<SyncPage, WebDavError<HttpFault>> {
-        let mut req = SyncCollection::new(cal.as_str());
-        if let Some(t) = token {
-            req = req.with_sync_token(t.as_str());
-        }
-        self.dav
-            .request(TruncatableSync {
-                inner: req,
-                collection: cal.as_str(),
-            })
-            .await
-    }
-
-    /// The calendar's CTag (`CS:getctag`), which changes whenever an item does: one cheap
-    /// PROPFIND tells an unchanged calendar without the server working out a sync-collection
-    /// answer. `None` when the server has none. Only an error the listing would meet as well
-    /// (the server unreachable or busy) fails it; any other answer means "no CTag" and the
-    /// listing decides (a property a server lacks comes back as a 404, like a calendar that is
-    /// gone).
-    async fn ctag(&self, cal: &CalendarPath) -> StoreResult<Option<String>> {
-        match self
-            .dav
-            .request(GetProperty::new(cal.as_str(), &GETCTAG))
-            .await
-        {
-            Ok(got) => Ok(got
-                .value
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())),
-            Err(e) => {
-                // A refused login fails here; a calendar without a CTag is listed without.
-                let refused = matches!(e, WebDavError::BadStatusCode(StatusCode::UNAUTHORIZED));
-                let e = self.error("PROPFIND", cal.as_str(), e);
-                if refused || e.kind.is_retryable() {
-                    return Err(e);
-                }
-                debug!(calendar = %cal, error = %e, "no CTag; listing with sync-collection");
-                Ok(None)
-            }
-        }
-    }
-
-    /// A sync-collection listing from `since` (everything when `None`), following truncated
-    /// answers; the fallbacks are in the module's header.
-    async fn sync_listing(
-        &self,
-        cal: &CalendarPath,
-        since: Option<&SyncToken>,
-    ) -> StoreResult<Changes> {
-        let mut token = since.cloned();
-        let mut changed: BTreeMap<String, String> = BTreeMap::new();
-        let mut deleted: HashSet<String> = HashSet::new();
-        let mut pages = 0;
-        loop {
-            pages += 1;
-            match self.sync_page(cal, token.as_ref()).await {
-                Ok(page) => {
-                    for r in page.resp.changed {
-                        if r.resource_type.is_collection || same_path(&r.href, cal.as_str()) {
-                            continue;
-                        }
-                        let href = path_of(&r.href).to_string();
-                        deleted.remove(&href);
-                        if let Some(etag) = r.etag {
-                            changed.insert(href, etag);
-                        }
-                    }
-                    for href in page.resp.deleted {
-                        let href = path_of(&href).to_string();
-                        changed.remove(&href);
-                        deleted.insert(href);
-                    }
-                    token = Some(SyncToken::new(page.resp.new_sync_token));
-                    if !page.truncated {
-                        break;
-                    }
-                    if pages >= MAX_SYNC_PAGES {
-                        return Err(StoreError::new(
-                            ErrorKind::Transient,
-                            format!(
-                                "REPORT {}: the server truncated {pages} sync-collection answers in a row",
-                                self.url(cal.as_str())
-                            ),
-                        ));
-                    }
-                    debug!(calendar = %cal, pages, "sync-collection truncated; continuing from the new token");
-                }
-                // An expired or unknown token: start over with a full listing.
-                Err(WebDavError::PreconditionFailed(_))
-                | Err(WebDavError::BadStatusCode(
-                    StatusCode::FORBIDDEN | StatusCode::CONFLICT | StatusCode::BAD_REQUEST,
-                )) if token.is_some() && since.is_some() && pages == 1 => {
-                    debug!(calendar = %cal, "sync token refused; listing everything");
-                    return Box::pin(self.sync_listing(cal, None)).await;
-                }
-                // No sync support at all: PROPFIND from now on.
-                Err(WebDavError::BadStatusCode(
-                    StatusCode::FORBIDDEN
-                    | StatusCode::METHOD_NOT_ALLOWED
-                    | StatusCode::NOT_IMPLEMENTED
-                    | StatusCode::BAD_REQUEST,
-                )) if token.is_none() => {
-                    debug!(calendar = %cal, "sync-collection refused; listing with PROPFIND");
-                    self.no_sync
-                        .lock()
-                        .expect("no panics while held")
-                        .insert(cal.clone());
-                    return Ok(Changes {
-                        changed: self.propfind_list(cal).await?,
-                        deleted: Vec::new(),
-                        complete: true,
-                        token: None,
-                    });
-                }
-                Err(e) => return Err(self.error("REPORT", cal.as_str(), e)),
-            }
-        }
-        let complete = since.is_none();
-        let mut members = Members::of(cal);
-        let changed = changed
-            .into_iter()
-            .filter_map(|(h, e)| {
-                Some(ItemVersion {
-                    href: members.check(&h)?,
-                    etag: Etag::new(e),
-                })
-            })
-            .collect();
-        Ok(Changes {
-            changed,
-            deleted: if complete {
-                Vec::new()
-            } else {
-                deleted
-                    .into_iter()
-                    .filter_map(|h| members.check(&h))
-                    .collect()
-            },
-            complete,
-            token,
-        })
-    }
-
-    /// PROPFIND Depth 1: every item with its etag.
-    async fn propfind_list(&self, cal: &CalendarPath) -> StoreResult<Vec<ItemVersion>> {
-        let got = self
-            .dav
-            .request(ListResources::new(cal.as_str()))
-            .await
-            .map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
-        // Some servers (Xandikos) answer 207 with a 404 inside for a missing collection.
-        if got
-            .resources
-            .iter()
-            .any(|r| r.status == Some(StatusCode::NOT_FOUND) && same_path(&r.href, cal.as_str()))
-        {
-            return Err(status_error(
-                "PROPFIND",
-                &self.url(cal.as_str()),
-                StatusCode::NOT_FOUND,
-            ));
-        }
-        let mut members = Members::of(cal);
-        Ok(got
-            .resources
-            .into_iter()
-            .filter(|r| !r.resource_type.is_collection && !same_path(&r.href, cal.as_str()))
-            .filter_map(|r| {
-                Some(ItemVersion {
-                    href: members.check(&r.href)?,
-                    etag: Etag::new(r.etag?),
-                })
-            })
-            .collect())
     }
 
     /// What the server does differently. Until one of its answers has told (SOGo leaves its
@@ -439,165 +256,6 @@ impl CaldavStore {
             .map_err(|e| self.error("PROPFIND", href.as_str(), e))?;
         Ok(Etag::new(got.etag))
     }
-}
-
-/// The path of an href, which servers may send as a full URL.
-fn path_of(href: &str) -> &str {
-    match href.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => href,
-    }
-}
-
-fn same_path(href: &str, collection: &str) -> bool {
-    path_of(href).trim_end_matches('/') == collection.trim_end_matches('/')
-}
-
-/// The hrefs of one listing of `cal` that name its own items. Anything else a server lists
-/// (another user's item, an item of a collection inside it, a `..` path) is never read, written
-/// or deleted: with one account that can write every mailbox, that would be the wrong mailbox.
-/// What was left out is logged once per listing.
-struct Members<'a> {
-    cal: &'a CalendarPath,
-    outside: usize,
-    first: Option<String>,
-}
-
-impl<'a> Members<'a> {
-    fn of(cal: &'a CalendarPath) -> Self {
-        Members {
-            cal,
-            outside: 0,
-            first: None,
-        }
-    }
-
-    fn check(&mut self, href: &str) -> Option<Href> {
-        let found = Href::new(&encoded_controls(path_of(href)))
-            .ok()
-            .filter(|h| self.cal.contains(h));
-        if found.is_none() {
-            self.outside += 1;
-            self.first.get_or_insert_with(|| bounded(href, 200));
-        }
-        found
-    }
-}
-
-impl Drop for Members<'_> {
-    fn drop(&mut self) {
-        if let Some(first) = &self.first {
-            warn!(calendar = %self.cal, count = self.outside, first = %first, "the server listed items outside the calendar; ignored");
-        }
-    }
-}
-
-/// `path` with its control characters percent-encoded again, as the server must have sent
-/// them (libdav decodes them): a `%00` in an href stays `%00` in every request, report and row
-/// (PostgreSQL's text cannot hold a NUL).
-fn encoded_controls(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains(char::is_control) {
-        return path.into();
-    }
-    let mut out = String::with_capacity(path.len() + 8);
-    for c in path.chars() {
-        if c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out.into()
-}
-
-fn status_error(op: &str, url: &str, s: StatusCode) -> StoreError {
-    let kind = match s {
-        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
-        StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
-        StatusCode::NOT_FOUND | StatusCode::GONE => ErrorKind::NotFound,
-        StatusCode::PRECONDITION_FAILED => ErrorKind::PreconditionFailed,
-        StatusCode::LOCKED => ErrorKind::Moving { retry_after: None },
-        StatusCode::TOO_MANY_REQUESTS => ErrorKind::Throttled { retry_after: None },
-        s if s.is_server_error() => ErrorKind::Transient,
-        _ => ErrorKind::Permanent,
-    };
-    let hint = match s {
-        StatusCode::UNAUTHORIZED => " (check username and password)",
-        StatusCode::FORBIDDEN => " (the account may not access this calendar)",
-        StatusCode::CONFLICT => {
-            " (the server refused the item; it may already hold one with this UID)"
-        }
-        _ => "",
-    };
-    StoreError::new(kind, format!("{op} {url}: {s}{hint}"))
-}
-
-/// One sync-collection answer, with whether the server cut it short.
-struct SyncPage {
-    resp: SyncCollectionResponse,
-    truncated: bool,
-}
-
-/// libdav's sync-collection request, plus the RFC 6578 §3.6 truncation marker (a 507 for the
-/// collection itself) that libdav drops, and Xandikos' 412 for an invalid token.
-struct TruncatableSync<'a> {
-    inner: SyncCollection<'a>,
-    collection: &'a str,
-}
-
-impl DavRequest for TruncatableSync<'_> {
-    type Response = SyncPage;
-    type ParseError = SyncCollectionParseError;
-    type Error<E> = WebDavError<E>;
-
-    fn prepare_request(&self, base_url: Uri) -> Result<Request<String>, http::Error> {
-        self.inner.prepare_request(base_url)
-    }
-
-    fn parse_response(
-        &self,
-        parts: &http::response::Parts,
-        body: &[u8],
-    ) -> Result<SyncPage, SyncCollectionParseError> {
-        if parts.status == StatusCode::PRECONDITION_FAILED {
-            return Err(SyncCollectionParseError::PreconditionFailed(
-                names::VALID_SYNC_TOKEN.into(),
-            ));
-        }
-        let resp = self.inner.parse_response(parts, body)?;
-        let truncated = truncated(body, self.collection)
-            .map_err(|e| SyncCollectionParseError::Parse(ParseResponseError::Xml(e)))?;
-        Ok(SyncPage { resp, truncated })
-    }
-}
-
-/// Whether a multistatus holds a 507 response for the collection itself.
-fn truncated(body: &[u8], collection: &str) -> Result<bool, roxmltree::Error> {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return Ok(false);
-    };
-    let doc = roxmltree::Document::parse(text)?;
-    let found = doc
-        .descendants()
-        .filter(|n| n.tag_name() == names::RESPONSE)
-        .any(|r| {
-            let href = r
-                .descendants()
-                .find(|n| n.tag_name() == names::HREF)
-                .and_then(|n| n.text())
-                .unwrap_or("");
-            let same = same_path(href, collection);
-            let status = r
-                .children()
-                .find(|n| n.tag_name() == names::STATUS)
-                .and_then(|n| n.text())
-                .unwrap_or("");
-            same && status.split_whitespace().nth(1) == Some("507")
-        });
-    Ok(found)
 }
 
 /// The collection properties `check_calendar` reads.
@@ -924,93 +582,9 @@ impl CalendarStore for CaldavStore {
     }
 }
 
-/// The watermark kept for a CalDAV calendar: the sync-collection token, a newline (a token is a
-/// URI, which has none), then the CTag read before that listing. An empty CTag says the server has
-/// none (or its CTag is not used); a watermark without the newline (from an earlier release) has
-/// not been asked yet.
-mod watermark {
-    pub fn split(stored: &str) -> (&str, Option<&str>) {
-        match stored.split_once('\n') {
-            Some((sync, ctag)) => (sync, Some(ctag)),
-            None => (stored, None),
-        }
-    }
-
-    pub fn join(sync: &str, ctag: Option<&str>) -> String {
-        format!("{sync}\n{}", ctag.unwrap_or(""))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_watermark_holds_the_token_and_the_ctag() {
-        let t = "http://radicale.org/ns/sync/ab12";
-        assert_eq!(
-            watermark::split(&watermark::join(t, Some("\"7\""))),
-            (t, Some("\"7\""))
-        );
-        assert_eq!(watermark::split(&watermark::join(t, None)), (t, Some("")));
-        assert_eq!(
-            watermark::split(t),
-            (t, None),
-            "a watermark of an earlier release"
-        );
-    }
-
-    #[test]
-    fn finds_the_truncation_marker_for_the_collection_only() {
-        let body = r#"<?xml version="1.0"?>
-<d:multistatus xmlns:d="DAV:">
-  <d:response><d:href>/u/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
-  <d:response><d:href>http://h:1/u/cal/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>
-  <d:sync-token>t2</d:sync-token>
-</d:multistatus>"#;
-        assert!(truncated(body.as_bytes(), "/u/cal/").unwrap());
-        assert!(!truncated(body.as_bytes(), "/u/other/").unwrap());
-        assert!(
-            !truncated(
-                body.replace("507 Insufficient", "200 OK").as_bytes(),
-                "/u/cal/"
-            )
-            .unwrap()
-        );
-        assert!(truncated(b"<not xml", "/u/cal/").is_err());
-        assert_eq!(path_of("http://h:1/u/cal/a.ics"), "/u/cal/a.ics");
-        assert_eq!(path_of("/u/cal/a.ics"), "/u/cal/a.ics");
-    }
-
-    #[test]
-    fn statuses_map_to_kinds_and_name_the_url() {
-        let e = status_error("PUT", "http://h/u/cal/x.ics", StatusCode::UNAUTHORIZED);
-        assert_eq!(e.kind, ErrorKind::Unauthorized);
-        assert_eq!(
-            e.to_string(),
-            "PUT http://h/u/cal/x.ics: 401 Unauthorized (check username and password)"
-        );
-        assert_eq!(
-            status_error("GET", "u", StatusCode::PRECONDITION_FAILED).kind,
-            ErrorKind::PreconditionFailed
-        );
-        assert_eq!(
-            status_error("GET", "u", StatusCode::NOT_FOUND).kind,
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            status_error("GET", "u", StatusCode::LOCKED).kind,
-            ErrorKind::Moving { retry_after: None }
-        );
-        assert_eq!(
-            status_error("GET", "u", StatusCode::BAD_GATEWAY).kind,
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            status_error("PUT", "u", StatusCode::UNSUPPORTED_MEDIA_TYPE).kind,
-            ErrorKind::Permanent
-        );
-    }
 
     #[test]
     fn refuses_a_password_over_plain_http_to_a_remote_host() {

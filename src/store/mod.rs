@@ -8,9 +8,11 @@
 pub mod adaptive;
 pub mod caldav;
 mod calendar;
+mod dav;
 pub mod health;
 pub mod http;
 pub mod limit;
+mod listing;
 pub mod memory;
 mod open;
 pub mod push;

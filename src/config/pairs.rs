@@ -1,0 +1,199 @@
+//! Validating `[[pairs]]` and `pairs_csv`: ids, calendars, directions and conflict policies,
+//! each calendar in one pair at most.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::domain::pair::Pair;
+use crate::domain::types::{CalendarRef, PairId};
+
+use super::csv::read_csv;
+use super::raw::*;
+use super::types::*;
+use super::validate::Validator;
+
+impl Validator {
+    pub(super) fn pairs(
+        &mut self,
+        raw: Vec<RawPair>,
+        csv: Option<&str>,
+        base: &Path,
+        servers: &BTreeMap<String, ServerConfig>,
+        sync: &SyncConfig,
+    ) -> (Vec<Pair>, BTreeMap<String, PairId>) {
+        let mut entries: Vec<Entry> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Entry {
+                file: self.file.clone(),
+                key: format!("pairs[{i}]"),
+                id: p.id,
+                source: p.source,
+                target: p.target,
+                address: p.address,
+                direction: p.direction,
+                conflict: p.conflict,
+            })
+            .collect();
+        if let Some(csv) = csv {
+            entries.extend(self.csv_entries(csv, base));
+        }
+        let known = || {
+            servers
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut targets: HashSet<CalendarRef> = HashSet::new();
+        let mut pairs = Vec::with_capacity(entries.len());
+        let mut addresses: BTreeMap<String, PairId> = BTreeMap::new();
+        for e in entries {
+            let Entry {
+                file,
+                key,
+                id,
+                source,
+                target,
+                address,
+                direction,
+                conflict,
+            } = e;
+            self.file_override = Some(file.clone());
+            let direction = self
+                .direction(&format!("{key}.direction"), direction.as_deref())
+                .unwrap_or(sync.direction);
+            let conflict = self
+                .conflict(&format!("{key}.conflict"), conflict.as_deref())
+                .unwrap_or(sync.conflict);
+            self.file_override = None;
+            let id_parsed = match id.parse::<PairId>() {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.issue_in(&file, format!("{key}.id"), e);
+                    None
+                }
+            };
+            if let Some(first) = seen.get(&id) {
+                self.issue_in(
+                    &file,
+                    format!("{key}.id"),
+                    format!("duplicate pair id {id:?} (first at {first})"),
+                );
+            } else {
+                seen.insert(id.clone(), format!("{}: {key}", file.display()));
+            }
+            let mut side = |name: &str, value: &str| -> Option<CalendarRef> {
+                match value.parse::<CalendarRef>() {
+                    Err(e) => {
+                        self.issue_in(&file, format!("{key}.{name}"), e);
+                        None
+                    }
+                    Ok(c) if !servers.contains_key(&c.server) => {
+                        self.issue_in(
+                            &file,
+                            format!("{key}.{name}"),
+                            format!("unknown server {:?} (configured: {})", c.server, known()),
+                        );
+                        None
+                    }
+                    Ok(c) => Some(c),
+                }
+            };
+            let (s, t) = (side("source", &source), side("target", &target));
+            if let (Some(id), Some(source), Some(target)) = (id_parsed, s, t) {
+                if source == target {
+                    self.issue_in(
+                        &file,
+                        format!("{key}.target"),
+                        "is the same calendar as source",
+                    );
+                    continue;
+                }
+                if !targets.insert(target.clone()) {
+                    self.issue_in(
+                        &file,
+                        format!("{key}.target"),
+                        format!("{target} is already the target of another pair"),
+                    );
+                    continue;
+                }
+                if let Some(addr) = address {
+                    let addr = crate::domain::identity::normalize_address(&addr);
+                    if !addr.contains('@') || addr.contains(char::is_whitespace) {
+                        self.issue_in(
+                            &file,
+                            format!("{key}.address"),
+                            format!("{addr:?} is not an email address"),
+                        );
+                    } else if let Some(other) = addresses.insert(addr.clone(), id.clone()) {
+                        self.issue_in(
+                            &file,
+                            format!("{key}.address"),
+                            format!("{addr} is already the address of pair {other}"),
+                        );
+                    }
+                }
+                pairs.push(Pair {
+                    id,
+                    source,
+                    target,
+                    direction,
+                    conflict,
+                });
+            }
+        }
+        (pairs, addresses)
+    }
+}
+
+/// One pair as written, in `[[pairs]]` or a line of `pairs_csv`.
+pub(super) struct Entry {
+    file: PathBuf,
+    /// Where in `file`: `pairs[3]` or `line 12`.
+    key: String,
+    id: String,
+    source: String,
+    target: String,
+    /// The mailbox address.
+    address: Option<String>,
+    direction: Option<String>,
+    conflict: Option<String>,
+}
+
+impl Validator {
+    /// The pairs of `pairs_csv`: `id,source,target[,address[,direction[,conflict]]]` per line,
+    /// an empty column meaning the default, an optional header line.
+    pub(super) fn csv_entries(&mut self, csv: &str, base: &Path) -> Vec<Entry> {
+        let Some(path) = self.existing_file("pairs_csv", base, csv) else {
+            return Vec::new();
+        };
+        let rows = match read_csv(&path, 3..=6) {
+            Ok(rows) => rows,
+            Err((line, reason)) => {
+                self.issue_in(&path, format!("line {line}"), reason);
+                return Vec::new();
+            }
+        };
+        let header = |line: u64, row: &[String]| {
+            line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target"
+        };
+        rows.into_iter()
+            .filter(|(line, row)| !header(*line, row))
+            .map(|(line, row)| {
+                let col = |i: usize| row.get(i).filter(|c| !c.is_empty()).cloned();
+                Entry {
+                    file: path.clone(),
+                    key: format!("line {line}"),
+                    id: row[0].clone(),
+                    source: row[1].clone(),
+                    target: row[2].clone(),
+                    address: col(3),
+                    direction: col(4),
+                    conflict: col(5),
+                }
+            })
+            .collect()
+    }
+}
