@@ -79,6 +79,16 @@ pub fn describe_config(c: &Config) -> String {
         humantime::format_duration(c.alerts.lag),
         c.alerts.failed_requests_percent
     );
+    describe_agents(&mut o, c);
+    describe_servers(&mut o, c);
+    describe_rewrite(&mut o, c);
+    describe_pairs(&mut o, c);
+    o
+}
+
+/// The `agents` lines of `check`: agents, their processors, passes at once.
+fn describe_agents(o: &mut String, c: &Config) {
+    use std::fmt::Write;
     let _ = writeln!(
         o,
         "agents   {} on {} online processors ({})",
@@ -100,6 +110,11 @@ pub fn describe_config(c: &Config) -> String {
     {
         let _ = writeln!(o, "  warning: {w}");
     }
+}
+
+/// The `servers` lines of `check`: kind, location, credentials by source, limits.
+fn describe_servers(o: &mut String, c: &Config) {
+    use std::fmt::Write;
     let _ = writeln!(o, "servers  {}", c.servers.len());
     for s in c.servers.values() {
         let limits = match (s.requests_per_second, s.max_concurrency) {
@@ -133,6 +148,11 @@ pub fn describe_config(c: &Config) -> String {
             }
         }
     }
+}
+
+/// The `rewrite` lines of `check`: domains and addresses, both ways.
+fn describe_rewrite(o: &mut String, c: &Config) {
+    use std::fmt::Write;
     let r = &c.rewrite;
     let _ = writeln!(
         o,
@@ -152,6 +172,11 @@ pub fn describe_config(c: &Config) -> String {
     if !r.reverse_addresses.is_empty() {
         let _ = writeln!(o, "  back: {} address(es)", r.reverse_addresses.len());
     }
+}
+
+/// The `pairs` lines of `check`: each pair, its direction and mailbox.
+fn describe_pairs(o: &mut String, c: &Config) {
+    use std::fmt::Write;
     let _ = writeln!(o, "pairs    {}", c.pairs.len());
     let mailbox: std::collections::HashMap<&str, &str> = c
         .addresses
@@ -177,5 +202,4 @@ pub fn describe_config(c: &Config) -> String {
                 .map_or(String::new(), |a| format!("  (mailbox {a})"))
         );
     }
-    o
 }

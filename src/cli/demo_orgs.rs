@@ -92,107 +92,118 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
 /// (user, file name, body) for every item of the old org.
 pub fn generate() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    let addr = |u: &str| format!("{u}@old.example");
     for (ui, (user, _)) in USERS.iter().enumerate() {
-        let mut push =
-            |uid: String, body: String| out.push((user.to_string(), format!("{uid}.ics"), body));
-        for i in 0..20 {
-            let day = (ui * 3 + i * 2) as i64;
-            let hour = 8 + (i % 9);
-            let uid = format!("demo-{user}-single-{i}");
-            push(
-                uid.clone(),
-                calendar(&event(
-                    &uid,
-                    day,
-                    Some((hour, 0)),
-                    60,
-                    &format!("Focus time {}", i + 1),
-                    None,
-                    &[],
-                    &[],
-                )),
-            );
-        }
-        for i in 0..8 {
-            let uid = format!("demo-{user}-allday-{i}");
-            let summary = ["Out of office", "Conference", "Public holiday", "Training"][i % 4];
-            push(
-                uid.clone(),
-                calendar(&event(
-                    &uid,
-                    (i * 9 + ui) as i64,
-                    None,
-                    0,
-                    summary,
-                    None,
-                    &[],
-                    &[],
-                )),
-            );
-        }
-        for i in 0..2 {
-            let uid = format!("demo-{user}-task-{i}");
-            push(
-                uid.clone(),
-                calendar(&format!(
-                    "BEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nDUE;VALUE=DATE:{}\r\nSUMMARY:Migration checklist {}\r\nSTATUS:NEEDS-ACTION\r\nEND:VTODO\r\n",
-                    date(10 + i * 7),
-                    i + 1
-                )),
-            );
-        }
-        // A weekly series with one cancelled and one moved instance, in a named time zone.
-        let uid = format!("demo-{user}-weekly-1on1");
-        let start = 1 + ui as i64;
-        let master = event(
-            &uid,
-            start,
-            Some((14, 0)),
-            30,
-            "1:1 with manager",
-            Some("FREQ=WEEKLY;COUNT=12"),
-            &[],
-            &[],
-        )
-        .replace(
-            "END:VEVENT\r\n",
-            &format!(
-                "EXDATE;TZID=Europe/Berlin:{}T140000\r\nEND:VEVENT\r\n",
-                date(start + 14)
-            ),
-        );
-        let moved = format!(
-            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:{d}T140000\r\n\
-             DTSTART;TZID=Europe/Berlin:{d}T160000\r\nDTEND;TZID=Europe/Berlin:{d}T163000\r\nSUMMARY:1:1 with manager (moved)\r\nEND:VEVENT\r\n",
-            d = date(start + 21)
-        );
-        push(uid.clone(), calendar(&format!("{BERLIN}{master}{moved}")));
-        for (i, rule) in [
-            "FREQ=DAILY;COUNT=10;BYDAY=MO,TU,WE,TH,FR",
-            "FREQ=MONTHLY;BYMONTHDAY=1;COUNT=6",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let uid = format!("demo-{user}-series-{i}");
-            push(
-                uid.clone(),
-                calendar(&event(
-                    &uid,
-                    2 + i as i64,
-                    Some((9, 0)),
-                    15,
-                    ["Daily check-in", "Monthly report"][i],
-                    Some(rule),
-                    &[],
-                    &[],
-                )),
-            );
-        }
+        own_items(ui, user, &mut |uid: String, body: String| {
+            out.push((user.to_string(), format!("{uid}.ics"), body))
+        });
     }
-    // Meetings: each user organises three; each appears in the organizer's and every attendee's
-    // calendar under the same UID, as a scheduling server delivers them.
+    meetings(&mut out);
+    out
+}
+
+/// One user's own items: single events, all-day events, tasks and series (one with a
+/// cancelled and a moved instance), given to `push` as (UID, body).
+fn own_items(ui: usize, user: &str, push: &mut dyn FnMut(String, String)) {
+    for i in 0..20 {
+        let day = (ui * 3 + i * 2) as i64;
+        let hour = 8 + (i % 9);
+        let uid = format!("demo-{user}-single-{i}");
+        push(
+            uid.clone(),
+            calendar(&event(
+                &uid,
+                day,
+                Some((hour, 0)),
+                60,
+                &format!("Focus time {}", i + 1),
+                None,
+                &[],
+                &[],
+            )),
+        );
+    }
+    for i in 0..8 {
+        let uid = format!("demo-{user}-allday-{i}");
+        let summary = ["Out of office", "Conference", "Public holiday", "Training"][i % 4];
+        push(
+            uid.clone(),
+            calendar(&event(
+                &uid,
+                (i * 9 + ui) as i64,
+                None,
+                0,
+                summary,
+                None,
+                &[],
+                &[],
+            )),
+        );
+    }
+    for i in 0..2 {
+        let uid = format!("demo-{user}-task-{i}");
+        push(
+            uid.clone(),
+            calendar(&format!(
+                "BEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nDUE;VALUE=DATE:{}\r\nSUMMARY:Migration checklist {}\r\nSTATUS:NEEDS-ACTION\r\nEND:VTODO\r\n",
+                date(10 + i * 7),
+                i + 1
+            )),
+        );
+    }
+    // A weekly series with one cancelled and one moved instance, in a named time zone.
+    let uid = format!("demo-{user}-weekly-1on1");
+    let start = 1 + ui as i64;
+    let master = event(
+        &uid,
+        start,
+        Some((14, 0)),
+        30,
+        "1:1 with manager",
+        Some("FREQ=WEEKLY;COUNT=12"),
+        &[],
+        &[],
+    )
+    .replace(
+        "END:VEVENT\r\n",
+        &format!(
+            "EXDATE;TZID=Europe/Berlin:{}T140000\r\nEND:VEVENT\r\n",
+            date(start + 14)
+        ),
+    );
+    let moved = format!(
+        "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T090000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:{d}T140000\r\n\
+         DTSTART;TZID=Europe/Berlin:{d}T160000\r\nDTEND;TZID=Europe/Berlin:{d}T163000\r\nSUMMARY:1:1 with manager (moved)\r\nEND:VEVENT\r\n",
+        d = date(start + 21)
+    );
+    push(uid.clone(), calendar(&format!("{BERLIN}{master}{moved}")));
+    for (i, rule) in [
+        "FREQ=DAILY;COUNT=10;BYDAY=MO,TU,WE,TH,FR",
+        "FREQ=MONTHLY;BYMONTHDAY=1;COUNT=6",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let uid = format!("demo-{user}-series-{i}");
+        push(
+            uid.clone(),
+            calendar(&event(
+                &uid,
+                2 + i as i64,
+                Some((9, 0)),
+                15,
+                ["Daily check-in", "Monthly report"][i],
+                Some(rule),
+                &[],
+                &[],
+            )),
+        );
+    }
+}
+
+/// Meetings: each user organises three; each appears in the organizer's and every attendee's
+/// calendar under the same UID, as a scheduling server delivers them.
+fn meetings(out: &mut Vec<(String, String, String)>) {
+    let addr = |u: &str| format!("{u}@old.example");
     for (ui, (organizer, org_name)) in USERS.iter().enumerate() {
         for m in 0..3 {
             let attendees: Vec<usize> = (1..=2 + m % 2)
@@ -231,7 +242,6 @@ pub fn generate() -> Vec<(String, String, String)> {
             }
         }
     }
-    out
 }
 
 const BERLIN: &str = "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n\

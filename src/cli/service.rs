@@ -25,68 +25,23 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
     }
     let engine = Arc::new(Engine::new(&config, state.clone()));
     let specs = pool::plan(&config);
-    for s in &specs {
-        info!(
-            agent = s.index,
-            processor = s.processor,
-            pairs = s.pairs.len(),
-            "agent planned"
-        );
-    }
-    info!(
-        agents = specs.len(),
-        pairs = config.pairs.len(),
-        holder = engine.holder(),
-        "tandem run: starting"
-    );
+    log_plan(&specs, &config, &engine);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Failure {
         code: EXIT_FATAL,
         message: format!("cannot listen for SIGTERM: {e}"),
     })?;
-    let token = config.http.token().map_err(|reason| {
-        usage(format!(
-            "{}: http.token_env: {reason}",
-            config.file.display()
-        ))
-    })?;
-    // TLS files are read before anything starts: a bad one is a config error.
-    let tls = match &config.http.tls {
-        Some(files) => Some(
-            crate::service::tls::acceptor(files)
-                .map_err(|reason| usage(format!("{}: {reason}", config.file.display())))?,
-        ),
-        None => None,
-    };
-    // The port first: a service that cannot serve its status page does not start syncing.
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|e| Failure {
-            code: EXIT_FATAL,
-            message: format!(
-                "{}: http.listen: cannot listen on {}: {e}",
-                config.file.display(),
-                config.http.listen
-            ),
-        })?;
+    let Front {
+        token,
+        tls,
+        listener,
+    } = front_door(&config).await?;
     // This node's share of the pairs, claimed and rebalanced by its coordinator.
     let membership = Membership::new();
     let listen = listener
         .local_addr()
         .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
-    let coordinator = Coordinator {
-        membership: membership.clone(),
-        state: state.clone(),
-        node: NodeInfo {
-            id: engine.holder().to_string(),
-            host: crate::domain::lease::hostname(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            listen: listen.clone(),
-        },
-        pairs: config.pairs.iter().map(|p| p.id.clone()).collect(),
-        ttl: config.sync.lease_ttl,
-    };
+    let coordinator = coordinator(&config, &state, &engine, &membership, &listen);
     let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
     let node = tokio::spawn(coordinator.run(node_stopped.clone()));
     let hub = crate::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
@@ -139,28 +94,145 @@ pub async fn serve(file: &Path) -> Result<u8, Failure> {
         message: format!("cannot serve https on {listen}: {e}"),
     })?;
     until_signal(&engine, &mut terminate).await;
-    pool.stop();
-    let _ = tokio::task::spawn_blocking(move || pool.join()).await;
-    // No pass runs now: the node leaves, and its pairs go to the others at once.
-    let _ = stop_node.send(true);
-    let _ = node.await;
-    if let Some(keeper) = keeper {
-        // A round waiting on a slow server is left: what it did not save is done next start.
-        if tokio::time::timeout(std::time::Duration::from_secs(3), keeper)
-            .await
-            .is_err()
-        {
-            warn!("push subscriptions: a round did not finish within 3 s; leaving it");
-        }
+    Running {
+        pool,
+        stop_node,
+        node,
+        keeper,
+        stop_http,
+        http,
     }
-    let _ = stop_http.send(());
-    stopped_http(http).await;
-    engine.flush_server_counts().await?;
-    // Passes abandoned at the deadline did not release their leases.
-    state.release_leases_of(engine.holder()).await?;
-    state.close().await;
-    info!("stopped");
+    .stop(&engine, &state)
+    .await?;
     Ok(EXIT_OK)
+}
+
+/// Says how the pairs are spread over the agents, at info level.
+fn log_plan(specs: &[pool::AgentSpec], config: &Config, engine: &Engine) {
+    for s in specs {
+        info!(
+            agent = s.index,
+            processor = s.processor,
+            pairs = s.pairs.len(),
+            "agent planned"
+        );
+    }
+    info!(
+        agents = specs.len(),
+        pairs = config.pairs.len(),
+        holder = engine.holder(),
+        "tandem run: starting"
+    );
+}
+
+/// This node among the others: its coordinator claims and rebalances its share of the pairs.
+fn coordinator(
+    config: &Config,
+    state: &crate::state::State,
+    engine: &Engine,
+    membership: &Arc<Membership>,
+    listen: &str,
+) -> Coordinator {
+    Coordinator {
+        membership: membership.clone(),
+        state: state.clone(),
+        node: NodeInfo {
+            id: engine.holder().to_string(),
+            host: crate::domain::lease::hostname(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listen: listen.to_string(),
+        },
+        pairs: config.pairs.iter().map(|p| p.id.clone()).collect(),
+        ttl: config.sync.lease_ttl,
+    }
+}
+
+/// What the status server needs before anything starts: its token, TLS and port. A bad TLS
+/// file or a taken port stops the service before it syncs.
+struct Front {
+    token: Option<secrecy::SecretString>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: tokio::net::TcpListener,
+}
+
+async fn front_door(config: &Config) -> Result<Front, Failure> {
+    let token = config.http.token().map_err(|reason| {
+        usage(format!(
+            "{}: http.token_env: {reason}",
+            config.file.display()
+        ))
+    })?;
+    // TLS files are read before anything starts: a bad one is a config error.
+    let tls = match &config.http.tls {
+        Some(files) => Some(
+            crate::service::tls::acceptor(files)
+                .map_err(|reason| usage(format!("{}: {reason}", config.file.display())))?,
+        ),
+        None => None,
+    };
+    // The port first: a service that cannot serve its status page does not start syncing.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| Failure {
+            code: EXIT_FATAL,
+            message: format!(
+                "{}: http.listen: cannot listen on {}: {e}",
+                config.file.display(),
+                config.http.listen
+            ),
+        })?;
+    Ok(Front {
+        token,
+        tls,
+        listener,
+    })
+}
+
+/// What `tandem run` started, stopped in order: the agents first, then the node leaves, push
+/// renewals end, the status server closes, and the counters and leases are settled.
+struct Running {
+    pool: Pool,
+    stop_node: tokio::sync::watch::Sender<bool>,
+    node: tokio::task::JoinHandle<()>,
+    keeper: Option<tokio::task::JoinHandle<()>>,
+    stop_http: tokio::sync::oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self, engine: &Engine, state: &crate::state::State) -> Result<(), Failure> {
+        let Running {
+            pool,
+            stop_node,
+            node,
+            keeper,
+            stop_http,
+            http,
+        } = self;
+        pool.stop();
+        let _ = tokio::task::spawn_blocking(move || pool.join()).await;
+        // No pass runs now: the node leaves, and its pairs go to the others at once.
+        let _ = stop_node.send(true);
+        let _ = node.await;
+        if let Some(keeper) = keeper {
+            // A round waiting on a slow server is left: what it did not save is done next start.
+            if tokio::time::timeout(std::time::Duration::from_secs(3), keeper)
+                .await
+                .is_err()
+            {
+                warn!("push subscriptions: a round did not finish within 3 s; leaving it");
+            }
+        }
+        let _ = stop_http.send(());
+        stopped_http(http).await;
+        engine.flush_server_counts().await?;
+        // Passes abandoned at the deadline did not release their leases.
+        state.release_leases_of(engine.holder()).await?;
+        state.close().await;
+        info!("stopped");
+        Ok(())
+    }
 }
 
 /// Flushes request counters into the state every few seconds (so status, page and metrics see

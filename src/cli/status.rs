@@ -3,6 +3,7 @@
 use crate::config::Config;
 
 use super::exit::{EXIT_OK, Failure, open_state};
+use crate::service::observe::{PairView, Snapshot};
 
 /// `->` source to target, `<-` cut over (target to source), `<->` two-way; `*`: cut over.
 fn way_glyph(p: &crate::service::observe::PairView) -> &'static str {
@@ -45,112 +46,8 @@ pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Fai
         );
         return Ok(EXIT_OK);
     }
-    let now = snap.generated_at;
-    let when = |t: Option<i64>| {
-        t.map_or("-".to_string(), |t| {
-            let d = crate::service::observe::human_seconds((now - t).abs() as f64 / 1000.0);
-            if t <= now {
-                format!("{d} ago")
-            } else {
-                format!("in {d}")
-            }
-        })
-    };
-    let alerts = snap.pairs.iter().filter(|p| !p.alerts.is_empty()).count();
-    let states: Vec<String> = ["active", "paused", "backoff", "disabled", "new"]
-        .iter()
-        .filter_map(|s| {
-            snap.states
-                .get(s)
-                .filter(|n| **n > 0)
-                .map(|n| format!("{n} {s}"))
-        })
-        .collect();
-    println!(
-        "{} pair(s): {}; {} over an alert; {} quarantined item(s)",
-        snap.pairs.len(),
-        if states.is_empty() {
-            "none".to_string()
-        } else {
-            states.join(", ")
-        },
-        alerts,
-        snap.quarantined
-    );
-    println!(
-        "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
-        "pair",
-        "state",
-        "way",
-        "lag",
-        "backlog",
-        "items",
-        "quar",
-        "fail%",
-        "last success",
-        "next run"
-    );
-    for p in &snap.pairs {
-        let lock = p.lock.as_ref().map(|l| {
-            format!(
-                "locked by {} ({}) until {}; ",
-                l.holder,
-                l.kind,
-                crate::domain::time::utc(l.until)
-            )
-        });
-        let detail = match (&p.reason, &p.last_run) {
-            (Some(reason), _) => match p.until {
-                Some(u) => format!("{reason} (until {})", crate::domain::time::utc(u)),
-                None => reason.clone(),
-            },
-            (None, Some(run)) => format!(
-                "{} {} {}: +{} ~{} -{} ={} !{}{}",
-                run.kind,
-                run.outcome.as_deref().unwrap_or("running"),
-                when(Some(run.started_at)),
-                run.created,
-                run.updated,
-                run.deleted,
-                run.unchanged,
-                run.failed,
-                run.error
-                    .as_ref()
-                    .map_or(String::new(), |e| format!(" ({e})"))
-            ),
-            (None, None) => "never synced".to_string(),
-        };
-        let alerts = if p.alerts.is_empty() {
-            String::new()
-        } else {
-            format!("ALERT {}; ", p.alerts.join(", "))
-        };
-        let way = way_glyph(p);
-        let node = p
-            .node
-            .as_ref()
-            .map_or(String::new(), |n| format!("on {n}; "));
-        let node = match (p.push_driven, p.last_push_at) {
-            (true, Some(t)) => format!("{node}push, last {}; ", when(Some(t))),
-            (true, None) => format!("{node}push; "),
-            _ => node,
-        };
-        println!(
-            "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{node}{}{detail}",
-            p.id,
-            p.state,
-            way,
-            crate::service::observe::human_seconds(p.lag_seconds),
-            p.backlog,
-            p.items,
-            p.quarantined,
-            p.failed_requests_percent
-                .map_or("-".to_string(), |f| format!("{f:.1}")),
-            when(p.last_success_at),
-            when(p.next_run),
-            lock.unwrap_or_default(),
-        );
-    }
+    print_summary(&snap);
+    print_pairs(&snap);
     print_nodes(&snap.nodes);
     for s in snap.servers.iter().filter(|s| s.requests > 0) {
         println!(
@@ -176,4 +73,124 @@ pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Fai
         println!("warning: {w}");
     }
     Ok(EXIT_OK)
+}
+
+/// A moment as "3m ago" or "in 20s" from `now`, or "-".
+fn when(now: i64, t: Option<i64>) -> String {
+    t.map_or("-".to_string(), |t| {
+        let d = crate::service::observe::human_seconds((now - t).abs() as f64 / 1000.0);
+        if t <= now {
+            format!("{d} ago")
+        } else {
+            format!("in {d}")
+        }
+    })
+}
+
+/// The first line: pairs by state, alerts, quarantined items.
+fn print_summary(snap: &Snapshot) {
+    let alerts = snap.pairs.iter().filter(|p| !p.alerts.is_empty()).count();
+    let states: Vec<String> = ["active", "paused", "backoff", "disabled", "new"]
+        .iter()
+        .filter_map(|s| {
+            snap.states
+                .get(s)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {s}"))
+        })
+        .collect();
+    println!(
+        "{} pair(s): {}; {} over an alert; {} quarantined item(s)",
+        snap.pairs.len(),
+        if states.is_empty() {
+            "none".to_string()
+        } else {
+            states.join(", ")
+        },
+        alerts,
+        snap.quarantined
+    );
+}
+
+/// One line per pair, under a header.
+fn print_pairs(snap: &Snapshot) {
+    println!(
+        "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
+        "pair",
+        "state",
+        "way",
+        "lag",
+        "backlog",
+        "items",
+        "quar",
+        "fail%",
+        "last success",
+        "next run"
+    );
+    for p in &snap.pairs {
+        println!("{}", pair_line(p, snap.generated_at));
+    }
+}
+
+/// A pair's line of the table: its numbers, then what an operator should read first.
+fn pair_line(p: &PairView, now: i64) -> String {
+    let lock = p.lock.as_ref().map(|l| {
+        format!(
+            "locked by {} ({}) until {}; ",
+            l.holder,
+            l.kind,
+            crate::domain::time::utc(l.until)
+        )
+    });
+    let detail = match (&p.reason, &p.last_run) {
+        (Some(reason), _) => match p.until {
+            Some(u) => format!("{reason} (until {})", crate::domain::time::utc(u)),
+            None => reason.clone(),
+        },
+        (None, Some(run)) => format!(
+            "{} {} {}: +{} ~{} -{} ={} !{}{}",
+            run.kind,
+            run.outcome.as_deref().unwrap_or("running"),
+            when(now, Some(run.started_at)),
+            run.created,
+            run.updated,
+            run.deleted,
+            run.unchanged,
+            run.failed,
+            run.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        ),
+        (None, None) => "never synced".to_string(),
+    };
+    let alerts = if p.alerts.is_empty() {
+        String::new()
+    } else {
+        format!("ALERT {}; ", p.alerts.join(", "))
+    };
+    let way = way_glyph(p);
+    let node = p
+        .node
+        .as_ref()
+        .map_or(String::new(), |n| format!("on {n}; "));
+    let node = match (p.push_driven, p.last_push_at) {
+        (true, Some(t)) => format!("{node}push, last {}; ", when(now, Some(t))),
+        (true, None) => format!("{node}push; "),
+        _ => node,
+    };
+    format!(
+        "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} {alerts}{node}{}{detail}",
+        p.id,
+        p.state,
+        way,
+        crate::service::observe::human_seconds(p.lag_seconds),
+        p.backlog,
+        p.items,
+        p.quarantined,
+        p.failed_requests_percent
+            .map_or("-".to_string(), |f| format!("{f:.1}")),
+        when(now, p.last_success_at),
+        when(now, p.next_run),
+        lock.unwrap_or_default(),
+    )
 }

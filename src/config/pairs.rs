@@ -38,13 +38,6 @@ impl Validator {
         if let Some(csv) = csv {
             entries.extend(self.csv_entries(csv, base));
         }
-        let known = || {
-            servers
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut targets: HashSet<CalendarRef> = HashSet::new();
         let mut pairs = Vec::with_capacity(entries.len());
@@ -84,24 +77,8 @@ impl Validator {
             } else {
                 seen.insert(id.clone(), format!("{}: {key}", file.display()));
             }
-            let mut side = |name: &str, value: &str| -> Option<CalendarRef> {
-                match value.parse::<CalendarRef>() {
-                    Err(e) => {
-                        self.issue_in(&file, format!("{key}.{name}"), e);
-                        None
-                    }
-                    Ok(c) if !servers.contains_key(&c.server) => {
-                        self.issue_in(
-                            &file,
-                            format!("{key}.{name}"),
-                            format!("unknown server {:?} (configured: {})", c.server, known()),
-                        );
-                        None
-                    }
-                    Ok(c) => Some(c),
-                }
-            };
-            let (s, t) = (side("source", &source), side("target", &target));
+            let s = self.calendar_at(&file, &key, "source", &source, servers);
+            let t = self.calendar_at(&file, &key, "target", &target, servers);
             if let (Some(id), Some(source), Some(target)) = (id_parsed, s, t) {
                 if source == target {
                     self.issue_in(
@@ -120,20 +97,7 @@ impl Validator {
                     continue;
                 }
                 if let Some(addr) = address {
-                    let addr = crate::domain::identity::normalize_address(&addr);
-                    if !addr.contains('@') || addr.contains(char::is_whitespace) {
-                        self.issue_in(
-                            &file,
-                            format!("{key}.address"),
-                            format!("{addr:?} is not an email address"),
-                        );
-                    } else if let Some(other) = addresses.insert(addr.clone(), id.clone()) {
-                        self.issue_in(
-                            &file,
-                            format!("{key}.address"),
-                            format!("{addr} is already the address of pair {other}"),
-                        );
-                    }
+                    self.mailbox_address(&file, &key, &addr, &id, &mut addresses);
                 }
                 pairs.push(Pair {
                     id,
@@ -145,6 +109,62 @@ impl Validator {
             }
         }
         (pairs, addresses)
+    }
+
+    /// `value` as a calendar of a configured server, or an issue at `KEY.NAME`.
+    fn calendar_at(
+        &mut self,
+        file: &Path,
+        key: &str,
+        name: &str,
+        value: &str,
+        servers: &BTreeMap<String, ServerConfig>,
+    ) -> Option<CalendarRef> {
+        match value.parse::<CalendarRef>() {
+            Err(e) => {
+                self.issue_in(file, format!("{key}.{name}"), e);
+                None
+            }
+            Ok(c) if !servers.contains_key(&c.server) => {
+                let known: Vec<&str> = servers.keys().map(String::as_str).collect();
+                self.issue_in(
+                    file,
+                    format!("{key}.{name}"),
+                    format!(
+                        "unknown server {:?} (configured: {})",
+                        c.server,
+                        known.join(", ")
+                    ),
+                );
+                None
+            }
+            Ok(c) => Some(c),
+        }
+    }
+
+    /// Notes `addr` as the mailbox address of pair `id`, or an issue at `KEY.address`.
+    fn mailbox_address(
+        &mut self,
+        file: &Path,
+        key: &str,
+        addr: &str,
+        id: &PairId,
+        addresses: &mut BTreeMap<String, PairId>,
+    ) {
+        let addr = crate::domain::identity::normalize_address(addr);
+        if !addr.contains('@') || addr.contains(char::is_whitespace) {
+            self.issue_in(
+                file,
+                format!("{key}.address"),
+                format!("{addr:?} is not an email address"),
+            );
+        } else if let Some(other) = addresses.insert(addr.clone(), id.clone()) {
+            self.issue_in(
+                file,
+                format!("{key}.address"),
+                format!("{addr} is already the address of pair {other}"),
+            );
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::domain::lease::Lease;
-use crate::domain::pairstate::PairState;
+use crate::domain::pair::Pair;
+use crate::domain::pairstate::{PairState, StoredState};
 use crate::domain::run::RunStatus;
 use crate::domain::time::{HOUR_MS, now_ms};
 pub use crate::state::PassView;
@@ -221,90 +222,25 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
     subs.iter()
         .for_each(|s| subs_of.entry(s.pair.as_str()).or_default().push(s));
     let leases: Vec<Lease> = leases.into_iter().filter(|l| l.expires_at > now).collect();
-    let lock_of: HashMap<&str, &Lease> = leases.iter().map(|l| (l.calendar.as_str(), l)).collect();
-    let rows: HashMap<&str, &PairRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
-    let alerts = &config.alerts;
     let policy = crate::service::scheduler::Policy::from_config(config);
-    let mut pairs = Vec::with_capacity(config.pairs.len());
-    for p in &config.pairs {
-        let id = p.id.as_str();
-        let row = rows.get(id);
-        let stored = states.get(id);
-        let pair_state = stored.map_or(PairState::Active, |s| s.state.clone());
-        let name = if row.is_none() && stored.is_none() {
-            NEW
-        } else {
-            pair_state.name()
-        };
-        let last_run = row.and_then(|r| r.last_run.clone());
-        let pushes = subs_of.get(id).map_or(&[][..], Vec::as_slice);
-        let (push_driven, every) = push_view(&policy, live, id, pushes, now);
-        let next_run = match (&pair_state, &last_run) {
-            // An active pair runs an interval after its last pass started (the service does not
-            // record that time for every quiet pass); a push brings it sooner.
-            (PairState::Active, Some(run)) => Some(run.started_at + every.as_millis() as i64),
-            (PairState::Active, None) => None,
-            _ => stored.and_then(|s| s.next_run),
-        };
-        let pending_since = row.and_then(|r| r.pending_since);
-        let lag_seconds = pending_since.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-        let (requests, failed) = row.map_or((0, 0), |r| (r.requests, r.failed));
-        let failed_percent = percent(failed, requests);
-        let mut flags = Vec::new();
-        if lag_seconds > alerts.lag.as_secs_f64() {
-            flags.push("lag");
-        }
-        if failed_percent.is_some_and(|f| f > alerts.failed_requests_percent) {
-            flags.push("failed_requests");
-        }
-        let totals = row.map_or([0; 4], |r| r.totals);
-        let cutover_at = cutovers.get(id).copied();
-        let lock = [&p.target, &p.source]
-            .into_iter()
-            .find_map(|c| lock_of.get(c.to_string().as_str()));
-        pairs.push(PairView {
-            id: id.to_string(),
-            source: p.source.to_string(),
-            target: p.target.to_string(),
-            direction: p.direction.as_str(),
-            conflict: p.conflict.as_str(),
-            authority: if cutover_at.is_some() {
-                "target"
-            } else {
-                "source"
-            },
-            cutover_at,
-            node: claims.get(id).cloned(),
-            state: name,
-            reason: pair_state.reason().map(str::to_string),
-            until: pair_state.until(),
-            failures: pair_state.failures(),
-            next_run,
-            items: items.get(id).copied().unwrap_or(0),
-            quarantined: quarantined.get(id).copied().unwrap_or(0),
-            lock: lock.map(|l| LockView {
-                holder: l.holder.clone(),
-                kind: l.kind.as_str(),
-                token: l.token,
-                until: l.expires_at,
-            }),
-            last_success_at: row.and_then(|r| r.last_success_at),
-            last_run,
-            lag_seconds,
-            pending_since,
-            backlog: row.map_or(0, |r| r.backlog),
-            created: totals[0],
-            updated: totals[1],
-            deleted: totals[2],
-            adopted: totals[3],
-            requests_last_hour: requests,
-            failed_requests_last_hour: failed,
-            failed_requests_percent: failed_percent,
-            alerts: flags,
-            push_driven,
-            last_push_at: pushes.iter().filter_map(|s| s.last_push_at).max(),
-        });
-    }
+    let known = Known {
+        rows: rows.iter().map(|r| (r.id.as_str(), r)).collect(),
+        states: &states,
+        quarantined: &quarantined,
+        items: &items,
+        cutovers: &cutovers,
+        claims: &claims,
+        subs_of,
+        lock_of: leases.iter().map(|l| (l.calendar.as_str(), l)).collect(),
+        policy: &policy,
+        live,
+        alerts: &config.alerts,
+    };
+    let mut pairs: Vec<PairView> = config
+        .pairs
+        .iter()
+        .map(|p| pair_view(p, &known, now))
+        .collect();
     pairs.sort_by(|a, b| {
         a.rank()
             .cmp(&b.rank())
@@ -332,10 +268,106 @@ pub async fn snapshot(config: &Config, state: &State, live: &Live) -> StateResul
         leases,
         nodes,
         alerts: AlertThresholds {
-            lag_seconds: alerts.lag.as_secs_f64(),
-            failed_requests_percent: alerts.failed_requests_percent,
+            lag_seconds: config.alerts.lag.as_secs_f64(),
+            failed_requests_percent: config.alerts.failed_requests_percent,
         },
     })
+}
+
+/// What the state says of every pair, indexed for one pair's view.
+struct Known<'a> {
+    rows: HashMap<&'a str, &'a PairRow>,
+    states: &'a HashMap<String, StoredState>,
+    quarantined: &'a HashMap<String, i64>,
+    items: &'a HashMap<String, i64>,
+    cutovers: &'a HashMap<String, i64>,
+    claims: &'a HashMap<String, String>,
+    subs_of: HashMap<&'a str, Vec<&'a crate::state::PushSubscription>>,
+    lock_of: HashMap<&'a str, &'a Lease>,
+    policy: &'a crate::service::scheduler::Policy,
+    live: &'a Live,
+    alerts: &'a crate::config::AlertsConfig,
+}
+
+/// One pair as the operator sees it.
+fn pair_view(p: &Pair, k: &Known, now: i64) -> PairView {
+    let id = p.id.as_str();
+    let row = k.rows.get(id);
+    let stored = k.states.get(id);
+    let pair_state = stored.map_or(PairState::Active, |s| s.state.clone());
+    let name = if row.is_none() && stored.is_none() {
+        NEW
+    } else {
+        pair_state.name()
+    };
+    let last_run = row.and_then(|r| r.last_run.clone());
+    let pushes = k.subs_of.get(id).map_or(&[][..], Vec::as_slice);
+    let (push_driven, every) = push_view(k.policy, k.live, id, pushes, now);
+    let next_run = match (&pair_state, &last_run) {
+        // An active pair runs an interval after its last pass started (the service does not
+        // record that time for every quiet pass); a push brings it sooner.
+        (PairState::Active, Some(run)) => Some(run.started_at + every.as_millis() as i64),
+        (PairState::Active, None) => None,
+        _ => stored.and_then(|s| s.next_run),
+    };
+    let pending_since = row.and_then(|r| r.pending_since);
+    let lag_seconds = pending_since.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+    let (requests, failed) = row.map_or((0, 0), |r| (r.requests, r.failed));
+    let failed_percent = percent(failed, requests);
+    let mut flags = Vec::new();
+    if lag_seconds > k.alerts.lag.as_secs_f64() {
+        flags.push("lag");
+    }
+    if failed_percent.is_some_and(|f| f > k.alerts.failed_requests_percent) {
+        flags.push("failed_requests");
+    }
+    let totals = row.map_or([0; 4], |r| r.totals);
+    let cutover_at = k.cutovers.get(id).copied();
+    let lock = [&p.target, &p.source]
+        .into_iter()
+        .find_map(|c| k.lock_of.get(c.to_string().as_str()));
+    PairView {
+        id: id.to_string(),
+        source: p.source.to_string(),
+        target: p.target.to_string(),
+        direction: p.direction.as_str(),
+        conflict: p.conflict.as_str(),
+        authority: if cutover_at.is_some() {
+            "target"
+        } else {
+            "source"
+        },
+        cutover_at,
+        node: k.claims.get(id).cloned(),
+        state: name,
+        reason: pair_state.reason().map(str::to_string),
+        until: pair_state.until(),
+        failures: pair_state.failures(),
+        next_run,
+        items: k.items.get(id).copied().unwrap_or(0),
+        quarantined: k.quarantined.get(id).copied().unwrap_or(0),
+        lock: lock.map(|l| LockView {
+            holder: l.holder.clone(),
+            kind: l.kind.as_str(),
+            token: l.token,
+            until: l.expires_at,
+        }),
+        last_success_at: row.and_then(|r| r.last_success_at),
+        last_run,
+        lag_seconds,
+        pending_since,
+        backlog: row.map_or(0, |r| r.backlog),
+        created: totals[0],
+        updated: totals[1],
+        deleted: totals[2],
+        adopted: totals[3],
+        requests_last_hour: requests,
+        failed_requests_last_hour: failed,
+        failed_requests_percent: failed_percent,
+        alerts: flags,
+        push_driven,
+        last_push_at: pushes.iter().filter_map(|s| s.last_push_at).max(),
+    }
 }
 
 /// Each configured server with its request figures (the last hour's, and a rate over the

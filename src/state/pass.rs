@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::db::{State, StateResult};
 use super::pairs::read_state;
 use super::rows;
+use super::sql::Tx;
 
 /// Passes kept in the run history per pair.
 pub const RUNS_KEPT: i64 = 50;
@@ -126,6 +127,24 @@ impl State {
         let what = "recording passes";
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
+        self.prune_runs(&mut tx, runs)
+            .await
+            .map_err(self.err(what))?;
+        self.update_pairs_after(&mut tx, runs)
+            .await
+            .map_err(self.err(what))?;
+        self.insert_runs(&mut tx, runs)
+            .await
+            .map_err(self.err(what))?;
+        tx.commit().await.map_err(self.err(what))
+    }
+
+    /// Drops passes older than the last hour beyond the newest `RUNS_KEPT` of some of `runs`' pairs.
+    async fn prune_runs(
+        &self,
+        tx: &mut Tx,
+        runs: &[(PairId, RunRecord)],
+    ) -> Result<(), sqlx::Error> {
         // A service passes every pair every minute for months: keep the recent history only
         // (the last hour, for the failed-request percentage, and at least RUNS_KEPT passes),
         // pruned now and then, not on every pass.
@@ -148,10 +167,18 @@ impl State {
             .bind(json.as_str())
             .bind(now - HOUR_MS)
             .bind(RUNS_KEPT - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err(what))?;
+            .execute(&mut **tx)
+            .await?;
         }
+        Ok(())
+    }
+
+    /// What `runs` mean for their pairs: last success, lag, backlog and totals.
+    async fn update_pairs_after(
+        &self,
+        tx: &mut Tx,
+        runs: &[(PairId, RunRecord)],
+    ) -> Result<(), sqlx::Error> {
         // Lag counts from the pass that first saw a change it could not apply; a pass that
         // applied everything clears it. An unknown backlog leaves both as they were, and so does
         // a pass older than one already recorded (kept for a batch while a later pass was
@@ -199,10 +226,19 @@ impl State {
                  WHERE pairs.id = v.id",
             ))
             .bind(json.as_str())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
-            .map_err(self.err(what))?;
+            ?;
         }
+        Ok(())
+    }
+
+    /// The passes themselves, of pairs the state still has.
+    async fn insert_runs(
+        &self,
+        tx: &mut Tx,
+        runs: &[(PairId, RunRecord)],
+    ) -> Result<(), sqlx::Error> {
         let json = rows::json(
             &runs
                 .iter()
@@ -249,10 +285,9 @@ impl State {
              FROM JSON_ROWS($1) WHERE value->>1 IN (SELECT id FROM pairs)",
         ))
         .bind(json.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err(what))?;
-        tx.commit().await.map_err(self.err(what))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 

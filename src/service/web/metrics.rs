@@ -60,7 +60,8 @@ fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter
 /// The snapshot in the Prometheus (OpenMetrics) text format.
 pub fn encode_metrics(s: &Snapshot) -> String {
     let mut reg = Registry::with_prefix("tandem");
-    pair_metrics(&mut reg, s);
+    pair_flow_metrics(&mut reg, s);
+    pair_state_metrics(&mut reg, s);
     server_metrics(&mut reg, s);
     agent_metrics(&mut reg, s);
     node_metrics(&mut reg, s);
@@ -69,8 +70,8 @@ pub fn encode_metrics(s: &Snapshot) -> String {
     out
 }
 
-/// Per pair, and pairs per state.
-fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
+/// Per pair: lag, backlog, items, quarantine, writes and requests.
+fn pair_flow_metrics(reg: &mut Registry, s: &Snapshot) {
     let lag = float(
         reg,
         "pair_lag_seconds",
@@ -91,16 +92,6 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         "pair_quarantined_items",
         "Source items quarantined after repeated permanent failures",
     );
-    let state = gauge(
-        reg,
-        "pair_state",
-        "1 for the pair's current state (active, paused, backoff, disabled, new)",
-    );
-    let success = gauge(
-        reg,
-        "pair_last_success_timestamp_seconds",
-        "Unix time of the pair's last pass that applied everything",
-    );
     let writes = counter(
         reg,
         "pair_writes",
@@ -120,6 +111,42 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         reg,
         "pair_failed_requests_percent",
         "Failed requests over the last hour, in percent of the pair's requests",
+    );
+    for p in &s.pairs {
+        let l = || vec![("pair", p.id.clone())];
+        lag.get_or_create(&l()).set(p.lag_seconds);
+        backlog.get_or_create(&l()).set(p.backlog);
+        items.get_or_create(&l()).set(p.items);
+        quarantined.get_or_create(&l()).set(p.quarantined);
+        for (kind, n) in [
+            ("created", p.created),
+            ("updated", p.updated),
+            ("deleted", p.deleted),
+            ("adopted", p.adopted),
+        ] {
+            writes
+                .get_or_create(&vec![("pair", p.id.clone()), ("kind", kind.to_string())])
+                .inc_by(n.max(0) as u64);
+        }
+        requests.get_or_create(&l()).set(p.requests_last_hour);
+        failed.get_or_create(&l()).set(p.failed_requests_last_hour);
+        if let Some(f) = p.failed_requests_percent {
+            failed_pct.get_or_create(&l()).set(f);
+        }
+    }
+}
+
+/// Per pair: state, direction, cutover, last success, alerts and push; and pairs per state.
+fn pair_state_metrics(reg: &mut Registry, s: &Snapshot) {
+    let state = gauge(
+        reg,
+        "pair_state",
+        "1 for the pair's current state (active, paused, backoff, disabled, new)",
+    );
+    let success = gauge(
+        reg,
+        "pair_last_success_timestamp_seconds",
+        "Unix time of the pair's last pass that applied everything",
     );
     let alert = gauge(
         reg,
@@ -155,10 +182,6 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         if let Some(t) = p.last_push_at {
             last_push.get_or_create(&l()).set(t / 1000);
         }
-        lag.get_or_create(&l()).set(p.lag_seconds);
-        backlog.get_or_create(&l()).set(p.backlog);
-        items.get_or_create(&l()).set(p.items);
-        quarantined.get_or_create(&l()).set(p.quarantined);
         state
             .get_or_create(&vec![
                 ("pair", p.id.clone()),
@@ -176,21 +199,6 @@ fn pair_metrics(reg: &mut Registry, s: &Snapshot) {
         .set(1);
         if let Some(t) = p.cutover_at {
             cutover.get_or_create(&l()).set(t / 1000);
-        }
-        for (kind, n) in [
-            ("created", p.created),
-            ("updated", p.updated),
-            ("deleted", p.deleted),
-            ("adopted", p.adopted),
-        ] {
-            writes
-                .get_or_create(&vec![("pair", p.id.clone()), ("kind", kind.to_string())])
-                .inc_by(n.max(0) as u64);
-        }
-        requests.get_or_create(&l()).set(p.requests_last_hour);
-        failed.get_or_create(&l()).set(p.failed_requests_last_hour);
-        if let Some(f) = p.failed_requests_percent {
-            failed_pct.get_or_create(&l()).set(f);
         }
         for a in &p.alerts {
             alert
