@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::warn;
 
 use super::base::{Engine, PassError, PassOptions, named};
-use super::read::{Held, Listing, Quiet, Rows, Tokens, bring_back, unread};
+use super::read::{Held, Listing, Quiet, Rows, Tokens, bring_back, listed};
 use super::report::PairReport;
 use super::write::fetch_all;
 use crate::domain::error::ErrorKind;
@@ -15,6 +15,7 @@ use crate::domain::lease::Lease;
 use crate::domain::mapping::{Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::types::Href;
+use crate::store::Fetched;
 use crate::sync::two_way::{self, Resolved, TwoWay};
 use crate::sync::{Action, Content, PlanOptions, Prior, SourceSnapshot};
 
@@ -117,22 +118,9 @@ impl Engine {
             true => self.state.mappings(&pair.id).await?.into_iter().collect(),
             false => Prior::new(),
         };
-        let mut sides: [SourceSnapshot; 2] = Default::default();
-        for (side, c) in [Side::A, Side::B].into_iter().zip(changes) {
-            let cal = &pair.calendar(side).path;
-            let items: Vec<_> = c
-                .changed
-                .into_iter()
-                .filter(|v| cal.contains(&v.href))
-                .map(|v| unread(v.href, v.etag))
-                .collect();
-            sides[side as usize] = SourceSnapshot {
-                items,
-                deleted: c.deleted,
-                complete: c.complete,
-                waiting: 0,
-            };
-        }
+        let [a, b] = changes;
+        let mut sides: [SourceSnapshot; 2] =
+            [listed(&pair.source.path, a), listed(&pair.target.path, b)];
         let mut held: [Held; 2] = Default::default();
         if known {
             let all = sides.iter().any(|s| s.complete);
@@ -178,34 +166,7 @@ impl Engine {
             .zip(got)
             .zip(sides.iter_mut().zip(&mut held))
         {
-            let mut read: HashMap<Href, _> = got.into_iter().collect();
-            let mut gone = HashSet::new();
-            for v in &mut snapshot.items {
-                match read.remove(&v.href) {
-                    None => {}
-                    Some(Ok(r)) => {
-                        v.content = self.prepare(side, &r.data, now);
-                        v.etag = r.etag;
-                    }
-                    // Deleted between listing and reading: as if listed deleted (and, if it was
-                    // remembered outside the window or quarantined, no longer remembered).
-                    Some(Err(e)) if e.kind == ErrorKind::NotFound => {
-                        if held.injected.contains(&v.href) {
-                            held.outside_gone.push(v.href.clone());
-                        }
-                        gone.insert(v.href.clone());
-                    }
-                    Some(Err(e)) => {
-                        v.content = Content::Broken(e.kind, format!("cannot read: {e}"))
-                    }
-                }
-            }
-            if !gone.is_empty() {
-                snapshot.items.retain(|v| !gone.contains(&v.href));
-                if !snapshot.complete {
-                    snapshot.deleted.extend(gone);
-                }
-            }
+            self.take_in(side, got, snapshot, held, now);
             crate::sync::twins::set_aside(side, snapshot, &prior);
         }
         Ok(Both {
@@ -215,6 +176,44 @@ impl Engine {
             prior,
             pending,
         })
+    }
+
+    /// Puts what was read of `side` into its snapshot, prepared; an item deleted between
+    /// listing and reading is as if listed deleted.
+    fn take_in(
+        &self,
+        side: Side,
+        got: Vec<Fetched>,
+        snapshot: &mut SourceSnapshot,
+        held: &mut Held,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut read: HashMap<Href, _> = got.into_iter().collect();
+        let mut gone = HashSet::new();
+        for v in &mut snapshot.items {
+            match read.remove(&v.href) {
+                None => {}
+                Some(Ok(r)) => {
+                    v.content = self.prepare(side, &r.data, now);
+                    v.etag = r.etag;
+                }
+                // Deleted between listing and reading: as if listed deleted (and, if it was
+                // remembered outside the window or quarantined, no longer remembered).
+                Some(Err(e)) if e.kind == ErrorKind::NotFound => {
+                    if held.injected.contains(&v.href) {
+                        held.outside_gone.push(v.href.clone());
+                    }
+                    gone.insert(v.href.clone());
+                }
+                Some(Err(e)) => v.content = Content::Broken(e.kind, format!("cannot read: {e}")),
+            }
+        }
+        if !gone.is_empty() {
+            snapshot.items.retain(|v| !gone.contains(&v.href));
+            if !snapshot.complete {
+                snapshot.deleted.extend(gone);
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::base::{Engine, PassError};
 use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
-use crate::domain::error::ErrorKind;
+use crate::domain::error::{ErrorKind, StoreResult};
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::pair::Pair;
@@ -455,23 +455,7 @@ impl Engine {
                 mapping,
             } => {
                 let result = delete(store, dest(on).cal, &href, &etag).await;
-                let what = match (on, mapping.is_some()) {
-                    (_, false) => "deleting an item not from the other side",
-                    (Side::A, true) => "delete in the source",
-                    (Side::B, true) => "delete in the target",
-                };
-                return Ok(match (result, mapping) {
-                    (Ok(()), Some(m)) => (Done::Deleted(href), Record::Forget(m.a_href)),
-                    (Ok(()), None) => (Done::ExtraDeleted(href), Record::Nothing),
-                    (Err(e), _) => (
-                        Done::Failed {
-                            href,
-                            kind: e.kind,
-                            reason: format!("{what} failed ({}): {e}", e.kind),
-                        },
-                        Record::Nothing,
-                    ),
-                });
+                return Ok(deleted(result, on, href, mapping));
             }
             Action::DeleteOrphan { on: to, pending } => {
                 let done = match self.delete_orphan(store, dest(to).cal, to, &pending).await {
@@ -504,5 +488,31 @@ impl Engine {
                 Record::Nothing,
             ),
         })
+    }
+}
+
+/// What a delete on `on` came to and what the state is to record.
+fn deleted(
+    result: StoreResult<()>,
+    on: Side,
+    href: Href,
+    mapping: Option<Mapping>,
+) -> (Done, Record) {
+    let what = match (on, mapping.is_some()) {
+        (_, false) => "deleting an item not from the other side",
+        (Side::A, true) => "delete in the source",
+        (Side::B, true) => "delete in the target",
+    };
+    match (result, mapping) {
+        (Ok(()), Some(m)) => (Done::Deleted(href), Record::Forget(m.a_href)),
+        (Ok(()), None) => (Done::ExtraDeleted(href), Record::Nothing),
+        (Err(e), _) => (
+            Done::Failed {
+                href,
+                kind: e.kind,
+                reason: format!("{what} failed ({}): {e}", e.kind),
+            },
+            Record::Nothing,
+        ),
     }
 }

@@ -255,27 +255,8 @@ impl Engine {
             Side::A => (a, b),
             Side::B => (b, a),
         };
-        let (prior, mut index) = if known {
-            let (mappings, index) = tokio::join!(
-                self.state.mappings(&pair.id),
-                self.state.target_index(&pair.id)
-            );
-            (mappings?.into_iter().collect::<Prior>(), index?)
-        } else {
-            (Prior::new(), HashMap::new())
-        };
-        let scal = &pair.calendar(mode.from()).path;
-        let mut source = SourceSnapshot {
-            items: changes
-                .changed
-                .into_iter()
-                .filter(|v| scal.contains(&v.href))
-                .map(|v| unread(v.href, v.etag))
-                .collect(),
-            deleted: changes.deleted,
-            complete: changes.complete,
-            waiting: 0,
-        };
+        let (prior, mut index) = self.remembered_of(pair, known).await?;
+        let mut source = listed(&pair.calendar(mode.from()).path, changes);
         let mut read = Read {
             mode,
             tokens,
@@ -309,32 +290,15 @@ impl Engine {
         );
         let (src_fetch, mut tgt_fetch) =
             sync::fetch_lists(mode, &source, &target_etags, &read.prior, opts.full);
-        // Target items that are not copies of ours are read once per etag, for their identity.
-        let prior = &read.prior;
-        let mapped = |h: &Href| prior.get(mode.to(), h).is_some();
-        read.index_gone = index
-            .keys()
-            .filter(|h| {
-                mapped(h)
-                    || match target_changes.complete {
-                        true => !target_etags.contains_key(*h),
-                        false => target_changes.deleted.contains(h),
-                    }
-            })
-            .cloned()
-            .collect();
-        let to_index: HashSet<Href> = target_etags
-            .iter()
-            .filter(|(h, e)| !mapped(h) && index.get(*h).is_none_or(|(k, _)| k != *e))
-            .map(|(h, _)| h.clone())
-            .collect();
-        let listed: HashSet<&Href> = tgt_fetch.iter().collect();
-        let extra: Vec<Href> = to_index
-            .iter()
-            .filter(|h| !listed.contains(h))
-            .cloned()
-            .collect();
-        tgt_fetch.extend(extra);
+        let to_index;
+        (read.index_gone, to_index) = index_changes(
+            mode,
+            &read.prior,
+            &index,
+            &target_etags,
+            (target_changes.complete, &target_changes.deleted),
+        );
+        add_unlisted(&mut tgt_fetch, &to_index);
         debug!(
             source = src_fetch.len(),
             target = tgt_fetch.len(),
@@ -359,6 +323,22 @@ impl Engine {
         read.source = source;
         self.unmapped(pair, index, &mut read).await?;
         Ok(read)
+    }
+
+    /// The pair's mappings and target index, when the state knows the pair (else empty).
+    async fn remembered_of(
+        &self,
+        pair: &Pair,
+        known: bool,
+    ) -> Result<(Prior, HashMap<Href, (Etag, Option<IdentityKey>)>), PassError> {
+        if !known {
+            return Ok((Prior::new(), HashMap::new()));
+        }
+        let (mappings, index) = tokio::join!(
+            self.state.mappings(&pair.id),
+            self.state.target_index(&pair.id)
+        );
+        Ok((mappings?.into_iter().collect::<Prior>(), index?))
     }
 
     /// The pair's window memory and quarantine (all of it when `all`, for a complete listing),
@@ -617,6 +597,62 @@ pub(super) fn unread(href: Href, etag: Etag) -> Version {
         etag,
         content: Content::NotFetched,
     }
+}
+
+/// A side's listing as a snapshot of unread items (only the calendar's own hrefs).
+pub(super) fn listed(cal: &CalendarPath, changes: Changes) -> SourceSnapshot {
+    SourceSnapshot {
+        items: changes
+            .changed
+            .into_iter()
+            .filter(|v| cal.contains(&v.href))
+            .map(|v| unread(v.href, v.etag))
+            .collect(),
+        deleted: changes.deleted,
+        complete: changes.complete,
+        waiting: 0,
+    }
+}
+
+/// Adds to `fetch` the hrefs of `more` it does not hold yet.
+fn add_unlisted(fetch: &mut Vec<Href>, more: &HashSet<Href>) {
+    let listed: HashSet<&Href> = fetch.iter().collect();
+    let extra: Vec<Href> = more
+        .iter()
+        .filter(|h| !listed.contains(h))
+        .cloned()
+        .collect();
+    fetch.extend(extra);
+}
+
+/// What the target index loses (rows of items now mapped, deleted or no longer listed) and the
+/// target items to read for their identity: those not copies of ours, new or changed since
+/// indexed (read once per etag). `listing` is the target listing's (complete, deleted).
+fn index_changes(
+    mode: Mode,
+    prior: &Prior,
+    index: &HashMap<Href, (Etag, Option<IdentityKey>)>,
+    target_etags: &HashMap<Href, Etag>,
+    (complete, deleted): (bool, &[Href]),
+) -> (Vec<Href>, HashSet<Href>) {
+    let mapped = |h: &Href| prior.get(mode.to(), h).is_some();
+    let gone = index
+        .keys()
+        .filter(|h| {
+            mapped(h)
+                || match complete {
+                    true => !target_etags.contains_key(*h),
+                    false => deleted.contains(h),
+                }
+        })
+        .cloned()
+        .collect();
+    let to_index = target_etags
+        .iter()
+        .filter(|(h, e)| !mapped(h) && index.get(*h).is_none_or(|(k, _)| k != *e))
+        .map(|(h, _)| h.clone())
+        .collect();
+    (gone, to_index)
 }
 
 /// The side copied to as the planner needs it: every copy with its etag.

@@ -266,32 +266,19 @@ async fn run_agent(
         push,
     } = shared;
     let (agent, count) = (spec.index, spec.pairs.len());
-    // The agent's own connections to the state, opened on its runtime.
-    // Its quiet passes' runs are written together every few seconds.
-    let engine = Arc::new(
-        engine
-            .on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1))
-            .batching_runs()
-            .claimed_by({
-                let membership = membership.clone();
-                Arc::new(move |pair: &str| membership.holds(pair))
-            }),
-    );
-    let mut sched = loop {
-        match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
-            Ok(mut s) => {
-                s.member_of(membership.clone());
-                s.pushed_by(push.clone());
-                break s;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot read pair states; retrying in 10 s");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                    _ = stopped.changed() => return,
-                }
-            }
-        }
+    let engine = agent_engine(&engine, passes, &membership);
+    let Some(mut sched) = scheduler(
+        agent,
+        &engine,
+        &spec,
+        policy,
+        &membership,
+        &push,
+        &mut stopped,
+    )
+    .await
+    else {
+        return;
     };
     info!(processor = spec.processor, pairs = count, "agent started");
     // Everything the agent waits for, polled only here (never awaited inline: a pass holding a
@@ -360,17 +347,72 @@ async fn run_agent(
             _ = stopped.changed() => {}
         }
     }
+    drain(work, &mut sched, passing, &policy).await;
+    flush_runs(&engine).await;
+    engine.state.close_runtime_pool().await;
+    info!("agent stopped");
+}
+
+/// The agent's engine: its own connections to the state, opened on its runtime; its quiet
+/// passes' runs written together every few seconds; its passes checked against this node's
+/// claims.
+fn agent_engine(engine: &Engine, passes: usize, membership: &Arc<Membership>) -> Arc<Engine> {
+    let membership = membership.clone();
+    Arc::new(
+        engine
+            .on_state(engine.state.for_this_runtime(passes.max(1) as u32 + 1))
+            .batching_runs()
+            .claimed_by(Arc::new(move |pair: &str| membership.holds(pair))),
+    )
+}
+
+/// The agent's scheduler, its pair states read (retried every 10 s while the state cannot be
+/// read); `None` when the agent is stopped first.
+async fn scheduler(
+    agent: usize,
+    engine: &Arc<Engine>,
+    spec: &AgentSpec,
+    policy: Policy,
+    membership: &Arc<Membership>,
+    push: &Arc<PushHub>,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<Scheduler> {
+    loop {
+        match Scheduler::new(agent, engine.clone(), spec.pairs.clone(), policy, now_ms()).await {
+            Ok(mut s) => {
+                s.member_of(membership.clone());
+                s.pushed_by(push.clone());
+                return Some(s);
+            }
+            Err(e) => {
+                error!(error = %e, "cannot read pair states; retrying in 10 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = stopped.changed() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// On stop: passes in flight finish (for up to `STOP_GRACE`); pairs being read or ready start
+/// no pass.
+async fn drain(
+    mut work: FuturesUnordered<Pin<Box<dyn Future<Output = Work>>>>,
+    sched: &mut Scheduler,
+    passing: usize,
+    policy: &Policy,
+) {
     if passing > 0 {
         info!(
             passes = passing,
             "stopping: letting in-flight passes finish"
         );
     }
-    // Passes in flight finish; pairs being read or ready start no pass.
     let drain = async {
         while let Some(done) = work.next().await {
             if let Work::Ran(i, outcome) = done {
-                finished(&mut sched, i, *outcome, &policy);
+                finished(sched, i, *outcome, policy);
             }
         }
     };
@@ -379,9 +421,6 @@ async fn run_agent(
             "stopping: abandoned passes still in flight; the next pass picks up where they stopped"
         );
     }
-    flush_runs(&engine).await;
-    engine.state.close_runtime_pool().await;
-    info!("agent stopped");
 }
 
 /// What an agent waited for.

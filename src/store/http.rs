@@ -317,21 +317,7 @@ impl Inner {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = Request::from_parts(parts.clone(), body.clone());
-            if let Some(auth) = &self.auth {
-                req.headers_mut().insert(AUTHORIZATION, auth.clone());
-            }
-            req.headers_mut().insert(
-                USER_AGENT,
-                HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))),
-            );
-            if matches!(parts.method, http::Method::PUT | http::Method::DELETE) {
-                // tandem's own write: not pushed back to tandem's subscription.
-                let quiet = self.quiet.read().unwrap_or_else(|p| p.into_inner());
-                if let Some(v) = quiet.get(resource_of(parts.uri.path())) {
-                    req.headers_mut().insert("push-dont-notify", v.clone());
-                }
-            }
+            let req = self.prepared(&parts, &body);
             let write = matches!(parts.method, http::Method::PUT | http::Method::DELETE);
             let write_slot = match write {
                 true => Some(self.writes.acquire().await),
@@ -387,26 +373,7 @@ impl Inner {
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };
-            // A refused login is an answer the caller sees, and a failed request all the same.
-            let refused =
-                matches!(&verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
-            if refused || !matches!(verdict, Verdict::Done(_)) {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tally(|t| {
-                    t.failed.fetch_add(1, Ordering::Relaxed);
-                });
-            }
-            // Every try tells the server's health; a `server_fault` is the only answer classified
-            // transient, and a mailbox-level answer says the server itself is up.
-            match &verdict {
-                Verdict::Retry { fault, .. } | Verdict::Fail(fault)
-                    if unanswered || matches!(fault.kind, ErrorKind::Transient) =>
-                {
-                    self.health
-                        .failed(resource_of(parts.uri.path()), &fault.message)
-                }
-                _ => self.health.answered(),
-            }
+            self.tell(&verdict, unanswered, parts.uri.path());
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
                 // A server found down stops retries: its pairs wait on it instead.
@@ -422,6 +389,50 @@ impl Inner {
                     return Err(fault);
                 }
             }
+        }
+    }
+
+    /// One try of a request: its credentials, user agent and, for tandem's own writes, the
+    /// header that keeps their push from coming back to tandem.
+    fn prepared(&self, parts: &http::request::Parts, body: &str) -> Request<String> {
+        let mut req = Request::from_parts(parts.clone(), body.to_string());
+        if let Some(auth) = &self.auth {
+            req.headers_mut().insert(AUTHORIZATION, auth.clone());
+        }
+        req.headers_mut().insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("tandem/", env!("CARGO_PKG_VERSION"))),
+        );
+        if matches!(parts.method, http::Method::PUT | http::Method::DELETE) {
+            // tandem's own write: not pushed back to tandem's subscription.
+            let quiet = self.quiet.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = quiet.get(resource_of(parts.uri.path())) {
+                req.headers_mut().insert("push-dont-notify", v.clone());
+            }
+        }
+        req
+    }
+
+    /// Counts a try that got no usable answer (a refused login too) as failed, and tells the
+    /// server's health what the try says of it.
+    fn tell(&self, verdict: &Verdict, unanswered: bool, path: &str) {
+        // A refused login is an answer the caller sees, and a failed request all the same.
+        let refused = matches!(verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
+        if refused || !matches!(verdict, Verdict::Done(_)) {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tally(|t| {
+                t.failed.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        // Every try tells the server's health; a `server_fault` is the only answer classified
+        // transient, and a mailbox-level answer says the server itself is up.
+        match verdict {
+            Verdict::Retry { fault, .. } | Verdict::Fail(fault)
+                if unanswered || matches!(fault.kind, ErrorKind::Transient) =>
+            {
+                self.health.failed(resource_of(path), &fault.message)
+            }
+            _ => self.health.answered(),
         }
     }
 }

@@ -264,36 +264,9 @@ pub fn plan(
     pending: &[Pending],
     opts: PlanOptions,
 ) -> Result<(Plan, Vec<Resolved>), PlanError> {
-    // Either side listing nothing at all while items were synced: refuse to delete them all.
-    for (side, calendar) in [(a, "source"), (b, "target")] {
-        if side.complete
-            && side.items.is_empty()
-            && side.waiting == 0
-            && !prior.is_empty()
-            && !opts.force_delete
-        {
-            return Err(PlanError::SideEmpty {
-                calendar,
-                mapped: prior.len(),
-            });
-        }
-    }
+    refuse_empty(a, b, prior, opts)?;
     let (ia, ib) = (index(a), index(b));
     let landed = landed(pending, [a, b], [&ia, &ib], prior);
-    // A mapped item's version on `side`: listed, deleted, or (incremental listing) unchanged.
-    let version =
-        |s: &SourceSnapshot, listed: &HashMap<&Href, &Version>, side: Side, p: &Mapping| {
-            let href = p.href(side);
-            match listed.get(href) {
-                Some(v) => Some((*v).clone()),
-                None if s.complete || s.deleted.contains(href) => None,
-                None => Some(Version {
-                    href: href.clone(),
-                    etag: p.etag(side).clone(),
-                    content: Content::NotFetched,
-                }),
-            }
-        };
     let mut out = Plan::default();
     let mut resolved = Vec::new();
     let mut push = |(action, r): (Option<Action>, Option<Resolved>)| {
@@ -312,8 +285,8 @@ pub fn plan(
         };
         mapped[0].insert(&p.a_href);
         mapped[1].insert(&p.b_href);
-        let va = version(a, &ia, Side::A, p);
-        let vb = version(b, &ib, Side::B, p);
+        let va = mapped_version(a, &ia, Side::A, p);
+        let vb = mapped_version(b, &ib, Side::B, p);
         match plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)) {
             (None, _) if from_crash => push((Some(Action::Refresh { mapping: p.clone() }), None)),
             decided => push(decided),
@@ -328,6 +301,64 @@ pub fn plan(
         push((Some(action), None));
     }
     // Items no mapping names, paired across the sides by identity.
+    for (va, vb) in by_identity(a, b, &mapped) {
+        push(plan_item(rules, va.as_ref(), vb.as_ref(), None));
+    }
+    let settled = settled_updates(pending, &out.actions, &landed);
+    out.actions.extend(settled);
+    Ok((out, resolved))
+}
+
+/// Either side listing nothing at all while items were synced: refused, rather than delete
+/// them all (unless forced).
+fn refuse_empty(
+    a: &SourceSnapshot,
+    b: &SourceSnapshot,
+    prior: &Prior,
+    opts: PlanOptions,
+) -> Result<(), PlanError> {
+    for (side, calendar) in [(a, "source"), (b, "target")] {
+        if side.complete
+            && side.items.is_empty()
+            && side.waiting == 0
+            && !prior.is_empty()
+            && !opts.force_delete
+        {
+            return Err(PlanError::SideEmpty {
+                calendar,
+                mapped: prior.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A mapped item's version on `side`: listed, deleted, or (incremental listing) unchanged.
+fn mapped_version(
+    s: &SourceSnapshot,
+    listed: &HashMap<&Href, &Version>,
+    side: Side,
+    p: &Mapping,
+) -> Option<Version> {
+    let href = p.href(side);
+    match listed.get(href) {
+        Some(v) => Some((*v).clone()),
+        None if s.complete || s.deleted.contains(href) => None,
+        None => Some(Version {
+            href: href.clone(),
+            etag: p.etag(side).clone(),
+            content: Content::NotFetched,
+        }),
+    }
+}
+
+/// The items no mapping names, paired across the sides by identity: each of A's with its
+/// partner on B if any, then B's left over (by href).
+fn by_identity(
+    a: &SourceSnapshot,
+    b: &SourceSnapshot,
+    mapped: &[HashSet<&Href>; 2],
+) -> Vec<(Option<Version>, Option<Version>)> {
     let unmapped = |s: &SourceSnapshot, m: &HashSet<&Href>| -> Vec<Version> {
         s.items
             .iter()
@@ -335,33 +366,31 @@ pub fn plan(
             .cloned()
             .collect()
     };
-    let (new_a, new_b) = (unmapped(a, &mapped[0]), unmapped(b, &mapped[1]));
     let identity = |v: &Version| match &v.content {
         Content::Fetched(item) => Some(item.identity.clone()),
         _ => None,
     };
-    let mut by_identity: HashMap<IdentityKey, Vec<Version>> = HashMap::new();
+    let mut partners: HashMap<IdentityKey, Vec<Version>> = HashMap::new();
     let mut lone_b = Vec::new();
-    for v in new_b {
+    for v in unmapped(b, &mapped[1]) {
         match identity(&v) {
-            Some(i) => by_identity.entry(i).or_default().push(v),
+            Some(i) => partners.entry(i).or_default().push(v),
             None => lone_b.push(v),
         }
     }
-    for v in &new_a {
-        let partner = identity(v)
-            .and_then(|i| by_identity.get_mut(&i))
-            .and_then(Vec::pop);
-        push(plan_item(rules, Some(v), partner.as_ref(), None));
-    }
-    let mut rest: Vec<Version> = by_identity.into_values().flatten().chain(lone_b).collect();
+    let mut out: Vec<(Option<Version>, Option<Version>)> = unmapped(a, &mapped[0])
+        .into_iter()
+        .map(|v| {
+            let partner = identity(&v)
+                .and_then(|i| partners.get_mut(&i))
+                .and_then(Vec::pop);
+            (Some(v), partner)
+        })
+        .collect();
+    let mut rest: Vec<Version> = partners.into_values().flatten().chain(lone_b).collect();
     rest.sort_by(|x, y| x.href.cmp(&y.href));
-    for v in &rest {
-        push(plan_item(rules, None, Some(v), None));
-    }
-    let settled = settled_updates(pending, &out.actions, &landed);
-    out.actions.extend(settled);
-    Ok((out, resolved))
+    out.extend(rest.into_iter().map(|v| (None, Some(v))));
+    out
 }
 
 /// The pending creates' actions, each with the orphan copy it deletes (side and href), if any.
