@@ -1,14 +1,16 @@
 //! tandem keeps each mailbox pair's calendars in step during a mail migration.
 //!
-//! Each folder is a layer, and a layer imports only the ones listed before it:
+//! Each folder is a layer, and a layer imports only the ones it names:
 //!
-//! - [`domain`]: the values passed around (items, identity, window, hrefs, pair states, leases);
-//!   no I/O.
-//! - [`config`]: the config file, checked as a whole.
-//! - [`store`]: calendars (CalDAV, vdir folders, in memory) behind one trait.
-//! - [`state`]: the state store; every SQL statement of the project is here.
-//! - [`sync`]: planning one pass, a pure function from both sides and the prior state to actions.
-//! - [`engine`]: runs passes as stages (read → plan → execute → record), repair and dedupe.
+//! - [`domain`]: the values passed around (items, identity, window, hrefs, pairs, pair states,
+//!   leases); no I/O; imports nothing.
+//! - [`config`]: the config file, checked as a whole; imports `domain`.
+//! - [`store`]: calendars (CalDAV, vdir folders, in memory) behind one trait; imports `domain`.
+//! - [`state`]: the state store; every SQL statement of the project is here; imports `domain`.
+//! - [`sync`]: planning one pass, a pure function from both sides and the prior state to
+//!   actions; imports `domain`.
+//! - [`engine`]: turns the config into what the layers above take, and runs passes as stages
+//!   (read → plan → execute → record), repair and dedupe.
 //! - [`service`]: `tandem run`: agents, scheduling, the status page and the API.
 //! - [`cli`]: the command line: every subcommand's handler and every exit code.
 //!

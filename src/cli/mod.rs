@@ -12,7 +12,7 @@ mod cutover;
 mod demo;
 mod demo_orgs;
 mod exit;
-pub mod logging;
+mod logging;
 mod operate;
 mod service;
 mod status;

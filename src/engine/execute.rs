@@ -14,6 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::warn;
 
 use super::base::{Engine, PassError};
+use super::report::ItemOp;
 use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
 use crate::domain::error::{ErrorKind, StoreResult};
@@ -38,8 +39,9 @@ pub(super) enum Done {
     },
     Failed {
         href: Href,
+        op: ItemOp,
         kind: ErrorKind,
-        reason: String,
+        error: String,
     },
     /// Not attempted: the pass stopped.
     NotRun,
@@ -269,7 +271,9 @@ impl Engine {
                     Record::Forget(href) => forget.push(href),
                     Record::Nothing => {}
                 }
-                if let Done::Failed { kind, reason, .. } = &outcome
+                if let Done::Failed {
+                    op, kind, error, ..
+                } = &outcome
                     && halts_pass(*kind)
                 {
                     stops.stop.store(true, Ordering::Relaxed);
@@ -277,7 +281,7 @@ impl Engine {
                         .halt
                         .lock()
                         .expect("not poisoned")
-                        .get_or_insert_with(|| (side, *kind, reason.clone()));
+                        .get_or_insert_with(|| (side, *kind, op.message(*kind, error)));
                 }
                 done.push(outcome);
                 if put.len() + forget.len() >= chunk {
@@ -462,11 +466,9 @@ impl Engine {
                     Ok(removed) => Done::Settled { pending, removed },
                     Err(e) => Done::Failed {
                         href: pending.href(to).clone(),
+                        op: ItemOp::RemoveOrphan,
                         kind: e.kind,
-                        reason: format!(
-                            "removing a copy left by an interrupted create failed ({}): {e}",
-                            e.kind
-                        ),
+                        error: e.to_string(),
                     },
                 };
                 return Ok((done, Record::Nothing));
@@ -478,12 +480,9 @@ impl Engine {
             Err(e) => (
                 Done::Failed {
                     href: from_href,
+                    op: ItemOp::write(side),
                     kind: e.kind,
-                    reason: format!(
-                        "write to {} failed ({}): {e}",
-                        super::read::role(side),
-                        e.kind
-                    ),
+                    error: e.to_string(),
                 },
                 Record::Nothing,
             ),
@@ -498,10 +497,9 @@ fn deleted(
     href: Href,
     mapping: Option<Mapping>,
 ) -> (Done, Record) {
-    let what = match (on, mapping.is_some()) {
-        (_, false) => "deleting an item not from the other side",
-        (Side::A, true) => "delete in the source",
-        (Side::B, true) => "delete in the target",
+    let op = match mapping {
+        Some(_) => ItemOp::delete(on),
+        None => ItemOp::DeleteExtra,
     };
     match (result, mapping) {
         (Ok(()), Some(m)) => (Done::Deleted(href), Record::Forget(m.a_href)),
@@ -509,8 +507,9 @@ fn deleted(
         (Err(e), _) => (
             Done::Failed {
                 href,
+                op,
                 kind: e.kind,
-                reason: format!("{what} failed ({}): {e}", e.kind),
+                error: e.to_string(),
             },
             Record::Nothing,
         ),

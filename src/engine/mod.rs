@@ -16,7 +16,7 @@ mod pass;
 pub mod progress;
 mod read;
 mod record;
-pub mod repair;
+mod repair;
 pub mod report;
 mod runs;
 mod settle;

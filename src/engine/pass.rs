@@ -45,7 +45,7 @@ fn not_held(pair: &Pair) -> PairReport {
 /// `report`, its outcome logged.
 fn logged(report: PairReport) -> PairReport {
     for f in &report.failures {
-        warn!(item = %f.href, kind = f.kind, error = %f.reason, "item failed");
+        warn!(item = %f.href, kind = f.kind.name(), error = %f.reason, "item failed");
     }
     match &report.error {
         Some(e) => warn!(error = %e, "pair failed"),

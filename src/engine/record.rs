@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::base::{Engine, PassError};
 use super::execute::{Done, Executed, Halt, Lost};
 use super::read::{Held, Read, Tokens, role};
-use super::report::PairReport;
+use super::report::{ItemOp, PairReport};
 use super::settle::Wrote;
 use super::write::Written;
 use crate::domain::error::ErrorKind;
@@ -61,7 +61,7 @@ impl Bookkeeping {
                     b.outside.push((on, row));
                 }
                 Action::Skip { href, kind, reason } => {
-                    report.fail_item(&href, kind, format!("source item skipped: {reason}"));
+                    report.fail_item(&href, ItemOp::Read, kind, &reason);
                 }
                 other => unreachable!("a remote write is executed: {other:?}"),
             }
@@ -86,7 +86,12 @@ impl Bookkeeping {
                     report.deleted += u64::from(removed);
                     self.settled.push(pending);
                 }
-                Done::Failed { href, kind, reason } => report.fail_item(&href, kind, reason),
+                Done::Failed {
+                    href,
+                    op,
+                    kind,
+                    error,
+                } => report.fail_item(&href, op, kind, &error),
                 Done::NotRun => self.left += 1,
             }
         }
@@ -256,7 +261,7 @@ impl Engine {
                 continue;
             };
             failed.insert(href.clone());
-            if f.permanent {
+            if f.permanent() {
                 let identity = match &s.content {
                     Content::Fetched(p) => Some(p.identity.clone()),
                     _ => prior.get(side, &href).map(|m| m.identity.clone()),

@@ -12,12 +12,76 @@ use crate::sync::{Action, Prepared, target_name};
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ItemFailure {
     pub href: String,
+    /// What the pass was doing to the item.
+    #[serde(rename = "operation")]
+    pub op: ItemOp,
     /// `invalid-data` for an item that cannot be parsed, else the store's error kind.
-    pub kind: &'static str,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: ErrorKind,
+    /// The operation and the error, as the operator reads them.
     pub reason: String,
+}
+
+impl ItemFailure {
     /// Retrying will not help until the item changes (counts towards quarantine).
-    #[serde(skip)]
-    pub permanent: bool,
+    pub fn permanent(&self) -> bool {
+        self.kind.is_permanent()
+    }
+}
+
+/// An error kind by its name (`not-found`, `invalid-data`, ...).
+fn kind_name<S: serde::Serializer>(kind: &ErrorKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+/// What a pass was doing to an item when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemOp {
+    /// Reading the source item: it is skipped (broken, unreadable, too large).
+    Read,
+    /// Writing a copy (create, adoption or update) to the source, or to the target.
+    WriteSource,
+    WriteTarget,
+    /// Deleting, in the source or the target, the copy of an item deleted on the other side.
+    DeleteSource,
+    DeleteTarget,
+    /// Deleting an item not from the other side (`extras = "delete"`).
+    DeleteExtra,
+    /// Removing a copy an interrupted create left.
+    RemoveOrphan,
+}
+
+impl ItemOp {
+    /// Writing to `side`.
+    pub fn write(side: Side) -> ItemOp {
+        match side {
+            Side::A => ItemOp::WriteSource,
+            Side::B => ItemOp::WriteTarget,
+        }
+    }
+
+    /// Deleting on `side` the copy of an item deleted on the other.
+    pub fn delete(side: Side) -> ItemOp {
+        match side {
+            Side::A => ItemOp::DeleteSource,
+            Side::B => ItemOp::DeleteTarget,
+        }
+    }
+
+    /// The failure of this operation with `error`, as the operator reads it.
+    pub fn message(self, kind: ErrorKind, error: &str) -> String {
+        let doing = match self {
+            ItemOp::Read => return format!("source item skipped: {error}"),
+            ItemOp::WriteSource => "write to source",
+            ItemOp::WriteTarget => "write to target",
+            ItemOp::DeleteSource => "delete in the source",
+            ItemOp::DeleteTarget => "delete in the target",
+            ItemOp::DeleteExtra => "deleting an item not from the other side",
+            ItemOp::RemoveOrphan => "removing a copy left by an interrupted create",
+        };
+        format!("{doing} failed ({kind}): {error}")
+    }
 }
 
 /// One planned action, as `--dry-run` prints it.
@@ -69,17 +133,17 @@ pub struct PairReport {
     /// Why the whole pair failed, if it did.
     pub error: Option<String>,
     /// What kind of failure that was (`not-found`, `unauthorized`, `moving`, ...).
-    #[serde(serialize_with = "kind_name")]
+    #[serde(serialize_with = "maybe_kind_name")]
     pub error_kind: Option<ErrorKind>,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedAction>,
 }
 
-/// Unix milliseconds as a UTC time for people.
-fn kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok, S::Error> {
+/// An error kind, if any, by its name.
+fn maybe_kind_name<S: serde::Serializer>(k: &Option<ErrorKind>, s: S) -> Result<S::Ok, S::Error> {
     match k {
-        Some(k) => s.serialize_str(k.name()),
+        Some(k) => kind_name(k, s),
         None => s.serialize_none(),
     }
 }
@@ -96,14 +160,15 @@ impl PairReport {
         self.error.is_none() && self.failed == 0
     }
 
-    pub fn fail_item(&mut self, href: impl ToString, kind: ErrorKind, reason: impl ToString) {
+    /// Counts an item that failed while the pass did `op` to it.
+    pub fn fail_item(&mut self, href: impl ToString, op: ItemOp, kind: ErrorKind, error: &str) {
         self.failed += 1;
         self.waiting += u64::from(kind == ErrorKind::Waiting);
         self.failures.push(ItemFailure {
             href: href.to_string(),
-            kind: kind.name(),
-            reason: bounded(&reason.to_string(), MAX_REASON),
-            permanent: kind.is_permanent(),
+            op,
+            kind,
+            reason: bounded(&op.message(kind, error), MAX_REASON),
         });
     }
 
@@ -259,7 +324,7 @@ impl PairReport {
             Action::Update { .. } => self.updated += 1,
             Action::Delete { .. } | Action::DeleteOrphan { .. } => self.deleted += 1,
             Action::Skip { href, kind, reason } => {
-                self.fail_item(href, *kind, format!("source item skipped: {reason}"))
+                self.fail_item(href, ItemOp::Read, *kind, reason)
             }
             Action::Defer { .. } => self.outside_window += 1,
             Action::Refresh { .. } | Action::Forget { .. } | Action::ClearPending { .. } => {}

@@ -9,6 +9,6 @@ pub mod observe;
 pub mod pool;
 pub mod push;
 pub mod scheduler;
-pub mod servers;
+mod servers;
 pub mod tls;
 pub mod web;

@@ -564,7 +564,12 @@ mod tests {
         );
         // Item failures alone do not change the pair's state.
         let mut partial = PairReport::new("p");
-        partial.fail_item("/x.ics", ErrorKind::InvalidData, "bad");
+        partial.fail_item(
+            "/x.ics",
+            crate::engine::report::ItemOp::Read,
+            ErrorKind::InvalidData,
+            "bad",
+        );
         assert_eq!(
             next_state(&PairState::Active, &partial, 0, &p),
             PairState::Active

@@ -5,7 +5,7 @@
 //! `If-None-Match: *`, update and delete with `If-Match`. Backends: `vdir` (a folder of `.ics`
 //! files) and `memory` (tests and benches, with fault injection).
 
-pub mod adaptive;
+mod adaptive;
 pub mod caldav;
 mod calendar;
 mod dav;
@@ -16,7 +16,7 @@ mod listing;
 pub mod memory;
 mod open;
 pub mod push;
-pub mod quirks;
+mod quirks;
 pub mod vdir;
 
 pub use calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};

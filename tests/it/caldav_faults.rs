@@ -726,6 +726,10 @@ async fn an_item_the_target_refuses_is_quarantined_and_no_longer_sent() {
         let reason = v["pairs"][0]["failures"][0]["reason"].as_str().unwrap();
         assert!(reason.contains("413"), "pass {pass}: {reason}");
         assert_eq!(
+            v["pairs"][0]["failures"][0]["operation"], "write-target",
+            "pass {pass}: {v}"
+        );
+        assert_eq!(
             reason.contains("quarantined after 3 failures"),
             pass == 3,
             "pass {pass}: {reason}"

@@ -213,6 +213,7 @@ fn a_broken_item_is_reported_by_pair_and_href_and_the_rest_syncs() {
     assert_eq!(counts(p), [1, 0, 0, 0, 1]);
     assert_eq!(p["failures"][0]["href"], "/alice/bad.ics");
     assert_eq!(p["failures"][0]["kind"], "invalid-data");
+    assert_eq!(p["failures"][0]["operation"], "read");
     assert!(
         p["failures"][0]["reason"]
             .as_str()

@@ -12,9 +12,9 @@
 //! by type, and its parameter reader drops empty values and stops after ten.
 
 mod canonical;
-pub mod content;
+mod content;
 mod rewrite;
-pub mod tree;
+mod tree;
 
 use crate::domain::identity::IdentityKey;
 use crate::domain::types::ContentHash;
