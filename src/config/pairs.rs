@@ -8,8 +8,8 @@ use crate::domain::pair::Pair;
 use crate::domain::types::{CalendarRef, PairId};
 
 use super::csv::read_csv;
-use super::raw::*;
-use super::types::*;
+use super::raw::RawPair;
+use super::types::{ServerConfig, SyncConfig};
 use super::validate::Validator;
 
 impl Validator {

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::defaults::*;
-use super::raw::*;
-use super::types::*;
+use super::defaults::{DEFAULT_MAX_ANSWER, DEFAULT_REQUEST_TIMEOUT, byte_size};
+use super::raw::RawServer;
+use super::types::{PasswordSource, ServerConfig, ServerKind};
 use super::validate::Validator;
 
 impl Validator {

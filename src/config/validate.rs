@@ -10,9 +10,15 @@ use crate::domain::direction::{ConflictPolicy, Direction};
 use crate::domain::pair::{Extras, Pair};
 
 use super::csv::read_csv;
-use super::defaults::*;
-use super::raw::*;
-use super::types::*;
+use super::defaults::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_LISTEN, DEFAULT_PASSES_PER_AGENT, DEFAULT_PAUSE,
+    DEFAULT_PUSH_LIFETIME, DEFAULT_SAFETY_INTERVAL, DEFAULT_STATE_URL, online_processors,
+};
+use super::raw::{Raw, RawAgents, RawRewrite, RawState, RawSync};
+use super::types::{
+    AgentsConfig, AlertsConfig, Config, ConfigIssue, HttpConfig, RewriteConfig, ServerConfig,
+    StateConfig, SyncConfig, TlsFiles,
+};
 
 pub(super) struct Validator {
     pub(super) file: PathBuf,
