@@ -73,7 +73,7 @@ impl Engine {
         self.sync_pair_from(pair, opts, peek).await
     }
 
-    /// What the state holds of `pair` as a pass starts, in one read (see [`State::peek`]).
+    /// What the state holds of `pair` as a pass starts, in one read (see [`crate::state::State::peek`]).
     pub async fn peek(&self, pair: &Pair) -> Result<Peek, StateError> {
         let mut peeks = self.peek_many(&[pair]).await?;
         Ok(peeks.pop().expect("one per pair"))
