@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, configured_pair, open_state, usage};
 use crate::config::{Config, online_processors};
 use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
@@ -122,12 +122,7 @@ pub async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
 }
 
 fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
-    config.pair(id).map(|p| p.id.clone()).ok_or_else(|| {
-        usage(format!(
-            "{}: pairs: no pair with id {id:?}",
-            config.file.display()
-        ))
-    })
+    configured_pair(config, id).map(|p| p.id)
 }
 
 pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Result<u8, Failure> {
@@ -184,12 +179,7 @@ pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Fai
 /// `disable` (with a reason) or `enable` (`None`).
 pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pair = config.pair(id).cloned().ok_or_else(|| {
-        usage(format!(
-            "{}: pairs: no pair with id {id:?}",
-            config.file.display()
-        ))
-    })?;
+    let pair = configured_pair(&config, id)?;
     let state = open_state(&config).await?;
     state.ensure_pair(&pair).await?;
     let new = match disable {
@@ -312,14 +302,7 @@ pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> R
         config.pairs.clone()
     } else {
         ids.iter()
-            .map(|id| {
-                config.pair(id).cloned().ok_or_else(|| {
-                    usage(format!(
-                        "{}: pairs: no pair with id {id:?}",
-                        config.file.display()
-                    ))
-                })
-            })
+            .map(|id| configured_pair(&config, id))
             .collect::<Result<Vec<_>, _>>()?
     };
     let state = open_state(&config).await?;

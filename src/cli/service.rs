@@ -202,20 +202,13 @@ struct Running {
 
 impl Running {
     async fn stop(self, engine: &Engine, state: &crate::state::State) -> Result<(), Failure> {
-        let Running {
-            pool,
-            stop_node,
-            node,
-            keeper,
-            stop_http,
-            http,
-        } = self;
+        let pool = self.pool;
         pool.stop();
         let _ = tokio::task::spawn_blocking(move || pool.join()).await;
         // No pass runs now: the node leaves, and its pairs go to the others at once.
-        let _ = stop_node.send(true);
-        let _ = node.await;
-        if let Some(keeper) = keeper {
+        let _ = self.stop_node.send(true);
+        let _ = self.node.await;
+        if let Some(keeper) = self.keeper {
             // A round waiting on a slow server is left: what it did not save is done next start.
             if tokio::time::timeout(std::time::Duration::from_secs(3), keeper)
                 .await
@@ -224,8 +217,8 @@ impl Running {
                 warn!("push subscriptions: a round did not finish within 3 s; leaving it");
             }
         }
-        let _ = stop_http.send(());
-        stopped_http(http).await;
+        let _ = self.stop_http.send(());
+        stopped_http(self.http).await;
         engine.flush_server_counts().await?;
         // Passes abandoned at the deadline did not release their leases.
         state.release_leases_of(engine.holder()).await?;

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::report::Summary;
 use crate::engine::{Engine, PassOptions};
 
-use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, configured_pair, open_state};
 
 pub(super) async fn sync(
     config: &Config,
@@ -17,17 +17,7 @@ pub(super) async fn sync(
 ) -> Result<u8, Failure> {
     let mut pairs = Vec::new();
     for id in ids {
-        pairs.push(
-            config
-                .pair(id)
-                .ok_or_else(|| {
-                    usage(format!(
-                        "{}: pairs: no pair with id {id:?}",
-                        config.file.display()
-                    ))
-                })?
-                .clone(),
-        );
+        pairs.push(configured_pair(config, id)?);
     }
     if pairs.is_empty() {
         pairs = config.pairs.clone();
@@ -96,15 +86,7 @@ pub(super) async fn dedupe(
     json: bool,
 ) -> Result<u8, Failure> {
     let config = Config::load(config)?;
-    let pair = config
-        .pair(id)
-        .ok_or_else(|| {
-            usage(format!(
-                "{}: pairs: no pair with id {id:?}",
-                config.file.display()
-            ))
-        })?
-        .clone();
+    let pair = configured_pair(&config, id)?;
     let state = open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
     let report = engine.dedupe(&pair, side, dry_run).await?;
