@@ -1,5 +1,5 @@
 //! What every stage of a pass uses: the engine (its stores, rewrites, window, leases and
-//! clock), how a pass runs (`Way`, `PassOptions`) and why it stops early (`PassError`); and
+//! clock), how a pass runs (`PassOptions`) and why it stops early (`PassError`); and
 //! opening the stores and the state a config names.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,35 +20,7 @@ use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::state::{PassStart, State, StateError, StateResult};
 use crate::store::{CalendarStore, Endpoint, Location};
-use crate::sync::two_way::TwoWay;
 use crate::sync::{Content, Mode, Prepared};
-
-/// How a pass of a pair runs, from its direction and whether it was cut over.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Way {
-    One(Mode),
-    Two(TwoWay),
-}
-
-impl Way {
-    /// The sides a pass copies from.
-    pub(super) fn reads(self) -> &'static [Side] {
-        match self {
-            Way::One(mode) if mode.from() == Side::A => &[Side::A],
-            Way::One(_) => &[Side::B],
-            Way::Two(_) => &[Side::A, Side::B],
-        }
-    }
-
-    /// The sides a pass may write, whose calendars it leases.
-    pub(super) fn writes(self) -> &'static [Side] {
-        match self {
-            Way::One(mode) if mode.to() == Side::A => &[Side::A],
-            Way::One(_) => &[Side::B],
-            Way::Two(_) => &[Side::A, Side::B],
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -554,23 +526,23 @@ impl Engine {
     /// How `pair` syncs now: its direction, and its authority (the target once cut over).
     /// Unless `dry_run`, a pair the state does not record as configured is recorded first (see
     /// [`State::ensure_pair`]).
-    pub(super) async fn way(
+    pub(super) async fn mode(
         &self,
         pair: &Pair,
         dry_run: bool,
         start: &PassStart,
-    ) -> Result<Way, StateError> {
+    ) -> Result<Mode, StateError> {
         let cutover_at = match dry_run || recorded_as_configured(pair, start) {
             true => start.cutover_at,
             false => self.state.ensure_pair(pair).await?,
         };
         let authority = authority(cutover_at.is_some());
         Ok(match pair.direction {
-            Direction::OneWay => Way::One(Mode::OneWay { from: authority }),
-            Direction::TwoWay => Way::Two(TwoWay {
+            Direction::OneWay => Mode::OneWay { from: authority },
+            Direction::TwoWay => Mode::TwoWay {
                 authority,
                 conflict: pair.conflict,
-            }),
+            },
         })
     }
 

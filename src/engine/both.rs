@@ -16,8 +16,8 @@ use crate::domain::mapping::{Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::types::Href;
 use crate::store::Fetched;
-use crate::sync::two_way::{self, Resolved, TwoWay};
-use crate::sync::{Action, Content, PlanOptions, Prior, SourceSnapshot};
+use crate::sync::two_way;
+use crate::sync::{Action, Content, Mode, PlanOptions, Prior, Resolved, SourceSnapshot};
 
 /// Both sides as read for planning.
 struct Both {
@@ -36,7 +36,7 @@ impl Engine {
     pub(super) async fn pass_both(
         &self,
         pair: &Pair,
-        rules: TwoWay,
+        mode: Mode,
         opts: PassOptions,
         report: &mut PairReport,
         leases: &[Lease],
@@ -55,7 +55,7 @@ impl Engine {
             force_delete: opts.force_delete,
         };
         let [a, b] = &read.sides;
-        let (plan, resolved) = two_way::plan(rules, a, b, &read.prior, &read.pending, options)
+        let (plan, resolved) = two_way::plan(mode, a, b, &read.prior, &read.pending, options)
             .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
         report.unchanged = plan.unchanged;
         for r in &resolved {

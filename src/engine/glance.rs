@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::base::{Engine, PassError, PassOptions, Way, recorded_as_configured};
+use super::base::{Engine, PassError, PassOptions, recorded_as_configured};
 use super::read::Listing;
 use super::report::PairReport;
 use super::runs;
@@ -15,6 +15,7 @@ use crate::domain::pair::Pair;
 use crate::domain::run::{RunKind, RunRecord};
 use crate::state::{PassStart, Peek, StateError};
 use crate::store::http::{PASS_TALLY, Tally};
+use crate::sync::Mode;
 
 /// What a glance found.
 pub(super) enum Glance {
@@ -36,13 +37,19 @@ impl Engine {
     /// pair new or changed in the config, pending creates, items due back from the window or
     /// quarantine), is a dry run, or someone holds a lease on a calendar it writes (it is then
     /// skipped, as a pass under leases would be).
-    pub(super) fn may_glance(&self, pair: &Pair, way: Way, opts: PassOptions, peek: &Peek) -> bool {
+    pub(super) fn may_glance(
+        &self,
+        pair: &Pair,
+        mode: Mode,
+        opts: PassOptions,
+        peek: &Peek,
+    ) -> bool {
         let start = &peek.start;
-        let leased = way.writes().iter().any(|s| match s {
+        let leased = mode.writes().iter().any(|s| match s {
             Side::A => peek.leased[0],
             Side::B => peek.leased[1],
         });
-        let inverse_missing = way.writes().contains(&Side::A) && self.inverse.is_err();
+        let inverse_missing = mode.writes().contains(&Side::A) && self.inverse.is_err();
         !opts.dry_run
             && !opts.full
             && !leased
@@ -58,7 +65,7 @@ impl Engine {
     pub(super) async fn glance(
         &self,
         pair: &Pair,
-        way: Way,
+        mode: Mode,
         opts: PassOptions,
         start: PassStart,
         tally: &Arc<Tally>,
@@ -69,7 +76,7 @@ impl Engine {
         let listed = PASS_TALLY
             .scope(
                 tally.clone(),
-                self.list_from(pair, opts, &mut report, way.reads(), start),
+                self.list_from(pair, opts, &mut report, mode.reads(), start),
             )
             .await;
         if self.lapsed(pair) {

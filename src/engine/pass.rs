@@ -14,7 +14,7 @@ use crate::state::{Peek, StateError};
 use crate::sync::select::select;
 use crate::sync::{self, Action, Mode, PlanOptions};
 
-use super::base::{Engine, PassError, PassOptions, Way};
+use super::base::{Engine, PassError, PassOptions};
 use super::glance::Glance;
 use super::read::{self, Quiet, Read};
 use super::report::PairReport;
@@ -22,7 +22,7 @@ use super::runs;
 
 /// How a pass under leases goes on from its start.
 struct Leased {
-    way: Way,
+    mode: Mode,
     opts: PassOptions,
     /// The listings its glance made, if it glanced and something moved.
     glanced: Option<Box<read::Listing>>,
@@ -109,11 +109,11 @@ impl Engine {
         if self.lapsed(pair) {
             return Ok(not_held(pair));
         }
-        let way = self.way(pair, opts.dry_run, &peek.start).await?;
+        let mode = self.mode(pair, opts.dry_run, &peek.start).await?;
         let tally = Arc::new(crate::store::http::Tally::default());
         let mut glanced = None;
-        if self.may_glance(pair, way, opts, &peek) {
-            match self.glance(pair, way, opts, peek.start, &tally).await? {
+        if self.may_glance(pair, mode, opts, &peek) {
+            match self.glance(pair, mode, opts, peek.start, &tally).await? {
                 Glance::Done(report) => return Ok(logged(*report)),
                 Glance::Moved(listing) => glanced = Some(listing),
                 Glance::Late => {}
@@ -124,14 +124,14 @@ impl Engine {
         report.dry_run = opts.dry_run;
         // Whoever writes a calendar holds its lease: another holder means skip this round,
         // never wait.
-        let calendars: Vec<String> = way
+        let calendars: Vec<String> = mode
             .writes()
             .iter()
             .map(|s| pair.calendar(*s).to_string())
             .collect();
         let names: Vec<&str> = calendars.iter().map(String::as_str).collect();
         let leased = Leased {
-            way,
+            mode,
             opts,
             glanced,
             tally,
@@ -181,7 +181,7 @@ impl Engine {
         leases: &[Lease],
     ) -> Result<(), StateError> {
         let Leased {
-            way,
+            mode,
             opts,
             glanced,
             tally,
@@ -196,15 +196,15 @@ impl Engine {
             tracing::Span::current().record("run", run.id.as_str());
         }
         let pass = async {
-            if way.writes().contains(&Side::A)
+            if mode.writes().contains(&Side::A)
                 && let Err(e) = &self.inverse
             {
                 return Err(PassError::Pair(ErrorKind::Permanent, e.to_string()));
             }
-            match way {
-                Way::One(mode) => self.pass(pair, mode, opts, report, leases, glanced).await,
-                Way::Two(rules) => {
-                    self.pass_both(pair, rules, opts, report, leases, glanced)
+            match mode {
+                Mode::OneWay { .. } => self.pass(pair, mode, opts, report, leases, glanced).await,
+                Mode::TwoWay { .. } => {
+                    self.pass_both(pair, mode, opts, report, leases, glanced)
                         .await
                 }
             }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::base::Engine;
-use super::base::Way;
 use super::read::role;
 use super::write::{Dest, Original, fetch_all};
 use crate::domain::identity::IdentityKey;
@@ -30,7 +29,7 @@ use crate::domain::types::{ContentHash, Etag, Href};
 use crate::state::StateError;
 use crate::store::CalendarStore;
 use crate::sync::rank::Newness;
-use crate::sync::{Content, CopyRank, Prepared, rank_copies};
+use crate::sync::{Content, CopyRank, Mode, Prepared, rank_copies};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -100,7 +99,7 @@ type Grouped = BTreeMap<IdentityKey, Vec<Copy>>;
 /// What one repair works with.
 struct Scope<'a> {
     pair: &'a Pair,
-    way: Way,
+    mode: Mode,
     stores: [&'a dyn CalendarStore; 2],
     /// The lease of each side the pair writes (none in a dry run).
     leases: [Option<&'a Lease>; 2],
@@ -111,7 +110,7 @@ struct Scope<'a> {
 
 impl Scope<'_> {
     fn writes(&self, side: Side) -> bool {
-        self.way.writes().contains(&side)
+        self.mode.writes().contains(&side)
     }
 
     fn dest(&self, side: Side) -> Dest<'_> {
@@ -142,10 +141,10 @@ impl Engine {
             }
         };
         let start = self.peek(pair).await?.start;
-        let way = self.way(pair, dry_run, &start).await?;
+        let mode = self.mode(pair, dry_run, &start).await?;
         // Under the leases of the calendars the pair writes, renewed while the repair runs (a
         // large calendar takes longer than one ttl).
-        let written: Vec<String> = way
+        let written: Vec<String> = mode
             .writes()
             .iter()
             .map(|s| pair.calendar(*s).to_string())
@@ -166,7 +165,7 @@ impl Engine {
                     let mapped = self.mapped_copies(pair).await?.unwrap_or_default();
                     let scope = Scope {
                         pair,
-                        way,
+                        mode,
                         stores: [&*src, &*tgt],
                         leases: [lease(Side::A), lease(Side::B)],
                         mapped,
@@ -361,9 +360,9 @@ impl Engine {
             report.in_step += 1;
             return Ok(mapping);
         }
-        let (kept, why) = match scope.way {
-            Way::One(mode) => (mode.from(), "the authority's version"),
-            Way::Two(rules) => rules.winner(&a.item, &b.item),
+        let (kept, why) = match scope.mode {
+            Mode::OneWay { from } => (from, "the authority's version"),
+            Mode::TwoWay { .. } => scope.mode.winner(&a.item, &b.item),
         };
         let (winner, loser) = match kept {
             Side::A => (&a, &b),
@@ -417,13 +416,13 @@ impl Engine {
         // What the state recorded for it when it was paired with an item on the other side.
         let recorded = scope.mapped[side as usize].get(&one.href);
         let paired = recorded.is_some();
-        let class = match scope.way {
-            Way::One(mode) if side == mode.to() && paired => "orphan",
-            Way::One(mode) if side == mode.to() => "extra",
-            Way::One(_) => "missing",
+        let class = match scope.mode {
+            Mode::OneWay { from } if side != from && paired => "orphan",
+            Mode::OneWay { from } if side != from => "extra",
+            Mode::OneWay { .. } => "missing",
             // Two ways, only an unchanged one: an edit wins over a delete.
-            Way::Two(_) if recorded.map(|r| &r.0) == Some(&one.item.hash) => "orphan",
-            Way::Two(_) => "missing",
+            Mode::TwoWay { .. } if recorded.map(|r| &r.0) == Some(&one.item.hash) => "orphan",
+            Mode::TwoWay { .. } => "missing",
         };
         let action = match class {
             "orphan" => {
@@ -438,7 +437,7 @@ impl Engine {
             }
             "extra" => "kept (extras = \"keep\")".to_string(),
             _ => {
-                let edited = matches!(scope.way, Way::Two(_)) && paired;
+                let edited = matches!(scope.mode, Mode::TwoWay { .. }) && paired;
                 return self.repair_missing(scope, side, one, edited, report).await;
             }
         };

@@ -6,12 +6,15 @@
 //! it writes, so which way a pass copies is only its [`Mode`]. Nothing here does I/O: the whole
 //! decision table is unit-tested, and `--dry-run` is just "print the plan".
 //!
-//! - [`plan()`](plan::plan) decides every item and every create left pending by a crash;
+//! - [`plan_item`] is the decision table for one item, in either mode;
+//! - [`plan()`](plan::plan) walks a one-way pass: every item and every create left pending by a
+//!   crash;
 //! - [`select`] gives creates a copy to adopt and picks the extras to delete;
 //! - [`rank`] is the one keep-which-copy rule;
 //! - [`twins`] sets aside a second item of one calendar that holds the same meeting;
-//! - [`two_way`] plans a pass that copies both ways, with a conflict policy.
+//! - [`two_way`] walks a pass that copies both ways.
 
+mod decide;
 mod model;
 mod plan;
 pub mod rank;
@@ -24,9 +27,10 @@ pub mod twins;
 pub mod two_way;
 
 pub use crate::domain::mapping::Side;
+pub use decide::plan_item;
 pub use model::{
-    Action, Adopt, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot,
-    TargetSnapshot, Version, target_name,
+    Action, Adopt, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, Resolved,
+    SourceSnapshot, TargetSnapshot, Version, target_name,
 };
-pub use plan::{fetch_lists, plan, plan_item};
+pub use plan::{fetch_lists, plan};
 pub use rank::{CopyRank, rank_copies};

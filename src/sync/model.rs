@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::rank::Newness;
+use crate::domain::direction::ConflictPolicy;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
@@ -28,24 +30,92 @@ pub fn target_name(uid: &str) -> String {
     }
 }
 
-/// Which way a pass copies: from one side (the truth) to the other.
+/// Which way a pass copies. `Side` A is the configured source, B the target; which of them is
+/// the truth now (the authority) flips at cutover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Changes of the authority `from` reach the other side; the other side's changes are
+    /// overwritten (its writes are the only ones allowed).
     OneWay { from: Side },
+    /// A change on either side reaches the other; both sides changed is a conflict `conflict`
+    /// settles.
+    TwoWay {
+        authority: Side,
+        conflict: ConflictPolicy,
+    },
 }
 
 impl Mode {
-    /// The side whose items are copied.
-    pub fn from(self) -> Side {
+    /// The side that is the truth now: the side copied from one way; the side a conflict
+    /// falls to (by the authority policy, or when both versions are equally new) two ways.
+    pub fn authority(self) -> Side {
         match self {
             Mode::OneWay { from } => from,
+            Mode::TwoWay { authority, .. } => authority,
         }
     }
 
-    /// The side that receives the copies.
+    /// The side whose items are copied (one way); the authority (two ways).
+    pub fn from(self) -> Side {
+        self.authority()
+    }
+
+    /// The side that receives the copies (one way); the other side (two ways).
     pub fn to(self) -> Side {
         self.from().other()
     }
+
+    /// The sides whose changes a pass carries over.
+    pub fn reads(self) -> &'static [Side] {
+        match self {
+            Mode::OneWay { from: Side::A } => &[Side::A],
+            Mode::OneWay { from: Side::B } => &[Side::B],
+            Mode::TwoWay { .. } => &[Side::A, Side::B],
+        }
+    }
+
+    /// The sides a pass may write, whose calendars it leases.
+    pub fn writes(self) -> &'static [Side] {
+        match self {
+            Mode::OneWay { from: Side::A } => &[Side::B],
+            Mode::OneWay { from: Side::B } => &[Side::A],
+            Mode::TwoWay { .. } => &[Side::A, Side::B],
+        }
+    }
+
+    /// The side whose version wins when both sides changed an item differently, and why.
+    pub fn winner(self, a: &Prepared, b: &Prepared) -> (Side, &'static str) {
+        if let Mode::TwoWay {
+            conflict: ConflictPolicy::Newest,
+            ..
+        } = self
+        {
+            match Newness::of(&a.item).cmp(&Newness::of(&b.item)) {
+                std::cmp::Ordering::Greater => {
+                    return (Side::A, "both edited: the newer version wins");
+                }
+                std::cmp::Ordering::Less => {
+                    return (Side::B, "both edited: the newer version wins");
+                }
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        (
+            self.authority(),
+            "both edited: the authority's version wins",
+        )
+    }
+}
+
+/// A decision the plan reports because a version was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The item on side A and on side B (`None`: deleted there).
+    pub a_href: Option<Href>,
+    pub b_href: Option<Href>,
+    /// The side whose version is kept.
+    pub kept: Side,
+    pub why: &'static str,
 }
 
 /// An item parsed, rewritten for the other side's org (when it is copied from), and hashed.

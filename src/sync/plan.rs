@@ -2,14 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::decide::plan_item;
 use super::model::{
-    Action, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot,
-    TargetSnapshot, Version,
+    Action, Content, Mode, Plan, PlanError, PlanOptions, Prior, SourceSnapshot, TargetSnapshot,
+    Version,
 };
-use crate::domain::error::ErrorKind;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::{Etag, Href};
-use crate::domain::window::Fit;
 
 /// Which hrefs must be read before planning: every item copied from that is new or whose etag
 /// moved, every mapped copy whose etag moved, and the original of every mapping whose copy moved
@@ -85,7 +84,7 @@ pub fn plan(
         let p = prior.get(from, &s.href);
         matched += usize::from(p.is_some());
         let t = p.and_then(|p| target.get(p.href(to)));
-        push(plan_item(mode, Some(s), t, p));
+        push(decide(mode, Some(s), t, p));
     }
     let deleted: HashSet<&Href> = source.deleted.iter().collect();
     // Mappings the listing did not mention: deleted (complete listing) or unchanged (incremental).
@@ -96,14 +95,14 @@ pub fn plan(
             }
             let t = target.get(p.href(to));
             if source.complete || deleted.contains(p.href(from)) {
-                push(plan_item(mode, None, t, Some(p)));
+                push(decide(mode, None, t, Some(p)));
             } else {
                 let unchanged = Version {
                     href: p.href(from).clone(),
                     etag: p.etag(from).clone(),
                     content: Content::NotFetched,
                 };
-                push(plan_item(mode, Some(&unchanged), t, Some(p)));
+                push(decide(mode, Some(&unchanged), t, Some(p)));
             }
         }
     }
@@ -141,121 +140,16 @@ pub fn plan(
     Ok(out)
 }
 
-/// The decision for one item (`s` on the side copied from, `t` its copy); `None` means "in
-/// step, nothing to do".
-pub fn plan_item(
+/// The decision for one item of a one-way pass: `s` on the side copied from, `t` its copy.
+fn decide(
     mode: Mode,
     s: Option<&Version>,
     t: Option<&Version>,
     p: Option<&Mapping>,
 ) -> Option<Action> {
-    let (from, to) = (mode.from(), mode.to());
-    match (s, t, p) {
-        (None, _, None) => None,
-        (None, None, Some(p)) => Some(Action::Forget { mapping: p.clone() }),
-        (None, Some(t), Some(p)) => Some(Action::Delete {
-            on: to,
-            href: t.href.clone(),
-            etag: t.etag.clone(),
-            mapping: Some(p.clone()),
-        }),
-        // New, or its copy vanished: (re)create, if inside the window.
-        (Some(s), _, None) | (Some(s), None, Some(_)) => Some(match &s.content {
-            Content::Fetched(item) if !item.fit.is_inside() => defer(from, s, item, p.cloned()),
-            Content::Fetched(item) => Action::Create {
-                to,
-                from_href: s.href.clone(),
-                from_etag: s.etag.clone(),
-                item: item.clone(),
-                adopt: None,
-            },
-            Content::Broken(kind, reason) => skip(s, *kind, reason.clone()),
-            Content::NotFetched => skip(s, ErrorKind::Transient, "source item was not read".into()),
-        }),
-        (Some(s), Some(t), Some(p)) => {
-            let want = match &s.content {
-                Content::Fetched(item) => item.hash,
-                Content::NotFetched if s.etag == *p.etag(from) => p.hash,
-                Content::NotFetched => {
-                    let why = "changed source item was not read";
-                    return Some(skip(s, ErrorKind::Transient, why.into()));
-                }
-                Content::Broken(kind, reason) => return Some(skip(s, *kind, reason.clone())),
-            };
-            let have = match &t.content {
-                Content::Fetched(copy) => Some(copy.hash),
-                Content::NotFetched if t.etag == *p.etag(to) => Some(p.hash),
-                Content::NotFetched | Content::Broken(..) => None,
-            };
-            if have == Some(want) {
-                if s.etag == *p.etag(from) && t.etag == *p.etag(to) && want == p.hash {
-                    return None;
-                }
-                let identity = match &s.content {
-                    Content::Fetched(item) => item.identity.clone(),
-                    _ => p.identity.clone(),
-                };
-                return Some(Action::Refresh {
-                    mapping: Mapping::between(
-                        from,
-                        (s.href.clone(), s.etag.clone()),
-                        (t.href.clone(), t.etag.clone()),
-                        identity,
-                        want,
-                    ),
-                });
-            }
-            match &s.content {
-                // Outside the window nothing is written: an edit of the copy is accepted as it
-                // is, a change of the original waits until the item enters the window.
-                Content::Fetched(item) if !item.fit.is_inside() => {
-                    if s.etag != *p.etag(from) {
-                        return Some(defer(from, s, item, None));
-                    }
-                    if t.etag == *p.etag(to) {
-                        return None;
-                    }
-                    Some(Action::Refresh {
-                        mapping: p.with(to, t.href.clone(), t.etag.clone()),
-                    })
-                }
-                Content::Fetched(item) => Some(Action::Update {
-                    to,
-                    from_href: s.href.clone(),
-                    from_etag: s.etag.clone(),
-                    href: t.href.clone(),
-                    etag: t.etag.clone(),
-                    item: item.clone(),
-                }),
-                _ => {
-                    let why = "target copy differs but the source item was not read";
-                    Some(skip(s, ErrorKind::Transient, why.into()))
-                }
-            }
-        }
-    }
-}
-
-fn skip(s: &Version, kind: ErrorKind, reason: String) -> Action {
-    Action::Skip {
-        href: s.href.clone(),
-        kind,
-        reason,
-    }
-}
-
-/// Nothing written for `s` (on side `on`), outside the window: remember it.
-pub(super) fn defer(on: Side, s: &Version, item: &Prepared, forget: Option<Mapping>) -> Action {
-    let enters = match item.fit {
-        Fit::Outside { enters } => enters,
-        Fit::Inside => None,
+    let (a, b) = match mode.from() {
+        Side::A => (s, t),
+        Side::B => (t, s),
     };
-    Action::Defer {
-        on,
-        href: s.href.clone(),
-        etag: s.etag.clone(),
-        identity: item.identity.clone(),
-        enters,
-        forget,
-    }
+    plan_item(mode, a, b, p).0
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::tests::kind;
-use super::two_way::{ConflictPolicy, TwoWay, plan, plan_item};
+use super::two_way::plan;
 use super::*;
+use crate::domain::direction::ConflictPolicy;
 use crate::domain::error::ErrorKind;
 use crate::domain::item::Item;
 use crate::domain::mapping::{Mapping, Pending};
@@ -81,7 +82,7 @@ type Case = (
 fn check(policy: ConflictPolicy, cases: &[Case]) {
     for mirrored in [false, true] {
         let side = |s: Side| if mirrored { s.other() } else { s };
-        let rules = TwoWay {
+        let rules = Mode::TwoWay {
             authority: side(Side::A),
             conflict: policy,
         };
@@ -384,8 +385,8 @@ fn listing(items: Vec<Version>, complete: bool) -> SourceSnapshot {
     }
 }
 
-fn rules() -> TwoWay {
-    TwoWay {
+fn rules() -> Mode {
+    Mode::TwoWay {
         authority: A,
         conflict: ConflictPolicy::Authority,
     }
@@ -766,14 +767,14 @@ mod model {
         }
 
         /// Plans a pass and applies it; returns the number of remote writes.
-        pub fn pass(&mut self, rules: TwoWay) -> usize {
+        pub fn pass(&mut self, rules: Mode) -> usize {
             self.chaotic_pass(rules, None)
         }
 
         /// A pass whose writes fail or crash as `chaos` draws (none when `None`).
         pub fn chaotic_pass(
             &mut self,
-            rules: TwoWay,
+            rules: Mode,
             mut chaos: Option<&mut fastrand::Rng>,
         ) -> usize {
             let (a, b) = (self.listing(A), self.listing(B));
@@ -941,7 +942,7 @@ fn check_history(
     chaos_seed: u64,
     cutovers: Vec<bool>,
 ) -> Result<(), TestCaseError> {
-    let mut rules = TwoWay {
+    let mut rules = Mode::TwoWay {
         authority: if authority_b { B } else { A },
         conflict: if newest {
             ConflictPolicy::Newest
@@ -962,7 +963,9 @@ fn check_history(
     let mut last: std::collections::HashMap<(Side, u32), Option<u32>> = Default::default();
     for (round, ops) in rounds.into_iter().enumerate() {
         if cutovers[round] {
-            rules.authority = rules.authority.other();
+            if let Mode::TwoWay { authority, .. } = &mut rules {
+                *authority = authority.other();
+            }
         }
         // Actions the last pass synced are settled; those a failure or crash left unsynced
         // still count (an edit not yet copied still wins over a delete on the other side).

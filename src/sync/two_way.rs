@@ -1,263 +1,22 @@
-//! Planning a two-way pass: a create, update or delete on either side reaches the other. Both
-//! sides edited since the last pass is a conflict, resolved by the pair's policy and reported;
-//! an edit on one side beats a delete on the other. Items no mapping names are paired by
-//! identity first (a meeting created on both sides, by a repair assistant or a phone, becomes
-//! one mapping, never two copies).
-//!
-//! Hashes of both sides are in one form (the new org's spelling), so equal content compares
-//! equal whichever side it was read from.
+//! Walking a two-way pass: every mapping, every create a crash left pending, and the items no
+//! mapping names, paired across the sides by identity first (a meeting created on both sides,
+//! by a repair assistant or a phone, becomes one mapping, never two copies). Each item is
+//! decided by the one table ([`super::decide`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
+use super::decide::plan_item;
 use super::model::{
-    Action, Content, Plan, PlanError, PlanOptions, Prepared, Prior, SourceSnapshot, Version,
+    Action, Content, Mode, Plan, PlanError, PlanOptions, Prior, Resolved, SourceSnapshot, Version,
 };
-use super::plan::defer;
-use super::rank::Newness;
-pub use crate::domain::direction::ConflictPolicy;
-use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::Href;
 
-/// The rules of a two-way pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TwoWay {
-    /// The side that is the truth now: the source until the pair is cut over, the target after.
-    pub authority: Side,
-    pub conflict: ConflictPolicy,
-}
-
-/// A decision the plan reports because a version was set aside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    /// The item on side A and on side B (`None`: deleted there).
-    pub a_href: Option<Href>,
-    pub b_href: Option<Href>,
-    /// The side whose version is kept.
-    pub kept: Side,
-    pub why: &'static str,
-}
-
-/// What one side's version is against the mapping.
-enum Change<'a> {
-    Same,
-    Changed(&'a Arc<Prepared>),
-    /// Its etag moved but it was not read.
-    Unread,
-    Broken(ErrorKind, &'a str),
-}
-
-fn change<'a>(v: &'a Version, side: Side, p: &Mapping) -> Change<'a> {
-    match &v.content {
-        Content::Fetched(item) if item.hash == p.hash => Change::Same,
-        Content::Fetched(item) => Change::Changed(item),
-        Content::NotFetched if v.etag == *p.etag(side) => Change::Same,
-        Content::NotFetched => Change::Unread,
-        Content::Broken(kind, reason) => Change::Broken(*kind, reason),
-    }
-}
-
-impl TwoWay {
-    /// The side whose version wins a conflict between `a` and `b`.
-    pub fn winner(&self, a: &Prepared, b: &Prepared) -> (Side, &'static str) {
-        if self.conflict == ConflictPolicy::Newest {
-            match Newness::of(&a.item).cmp(&Newness::of(&b.item)) {
-                std::cmp::Ordering::Greater => {
-                    return (Side::A, "both edited: the newer version wins");
-                }
-                std::cmp::Ordering::Less => {
-                    return (Side::B, "both edited: the newer version wins");
-                }
-                std::cmp::Ordering::Equal => {}
-            }
-        }
-        (self.authority, "both edited: the authority's version wins")
-    }
-}
-
-/// Copies `item` (on side `from`, at `v`) over the mapped copy `to` on the other side; outside
-/// the window nothing is written and the change waits until the item enters it.
-fn update(from: Side, v: &Version, to: &Version, item: &Arc<Prepared>) -> Action {
-    if !item.fit.is_inside() {
-        return defer(from, v, item, None);
-    }
-    Action::Update {
-        to: from.other(),
-        from_href: v.href.clone(),
-        from_etag: v.etag.clone(),
-        href: to.href.clone(),
-        etag: to.etag.clone(),
-        item: item.clone(),
-    }
-}
-
-/// Copies `item` (on side `from`) to the other side as a new item; outside the window nothing is
-/// written and it waits until the item enters it (`forget`: its mapping, whose copy is gone).
-fn create(from: Side, v: &Version, item: &Arc<Prepared>, forget: Option<&Mapping>) -> Action {
-    if !item.fit.is_inside() {
-        return defer(from, v, item, forget.cloned());
-    }
-    Action::Create {
-        to: from.other(),
-        from_href: v.href.clone(),
-        from_etag: v.etag.clone(),
-        item: item.clone(),
-        adopt: None,
-    }
-}
-
-fn skip(v: &Version, kind: ErrorKind, reason: &str) -> Action {
-    Action::Skip {
-        href: v.href.clone(),
-        kind,
-        reason: reason.to_string(),
-    }
-}
-
-/// Both sides' versions now, as one mapping.
-fn both(
-    a: &Version,
-    b: &Version,
-    identity: IdentityKey,
-    hash: crate::domain::types::ContentHash,
-) -> Mapping {
-    Mapping::between(
-        Side::A,
-        (a.href.clone(), a.etag.clone()),
-        (b.href.clone(), b.etag.clone()),
-        identity,
-        hash,
-    )
-}
-
-/// The decision for one item: its version on each side and its mapping. `None` is "in step".
-/// A set-aside version is named in the second value.
-pub fn plan_item(
-    rules: TwoWay,
-    a: Option<&Version>,
-    b: Option<&Version>,
-    p: Option<&Mapping>,
-) -> (Option<Action>, Option<Resolved>) {
-    let href = |v: Option<&Version>| v.map(|v| v.href.clone());
-    let resolved = |kept, why| Resolved {
-        a_href: href(a),
-        b_href: href(b),
-        kept,
-        why,
-    };
-    match (a, b, p) {
-        (None, None, None) => (None, None),
-        (None, None, Some(p)) => (Some(Action::Forget { mapping: p.clone() }), None),
-        // New on one side.
-        (Some(v), None, None) | (None, Some(v), None) => {
-            let from = if a.is_some() { Side::A } else { Side::B };
-            let action = match &v.content {
-                Content::Fetched(item) => create(from, v, item, None),
-                Content::NotFetched => skip(v, ErrorKind::Transient, "new item was not read"),
-                Content::Broken(kind, reason) => skip(v, *kind, reason),
-            };
-            (Some(action), None)
-        }
-        // Gone on one side: its copy goes, unless it was edited meanwhile (a change wins).
-        (Some(v), None, Some(p)) | (None, Some(v), Some(p)) => {
-            let side = if a.is_some() { Side::A } else { Side::B };
-            match change(v, side, p) {
-                Change::Same => (
-                    Some(Action::Delete {
-                        on: side,
-                        href: v.href.clone(),
-                        etag: v.etag.clone(),
-                        mapping: Some(p.clone()),
-                    }),
-                    None,
-                ),
-                Change::Changed(item) if !item.fit.is_inside() => {
-                    (Some(create(side, v, item, Some(p))), None)
-                }
-                Change::Changed(item) => (
-                    Some(create(side, v, item, None)),
-                    Some(resolved(
-                        side,
-                        "edited on one side, deleted on the other: the edit wins",
-                    )),
-                ),
-                Change::Unread => {
-                    let why = "changed item was not read";
-                    (Some(skip(v, ErrorKind::Transient, why)), None)
-                }
-                Change::Broken(kind, reason) => (Some(skip(v, kind, reason)), None),
-            }
-        }
-        (Some(a), Some(b), p) => pair(rules, a, b, p, resolved),
-    }
-}
-
-/// Both sides hold the item (mapped, or paired by identity when `p` is `None`).
-fn pair(
-    rules: TwoWay,
-    a: &Version,
-    b: &Version,
-    p: Option<&Mapping>,
-    resolved: impl Fn(Side, &'static str) -> Resolved,
-) -> (Option<Action>, Option<Resolved>) {
-    let (ca, cb) = match p {
-        Some(p) => (change(a, Side::A, p), change(b, Side::B, p)),
-        // Paired by identity: nothing is known of either, both are "changed" as read.
-        None => match (&a.content, &b.content) {
-            (Content::Fetched(x), Content::Fetched(y)) => (Change::Changed(x), Change::Changed(y)),
-            _ => {
-                let v = if matches!(a.content, Content::Fetched(_)) {
-                    b
-                } else {
-                    a
-                };
-                let why = "item of a new pair was not read";
-                return (Some(skip(v, ErrorKind::Transient, why)), None);
-            }
-        },
-    };
-    match (ca, cb) {
-        (Change::Broken(kind, reason), _) => (Some(skip(a, kind, reason)), None),
-        (_, Change::Broken(kind, reason)) => (Some(skip(b, kind, reason)), None),
-        (Change::Unread, _) => (
-            Some(skip(a, ErrorKind::Transient, "changed item was not read")),
-            None,
-        ),
-        (_, Change::Unread) => (
-            Some(skip(b, ErrorKind::Transient, "changed item was not read")),
-            None,
-        ),
-        (Change::Same, Change::Same) => {
-            let p = p.expect("only a mapped pair is unchanged on both sides");
-            if a.etag == p.a_etag && b.etag == p.b_etag {
-                return (None, None);
-            }
-            let mapping = both(a, b, p.identity.clone(), p.hash);
-            (Some(Action::Refresh { mapping }), None)
-        }
-        (Change::Changed(x), Change::Same) => (Some(update(Side::A, a, b, x)), None),
-        (Change::Same, Change::Changed(y)) => (Some(update(Side::B, b, a, y)), None),
-        (Change::Changed(x), Change::Changed(y)) if x.hash == y.hash => {
-            let mapping = both(a, b, x.identity.clone(), x.hash);
-            (Some(Action::Refresh { mapping }), None)
-        }
-        (Change::Changed(x), Change::Changed(y)) => {
-            let (kept, why) = rules.winner(x, y);
-            let action = match kept {
-                Side::A => update(Side::A, a, b, x),
-                Side::B => update(Side::B, b, a, y),
-            };
-            (Some(action), Some(resolved(kept, why)))
-        }
-    }
-}
-
 /// Decides every item of a two-way pass over both sides' listings, and every create a crash
 /// left pending.
 pub fn plan(
-    rules: TwoWay,
+    mode: Mode,
     a: &SourceSnapshot,
     b: &SourceSnapshot,
     prior: &Prior,
@@ -287,7 +46,7 @@ pub fn plan(
         mapped[1].insert(&p.b_href);
         let va = mapped_version(a, &ia, Side::A, p);
         let vb = mapped_version(b, &ib, Side::B, p);
-        match plan_item(rules, va.as_ref(), vb.as_ref(), Some(p)) {
+        match plan_item(mode, va.as_ref(), vb.as_ref(), Some(p)) {
             (None, _) if from_crash => push((Some(Action::Refresh { mapping: p.clone() }), None)),
             decided => push(decided),
         }
@@ -302,7 +61,7 @@ pub fn plan(
     }
     // Items no mapping names, paired across the sides by identity.
     for (va, vb) in by_identity(a, b, &mapped) {
-        push(plan_item(rules, va.as_ref(), vb.as_ref(), None));
+        push(plan_item(mode, va.as_ref(), vb.as_ref(), None));
     }
     let settled = settled_updates(pending, &out.actions, &landed);
     out.actions.extend(settled);
