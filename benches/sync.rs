@@ -16,10 +16,7 @@ use tandem::engine::{Engine, PassOptions};
 use tandem::state::State;
 use tandem::store::CalendarStore;
 use tandem::store::vdir::VdirStore;
-use tandem::sync::{
-    self, Content, Mode, PlanOptions, Prepared, Prior, Side, SourceSnapshot, TargetSnapshot,
-    Version,
-};
+use tandem::sync::{self, Content, Mode, PlanOptions, Prepared, Prior, Side, Snapshot, Version};
 
 fn ics(n: usize, version: usize) -> String {
     format!(
@@ -33,10 +30,10 @@ fn ics(n: usize, version: usize) -> String {
 }
 
 /// 100,000 mapped items; `changed` of them have a new source etag and new content.
-fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapshot, Prior) {
+fn planner_input(total: usize, changed: usize) -> (Snapshot, Snapshot, Prior) {
     let changed_item = Arc::new(Prepared::new(Item::parse(&ics(0, 2)).unwrap()));
     let mut items = Vec::with_capacity(total);
-    let mut target = TargetSnapshot::with_capacity(total);
+    let mut target = Vec::with_capacity(total);
     let mut prior = Prior::with_capacity(total);
     for n in 0..total {
         let a = Href::new(&format!("/alice/calendar/{n}.ics")).unwrap();
@@ -63,24 +60,25 @@ fn planner_input(total: usize, changed: usize) -> (SourceSnapshot, TargetSnapsho
                 Content::NotFetched
             },
         });
-        target.insert(
-            b.clone(),
-            Version {
-                href: b,
-                etag: m.b_etag.clone(),
-                content: Content::NotFetched,
-            },
-        );
+        target.push(Version {
+            href: b,
+            etag: m.b_etag.clone(),
+            content: Content::NotFetched,
+        });
         prior.insert(m);
     }
     (
-        SourceSnapshot {
+        Snapshot {
             items,
             deleted: Vec::new(),
             complete: true,
             waiting: 0,
         },
-        target,
+        Snapshot {
+            items: target,
+            complete: true,
+            ..Snapshot::default()
+        },
         prior,
     )
 }

@@ -10,7 +10,7 @@
 //! - [`sync`]: planning one pass, a pure function from both sides and the prior state to
 //!   actions; imports `domain`.
 //! - [`engine`]: turns the config into what the layers above take, and runs passes as stages
-//!   (read → plan → execute → record), repair and dedupe.
+//!   (list → read → plan → execute → record, one path for either mode), repair and dedupe.
 //! - [`service`]: `tandem run`: agents, scheduling, the status page and the API.
 //! - [`cli`]: the command line: every subcommand's handler and every exit code.
 //!

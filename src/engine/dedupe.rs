@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::base::{Engine, PassError};
-use super::read::role;
+use super::list::role;
 use super::write::fetch_all;
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;

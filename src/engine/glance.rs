@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::base::{Engine, PassError, PassOptions, recorded_as_configured};
-use super::read::Listing;
+use super::list::Listing;
 use super::report::PairReport;
 use super::runs;
 use crate::domain::mapping::Side;

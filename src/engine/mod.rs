@@ -1,6 +1,6 @@
-//! Runs one pass of a pair: list both sides, read what moved, plan, execute, record. Which way
-//! it copies comes from the pair's direction and authority: one way from the authority (the
-//! source until a cutover, the target after), or both ways (`both.rs`).
+//! Runs one pass of a pair: list both sides, read what moved, plan, execute, record — one path
+//! for either [`Mode`](crate::sync::Mode): one way from the authority (the source until a
+//! cutover, the target after), or both ways.
 //!
 //! Rule 2 of the design lives here: a mapping is recorded only after its remote write succeeded,
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
@@ -8,10 +8,10 @@
 
 mod base;
 pub mod batch;
-mod both;
 mod dedupe;
 mod execute;
 mod glance;
+mod list;
 mod pass;
 pub mod progress;
 mod read;

@@ -12,11 +12,12 @@ use crate::domain::pair::{Extras, Pair};
 use crate::domain::run::{RunKind, RunRecord};
 use crate::state::{Peek, StateError};
 use crate::sync::select::select;
-use crate::sync::{self, Action, Mode, PlanOptions};
+use crate::sync::{self, Action, Mode, PlanOptions, Resolved};
 
 use super::base::{Engine, PassError, PassOptions};
 use super::glance::Glance;
-use super::read::{self, Quiet, Read};
+use super::list::{Listing, Quiet};
+use super::read::Read;
 use super::report::PairReport;
 use super::runs;
 
@@ -25,7 +26,7 @@ struct Leased {
     mode: Mode,
     opts: PassOptions,
     /// The listings its glance made, if it glanced and something moved.
-    glanced: Option<Box<read::Listing>>,
+    glanced: Option<Box<Listing>>,
     tally: Arc<crate::store::http::Tally>,
 }
 
@@ -201,13 +202,7 @@ impl Engine {
             {
                 return Err(PassError::Pair(ErrorKind::Permanent, e.to_string()));
             }
-            match mode {
-                Mode::OneWay { .. } => self.pass(pair, mode, opts, report, leases, glanced).await,
-                Mode::TwoWay { .. } => {
-                    self.pass_both(pair, mode, opts, report, leases, glanced)
-                        .await
-                }
-            }
+            self.pass(pair, mode, opts, report, leases, glanced).await
         };
         let outcome = crate::store::http::PASS_TALLY
             .scope(tally.clone(), pass)
@@ -262,8 +257,9 @@ impl Engine {
         .await
     }
 
-    /// One pass as its stages: read (list, quiet shortcut, held items, fetch, prepare) → plan →
-    /// execute (writes, fencing inside) → record. A dry run stops after planning and prints it.
+    /// One pass as its stages, in either mode: list (quiet shortcut) → read (held items, what
+    /// moved, prepared) → plan → execute (writes, fencing inside) → record. A dry run stops
+    /// after planning and prints it.
     async fn pass(
         &self,
         pair: &Pair,
@@ -271,27 +267,30 @@ impl Engine {
         opts: PassOptions,
         report: &mut PairReport,
         leases: &[Lease],
-        glanced: Option<Box<read::Listing>>,
+        glanced: Option<Box<Listing>>,
     ) -> Result<(), PassError> {
-        let listing = self
-            .list(pair, opts, report, &[mode.from()], glanced)
-            .await?;
+        let listing = self.list(pair, opts, report, mode.reads(), glanced).await?;
         let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
             return Ok(());
         };
         let mut read = self
             .read(pair, mode, opts, listing, remembered, report)
             .await?;
-        let plan = self.plan(&mut read, opts)?;
-        report.unchanged = plan.unchanged;
+        let plan = self.plan(pair, &mut read, opts, report)?;
         if opts.dry_run {
+            // Two ways, a plan names items as configured (source A, target B).
+            let to = match mode {
+                Mode::OneWay { .. } => mode.to(),
+                Mode::TwoWay { .. } => Side::B,
+            };
             for a in &plan.actions {
-                report.planned(a, mode.to(), pair);
+                report.planned(a, to, pair);
             }
             return Ok(());
         }
+        let index = &read.index;
         self.state
-            .update_target_index(&pair.id, &read.indexed, &read.index_gone)
+            .update_target_index(&pair.id, &index.read, &index.gone)
             .await?;
         let (writes, local): (Vec<Action>, Vec<Action>) =
             plan.actions.into_iter().partition(|a| a.writes().is_some());
@@ -301,8 +300,15 @@ impl Engine {
         self.record(pair, read, local, executed, report).await
     }
 
-    /// The plan stage: the decision table, then adoption and extras (all pure).
-    fn plan(&self, read: &mut Read, opts: PassOptions) -> Result<sync::Plan, PassError> {
+    /// The plan stage: the decision table, then adoption and extras (all pure); versions set
+    /// aside are reported.
+    fn plan(
+        &self,
+        pair: &Pair,
+        read: &mut Read,
+        opts: PassOptions,
+        report: &mut PairReport,
+    ) -> Result<sync::Plan, PassError> {
         let mode = read.mode;
         // Items of the old org that did not come from the new one are its colleagues'
         // invitations and the like: a pass writing to the old org never deletes them.
@@ -313,23 +319,41 @@ impl Engine {
         let options = PlanOptions {
             force_delete: opts.force_delete,
         };
-        let mut plan = sync::plan(
-            mode,
-            &read.source,
-            &read.target,
-            &read.prior,
-            &read.pending,
-            options,
-        )
-        .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
+        let [a, b] = &read.sides;
+        let mut plan = sync::plan(mode, a, b, &read.prior, &read.pending, options)
+            .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
+        let index = &mut read.index;
+        let unmapped = std::mem::take(&mut index.unmapped);
         select(
             &mut plan,
             mode,
-            std::mem::take(&mut read.unmapped),
+            unmapped,
             &read.pending,
             extras,
-            &read.outside,
+            &index.outside,
         );
+        report.unchanged = plan.unchanged;
+        for r in &plan.resolved {
+            let text = describe(pair, r);
+            warn!(resolution = %text, "conflict resolved");
+            report.resolved.push(text);
+        }
         Ok(plan)
     }
+}
+
+/// A conflict's outcome for people: what was kept, and the version set aside.
+fn describe(pair: &Pair, r: &Resolved) -> String {
+    let at = |side: Side| {
+        let href = match side {
+            Side::A => &r.a_href,
+            Side::B => &r.b_href,
+        };
+        match href {
+            Some(h) => format!("{} {h}", pair.calendar(side)),
+            None => format!("{} (deleted there)", pair.calendar(side)),
+        }
+    };
+    let lost = r.kept.other();
+    format!("{}: kept {}; set aside {}", r.why, at(r.kept), at(lost))
 }

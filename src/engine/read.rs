@@ -1,240 +1,59 @@
-//! The read stage of a pass: list both sides, stop early when nothing moved, bring back items
-//! held by the window or quarantine, read what moved and prepare it for planning.
+//! The read stage of a pass, one path for either mode: bring back what each side carried over
+//! holds (window, quarantine), read what moved on both sides at once, and lay it over the
+//! listings prepared for planning — a side carried over parsed, rewritten into the new org's
+//! form and judged against the window; a side only written (one way) parsed and hashed, with the
+//! items no mapping names indexed by identity for adoption and `extras`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use tracing::debug;
 
 use super::base::{Engine, PassError, PassOptions, named};
+use super::list::{Held, Listing, Rows, Tokens, bring_back, listed, role, unread};
 use super::report::PairReport;
 use super::write::fetch_all;
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
-use crate::domain::mapping::{Pending, Remembered, Side};
+use crate::domain::mapping::{Pending, Side};
 use crate::domain::pair::{Extras, Pair};
-use crate::domain::pairstate::Quarantined;
-use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
-use crate::state::PassStart;
-use crate::store::{CalendarStore, Changes, ItemVersion};
+use crate::domain::types::{Etag, Href};
+use crate::store::{Fetched, Resource};
 use crate::sync::select::Unmapped;
-use crate::sync::{self, Content, Mode, Prepared, Prior, SourceSnapshot, TargetSnapshot, Version};
-
-/// Each side's sync token before a pass and as listed now (A, B).
-pub(super) type Tokens = [(Option<SyncToken>, Option<SyncToken>); 2];
-
-/// Both sides' listings, and what the state knew before them.
-pub(super) struct Listing {
-    /// The state's records are for these very calendars.
-    pub known: bool,
-    pub tokens: Tokens,
-    /// Each side's changes (A, B).
-    pub changes: [Changes; 2],
-    pub pending: Vec<Pending>,
-    /// What the state held for the pair as the pass started.
-    pub start: PassStart,
-}
-
-impl Listing {
-    /// Nothing moved on either side since the watermarks and no create waits for its outcome.
-    pub(super) fn still(&self, opts: PassOptions) -> bool {
-        let [s, t] = &self.changes;
-        self.known
-            && !opts.full
-            && !s.complete
-            && !t.complete
-            && s.changed.is_empty()
-            && s.deleted.is_empty()
-            && t.changed.is_empty()
-            && t.deleted.is_empty()
-            && self.pending.is_empty()
-    }
-}
+use crate::sync::{self, Content, Mode, Prepared, Prior, Snapshot, Version};
 
 /// Everything the plan and record stages need.
 pub(super) struct Read {
     pub mode: Mode,
     pub tokens: Tokens,
-    pub source: SourceSnapshot,
-    pub target: TargetSnapshot,
+    /// Sides A and B as listed, with what was read laid over them.
+    pub sides: [Snapshot; 2],
+    /// What each side carried over holds back or brings back.
+    pub held: [Held; 2],
     pub prior: Prior,
     pub pending: Vec<Pending>,
-    /// Target items no mapping names, for adoption and `extras`.
-    pub unmapped: Unmapped,
-    /// Identities of source items waiting outside the window (read for `extras = "delete"`).
-    pub outside: HashSet<IdentityKey>,
-    /// What the source holds back or brings back.
-    pub held: Held,
-    /// Target items read for their identity, and ones gone, for the target index.
-    pub indexed: Vec<(Href, Etag, Option<IdentityKey>)>,
-    pub index_gone: Vec<Href>,
+    /// One way: the side written's items no mapping names.
+    pub index: Indexed,
 }
 
-/// What one side copied from holds back or brings back this pass: items waiting outside the
-/// window or quarantined, held while their etag holds and read again when due.
+/// One way, what is known of the side written's items no mapping names (the target index).
 #[derive(Default)]
-pub(super) struct Held {
-    /// This side's failed and quarantined items.
-    pub quarantine: Vec<Quarantined>,
-    /// Hrefs read this pass; those brought back from the window or quarantine.
-    pub fetched: Vec<Href>,
-    pub injected: HashSet<Href>,
-    /// Items remembered outside the window that are gone.
-    pub outside_gone: Vec<Href>,
+pub(super) struct Indexed {
+    /// By identity (for adoption and `extras`), and the ones that cannot be read.
+    pub unmapped: Unmapped,
+    /// Identities of items carried over that wait outside the window (read for
+    /// `extras = "delete"`).
+    pub outside: HashSet<IdentityKey>,
+    /// Items read for their identity this pass, and ones gone, for the state's index.
+    pub read: Vec<(Href, Etag, Option<IdentityKey>)>,
+    pub gone: Vec<Href>,
 }
 
-/// The window's memory and quarantine of a pair (both sides), as the quiet check read them.
-pub(super) type Rows = (Vec<Remembered>, Vec<Quarantined>);
-
-/// What the quiet check found.
-pub(super) enum Quiet {
-    /// Nothing moved and nothing is due: the pass is done.
-    Yes,
-    /// Read on, with the rows the check read, if it read any.
-    No(Option<Rows>),
-}
+/// The target index as the state holds it: href → (etag, identity).
+type Index = HashMap<Href, (Etag, Option<IdentityKey>)>;
 
 impl Engine {
-    /// The listings of a pass under its leases: those its glance made (see
-    /// [`Engine::glance`]) if the state has not moved since, else new ones ([`Self::list_from`]).
-    pub(super) async fn list(
-        &self,
-        pair: &Pair,
-        opts: PassOptions,
-        report: &mut PairReport,
-        from: &[Side],
-        glanced: Option<Box<Listing>>,
-    ) -> Result<Listing, PassError> {
-        let start = self.peek(pair).await?.start;
-        match glanced {
-            Some(listing)
-                if !opts.full
-                    && listing.start.calendars == start.calendars
-                    && listing.start.watermarks == start.watermarks =>
-            {
-                let pending = self.pending_of(pair, listing.known, &start).await?;
-                Ok(Listing {
-                    pending,
-                    start,
-                    ..*listing
-                })
-            }
-            _ => self.list_from(pair, opts, report, from, start).await,
-        }
-    }
-
-    /// The creates `start` says are pending, if its records are for this pair's calendars.
-    async fn pending_of(
-        &self,
-        pair: &Pair,
-        known: bool,
-        start: &PassStart,
-    ) -> Result<Vec<Pending>, PassError> {
-        match known && start.pendings > 0 {
-            true => Ok(self.state.pendings(&pair.id).await?),
-            false => Ok(Vec::new()),
-        }
-    }
-
-    /// Lists both sides at once (the two are usually different servers) from the watermarks
-    /// of `start`, and reads the pending creates meanwhile. If a side cannot be listed, the
-    /// changes just listed on the sides copied `from` wait for it: they are the backlog.
-    pub(super) async fn list_from(
-        &self,
-        pair: &Pair,
-        opts: PassOptions,
-        report: &mut PairReport,
-        from: &[Side],
-        start: PassStart,
-    ) -> Result<Listing, PassError> {
-        let src = self.store(&pair.source.server)?;
-        let tgt = self.store(&pair.target.server)?;
-        // Mappings recorded for other calendars (the config changed) do not apply; a real pass
-        // drops them in `ensure_pair`, a dry run only ignores them.
-        let current = (pair.source.to_string(), pair.target.to_string());
-        let known = start.calendars.as_ref() == Some(&current);
-        let (token, target_token) = match opts.full || !known {
-            true => (None, None),
-            false => start.watermarks.clone(),
-        };
-        let pending_read = self.pending_of(pair, known, &start);
-        // A side only read (the source of a one-way pair) is recorded as it stores its items.
-        let only_read = |side: Side| from == [side];
-        let (changes, target_changes, pending) = tokio::join!(
-            list_side(&*src, &pair.source.path, token.as_ref(), only_read(Side::A)),
-            list_side(
-                &*tgt,
-                &pair.target.path,
-                target_token.as_ref(),
-                only_read(Side::B)
-            ),
-            pending_read
-        );
-        let pending = pending?;
-        let (changes, target_changes) = match (changes, target_changes) {
-            (Ok(a), Ok(b)) => (a, b),
-            (a, b) => {
-                let mut backlog = None;
-                for (side, listed) in [(Side::A, &a), (Side::B, &b)] {
-                    if let (Ok(c), true) = (listed, from.contains(&side) && !opts.dry_run) {
-                        let seen = self.seen_changes(pair, known, side, c).await?;
-                        backlog = Some(backlog.unwrap_or(0) + seen);
-                    }
-                }
-                report.backlog = backlog;
-                return Err(match (a, b) {
-                    (Err(e), _) => named(&*src, "source", &pair.source)(e),
-                    (_, Err(e)) => named(&*tgt, "target", &pair.target)(e),
-                    _ => unreachable!("one side failed"),
-                });
-            }
-        };
-        Ok(Listing {
-            known,
-            tokens: [
-                (token, changes.token.clone()),
-                (target_token, target_changes.token.clone()),
-            ],
-            changes: [changes, target_changes],
-            pending,
-            start,
-        })
-    }
-
-    /// Nothing moved on either side since the last pass (the usual case for a service passing
-    /// thousands of pairs): unless something is due, there is nothing to read or plan.
-    pub(super) async fn quiet(
-        &self,
-        pair: &Pair,
-        opts: PassOptions,
-        listing: &Listing,
-        report: &mut PairReport,
-    ) -> Result<Quiet, PassError> {
-        if !listing.still(opts) {
-            return Ok(Quiet::No(None));
-        }
-        let start = &listing.start;
-        if start.due > 0 || start.to_retry > 0 {
-            let now = (self.clock)().timestamp();
-            let window_key = self.window.key();
-            let (due, held) = tokio::join!(
-                self.state.outside_window(&pair.id, now, &window_key, false),
-                self.state.quarantine_rows(&pair.id)
-            );
-            return Ok(Quiet::No(Some((due?, held?))));
-        }
-        report.unchanged = start.mappings;
-        // Quarantined items are source changes not in the target.
-        report.backlog = Some(start.held);
-        if !opts.dry_run {
-            self.save_watermarks(pair, &listing.tokens).await?;
-        }
-        Ok(Quiet::Yes)
-    }
-
-    /// Reads what moved on both sides and prepares it: the source parsed, rewritten for the
-    /// target org, judged against the window and hashed; the target parsed and hashed.
+    /// Reads what moved on both sides and prepares it (see the module's note).
     pub(super) async fn read(
         &self,
         pair: &Pair,
@@ -251,366 +70,246 @@ impl Engine {
             pending,
             ..
         } = listing;
-        let (changes, target_changes) = match mode.from() {
-            Side::A => (a, b),
-            Side::B => (b, a),
+        let written_only = match mode {
+            Mode::OneWay { from } => Some(from.other()),
+            Mode::TwoWay { .. } => None,
         };
-        let (prior, mut index) = self.remembered_of(pair, known).await?;
-        let mut source = listed(&pair.calendar(mode.from()).path, changes);
-        let mut read = Read {
-            mode,
-            tokens,
-            source: SourceSnapshot::default(),
-            target: TargetSnapshot::new(),
-            prior,
-            pending,
-            unmapped: Unmapped::default(),
-            outside: HashSet::new(),
-            held: Held::default(),
-            indexed: Vec::new(),
-            index_gone: Vec::new(),
-        };
+        let (prior, mut index) = self.remembered_of(pair, known, written_only).await?;
+        let mut sides = [listed(&pair.source.path, a), listed(&pair.target.path, b)];
+        let mut held: [Held; 2] = Default::default();
         if known {
-            let rows = self.held_rows(pair, source.complete, remembered).await?;
-            bring_back(
-                mode.from(),
-                &mut source,
-                &mut read.held,
-                (&read.prior, &read.pending),
-                &rows,
-                report,
-            );
+            let all = mode.reads().iter().any(|s| sides[*s as usize].complete);
+            let rows = self.held_rows(pair, all, remembered).await?;
+            for &side in mode.reads() {
+                let (snapshot, held) = (&mut sides[side as usize], &mut held[side as usize]);
+                bring_back(side, snapshot, held, (&prior, &pending), &rows, report);
+            }
         }
-        let target_etags = target_view(
-            mode,
-            &read.prior,
-            target_changes.changed,
-            &target_changes.deleted,
-            target_changes.complete,
-        );
-        let (src_fetch, mut tgt_fetch) =
-            sync::fetch_lists(mode, &source, &target_etags, &read.prior, opts.full);
-        let to_index;
-        (read.index_gone, to_index) = index_changes(
-            mode,
-            &read.prior,
-            &index,
-            &target_etags,
-            (target_changes.complete, &target_changes.deleted),
-        );
-        add_unlisted(&mut tgt_fetch, &to_index);
+        let [sa, sb] = &sides;
+        let mut fetch = sync::fetch_lists(mode, [sa, sb], &prior, opts.full);
+        let mut indexed = Indexed::default();
+        let mut to_index = HashSet::new();
+        if let Some(to) = written_only {
+            (indexed.gone, to_index) = index_changes(to, &prior, &index, &sides[to as usize]);
+            add_unlisted(&mut fetch[to as usize], &to_index);
+        }
         debug!(
-            source = src_fetch.len(),
-            target = tgt_fetch.len(),
+            a = fetch[0].len(),
+            b = fetch[1].len(),
             "reading changed items"
         );
-        read.held.fetched = src_fetch;
-        self.fetch(
-            pair,
-            &mut source,
-            target_etags,
-            &tgt_fetch,
-            &to_index,
-            &mut read,
-        )
-        .await?;
-        for h in &read.index_gone {
-            index.remove(h);
+        for &side in mode.reads() {
+            held[side as usize].fetched = fetch[side as usize].clone();
         }
-        for (h, e, i) in &read.indexed {
-            index.insert(h.clone(), (e.clone(), i.clone()));
+        let got = self.fetch_both(pair, &fetch).await?;
+        let now = self.now();
+        for ((side, got), (snapshot, held)) in [Side::A, Side::B]
+            .into_iter()
+            .zip(got)
+            .zip(sides.iter_mut().zip(&mut held))
+        {
+            if written_only == Some(side) {
+                self.take_copies(side, got, snapshot, (&to_index, &mut indexed));
+            } else {
+                self.take_in(side, got, snapshot, held, &prior, now);
+                sync::twins::set_aside(side, snapshot, &prior);
+            }
         }
-        read.source = source;
-        self.unmapped(pair, index, &mut read).await?;
-        Ok(read)
+        if let Some(to) = written_only {
+            for h in &indexed.gone {
+                index.remove(h);
+            }
+            for (h, e, i) in &indexed.read {
+                index.insert(h.clone(), (e.clone(), i.clone()));
+            }
+            self.unmapped(pair, index, to, &prior, &mut indexed).await?;
+        }
+        Ok(Read {
+            mode,
+            tokens,
+            sides,
+            held,
+            prior,
+            pending,
+            index: indexed,
+        })
     }
 
-    /// The pair's mappings and target index, when the state knows the pair (else empty).
+    /// The pair's mappings, and the index of side `indexed`, when the state knows the pair
+    /// (else empty).
     async fn remembered_of(
         &self,
         pair: &Pair,
         known: bool,
-    ) -> Result<(Prior, HashMap<Href, (Etag, Option<IdentityKey>)>), PassError> {
+        indexed: Option<Side>,
+    ) -> Result<(Prior, Index), PassError> {
         if !known {
             return Ok((Prior::new(), HashMap::new()));
         }
-        let (mappings, index) = tokio::join!(
-            self.state.mappings(&pair.id),
-            self.state.target_index(&pair.id)
-        );
+        let index = async {
+            match indexed {
+                Some(_) => self.state.target_index(&pair.id).await,
+                None => Ok(HashMap::new()),
+            }
+        };
+        let (mappings, index) = tokio::join!(self.state.mappings(&pair.id), index);
         Ok((mappings?.into_iter().collect::<Prior>(), index?))
     }
 
-    /// The pair's window memory and quarantine (all of it when `all`, for a complete listing),
-    /// unless the quiet check read them already.
-    pub(super) async fn held_rows(
+    /// Reads the hrefs `fetch` names on each side (A, B), both at once.
+    async fn fetch_both(
         &self,
         pair: &Pair,
-        all: bool,
-        remembered: Option<Rows>,
-    ) -> Result<Rows, PassError> {
-        if let Some(rows) = remembered {
-            return Ok(rows);
-        }
-        let now = (self.clock)().timestamp();
-        let key = self.window.key();
-        let (o, q) = tokio::join!(
-            self.state.outside_window(&pair.id, now, &key, all),
-            self.state.quarantine_rows(&pair.id)
+        fetch: &[Vec<Href>; 2],
+    ) -> Result<[Vec<Fetched>; 2], PassError> {
+        let (ca, cb) = (pair.calendar(Side::A), pair.calendar(Side::B));
+        let (sa, sb) = (self.store(&ca.server)?, self.store(&cb.server)?);
+        let (ra, rb) = tokio::join!(
+            fetch_all(&*sa, &ca.path, &fetch[0]),
+            fetch_all(&*sb, &cb.path, &fetch[1])
         );
-        Ok((o?, q?))
+        Ok([
+            ra.map_err(named(&*sa, role(Side::A), ca))?,
+            rb.map_err(named(&*sb, role(Side::B), cb))?,
+        ])
     }
 
-    /// Reads both sides' moved items at once and lays them over the listings.
-    async fn fetch(
+    /// Puts what was read of `side` (carried over) into its snapshot, prepared. An item deleted
+    /// between listing and reading is as if listed deleted; one read but not listed (an
+    /// original whose copy needs restoring) is added.
+    fn take_in(
         &self,
-        pair: &Pair,
-        source: &mut SourceSnapshot,
-        target_etags: HashMap<Href, Etag>,
-        tgt_fetch: &[Href],
-        to_index: &HashSet<Href>,
-        read: &mut Read,
-    ) -> Result<(), PassError> {
-        let (from, to) = (read.mode.from(), read.mode.to());
-        let (scal, tcal) = (pair.calendar(from), pair.calendar(to));
-        let src = self.store(&scal.server)?;
-        let tgt = self.store(&tcal.server)?;
-        let now = (self.clock)();
-        let (src_read, tgt_read) = tokio::join!(
-            fetch_all(&*src, &scal.path, &read.held.fetched),
-            fetch_all(&*tgt, &tcal.path, tgt_fetch)
-        );
-        let src_read = src_read.map_err(named(&*src, role(from), scal))?;
-        let tgt_read = tgt_read.map_err(named(&*tgt, role(to), tcal))?;
-        // The etag is the one read with the body, when the read succeeded.
-        let mut fetched: HashMap<Href, (Option<Etag>, Content<Arc<Prepared>>)> =
-            HashMap::with_capacity(src_read.len());
-        for (href, res) in src_read {
-            let entry = match res {
-                Ok(r) => (Some(r.etag), self.prepare(from, &r.data, now)),
-                // A remembered item deleted since: nothing to sync, nothing to remember.
-                Err(e) if e.kind == ErrorKind::NotFound && read.held.injected.contains(&href) => {
-                    read.held.outside_gone.push(href);
-                    continue;
+        side: Side,
+        got: Vec<Fetched>,
+        snapshot: &mut Snapshot,
+        held: &mut Held,
+        prior: &Prior,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut read: HashMap<Href, _> = got.into_iter().collect();
+        let mut gone = HashSet::new();
+        for v in &mut snapshot.items {
+            if let Some(res) = read.remove(&v.href) {
+                self.lay(side, v, res, held, &mut gone, now);
+            }
+        }
+        // Mappings an incremental listing did not mention but whose copy needs restoring.
+        for (href, res) in read {
+            if let Some(p) = prior.get(side, &href) {
+                let mut v = unread(href, p.etag(side).clone());
+                self.lay(side, &mut v, res, held, &mut gone, now);
+                snapshot.items.push(v);
+            }
+        }
+        if !gone.is_empty() {
+            snapshot.items.retain(|v| !gone.contains(&v.href));
+            if !snapshot.complete {
+                snapshot.deleted.extend(gone);
+            }
+        }
+    }
+
+    /// Lays one read of `side` over `v`; a deleted item joins `gone` (and, if it was
+    /// remembered outside the window or quarantined, is no longer remembered).
+    fn lay(
+        &self,
+        side: Side,
+        v: &mut Version,
+        res: Result<Resource, StoreError>,
+        held: &mut Held,
+        gone: &mut HashSet<Href>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        match res {
+            Ok(r) => {
+                v.content = self.prepare(side, &r.data, now);
+                v.etag = r.etag;
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if held.injected.contains(&v.href) {
+                    held.outside_gone.push(v.href.clone());
                 }
-                Err(e) => (None, Content::Broken(e.kind, format!("cannot read: {e}"))),
-            };
-            fetched.insert(href, entry);
-        }
-        if !read.held.outside_gone.is_empty() && !read.held.injected.is_empty() {
-            let gone: HashSet<&Href> = read.held.outside_gone.iter().collect();
-            source.items.retain(|s| !gone.contains(&s.href));
-        }
-        for s in &mut source.items {
-            if let Some((etag, content)) = fetched.remove(&s.href) {
-                s.etag = etag.unwrap_or_else(|| s.etag.clone());
-                s.content = content;
+                gone.insert(v.href.clone());
             }
+            Err(e) => v.content = Content::Broken(e.kind, format!("cannot read: {e}")),
         }
-        // Mappings an incremental listing did not mention but whose target copy needs restoring.
-        for (href, (etag, content)) in fetched {
-            let known = etag.or_else(|| read.prior.get(from, &href).map(|p| p.etag(from).clone()));
-            if let Some(etag) = known {
-                source.items.push(Version {
-                    href,
-                    etag,
-                    content,
-                });
-            }
-        }
-        sync::twins::set_aside(from, source, &read.prior);
-        // Target: hash what is there now.
-        let mut target: TargetSnapshot = target_etags
-            .into_iter()
-            .map(|(href, etag)| (href.clone(), unread(href, etag)))
-            .collect();
-        for (href, res) in tgt_read {
-            let Some(t) = target.get_mut(&href) else {
-                continue;
-            };
-            match res {
-                Ok(r) => {
-                    let parsed = self.canonical(to, &r.data);
-                    if to_index.contains(&href) {
+    }
+
+    /// Puts what was read of `side` (only written) into its snapshot, parsed and hashed, and
+    /// indexes by identity the items of `to_index`; an item gone is gone from both.
+    fn take_copies(
+        &self,
+        side: Side,
+        got: Vec<Fetched>,
+        snapshot: &mut Snapshot,
+        (to_index, indexed): (&HashSet<Href>, &mut Indexed),
+    ) {
+        let mut read: HashMap<Href, _> = got.into_iter().collect();
+        let mut gone = HashSet::new();
+        for v in &mut snapshot.items {
+            match read.remove(&v.href) {
+                None => {}
+                Some(Ok(r)) => {
+                    let parsed = self.canonical(side, &r.data);
+                    if to_index.contains(&v.href) {
                         let identity = parsed.as_ref().ok().map(Item::identity);
-                        read.indexed.push((href.clone(), r.etag.clone(), identity));
+                        indexed
+                            .read
+                            .push((v.href.clone(), r.etag.clone(), identity));
                     }
-                    t.etag = r.etag;
-                    t.content = match parsed {
-                        Ok(item) => Content::Fetched(Arc::new(Prepared::new(item))),
+                    v.etag = r.etag;
+                    v.content = match parsed {
+                        Ok(item) => Content::Fetched(std::sync::Arc::new(Prepared::new(item))),
                         Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
                     };
                 }
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    target.remove(&href);
-                    read.index_gone.push(href);
+                Some(Err(e)) if e.kind == ErrorKind::NotFound => {
+                    gone.insert(v.href.clone());
                 }
-                Err(e) => t.content = Content::Broken(e.kind, e.to_string()),
+                Some(Err(e)) => v.content = Content::Broken(e.kind, e.to_string()),
             }
         }
-        read.target = target;
-        Ok(())
+        if !gone.is_empty() {
+            snapshot.items.retain(|v| !gone.contains(&v.href));
+            indexed.gone.extend(gone.iter().cloned());
+            if !snapshot.complete {
+                snapshot.deleted.extend(gone);
+            }
+        }
     }
 
-    /// Target items no mapping names, by identity (candidates for adoption), and the ones that
-    /// cannot be read; with `extras = "delete"`, the identities waiting outside the window too.
+    /// Items of side `to` no mapping names, by identity (candidates for adoption), and the ones
+    /// that cannot be read; with `extras = "delete"`, the identities waiting outside the window
+    /// on the other side too.
     async fn unmapped(
         &self,
         pair: &Pair,
-        index: HashMap<Href, (Etag, Option<IdentityKey>)>,
-        read: &mut Read,
+        index: Index,
+        to: Side,
+        prior: &Prior,
+        indexed: &mut Indexed,
     ) -> Result<(), PassError> {
-        let to = read.mode.to();
         for (href, (etag, identity)) in index {
-            if read.prior.get(to, &href).is_some() {
+            if prior.get(to, &href).is_some() {
                 continue;
             }
             match identity {
-                Some(i) => read
+                Some(i) => indexed
                     .unmapped
                     .by_identity
                     .entry(i)
                     .or_default()
                     .push((href, etag)),
-                None => read.unmapped.unreadable.push((href, etag)),
+                None => indexed.unmapped.unreadable.push((href, etag)),
             }
         }
-        if self.extras == Extras::Delete && !read.unmapped.by_identity.is_empty() {
-            let from = read.mode.from();
-            read.outside
+        if self.extras == Extras::Delete && !indexed.unmapped.by_identity.is_empty() {
+            let from = to.other();
+            indexed
+                .outside
                 .extend(self.state.outside_window_identities(&pair.id, from).await?);
         }
         Ok(())
-    }
-}
-
-/// Items of side `from` left outside the window earlier, and ones quarantined, are held while
-/// their etag holds. Due ones (their time has come, the window setting changed, an operator asked
-/// for a retry) are read again: an incremental listing will not mention them, so they are read
-/// as if listed. A complete listing lists whatever still exists (a remembered item it does not
-/// list is gone).
-pub(super) fn bring_back(
-    from: Side,
-    source: &mut SourceSnapshot,
-    held: &mut Held,
-    (prior, pending): (&Prior, &[Pending]),
-    (outside_rows, q_rows): &Rows,
-    report: &mut PairReport,
-) {
-    held.quarantine = q_rows.iter().filter(|q| q.side == from).cloned().collect();
-    // (href, etag, held while listed at this etag, quarantined)
-    let rows: Vec<(Href, Etag, bool, bool)> = outside_rows
-        .iter()
-        .filter(|o| o.side == from)
-        .map(|o| (o.href.clone(), o.etag.clone(), !o.due, false))
-        .chain(held.quarantine.iter().map(|q| {
-            let on_hold = q.quarantined && !q.retry;
-            (q.href.clone(), q.etag.clone(), on_hold, on_hold)
-        }))
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    let listed: HashMap<&Href, &Etag> = source.items.iter().map(|s| (&s.href, &s.etag)).collect();
-    let deleted: HashSet<&Href> = source.deleted.iter().collect();
-    // Creates from this side still in flight: their items are not held back.
-    let in_flight: HashSet<&Href> = pending
-        .iter()
-        .filter(|p| p.to == from.other())
-        .map(|p| p.href(from))
-        .collect();
-    let mut waiting: HashSet<Href> = HashSet::new();
-    let mut inject = Vec::new();
-    for (href, etag, on_hold, quarantined) in rows {
-        match listed.get(&href) {
-            // Held and unchanged: a new item is left out, a changed mapped one is listed at its
-            // mapped etag (so it counts as unchanged).
-            Some(now_etag) if on_hold && **now_etag == etag && !in_flight.contains(&href) => {
-                report.quarantined += u64::from(quarantined);
-                waiting.insert(href);
-            }
-            Some(_) => {}
-            None if deleted.contains(&href) => {}
-            None if source.complete => held.outside_gone.push(href),
-            None if on_hold => {}
-            None => inject.push((href, etag)),
-        }
-    }
-    source.items.retain_mut(
-        |s| match (waiting.contains(&s.href), prior.get(from, &s.href)) {
-            (false, _) => true,
-            (true, None) => false,
-            (true, Some(p)) => {
-                s.etag = p.etag(from).clone();
-                true
-            }
-        },
-    );
-    source.waiting = waiting.len();
-    for (href, etag) in inject {
-        if held.injected.insert(href.clone()) {
-            source.items.push(unread(href, etag));
-        }
-    }
-}
-
-/// How messages name a side's calendar.
-pub(super) fn role(side: Side) -> &'static str {
-    match side {
-        Side::A => "source",
-        Side::B => "target",
-    }
-}
-
-/// One side's changes since `token`. A side without a watermark (first pass, resync, changed
-/// calendars) is checked to be a calendar along with its listing, and a failed check is the
-/// clearer error; a side with one was checked before, and its listing fails with the URL and
-/// status if the calendar is gone. An unchanged calendar costs one request. On a server that
-/// may give a new item at an old name the old item's ETag, the items a listing of changes names
-/// on a side `only_read` are read whole and judged by their content (which the state records as
-/// that side stores it).
-async fn list_side(
-    store: &dyn CalendarStore,
-    cal: &CalendarPath,
-    token: Option<&SyncToken>,
-    only_read: bool,
-) -> Result<Changes, StoreError> {
-    let check = async {
-        match token {
-            None => store.check_calendar(cal).await,
-            Some(_) => Ok(()),
-        }
-    };
-    let (check, changes) = tokio::join!(check, store.changes(cal, token));
-    let mut changes = check.and(changes)?;
-    if only_read && !changes.complete && store.reuses_etags() {
-        for v in &mut changes.changed {
-            v.etag = Etag::unknown();
-        }
-    }
-    Ok(changes)
-}
-
-pub(super) fn unread(href: Href, etag: Etag) -> Version {
-    Version {
-        href,
-        etag,
-        content: Content::NotFetched,
-    }
-}
-
-/// A side's listing as a snapshot of unread items (only the calendar's own hrefs).
-pub(super) fn listed(cal: &CalendarPath, changes: Changes) -> SourceSnapshot {
-    SourceSnapshot {
-        items: changes
-            .changed
-            .into_iter()
-            .filter(|v| cal.contains(&v.href))
-            .map(|v| unread(v.href, v.etag))
-            .collect(),
-        deleted: changes.deleted,
-        complete: changes.complete,
-        waiting: 0,
     }
 }
 
@@ -625,60 +324,33 @@ fn add_unlisted(fetch: &mut Vec<Href>, more: &HashSet<Href>) {
     fetch.extend(extra);
 }
 
-/// What the target index loses (rows of items now mapped, deleted or no longer listed) and the
-/// target items to read for their identity: those not copies of ours, new or changed since
-/// indexed (read once per etag). `listing` is the target listing's (complete, deleted).
+/// What the index of side `to` loses (rows of items now mapped, deleted or no longer listed)
+/// and the items to read for their identity: those not copies of ours, new or changed since
+/// indexed (read once per etag).
 fn index_changes(
-    mode: Mode,
+    to: Side,
     prior: &Prior,
-    index: &HashMap<Href, (Etag, Option<IdentityKey>)>,
-    target_etags: &HashMap<Href, Etag>,
-    (complete, deleted): (bool, &[Href]),
+    index: &Index,
+    listing: &Snapshot,
 ) -> (Vec<Href>, HashSet<Href>) {
-    let mapped = |h: &Href| prior.get(mode.to(), h).is_some();
+    let mapped = |h: &Href| prior.get(to, h).is_some();
+    let listed = listing.index();
     let gone = index
         .keys()
         .filter(|h| {
             mapped(h)
-                || match complete {
-                    true => !target_etags.contains_key(*h),
-                    false => deleted.contains(h),
+                || match listing.complete {
+                    true => !listed.contains_key(*h),
+                    false => listing.deleted.contains(h),
                 }
         })
         .cloned()
         .collect();
-    let to_index = target_etags
+    let to_index = listing
+        .items
         .iter()
-        .filter(|(h, e)| !mapped(h) && index.get(*h).is_none_or(|(k, _)| k != *e))
-        .map(|(h, _)| h.clone())
+        .filter(|v| !mapped(&v.href) && index.get(&v.href).is_none_or(|(k, _)| *k != v.etag))
+        .map(|v| v.href.clone())
         .collect();
     (gone, to_index)
-}
-
-/// The side copied to as the planner needs it: every copy with its etag.
-///
-/// From a complete listing, that is the listing. From changes since the last good pass, it is
-/// the copies recorded then, with what changed or went since laid over them; items that did not
-/// come from the other side and did not change are not needed.
-fn target_view(
-    mode: Mode,
-    prior: &Prior,
-    changed: Vec<ItemVersion>,
-    deleted: &[Href],
-    complete: bool,
-) -> HashMap<Href, Etag> {
-    let to = mode.to();
-    let mut view: HashMap<Href, Etag> = if complete {
-        HashMap::with_capacity(changed.len())
-    } else {
-        prior
-            .values()
-            .map(|m| (m.href(to).clone(), m.etag(to).clone()))
-            .collect()
-    };
-    for href in deleted {
-        view.remove(href);
-    }
-    view.extend(changed.into_iter().map(|v| (v.href, v.etag)));
-    view
 }

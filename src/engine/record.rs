@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::base::{Engine, PassError};
 use super::execute::{Done, Executed, Halt, Lost};
-use super::read::{Held, Read, Tokens, role};
+use super::list::{Held, Tokens, role};
+use super::read::Read;
 use super::report::{ItemOp, PairReport};
 use super::settle::Wrote;
 use super::write::Written;
@@ -15,7 +16,7 @@ use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
-use crate::sync::{Action, Content, Prior, SourceSnapshot};
+use crate::sync::{Action, Content, Prior, Snapshot};
 
 /// The state changes a pass makes besides the mappings recorded with each write.
 #[derive(Default)]
@@ -111,17 +112,20 @@ impl Engine {
     ) -> Result<(), PassError> {
         let (left, outside) = self.book(pair, local, executed.done, report).await?;
         let cut_short = executed.halt.is_some() || left > 0;
-        let from = read.mode.from();
-        self.held_back(
-            pair,
-            from,
-            (&read.source, &mut read.held),
-            &read.prior,
-            &outside,
-            cut_short,
-            report,
-        )
-        .await?;
+        for &side in read.mode.reads() {
+            let i = side as usize;
+            let carried = (&read.sides[i], &mut read.held[i]);
+            self.held_back(
+                pair,
+                side,
+                carried,
+                &read.prior,
+                &outside,
+                cut_short,
+                report,
+            )
+            .await?;
+        }
         let stopped = (executed.halt, executed.lost);
         self.finish(pair, (&read.tokens, &executed.wrote), stopped, left, report)
             .await
@@ -208,7 +212,7 @@ impl Engine {
         &self,
         pair: &Pair,
         side: Side,
-        (source, held): (&SourceSnapshot, &mut Held),
+        (source, held): (&Snapshot, &mut Held),
         prior: &Prior,
         outside: &[(Side, OutsideWindow)],
         cut_short: bool,
@@ -244,7 +248,7 @@ impl Engine {
         &self,
         pair: &Pair,
         side: Side,
-        (source, held): (&SourceSnapshot, &Held),
+        (source, held): (&Snapshot, &Held),
         prior: &Prior,
         cut_short: bool,
         report: &mut PairReport,

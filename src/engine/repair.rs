@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::base::Engine;
-use super::read::role;
+use super::list::role;
 use super::write::{Dest, Original, fetch_all};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::debug;
 
 use super::base::Engine;
-use super::read::Tokens;
+use super::list::Tokens;
 use crate::domain::mapping::Side;
 use crate::domain::pair::Pair;
 use crate::domain::types::{Etag, Href, SyncToken};

@@ -31,7 +31,7 @@ pub fn plan_item(
         },
         Mode::TwoWay { .. } => match keep(mode, a, b, p) {
             Ok(kept) => kept,
-            Err(skip) => return (Some(skip), None),
+            Err(Unjudged(v, kind, reason)) => return (Some(skip(v, kind, reason)), None),
         },
     };
     let (k, o) = match kept.side {
@@ -54,10 +54,13 @@ struct Kept {
 }
 
 impl Kept {
-    fn plain(side: Side) -> Result<Kept, Action> {
+    fn plain<'a>(side: Side) -> Result<Kept, Unjudged<'a>> {
         Ok(Kept { side, why: None })
     }
 }
+
+/// A version that cannot be judged (unread, broken): the item is skipped, and why.
+struct Unjudged<'a>(&'a Version, ErrorKind, &'a str);
 
 /// What one side's version is against the mapping.
 enum Change<'a> {
@@ -80,12 +83,12 @@ fn change<'a>(v: &'a Version, side: Side, p: &Mapping) -> Change<'a> {
 
 /// Two ways: the side that changed is kept; an edit beats a delete; both edited is a conflict
 /// the mode settles. A side that cannot be judged (unread, broken) skips the item.
-fn keep(
+fn keep<'a>(
     mode: Mode,
-    a: Option<&Version>,
-    b: Option<&Version>,
+    a: Option<&'a Version>,
+    b: Option<&'a Version>,
     p: Option<&Mapping>,
-) -> Result<Kept, Action> {
+) -> Result<Kept, Unjudged<'a>> {
     match (a, b, p) {
         (None, None, _) => Kept::plain(mode.authority()),
         (Some(_), None, None) => Kept::plain(Side::A),
@@ -103,8 +106,12 @@ fn keep(
                         .is_inside()
                         .then_some("edited on one side, deleted on the other: the edit wins"),
                 }),
-                Change::Unread => Err(skip(v, ErrorKind::Transient, "changed item was not read")),
-                Change::Broken(kind, reason) => Err(skip(v, kind, reason)),
+                Change::Unread => Err(Unjudged(
+                    v,
+                    ErrorKind::Transient,
+                    "changed item was not read",
+                )),
+                Change::Broken(kind, reason) => Err(Unjudged(v, kind, reason)),
             }
         }
         (Some(a), Some(b), p) => keep_either(mode, a, b, p),
@@ -112,7 +119,12 @@ fn keep(
 }
 
 /// Both sides hold the item (mapped, or paired by identity when `p` is `None`).
-fn keep_either(mode: Mode, a: &Version, b: &Version, p: Option<&Mapping>) -> Result<Kept, Action> {
+fn keep_either<'a>(
+    mode: Mode,
+    a: &'a Version,
+    b: &'a Version,
+    p: Option<&Mapping>,
+) -> Result<Kept, Unjudged<'a>> {
     let (ca, cb) = match p {
         Some(p) => (change(a, Side::A, p), change(b, Side::B, p)),
         // Paired by identity: nothing is known of either, both are "changed" as read.
@@ -123,7 +135,7 @@ fn keep_either(mode: Mode, a: &Version, b: &Version, p: Option<&Mapping>) -> Res
                     Content::Fetched(_) => b,
                     _ => a,
                 };
-                return Err(skip(
+                return Err(Unjudged(
                     v,
                     ErrorKind::Transient,
                     "item of a new pair was not read",
@@ -133,10 +145,10 @@ fn keep_either(mode: Mode, a: &Version, b: &Version, p: Option<&Mapping>) -> Res
     };
     let unread = "changed item was not read";
     match (ca, cb) {
-        (Change::Broken(kind, reason), _) => Err(skip(a, kind, reason)),
-        (_, Change::Broken(kind, reason)) => Err(skip(b, kind, reason)),
-        (Change::Unread, _) => Err(skip(a, ErrorKind::Transient, unread)),
-        (_, Change::Unread) => Err(skip(b, ErrorKind::Transient, unread)),
+        (Change::Broken(kind, reason), _) => Err(Unjudged(a, kind, reason)),
+        (_, Change::Broken(kind, reason)) => Err(Unjudged(b, kind, reason)),
+        (Change::Unread, _) => Err(Unjudged(a, ErrorKind::Transient, unread)),
+        (_, Change::Unread) => Err(Unjudged(b, ErrorKind::Transient, unread)),
         (Change::Same, Change::Same) => Kept::plain(mode.authority()),
         (Change::Changed(_), Change::Same) => Kept::plain(Side::A),
         (Change::Same, Change::Changed(_)) => Kept::plain(Side::B),

@@ -7,15 +7,16 @@
 //! decision table is unit-tested, and `--dry-run` is just "print the plan".
 //!
 //! - [`plan_item`] is the decision table for one item, in either mode;
-//! - [`plan()`](plan::plan) walks a one-way pass: every item and every create left pending by a
-//!   crash;
+//! - [`plan()`](plan::plan) decides every item of a pass and every create left pending by a
+//!   crash, walking it as its mode needs ([`one_way`], [`two_way`]); [`fetch_lists`] says what
+//!   to read first;
 //! - [`select`] gives creates a copy to adopt and picks the extras to delete;
 //! - [`rank`] is the one keep-which-copy rule;
 //! - [`twins`] sets aside a second item of one calendar that holds the same meeting;
-//! - [`two_way`] walks a pass that copies both ways.
 
 mod decide;
 mod model;
+mod one_way;
 mod plan;
 pub mod rank;
 pub mod select;
@@ -24,13 +25,13 @@ mod tests;
 #[cfg(test)]
 mod tests_two_way;
 pub mod twins;
-pub mod two_way;
+mod two_way;
 
 pub use crate::domain::mapping::Side;
 pub use decide::plan_item;
 pub use model::{
     Action, Adopt, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, Resolved,
-    SourceSnapshot, TargetSnapshot, Version, target_name,
+    Snapshot, Version, target_name,
 };
 pub use plan::{fetch_lists, plan};
 pub use rank::{CopyRank, rank_copies};

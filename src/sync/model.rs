@@ -162,9 +162,9 @@ pub struct Version {
     pub content: Content<Arc<Prepared>>,
 }
 
-/// The side copied from, as listed this pass.
+/// One side as listed this pass, with what was read of it.
 #[derive(Debug, Clone, Default)]
-pub struct SourceSnapshot {
+pub struct Snapshot {
     pub items: Vec<Version>,
     /// Hrefs reported deleted (incremental listings only).
     pub deleted: Vec<Href>,
@@ -175,8 +175,44 @@ pub struct SourceSnapshot {
     pub waiting: usize,
 }
 
-/// The side copied to: every copy that exists now, by href.
-pub type TargetSnapshot = HashMap<Href, Version>;
+/// A snapshot's listed items by href.
+pub type Listed<'a> = HashMap<&'a Href, &'a Version>;
+
+impl Snapshot {
+    pub fn index(&self) -> Listed<'_> {
+        self.items.iter().map(|v| (&v.href, v)).collect()
+    }
+
+    /// The version of `href`, mapped on this side at `mapped`: as listed; gone if a complete
+    /// listing leaves it out or an incremental one reports it deleted; else unchanged since.
+    pub fn find<'a>(&self, listed: &Listed<'a>, href: &Href, mapped: &Etag) -> Option<Found<'a>> {
+        match listed.get(href) {
+            Some(v) => Some(Found::Listed(v)),
+            None if self.complete || self.deleted.contains(href) => None,
+            None => Some(Found::Unchanged(Version {
+                href: href.clone(),
+                etag: mapped.clone(),
+                content: Content::NotFetched,
+            })),
+        }
+    }
+}
+
+/// A mapped item's version on one side (see [`Snapshot::find`]).
+pub enum Found<'a> {
+    Listed(&'a Version),
+    /// Not mentioned by an incremental listing: at its mapped etag, not read.
+    Unchanged(Version),
+}
+
+impl Found<'_> {
+    pub fn version(&self) -> &Version {
+        match self {
+            Found::Listed(v) => v,
+            Found::Unchanged(v) => v,
+        }
+    }
+}
 
 /// The mappings of a pair, found by either side's href.
 #[derive(Debug, Clone, Default)]
@@ -328,6 +364,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Items found in step on both sides.
     pub unchanged: u64,
+    /// Versions set aside (two ways: conflicts, edits that beat deletes), for the report.
+    pub resolved: Vec<Resolved>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

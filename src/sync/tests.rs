@@ -106,6 +106,61 @@ fn decide(
     action
 }
 
+/// The side copied to as these cases name it: its copies by href.
+type TargetSnapshot = HashMap<Href, Version>;
+
+/// That side as the planner takes it: listed in full.
+fn listed_in_full(t: &TargetSnapshot) -> Snapshot {
+    Snapshot {
+        items: t.values().cloned().collect(),
+        complete: true,
+        ..Snapshot::default()
+    }
+}
+
+/// The one planner, given the side copied from and the side copied to.
+fn plan(
+    mode: Mode,
+    s: &Snapshot,
+    t: &TargetSnapshot,
+    prior: &Prior,
+    pending: &[Pending],
+    opts: PlanOptions,
+) -> Result<Plan, PlanError> {
+    let t = listed_in_full(t);
+    let plan = match mode.from() {
+        Side::A => super::plan(mode, s, &t, prior, pending, opts),
+        Side::B => super::plan(mode, &t, s, prior, pending, opts),
+    }?;
+    assert!(plan.resolved.is_empty(), "one way, nothing is set aside");
+    Ok(plan)
+}
+
+/// What to read of the side copied from and of the side copied to, given the copies' etags.
+fn fetch_lists(
+    mode: Mode,
+    s: &Snapshot,
+    t: &HashMap<Href, Etag>,
+    prior: &Prior,
+    full: bool,
+) -> (Vec<Href>, Vec<Href>) {
+    let t: TargetSnapshot = t
+        .iter()
+        .map(|(h, e)| (h.clone(), version(h.clone(), e.as_str(), None)))
+        .collect();
+    let t = listed_in_full(&t);
+    match mode.from() {
+        Side::A => {
+            let [a, b] = super::fetch_lists(mode, [s, &t], prior, full);
+            (a, b)
+        }
+        Side::B => {
+            let [a, b] = super::fetch_lists(mode, [&t, s], prior, full);
+            (b, a)
+        }
+    }
+}
+
 /// The side a remote action writes, if it writes one.
 fn written_side(a: &Option<Action>) -> Option<Side> {
     a.as_ref().and_then(Action::writes)
@@ -408,8 +463,8 @@ fn update_carries_if_match_etag_and_refresh_new_etags() {
     }
 }
 
-fn snapshot(items: Vec<Version>, complete: bool) -> SourceSnapshot {
-    SourceSnapshot {
+fn snapshot(items: Vec<Version>, complete: bool) -> Snapshot {
+    Snapshot {
         items,
         deleted: Vec::new(),
         complete,
@@ -471,9 +526,8 @@ fn fetch_lists_pick_only_what_moved() {
         let (prior, _) = one_mapping(mode);
         let unchanged = snapshot(vec![src(mode, "s1", None)], true);
         let target: HashMap<Href, Etag> = [(t_x.clone(), Etag::new("t1"))].into();
-        let lists = |s: &SourceSnapshot, t: &HashMap<Href, Etag>, full| {
-            fetch_lists(mode, s, t, &prior, full)
-        };
+        let lists =
+            |s: &Snapshot, t: &HashMap<Href, Etag>, full| fetch_lists(mode, s, t, &prior, full);
         assert_eq!(lists(&unchanged, &target, false), (vec![], vec![]));
         let (s, t) = lists(&unchanged, &target, true);
         assert_eq!((s.len(), t.len()), (1, 1));
@@ -504,7 +558,7 @@ fn pending_creates_after_a_crash() {
             it.identity.clone(),
         );
         let copy: TargetSnapshot = [(on(mode.to(), "x"), tgt(mode, "t1", None))].into();
-        let kinds = |s: &SourceSnapshot, t: &TargetSnapshot, prior: &Prior| {
+        let kinds = |s: &Snapshot, t: &TargetSnapshot, prior: &Prior| {
             let p = plan(
                 mode,
                 s,
@@ -577,7 +631,7 @@ fn adoption_and_extras_are_planned() {
         };
         let base = Plan {
             actions: vec![create("x1", "x"), create("x2", "x"), create("y", "y")],
-            unchanged: 0,
+            ..Plan::default()
         };
         let copy = |name: &str| (on(to, name), Etag::new("c1"));
         let unmapped = Unmapped {

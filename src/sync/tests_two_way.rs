@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use super::tests::kind;
-use super::two_way::plan;
 use super::*;
 use crate::domain::direction::ConflictPolicy;
 use crate::domain::error::ErrorKind;
@@ -376,13 +375,27 @@ fn two_way_newest_wins() {
     );
 }
 
-fn listing(items: Vec<Version>, complete: bool) -> SourceSnapshot {
-    SourceSnapshot {
+fn listing(items: Vec<Version>, complete: bool) -> Snapshot {
+    Snapshot {
         items,
         deleted: Vec::new(),
         complete,
         waiting: 0,
     }
+}
+
+/// The one planner, with the versions it set aside apart.
+fn plan(
+    mode: Mode,
+    a: &Snapshot,
+    b: &Snapshot,
+    prior: &Prior,
+    pending: &[Pending],
+    opts: PlanOptions,
+) -> Result<(Plan, Vec<Resolved>), PlanError> {
+    let mut plan = super::plan(mode, a, b, prior, pending, opts)?;
+    let resolved = std::mem::take(&mut plan.resolved);
+    Ok((plan, resolved))
 }
 
 fn rules() -> Mode {
@@ -479,7 +492,6 @@ fn incremental_listings_and_pairing_by_identity() {
 
 #[test]
 fn creates_left_pending_by_a_crash() {
-    use super::two_way::plan as plan2;
     let it = item("A", 0);
     let new = |side, name: &str| Version {
         href: on(side, name),
@@ -489,7 +501,7 @@ fn creates_left_pending_by_a_crash() {
     // A create A → B was sent for /a/n, and the copy /b/n is there; nothing was recorded.
     let pd = Pending::new(A, on(A, "n"), on(B, "n"), it.identity.clone());
     let run = |a: Vec<Version>, b: Vec<Version>, prior: &Prior| {
-        let (p, _) = plan2(
+        let (p, _) = plan(
             rules(),
             &listing(a, true),
             &listing(b, true),
@@ -530,7 +542,7 @@ fn creates_left_pending_by_a_crash() {
     );
     // The same for a create B → A, mirrored.
     let back = Pending::new(B, on(B, "n"), on(A, "n"), it.identity.clone());
-    let (p, _) = plan2(
+    let (p, _) = plan(
         rules(),
         &listing(vec![new(A, "n")], true),
         &listing(vec![], true),
@@ -745,7 +757,7 @@ mod model {
         }
 
         /// A side listed in full; an item is read when no mapping records its etag.
-        fn listing(&self, side: Side) -> SourceSnapshot {
+        fn listing(&self, side: Side) -> Snapshot {
             let items = self.sides[side as usize]
                 .iter()
                 .map(|(href, (etag, item))| {
@@ -962,10 +974,8 @@ fn check_history(
     // edit or create) or deleted it.
     let mut last: std::collections::HashMap<(Side, u32), Option<u32>> = Default::default();
     for (round, ops) in rounds.into_iter().enumerate() {
-        if cutovers[round] {
-            if let Mode::TwoWay { authority, .. } = &mut rules {
-                *authority = authority.other();
-            }
+        if let (true, Mode::TwoWay { authority, .. }) = (cutovers[round], &mut rules) {
+            *authority = authority.other();
         }
         // Actions the last pass synced are settled; those a failure or crash left unsynced
         // still count (an edit not yet copied still wins over a delete on the other side).

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::{Content, Prior, SourceSnapshot};
+use super::model::{Content, Prior, Snapshot};
 use super::rank::{CopyRank, Newness, rank_copies};
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
@@ -13,7 +13,7 @@ use crate::domain::mapping::Side;
 use crate::domain::types::Href;
 
 /// Sets aside every item of `snapshot` (side `side`) whose meeting another of its items holds.
-pub fn set_aside(side: Side, snapshot: &mut SourceSnapshot, prior: &Prior) {
+pub fn set_aside(side: Side, snapshot: &mut Snapshot, prior: &Prior) {
     let mut read: HashMap<&IdentityKey, Vec<usize>> = HashMap::new();
     for (i, v) in snapshot.items.iter().enumerate() {
         if let Content::Fetched(p) = &v.content {

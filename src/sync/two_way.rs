@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::decide::plan_item;
 use super::model::{
-    Action, Content, Mode, Plan, PlanError, PlanOptions, Prior, Resolved, SourceSnapshot, Version,
+    Action, Content, Found, Mode, Plan, PlanError, PlanOptions, Prior, Resolved, Snapshot, Version,
 };
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, Pending, Side};
@@ -15,25 +15,24 @@ use crate::domain::types::Href;
 
 /// Decides every item of a two-way pass over both sides' listings, and every create a crash
 /// left pending.
-pub fn plan(
+pub(super) fn walk(
     mode: Mode,
-    a: &SourceSnapshot,
-    b: &SourceSnapshot,
+    a: &Snapshot,
+    b: &Snapshot,
     prior: &Prior,
     pending: &[Pending],
     opts: PlanOptions,
-) -> Result<(Plan, Vec<Resolved>), PlanError> {
+) -> Result<Plan, PlanError> {
     refuse_empty(a, b, prior, opts)?;
-    let (ia, ib) = (index(a), index(b));
+    let (ia, ib) = (a.index(), b.index());
     let landed = landed(pending, [a, b], [&ia, &ib], prior);
     let mut out = Plan::default();
-    let mut resolved = Vec::new();
     let mut push = |(action, r): (Option<Action>, Option<Resolved>)| {
         match action {
             Some(a) => out.actions.push(a),
             None => out.unchanged += 1,
         }
-        resolved.extend(r);
+        out.resolved.extend(r);
     };
     let mut mapped: [HashSet<&Href>; 2] = [HashSet::new(), HashSet::new()];
     for p in prior.values() {
@@ -44,9 +43,13 @@ pub fn plan(
         };
         mapped[0].insert(&p.a_href);
         mapped[1].insert(&p.b_href);
-        let va = mapped_version(a, &ia, Side::A, p);
-        let vb = mapped_version(b, &ib, Side::B, p);
-        match plan_item(mode, va.as_ref(), vb.as_ref(), Some(p)) {
+        let va = a.find(&ia, &p.a_href, &p.a_etag);
+        let vb = b.find(&ib, &p.b_href, &p.b_etag);
+        let (va, vb) = (
+            va.as_ref().map(Found::version),
+            vb.as_ref().map(Found::version),
+        );
+        match plan_item(mode, va, vb, Some(p)) {
             (None, _) if from_crash => push((Some(Action::Refresh { mapping: p.clone() }), None)),
             decided => push(decided),
         }
@@ -65,14 +68,14 @@ pub fn plan(
     }
     let settled = settled_updates(pending, &out.actions, &landed);
     out.actions.extend(settled);
-    Ok((out, resolved))
+    Ok(out)
 }
 
 /// Either side listing nothing at all while items were synced: refused, rather than delete
 /// them all (unless forced).
 fn refuse_empty(
-    a: &SourceSnapshot,
-    b: &SourceSnapshot,
+    a: &Snapshot,
+    b: &Snapshot,
     prior: &Prior,
     opts: PlanOptions,
 ) -> Result<(), PlanError> {
@@ -92,33 +95,14 @@ fn refuse_empty(
     Ok(())
 }
 
-/// A mapped item's version on `side`: listed, deleted, or (incremental listing) unchanged.
-fn mapped_version(
-    s: &SourceSnapshot,
-    listed: &HashMap<&Href, &Version>,
-    side: Side,
-    p: &Mapping,
-) -> Option<Version> {
-    let href = p.href(side);
-    match listed.get(href) {
-        Some(v) => Some((*v).clone()),
-        None if s.complete || s.deleted.contains(href) => None,
-        None => Some(Version {
-            href: href.clone(),
-            etag: p.etag(side).clone(),
-            content: Content::NotFetched,
-        }),
-    }
-}
-
 /// The items no mapping names, paired across the sides by identity: each of A's with its
 /// partner on B if any, then B's left over (by href).
 fn by_identity(
-    a: &SourceSnapshot,
-    b: &SourceSnapshot,
+    a: &Snapshot,
+    b: &Snapshot,
     mapped: &[HashSet<&Href>; 2],
 ) -> Vec<(Option<Version>, Option<Version>)> {
-    let unmapped = |s: &SourceSnapshot, m: &HashSet<&Href>| -> Vec<Version> {
+    let unmapped = |s: &Snapshot, m: &HashSet<&Href>| -> Vec<Version> {
         s.items
             .iter()
             .filter(|v| !m.contains(&v.href))
@@ -162,7 +146,7 @@ type Settled<'p> = (Vec<Action>, Vec<Option<(Side, &'p Href)>>);
 /// otherwise its copy is an orphan.
 fn pendings<'p>(
     pending: &'p [Pending],
-    sides: [&SourceSnapshot; 2],
+    sides: [&Snapshot; 2],
     listed: [&HashMap<&Href, &Version>; 2],
     prior: &Prior,
     landed: &HashMap<Href, Mapping>,
@@ -218,7 +202,7 @@ fn pendings<'p>(
 /// usual, so an edit of the new copy is no mistaken for a stranger's item.
 fn landed(
     pending: &[Pending],
-    sides: [&SourceSnapshot; 2],
+    sides: [&Snapshot; 2],
     listed: [&HashMap<&Href, &Version>; 2],
     prior: &Prior,
 ) -> HashMap<Href, Mapping> {
@@ -292,8 +276,4 @@ fn settled_updates(
             pending: pd.clone(),
         })
         .collect()
-}
-
-fn index(s: &SourceSnapshot) -> HashMap<&Href, &Version> {
-    s.items.iter().map(|v| (&v.href, v)).collect()
 }

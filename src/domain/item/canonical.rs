@@ -7,7 +7,11 @@ use crate::domain::identity::strip_mailto;
 
 use super::content::Property;
 use super::tree::Component;
-use super::{ADDRESS_PARAMS, ADDRESS_PROPS};
+
+/// Properties whose value is a calendar address (RFC 5545 §3.3.3).
+pub(super) const ADDRESS_PROPS: &[&str] = &["ORGANIZER", "ATTENDEE"];
+/// Parameters whose values are calendar addresses.
+pub(super) const ADDRESS_PARAMS: &[&str] = &["SENT-BY", "DELEGATED-TO", "DELEGATED-FROM"];
 
 /// Properties that change on every export without changing the item.
 const IGNORED_PROPS: &[&str] = &["DTSTAMP"];

@@ -13,23 +13,22 @@
 
 mod canonical;
 mod content;
+mod error;
 mod rewrite;
 mod tree;
+
+use canonical::{ADDRESS_PARAMS, ADDRESS_PROPS};
 
 use crate::domain::identity::IdentityKey;
 use crate::domain::types::ContentHash;
 
 pub use content::{Param, ParamValue, Property};
+#[cfg(test)]
+use error::MAX_DEPTH;
+pub use error::{ItemError, MAX_ITEM_BYTES};
 pub use rewrite::{Ambiguous, Rewriter};
 pub use tree::Component;
 
-/// Properties whose value is a calendar address (RFC 5545 §3.3.3).
-const ADDRESS_PROPS: &[&str] = &["ORGANIZER", "ATTENDEE"];
-/// Parameters whose values are calendar addresses.
-const ADDRESS_PARAMS: &[&str] = &["SENT-BY", "DELEGATED-TO", "DELEGATED-FROM"];
-/// The largest item read, in bytes of iCalendar text. Reading, hashing and writing an item take
-/// time and memory in proportion to its size; real items, attachments included, stay far below.
-pub const MAX_ITEM_BYTES: usize = 16 << 20;
 /// Components that must carry a UID (RFC 5545 §3.6.1–§3.6.4, RFC 7953 §3.1).
 const UID_REQUIRED: &[&str] = &["VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VAVAILABILITY"];
 
@@ -40,57 +39,6 @@ pub enum ItemKind {
     Journal,
     /// A component tandem carries without interpreting (VFREEBUSY, VAVAILABILITY, X-…).
     Other,
-}
-
-/// Why an .ics body is not an item tandem can sync. Each names the rule it breaks ([`Self::rule`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ItemError {
-    #[error("not valid iCalendar: line {line}: {reason} ({})", self.rule())]
-    Line { line: usize, reason: String },
-    #[error("not valid iCalendar: line {line}: {reason} ({})", self.rule())]
-    Structure { line: usize, reason: String },
-    #[error("not valid iCalendar: line {line}: {reason} ({})", self.rule())]
-    OutsideCalendar { line: usize, reason: String },
-    #[error("not valid iCalendar: no VCALENDAR ({})", self.rule())]
-    Empty,
-    #[error("more than one VCALENDAR in one resource ({})", self.rule())]
-    MultipleCalendars,
-    #[error("no component inside the VCALENDAR ({})", self.rule())]
-    NoComponents,
-    #[error("a {0} has no UID ({rule})", rule = self.rule())]
-    MissingUid(String),
-    #[error("components with different UIDs ({} and {}) in one resource ({rule})", content::quoted(.0), content::quoted(.1), rule = self.rule())]
-    MixedUids(String, String),
-    #[error("one UID names components of different types ({})", self.rule())]
-    MixedKinds,
-    #[error("a VALARM outside any VEVENT or VTODO ({})", self.rule())]
-    StrayAlarm,
-    #[error("the item is {0} bytes, over tandem's limit of {MAX_ITEM_BYTES} ({rule})", rule = self.rule())]
-    TooLarge(usize),
-    #[error("not valid iCalendar: line {line}: components nest more than {} deep ({})", tree::MAX_DEPTH, self.rule())]
-    TooDeep { line: usize },
-}
-
-impl ItemError {
-    /// The rule of RFC 5545 (or, for one resource, RFC 4791) the object breaks.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            ItemError::Line { .. } => "RFC 5545 §3.1: content lines",
-            ItemError::Structure { .. } => "RFC 5545 §3.6: every BEGIN has its END",
-            ItemError::OutsideCalendar { .. } => {
-                "RFC 5545 §3.4: an iCalendar object is one VCALENDAR"
-            }
-            ItemError::Empty => "RFC 5545 §3.4: an iCalendar stream is VCALENDAR objects",
-            ItemError::MultipleCalendars | ItemError::MixedUids(..) => {
-                "RFC 4791 §4.1: one resource holds one UID"
-            }
-            ItemError::NoComponents => "RFC 5545 §3.6: a VCALENDAR holds at least one component",
-            ItemError::MissingUid(_) => "RFC 5545 §3.6.1-§3.6.4, RFC 7953: UID is required",
-            ItemError::MixedKinds => "RFC 5545 §3.8.4.7: a UID is unique to one component type",
-            ItemError::StrayAlarm => "RFC 5545 §3.6.6: VALARM lives in VEVENT or VTODO",
-            ItemError::TooLarge(_) | ItemError::TooDeep { .. } => "tandem's limit on one item",
-        }
-    }
 }
 
 /// A parsed calendar item.
@@ -603,12 +551,12 @@ mod tests {
             MEETING.replace("END:VEVENT\r\n", &format!("{inner}END:VEVENT\r\n"))
         };
         // VCALENDAR and VEVENT, then X-N components up to the limit.
-        let deepest = Item::parse(&nested(tree::MAX_DEPTH - 2)).unwrap();
+        let deepest = Item::parse(&nested(MAX_DEPTH - 2)).unwrap();
         assert_eq!(
             deepest.to_ics(),
             Item::parse(&deepest.to_ics()).unwrap().to_ics()
         );
-        let err = Item::parse(&nested(tree::MAX_DEPTH - 1)).unwrap_err();
+        let err = Item::parse(&nested(MAX_DEPTH - 1)).unwrap_err();
         assert!(matches!(err, ItemError::TooDeep { .. }), "{err}");
         let err = Item::parse(&nested(100_000)).unwrap_err();
         assert!(err.to_string().contains("nest more than 16 deep"), "{err}");

@@ -2,13 +2,8 @@
 //! order. Any component name is accepted (VAVAILABILITY, VLOCATION, X- components…): what tandem
 //! does not interpret it carries as it is.
 
-use super::ItemError;
 use super::content::{Property, quoted, unfold};
-
-/// The deepest nesting of components read, VCALENDAR included. iCalendar itself nests at most
-/// four deep (VCALENDAR, VAVAILABILITY, AVAILABLE, VALARM); every walk over a component (write,
-/// hash, drop) recurses, so an item nested thousands deep would overflow a thread's stack.
-pub const MAX_DEPTH: usize = 16;
+use super::error::{ItemError, MAX_DEPTH};
 
 /// A component: its name (upper case), its properties and its sub-components, each in the
 /// source's order.

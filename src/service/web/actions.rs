@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::engine::PassOptions;
 
-use super::{Shared, Unavailable, Web, not_found};
+use super::shared::{Shared, Unavailable, Web, not_found};
 
 /// Compares in time independent of where the first difference is.
 pub(super) fn same(a: &[u8], b: &[u8]) -> bool {

@@ -4,7 +4,7 @@ use axum::extract::{Path, State as Extract};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Shared, Unavailable, not_found, snap};
+use super::shared::{Shared, Unavailable, not_found, snap};
 
 pub(super) async fn api_pairs(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let s = snap(&web).await?;

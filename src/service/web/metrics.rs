@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::service::observe::Snapshot;
 
-use super::{Shared, Unavailable, snap};
+use super::shared::{Shared, Unavailable, snap};
 
 pub(super) async fn metrics(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let s = snap(&web).await?;

@@ -3,27 +3,18 @@
 //! page, the API, the metrics and `tandem status` agree. The page is self-contained (styles
 //! inline, no scripts from elsewhere) and reloads itself.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use secrecy::SecretString;
-use serde_json::json;
 use tracing::warn;
-
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::service::observe::{Live, Snapshot, snapshot};
-use crate::state::State;
 
 mod actions;
 mod api;
 mod metrics;
 mod page;
+mod shared;
 
 use actions::{api_cutover, api_cutover_undo, api_resync, refused};
 use api::{api_agents, api_leases, api_nodes, api_pair, api_pairs, api_quarantine, api_servers};
@@ -31,44 +22,8 @@ pub use metrics::encode_metrics;
 use metrics::metrics;
 use page::{page, pair_page};
 pub use page::{render_page, render_pair};
-
-/// How often the page reloads itself.
-const REFRESH_SECONDS: u32 = 10;
-/// Pairs and quarantined items listed on the page (the API has them all).
-const PAGE_ROWS: usize = 50;
-
-pub struct Web {
-    pub config: Arc<Config>,
-    pub state: State,
-    pub engine: Arc<Engine>,
-    pub live: Live,
-    /// The bearer token `POST /api/pairs/{id}/resync` asks for.
-    pub token: Option<SecretString>,
-    /// Pairs with a resync asked for over HTTP and still running.
-    resyncing: Mutex<HashSet<String>>,
-}
-
-impl Web {
-    /// `token`: from `HttpConfig::token`, read once at start.
-    pub fn new(
-        config: Arc<Config>,
-        state: State,
-        engine: Arc<Engine>,
-        live: Live,
-        token: Option<SecretString>,
-    ) -> Web {
-        Web {
-            config,
-            state,
-            engine,
-            live,
-            token,
-            resyncing: Mutex::default(),
-        }
-    }
-}
-
-type Shared = Arc<Web>;
+use shared::Shared;
+pub use shared::Web;
 
 pub fn router(web: Shared) -> Router {
     let pages = Router::new()
@@ -126,37 +81,6 @@ async fn guard(
     }
 }
 
-/// A state-store failure, answered as 503 with the reason.
-struct Unavailable(String);
-
-impl IntoResponse for Unavailable {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "error": self.0 })),
-        )
-            .into_response()
-    }
-}
-
-impl From<crate::state::StateError> for Unavailable {
-    fn from(e: crate::state::StateError) -> Self {
-        Unavailable(e.to_string())
-    }
-}
-
-async fn snap(web: &Web) -> Result<Snapshot, Unavailable> {
-    Ok(snapshot(&web.config, &web.state, &web.live).await?)
-}
-
-fn not_found(what: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "error": format!("no pair with id {what:?}") })),
-    )
-        .into_response()
-}
-
 async fn healthz(Extract(web): Extract<Shared>) -> Response {
     if let Some(Err(reason)) = web.live.membership.as_ref().map(|m| m.health()) {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
@@ -187,6 +111,7 @@ mod tests {
     use super::actions::same;
     use super::page::{esc, seg};
     use super::*;
+    use crate::service::observe::Snapshot;
 
     #[test]
     fn html_and_links_are_escaped() {

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::service::observe::{PairView, Snapshot, human_seconds};
 
-use super::{PAGE_ROWS, REFRESH_SECONDS, Shared, Unavailable, snap};
+use super::shared::{PAGE_ROWS, REFRESH_SECONDS, Shared, Unavailable, snap};
 
 /// Escapes text for HTML.
 pub(super) fn esc(s: &str) -> String {
