@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use tracing::warn;
 
+use super::forms::{Clock, Forms, system_clock};
 use super::progress::Progress;
 use crate::config::{Config, PasswordSource, ServerConfig, ServerKind, StateConfig};
 use crate::domain::direction::{Direction, authority};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
-use crate::domain::item::{Ambiguous, Item, ItemError, Rewriter};
+use crate::domain::item::Rewriter;
 use crate::domain::lease::{Lease, LeaseKind, Locked};
 use crate::domain::mapping::Side;
 use crate::domain::pair::{Extras, Pair};
@@ -20,7 +21,7 @@ use crate::domain::types::{ContentHash, Etag, Href, SyncToken};
 use crate::domain::window::Window;
 use crate::state::{PassStart, State, StateError, StateResult};
 use crate::store::{CalendarStore, Endpoint, Location};
-use crate::sync::{Content, Mode, Prepared};
+use crate::sync::Mode;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -38,12 +39,9 @@ pub struct Engine {
     pub state: State,
     /// Stores by server name; a server that cannot be opened fails the pairs that use it.
     pub(super) stores: BTreeMap<String, Result<Arc<dyn CalendarStore>, String>>,
-    pub(super) rewriter: Arc<Rewriter>,
-    /// The rewrite for copies written to the old org (side A), or why there is none.
-    pub(super) inverse: Result<Arc<Rewriter>, Ambiguous>,
+    /// How items are put in one form (rewrites, window, clock).
+    pub(super) forms: Forms,
     pub(super) extras: Extras,
-    pub(super) window: Window,
-    pub(super) clock: Clock,
     /// Who this process is, in leases ("HOST pid 1234 ab12cd34").
     pub(super) holder: String,
     pub(super) lease_ttl: std::time::Duration,
@@ -63,13 +61,6 @@ pub struct Engine {
 
 /// Whether this node holds a pair's claim now.
 pub type Claims = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// What "now" is for the sync window (replaceable in tests to let time pass).
-pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
-
-pub(super) fn system_clock() -> Clock {
-    Arc::new(chrono::Utc::now)
-}
 
 /// Why a pass of a pair stopped early.
 pub(super) enum PassError {
@@ -162,14 +153,16 @@ impl Engine {
         Engine {
             state,
             stores,
-            rewriter: Arc::new(config.rewrite.rewriter()),
-            inverse: config.rewrite.inverse().map(Arc::new),
-            extras: config.sync.extras,
-            window: Window {
-                past: config.sync.window_past,
-                future: config.sync.window_future,
+            forms: Forms {
+                rewriter: Arc::new(config.rewrite.rewriter()),
+                inverse: config.rewrite.inverse().map(Arc::new),
+                window: Window {
+                    past: config.sync.window_past,
+                    future: config.sync.window_future,
+                },
+                clock: system_clock(),
             },
-            clock: system_clock(),
+            extras: config.sync.extras,
             holder: crate::domain::lease::process_holder(),
             lease_ttl: config.sync.lease_ttl,
             mailboxes: {
@@ -219,11 +212,8 @@ impl Engine {
         Engine {
             state,
             stores: stores.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
-            inverse: rewriter.inverse([], []).map(Arc::new),
-            rewriter: Arc::new(rewriter),
+            forms: Forms::new(rewriter),
             extras: Extras::Keep,
-            window: Window::default(),
-            clock: system_clock(),
             holder: crate::domain::lease::process_holder(),
             lease_ttl: crate::domain::lease::DEFAULT_TTL,
             mailboxes: HashMap::new(),
@@ -237,7 +227,7 @@ impl Engine {
 
     /// Only items overlapping `window` are created or updated.
     pub fn with_window(mut self, window: Window) -> Engine {
-        self.window = window;
+        self.forms.window = window;
         self
     }
 
@@ -259,11 +249,8 @@ impl Engine {
         Engine {
             state,
             stores: self.stores.clone(),
-            rewriter: self.rewriter.clone(),
-            inverse: self.inverse.clone(),
+            forms: self.forms.clone(),
             extras: self.extras,
-            window: self.window,
-            clock: self.clock.clone(),
             holder: self.holder.clone(),
             lease_ttl: self.lease_ttl,
             mailboxes: self.mailboxes.clone(),
@@ -293,7 +280,7 @@ impl Engine {
 
     /// Judges the window by `clock` instead of the system time.
     pub fn with_clock(mut self, clock: Clock) -> Engine {
-        self.clock = clock;
+        self.forms.clock = clock;
         self
     }
 
@@ -364,10 +351,6 @@ impl Engine {
 
     pub(crate) fn extras(&self) -> Extras {
         self.extras
-    }
-
-    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        (self.clock)()
     }
 
     pub(super) fn store(&self, server: &str) -> Result<Arc<dyn CalendarStore>, PassError> {
@@ -470,59 +453,6 @@ impl Engine {
             .await
     }
 
-    /// An item read from `side`, made ready to plan with: in the new org's form (side A's
-    /// addresses rewritten), marked client-scheduled, judged against the window, hashed. Both
-    /// sides' items are in this one form, so equal content hashes equal whichever side it is on.
-    pub(crate) fn prepare(
-        &self,
-        side: Side,
-        data: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Content<Arc<Prepared>> {
-        match self.canonical(side, data) {
-            Ok(mut item) => {
-                item.mark_client_scheduled();
-                // The recurrence expander is third-party code: if it panics on some input, the
-                // item counts as inside (synced) rather than taking the pass down.
-                let fit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.window.fit(&item, now)
-                }))
-                .unwrap_or(Ok(crate::domain::window::Fit::Inside));
-                match fit {
-                    Ok(fit) => Content::Fetched(Arc::new(Prepared::new(item).with_fit(fit))),
-                    Err(e) => Content::Broken(ErrorKind::InvalidData, e.to_string()),
-                }
-            }
-            Err(e) => Content::Broken(
-                ErrorKind::InvalidData,
-                format!("invalid iCalendar data: {e}"),
-            ),
-        }
-    }
-
-    /// An item read from `side`, parsed, in the new org's form.
-    pub(crate) fn canonical(&self, side: Side, data: &str) -> Result<Item, ItemError> {
-        let mut item = Item::parse(data)?;
-        if side == Side::A {
-            item.rewrite(&self.rewriter);
-        }
-        Ok(item)
-    }
-
-    /// The text of a copy written to `side`: for the old org (A), with the new org's addresses
-    /// turned back.
-    pub(crate) fn render(&self, side: Side, item: &Item) -> String {
-        match (side, &self.inverse) {
-            (Side::A, Ok(inverse)) if !inverse.is_empty() => {
-                let mut back = item.clone();
-                back.rewrite(inverse);
-                back.to_ics()
-            }
-            // A pass writing to A without a way back does not start (see `recorded_pass`).
-            _ => item.to_ics(),
-        }
-    }
-
     /// How `pair` syncs now: its direction, and its authority (the target once cut over).
     /// Unless `dry_run`, a pair the state does not record as configured is recorded first (see
     /// [`State::ensure_pair`]).
@@ -567,51 +497,20 @@ impl Engine {
         }
         Ok(Some(sides))
     }
+}
 
-    /// How many changes `changes` (of `side`) holds for `pair`: all of an incremental listing;
-    /// the items of a complete one whose etag moved, that are new, or that are gone.
-    pub(super) async fn seen_changes(
-        &self,
-        pair: &Pair,
-        known: bool,
-        side: Side,
-        changes: &crate::store::Changes,
-    ) -> Result<u64, StateError> {
-        if !changes.complete {
-            return Ok((changes.changed.len() + changes.deleted.len()) as u64);
-        }
-        let mappings = if known {
-            self.state.mappings(&pair.id).await?
-        } else {
-            Vec::new()
-        };
-        let listed: HashMap<&Href, &Etag> =
-            changes.changed.iter().map(|v| (&v.href, &v.etag)).collect();
-        let mapped: HashMap<&Href, &Etag> = mappings
-            .iter()
-            .map(|m| (m.href(side), m.etag(side)))
-            .collect();
-        let moved = listed
-            .iter()
-            .filter(|(h, e)| mapped.get(*h) != Some(*e))
-            .count();
-        let gone = mapped.keys().filter(|h| !listed.contains_key(*h)).count();
-        Ok((moved + gone) as u64)
-    }
-
-    /// Saves each side's new sync token, both in one transaction; an unchanged one (a quiet
-    /// calendar) needs no write.
-    pub(super) async fn save_watermarks(
-        &self,
-        pair: &Pair,
-        tokens: &[(Option<SyncToken>, Option<SyncToken>); 2],
-    ) -> Result<(), StateError> {
-        let moved: Vec<(Side, Option<&SyncToken>)> = [Side::A, Side::B]
-            .into_iter()
-            .zip(tokens)
-            .filter(|(_, (old, new))| old != new)
-            .map(|(side, (_, new))| (side, new.as_ref()))
-            .collect();
-        self.state.set_watermarks(&pair.id, &moved).await
-    }
+/// Saves each side's new sync token, both in one transaction; an unchanged one (a quiet
+/// calendar) needs no write.
+pub(super) async fn save_watermarks(
+    state: &State,
+    pair: &Pair,
+    tokens: &[(Option<SyncToken>, Option<SyncToken>); 2],
+) -> Result<(), StateError> {
+    let moved: Vec<(Side, Option<&SyncToken>)> = [Side::A, Side::B]
+        .into_iter()
+        .zip(tokens)
+        .filter(|(_, (old, new))| old != new)
+        .map(|(side, (_, new))| (side, new.as_ref()))
+        .collect();
+    state.set_watermarks(&pair.id, &moved).await
 }

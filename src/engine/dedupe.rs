@@ -125,7 +125,7 @@ impl Engine {
         let mut groups: BTreeMap<IdentityKey, Vec<Copy>> = BTreeMap::new();
         for (href, got) in items {
             match got {
-                Ok(r) => match self.canonical(side, &r.data) {
+                Ok(r) => match self.forms.canonical(side, &r.data) {
                     Ok(item) => groups.entry(item.identity()).or_default().push((
                         href,
                         r.etag,

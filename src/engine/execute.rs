@@ -8,20 +8,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::warn;
 
 use super::base::{Engine, PassError};
 use super::report::ItemOp;
-use super::settle::Wrote;
 use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
 use crate::domain::error::{ErrorKind, StoreResult};
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::pair::Pair;
-use crate::domain::types::Href;
+use crate::domain::types::{Etag, Href};
 use crate::state::StateError;
 use crate::store::CalendarStore;
 use crate::sync::Action;
@@ -62,6 +61,23 @@ pub(super) struct Executed {
     pub lost: Option<Lost>,
     /// What the writes did to each side (A, B).
     pub wrote: [Wrote; 2],
+}
+
+/// What a pass's writes did to one side.
+#[derive(Default)]
+pub(super) struct Wrote {
+    /// Every copy written or taken over, at the version the write left.
+    pub versions: HashMap<Href, Etag>,
+    /// Copies created: each must show in a listing from a token taken before.
+    pub created: HashSet<Href>,
+    /// Items deleted.
+    pub deleted: HashSet<Href>,
+}
+
+impl Wrote {
+    pub(super) fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.deleted.is_empty()
+    }
 }
 
 /// The sides `actions` write. What a server does whatever tandem asks (see

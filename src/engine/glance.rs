@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::base::{Engine, PassError, PassOptions, recorded_as_configured};
-use super::list::Listing;
+use super::list::{Listing, Reader};
 use super::report::PairReport;
 use super::runs;
 use crate::domain::mapping::Side;
@@ -49,7 +49,7 @@ impl Engine {
             Side::A => peek.leased[0],
             Side::B => peek.leased[1],
         });
-        let inverse_missing = mode.writes().contains(&Side::A) && self.inverse.is_err();
+        let inverse_missing = mode.writes().contains(&Side::A) && self.forms.inverse.is_err();
         !opts.dry_run
             && !opts.full
             && !leased
@@ -73,12 +73,13 @@ impl Engine {
         let mut report = PairReport::new(pair.id.as_str());
         let run = RunRecord::start(RunKind::Sync, &self.holder);
         let began = Instant::now();
-        let listed = PASS_TALLY
-            .scope(
-                tally.clone(),
-                self.list_from(pair, opts, &mut report, mode.reads(), start),
-            )
-            .await;
+        let listed = match Reader::new(self, pair) {
+            Ok(reader) => {
+                let listing = reader.list_from(opts, &mut report, mode.reads(), start);
+                PASS_TALLY.scope(tally.clone(), listing).await
+            }
+            Err(e) => Err(e),
+        };
         if self.lapsed(pair) {
             return Ok(Glance::Lapsed);
         }

@@ -2,15 +2,17 @@
 //! back items held by the window or quarantine.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use super::base::{Engine, PassError, PassOptions, named};
+use super::base::{Engine, PassError, PassOptions, named, save_watermarks};
+use super::forms::Forms;
 use super::report::PairReport;
 use crate::domain::error::StoreError;
 use crate::domain::mapping::{Pending, Remembered, Side};
-use crate::domain::pair::Pair;
+use crate::domain::pair::{Extras, Pair};
 use crate::domain::pairstate::Quarantined;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
-use crate::state::PassStart;
+use crate::state::{PassStart, State, StateError};
 use crate::store::{CalendarStore, Changes};
 use crate::sync::{Content, Prior, Snapshot, Version};
 
@@ -69,44 +71,68 @@ pub(super) enum Quiet {
     No(Option<Rows>),
 }
 
-impl Engine {
+/// The list and read stages of one pass of a pair (this room and `read.rs`): what they use of
+/// the engine, and no more.
+pub(super) struct Reader<'e> {
+    pub(super) pair: &'e Pair,
+    pub(super) state: &'e State,
+    /// Side A's store and side B's.
+    stores: [Arc<dyn CalendarStore>; 2],
+    pub(super) forms: &'e Forms,
+    pub(super) extras: Extras,
+}
+
+impl<'e> Reader<'e> {
+    /// The stages for `pair`; `Err` if a server of it could not be opened.
+    pub(super) fn new(engine: &'e Engine, pair: &'e Pair) -> Result<Reader<'e>, PassError> {
+        Ok(Reader {
+            pair,
+            state: &engine.state,
+            stores: [
+                engine.store(&pair.source.server)?,
+                engine.store(&pair.target.server)?,
+            ],
+            forms: &engine.forms,
+            extras: engine.extras,
+        })
+    }
+
+    pub(super) fn store(&self, side: Side) -> &dyn CalendarStore {
+        &*self.stores[side as usize]
+    }
+
     /// The listings of a pass under its leases: those its glance made (see
-    /// [`Engine::glance`]) if the state has not moved since, else new ones ([`Self::list_from`]).
+    /// [`Engine::glance`]) if the state has not moved since `start`, else new ones
+    /// ([`Self::list_from`]).
     pub(super) async fn list(
         &self,
-        pair: &Pair,
         opts: PassOptions,
         report: &mut PairReport,
         from: &[Side],
         glanced: Option<Box<Listing>>,
+        start: PassStart,
     ) -> Result<Listing, PassError> {
-        let start = self.peek(pair).await?.start;
         match glanced {
             Some(listing)
                 if !opts.full
                     && listing.start.calendars == start.calendars
                     && listing.start.watermarks == start.watermarks =>
             {
-                let pending = self.pending_of(pair, listing.known, &start).await?;
+                let pending = self.pending_of(listing.known, &start).await?;
                 Ok(Listing {
                     pending,
                     start,
                     ..*listing
                 })
             }
-            _ => self.list_from(pair, opts, report, from, start).await,
+            _ => self.list_from(opts, report, from, start).await,
         }
     }
 
     /// The creates `start` says are pending, if its records are for this pair's calendars.
-    async fn pending_of(
-        &self,
-        pair: &Pair,
-        known: bool,
-        start: &PassStart,
-    ) -> Result<Vec<Pending>, PassError> {
+    async fn pending_of(&self, known: bool, start: &PassStart) -> Result<Vec<Pending>, PassError> {
         match known && start.pendings > 0 {
-            true => Ok(self.state.pendings(&pair.id).await?),
+            true => Ok(self.state.pendings(&self.pair.id).await?),
             false => Ok(Vec::new()),
         }
     }
@@ -116,14 +142,13 @@ impl Engine {
     /// changes just listed on the sides copied `from` wait for it: they are the backlog.
     pub(super) async fn list_from(
         &self,
-        pair: &Pair,
         opts: PassOptions,
         report: &mut PairReport,
         from: &[Side],
         start: PassStart,
     ) -> Result<Listing, PassError> {
-        let src = self.store(&pair.source.server)?;
-        let tgt = self.store(&pair.target.server)?;
+        let pair = self.pair;
+        let (src, tgt) = (self.store(Side::A), self.store(Side::B));
         // Mappings recorded for other calendars (the config changed) do not apply; a real pass
         // drops them in `ensure_pair`, a dry run only ignores them.
         let current = (pair.source.to_string(), pair.target.to_string());
@@ -132,13 +157,13 @@ impl Engine {
             true => (None, None),
             false => start.watermarks.clone(),
         };
-        let pending_read = self.pending_of(pair, known, &start);
+        let pending_read = self.pending_of(known, &start);
         // A side only read (the source of a one-way pair) is recorded as it stores its items.
         let only_read = |side: Side| from == [side];
         let (changes, target_changes, pending) = tokio::join!(
-            list_side(&*src, &pair.source.path, token.as_ref(), only_read(Side::A)),
+            list_side(src, &pair.source.path, token.as_ref(), only_read(Side::A)),
             list_side(
-                &*tgt,
+                tgt,
                 &pair.target.path,
                 target_token.as_ref(),
                 only_read(Side::B)
@@ -152,14 +177,14 @@ impl Engine {
                 let mut backlog = None;
                 for (side, listed) in [(Side::A, &a), (Side::B, &b)] {
                     if let (Ok(c), true) = (listed, from.contains(&side) && !opts.dry_run) {
-                        let seen = self.seen_changes(pair, known, side, c).await?;
+                        let seen = self.seen_changes(known, side, c).await?;
                         backlog = Some(backlog.unwrap_or(0) + seen);
                     }
                 }
                 report.backlog = backlog;
                 return Err(match (a, b) {
-                    (Err(e), _) => named(&*src, "source", &pair.source)(e),
-                    (_, Err(e)) => named(&*tgt, "target", &pair.target)(e),
+                    (Err(e), _) => named(src, "source", &pair.source)(e),
+                    (_, Err(e)) => named(tgt, "target", &pair.target)(e),
                     _ => unreachable!("one side failed"),
                 });
             }
@@ -180,7 +205,6 @@ impl Engine {
     /// thousands of pairs): unless something is due, there is nothing to read or plan.
     pub(super) async fn quiet(
         &self,
-        pair: &Pair,
         opts: PassOptions,
         listing: &Listing,
         report: &mut PairReport,
@@ -190,11 +214,12 @@ impl Engine {
         }
         let start = &listing.start;
         if start.due > 0 || start.to_retry > 0 {
-            let now = (self.clock)().timestamp();
-            let window_key = self.window.key();
+            let now = self.forms.now().timestamp();
+            let window_key = self.forms.window.key();
             let (due, held) = tokio::join!(
-                self.state.outside_window(&pair.id, now, &window_key, false),
-                self.state.quarantine_rows(&pair.id)
+                self.state
+                    .outside_window(&self.pair.id, now, &window_key, false),
+                self.state.quarantine_rows(&self.pair.id)
             );
             return Ok(Quiet::No(Some((due?, held?))));
         }
@@ -202,7 +227,7 @@ impl Engine {
         // Quarantined items are source changes not in the target.
         report.backlog = Some(start.held);
         if !opts.dry_run {
-            self.save_watermarks(pair, &listing.tokens).await?;
+            save_watermarks(self.state, self.pair, &listing.tokens).await?;
         }
         Ok(Quiet::Yes)
     }
@@ -211,20 +236,49 @@ impl Engine {
     /// unless the quiet check read them already.
     pub(super) async fn held_rows(
         &self,
-        pair: &Pair,
         all: bool,
         remembered: Option<Rows>,
     ) -> Result<Rows, PassError> {
         if let Some(rows) = remembered {
             return Ok(rows);
         }
-        let now = (self.clock)().timestamp();
-        let key = self.window.key();
+        let now = self.forms.now().timestamp();
+        let key = self.forms.window.key();
         let (o, q) = tokio::join!(
-            self.state.outside_window(&pair.id, now, &key, all),
-            self.state.quarantine_rows(&pair.id)
+            self.state.outside_window(&self.pair.id, now, &key, all),
+            self.state.quarantine_rows(&self.pair.id)
         );
         Ok((o?, q?))
+    }
+
+    /// How many changes `changes` (of `side`) holds for the pair: all of an incremental listing;
+    /// the items of a complete one whose etag moved, that are new, or that are gone.
+    pub(super) async fn seen_changes(
+        &self,
+        known: bool,
+        side: Side,
+        changes: &crate::store::Changes,
+    ) -> Result<u64, StateError> {
+        if !changes.complete {
+            return Ok((changes.changed.len() + changes.deleted.len()) as u64);
+        }
+        let mappings = if known {
+            self.state.mappings(&self.pair.id).await?
+        } else {
+            Vec::new()
+        };
+        let listed: HashMap<&Href, &Etag> =
+            changes.changed.iter().map(|v| (&v.href, &v.etag)).collect();
+        let mapped: HashMap<&Href, &Etag> = mappings
+            .iter()
+            .map(|m| (m.href(side), m.etag(side)))
+            .collect();
+        let moved = listed
+            .iter()
+            .filter(|(h, e)| mapped.get(*h) != Some(*e))
+            .count();
+        let gone = mapped.keys().filter(|h| !listed.contains_key(*h)).count();
+        Ok((moved + gone) as u64)
     }
 }
 

@@ -10,6 +10,7 @@ mod base;
 pub mod batch;
 mod dedupe;
 mod execute;
+mod forms;
 mod glance;
 mod list;
 mod pass;
@@ -22,5 +23,6 @@ mod runs;
 mod settle;
 mod write;
 
-pub use base::{Claims, Clock, Engine, PassOptions, connect_state, open_store};
+pub use base::{Claims, Engine, PassOptions, connect_state, open_store};
 pub use dedupe::{DedupeGroup, DedupeReport};
+pub use forms::Clock;

@@ -16,8 +16,9 @@ use crate::sync::{self, Action, Mode, PlanOptions, Resolved};
 
 use super::base::{Engine, PassError, PassOptions};
 use super::glance::Glance;
-use super::list::{Listing, Quiet};
+use super::list::{Listing, Quiet, Reader};
 use super::read::Read;
+use super::record::Recorder;
 use super::report::PairReport;
 use super::runs;
 
@@ -91,8 +92,10 @@ impl Engine {
             .zip(&names)
             .map(|(p, [a, b])| (&p.id, [a.as_str(), b.as_str()]))
             .collect();
-        let now = (self.clock)().timestamp();
-        self.state.peek_many(&keys, now, &self.window.key()).await
+        let now = self.forms.now().timestamp();
+        self.state
+            .peek_many(&keys, now, &self.forms.window.key())
+            .await
     }
 
     /// One pass over `pair` from what `peek` read. It glances first, without leases (see
@@ -198,7 +201,7 @@ impl Engine {
         }
         let pass = async {
             if mode.writes().contains(&Side::A)
-                && let Err(e) = &self.inverse
+                && let Err(e) = &self.forms.inverse
             {
                 return Err(PassError::Pair(ErrorKind::Permanent, e.to_string()));
             }
@@ -269,14 +272,16 @@ impl Engine {
         leases: &[Lease],
         glanced: Option<Box<Listing>>,
     ) -> Result<(), PassError> {
-        let listing = self.list(pair, opts, report, mode.reads(), glanced).await?;
-        let Quiet::No(remembered) = self.quiet(pair, opts, &listing, report).await? else {
+        let reader = Reader::new(self, pair)?;
+        let start = self.peek(pair).await?.start;
+        let listing = reader
+            .list(opts, report, mode.reads(), glanced, start)
+            .await?;
+        let Quiet::No(remembered) = reader.quiet(opts, &listing, report).await? else {
             return Ok(());
         };
-        let mut read = self
-            .read(pair, mode, opts, listing, remembered, report)
-            .await?;
-        let plan = self.plan(pair, &mut read, opts, report)?;
+        let mut read = reader.read(mode, opts, listing, remembered, report).await?;
+        let plan = plan(pair, self.extras, &mut read, opts, report)?;
         if opts.dry_run {
             // Two ways, a plan names items as configured (source A, target B).
             let to = match mode {
@@ -297,48 +302,8 @@ impl Engine {
         // A first sync or a resync shows its progress.
         let long = opts.full || read.prior.is_empty();
         let executed = self.execute(pair, writes, leases, long).await?;
-        self.record(pair, read, local, executed, report).await
-    }
-
-    /// The plan stage: the decision table, then adoption and extras (all pure); versions set
-    /// aside are reported.
-    fn plan(
-        &self,
-        pair: &Pair,
-        read: &mut Read,
-        opts: PassOptions,
-        report: &mut PairReport,
-    ) -> Result<sync::Plan, PassError> {
-        let mode = read.mode;
-        // Items of the old org that did not come from the new one are its colleagues'
-        // invitations and the like: a pass writing to the old org never deletes them.
-        let extras = match mode.to() {
-            Side::A => Extras::Keep,
-            Side::B => self.extras,
-        };
-        let options = PlanOptions {
-            force_delete: opts.force_delete,
-        };
-        let [a, b] = &read.sides;
-        let mut plan = sync::plan(mode, a, b, &read.prior, &read.pending, options)
-            .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
-        let index = &mut read.index;
-        let unmapped = std::mem::take(&mut index.unmapped);
-        select(
-            &mut plan,
-            mode,
-            unmapped,
-            &read.pending,
-            extras,
-            &index.outside,
-        );
-        report.unchanged = plan.unchanged;
-        for r in &plan.resolved {
-            let text = describe(pair, r);
-            warn!(resolution = %text, "conflict resolved");
-            report.resolved.push(text);
-        }
-        Ok(plan)
+        let recorder = Recorder::new(self, pair)?;
+        recorder.record(read, local, executed, report).await
     }
 }
 
@@ -356,4 +321,45 @@ fn describe(pair: &Pair, r: &Resolved) -> String {
     };
     let lost = r.kept.other();
     format!("{}: kept {}; set aside {}", r.why, at(r.kept), at(lost))
+}
+
+/// The plan stage, pure: the decision table, then adoption and `extras`; versions set aside
+/// are reported.
+fn plan(
+    pair: &Pair,
+    extras: Extras,
+    read: &mut Read,
+    opts: PassOptions,
+    report: &mut PairReport,
+) -> Result<sync::Plan, PassError> {
+    let mode = read.mode;
+    // Items of the old org that did not come from the new one are its colleagues'
+    // invitations and the like: a pass writing to the old org never deletes them.
+    let extras = match mode.to() {
+        Side::A => Extras::Keep,
+        Side::B => extras,
+    };
+    let options = PlanOptions {
+        force_delete: opts.force_delete,
+    };
+    let [a, b] = &read.sides;
+    let mut plan = sync::plan(mode, a, b, &read.prior, &read.pending, options)
+        .map_err(|e| PassError::Pair(ErrorKind::Permanent, e.to_string()))?;
+    let index = &mut read.index;
+    let unmapped = std::mem::take(&mut index.unmapped);
+    select(
+        &mut plan,
+        mode,
+        unmapped,
+        &read.pending,
+        extras,
+        &index.outside,
+    );
+    report.unchanged = plan.unchanged;
+    for r in &plan.resolved {
+        let text = describe(pair, r);
+        warn!(resolution = %text, "conflict resolved");
+        report.resolved.push(text);
+    }
+    Ok(plan)
 }

@@ -8,15 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::debug;
 
-use super::base::{Engine, PassError, PassOptions, named};
-use super::list::{Held, Listing, Rows, Tokens, bring_back, listed, role, unread};
+use super::base::{PassError, PassOptions, named};
+use super::list::{Held, Listing, Reader, Rows, Tokens, bring_back, listed, role, unread};
 use super::report::PairReport;
 use super::write::fetch_all;
 use crate::domain::error::{ErrorKind, StoreError};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::mapping::{Pending, Side};
-use crate::domain::pair::{Extras, Pair};
+use crate::domain::pair::Extras;
 use crate::domain::types::{Etag, Href};
 use crate::store::{Fetched, Resource};
 use crate::sync::select::Unmapped;
@@ -52,11 +52,10 @@ pub(super) struct Indexed {
 /// The target index as the state holds it: href → (etag, identity).
 type Index = HashMap<Href, (Etag, Option<IdentityKey>)>;
 
-impl Engine {
+impl Reader<'_> {
     /// Reads what moved on both sides and prepares it (see the module's note).
     pub(super) async fn read(
         &self,
-        pair: &Pair,
         mode: Mode,
         opts: PassOptions,
         listing: Listing,
@@ -74,12 +73,13 @@ impl Engine {
             Mode::OneWay { from } => Some(from.other()),
             Mode::TwoWay { .. } => None,
         };
-        let (prior, mut index) = self.remembered_of(pair, known, written_only).await?;
+        let (prior, mut index) = self.remembered_of(known, written_only).await?;
+        let pair = self.pair;
         let mut sides = [listed(&pair.source.path, a), listed(&pair.target.path, b)];
         let mut held: [Held; 2] = Default::default();
         if known {
             let all = mode.reads().iter().any(|s| sides[*s as usize].complete);
-            let rows = self.held_rows(pair, all, remembered).await?;
+            let rows = self.held_rows(all, remembered).await?;
             for &side in mode.reads() {
                 let (snapshot, held) = (&mut sides[side as usize], &mut held[side as usize]);
                 bring_back(side, snapshot, held, (&prior, &pending), &rows, report);
@@ -101,8 +101,8 @@ impl Engine {
         for &side in mode.reads() {
             held[side as usize].fetched = fetch[side as usize].clone();
         }
-        let got = self.fetch_both(pair, &fetch).await?;
-        let now = self.now();
+        let got = self.fetch_both(&fetch).await?;
+        let now = self.forms.now();
         for ((side, got), (snapshot, held)) in [Side::A, Side::B]
             .into_iter()
             .zip(got)
@@ -122,7 +122,7 @@ impl Engine {
             for (h, e, i) in &indexed.read {
                 index.insert(h.clone(), (e.clone(), i.clone()));
             }
-            self.unmapped(pair, index, to, &prior, &mut indexed).await?;
+            self.unmapped(index, to, &prior, &mut indexed).await?;
         }
         Ok(Read {
             mode,
@@ -139,7 +139,6 @@ impl Engine {
     /// (else empty).
     async fn remembered_of(
         &self,
-        pair: &Pair,
         known: bool,
         indexed: Option<Side>,
     ) -> Result<(Prior, Index), PassError> {
@@ -148,29 +147,25 @@ impl Engine {
         }
         let index = async {
             match indexed {
-                Some(_) => self.state.target_index(&pair.id).await,
+                Some(_) => self.state.target_index(&self.pair.id).await,
                 None => Ok(HashMap::new()),
             }
         };
-        let (mappings, index) = tokio::join!(self.state.mappings(&pair.id), index);
+        let (mappings, index) = tokio::join!(self.state.mappings(&self.pair.id), index);
         Ok((mappings?.into_iter().collect::<Prior>(), index?))
     }
 
     /// Reads the hrefs `fetch` names on each side (A, B), both at once.
-    async fn fetch_both(
-        &self,
-        pair: &Pair,
-        fetch: &[Vec<Href>; 2],
-    ) -> Result<[Vec<Fetched>; 2], PassError> {
-        let (ca, cb) = (pair.calendar(Side::A), pair.calendar(Side::B));
-        let (sa, sb) = (self.store(&ca.server)?, self.store(&cb.server)?);
+    async fn fetch_both(&self, fetch: &[Vec<Href>; 2]) -> Result<[Vec<Fetched>; 2], PassError> {
+        let (ca, cb) = (self.pair.calendar(Side::A), self.pair.calendar(Side::B));
+        let (sa, sb) = (self.store(Side::A), self.store(Side::B));
         let (ra, rb) = tokio::join!(
-            fetch_all(&*sa, &ca.path, &fetch[0]),
-            fetch_all(&*sb, &cb.path, &fetch[1])
+            fetch_all(sa, &ca.path, &fetch[0]),
+            fetch_all(sb, &cb.path, &fetch[1])
         );
         Ok([
-            ra.map_err(named(&*sa, role(Side::A), ca))?,
-            rb.map_err(named(&*sb, role(Side::B), cb))?,
+            ra.map_err(named(sa, role(Side::A), ca))?,
+            rb.map_err(named(sb, role(Side::B), cb))?,
         ])
     }
 
@@ -222,7 +217,7 @@ impl Engine {
     ) {
         match res {
             Ok(r) => {
-                v.content = self.prepare(side, &r.data, now);
+                v.content = self.forms.prepare(side, &r.data, now);
                 v.etag = r.etag;
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
@@ -250,7 +245,7 @@ impl Engine {
             match read.remove(&v.href) {
                 None => {}
                 Some(Ok(r)) => {
-                    let parsed = self.canonical(side, &r.data);
+                    let parsed = self.forms.canonical(side, &r.data);
                     if to_index.contains(&v.href) {
                         let identity = parsed.as_ref().ok().map(Item::identity);
                         indexed
@@ -283,7 +278,6 @@ impl Engine {
     /// on the other side too.
     async fn unmapped(
         &self,
-        pair: &Pair,
         index: Index,
         to: Side,
         prior: &Prior,
@@ -305,9 +299,11 @@ impl Engine {
         }
         if self.extras == Extras::Delete && !indexed.unmapped.by_identity.is_empty() {
             let from = to.other();
-            indexed
-                .outside
-                .extend(self.state.outside_window_identities(&pair.id, from).await?);
+            indexed.outside.extend(
+                self.state
+                    .outside_window_identities(&self.pair.id, from)
+                    .await?,
+            );
         }
         Ok(())
     }

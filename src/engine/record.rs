@@ -3,19 +3,22 @@
 //! and the watermarks, which move only when every change they cover is recorded.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use super::base::{Engine, PassError};
-use super::execute::{Done, Executed, Halt, Lost};
+use super::base::{Engine, PassError, save_watermarks};
+use super::execute::{Done, Executed, Halt, Lost, Wrote};
 use super::list::{Held, Tokens, role};
 use super::read::Read;
 use super::report::{ItemOp, PairReport};
-use super::settle::Wrote;
 use super::write::Written;
 use crate::domain::error::ErrorKind;
 use crate::domain::mapping::{Mapping, OutsideWindow, Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::pairstate::{ItemFault, QUARANTINE_AFTER};
 use crate::domain::types::Href;
+use crate::domain::window::Window;
+use crate::state::State;
+use crate::store::CalendarStore;
 use crate::sync::{Action, Content, Prior, Snapshot};
 
 /// The state changes a pass makes besides the mappings recorded with each write.
@@ -99,35 +102,53 @@ impl Bookkeeping {
     }
 }
 
-impl Engine {
+/// The record stage of one pass of a pair (this room and `settle.rs`): what it uses of the
+/// engine, and no more.
+pub(super) struct Recorder<'e> {
+    pub(super) pair: &'e Pair,
+    state: &'e State,
+    /// Side A's store and side B's (listed again after the writes).
+    stores: [Arc<dyn CalendarStore>; 2],
+    window: Window,
+}
+
+impl<'e> Recorder<'e> {
+    /// The stage for `pair`; `Err` if a server of it could not be opened.
+    pub(super) fn new(engine: &'e Engine, pair: &'e Pair) -> Result<Recorder<'e>, PassError> {
+        Ok(Recorder {
+            pair,
+            state: &engine.state,
+            stores: [
+                engine.store(&pair.source.server)?,
+                engine.store(&pair.target.server)?,
+            ],
+            window: engine.forms.window,
+        })
+    }
+
+    pub(super) fn store(&self, side: Side) -> &dyn CalendarStore {
+        &*self.stores[side as usize]
+    }
+
     /// Records the pass: bookkeeping, quarantine, the window's memory, then — if nothing was
     /// left undone — the watermarks. A pass that stopped early is an `Err` naming why.
     pub(super) async fn record(
         &self,
-        pair: &Pair,
         mut read: Read,
         local: Vec<Action>,
         executed: Executed,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
-        let (left, outside) = self.book(pair, local, executed.done, report).await?;
+        let (left, outside) = self.book(local, executed.done, report).await?;
         let cut_short = executed.halt.is_some() || left > 0;
         for &side in read.mode.reads() {
             let i = side as usize;
             let carried = (&read.sides[i], &mut read.held[i]);
-            self.held_back(
-                pair,
-                side,
-                carried,
-                &read.prior,
-                &outside,
-                cut_short,
-                report,
-            )
-            .await?;
+            self.held_back(side, carried, &read.prior, &outside, cut_short, report)
+                .await?;
         }
         let stopped = (executed.halt, executed.lost);
-        self.finish(pair, (&read.tokens, &executed.wrote), stopped, left, report)
+        self.finish((&read.tokens, &executed.wrote), stopped, left, report)
             .await
     }
 
@@ -135,7 +156,6 @@ impl Engine {
     /// returns how many writes were left undone, and the items the window deferred.
     pub(super) async fn book(
         &self,
-        pair: &Pair,
         local: Vec<Action>,
         done: Vec<Done>,
         report: &mut PairReport,
@@ -145,10 +165,12 @@ impl Engine {
         // Every change this pass saw and did not apply: failed, skipped, quarantined, or left
         // when the pass stopped early.
         report.backlog = Some(report.failed + b.left + report.quarantined);
-        self.state.apply(&pair.id, &b.refreshed, &b.forget).await?;
-        self.state.clear_pendings(&pair.id, &b.settled).await?;
         self.state
-            .update_target_index(&pair.id, &[], &b.extras_gone)
+            .apply(&self.pair.id, &b.refreshed, &b.forget)
+            .await?;
+        self.state.clear_pendings(&self.pair.id, &b.settled).await?;
+        self.state
+            .update_target_index(&self.pair.id, &[], &b.extras_gone)
             .await?;
         Ok((b.left, b.outside))
     }
@@ -158,15 +180,14 @@ impl Engine {
     /// every change they cover is applied.
     pub(super) async fn finish(
         &self,
-        pair: &Pair,
         (tokens, wrote): (&Tokens, &[Wrote; 2]),
         (halt, lost): (Option<Halt>, Option<Lost>),
         left: u64,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
         if let Some((to, kind, reason)) = halt {
-            let cal = pair.calendar(to);
-            let store = self.store(&cal.server)?.describe();
+            let cal = self.pair.calendar(to);
+            let store = self.store(to).describe();
             return Err(PassError::Pair(
                 kind,
                 format!(
@@ -176,7 +197,7 @@ impl Engine {
             ));
         }
         if let Some((to, why)) = lost {
-            let cal = pair.calendar(to);
+            let cal = self.pair.calendar(to);
             report.busy = true;
             return Err(PassError::Pair(
                 ErrorKind::Transient,
@@ -196,8 +217,8 @@ impl Engine {
         // Each token was taken before this pass wrote: it moves past our own writes if nothing
         // else moved meanwhile (see `settle`).
         if report.failed == 0 {
-            let tokens = self.settle(pair, tokens, wrote).await;
-            self.save_watermarks(pair, &tokens).await?;
+            let tokens = self.settle(tokens, wrote).await;
+            save_watermarks(self.state, self.pair, &tokens).await?;
         }
         Ok(())
     }
@@ -210,7 +231,6 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn held_back(
         &self,
-        pair: &Pair,
         side: Side,
         (source, held): (&Snapshot, &mut Held),
         prior: &Prior,
@@ -218,7 +238,7 @@ impl Engine {
         cut_short: bool,
         report: &mut PairReport,
     ) -> Result<(), PassError> {
-        self.quarantine(pair, side, (source, held), prior, cut_short, report)
+        self.quarantine(side, (source, held), prior, cut_short, report)
             .await?;
         if report.failed == 0 && !cut_short {
             held.outside_gone.append(&mut held.fetched);
@@ -232,7 +252,7 @@ impl Engine {
             .collect();
         self.state
             .update_outside_window(
-                &pair.id,
+                &self.pair.id,
                 side,
                 &deferred,
                 &held.outside_gone,
@@ -246,7 +266,6 @@ impl Engine {
     /// (or gone) leave it. Unless the pass stopped early: then what was not written is unknown.
     async fn quarantine(
         &self,
-        pair: &Pair,
         side: Side,
         (source, held): (&Snapshot, &Held),
         prior: &Prior,
@@ -294,7 +313,7 @@ impl Engine {
         }
         let newly = self
             .state
-            .record_item_faults(&pair.id, side, &faults, &synced)
+            .record_item_faults(&self.pair.id, side, &faults, &synced)
             .await?;
         for f in &mut report.failures {
             if newly.iter().any(|h| h.as_str() == f.href) {

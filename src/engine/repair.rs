@@ -261,13 +261,13 @@ impl Engine {
                 store.describe()
             )
         })?;
-        let now = self.now();
+        let now = self.forms.now();
         let mut grouped = Grouped::new();
         let mut skipped = Vec::new();
         items.sort_by(|x, y| x.0.cmp(&y.0));
         for (href, got) in items {
             let (etag, item) = match got {
-                Ok(r) => match self.prepare(side, &r.data, now) {
+                Ok(r) => match self.forms.prepare(side, &r.data, now) {
                     Content::Fetched(p) => (r.etag, p),
                     Content::Broken(_, e) => {
                         skipped.push(format!("{} {href}: {e}", role(side)));
@@ -382,7 +382,7 @@ impl Engine {
             Ok(()) => {
                 let mut ours = winner.item.item.clone();
                 ours.set_uid(loser.item.item.uid());
-                let text = self.render(to, &ours);
+                let text = self.forms.render(to, &ours);
                 match scope.stores[to as usize]
                     .update(&loser.href, &loser.etag, &text)
                     .await

@@ -9,33 +9,16 @@
 //! that; Xandikos does it), which no later listing from that token would report: the next pass
 //! lists the side whole, and sees the copy gone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use tracing::debug;
 
-use super::base::Engine;
+use super::execute::Wrote;
 use super::list::Tokens;
+use super::record::Recorder;
 use crate::domain::mapping::Side;
-use crate::domain::pair::Pair;
-use crate::domain::types::{Etag, Href, SyncToken};
+use crate::domain::types::{Href, SyncToken};
 use crate::store::Changes;
-
-/// What a pass's writes did to one side.
-#[derive(Default)]
-pub(super) struct Wrote {
-    /// Every copy written or taken over, at the version the write left.
-    pub versions: HashMap<Href, Etag>,
-    /// Copies created: each must show in a listing from a token taken before.
-    pub created: HashSet<Href>,
-    /// Items deleted.
-    pub deleted: HashSet<Href>,
-}
-
-impl Wrote {
-    fn is_empty(&self) -> bool {
-        self.versions.is_empty() && self.deleted.is_empty()
-    }
-}
 
 /// Where a side's watermark goes after the check.
 #[derive(Debug, PartialEq)]
@@ -73,20 +56,17 @@ fn judge(changes: &Changes, wrote: &Wrote) -> Verdict {
     }
 }
 
-impl Engine {
+impl Recorder<'_> {
     /// The watermarks to record after the writes `wrote` (A, B): see the module's header. A
     /// side that cannot be listed now keeps its token.
-    pub(super) async fn settle(&self, pair: &Pair, tokens: &Tokens, wrote: &[Wrote; 2]) -> Tokens {
+    pub(super) async fn settle(&self, tokens: &Tokens, wrote: &[Wrote; 2]) -> Tokens {
         let mut out = tokens.clone();
         for side in [Side::A, Side::B] {
             let (w, (_, listed)) = (&wrote[side as usize], &tokens[side as usize]);
             let Some(listed) = listed.as_ref().filter(|_| !w.is_empty()) else {
                 continue;
             };
-            let cal = pair.calendar(side);
-            let Ok(store) = self.store(&cal.server) else {
-                continue;
-            };
+            let (cal, store) = (self.pair.calendar(side), self.store(side));
             let verdict = match store.changes(&cal.path, Some(listed)).await {
                 Ok(changes) => judge(&changes, w),
                 Err(e) => {
@@ -108,6 +88,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::types::Etag;
     use crate::store::ItemVersion;
 
     fn href(s: &str) -> Href {

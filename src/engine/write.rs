@@ -71,7 +71,7 @@ impl Engine {
         let Some(now) = read_one(dest.store, dest.cal, href).await? else {
             return Ok(None);
         };
-        let Ok(there) = self.canonical(dest.side, &now.data) else {
+        let Ok(there) = self.forms.canonical(dest.side, &now.data) else {
             return Ok(None);
         };
         if there.identity() != original.item.identity {
@@ -83,7 +83,7 @@ impl Engine {
         } else {
             let mut ours = original.item.item.clone();
             ours.set_uid(there.uid());
-            let text = self.render(dest.side, &ours);
+            let text = self.forms.render(dest.side, &ours);
             dest.store.update(href, &now.etag, &text).await?
         };
         let copy = ItemVersion {
@@ -107,7 +107,7 @@ impl Engine {
         noted: bool,
     ) -> WriteResult {
         let item = original.item;
-        let text = self.render(dest.side, &item.item);
+        let text = self.forms.render(dest.side, &item.item);
         let name = target_name(item.item.uid());
         let pending =
             |name: &str| pending_create(dest.cal, dest.side, original.href, item, Some(name));
@@ -123,7 +123,7 @@ impl Engine {
         let href = dest.cal.join(&name);
         let adopted = async {
             if let Some(existing) = read_one(dest.store, dest.cal, &href).await?
-                && let Ok(there) = self.canonical(dest.side, &existing.data)
+                && let Ok(there) = self.forms.canonical(dest.side, &existing.data)
                 && there.identity() == item.identity
             {
                 let etag = if there.content_hash() == item.hash {
@@ -178,6 +178,7 @@ impl Engine {
             return Ok(false);
         };
         let ours = self
+            .forms
             .canonical(side, &now.data)
             .is_ok_and(|i| i.identity() == p.identity);
         if !ours {
@@ -198,7 +199,7 @@ impl Engine {
         original: Original<'_>,
         (href, etag): (&Href, &Etag),
     ) -> WriteResult {
-        let text = self.render(dest.side, &original.item.item);
+        let text = self.forms.render(dest.side, &original.item.item);
         let mapping = |etag: Etag| {
             let copy = ItemVersion {
                 href: href.clone(),
@@ -232,6 +233,7 @@ impl Engine {
             Err(e) => return Ok(Err(e)),
         };
         if self
+            .forms
             .canonical(dest.side, &now.data)
             .is_ok_and(|i| i.content_hash() == original.item.hash)
         {
