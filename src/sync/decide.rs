@@ -206,9 +206,10 @@ fn copy(kept: Side, k: &Version, p: Option<&Mapping>) -> Action {
 /// with `k`.
 fn overwrite(kept: Side, k: &Version, o: &Version, p: Option<&Mapping>) -> Option<Action> {
     let other = kept.other();
-    let (want, identity): (ContentHash, IdentityKey) = match (&k.content, p) {
-        (Content::Fetched(item), _) => (item.hash, item.identity.clone()),
-        (Content::NotFetched, Some(p)) if k.etag == *p.etag(kept) => (p.hash, p.identity.clone()),
+    // Borrowed: most items are in step, and only a refresh needs its own copy.
+    let (want, identity): (ContentHash, &IdentityKey) = match (&k.content, p) {
+        (Content::Fetched(item), _) => (item.hash, &item.identity),
+        (Content::NotFetched, Some(p)) if k.etag == *p.etag(kept) => (p.hash, &p.identity),
         (Content::NotFetched, _) => {
             return Some(skip(k, ErrorKind::Transient, "changed item was not read"));
         }
@@ -228,7 +229,7 @@ fn overwrite(kept: Side, k: &Version, o: &Version, p: Option<&Mapping>) -> Optio
             (k.href.clone(), k.etag.clone()),
             (o.href.clone(), o.etag.clone()),
         );
-        let mapping = Mapping::between(kept, k, o, identity, want);
+        let mapping = Mapping::between(kept, k, o, identity.clone(), want);
         return Some(Action::Refresh { mapping });
     }
     match &k.content {
