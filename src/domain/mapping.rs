@@ -34,6 +34,14 @@ impl Side {
             Side::B => Side::A,
         }
     }
+
+    /// `here` (this side's) and `there` (the other's), as (A's, B's); swapped back the same way.
+    pub fn ab<T>(self, here: T, there: T) -> (T, T) {
+        match self {
+            Side::A => (here, there),
+            Side::B => (there, here),
+        }
+    }
 }
 
 /// What the state knows about one synced item.
@@ -57,10 +65,7 @@ impl Mapping {
         identity: IdentityKey,
         hash: ContentHash,
     ) -> Mapping {
-        let ((a_href, a_etag), (b_href, b_etag)) = match from {
-            Side::A => ((href, etag), (copy_href, copy_etag)),
-            Side::B => ((copy_href, copy_etag), (href, etag)),
-        };
+        let ((a_href, a_etag), (b_href, b_etag)) = from.ab((href, etag), (copy_href, copy_etag));
         Mapping {
             a_href,
             a_etag,
@@ -134,10 +139,7 @@ pub struct Pending {
 impl Pending {
     /// A create of a copy of `from`'s item `href` at `copy`.
     pub fn new(from: Side, href: Href, copy: Href, identity: IdentityKey) -> Pending {
-        let (a_href, b_href) = match from {
-            Side::A => (href, copy),
-            Side::B => (copy, href),
-        };
+        let (a_href, b_href) = from.ab(href, copy);
         Pending {
             a_href,
             b_href,

@@ -353,6 +353,17 @@ impl Engine {
         self.extras
     }
 
+    /// The stores of `pair`'s side A and side B.
+    pub(super) fn pair_stores(
+        &self,
+        pair: &Pair,
+    ) -> Result<[Arc<dyn CalendarStore>; 2], PassError> {
+        Ok([
+            self.store(&pair.source.server)?,
+            self.store(&pair.target.server)?,
+        ])
+    }
+
     pub(super) fn store(&self, server: &str) -> Result<Arc<dyn CalendarStore>, PassError> {
         match self.stores.get(server) {
             Some(Ok(s)) => Ok(s.clone()),

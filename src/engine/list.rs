@@ -88,10 +88,7 @@ impl<'e> Reader<'e> {
         Ok(Reader {
             pair,
             state: &engine.state,
-            stores: [
-                engine.store(&pair.source.server)?,
-                engine.store(&pair.target.server)?,
-            ],
+            stores: engine.pair_stores(pair)?,
             forms: &engine.forms,
             extras: engine.extras,
         })

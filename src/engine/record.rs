@@ -118,10 +118,7 @@ impl<'e> Recorder<'e> {
         Ok(Recorder {
             pair,
             state: &engine.state,
-            stores: [
-                engine.store(&pair.source.server)?,
-                engine.store(&pair.target.server)?,
-            ],
+            stores: engine.pair_stores(pair)?,
             window: engine.forms.window,
         })
     }

@@ -34,10 +34,7 @@ pub fn plan_item(
             Err(Unjudged(v, kind, reason)) => return (Some(skip(v, kind, reason)), None),
         },
     };
-    let (k, o) = match kept.side {
-        Side::A => (a, b),
-        Side::B => (b, a),
-    };
+    let (k, o) = kept.side.ab(a, b);
     let resolved = kept.why.map(|why| Resolved {
         a_href: a.map(|v| v.href.clone()),
         b_href: b.map(|v| v.href.clone()),

@@ -179,6 +179,16 @@ pub struct Snapshot {
 pub type Listed<'a> = HashMap<&'a Href, &'a Version>;
 
 impl Snapshot {
+    /// A complete listing of nothing at all (none waiting outside the window either) while
+    /// items were synced: planned, it would delete them all, which is refused unless forced.
+    pub fn emptied(&self, prior: &Prior, opts: PlanOptions) -> bool {
+        self.complete
+            && self.items.is_empty()
+            && self.waiting == 0
+            && !prior.is_empty()
+            && !opts.force_delete
+    }
+
     pub fn index(&self) -> Listed<'_> {
         self.items.iter().map(|v| (&v.href, v)).collect()
     }

@@ -20,12 +20,7 @@ pub(super) fn walk(
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
     let (from, to) = (mode.from(), mode.to());
-    if from_side.complete
-        && from_side.items.is_empty()
-        && from_side.waiting == 0
-        && !prior.is_empty()
-        && !opts.force_delete
-    {
+    if from_side.emptied(prior, opts) {
         return Err(PlanError::SourceEmpty {
             mapped: prior.len(),
         });
@@ -123,9 +118,6 @@ fn decide(
     t: Option<&Version>,
     p: Option<&Mapping>,
 ) -> Option<Action> {
-    let (a, b) = match mode.from() {
-        Side::A => (s, t),
-        Side::B => (t, s),
-    };
+    let (a, b) = mode.from().ab(s, t);
     plan_item(mode, a, b, p).0
 }

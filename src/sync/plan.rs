@@ -19,8 +19,10 @@ pub fn plan(
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
     match mode {
-        Mode::OneWay { from: Side::A } => one_way::walk(mode, [a, b], prior, pending, opts),
-        Mode::OneWay { from: Side::B } => one_way::walk(mode, [b, a], prior, pending, opts),
+        Mode::OneWay { from } => {
+            let (from_side, to_side) = from.ab(a, b);
+            one_way::walk(mode, [from_side, to_side], prior, pending, opts)
+        }
         Mode::TwoWay { .. } => two_way::walk(mode, a, b, prior, pending, opts),
     }
 }
@@ -46,10 +48,8 @@ pub fn fetch_lists(mode: Mode, sides: [&Snapshot; 2], prior: &Prior, full: bool)
         Mode::TwoWay { .. } => [moved(Side::A), moved(Side::B)],
         Mode::OneWay { from } => {
             let [f, t] = one_way_lists(from, sides, prior, full);
-            match from {
-                Side::A => [f, t],
-                Side::B => [t, f],
-            }
+            let (a, b) = from.ab(f, t);
+            [a, b]
         }
     }
 }

@@ -97,10 +97,7 @@ fn decide(
     t: Option<&Version>,
     p: Option<&Mapping>,
 ) -> Option<Action> {
-    let (a, b) = match mode.from() {
-        Side::A => (s, t),
-        Side::B => (t, s),
-    };
+    let (a, b) = mode.from().ab(s, t);
     let (action, resolved) = plan_item(mode, a, b, p);
     assert_eq!(resolved, None, "one way, nothing is set aside");
     action
@@ -128,10 +125,8 @@ fn plan(
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
     let t = listed_in_full(t);
-    let plan = match mode.from() {
-        Side::A => super::plan(mode, s, &t, prior, pending, opts),
-        Side::B => super::plan(mode, &t, s, prior, pending, opts),
-    }?;
+    let (a, b) = mode.from().ab(s, &t);
+    let plan = super::plan(mode, a, b, prior, pending, opts)?;
     assert!(plan.resolved.is_empty(), "one way, nothing is set aside");
     Ok(plan)
 }
@@ -149,16 +144,9 @@ fn fetch_lists(
         .map(|(h, e)| (h.clone(), version(h.clone(), e.as_str(), None)))
         .collect();
     let t = listed_in_full(&t);
-    match mode.from() {
-        Side::A => {
-            let [a, b] = super::fetch_lists(mode, [s, &t], prior, full);
-            (a, b)
-        }
-        Side::B => {
-            let [a, b] = super::fetch_lists(mode, [&t, s], prior, full);
-            (b, a)
-        }
-    }
+    let (a, b) = mode.from().ab(s, &t);
+    let [a, b] = super::fetch_lists(mode, [a, b], prior, full);
+    mode.from().ab(a, b)
 }
 
 /// The side a remote action writes, if it writes one.

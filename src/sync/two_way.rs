@@ -80,12 +80,7 @@ fn refuse_empty(
     opts: PlanOptions,
 ) -> Result<(), PlanError> {
     for (side, calendar) in [(a, "source"), (b, "target")] {
-        if side.complete
-            && side.items.is_empty()
-            && side.waiting == 0
-            && !prior.is_empty()
-            && !opts.force_delete
-        {
+        if side.emptied(prior, opts) {
             return Err(PlanError::SideEmpty {
                 calendar,
                 mapped: prior.len(),
