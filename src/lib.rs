@@ -19,6 +19,8 @@
 // The docs are for the engineers reading the code (`cargo doc --document-private-items`): a
 // module's doc names the private rooms it is made of.
 #![allow(rustdoc::private_intra_doc_links)]
+// Private by default: an item another layer does not use is not `pub`.
+#![warn(unreachable_pub)]
 
 pub mod cli;
 pub mod config;

@@ -43,7 +43,7 @@ fn describe_push(c: &Config) -> String {
 }
 
 /// What `check` prints: everything the config says, secrets named by source only.
-pub fn describe_config(c: &Config) -> String {
+pub(super) fn describe_config(c: &Config) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(o, "config {}: OK", c.file.display());

@@ -15,7 +15,7 @@ use crate::store::CalendarStore;
 /// Calendars checked at once.
 const AT_ONCE: usize = 16;
 
-pub async fn check(config: &Config) -> Result<u8, Failure> {
+pub(super) async fn check(config: &Config) -> Result<u8, Failure> {
     let mut stores: BTreeMap<&str, Arc<dyn CalendarStore>> = BTreeMap::new();
     for (name, server) in &config.servers {
         let opened = crate::engine::open_store(server)

@@ -45,7 +45,7 @@ fn named_pairs(config: &Config, ids: &[String], csv: Option<&Path>) -> Result<Ve
     Ok(pairs)
 }
 
-pub async fn cutover(
+pub(super) async fn cutover(
     file: &Path,
     ids: &[String],
     csv: Option<&Path>,

@@ -17,15 +17,15 @@ const USERS: &[(&str, &str)] = &[
 ];
 const MARKER: &str = ".tandem-demo";
 /// The repair assistant's copy of one of bob's meetings, already in the new org.
-pub const REPAIR_COPY: &str = "CRA-0001.ics";
+pub(super) const REPAIR_COPY: &str = "CRA-0001.ics";
 
-pub struct DemoStats {
+pub(super) struct DemoStats {
     pub users: usize,
     pub items: usize,
 }
 
 /// Writes the demo orgs and config into `dir` (which must be new, empty, or an earlier demo).
-pub fn build(dir: &Path) -> Result<DemoStats, String> {
+pub(super) fn build(dir: &Path) -> Result<DemoStats, String> {
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -90,7 +90,7 @@ pub fn build(dir: &Path) -> Result<DemoStats, String> {
 }
 
 /// (user, file name, body) for every item of the old org.
-pub fn generate() -> Vec<(String, String, String)> {
+pub(super) fn generate() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (ui, (user, _)) in USERS.iter().enumerate() {
         own_items(ui, user, &mut |uid: String, body: String| {

@@ -5,10 +5,10 @@ use crate::config::{Config, ConfigError};
 use crate::domain::pair::Pair;
 use crate::state::State;
 
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FATAL: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_PARTIAL: u8 = 3;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FATAL: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_PARTIAL: u8 = 3;
 
 /// An error with the exit code it maps to.
 pub struct Failure {

@@ -16,7 +16,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(super) enum LogFormat {
     Text,
     Json,
 }
@@ -24,9 +24,9 @@ pub enum LogFormat {
 /// Logs go to stderr. `-v` raises the level; RUST_LOG overrides it. Progress lines, and where
 /// the service listens, show at any level.
 /// The log target of the line saying where `tandem run` serves.
-pub const LISTENING: &str = "tandem::listening";
+pub(super) const LISTENING: &str = "tandem::listening";
 
-pub fn init(format: LogFormat, verbose: u8) {
+pub(super) fn init(format: LogFormat, verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -75,7 +75,7 @@ fn text_fields() -> impl for<'w> FormatFields<'w> + 'static {
 
 /// Writes each event as one line of JSON: time, level, target, message, then the fields of its
 /// spans from the outermost in, then its own.
-pub struct JsonLines;
+pub(super) struct JsonLines;
 
 struct SpanFields(Map<String, Value>);
 

@@ -25,7 +25,8 @@ use clap::Parser;
 use crate::config::Config;
 use crate::engine::PassOptions;
 use args::{Cli, Command, LockAction, QuarantineAction};
-pub use exit::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Failure};
+pub use exit::Failure;
+pub(crate) use exit::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -20,7 +20,7 @@ struct AgentRow {
 }
 
 /// `tandem agents`: agent → processor → pairs (items), and the idle-processor warning.
-pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
+pub(super) async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let items: HashMap<String, i64> = if config.state.file().is_none_or(Path::exists) {
         let state = open_state(&config).await?;
@@ -86,7 +86,7 @@ pub async fn agents(file: &Path, json: bool) -> Result<u8, Failure> {
 }
 
 /// `tandem nodes`: every node sharing the state, with its pairs and heartbeat age.
-pub async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
+pub(super) async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = open_state(&config).await?;
     let nodes = state.nodes().await?;
@@ -125,7 +125,11 @@ fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
     configured_pair(config, id).map(|p| p.id)
 }
 
-pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Result<u8, Failure> {
+pub(super) async fn quarantine_list(
+    file: &Path,
+    pair: Option<&str>,
+    json: bool,
+) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
     let state = open_state(&config).await?;
@@ -166,7 +170,7 @@ pub async fn quarantine_list(file: &Path, pair: Option<&str>, json: bool) -> Res
     Ok(EXIT_OK)
 }
 
-pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
+pub(super) async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
     let state = open_state(&config).await?;
@@ -177,7 +181,11 @@ pub async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Fai
 }
 
 /// `disable` (with a reason) or `enable` (`None`).
-pub async fn set_enabled(file: &Path, id: &str, disable: Option<String>) -> Result<u8, Failure> {
+pub(super) async fn set_enabled(
+    file: &Path,
+    id: &str,
+    disable: Option<String>,
+) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pair = configured_pair(&config, id)?;
     let state = open_state(&config).await?;
@@ -208,7 +216,7 @@ fn lease_calendar(config: &Config, calendar: &str) -> Result<String, Failure> {
     Ok(c.to_string())
 }
 
-pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
+pub(super) async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = open_state(&config).await?;
     let leases = state.leases().await?;
@@ -246,7 +254,7 @@ pub async fn lock_list(file: &Path, json: bool) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-pub async fn lock_acquire(
+pub(super) async fn lock_acquire(
     file: &Path,
     calendar: &str,
     holder: &str,
@@ -280,7 +288,7 @@ pub async fn lock_acquire(
     }
 }
 
-pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u8, Failure> {
+pub(super) async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let calendar = lease_calendar(&config, calendar)?;
     let state = open_state(&config).await?;
@@ -296,7 +304,12 @@ pub async fn lock_release(file: &Path, calendar: &str, holder: &str) -> Result<u
 }
 
 /// `tandem repair`: the pairs one after another; exit 3 if any could not be repaired fully.
-pub async fn repair(file: &Path, ids: &[String], dry_run: bool, json: bool) -> Result<u8, Failure> {
+pub(super) async fn repair(
+    file: &Path,
+    ids: &[String],
+    dry_run: bool,
+    json: bool,
+) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let pairs = if ids.is_empty() {
         config.pairs.clone()

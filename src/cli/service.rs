@@ -16,7 +16,7 @@ use crate::state::NodeInfo;
 
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.
-pub async fn serve(file: &Path) -> Result<u8, Failure> {
+pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
     let config = Config::load(file)?;
     let state = open_state(&config).await?;
     let online = online_processors();

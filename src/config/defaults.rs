@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-pub const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+pub(crate) const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Per HTTP request to a caldav server, unless its `timeout` says otherwise.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `max_answer_size` when a server sets none: far above a listing of 100,000 items or a multiget
 /// of 100 items with attachments, far below what would strain the machine.
-pub const DEFAULT_MAX_ANSWER: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_ANSWER: usize = 64 << 20;
 
 /// A size as written in the config: bytes, or a number with a unit (`64 MiB`, `500kB`).
 pub(super) fn byte_size(text: &str) -> Option<usize> {
@@ -30,13 +30,13 @@ pub(super) fn byte_size(text: &str) -> Option<usize> {
     number.parse::<usize>().ok()?.checked_mul(unit)
 }
 
-pub const DEFAULT_PAUSE: Duration = Duration::from_secs(300);
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1800);
+pub(crate) const DEFAULT_PAUSE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1800);
 /// Polling of push-driven pairs, in case a push is lost.
-pub const DEFAULT_SAFETY_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_SAFETY_INTERVAL: Duration = Duration::from_secs(3600);
 /// What a push subscription is asked for (renewed at half).
-pub const DEFAULT_PUSH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const DEFAULT_PASSES_PER_AGENT: usize = 8;
+pub(crate) const DEFAULT_PUSH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DEFAULT_PASSES_PER_AGENT: usize = 8;
 
 /// Number of processors this process may run on.
 pub fn online_processors() -> usize {

@@ -74,8 +74,6 @@ impl fmt::Display for ErrorKind {
 pub struct StoreError {
     pub kind: ErrorKind,
     pub message: String,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl StoreError {
@@ -83,19 +81,6 @@ impl StoreError {
         StoreError {
             kind,
             message: bounded(&message.into(), MAX_REASON),
-            source: None,
-        }
-    }
-
-    pub fn with_source(
-        kind: ErrorKind,
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        StoreError {
-            kind,
-            message: bounded(&message.into(), MAX_REASON),
-            source: Some(Box::new(source)),
         }
     }
 

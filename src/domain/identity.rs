@@ -52,7 +52,7 @@ pub fn normalize_address(value: &str) -> String {
 }
 
 /// The address part of a `mailto:` URI, whatever the scheme's case.
-pub fn strip_mailto(value: &str) -> Option<&str> {
+pub(crate) fn strip_mailto(value: &str) -> Option<&str> {
     let head = value.get(..7)?;
     head.eq_ignore_ascii_case("mailto:").then(|| &value[7..])
 }
@@ -85,7 +85,7 @@ fn goid_bytes(uid: &str) -> Option<Vec<u8>> {
 /// - a GOID wrapping a third-party UID (`vCal-Uid`) → that UID;
 /// - any other GOID → the clean GOID (instance date, bytes 16–19, zeroed), upper-case hex;
 /// - anything else → unchanged.
-pub fn clean_uid(uid: &str) -> Cow<'_, str> {
+pub(crate) fn clean_uid(uid: &str) -> Cow<'_, str> {
     let Some(mut bytes) = goid_bytes(uid) else {
         return Cow::Borrowed(uid);
     };
@@ -101,13 +101,6 @@ pub fn clean_uid(uid: &str) -> Cow<'_, str> {
     }
     bytes[16..20].fill(0);
     Cow::Owned(bytes.iter().map(|b| format!("{b:02X}")).collect())
-}
-
-/// The original instance date a GOID carries (`None` for the series, or for a non-GOID UID).
-pub fn goid_instance(uid: &str) -> Option<(u16, u8, u8)> {
-    let b = goid_bytes(uid)?;
-    let date = (u16::from_be_bytes([b[16], b[17]]), b[18], b[19]);
-    (date != (0, 0, 0)).then_some(date)
 }
 
 /// The GOID form of a third-party UID, as Exchange writes it, optionally for one instance.
@@ -131,6 +124,13 @@ pub fn wrap_uid(uid: &str, instance: Option<(u16, u8, u8)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The original instance date a GOID carries (`None` for the series, or for a non-GOID UID).
+    fn goid_instance(uid: &str) -> Option<(u16, u8, u8)> {
+        let b = goid_bytes(uid)?;
+        let date = (u16::from_be_bytes([b[16], b[17]]), b[18], b[19]);
+        (date != (0, 0, 0)).then_some(date)
+    }
 
     /// The [MS-OXOCAL] §4.1.2 example: an exception on 2008-03-25.
     const SAMPLE: &str = "040000008200E00074C5B7101A82E00807D803195025D461E473C801000000000000000010000000\

@@ -44,7 +44,7 @@ impl Window {
         format!("{}/{}", part(self.past), part(self.future))
     }
 
-    pub fn is_unlimited(&self) -> bool {
+    pub(crate) fn is_unlimited(&self) -> bool {
         self.past.is_none() && self.future.is_none()
     }
 
@@ -93,7 +93,7 @@ impl Window {
 /// judge one item against the window: enough for a daily series since the 16th century or an
 /// hourly one over twenty years, and a few tenths of a second of CPU at most. A rule that needs
 /// more (`FREQ=SECONDLY` from 1900) makes the item unsyncable with a window, not a stalled agent.
-pub const MAX_EXPANSION: u64 = 200_000;
+pub(crate) const MAX_EXPANSION: u64 = 200_000;
 
 /// An item whose recurrence cannot be judged within [`MAX_EXPANSION`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

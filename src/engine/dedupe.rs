@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::base::{Engine, PassError};
 use super::list::role;
-use super::write::fetch_all;
+use super::write::{fence, fetch_all};
 use crate::domain::error::ErrorKind;
 use crate::domain::identity::IdentityKey;
 use crate::domain::lease::{Lease, LeaseKind};
@@ -161,7 +161,7 @@ impl Engine {
                     group.deleted.push(href.to_string());
                     continue;
                 };
-                if self.fence(lease).await?.is_some() {
+                if fence(&self.state, lease).await?.is_some() {
                     group.failed.push(format!(
                         "{href}: not deleted: the lease on the calendar was taken over"
                     ));

@@ -14,14 +14,17 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::warn;
 
 use super::base::{Engine, PassError};
+use super::progress::Progress;
 use super::report::ItemOp;
-use super::write::{Dest, Original, Written, delete, pending_create, pending_update};
+use super::write::{
+    Dest, EXPIRED_HERE, Original, Writer, Written, delete, pending_create, pending_update,
+};
 use crate::domain::error::{ErrorKind, StoreResult};
 use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::pair::Pair;
 use crate::domain::types::{Etag, Href};
-use crate::state::StateError;
+use crate::state::{State, StateError};
 use crate::store::CalendarStore;
 use crate::sync::Action;
 
@@ -125,10 +128,6 @@ fn note_write(w: &mut Wrote, side: Side, done: &Done, record: &Record) {
     }
 }
 
-/// Why a holder stops when its own clock passed its lease's deadline.
-const EXPIRED_HERE: &str =
-    "the lease may have expired: no renewal within its ttl on this node's clock";
-
 /// The lease guarding `side`'s calendar: a pass holds the lease of each side it writes.
 fn lease_of<'a>(pair: &Pair, leases: &'a [Lease], side: Side) -> &'a Lease {
     let cal = pair.calendar(side).to_string();
@@ -215,26 +214,50 @@ impl Stops {
     }
 }
 
-impl Engine {
+/// The execute stage of one pass: what it needs to send the plan's writes and no more.
+pub(super) struct Executor<'e> {
+    pair: &'e Pair,
+    state: &'e State,
+    writer: Writer<'e>,
+    /// Side A's store and side B's.
+    stores: [Arc<dyn CalendarStore>; 2],
+    /// The lease of each side the pass writes.
+    leases: &'e [Lease],
+    /// Set when the service stops: writes in flight finish, no more start.
+    stopping: &'e AtomicBool,
+    /// Told how the writes go (a first sync, a resync).
+    progress: Option<&'e dyn Progress>,
+}
+
+impl<'e> Executor<'e> {
+    /// The stage for `pair` under `leases`; `Err` if a server of it could not be opened.
+    pub(super) fn new(
+        engine: &'e Engine,
+        pair: &'e Pair,
+        leases: &'e [Lease],
+        show_progress: bool,
+    ) -> Result<Executor<'e>, PassError> {
+        Ok(Executor {
+            pair,
+            state: &engine.state,
+            writer: Writer::new(&pair.id, &engine.state, &engine.forms),
+            stores: engine.pair_stores(pair)?,
+            leases,
+            stopping: &engine.stopping,
+            progress: engine.progress.as_deref().filter(|_| show_progress),
+        })
+    }
+
     /// Runs `writes` (creates, updates, deletes), removals first so a create that reuses a name
     /// (an item moved to a new href) never meets the copy it replaces. A stopping service lets
     /// writes in flight finish and starts no more; a halting refusal or a lost lease stops the
     /// rest, which is reported `NotRun`.
-    pub(super) async fn execute(
-        &self,
-        pair: &Pair,
-        writes: Vec<Action>,
-        leases: &[Lease],
-        show_progress: bool,
-    ) -> Result<Executed, PassError> {
+    pub(super) async fn execute(&self, writes: Vec<Action>) -> Result<Executed, StateError> {
         let (removals, writes): (Vec<Action>, Vec<Action>) = writes
             .into_iter()
             .partition(|a| matches!(a, Action::Delete { .. } | Action::DeleteOrphan { .. }));
-        let stores = [
-            self.store(&pair.source.server)?,
-            self.store(&pair.target.server)?,
-        ];
-        let written = sides_written(pair, &stores, writes.iter().chain(&removals));
+        let (pair, stores) = (self.pair, &self.stores);
+        let written = sides_written(pair, stores, writes.iter().chain(&removals));
         // Up to the parallelism of the stores written.
         let par = written
             .iter()
@@ -243,7 +266,7 @@ impl Engine {
             .unwrap_or(1)
             .max(1);
         let stops = Stops::default();
-        let progress = self.progress.as_ref().filter(|_| show_progress);
+        let progress = self.progress;
         let total = removals.len() + writes.len();
         if let Some(p) = progress.filter(|_| total > 0) {
             p.start(pair.id.as_str(), total as u64);
@@ -267,12 +290,12 @@ impl Engine {
                 if queued.len() < par
                     && let Some(c) = chunks.next()
                 {
-                    queued.extend(self.note(pair, c, &stops, (&mut put, &mut forget)).await?);
+                    queued.extend(self.note(c, &stops, (&mut put, &mut forget)).await?);
                 }
                 while sending.len() < par
                     && let Some(step) = queued.pop_front()
                 {
-                    sending.push(self.send(pair, &stores, leases, &stops, step));
+                    sending.push(self.send(&stops, step));
                 }
                 let Some(outcome) = sending.next().await else {
                     break;
@@ -320,14 +343,7 @@ impl Engine {
 
     /// Sends one write of a noted chunk, unless the pass stopped or the lease's deadline passed
     /// on this node's clock (a stall since the chunk's check).
-    async fn send(
-        &self,
-        pair: &Pair,
-        stores: &[Arc<dyn CalendarStore>; 2],
-        leases: &[Lease],
-        stops: &Stops,
-        step: Step,
-    ) -> Result<(Side, Done, Record), StateError> {
+    async fn send(&self, stops: &Stops, step: Step) -> Result<(Side, Done, Record), StateError> {
         let action = match step {
             Step::Send(a) => *a,
             Step::Skip(side) => return Ok((side, Done::NotRun, Record::Nothing)),
@@ -336,11 +352,11 @@ impl Engine {
         if stops.stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
             return Ok((side, Done::NotRun, Record::Nothing));
         }
-        if lease_of(pair, leases, side).deadline.passed() {
+        if lease_of(self.pair, self.leases, side).deadline.passed() {
             stops.lose(side, EXPIRED_HERE.to_string());
             return Ok((side, Done::NotRun, Record::Nothing));
         }
-        let (done, record) = self.write_one(pair, stores, action).await?;
+        let (done, record) = self.write_one(action).await?;
         Ok((side, done, record))
     }
 
@@ -350,7 +366,6 @@ impl Engine {
     /// it.
     async fn note(
         &self,
-        pair: &Pair,
         chunk: Vec<Action>,
         stops: &Stops,
         finished: (&mut Vec<Mapping>, &mut Vec<Href>),
@@ -364,6 +379,7 @@ impl Engine {
         if stops.stop.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed) {
             return Ok(skip(chunk));
         }
+        let pair = self.pair;
         let pendings: Vec<Pending> = chunk.iter().filter_map(|a| noted(pair, a)).collect();
         let (put, forget) = finished;
         let noted = self
@@ -390,35 +406,10 @@ impl Engine {
         }
     }
 
-    /// Fencing: `None` while the lease is still ours; otherwise who took it over, or that it
-    /// expired. A holder whose lease was taken over (it stalled past its expiry, say) writes
-    /// nothing more.
-    pub(crate) async fn fence(&self, lease: &Lease) -> Result<Option<String>, StateError> {
-        // Without a renewal in time (the process was paused, the database is out of reach),
-        // the lease may be someone else's by now: no write, whatever the database would say.
-        if lease.deadline.passed() {
-            return Ok(Some(EXPIRED_HERE.to_string()));
-        }
-        if self.state.lease_is_current(lease).await? {
-            return Ok(None);
-        }
-        Ok(Some(match self.state.lease(&lease.calendar).await? {
-            Some(l) if l.token != lease.token => {
-                format!("{} (token {}) took over the lease", l.holder, l.token)
-            }
-            _ => "the lease expired".to_string(),
-        }))
-    }
-
     /// Performs one remote write; returns what it came to and what the state is to record.
-    async fn write_one(
-        &self,
-        pair: &Pair,
-        stores: &[Arc<dyn CalendarStore>; 2],
-        action: Action,
-    ) -> Result<(Done, Record), StateError> {
+    async fn write_one(&self, action: Action) -> Result<(Done, Record), StateError> {
         let side = action.writes().expect("a remote write");
-        let store = &*stores[side as usize];
+        let (pair, store, writer) = (self.pair, &*self.stores[side as usize], &self.writer);
         let dest = |side: Side| Dest {
             side,
             store,
@@ -438,14 +429,14 @@ impl Engine {
                     item: &item,
                 };
                 let adopted = match &adopt {
-                    Some((href, etag)) => self.adopt(dest(to), original, (href, etag)).await,
+                    Some((href, etag)) => writer.adopt(dest(to), original, (href, etag)).await,
                     None => Ok(None),
                 };
                 // Noted up front by the chunk unless it first tried to adopt.
                 let noted = adopt.is_none();
                 let written = match adopted {
                     Ok(Some(done)) => Ok(done),
-                    Ok(None) => self.create(pair, dest(to), original, noted).await?,
+                    Ok(None) => writer.create(dest(to), original, noted).await?,
                     Err(e) => Err(e),
                 };
                 (written, from_href)
@@ -463,9 +454,7 @@ impl Engine {
                     etag: &from_etag,
                     item: &item,
                 };
-                let written = self
-                    .update(pair, dest(to), original, (&href, &etag))
-                    .await?;
+                let written = writer.update(dest(to), original, (&href, &etag)).await?;
                 (written, from_href)
             }
             Action::Delete {
@@ -478,7 +467,10 @@ impl Engine {
                 return Ok(deleted(result, on, href, mapping));
             }
             Action::DeleteOrphan { on: to, pending } => {
-                let done = match self.delete_orphan(store, dest(to).cal, to, &pending).await {
+                let done = match writer
+                    .delete_orphan(store, dest(to).cal, to, &pending)
+                    .await
+                {
                     Ok(removed) => Done::Settled { pending, removed },
                     Err(e) => Done::Failed {
                         href: pending.href(to).clone(),

@@ -15,6 +15,7 @@ use crate::sync::select::select;
 use crate::sync::{self, Action, Mode, PlanOptions, Resolved};
 
 use super::base::{Engine, PassError, PassOptions};
+use super::execute::Executor;
 use super::glance::Glance;
 use super::list::{Listing, Quiet, Reader};
 use super::read::Read;
@@ -301,7 +302,9 @@ impl Engine {
             plan.actions.into_iter().partition(|a| a.writes().is_some());
         // A first sync or a resync shows its progress.
         let long = opts.full || read.prior.is_empty();
-        let executed = self.execute(pair, writes, leases, long).await?;
+        let executed = Executor::new(self, pair, leases, long)?
+            .execute(writes)
+            .await?;
         let recorder = Recorder::new(self, pair)?;
         recorder.record(read, local, executed, report).await
     }

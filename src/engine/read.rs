@@ -333,13 +333,7 @@ fn index_changes(
     let listed = listing.index();
     let gone = index
         .keys()
-        .filter(|h| {
-            mapped(h)
-                || match listing.complete {
-                    true => !listed.contains_key(*h),
-                    false => listing.deleted.contains(h),
-                }
-        })
+        .filter(|h| mapped(h) || !listed.present(h))
         .cloned()
         .collect();
     let to_index = listing

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::base::Engine;
 use super::list::role;
-use super::write::{Dest, Original, fetch_all};
+use super::write::{Dest, Original, Writer, fence, fetch_all};
 use crate::domain::identity::IdentityKey;
 use crate::domain::item::Item;
 use crate::domain::lease::{Lease, LeaseKind};
@@ -101,6 +101,7 @@ struct Scope<'a> {
     pair: &'a Pair,
     mode: Mode,
     stores: [&'a dyn CalendarStore; 2],
+    writer: Writer<'a>,
     /// The lease of each side the pair writes (none in a dry run).
     leases: [Option<&'a Lease>; 2],
     /// What the state maps on each side, with the content it recorded there and the version
@@ -167,6 +168,7 @@ impl Engine {
                         pair,
                         mode,
                         stores: [&*src, &*tgt],
+                        writer: Writer::new(&pair.id, &self.state, &self.forms),
                         leases: [lease(Side::A), lease(Side::B)],
                         mapped,
                     };
@@ -469,10 +471,7 @@ impl Engine {
                     etag: &one.etag,
                     item: &one.item,
                 };
-                match self
-                    .create(scope.pair, scope.dest(to), original, false)
-                    .await?
-                {
+                match scope.writer.create(scope.dest(to), original, false).await? {
                     Ok((m, _)) => {
                         let done = format!("created {}", m.href(to));
                         mapping = Some(m);
@@ -602,7 +601,7 @@ impl Engine {
         let Some(lease) = scope.leases[side as usize] else {
             return Ok(Err(format!("would {would}")));
         };
-        Ok(match self.fence(lease).await? {
+        Ok(match fence(&self.state, lease).await? {
             Some(_) => Err("failed: the lease was taken over".to_string()),
             None => Ok(()),
         })

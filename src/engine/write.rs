@@ -5,12 +5,12 @@
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::debug;
 
-use super::base::Engine;
+use super::forms::Forms;
 use crate::domain::error::{ErrorKind, StoreError};
+use crate::domain::lease::Lease;
 use crate::domain::mapping::{Mapping, Pending, Side};
-use crate::domain::pair::Pair;
-use crate::domain::types::{CalendarPath, Etag, Href};
-use crate::state::StateError;
+use crate::domain::types::{CalendarPath, Etag, Href, PairId};
+use crate::state::{State, StateError};
 use crate::store::{self, CalendarStore, ItemVersion};
 use crate::sync::{Prepared, target_name};
 
@@ -58,7 +58,20 @@ impl Original<'_> {
     }
 }
 
-impl Engine {
+/// The single-item writes of one pair, for the execute stage and for repair: the state notes
+/// a write as pending before it is sent, the forms render the copy and judge what is found.
+#[derive(Clone, Copy)]
+pub(super) struct Writer<'e> {
+    pair: &'e PairId,
+    state: &'e State,
+    forms: &'e Forms,
+}
+
+impl<'e> Writer<'e> {
+    pub(super) fn new(pair: &'e PairId, state: &'e State, forms: &'e Forms) -> Writer<'e> {
+        Writer { pair, state, forms }
+    }
+
     /// Takes over a copy of the same meeting (a repair assistant's, one made by hand, or one
     /// left by a crashed run): updates it with `If-Match` if its content differs, keeping its
     /// UID spelling. `None` if it is gone or no longer the same meeting.
@@ -99,9 +112,8 @@ impl Engine {
     /// Each create is first noted as pending in the state (by the caller if `noted`), so a copy
     /// written just before a crash is found again (adopted, or deleted if its original is gone)
     /// by the next pass.
-    pub(crate) async fn create(
+    pub(super) async fn create(
         &self,
-        pair: &Pair,
         dest: Dest<'_>,
         original: Original<'_>,
         noted: bool,
@@ -112,12 +124,12 @@ impl Engine {
         let pending =
             |name: &str| pending_create(dest.cal, dest.side, original.href, item, Some(name));
         if !noted {
-            self.state.add_pending(&pair.id, &pending(&name)).await?;
+            self.state.add_pending(self.pair, &pending(&name)).await?;
         }
         match dest.store.create(dest.cal, &name, &text).await {
             Ok(v) => return Ok(Ok((original.mapping(dest.side, v), Written::Created))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
-            Err(e) => return self.refused_create(pair, pending(&name), e).await,
+            Err(e) => return self.refused_create(pending(&name), e).await,
         }
         // The name is taken: by our own copy from an interrupted run (adopt it), or by another item.
         let href = dest.cal.join(&name);
@@ -146,10 +158,10 @@ impl Engine {
         }
         let stem = name.trim_end_matches(".ics");
         let fresh = format!("{stem}-{}.ics", uuid::Uuid::new_v4().simple());
-        self.state.add_pending(&pair.id, &pending(&fresh)).await?;
+        self.state.add_pending(self.pair, &pending(&fresh)).await?;
         match dest.store.create(dest.cal, &fresh, &text).await {
             Ok(v) => Ok(Ok((original.mapping(dest.side, v), Written::Created))),
-            Err(e) => self.refused_create(pair, pending(&fresh), e).await,
+            Err(e) => self.refused_create(pending(&fresh), e).await,
         }
     }
 
@@ -157,9 +169,9 @@ impl Engine {
     /// back (`Waiting`) wrote nothing, so its pending
     /// row goes: a pending create is never held back, and the item could not be quarantined. A
     /// failure that may have written (a timeout, a 5xx) keeps the row for the next pass to settle.
-    async fn refused_create(&self, pair: &Pair, pending: Pending, e: StoreError) -> WriteResult {
+    async fn refused_create(&self, pending: Pending, e: StoreError) -> WriteResult {
         if e.kind.is_permanent() || e.kind == ErrorKind::Waiting {
-            self.state.clear_pendings(&pair.id, &[pending]).await?;
+            self.state.clear_pendings(self.pair, &[pending]).await?;
         }
         Ok(Err(e))
     }
@@ -194,7 +206,6 @@ impl Engine {
     /// an edit made there.
     pub(super) async fn update(
         &self,
-        pair: &Pair,
         dest: Dest<'_>,
         original: Original<'_>,
         (href, etag): (&Href, &Etag),
@@ -217,18 +228,18 @@ impl Engine {
             Ok(etag) => return Ok(Ok((mapping(etag), Written::Updated))),
             Err(e) if e.kind == ErrorKind::PreconditionFailed => {}
             Err(e) if e.kind == ErrorKind::NotFound => {
-                self.state.clear_pendings(&pair.id, &[pending]).await?;
-                return self.create(pair, dest, original, false).await;
+                self.state.clear_pendings(self.pair, &[pending]).await?;
+                return self.create(dest, original, false).await;
             }
             Err(e) if e.kind.is_permanent() => {
-                self.state.clear_pendings(&pair.id, &[pending]).await?;
+                self.state.clear_pendings(self.pair, &[pending]).await?;
                 return Ok(Err(e));
             }
             Err(e) => return Ok(Err(e)),
         }
         debug!(href = %href, "the copy changed underneath; re-reading");
         let now = match read_one(dest.store, dest.cal, href).await {
-            Ok(None) => return self.create(pair, dest, original, false).await,
+            Ok(None) => return self.create(dest, original, false).await,
             Ok(Some(now)) => now,
             Err(e) => return Ok(Err(e)),
         };
@@ -247,6 +258,30 @@ impl Engine {
             .await
             .map(|etag| (mapping(etag), Written::Updated)))
     }
+}
+
+/// Why a holder stops when its own clock passed its lease's deadline.
+pub(super) const EXPIRED_HERE: &str =
+    "the lease may have expired: no renewal within its ttl on this node's clock";
+
+/// Fencing, before a write under `lease`: `None` while the lease is still ours; otherwise who
+/// took it over, or that it expired. A holder whose lease was taken over (it stalled past its
+/// expiry, say) writes nothing more.
+pub(super) async fn fence(state: &State, lease: &Lease) -> Result<Option<String>, StateError> {
+    // Without a renewal in time (the process was paused, the database is out of reach),
+    // the lease may be someone else's by now: no write, whatever the database would say.
+    if lease.deadline.passed() {
+        return Ok(Some(EXPIRED_HERE.to_string()));
+    }
+    if state.lease_is_current(lease).await? {
+        return Ok(None);
+    }
+    Ok(Some(match state.lease(&lease.calendar).await? {
+        Some(l) if l.token != lease.token => {
+            format!("{} (token {}) took over the lease", l.holder, l.token)
+        }
+        _ => "the lease expired".to_string(),
+    }))
 }
 
 /// The pending row of a create of `item` (from `from_href`) into `cal` on side `to`, under

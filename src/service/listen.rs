@@ -21,12 +21,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(super) const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send a request's headers (the first one, or the next on a kept-alive
 /// connection).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to finish a TLS handshake.
-pub const HANDSHAKE: Duration = Duration::from_secs(10);
+pub(super) const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// One open connection: whether it has sent a whole request, and how to close it.
 struct Open {
@@ -84,7 +84,7 @@ fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `stop` resolves, then lets the
 /// requests in progress finish.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,

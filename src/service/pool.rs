@@ -27,11 +27,11 @@ use crate::state::Peek;
 
 /// How long in-flight passes may finish after a stop was asked for; then they are abandoned
 /// (a write whose mapping was not recorded is found again by the next pass).
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The grid on which an agent takes the pairs that fell due: those due within one tick have
 /// their state read in one statement, and start at most this much late.
-pub const GATHERED_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const GATHERED_EVERY: Duration = Duration::from_millis(250);
 
 /// How many slots' worth of pairs an agent reads ahead of its free slots. A pair read ahead
 /// waits a moment for a slot; if anything moved meanwhile, its pass sees it and reads again
@@ -40,7 +40,7 @@ const READ_AHEAD: usize = 4;
 
 /// How often an agent writes the runs of its quiet passes: status, page and API show a pass
 /// this much later at most.
-pub const RUNS_FLUSHED_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RUNS_FLUSHED_EVERY: Duration = Duration::from_secs(2);
 
 /// The agent (0-based) of each pair, in the order given.
 pub fn assign(pairs: &[PairId], agents: usize) -> Vec<usize> {
@@ -124,7 +124,7 @@ pub struct AgentStats {
 impl AgentStats {
     /// Processor time the agent's thread has used, in seconds: an agent that does the work shows
     /// it here; an idle processor shows as agents with none.
-    pub fn busy_seconds(&self) -> f64 {
+    pub(crate) fn busy_seconds(&self) -> f64 {
         let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
         if tid == 0 {
             return 0.0;

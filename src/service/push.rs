@@ -8,7 +8,6 @@
 //! every `[sync] safety_interval`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -63,7 +62,6 @@ pub struct PushHub {
     /// Push-driven pairs whose poll found changes no push announced: polled every interval
     /// until a push for them arrives (a firewall or an untrusted certificate loses every push).
     doubted: Mutex<HashSet<String>>,
-    received: AtomicU64,
     /// A pair's first pass is done: the keeper subscribes its calendars now, not at its next
     /// round (up to a minute away).
     first_passes: Notify,
@@ -91,23 +89,21 @@ impl PushHub {
             place,
             driven: RwLock::default(),
             doubted: Mutex::default(),
-            received: AtomicU64::new(0),
             first_passes: Notify::new(),
         })
     }
 
     /// A pair's first pass under this node is done: its calendars are subscribed at once.
-    pub fn first_pass_done(&self) {
+    pub(crate) fn first_pass_done(&self) {
         self.first_passes.notify_one();
     }
 
     /// A push for `token` arrived: recorded, and its pair made due. `false`: no subscription
     /// has that token (the caller answers 404, which ends it on the server).
-    pub async fn received(&self, state: &State, token: &str) -> StateResult<bool> {
+    pub(crate) async fn received(&self, state: &State, token: &str) -> StateResult<bool> {
         let Some(pair) = state.record_push(token, now_ms()).await? else {
             return Ok(false);
         };
-        self.received.fetch_add(1, Ordering::Relaxed);
         debug!(pair = %pair, "push received");
         if self.doubts().remove(&pair) {
             info!(pair = %pair, "a push arrived: the pair is push-driven again");
@@ -117,7 +113,7 @@ impl PushHub {
     }
 
     /// Makes `pair` due on its agent (a pair of another node's config is ignored).
-    pub fn wake(&self, pair: &str) {
+    pub(crate) fn wake(&self, pair: &str) {
         if let Some(&(agent, i)) = self.place.get(pair) {
             let inbox = &self.inboxes[agent];
             inbox
@@ -146,7 +142,7 @@ impl PushHub {
     }
 
     /// Polled only every safety interval: both calendars subscribed, and pushes not in doubt.
-    pub fn is_driven(&self, pair: &str) -> bool {
+    pub(crate) fn is_driven(&self, pair: &str) -> bool {
         self.driven
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -156,12 +152,12 @@ impl PushHub {
 
     /// A poll of push-driven `pair` found changes no push announced: it is polled every
     /// interval until a push for it arrives. `true` the first time.
-    pub fn doubt(&self, pair: &str) -> bool {
+    pub(crate) fn doubt(&self, pair: &str) -> bool {
         self.doubts().insert(pair.to_string())
     }
 
     /// Whether `pair`'s pushes are in doubt on this node.
-    pub fn doubted(&self, pair: &str) -> bool {
+    pub(crate) fn doubted(&self, pair: &str) -> bool {
         self.doubts().contains(pair)
     }
 
@@ -171,11 +167,6 @@ impl PushHub {
 
     fn set_driven(&self, pairs: HashSet<String>) {
         *self.driven.write().unwrap_or_else(|p| p.into_inner()) = pairs;
-    }
-
-    /// Pushes received by this node since it started.
-    pub fn received_count(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
     }
 }
 

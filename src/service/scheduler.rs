@@ -57,7 +57,7 @@ impl Policy {
     }
 
     /// How often a pair is polled; `pushed`: its calendars push their changes.
-    pub fn poll_every(&self, pushed: bool) -> Duration {
+    pub(crate) fn poll_every(&self, pushed: bool) -> Duration {
         match pushed {
             true => self.safety_interval.max(self.interval),
             false => self.interval,
@@ -72,7 +72,7 @@ impl Policy {
 }
 
 /// The state a pass leaves its pair in.
-pub fn next_state(
+pub(crate) fn next_state(
     prev: &PairState,
     report: &PairReport,
     now_ms: i64,
@@ -196,13 +196,13 @@ impl Scheduler {
     }
 
     /// Starts only the pairs `membership` holds (a node among others); without it, every pair.
-    pub fn member_of(&mut self, membership: Arc<Membership>) {
+    pub(crate) fn member_of(&mut self, membership: Arc<Membership>) {
         self.membership = membership;
     }
 
     /// Pairs are made due by pushes landing in `hub`, and polled at the safety interval while
     /// push-driven.
-    pub fn pushed_by(&mut self, hub: Arc<PushHub>) {
+    pub(crate) fn pushed_by(&mut self, hub: Arc<PushHub>) {
         self.push = Some(hub);
     }
 
@@ -221,14 +221,14 @@ impl Scheduler {
     }
 
     /// The earliest due time of a pair not running now.
-    pub fn next_due(&self) -> Option<i64> {
+    pub(crate) fn next_due(&self) -> Option<i64> {
         self.queue.first().map(|(at, _)| *at)
     }
 
     /// Takes the next pair due at `now_ms`, if any; it is not handed out again until `finish`.
     /// Pairs this node does not hold now, and pairs on a server that is down, are put off a
     /// little, unread (one of the latter may be taken to probe the server instead).
-    pub fn take_due(&mut self, now_ms: i64) -> Option<usize> {
+    pub(crate) fn take_due(&mut self, now_ms: i64) -> Option<usize> {
         for (i, at) in self.waits.woken(now_ms) {
             if !self.running.contains(&i) {
                 self.woken.insert(i);

@@ -15,7 +15,7 @@ use crate::store::health::ServerHealth;
 
 /// What to do with a due pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
+pub(super) enum Gate {
     /// Its servers are up: run it.
     Go,
     /// A server of it is down and this pair probes it now.
@@ -31,7 +31,7 @@ struct Watched {
     seen: u64,
 }
 
-pub struct ServerWaits {
+pub(super) struct ServerWaits {
     servers: Vec<Watched>,
     /// Per pair, its watched servers (indexes into `servers`).
     of_pair: Vec<Vec<usize>>,
@@ -43,7 +43,7 @@ pub struct ServerWaits {
 }
 
 impl ServerWaits {
-    pub fn new(engine: &Engine, pairs: &[Pair]) -> ServerWaits {
+    pub(super) fn new(engine: &Engine, pairs: &[Pair]) -> ServerWaits {
         let mut servers: Vec<Watched> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut of_pair = Vec::with_capacity(pairs.len());
@@ -81,7 +81,7 @@ impl ServerWaits {
 
     /// The waiting pairs of servers that answered again since the last look, each with when it
     /// is due: now, spread over a few seconds so they do not all start in one instant.
-    pub fn woken(&mut self, now_ms: i64) -> Vec<(usize, i64)> {
+    pub(super) fn woken(&mut self, now_ms: i64) -> Vec<(usize, i64)> {
         let mut back = HashSet::new();
         for (at, s) in self.servers.iter_mut().enumerate() {
             let returns = s.health.returns();
@@ -110,7 +110,7 @@ impl ServerWaits {
     }
 
     /// Whether due pair `i` may run, probes its server, or waits.
-    pub fn gate(&mut self, i: usize) -> Gate {
+    pub(super) fn gate(&mut self, i: usize) -> Gate {
         let Some(&down) = self.of_pair[i]
             .iter()
             .find(|s| self.servers[**s].health.is_down())
@@ -126,7 +126,7 @@ impl ServerWaits {
     }
 
     /// The probe pair `i` was taken for ([`Gate::Probe`]), as a future that records its outcome.
-    pub fn probe(&self, i: usize) -> Option<impl Future<Output = ()> + use<>> {
+    pub(super) fn probe(&self, i: usize) -> Option<impl Future<Output = ()> + use<>> {
         let s = &self.servers[*self.probing.get(&i)?];
         let (store, health) = (s.store.clone(), s.health.clone());
         Some(async move {
@@ -137,7 +137,7 @@ impl ServerWaits {
 
     /// Whether pair `i` waits on a server that is down now: it is looked at again soon (so
     /// its turn may probe the server), whatever pause or backoff its last pass left.
-    pub fn held_up(&self, i: usize) -> bool {
+    pub(super) fn held_up(&self, i: usize) -> bool {
         self.waiting.contains(&i)
             && self.of_pair[i]
                 .iter()
@@ -146,7 +146,7 @@ impl ServerWaits {
 
     /// Pair `i`'s step ended: a pass that failed at the server's level (no answer, a refused
     /// connection, a 5xx) waits to be woken by the server's return; any other pass does not.
-    pub fn finished(&mut self, i: usize, kind: Option<Option<ErrorKind>>) {
+    pub(super) fn finished(&mut self, i: usize, kind: Option<Option<ErrorKind>>) {
         self.probing.remove(&i);
         match kind {
             // Not run (a probe, a pair held elsewhere): as it was.

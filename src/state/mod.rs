@@ -31,7 +31,6 @@ pub use db::{State, StateError, StateResult};
 pub use fence::{LeaseLost, fenced};
 pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
-pub use pass::RUNS_KEPT;
 pub use pass::{PassStart, Peek};
 pub use postgres::MIGRATOR as POSTGRES_MIGRATOR;
 pub use push::PushSubscription;

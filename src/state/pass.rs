@@ -9,7 +9,7 @@ use super::rows;
 use super::sql::Tx;
 
 /// Passes kept in the run history per pair.
-pub const RUNS_KEPT: i64 = 50;
+pub(crate) const RUNS_KEPT: i64 = 50;
 use crate::domain::pairstate::StoredState;
 use crate::domain::run::{Outcome, RunKind, RunRecord};
 use crate::domain::time::HOUR_MS;

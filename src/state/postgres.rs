@@ -15,16 +15,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgr
 
 /// The database's clock in unix ms (SQL): the time of the statement, not of its transaction,
 /// truncated like the process's own clock (a cast alone rounds, half a millisecond ahead).
-pub const NOW_MS: &str = "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
+pub(super) const NOW_MS: &str =
+    "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
 
 /// The longest a statement or a lock wait may take before it fails (and the call with it).
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a connection may take to open or be handed out.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to `url` (with `password` if given) and migrates the database; returns the pool and
 /// the options to open more pools with (one per tokio runtime, see [`pool`]).
-pub async fn connect(
+pub(super) async fn connect(
     url: &str,
     password: Option<&secrecy::SecretString>,
 ) -> Result<(Pool, AnyConnectOptions), Failure> {
@@ -55,7 +56,7 @@ pub async fn connect(
 /// A pool of up to `size` connections, each with the statement and lock timeouts. Its
 /// connections belong to the tokio runtime that opens them (its reactor drives their sockets):
 /// a runtime of its own (an agent's) opens a pool of its own.
-pub fn pool(options: &AnyConnectOptions, size: u32) -> Pool {
+pub(super) fn pool(options: &AnyConnectOptions, size: u32) -> Pool {
     let settings = format!(
         "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
          SET idle_in_transaction_session_timeout = {ms}",
@@ -77,6 +78,6 @@ pub fn pool(options: &AnyConnectOptions, size: u32) -> Pool {
 }
 
 /// A write transaction: PostgreSQL's row locks order concurrent writers by themselves.
-pub async fn write_tx(pool: &Pool) -> Result<Tx, sqlx::Error> {
+pub(super) async fn write_tx(pool: &Pool) -> Result<Tx, sqlx::Error> {
     pool.begin().await
 }

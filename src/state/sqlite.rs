@@ -12,7 +12,7 @@ use super::sql::{Failure, Pool, Tx};
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The database's clock in unix ms (SQL).
-pub const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+pub(super) const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
 /// Set on every connection: several processes (sync, repair, an operator's `lock`) share one
 /// file, and writers queue on the busy timeout.
@@ -21,7 +21,7 @@ const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
 
 /// Opens (creating if needed) and migrates the database file at `path`: a pool to read and
 /// one to write.
-pub async fn connect(path: &Path) -> Result<(Pool, Pool), Failure> {
+pub(super) async fn connect(path: &Path) -> Result<(Pool, Pool), Failure> {
     sqlx::any::install_default_drivers();
     let url = AnyConnectOptions::from_url(&url_of(path).map_err(|e| ("naming", e.into()))?)
         .map_err(|e| ("naming", e.into()))?;
@@ -88,6 +88,6 @@ fn url_of(path: &Path) -> Result<url::Url, String> {
 
 /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so two
 /// writers queue on the busy timeout instead of failing on a read-to-write lock upgrade.
-pub async fn write_tx(pool: &Pool) -> Result<Tx, sqlx::Error> {
+pub(super) async fn write_tx(pool: &Pool) -> Result<Tx, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }

@@ -16,7 +16,7 @@ const HOLD: u32 = 8;
 
 /// The climbing rule, apart from any clock or semaphore (so it can be tested as is).
 #[derive(Debug, Clone)]
-pub struct Climb {
+pub(super) struct Climb {
     limit: usize,
     max: usize,
     /// The limit below and the throughput measured there, while trying one step up.
@@ -30,7 +30,7 @@ pub struct Climb {
 }
 
 impl Climb {
-    pub fn new(max: usize) -> Climb {
+    pub(super) fn new(max: usize) -> Climb {
         Climb {
             limit: 1,
             max: max.max(1),
@@ -42,18 +42,18 @@ impl Climb {
         }
     }
 
-    pub fn limit(&self) -> usize {
+    pub(super) fn limit(&self) -> usize {
         self.limit
     }
 
     /// A write began at `now` (the first starts the first window).
-    pub fn started(&mut self, now: Instant) {
+    pub(super) fn started(&mut self, now: Instant) {
         self.window_start.get_or_insert(now);
     }
 
     /// A write ended at `now`; `throttled`: the server answered 429 or 503. Returns the new
     /// limit when it changes.
-    pub fn ended(&mut self, now: Instant, throttled: bool) -> Option<usize> {
+    pub(super) fn ended(&mut self, now: Instant, throttled: bool) -> Option<usize> {
         let before = self.limit;
         if throttled {
             self.limit = (self.limit / 2).max(1);
@@ -104,7 +104,7 @@ impl Climb {
 }
 
 /// The writes-in-flight gate of one server.
-pub struct WriteLimit {
+pub(super) struct WriteLimit {
     slots: Semaphore,
     climb: Mutex<Climb>,
     /// Permits to retire as writes end (the limit fell below what is in flight).
@@ -115,7 +115,7 @@ pub struct WriteLimit {
 
 impl WriteLimit {
     /// Adaptive, up to `max`.
-    pub fn adaptive(max: usize) -> WriteLimit {
+    pub(super) fn adaptive(max: usize) -> WriteLimit {
         WriteLimit {
             slots: Semaphore::new(1),
             climb: Mutex::new(Climb::new(max)),
@@ -125,7 +125,7 @@ impl WriteLimit {
     }
 
     /// Always `n`.
-    pub fn fixed(n: usize) -> WriteLimit {
+    pub(super) fn fixed(n: usize) -> WriteLimit {
         let mut climb = Climb::new(n);
         climb.limit = n.max(1);
         WriteLimit {
@@ -136,7 +136,7 @@ impl WriteLimit {
         }
     }
 
-    pub fn limit(&self) -> usize {
+    pub(super) fn limit(&self) -> usize {
         self.lock().limit()
     }
 
@@ -145,7 +145,7 @@ impl WriteLimit {
     }
 
     /// Waits for a write slot.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
+    pub(super) async fn acquire(&self) -> SemaphorePermit<'_> {
         let permit = self
             .slots
             .acquire()
@@ -156,7 +156,7 @@ impl WriteLimit {
     }
 
     /// A write holding `permit` ended; `throttled`: 429 or 503.
-    pub fn release(&self, permit: SemaphorePermit<'_>, throttled: bool) {
+    pub(super) fn release(&self, permit: SemaphorePermit<'_>, throttled: bool) {
         if self.fixed {
             return;
         }

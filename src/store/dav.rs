@@ -175,14 +175,14 @@ pub(super) fn truncated(body: &[u8], collection: &str) -> Result<bool, roxmltree
 /// none (or its CTag is not used); a watermark without the newline (from an earlier release) has
 /// not been asked yet.
 pub(super) mod watermark {
-    pub fn split(stored: &str) -> (&str, Option<&str>) {
+    pub(crate) fn split(stored: &str) -> (&str, Option<&str>) {
         match stored.split_once('\n') {
             Some((sync, ctag)) => (sync, Some(ctag)),
             None => (stored, None),
         }
     }
 
-    pub fn join(sync: &str, ctag: Option<&str>) -> String {
+    pub(crate) fn join(sync: &str, ctag: Option<&str>) -> String {
         format!("{sync}\n{}", ctag.unwrap_or(""))
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Distinct calendars failing in a row that take a server down.
-pub const DOWN_AFTER: usize = 3;
+pub(crate) const DOWN_AFTER: usize = 3;
 /// The wait before the first probe; each later one waits half as long again, up to the cap.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
 const PROBE_CAP: Duration = Duration::from_secs(120);
@@ -163,7 +163,7 @@ impl ServerHealth {
 }
 
 /// The resource a request counts against: its collection (a calendar, not each item in it).
-pub fn resource_of(path: &str) -> &str {
+pub(crate) fn resource_of(path: &str) -> &str {
     match path.strip_suffix('/') {
         Some(_) => path,
         None => path.rfind('/').map_or(path, |i| &path[..=i]),

@@ -88,7 +88,7 @@ impl Default for HttpSettings {
 }
 
 /// Requests in flight per server when the config sets no `max_concurrency`.
-pub const DEFAULT_CONCURRENCY: usize = 4;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Counters per server, read by tests, `status` and metrics.
 #[derive(Debug, Default)]
@@ -132,7 +132,7 @@ impl HttpStats {
 /// A request that failed for good, with the kind the engine branches on.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
-pub struct HttpFault {
+pub(crate) struct HttpFault {
     pub kind: ErrorKind,
     pub message: String,
 }
@@ -160,12 +160,12 @@ struct Inner {
 
 /// The `Service` libdav drives. Cheap to clone; clones share limits and counters.
 #[derive(Clone)]
-pub struct Transport(Arc<Inner>);
+pub(crate) struct Transport(Arc<Inner>);
 
 impl Transport {
     /// `tls`: load the system's root certificates (only `https://` servers need them; reading
     /// them costs a few milliseconds per process).
-    pub fn new(
+    pub(crate) fn new(
         credentials: Option<(&str, &SecretString)>,
         settings: HttpSettings,
         tls: bool,
@@ -219,22 +219,22 @@ impl Transport {
         })))
     }
 
-    pub fn stats(&self) -> Arc<HttpStats> {
+    pub(crate) fn stats(&self) -> Arc<HttpStats> {
         self.0.stats.clone()
     }
 
-    pub fn health(&self) -> Arc<ServerHealth> {
+    pub(crate) fn health(&self) -> Arc<ServerHealth> {
         self.0.health.clone()
     }
 
     /// What the server does differently, as its answers so far tell.
-    pub fn quirks(&self) -> &Quirks {
+    pub(crate) fn quirks(&self) -> &Quirks {
         &self.0.quirks
     }
 
     /// One `OPTIONS` request to `uri`, not retried: whether the server answered (any status but
     /// a server-level failure), or why not.
-    pub async fn probe(&self, uri: &str) -> Result<(), String> {
+    pub(crate) async fn probe(&self, uri: &str) -> Result<(), String> {
         let inner = &self.0;
         let mut req = Request::options(uri)
             .body(String::new())
@@ -263,7 +263,7 @@ impl Transport {
 
     /// Writes to the calendar at `path` carry `Push-Dont-Notify` for the subscription at
     /// `location` (`None`: no longer).
-    pub fn set_quiet(&self, path: &str, location: Option<&str>) {
+    pub(crate) fn set_quiet(&self, path: &str, location: Option<&str>) {
         let mut quiet = self.0.quiet.write().unwrap_or_else(|p| p.into_inner());
         match location.and_then(|l| HeaderValue::try_from(format!("\"{l}\"")).ok()) {
             Some(v) => quiet.insert(path.to_string(), v),
@@ -272,11 +272,11 @@ impl Transport {
     }
 
     /// Writes allowed in flight now.
-    pub fn write_limit(&self) -> usize {
+    pub(crate) fn write_limit(&self) -> usize {
         self.0.writes.limit()
     }
 
-    pub fn max_concurrency(&self) -> usize {
+    pub(crate) fn max_concurrency(&self) -> usize {
         self.0.settings.max_concurrency.max(1)
     }
 }
@@ -440,7 +440,7 @@ impl Inner {
 /// An answer larger than the server's `max_answer_size`.
 #[derive(Debug, thiserror::Error)]
 #[error("the answer is over {0} bytes, the server's max_answer_size; not read")]
-pub struct OverLimit(usize);
+pub(crate) struct OverLimit(usize);
 
 /// The answer's body, unless it is larger than `max` bytes: a server cannot make tandem hold
 /// more than that per request, whatever it sends or announces.
@@ -601,7 +601,7 @@ fn classify_status(
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 
-pub const NS: &str = "https://bitfire.at/webdav-push";
+pub(crate) const NS: &str = "https://bitfire.at/webdav-push";
 
 /// The PROPFIND body asking a collection for its push properties (not in `allprop`).
 pub const PROPFIND: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
@@ -69,7 +69,7 @@ pub fn public_key_of(pkcs8: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// `n` bytes from the system's secure random source.
-pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; n];
     SystemRandom::new()
         .fill(&mut b)
@@ -91,7 +91,7 @@ pub fn unb64(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Whether a PROPFIND answer for the push properties offers a Web Push transport.
-pub fn offers_web_push(xml: &str) -> Result<bool, roxmltree::Error> {
+pub(crate) fn offers_web_push(xml: &str) -> Result<bool, roxmltree::Error> {
     let doc = roxmltree::Document::parse(xml)?;
     Ok(doc.descendants().any(|n| {
         n.tag_name().namespace() == Some(NS)
@@ -103,7 +103,7 @@ pub fn offers_web_push(xml: &str) -> Result<bool, roxmltree::Error> {
 }
 
 /// The `push-register` body: a Web Push subscription, content updates at depth 1.
-pub fn register_body(s: &Subscribe) -> String {
+pub(crate) fn register_body(s: &Subscribe) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
          <push-register xmlns=\"{NS}\" xmlns:D=\"DAV:\">\
@@ -130,7 +130,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// An RFC 1123 date (`Expires`), from unix ms.
-pub fn http_date(ms: i64) -> String {
+pub(crate) fn http_date(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -138,7 +138,7 @@ pub fn http_date(ms: i64) -> String {
 }
 
 /// Unix ms of an RFC 1123 date.
-pub fn parse_http_date(v: &str) -> Option<i64> {
+pub(crate) fn parse_http_date(v: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc2822(v.trim())
         .ok()
         .map(|d| d.timestamp_millis())

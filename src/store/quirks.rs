@@ -10,7 +10,7 @@ use http::HeaderMap;
 
 /// The server software, as far as tandem tells servers apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Software {
+pub(crate) enum Software {
     /// SOGo (its SOPE web layer names itself in `Server` or sends `X-Dav-Error`).
     Sogo,
     /// DAViCal (sends `X-DAViCal-Version`).
@@ -21,7 +21,7 @@ pub enum Software {
 
 impl Software {
     /// Tells the software from one answer's marks, if it bears any.
-    pub fn of(headers: &HeaderMap) -> Option<Software> {
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Software> {
         let server = headers
             .get(http::header::SERVER)
             .and_then(|v| v.to_str().ok())
@@ -35,7 +35,7 @@ impl Software {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Software::Sogo => "SOGo",
             Software::Davical => "DAViCal",
@@ -46,14 +46,14 @@ impl Software {
 
 /// One server's software, set by its first answer.
 #[derive(Debug, Default)]
-pub struct Quirks(OnceLock<Software>);
+pub(crate) struct Quirks(OnceLock<Software>);
 
 impl Quirks {
     /// Notes the software from an answer to `method`: marks of SOGo or DAViCal tell at once;
     /// an answer to a PROPFIND without them tells another server (both mark every PROPFIND
     /// answer, but SOGo leaves its marks off REPORT answers, so those tell nothing). The first
     /// answer that tells counts.
-    pub fn notice(&self, method: &http::Method, headers: &HeaderMap) {
+    pub(crate) fn notice(&self, method: &http::Method, headers: &HeaderMap) {
         if self.0.get().is_some() {
             return;
         }
@@ -65,25 +65,25 @@ impl Quirks {
     }
 
     /// `None` until the server has answered once.
-    pub fn software(&self) -> Option<Software> {
+    pub(crate) fn software(&self) -> Option<Software> {
         self.0.get().copied()
     }
 
     /// The server overwrites an item when a create says `If-None-Match: *` and deletes one
     /// whatever a stale `If-Match` says (SOGo): tandem checks what it holds just before.
-    pub fn ignores_preconditions(&self) -> bool {
+    pub(crate) fn ignores_preconditions(&self) -> bool {
         self.software() == Some(Software::Sogo)
     }
 
     /// The server writes a copy of a meeting into each attendee's calendar when the organizer's
     /// copy is written (`SCHEDULE-AGENT=CLIENT` or not), and refuses an attendee's copy before
     /// the organizer's (SOGo): tandem waits for, and takes over, the server's copy.
-    pub fn files_attendee_copies(&self) -> bool {
+    pub(crate) fn files_attendee_copies(&self) -> bool {
         self.software() == Some(Software::Sogo)
     }
 
     /// The server's name for messages.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.software() {
             Some(Software::Other) | None => "the server",
             Some(s) => s.name(),
@@ -92,7 +92,7 @@ impl Quirks {
 
     /// What the server does differently and what tandem does about it, for `tandem check
     /// --connect` and README's servers table.
-    pub fn departures(&self) -> Vec<&'static str> {
+    pub(crate) fn departures(&self) -> Vec<&'static str> {
         match self.software() {
             Some(Software::Sogo) => vec![
                 "ignores If-None-Match and a stale If-Match on DELETE: tandem checks what it holds just before each create, update and delete",
@@ -110,7 +110,7 @@ impl Quirks {
     }
 
     /// What an operator must know before tandem writes to this server.
-    pub fn warning(&self) -> Option<&'static str> {
+    pub(crate) fn warning(&self) -> Option<&'static str> {
         (self.software() == Some(Software::Davical)).then_some(
             "DAViCal delivers a reply to the organizer's scheduling inbox, and rewrites the organizer's copy (adding SCHEDULE-STATUS), whenever an attendee's copy of a meeting whose organizer's copy it holds is written; SCHEDULE-AGENT=CLIENT does not stop it and nothing else a client sends does. No mail is sent unless DAViCal is set up to send it; the organizer's copy is put back in step by the organizer's next pass",
         )
@@ -119,13 +119,13 @@ impl Quirks {
     /// An item deleted and made again at the same name starts at the same ETag (SOGo counts
     /// versions per item): an ETag a listing of changes gives is not trusted to say what
     /// changed, and such items are read whole.
-    pub fn reuses_etags(&self) -> bool {
+    pub(crate) fn reuses_etags(&self) -> bool {
         self.software() == Some(Software::Sogo)
     }
 
     /// The CTag counts seconds, so two changes within one second leave it unchanged (SOGo):
     /// tandem lists with the sync token every time instead.
-    pub fn coarse_ctag(&self) -> bool {
+    pub(crate) fn coarse_ctag(&self) -> bool {
         self.software() == Some(Software::Sogo)
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::window::Fit;
 
 /// The decision for one item: its version on side A and on side B (`None`: not there) and its
 /// mapping. `None` is "in step, nothing to do"; a version set aside is named in the second value.
-pub fn plan_item(
+pub(crate) fn plan_item(
     mode: Mode,
     a: Option<&Version>,
     b: Option<&Version>,

@@ -28,7 +28,6 @@ pub mod twins;
 mod two_way;
 
 pub use crate::domain::mapping::Side;
-pub use decide::plan_item;
 pub use model::{
     Action, Adopt, Content, Mode, Plan, PlanError, PlanOptions, Prepared, Prior, Resolved,
     Snapshot, Version, target_name,

@@ -1,7 +1,7 @@
 //! What a plan reads and makes: both sides' snapshots, the prior state, the actions and the
 //! mode a pass copies in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::rank::Newness;
@@ -175,8 +175,44 @@ pub struct Snapshot {
     pub waiting: usize,
 }
 
-/// A snapshot's listed items by href.
-pub type Listed<'a> = HashMap<&'a Href, &'a Version>;
+/// A snapshot's listed items by href, and what its listing says of the others.
+pub struct Listed<'a> {
+    items: HashMap<&'a Href, &'a Version>,
+    deleted: HashSet<&'a Href>,
+    complete: bool,
+}
+
+impl<'a> Listed<'a> {
+    /// The item listed at `href`.
+    pub fn get(&self, href: &Href) -> Option<&'a Version> {
+        self.items.get(href).copied()
+    }
+
+    pub fn contains(&self, href: &Href) -> bool {
+        self.items.contains_key(href)
+    }
+
+    /// Whether an item at `href` is there: listed, or not mentioned by an incremental listing
+    /// (unchanged since); gone if a complete listing leaves it out or an incremental one
+    /// reports it deleted.
+    pub fn present(&self, href: &Href) -> bool {
+        self.contains(href) || !(self.complete || self.deleted.contains(href))
+    }
+
+    /// The version of `href`, mapped on this side at `mapped`: as listed; `None` if gone; else
+    /// unchanged since, at `mapped`.
+    pub fn find(&self, href: &Href, mapped: &Etag) -> Option<Found<'a>> {
+        match self.get(href) {
+            Some(v) => Some(Found::Listed(v)),
+            None if !self.present(href) => None,
+            None => Some(Found::Unchanged(Version {
+                href: href.clone(),
+                etag: mapped.clone(),
+                content: Content::NotFetched,
+            })),
+        }
+    }
+}
 
 impl Snapshot {
     /// A complete listing of nothing at all (none waiting outside the window either) while
@@ -189,26 +225,17 @@ impl Snapshot {
             && !opts.force_delete
     }
 
+    /// The listing, indexed by href (see [`Listed`]).
     pub fn index(&self) -> Listed<'_> {
-        self.items.iter().map(|v| (&v.href, v)).collect()
-    }
-
-    /// The version of `href`, mapped on this side at `mapped`: as listed; gone if a complete
-    /// listing leaves it out or an incremental one reports it deleted; else unchanged since.
-    pub fn find<'a>(&self, listed: &Listed<'a>, href: &Href, mapped: &Etag) -> Option<Found<'a>> {
-        match listed.get(href) {
-            Some(v) => Some(Found::Listed(v)),
-            None if self.complete || self.deleted.contains(href) => None,
-            None => Some(Found::Unchanged(Version {
-                href: href.clone(),
-                etag: mapped.clone(),
-                content: Content::NotFetched,
-            })),
+        Listed {
+            items: self.items.iter().map(|v| (&v.href, v)).collect(),
+            deleted: self.deleted.iter().collect(),
+            complete: self.complete,
         }
     }
 }
 
-/// A mapped item's version on one side (see [`Snapshot::find`]).
+/// A mapped item's version on one side (see [`Listed::find`]).
 pub enum Found<'a> {
     Listed(&'a Version),
     /// Not mentioned by an incremental listing: at its mapped etag, not read.

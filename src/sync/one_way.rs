@@ -3,10 +3,8 @@
 //! Items of the other side no mapping names are not walked: they are adopted or left by
 //! [`super::select`]. Each item is decided by the one table ([`super::decide`]).
 
-use std::collections::HashSet;
-
 use super::decide::plan_item;
-use super::model::{Action, Content, Mode, Plan, PlanError, PlanOptions, Prior, Snapshot, Version};
+use super::model::{Action, Found, Mode, Plan, PlanError, PlanOptions, Prior, Snapshot, Version};
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::Href;
 
@@ -25,49 +23,41 @@ pub(super) fn walk(
             mapped: prior.len(),
         });
     }
-    let copies = to_side.index();
-    let copy = |p: &Mapping| to_side.find(&copies, p.href(to), p.etag(to));
+    let (copies, listed) = (to_side.index(), from_side.index());
+    let copy = |p: &Mapping| copies.find(p.href(to), p.etag(to));
     let mut out = Plan::default();
     let mut push = |a: Option<Action>| match a {
         Some(a) => out.actions.push(a),
         None => out.unchanged += 1,
     };
-    let mut listed: HashSet<&Href> = HashSet::with_capacity(from_side.items.len());
     let mut matched = 0;
     for s in &from_side.items {
-        listed.insert(&s.href);
         let p = prior.get(from, &s.href);
         matched += usize::from(p.is_some());
         let t = p.and_then(copy);
         push(decide(mode, Some(s), t.as_ref().map(|t| t.version()), p));
     }
-    let deleted: HashSet<&Href> = from_side.deleted.iter().collect();
     // Mappings the listing did not mention: deleted (complete listing) or unchanged (incremental).
     if matched < prior.len() {
         for p in prior.values() {
-            if listed.contains(p.href(from)) {
-                continue;
-            }
+            let s = match listed.find(p.href(from), p.etag(from)) {
+                Some(Found::Listed(_)) => continue,
+                s => s,
+            };
             let t = copy(p);
-            let t = t.as_ref().map(|t| t.version());
-            if from_side.complete || deleted.contains(p.href(from)) {
-                push(decide(mode, None, t, Some(p)));
-            } else {
-                let unchanged = Version {
-                    href: p.href(from).clone(),
-                    etag: p.etag(from).clone(),
-                    content: Content::NotFetched,
-                };
-                push(decide(mode, Some(&unchanged), t, Some(p)));
-            }
+            let (s, t) = (
+                s.as_ref().map(Found::version),
+                t.as_ref().map(Found::version),
+            );
+            push(decide(mode, s, t, Some(p)));
         }
     }
     // A copy a pending create names is there: listed, or mapped and not gone.
     let copy_there = |h: &Href| match prior.get(to, h) {
         Some(m) => copy(m).is_some(),
-        None => copies.contains_key(h),
+        None => copies.contains(h),
     };
-    let present = |h: &Href| listed.contains(h) || (!from_side.complete && !deleted.contains(h));
+    let present = |h: &Href| listed.present(h);
     let settled = pending
         .iter()
         .filter_map(|pd| settle(pd, (from, to), prior, present(pd.href(from)), copy_there));

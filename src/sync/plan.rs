@@ -1,8 +1,6 @@
 //! Planning a pass in either mode: what must be read before planning, and one entry that walks
 //! the pass its mode needs ([`super::one_way`], [`super::two_way`]).
 
-use std::collections::HashSet;
-
 use super::model::{Mode, Plan, PlanError, PlanOptions, Prior, Snapshot};
 use super::{one_way, two_way};
 use crate::domain::mapping::{Mapping, Pending, Side};
@@ -58,16 +56,14 @@ pub fn fetch_lists(mode: Mode, sides: [&Snapshot; 2], prior: &Prior, full: bool)
 fn one_way_lists(from: Side, sides: [&Snapshot; 2], prior: &Prior, full: bool) -> [Vec<Href>; 2] {
     let to = from.other();
     let (source, target) = (sides[from as usize], sides[to as usize]);
-    let copies = target.index();
+    let (copies, listed) = (target.index(), source.index());
     let copy_etag = |p: &Mapping| {
-        target
-            .find(&copies, p.href(to), p.etag(to))
+        copies
+            .find(p.href(to), p.etag(to))
             .map(|c| c.version().etag.clone())
     };
     let mut src: Vec<Href> = Vec::new();
-    let mut listed: HashSet<&Href> = HashSet::with_capacity(source.items.len());
     for s in &source.items {
-        listed.insert(&s.href);
         match prior.get(from, &s.href) {
             Some(p)
                 if !full
@@ -76,7 +72,6 @@ fn one_way_lists(from: Side, sides: [&Snapshot; 2], prior: &Prior, full: bool) -
             _ => src.push(s.href.clone()),
         }
     }
-    let deleted: HashSet<&Href> = source.deleted.iter().collect();
     let mut tgt = Vec::new();
     for p in prior.values() {
         let target_etag = copy_etag(p);
@@ -87,9 +82,8 @@ fn one_way_lists(from: Side, sides: [&Snapshot; 2], prior: &Prior, full: bool) -
             tgt.push(p.href(to).clone());
         }
         // Unmentioned by an incremental listing, but its copy moved or vanished.
-        if !source.complete
-            && !listed.contains(p.href(from))
-            && !deleted.contains(p.href(from))
+        if !listed.contains(p.href(from))
+            && listed.present(p.href(from))
             && (full || target_etag.as_ref() != Some(p.etag(to)))
         {
             src.push(p.href(from).clone());

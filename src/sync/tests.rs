@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::decide::plan_item;
 use super::select::{Unmapped, select};
 use super::*;
 use crate::domain::error::ErrorKind;

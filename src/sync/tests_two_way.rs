@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::decide::plan_item;
 use super::tests::kind;
 use super::*;
 use crate::domain::direction::ConflictPolicy;
@@ -691,7 +692,7 @@ mod model {
     use super::*;
 
     #[derive(Default, Clone)]
-    pub struct World {
+    pub(super) struct World {
         pub sides: [BTreeMap<Href, (Etag, Arc<Prepared>)>; 2],
         pub prior: Prior,
         pub pending: Vec<Pending>,
@@ -708,7 +709,7 @@ mod model {
         Crashed,
     }
 
-    pub fn meeting(uid: u32, version: u32) -> Arc<Prepared> {
+    pub(super) fn meeting(uid: u32, version: u32) -> Arc<Prepared> {
         let ics = format!(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u{uid}\r\nDTSTART:20260101T100000Z\r\n\
              SEQUENCE:{version}\r\nSUMMARY:v{version}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
@@ -720,7 +721,7 @@ mod model {
     /// (`Some(version)` it was given) whose current version is the one its mapping records, or
     /// whose content is no longer the user's (it lost a conflict and was overwritten); a deleted
     /// one (`None`) that no mapping names any more.
-    pub fn synced(w: &World, side: Side, uid: u32, kept: Option<u32>) -> bool {
+    pub(super) fn synced(w: &World, side: Side, uid: u32, kept: Option<u32>) -> bool {
         let id = meeting(uid, 0).identity.clone();
         let here = w.sides[side as usize]
             .iter()
@@ -747,12 +748,12 @@ mod model {
         }
 
         /// An edit, create or delete by a user on `side`.
-        pub fn put(&mut self, side: Side, name: &str, item: Arc<Prepared>) {
+        pub(super) fn put(&mut self, side: Side, name: &str, item: Arc<Prepared>) {
             let etag = self.etag();
             self.sides[side as usize].insert(on(side, name), (etag, item));
         }
 
-        pub fn remove(&mut self, side: Side, href: &Href) {
+        pub(super) fn remove(&mut self, side: Side, href: &Href) {
             self.sides[side as usize].remove(href);
         }
 
@@ -779,12 +780,12 @@ mod model {
         }
 
         /// Plans a pass and applies it; returns the number of remote writes.
-        pub fn pass(&mut self, rules: Mode) -> usize {
+        pub(super) fn pass(&mut self, rules: Mode) -> usize {
             self.chaotic_pass(rules, None)
         }
 
         /// A pass whose writes fail or crash as `chaos` draws (none when `None`).
-        pub fn chaotic_pass(
+        pub(super) fn chaotic_pass(
             &mut self,
             rules: Mode,
             mut chaos: Option<&mut fastrand::Rng>,

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::decide::plan_item;
 use super::model::{
-    Action, Content, Found, Mode, Plan, PlanError, PlanOptions, Prior, Resolved, Snapshot, Version,
+    Action, Content, Found, Listed, Mode, Plan, PlanError, PlanOptions, Prior, Resolved, Snapshot,
+    Version,
 };
 use crate::domain::identity::IdentityKey;
 use crate::domain::mapping::{Mapping, Pending, Side};
@@ -25,7 +26,7 @@ pub(super) fn walk(
 ) -> Result<Plan, PlanError> {
     refuse_empty(a, b, prior, opts)?;
     let (ia, ib) = (a.index(), b.index());
-    let landed = landed(pending, [a, b], [&ia, &ib], prior);
+    let landed = landed(pending, [&ia, &ib], prior);
     let mut out = Plan::default();
     let mut push = |(action, r): (Option<Action>, Option<Resolved>)| {
         match action {
@@ -43,8 +44,8 @@ pub(super) fn walk(
         };
         mapped[0].insert(&p.a_href);
         mapped[1].insert(&p.b_href);
-        let va = a.find(&ia, &p.a_href, &p.a_etag);
-        let vb = b.find(&ib, &p.b_href, &p.b_etag);
+        let va = ia.find(&p.a_href, &p.a_etag);
+        let vb = ib.find(&p.b_href, &p.b_etag);
         let (va, vb) = (
             va.as_ref().map(Found::version),
             vb.as_ref().map(Found::version),
@@ -55,7 +56,7 @@ pub(super) fn walk(
         }
     }
     // Copies left by interrupted creates whose original is gone are deleted, not copied back.
-    let (settle, orphans) = pendings(pending, [a, b], [&ia, &ib], prior, &landed);
+    let (settle, orphans) = pendings(pending, [&ia, &ib], prior, &landed);
     for (action, href) in settle.into_iter().zip(orphans.iter()) {
         if let Some((side, href)) = href {
             mapped[*side as usize].insert(href);
@@ -141,8 +142,7 @@ type Settled<'p> = (Vec<Action>, Vec<Option<(Side, &'p Href)>>);
 /// otherwise its copy is an orphan.
 fn pendings<'p>(
     pending: &'p [Pending],
-    sides: [&Snapshot; 2],
-    listed: [&HashMap<&Href, &Version>; 2],
+    listed: [&Listed; 2],
     prior: &Prior,
     landed: &HashMap<Href, Mapping>,
 ) -> Settled<'p> {
@@ -160,13 +160,11 @@ fn pendings<'p>(
         let (f, t) = (from as usize, to as usize);
         let mapped = prior.get(from, pd.href(from));
         let settled = mapped.is_some_and(|m| m.href(to) == pd.href(to));
-        let original_there = listed[f].contains_key(pd.href(from))
-            || (!sides[f].complete && !sides[f].deleted.contains(pd.href(from)));
+        let original_there = listed[f].present(pd.href(from));
         if !settled && original_there && mapped.is_none() {
             continue;
         }
-        let copy_there =
-            listed[t].contains_key(pd.href(to)) && prior.get(to, pd.href(to)).is_none();
+        let copy_there = listed[t].contains(pd.href(to)) && prior.get(to, pd.href(to)).is_none();
         // Edited since it was written: someone's change, which wins over the delete.
         let edited = listed[t]
             .get(pd.href(to))
@@ -195,21 +193,12 @@ fn pendings<'p>(
 /// create that replaced a mapped copy which had vanished (the new copy, unmapped, is there).
 /// Each is recorded as that write would have recorded it; what changed since is then planned as
 /// usual, so an edit of the new copy is no mistaken for a stranger's item.
-fn landed(
-    pending: &[Pending],
-    sides: [&Snapshot; 2],
-    listed: [&HashMap<&Href, &Version>; 2],
-    prior: &Prior,
-) -> HashMap<Href, Mapping> {
+fn landed(pending: &[Pending], listed: [&Listed; 2], prior: &Prior) -> HashMap<Href, Mapping> {
     let mut out = HashMap::new();
     for pd in pending {
         let (to, from) = (pd.to, pd.to.other());
-        let t = &sides[to as usize];
-        let gone = |h: &Href| match t.complete {
-            true => !listed[to as usize].contains_key(h),
-            false => t.deleted.contains(h),
-        };
-        let Some(copy) = listed[to as usize].get(pd.href(to)) else {
+        let t = listed[to as usize];
+        let Some(copy) = t.get(pd.href(to)) else {
             continue;
         };
         let m = match pd.update {
@@ -218,7 +207,7 @@ fn landed(
                 .filter(|m| m.b_href == pd.b_href),
             false => prior.get(from, pd.href(from)).filter(|m| {
                 m.href(to) != pd.href(to)
-                    && gone(m.href(to))
+                    && !t.present(m.href(to))
                     && prior.get(to, pd.href(to)).is_none()
             }),
         };

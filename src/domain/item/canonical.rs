@@ -24,7 +24,7 @@ const IGNORED_PARAMS: &[&str] = &["SCHEDULE-AGENT", "SCHEDULE-STATUS"];
 /// before `BYMONTH`), and the order carries no meaning (RFC 5545 §3.3.10).
 const RECUR_PROPS: &[&str] = &["RRULE", "EXRULE"];
 
-pub fn canonical(cal: &Component) -> String {
+pub(super) fn canonical(cal: &Component) -> String {
     component(cal, IGNORED_CALENDAR_PROPS)
 }
 

@@ -34,7 +34,7 @@ pub struct Property {
 
 impl Property {
     /// The first value of parameter `name` (case-insensitive).
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
@@ -165,7 +165,7 @@ fn param_values<'a>(mut s: &'a str, pname: &str) -> Result<(Vec<ParamValue>, &'a
 /// The logical lines of `text` with the physical line each starts on (1-based). Empty physical
 /// lines are skipped (they are not content lines); a line break followed by one space or tab is
 /// removed with that one character, and nothing else is.
-pub fn unfold(text: &str) -> Vec<(usize, Cow<'_, str>)> {
+pub(super) fn unfold(text: &str) -> Vec<(usize, Cow<'_, str>)> {
     let mut out: Vec<(usize, Cow<'_, str>)> = Vec::new();
     for (i, raw) in text.split('\n').enumerate() {
         let physical = raw.strip_suffix('\r').unwrap_or(raw);

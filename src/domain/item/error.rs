@@ -4,11 +4,11 @@ use super::content;
 
 /// The largest item read, in bytes of iCalendar text. Reading, hashing and writing an item take
 /// time and memory in proportion to its size; real items, attachments included, stay far below.
-pub const MAX_ITEM_BYTES: usize = 16 << 20;
+pub(crate) const MAX_ITEM_BYTES: usize = 16 << 20;
 /// The deepest nesting of components read, VCALENDAR included. iCalendar itself nests at most
 /// four deep (VCALENDAR, VAVAILABILITY, AVAILABLE, VALARM); every walk over a component (write,
 /// hash, drop) recurses, so an item nested thousands deep would overflow a thread's stack.
-pub const MAX_DEPTH: usize = 16;
+pub(super) const MAX_DEPTH: usize = 16;
 
 /// Why an .ics body is not an item tandem can sync. Each names the rule it breaks ([`Self::rule`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,9 +23,10 @@ use crate::domain::identity::IdentityKey;
 use crate::domain::types::ContentHash;
 
 pub use content::{Param, ParamValue, Property};
+pub use error::ItemError;
 #[cfg(test)]
 use error::MAX_DEPTH;
-pub use error::{ItemError, MAX_ITEM_BYTES};
+pub(crate) use error::MAX_ITEM_BYTES;
 pub use rewrite::{Ambiguous, Rewriter};
 pub use tree::Component;
 

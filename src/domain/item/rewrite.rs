@@ -47,7 +47,7 @@ impl Rewriter {
     }
 
     /// Same as [`Rewriter::map_address`] for a `mailto:` URI; other URIs stay as they are.
-    pub fn map_uri(&self, uri: &str) -> Option<String> {
+    pub(crate) fn map_uri(&self, uri: &str) -> Option<String> {
         let addr = strip_mailto(uri)?;
         let scheme = &uri[..uri.len() - addr.len()];
         self.map_address(addr).map(|a| format!("{scheme}{a}"))

@@ -37,7 +37,7 @@ impl Component {
     }
 
     /// Calls `f` with the properties of this component and of every one inside it.
-    pub fn for_each_props_mut(&mut self, f: &mut impl FnMut(&mut Vec<Property>)) {
+    pub(crate) fn for_each_props_mut(&mut self, f: &mut impl FnMut(&mut Vec<Property>)) {
         f(&mut self.props);
         for s in &mut self.subs {
             s.for_each_props_mut(f);
@@ -62,7 +62,7 @@ impl Component {
 }
 
 /// Every VCALENDAR in `text` (an iCalendar stream, §3.4).
-pub fn parse_stream(text: &str) -> Result<Vec<Component>, ItemError> {
+pub(super) fn parse_stream(text: &str) -> Result<Vec<Component>, ItemError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text); // Outlook and Windows tools write a BOM
     let mut done = Vec::new();
     let mut open: Vec<(usize, Component)> = Vec::new();

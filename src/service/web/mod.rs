@@ -20,12 +20,12 @@ use actions::{api_cutover, api_cutover_undo, api_resync, refused};
 use api::{api_agents, api_leases, api_nodes, api_pair, api_pairs, api_quarantine, api_servers};
 pub use metrics::encode_metrics;
 use metrics::metrics;
+pub use page::render_page;
 use page::{page, pair_page};
-pub use page::{render_page, render_pair};
 use shared::Shared;
 pub use shared::Web;
 
-pub fn router(web: Shared) -> Router {
+pub(crate) fn router(web: Shared) -> Router {
     let pages = Router::new()
         .route("/", get(page))
         .route("/pairs/{id}", get(pair_page))

@@ -389,7 +389,7 @@ pub(super) async fn page(Extract(web): Extract<Shared>) -> Result<Html<String>, 
     Ok(Html(render_page(&s, &quarantine)))
 }
 
-pub fn render_pair(
+pub(crate) fn render_pair(
     p: &PairView,
     passes: &[crate::service::observe::PassView],
     items: &[crate::domain::pairstate::QuarantineEntry],
