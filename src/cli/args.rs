@@ -48,7 +48,7 @@ pub(super) enum Command {
     },
     /// One incremental pass over the pairs (all by default), then exit.
     Sync {
-        /// Only this pair (repeatable).
+        /// Only this pair, or all calendars of this mailbox (repeatable).
         #[arg(long = "pair", value_name = "ID")]
         pairs: Vec<String>,
         /// Print the plan and write nothing.
@@ -75,6 +75,16 @@ pub(super) enum Command {
         /// Delete target copies even if the source calendar lists nothing at all.
         #[arg(long)]
         force_delete: bool,
+    },
+    /// Each mailbox's calendars on both sides and what `sync` will do with each (pair, create,
+    /// skip, and why); writes nothing.
+    Discover {
+        /// Only this mailbox.
+        #[arg(long, value_name = "ID")]
+        mailbox: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete duplicate copies of a meeting in one of a pair's calendars (same identity key).
     Dedupe {

@@ -13,6 +13,7 @@ mod demo;
 mod demo_orgs;
 mod exit;
 mod logging;
+mod mailboxes;
 mod operate;
 mod service;
 mod status;
@@ -128,6 +129,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Enable { pair } => operate::set_enabled(&cli.config, &pair, None).await,
         Command::Cutover { pairs, csv, undo } => {
             cutover::cutover(&cli.config, &pairs, csv.as_deref(), undo).await
+        }
+        Command::Discover { mailbox, json } => {
+            let config = Config::load(&cli.config)?;
+            mailboxes::discover(&config, mailbox.as_deref(), json).await
         }
         Command::Dedupe {
             pair,

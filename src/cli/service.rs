@@ -8,6 +8,8 @@ use tracing::{info, warn};
 
 use super::exit::{EXIT_FATAL, EXIT_OK, Failure, open_state, usage};
 use crate::config::{Config, online_processors};
+use crate::domain::mailbox::Mailbox;
+use crate::domain::pair::Pair;
 use crate::engine::Engine;
 use crate::service::nodes::{Coordinator, Membership};
 use crate::service::pool::{self, Pool};
@@ -17,13 +19,16 @@ use crate::state::NodeInfo;
 /// Runs the agent pool until SIGINT or SIGTERM, then stops: no new passes, in-flight ones get a
 /// few seconds, leases are released, exit 0.
 pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
-    let config = Config::load(file)?;
+    let mut config = Config::load(file)?;
     let state = open_state(&config).await?;
     let online = online_processors();
     if let Some(w) = config.agents.placement_warning(online) {
         warn!("{w}");
     }
     let engine = Arc::new(Engine::new(&config, state.clone()));
+    // The mailboxes' calendars are pairs like the others from here on.
+    let mailbox_pairs = discovered(&config, &engine).await?;
+    config.pairs.extend(mailbox_pairs.iter().cloned());
     let specs = pool::plan(&config);
     log_plan(&specs, &config, &engine);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -45,16 +50,7 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
     let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
     let node = tokio::spawn(coordinator.run(node_stopped.clone()));
     let hub = crate::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
-    let keeper = config.http.push_base().map(|base| {
-        let keeper = crate::service::push::PushKeeper {
-            config: Arc::new(config.clone()),
-            engine: engine.clone(),
-            hub: hub.clone(),
-            membership: membership.clone(),
-            base: format!("{base}/push"),
-        };
-        tokio::spawn(keeper.run(node_stopped))
-    });
+    let keeper = push_keeper(&config, &engine, &hub, &membership, node_stopped);
     let pool = Pool::start(
         specs,
         engine.clone(),
@@ -93,7 +89,12 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
         code: EXIT_FATAL,
         message: format!("cannot serve https on {listen}: {e}"),
     })?;
-    until_signal(&engine, &mut terminate).await;
+    let why = until_signal(
+        &engine,
+        &mut terminate,
+        rediscover(&config, &engine, mailbox_pairs),
+    )
+    .await;
     Running {
         pool,
         stop_node,
@@ -104,7 +105,96 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
     }
     .stop(&engine, &state)
     .await?;
-    Ok(EXIT_OK)
+    match why {
+        Stop::Signal => Ok(EXIT_OK),
+        Stop::Calendars => Err(restart()),
+    }
+}
+
+/// Discovery for every mailbox, its outcome logged; the pairs of their calendars.
+async fn discovered(config: &Config, engine: &Engine) -> Result<Vec<Pair>, Failure> {
+    let mailboxes: Vec<&Mailbox> = config.mailboxes.iter().collect();
+    for r in engine
+        .discover_all(&mailboxes, &config.pairs, false)
+        .await?
+    {
+        match &r.error {
+            Some(e) => {
+                warn!(mailbox = %r.id, error = %e, "discovery failed; its calendars known so far sync")
+            }
+            None => info!(mailbox = %r.id, calendars = r.calendars.len(), "mailbox discovered"),
+        }
+    }
+    Ok(engine.mailbox_pairs(&config.mailboxes).await?)
+}
+
+/// Discovery again every `[sync] discover_interval`; ends when the mailboxes' calendars to sync
+/// are no longer `running` (one added, one gone).
+async fn rediscover(config: &Config, engine: &Engine, running: Vec<Pair>) {
+    if config.mailboxes.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut config = config.clone();
+    config.pairs.retain(|p| p.id.mailbox().is_none());
+    let ids = |pairs: &[Pair]| {
+        let mut ids: Vec<String> = pairs.iter().map(|p| p.id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let running = ids(&running);
+    loop {
+        tokio::time::sleep(config.sync.discover_interval).await;
+        match discovered(&config, engine).await {
+            Ok(now) if ids(&now) != running => {
+                info!(
+                    was = running.len(),
+                    now = now.len(),
+                    "the mailboxes' calendars changed; restarting to sync them"
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e.message, "discovery failed; trying again at the next interval")
+            }
+        }
+    }
+}
+
+/// Starts this program again with the same arguments, in this process: a service whose pairs
+/// changed takes them on as it would at a start. Returns only if that failed.
+fn restart() -> Failure {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe();
+    let e = match &exe {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec(),
+        Err(e) => std::io::Error::new(e.kind(), e.to_string()),
+    };
+    Failure {
+        code: EXIT_FATAL,
+        message: format!("restarting to sync the mailboxes' new calendars failed: {e}"),
+    }
+}
+
+/// Push subscriptions kept for this node's pairs, when servers can reach it.
+fn push_keeper(
+    config: &Config,
+    engine: &Arc<Engine>,
+    hub: &Arc<crate::service::push::PushHub>,
+    membership: &Arc<Membership>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let base = config.http.push_base()?;
+    let keeper = crate::service::push::PushKeeper {
+        config: Arc::new(config.clone()),
+        engine: engine.clone(),
+        hub: hub.clone(),
+        membership: membership.clone(),
+        base: format!("{base}/push"),
+    };
+    Some(tokio::spawn(keeper.run(stopped)))
 }
 
 /// Says how the pairs are spread over the agents, at info level.
@@ -228,9 +318,20 @@ impl Running {
     }
 }
 
+/// Why the service stops.
+enum Stop {
+    Signal,
+    /// The mailboxes' calendars changed: it starts again.
+    Calendars,
+}
+
 /// Flushes request counters into the state every few seconds (so status, page and metrics see
-/// them) until SIGINT or SIGTERM.
-async fn until_signal(engine: &Engine, terminate: &mut tokio::signal::unix::Signal) {
+/// them) until SIGINT or SIGTERM, or until `changed` ends.
+async fn until_signal(
+    engine: &Engine,
+    terminate: &mut tokio::signal::unix::Signal,
+    changed: impl std::future::Future<Output = ()>,
+) -> Stop {
     let flush = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
@@ -242,8 +343,10 @@ async fn until_signal(engine: &Engine, terminate: &mut tokio::signal::unix::Sign
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         _ = terminate.recv() => info!("SIGTERM: stopping"),
+        () = changed => return Stop::Calendars,
         never = flush => never,
     }
+    Stop::Signal
 }
 
 /// Waits up to 3 s for the status server, told to stop, to end.

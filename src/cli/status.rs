@@ -30,8 +30,12 @@ fn print_nodes(nodes: &[crate::state::NodeRow]) {
 }
 
 pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Failure> {
-    let config = Config::load(file)?;
+    let mut config = Config::load(file)?;
     let state = open_state(&config).await?;
+    // The mailboxes' calendars as discovery last recorded them.
+    let engine = crate::engine::Engine::new(&config, state.clone());
+    let found = engine.mailbox_pairs(&config.mailboxes).await?;
+    config.pairs.extend(found);
     let snap = crate::service::observe::snapshot(
         &config,
         &state,

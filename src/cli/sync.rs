@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::report::Summary;
-use crate::engine::{Engine, PassOptions};
+use crate::engine::{Engine, MailboxReport, PassOptions};
 
 use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, configured_pair, open_state};
+use super::mailboxes::{chosen, render};
 
 pub(super) async fn sync(
     config: &Config,
@@ -15,13 +16,6 @@ pub(super) async fn sync(
     opts: PassOptions,
     json: bool,
 ) -> Result<u8, Failure> {
-    let mut pairs = Vec::new();
-    for id in ids {
-        pairs.push(configured_pair(config, id)?);
-    }
-    if pairs.is_empty() {
-        pairs = config.pairs.clone();
-    }
     let state = open_state(config).await?;
     // A bar per pair on a terminal; log lines every few seconds otherwise (or with --json, whose
     // stdout is for scripts).
@@ -39,8 +33,12 @@ pub(super) async fn sync(
             .with_progress(progress)
             .batching_runs(),
     );
+    let chosen = chosen(config, &engine, ids, opts.dry_run).await?;
+    if !json {
+        print!("{}", render(&chosen.discovered));
+    }
     let parallel = engine.passes_at_once();
-    let reports = crate::engine::batch::run_pairs(&engine, pairs, opts, parallel).await?;
+    let reports = crate::engine::batch::run_pairs(&engine, chosen.pairs, opts, parallel).await?;
     engine.flush_runs().await?;
     if !opts.dry_run {
         engine.flush_server_counts().await?;
@@ -48,6 +46,8 @@ pub(super) async fn sync(
     state.close().await;
     let mut summary = Summary::new(reports);
     summary.servers = engine.server_counts();
+    summary.ok &= chosen.discovered.iter().all(MailboxReport::ok);
+    summary.mailboxes = chosen.discovered;
     if json {
         println!(
             "{}",

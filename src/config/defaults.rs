@@ -37,6 +37,10 @@ pub(crate) const DEFAULT_SAFETY_INTERVAL: Duration = Duration::from_secs(3600);
 /// What a push subscription is asked for (renewed at half).
 pub(crate) const DEFAULT_PUSH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) const DEFAULT_PASSES_PER_AGENT: usize = 8;
+/// How often the service looks for calendars added to or removed from a mailbox.
+pub(crate) const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
+/// A vdir server's home of a user: the folder named after the user.
+pub(crate) const VDIR_HOME: &str = "/{user}/";
 
 /// Number of processors this process may run on.
 pub fn online_processors() -> usize {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::domain::mailbox::Mailbox;
 use crate::domain::pair::Pair;
 
 use super::raw::Raw;
@@ -55,6 +56,10 @@ impl Config {
 
     pub fn pair(&self, id: &str) -> Option<&Pair> {
         self.pairs.iter().find(|p| p.id.as_str() == id)
+    }
+
+    pub fn mailbox(&self, id: &str) -> Option<&Mailbox> {
+        self.mailboxes.iter().find(|m| m.id.as_str() == id)
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::domain::pair::Pair;
 use crate::domain::types::{CalendarRef, PairId};
 
-use super::csv::read_csv;
 use super::raw::RawPair;
 use super::types::{ServerConfig, SyncConfig};
 use super::validate::Validator;
@@ -61,13 +60,7 @@ impl Validator {
                 .conflict(&format!("{key}.conflict"), conflict.as_deref())
                 .unwrap_or(sync.conflict);
             self.file_override = None;
-            let id_parsed = match id.parse::<PairId>() {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    self.issue_in(&file, format!("{key}.id"), e);
-                    None
-                }
-            };
+            let id_parsed = self.id_at(&file, &key, &id);
             if let Some(first) = seen.get(&id) {
                 self.issue_in(
                     &file,
@@ -111,6 +104,20 @@ impl Validator {
         (pairs, addresses)
     }
 
+    /// `id` as the id of a pair or a mailbox, or an issue at `KEY.id`: `/` is kept for a
+    /// mailbox's calendars (`MAILBOX/CALENDAR`).
+    pub(super) fn id_at(&mut self, file: &Path, key: &str, id: &str) -> Option<PairId> {
+        let parsed = id.parse::<PairId>().and_then(|p| match id.contains('/') {
+            true => Err(format!(
+                "{id:?}: '/' is kept for a mailbox's calendars (MAILBOX/CALENDAR)"
+            )),
+            false => Ok(p),
+        });
+        parsed
+            .map_err(|e| self.issue_in(file, format!("{key}.id"), e))
+            .ok()
+    }
+
     /// `value` as a calendar of a configured server, or an issue at `KEY.NAME`.
     fn calendar_at(
         &mut self,
@@ -125,21 +132,33 @@ impl Validator {
                 self.issue_in(file, format!("{key}.{name}"), e);
                 None
             }
-            Ok(c) if !servers.contains_key(&c.server) => {
-                let known: Vec<&str> = servers.keys().map(String::as_str).collect();
-                self.issue_in(
-                    file,
-                    format!("{key}.{name}"),
-                    format!(
-                        "unknown server {:?} (configured: {})",
-                        c.server,
-                        known.join(", ")
-                    ),
-                );
-                None
-            }
-            Ok(c) => Some(c),
+            Ok(c) => self
+                .server_at(file, &format!("{key}.{name}"), &c.server, servers)
+                .map(|_| c),
         }
+    }
+
+    /// The configured server `server`, or an issue at `key` naming the servers there are.
+    pub(super) fn server_at<'s>(
+        &mut self,
+        file: &Path,
+        key: &str,
+        server: &str,
+        servers: &'s BTreeMap<String, ServerConfig>,
+    ) -> Option<&'s ServerConfig> {
+        let found = servers.get(server);
+        if found.is_none() {
+            let known: Vec<&str> = servers.keys().map(String::as_str).collect();
+            self.issue_in(
+                file,
+                key,
+                format!(
+                    "unknown server {server:?} (configured: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+        found
     }
 
     /// Notes `addr` as the mailbox address of pair `id`, or an issue at `KEY.address`.
@@ -186,26 +205,13 @@ impl Validator {
     /// The pairs of `pairs_csv`: `id,source,target[,address[,direction[,conflict]]]` per line,
     /// an empty column meaning the default, an optional header line.
     pub(super) fn csv_entries(&mut self, csv: &str, base: &Path) -> Vec<Entry> {
-        let Some(path) = self.existing_file("pairs_csv", base, csv) else {
-            return Vec::new();
-        };
-        let rows = match read_csv(&path, 3..=6) {
-            Ok(rows) => rows,
-            Err((line, reason)) => {
-                self.issue_in(&path, format!("line {line}"), reason);
-                return Vec::new();
-            }
-        };
-        let header = |line: u64, row: &[String]| {
-            line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target"
-        };
-        rows.into_iter()
-            .filter(|(line, row)| !header(*line, row))
-            .map(|(line, row)| {
+        self.csv_lines("pairs_csv", csv, base, 3..=6)
+            .into_iter()
+            .map(|(file, key, row)| {
                 let col = |i: usize| row.get(i).filter(|c| !c.is_empty()).cloned();
                 Entry {
-                    file: path.clone(),
-                    key: format!("line {line}"),
+                    file,
+                    key,
                     id: row[0].clone(),
                     source: row[1].clone(),
                     target: row[2].clone(),

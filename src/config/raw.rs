@@ -24,6 +24,9 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) pairs: Vec<RawPair>,
     pub(super) pairs_csv: Option<String>,
+    #[serde(default)]
+    pub(super) mailboxes: Vec<RawMailbox>,
+    pub(super) mailboxes_csv: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,6 +51,7 @@ pub(super) struct RawSync {
     pub(super) extras: Option<String>,
     pub(super) direction: Option<String>,
     pub(super) conflict: Option<String>,
+    pub(super) discover_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -90,6 +94,9 @@ pub(super) struct RawServer {
     pub(super) write_concurrency: Option<toml::Value>,
     pub(super) timeout: Option<String>,
     pub(super) max_answer_size: Option<String>,
+    pub(super) home: Option<String>,
+    pub(super) principal: Option<String>,
+    pub(super) default_calendar: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -111,6 +118,16 @@ pub(super) struct RawPair {
     pub(super) target: String,
     /// The mailbox's address, for the repair assistant's cross-calendar check.
     pub(super) address: Option<String>,
+    pub(super) direction: Option<String>,
+    pub(super) conflict: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMailbox {
+    pub(super) id: String,
+    pub(super) source: String,
+    pub(super) target: String,
     pub(super) direction: Option<String>,
     pub(super) conflict: Option<String>,
 }

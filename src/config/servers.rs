@@ -1,9 +1,11 @@
 //! Validating `[servers.NAME]`: where a server is, its credentials (by source, never the
-//! secret itself) and its request limits.
+//! secret itself), its request limits, and where it keeps a user's calendars.
 
 use std::path::Path;
 
-use super::defaults::{DEFAULT_MAX_ANSWER, DEFAULT_REQUEST_TIMEOUT, byte_size};
+use crate::domain::mailbox::Home;
+
+use super::defaults::{DEFAULT_MAX_ANSWER, DEFAULT_REQUEST_TIMEOUT, VDIR_HOME, byte_size};
 use super::raw::RawServer;
 use super::types::{PasswordSource, ServerConfig, ServerKind};
 use super::validate::Validator;
@@ -27,7 +29,7 @@ impl Validator {
     pub(super) fn server(
         &mut self,
         name: &str,
-        raw: RawServer,
+        mut raw: RawServer,
         base: &Path,
     ) -> Option<ServerConfig> {
         let key = |k: &str| format!("servers.{name}.{k}");
@@ -79,6 +81,20 @@ impl Validator {
             .duration(&key("timeout"), raw.timeout.as_deref())
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let max_answer = self.max_answer(&key("max_answer_size"), raw.max_answer_size.as_deref());
+        let vdir = raw.kind == "vdir";
+        let home = self.home(name, raw.home.take(), raw.principal.take(), vdir);
+        let default_calendar = raw.default_calendar.take().filter(|d| {
+            let ok = !d.is_empty() && !d.contains('/') && d != "." && d != "..";
+            if !ok {
+                self.issue(
+                    key("default_calendar"),
+                    format!(
+                        "{d:?} is not one path segment (the default calendar's name in a home)"
+                    ),
+                );
+            }
+            ok
+        });
         let kind = self.server_kind(name, raw, base)?;
         Some(ServerConfig {
             name: name.to_string(),
@@ -88,7 +104,46 @@ impl Validator {
             write_concurrency: writes,
             timeout,
             max_answer,
+            home,
+            default_calendar,
         })
+    }
+
+    /// Where `servers.<name>` keeps a user's calendars: `home`, or `principal` (caldav), not
+    /// both; a vdir server's home is the user's folder unless `home` says otherwise.
+    fn home(
+        &mut self,
+        name: &str,
+        home: Option<String>,
+        principal: Option<String>,
+        vdir: bool,
+    ) -> Option<Home> {
+        let key = |k: &str| format!("servers.{name}.{k}");
+        let (k, rule) = match (home, principal) {
+            (Some(_), Some(_)) => {
+                self.issue(key("principal"), "give either home or principal, not both");
+                return None;
+            }
+            (_, Some(_)) if vdir => {
+                self.issue(
+                    key("principal"),
+                    "not used by a vdir server (it has `home`)",
+                );
+                return None;
+            }
+            (Some(h), None) => ("home", Home::Path(h)),
+            (None, Some(p)) => ("principal", Home::Principal(p)),
+            (None, None) if vdir => return Some(Home::Path(VDIR_HOME.to_string())),
+            (None, None) => return None,
+        };
+        let (Home::Path(t) | Home::Principal(t)) = &rule;
+        match Home::check_template(t) {
+            Ok(()) => Some(rule),
+            Err(e) => {
+                self.issue(key(k), e);
+                None
+            }
+        }
     }
 
     /// What kind of server `servers.<name>` is, and where it is.

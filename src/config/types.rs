@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::domain::direction::{ConflictPolicy, Direction};
 use crate::domain::item::{Ambiguous, Rewriter};
+use crate::domain::mailbox::{Home, Mailbox};
 use crate::domain::pair::{Extras, Pair};
 use crate::domain::types::PairId;
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub servers: BTreeMap<String, ServerConfig>,
     pub rewrite: RewriteConfig,
     pub pairs: Vec<Pair>,
+    /// Mailbox pairs: their calendars are found on both sides and paired by tandem.
+    pub mailboxes: Vec<Mailbox>,
     /// Mailbox address (lower-case, as written in the config) → pair, for pairs that give one.
     pub addresses: BTreeMap<String, PairId>,
 }
@@ -111,6 +114,9 @@ pub struct SyncConfig {
     /// Defaults for pairs that do not say.
     pub direction: Direction,
     pub conflict: ConflictPolicy,
+    /// How often the service looks for calendars added to, renamed in or removed from a
+    /// mailbox.
+    pub discover_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +235,10 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// The largest answer read from the server, in bytes (caldav).
     pub max_answer: usize,
+    /// Where a user's calendars live (`{user}` in it); vdir: `/{user}/` unless given.
+    pub home: Option<Home>,
+    /// The last path segment of a user's default calendar, for a server that does not name it.
+    pub default_calendar: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,20 +1,21 @@
 //! Validation: the raw form as written becomes a [`Config`], every problem noted as
 //! `FILE: KEY: reason`. The state, sync, agents, http, alerts and rewrite sections are checked
-//! here; servers and pairs in rooms of their own.
+//! here; servers, pairs and mailboxes in rooms of their own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::direction::{ConflictPolicy, Direction};
-use crate::domain::pair::{Extras, Pair};
+use crate::domain::pair::Extras;
 
 use super::csv::read_csv;
 use super::defaults::{
-    DEFAULT_BACKOFF_MAX, DEFAULT_LISTEN, DEFAULT_PASSES_PER_AGENT, DEFAULT_PAUSE,
-    DEFAULT_PUSH_LIFETIME, DEFAULT_SAFETY_INTERVAL, DEFAULT_STATE_URL, online_processors,
+    DEFAULT_BACKOFF_MAX, DEFAULT_DISCOVER_INTERVAL, DEFAULT_LISTEN, DEFAULT_PASSES_PER_AGENT,
+    DEFAULT_PAUSE, DEFAULT_PUSH_LIFETIME, DEFAULT_SAFETY_INTERVAL, DEFAULT_STATE_URL,
+    online_processors,
 };
-use super::raw::{Raw, RawAgents, RawRewrite, RawState, RawSync};
+use super::raw::{Raw, RawAgents, RawHttp, RawRewrite, RawState, RawSync};
 use super::types::{
     AgentsConfig, AlertsConfig, Config, ConfigIssue, HttpConfig, RewriteConfig, ServerConfig,
     StateConfig, SyncConfig, TlsFiles,
@@ -96,51 +97,7 @@ impl Validator {
         let state = self.state(raw.state, base);
         let sync = self.sync(raw.sync);
         let agents = self.agents(raw.agents);
-        let listen = raw.http.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = listen.parse().unwrap_or_else(|_| {
-            self.issue(
-                "http.listen",
-                format!("{listen:?} is not an address like 127.0.0.1:8686"),
-            );
-            DEFAULT_LISTEN.parse().expect("default listen address")
-        });
-        let token_env = raw.http.token_env;
-        if token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            self.issue("http.token_env", "names no environment variable");
-        }
-        let protect_pages = raw.http.protect_pages.unwrap_or(false);
-        if protect_pages && token_env.is_none() {
-            self.issue(
-                "http.protect_pages",
-                "needs http.token_env: the pages would ask for a token no one has",
-            );
-        }
-        let public_url = raw.http.public_url.filter(|u| {
-            let ok = url::Url::parse(&u.replace("{host}", "h"))
-                .is_ok_and(|p| matches!(p.scheme(), "https" | "http") && p.host().is_some());
-            if !ok {
-                self.issue(
-                    "http.public_url",
-                    format!("{u:?} is not a URL like \"https://tandem.example:8686\""),
-                );
-            }
-            ok
-        });
-        let tls = match (raw.http.tls_cert, raw.http.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: base.join(cert),
-                key: base.join(key),
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                self.issue("http.tls_key", "is needed with http.tls_cert");
-                None
-            }
-            (None, Some(_)) => {
-                self.issue("http.tls_cert", "is needed with http.tls_key");
-                None
-            }
-        };
+        let http = self.http(raw.http, base);
         let mut alerts = AlertsConfig::default();
         if let Some(lag) = self.duration("alerts.lag", raw.alerts.lag.as_deref()) {
             alerts.lag = lag;
@@ -164,24 +121,91 @@ impl Validator {
         // Mailbox addresses come with their pairs (`[[pairs]] address`, a 4th CSV column).
         let (pairs, addresses) =
             self.pairs(raw.pairs, raw.pairs_csv.as_deref(), base, &servers, &sync);
-        self.way_back(&rewrite, &pairs);
+        let mailboxes = self.mailboxes(
+            raw.mailboxes,
+            raw.mailboxes_csv.as_deref(),
+            base,
+            &servers,
+            &sync,
+        );
+        self.overlaps(&pairs, &mailboxes, &servers);
+        let two_way = pairs
+            .iter()
+            .filter(|p| p.direction == Direction::TwoWay)
+            .map(|p| p.id.as_str())
+            .chain(
+                (mailboxes.iter())
+                    .filter(|m| m.direction == Direction::TwoWay)
+                    .map(|m| m.id.as_str()),
+            );
+        self.way_back(&rewrite, two_way.collect());
         Config {
             file: self.file.clone(),
             state,
             sync,
             agents,
-            http: HttpConfig {
-                listen,
-                token_env,
-                protect_pages,
-                public_url,
-                tls,
-            },
+            http,
             alerts,
             servers,
             rewrite,
             pairs,
+            mailboxes,
             addresses,
+        }
+    }
+
+    pub(super) fn http(&mut self, raw: RawHttp, base: &Path) -> HttpConfig {
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse().unwrap_or_else(|_| {
+            self.issue(
+                "http.listen",
+                format!("{listen:?} is not an address like 127.0.0.1:8686"),
+            );
+            DEFAULT_LISTEN.parse().expect("default listen address")
+        });
+        let token_env = raw.token_env;
+        if token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            self.issue("http.token_env", "names no environment variable");
+        }
+        let protect_pages = raw.protect_pages.unwrap_or(false);
+        if protect_pages && token_env.is_none() {
+            self.issue(
+                "http.protect_pages",
+                "needs http.token_env: the pages would ask for a token no one has",
+            );
+        }
+        let public_url = raw.public_url.filter(|u| {
+            let ok = url::Url::parse(&u.replace("{host}", "h"))
+                .is_ok_and(|p| matches!(p.scheme(), "https" | "http") && p.host().is_some());
+            if !ok {
+                self.issue(
+                    "http.public_url",
+                    format!("{u:?} is not a URL like \"https://tandem.example:8686\""),
+                );
+            }
+            ok
+        });
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: base.join(cert),
+                key: base.join(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.issue("http.tls_key", "is needed with http.tls_cert");
+                None
+            }
+            (None, Some(_)) => {
+                self.issue("http.tls_cert", "is needed with http.tls_key");
+                None
+            }
+        };
+        HttpConfig {
+            listen,
+            token_env,
+            protect_pages,
+            public_url,
+            tls,
         }
     }
 
@@ -277,6 +301,9 @@ impl Validator {
         let conflict = self
             .conflict("sync.conflict", raw.conflict.as_deref())
             .unwrap_or_default();
+        let discover_interval = self
+            .duration("sync.discover_interval", raw.discover_interval.as_deref())
+            .unwrap_or(DEFAULT_DISCOVER_INTERVAL);
         SyncConfig {
             interval,
             pause,
@@ -289,6 +316,7 @@ impl Validator {
             extras,
             direction,
             conflict,
+            discover_interval,
         }
     }
 
@@ -411,13 +439,9 @@ impl Validator {
         map
     }
 
-    /// Two-way pairs write copies back to the old org: the rewrite must have a way back.
-    pub(super) fn way_back(&mut self, rewrite: &RewriteConfig, pairs: &[Pair]) {
-        let two_way: Vec<&str> = pairs
-            .iter()
-            .filter(|p| p.direction == Direction::TwoWay)
-            .map(|p| p.id.as_str())
-            .collect();
+    /// Two-way pairs and mailboxes (`two_way`, by id) write copies back to the old org: the
+    /// rewrite must have a way back.
+    pub(super) fn way_back(&mut self, rewrite: &RewriteConfig, two_way: Vec<&str>) {
         if two_way.is_empty() {
             return;
         }
@@ -442,5 +466,38 @@ impl Validator {
             key: key.into(),
             reason: reason.into(),
         });
+    }
+}
+
+/// One line of a pairs or mailboxes CSV: its file, where in it (`line 12`), its fields.
+pub(super) type CsvLine = (PathBuf, String, Vec<String>);
+
+impl Validator {
+    /// The lines of the CSV file `key` names (`id,source,target,...`, `columns` fields each, an
+    /// optional header line); a problem is an issue at its line, and no lines.
+    pub(super) fn csv_lines(
+        &mut self,
+        key: &str,
+        csv: &str,
+        base: &Path,
+        columns: std::ops::RangeInclusive<usize>,
+    ) -> Vec<CsvLine> {
+        let Some(path) = self.existing_file(key, base, csv) else {
+            return Vec::new();
+        };
+        let rows = match read_csv(&path, columns) {
+            Ok(rows) => rows,
+            Err((line, reason)) => {
+                self.issue_in(&path, format!("line {line}"), reason);
+                return Vec::new();
+            }
+        };
+        let header = |line: u64, row: &[String]| {
+            line == 1 && row[0] == "id" && row[1] == "source" && row[2] == "target"
+        };
+        rows.into_iter()
+            .filter(|(line, row)| !header(*line, row))
+            .map(|(line, row)| (path.clone(), format!("line {line}"), row))
+            .collect()
     }
 }

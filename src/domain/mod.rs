@@ -8,6 +8,7 @@ pub mod error;
 pub mod identity;
 pub mod item;
 pub mod lease;
+pub mod mailbox;
 pub mod mapping;
 pub mod pair;
 pub mod pairstate;

@@ -87,6 +87,11 @@ impl SyncToken {
     }
 }
 
+/// What a pair id may hold besides letters and digits.
+const ID_SIGNS: &str = "._@+-";
+
+/// A pair id: letters, digits, `. _ @ + -`, 1 to 128 characters; a mailbox's calendar is
+/// `MAILBOX/SEGMENT`, two such parts.
 impl FromStr for PairId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -95,13 +100,45 @@ impl FromStr for PairId {
         }
         if let Some(c) = s
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
+            .find(|c| !(c.is_ascii_alphanumeric() || ID_SIGNS.contains(*c) || *c == '/'))
         {
             return Err(format!(
                 "a pair id may not contain {c:?} (allowed: letters, digits, . _ @ + -)"
             ));
         }
+        if s.split('/').count() > 2 || s.split('/').any(str::is_empty) {
+            return Err(format!(
+                "{s:?}: '/' only parts a mailbox's id from its calendar's (MAILBOX/CALENDAR)"
+            ));
+        }
         Ok(PairId(s.into()))
+    }
+}
+
+impl PairId {
+    /// The pair of `mailbox`'s calendar whose last path segment is `segment`: `MAILBOX/SEGMENT`,
+    /// the segment's other characters as `_` (and cut to fit 128 characters).
+    pub fn in_mailbox(mailbox: &PairId, segment: &str) -> PairId {
+        let room = 128usize.saturating_sub(mailbox.0.len() + 1).max(1);
+        let mut seg: String = segment
+            .chars()
+            .map(
+                |c| match c.is_ascii_alphanumeric() || ID_SIGNS.contains(c) {
+                    true => c,
+                    false => '_',
+                },
+            )
+            .take(room)
+            .collect();
+        if seg.is_empty() {
+            seg.push('_');
+        }
+        PairId(format!("{}/{seg}", mailbox.0).into())
+    }
+
+    /// The mailbox this pair is a calendar of, for a discovered pair.
+    pub fn mailbox(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(m, _)| m)
     }
 }
 
@@ -250,5 +287,15 @@ mod tests {
         assert!("alice@old.example".parse::<PairId>().is_ok());
         assert!("".parse::<PairId>().is_err());
         assert!("a b".parse::<PairId>().is_err());
+        assert!("alice/work".parse::<PairId>().is_ok());
+        for bad in ["a/b/c", "/a", "a/", "a//b"] {
+            assert!(bad.parse::<PairId>().is_err(), "{bad}");
+        }
+        let alice: PairId = "alice".parse().unwrap();
+        let work = PairId::in_mailbox(&alice, "Work Calendar%20(2)");
+        assert_eq!(work.as_str(), "alice/Work_Calendar_20_2_");
+        assert_eq!(work.mailbox(), Some("alice"));
+        assert_eq!(work.as_str().parse::<PairId>().unwrap(), work);
+        assert_eq!(alice.mailbox(), None);
     }
 }

@@ -14,6 +14,7 @@ use crate::domain::direction::{Direction, authority};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
 use crate::domain::item::Rewriter;
 use crate::domain::lease::{Lease, LeaseKind, Locked};
+use crate::domain::mailbox::Home;
 use crate::domain::mapping::Side;
 use crate::domain::pair::{Extras, Pair};
 use crate::domain::run::RunRecord;
@@ -48,7 +49,9 @@ pub struct Engine {
     /// Set when the service stops: passes finish the writes in flight and start no more.
     pub(super) stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Mailbox address (as configured and as rewritten into the target org) → its pair.
-    pub(crate) mailboxes: HashMap<String, Pair>,
+    pub(crate) addresses: HashMap<String, Pair>,
+    /// Where each server keeps a user's calendars, for the servers that say.
+    pub(super) homes: BTreeMap<String, HomeRule>,
     /// Told how a long write phase (a first sync, a resync) is going.
     pub(super) progress: Option<Arc<dyn Progress>>,
     /// Server counters as last added to the state.
@@ -57,6 +60,14 @@ pub struct Engine {
     pub(super) batch: Option<Batch>,
     /// On a node among others: whether it still holds a pair (see [`Self::claimed_by`]).
     pub(super) claims: Option<Claims>,
+}
+
+/// Where a server keeps a user's calendars, as the config says.
+#[derive(Debug, Clone)]
+pub(super) struct HomeRule {
+    pub(super) home: Home,
+    /// The default calendar's last segment, for a server that does not name its default.
+    pub(super) default_calendar: Option<String>,
 }
 
 /// Whether this node holds a pair's claim now.
@@ -165,7 +176,20 @@ impl Engine {
             extras: config.sync.extras,
             holder: crate::domain::lease::process_holder(),
             lease_ttl: config.sync.lease_ttl,
-            mailboxes: {
+            homes: (config.servers.iter())
+                .filter_map(|(name, s)| {
+                    let home = s.home.clone()?;
+                    let default_calendar = s.default_calendar.clone();
+                    Some((
+                        name.clone(),
+                        HomeRule {
+                            home,
+                            default_calendar,
+                        },
+                    ))
+                })
+                .collect(),
+            addresses: {
                 let rw = config.rewrite.rewriter();
                 let mut m = HashMap::new();
                 for (addr, id) in &config.addresses {
@@ -216,13 +240,28 @@ impl Engine {
             extras: Extras::Keep,
             holder: crate::domain::lease::process_holder(),
             lease_ttl: crate::domain::lease::DEFAULT_TTL,
-            mailboxes: HashMap::new(),
+            addresses: HashMap::new(),
+            homes: BTreeMap::new(),
             stopping: Arc::default(),
             progress: None,
             flushed: std::sync::Mutex::default(),
             batch: None,
             claims: None,
         }
+    }
+
+    /// `server` keeps a user's calendars at `home` (`{user}` in it); its default calendar is
+    /// the one whose last segment is `default_calendar`, if the server does not say.
+    pub fn with_home(mut self, server: &str, home: Home, default_calendar: Option<&str>) -> Engine {
+        let default_calendar = default_calendar.map(str::to_string);
+        self.homes.insert(
+            server.to_string(),
+            HomeRule {
+                home,
+                default_calendar,
+            },
+        );
+        self
     }
 
     /// Only items overlapping `window` are created or updated.
@@ -253,7 +292,8 @@ impl Engine {
             extras: self.extras,
             holder: self.holder.clone(),
             lease_ttl: self.lease_ttl,
-            mailboxes: self.mailboxes.clone(),
+            addresses: self.addresses.clone(),
+            homes: self.homes.clone(),
             stopping: self.stopping.clone(),
             progress: self.progress.clone(),
             flushed: std::sync::Mutex::default(),

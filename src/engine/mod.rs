@@ -5,10 +5,14 @@
 //! Rule 2 of the design lives here: a mapping is recorded only after its remote write succeeded,
 //! updates and deletes carry `If-Match`, and a 412 is answered by re-reading the item, never by
 //! overwriting blindly. Per-item failures are data in the report; only state-store errors abort.
+//!
+//! A mailbox's calendars are found and paired by discovery (`discover.rs`) before its pairs
+//! sync.
 
 mod base;
 pub mod batch;
 mod dedupe;
+mod discover;
 mod execute;
 mod forms;
 mod glance;
@@ -26,3 +30,4 @@ mod write;
 pub use base::{Claims, Engine, PassOptions, connect_state, open_store};
 pub use dedupe::{DedupeGroup, DedupeReport};
 pub use forms::Clock;
+pub use report::{CalendarReport, MailboxReport};

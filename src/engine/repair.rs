@@ -502,7 +502,7 @@ impl Engine {
             .map(crate::domain::identity::normalize_address);
         let ours = organiser
             .as_ref()
-            .and_then(|o| self.mailboxes.get(o))
+            .and_then(|o| self.addresses.get(o))
             .is_some_and(|p| p.id == pair.id);
         if !ours {
             return Vec::new();
@@ -512,7 +512,7 @@ impl Engine {
             .item
             .attendees()
             .into_iter()
-            .filter_map(|a| self.mailboxes.get(&a).filter(|q| q.id != pair.id))
+            .filter_map(|a| self.addresses.get(&a).filter(|q| q.id != pair.id))
             .map(|q| (source.href.clone(), source.item.identity.clone(), q.clone()))
             .collect()
     }

@@ -210,6 +210,9 @@ pub struct Summary {
     pub failed_pairs: u64,
     /// HTTP requests per server during this run (CalDAV servers only).
     pub servers: std::collections::BTreeMap<String, crate::domain::requests::HttpCounts>,
+    /// What discovery found in each mailbox synced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mailboxes: Vec<MailboxReport>,
 }
 
 impl Summary {
@@ -408,5 +411,40 @@ fn describe(a: &Action, to: Side, pair: &Pair) -> PlannedAction {
                 None => "before the sync window: not written".into(),
             }),
         ),
+    }
+}
+
+/// What discovery found for one mailbox, and did or (in a dry run) would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailboxReport {
+    pub id: String,
+    pub calendars: Vec<CalendarReport>,
+    /// Why the mailbox could not be discovered (a home that cannot be listed, ...).
+    pub error: Option<String>,
+}
+
+/// One calendar of a mailbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalendarReport {
+    /// The pair it is synced as (`MAILBOX/SEGMENT`).
+    pub id: String,
+    /// Its path on the source and on the target (`null` on the side that lacks it).
+    pub source: Option<String>,
+    pub target: Option<String>,
+    /// `pair`, `create`, `skip` or `gone`.
+    pub action: &'static str,
+    /// Why it is skipped or gone, what changes on a pair, or why a write failed.
+    pub reason: Option<String>,
+    pub displayname: Option<String>,
+}
+
+impl MailboxReport {
+    /// Whether every step went through (a skip or a gone calendar is no failure).
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && self
+                .calendars
+                .iter()
+                .all(|c| !c.reason.as_deref().is_some_and(|r| r.starts_with("failed")))
     }
 }

@@ -30,6 +30,8 @@ pub struct LockView {
 #[derive(Debug, Clone, Serialize)]
 pub struct PairView {
     pub id: String,
+    /// The mailbox it is a calendar of, for a pair discovery found.
+    pub mailbox: Option<String>,
     pub source: String,
     pub target: String,
     /// `one-way` or `two-way`.
@@ -328,6 +330,7 @@ fn pair_view(p: &Pair, k: &Known, now: i64) -> PairView {
         .find_map(|c| k.lock_of.get(c.to_string().as_str()));
     PairView {
         id: id.to_string(),
+        mailbox: p.id.mailbox().map(str::to_string),
         source: p.source.to_string(),
         target: p.target.to_string(),
         direction: p.direction.as_str(),

@@ -8,11 +8,12 @@
 //!
 //! One room per table group: [`db`] opens and connects, then pairs and cutover, mappings and
 //! pending creates, the window's memory, the target index, watermarks, pass records, leases and
-//! fences, nodes, push subscriptions and the operator's view.
+//! fences, nodes, push subscriptions, mailboxes' calendars and the operator's view.
 
 mod db;
 mod fence;
 mod leases;
+mod mailboxes;
 mod mappings;
 mod nodes;
 mod observe;

@@ -20,10 +20,11 @@ use secrecy::SecretString;
 use tracing::debug;
 
 use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
-use super::dav::{path_of, status_error, watermark};
+use super::dav::{malformed, path_of, refused, status_error, watermark};
 use super::http::{HttpFault, HttpSettings, HttpStats, Transport};
 use super::quirks::Quirks;
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::mailbox::{CalendarProps, HomeListing};
 use crate::domain::requests::HttpCounts;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
@@ -95,7 +96,7 @@ impl CaldavStore {
 
     /// One request libdav has no type for, through the transport (limits, retries, counting):
     /// its status, headers and body.
-    async fn raw(
+    pub(super) async fn raw(
         &self,
         op: &str,
         path: &str,
@@ -156,10 +157,7 @@ impl CaldavStore {
                     format!("{op} {url}: precondition {} failed", name.name()),
                 )
             }
-            WebDavError::Xml(e) => StoreError::new(
-                ErrorKind::InvalidData,
-                format!("{op} {url}: the server answered malformed XML: {e}"),
-            ),
+            WebDavError::Xml(e) => malformed(op, &url, e),
             WebDavError::InvalidResponse(e) => StoreError::new(
                 ErrorKind::InvalidData,
                 format!("{op} {url}: the server's answer makes no sense: {e}"),
@@ -302,6 +300,22 @@ impl CalendarStore for CaldavStore {
         first.then(|| format!("{}: {warning}", self.describe()))
     }
 
+    async fn home_of(&self, principal: &str) -> StoreResult<CalendarPath> {
+        self.home_named_by(principal).await
+    }
+
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        self.home_listing(home).await
+    }
+
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        self.mkcalendar(cal, props).await
+    }
+
+    async fn set_props(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        self.proppatch(cal, props).await
+    }
+
     async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {
         let req = Request::builder()
             .method("PROPFIND")
@@ -313,15 +327,8 @@ impl CalendarStore for CaldavStore {
         if !status.is_success() {
             return Ok(false);
         }
-        super::push::offers_web_push(&body).map_err(|e| {
-            StoreError::new(
-                ErrorKind::InvalidData,
-                format!(
-                    "PROPFIND {}: the server answered malformed XML: {e}",
-                    self.url(cal.as_str())
-                ),
-            )
-        })
+        super::push::offers_web_push(&body)
+            .map_err(|e| malformed("PROPFIND", &self.url(cal.as_str()), e))
     }
 
     async fn push_subscribe(
@@ -336,10 +343,7 @@ impl CalendarStore for CaldavStore {
             .body(super::push::register_body(sub));
         let (status, headers, body) = self.raw("POST push-register", cal.as_str(), req).await?;
         if !status.is_success() {
-            let mut e = status_error("POST push-register", &url, status);
-            let detail: String = body.chars().take(300).collect();
-            e.message = format!("{}: {}", e.message, detail.trim());
-            return Err(e);
+            return Err(refused("POST push-register", &url, status, &body));
         }
         let location = headers
             .get(http::header::LOCATION)
@@ -396,12 +400,7 @@ impl CalendarStore for CaldavStore {
             )
             .await
             .map_err(|e| self.error("PROPFIND", cal.as_str(), e))?;
-        let doc = got.xml_tree().map_err(|e| {
-            StoreError::new(
-                ErrorKind::InvalidData,
-                format!("PROPFIND {url}: the server answered malformed XML: {e}"),
-            )
-        })?;
+        let doc = got.xml_tree().map_err(|e| malformed("PROPFIND", &url, e))?;
         let missing = doc
             .descendants()
             .filter(|n| n.tag_name() == names::RESPONSE)

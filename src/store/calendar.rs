@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::mailbox::{CalendarProps, HomeListing};
 use crate::domain::requests::HttpCounts;
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
@@ -120,6 +121,43 @@ pub trait CalendarStore: Send + Sync {
     /// not. A store without a server always answers.
     async fn probe(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The calendar home the principal at `principal` names (RFC 4791 §6.2.1).
+    async fn home_of(&self, principal: &str) -> StoreResult<CalendarPath> {
+        Err(StoreError::new(
+            ErrorKind::Permanent,
+            format!(
+                "{}: has no principals, so not {principal} (give the server `home`)",
+                self.describe()
+            ),
+        ))
+    }
+
+    /// The collections of the home at `home`, with their properties.
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        Err(StoreError::new(
+            ErrorKind::Permanent,
+            format!("{}: cannot list the calendars of {home}", self.describe()),
+        ))
+    }
+
+    /// Makes a calendar at `cal` with `props`.
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let _ = props;
+        Err(StoreError::new(
+            ErrorKind::Permanent,
+            format!("{}: cannot make calendar {cal}", self.describe()),
+        ))
+    }
+
+    /// Sets `cal`'s display name, colour and description to those of `props`.
+    async fn set_props(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let _ = props;
+        Err(StoreError::new(
+            ErrorKind::Permanent,
+            format!("{}: cannot change calendar {cal}", self.describe()),
+        ))
     }
 
     /// WebDAV-Push: whether `cal`'s server pushes its changes to a subscriber.

@@ -8,7 +8,7 @@ use libdav::names;
 use libdav::requests::{DavRequest, ParseResponseError};
 use tracing::warn;
 
-use crate::domain::error::{ErrorKind, StoreError, bounded};
+use crate::domain::error::{ErrorKind, MAX_REASON, StoreError, bounded};
 use crate::domain::types::{CalendarPath, Href};
 
 /// The path of an href, which servers may send as a full URL.
@@ -17,6 +17,13 @@ pub(super) fn path_of(href: &str) -> &str {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => href,
     }
+}
+
+/// `s` as XML text.
+pub(super) fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 pub(super) fn same_path(href: &str, collection: &str) -> bool {
@@ -103,6 +110,24 @@ pub(super) fn status_error(op: &str, url: &str, s: StatusCode) -> StoreError {
         _ => "",
     };
     StoreError::new(kind, format!("{op} {url}: {s}{hint}"))
+}
+
+/// An answer that is not XML, from `op` on `url`.
+pub(super) fn malformed(op: &str, url: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(
+        ErrorKind::InvalidData,
+        format!("{op} {url}: the server answered malformed XML: {e}"),
+    )
+}
+
+/// A refusal of `op` on `url`, with the start of what the server said about it.
+pub(super) fn refused(op: &str, url: &str, status: StatusCode, body: &str) -> StoreError {
+    let mut e = status_error(op, url, status);
+    let detail: String = body.chars().take(300).collect();
+    if !detail.trim().is_empty() {
+        e.message = bounded(&format!("{}: {}", e.message, detail.trim()), MAX_REASON);
+    }
+    e
 }
 
 /// One sync-collection answer, with whether the server cut it short.

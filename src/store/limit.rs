@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion};
 use crate::domain::error::StoreResult;
+use crate::domain::mailbox::{CalendarProps, HomeListing};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 pub struct Limited {
@@ -82,6 +83,26 @@ impl CalendarStore for Limited {
 
     async fn probe(&self) -> Result<(), String> {
         self.inner.probe().await
+    }
+
+    async fn home_of(&self, principal: &str) -> StoreResult<CalendarPath> {
+        let _slot = self.gate().await;
+        self.inner.home_of(principal).await
+    }
+
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        let _slot = self.gate().await;
+        self.inner.collections(home).await
+    }
+
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let _slot = self.gate().await;
+        self.inner.make_calendar(cal, props).await
+    }
+
+    async fn set_props(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let _slot = self.gate().await;
+        self.inner.set_props(cal, props).await
     }
 
     async fn push_offered(&self, cal: &CalendarPath) -> StoreResult<bool> {

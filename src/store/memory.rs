@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use super::calendar::{CalendarStore, Changes, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::mailbox::{CalendarProps, Collection, CollectionKind, HomeListing};
 use crate::domain::types::{CalendarPath, Etag, Href, SyncToken};
 
 #[derive(Default)]
@@ -34,6 +35,7 @@ struct Calendar {
     items: BTreeMap<Href, Stored>,
     /// href → revision at which it was deleted.
     tombstones: BTreeMap<Href, u64>,
+    props: CalendarProps,
 }
 
 struct Stored {
@@ -54,6 +56,11 @@ impl MemoryStore {
 
     pub fn add_calendar(&self, cal: &CalendarPath) {
         self.lock().calendars.entry(cal.clone()).or_default();
+    }
+
+    /// A calendar's properties, if it exists.
+    pub fn props(&self, cal: &CalendarPath) -> Option<CalendarProps> {
+        self.lock().calendars.get(cal).map(|c| c.props.clone())
     }
 
     /// The next `n` calls fail with `kind` (before doing anything).
@@ -182,6 +189,67 @@ fn parse_token(t: &SyncToken) -> Option<u64> {
 impl CalendarStore for MemoryStore {
     fn describe(&self) -> String {
         "memory".into()
+    }
+
+    /// A home is every calendar one segment under it.
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        let mut g = self.lock();
+        g.enter("list calendars")?;
+        let collections = (g.calendars.iter())
+            .filter(|(path, _)| {
+                let rest = path.as_str().strip_prefix(home.as_str());
+                rest.is_some_and(|r| r.len() > 1 && r.matches('/').count() == 1)
+            })
+            .map(|(path, c)| Collection {
+                path: path.clone(),
+                kind: CollectionKind::Calendar,
+                props: c.props.clone(),
+                owner: None,
+            })
+            .collect();
+        Ok(HomeListing {
+            collections,
+            ..HomeListing::default()
+        })
+    }
+
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let mut g = self.lock();
+        g.enter("make calendar")?;
+        if g.calendars.contains_key(cal) {
+            let why = format!("calendar {cal} already exists");
+            return Err(StoreError::new(ErrorKind::PreconditionFailed, why));
+        }
+        let props = props.clone();
+        g.calendars.insert(
+            cal.clone(),
+            Calendar {
+                props,
+                ..Calendar::default()
+            },
+        );
+        Ok(())
+    }
+
+    async fn set_props(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let mut g = self.lock();
+        g.enter("set calendar properties")?;
+        let c = g.calendars.get_mut(cal).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::NotFound,
+                format!("calendar {cal} does not exist"),
+            )
+        })?;
+        for (mine, new) in [
+            (&mut c.props.displayname, &props.displayname),
+            (&mut c.props.color, &props.color),
+            (&mut c.props.description, &props.description),
+        ] {
+            if new.is_some() {
+                mine.clone_from(new);
+            }
+        }
+        Ok(())
     }
 
     async fn check_calendar(&self, cal: &CalendarPath) -> StoreResult<()> {

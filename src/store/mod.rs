@@ -10,6 +10,7 @@ pub mod caldav;
 mod calendar;
 mod dav;
 pub mod health;
+mod homes;
 pub mod http;
 pub mod limit;
 mod listing;

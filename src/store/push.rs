@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 
+use super::dav::xml_escape;
+
 pub(crate) const NS: &str = "https://bitfire.at/webdav-push";
 
 /// The PROPFIND body asking a collection for its push properties (not in `allprop`).
@@ -121,12 +123,6 @@ pub(crate) fn register_body(s: &Subscribe) -> String {
         b64(&s.auth_secret),
         http_date(s.expires_at),
     )
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// An RFC 1123 date (`Expires`), from unix ms.

@@ -4,6 +4,9 @@
 //! `/alice/NAME.ics`. The etag is the file's mtime (nanoseconds) and inode, like vdirsyncer's:
 //! every write goes to a temporary file that is then linked or renamed into place, so a write is
 //! atomic and always yields a new inode and etag.
+//!
+//! A user's home is a folder of calendar folders; a calendar's name and colour are
+//! vdirsyncer's metadata files `displayname` and `color` beside its items.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 
 use super::calendar::{CalendarStore, Fetched, ItemVersion, Resource};
 use crate::domain::error::{ErrorKind, StoreError, StoreResult};
+use crate::domain::mailbox::{CalendarProps, Collection, CollectionKind, HomeListing};
 use crate::domain::types::{CalendarPath, Etag, Href};
 
 pub struct VdirStore {
@@ -87,6 +91,68 @@ fn check_etag(path: &Path, href: &Href, etag: &Etag) -> StoreResult<()> {
         ));
     }
     Ok(())
+}
+
+/// vdirsyncer's metadata files beside a calendar's items, with what each holds.
+fn meta_files(props: &CalendarProps) -> [(&'static str, &Option<String>); 2] {
+    [("displayname", &props.displayname), ("color", &props.color)]
+}
+
+/// A calendar folder's name and colour, from its metadata files.
+fn read_meta(dir: &Path) -> CalendarProps {
+    let read = |name: &str| {
+        let text = fs::read_to_string(dir.join(name)).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    };
+    CalendarProps {
+        displayname: read("displayname"),
+        color: read("color"),
+        ..CalendarProps::default()
+    }
+}
+
+/// Writes the metadata files `props` has values for, each replaced at once.
+fn write_meta(dir: &Path, props: &CalendarProps) -> io::Result<()> {
+    for (name, value) in meta_files(props) {
+        if let Some(value) = value {
+            let dest = dir.join(name);
+            let tmp = write_temp(&dest, value)?;
+            fs::rename(&tmp, &dest).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The calendars of the home folder `home`: each folder in it.
+fn home_listing(root: &Path, home: &CalendarPath) -> StoreResult<HomeListing> {
+    let dir = cal_dir(root, home);
+    let ctx = || format!("listing home {home} ({})", dir.display());
+    let mut collections = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(ctx(), e))? {
+        let entry = entry.map_err(|e| StoreError::io(ctx(), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| !n.starts_with('.')) else {
+            continue;
+        };
+        let Ok(path) = format!("{home}{name}/").parse::<CalendarPath>() else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collections.push(Collection {
+                props: read_meta(&entry.path()),
+                path,
+                kind: CollectionKind::Calendar,
+                owner: None,
+            });
+        }
+    }
+    collections.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(HomeListing {
+        collections,
+        ..HomeListing::default()
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -221,6 +287,31 @@ impl CalendarStore for VdirStore {
             }
             let meta = fs::metadata(&path).map_err(|e| StoreError::io(&href, e))?;
             Ok(etag_of(&meta))
+        })
+        .await
+    }
+
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        let (root, home) = (self.root.clone(), home.clone());
+        blocking(move || home_listing(&root, &home)).await
+    }
+
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let (dir, cal, props) = (cal_dir(&self.root, cal), cal.clone(), props.clone());
+        blocking(move || {
+            let ctx = || format!("making calendar {cal} ({})", dir.display());
+            fs::create_dir(&dir).map_err(|e| StoreError::io(ctx(), e))?;
+            write_meta(&dir, &props).map_err(|e| StoreError::io(ctx(), e))
+        })
+        .await
+    }
+
+    async fn set_props(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let (dir, cal, props) = (cal_dir(&self.root, cal), cal.clone(), props.clone());
+        blocking(move || {
+            let ctx = || format!("calendar {cal} ({})", dir.display());
+            fs::metadata(&dir).map_err(|e| StoreError::io(ctx(), e))?;
+            write_meta(&dir, &props).map_err(|e| StoreError::io(ctx(), e))
         })
         .await
     }

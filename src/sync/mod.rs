@@ -12,8 +12,10 @@
 //!   to read first;
 //! - [`select`] gives creates a copy to adopt and picks the extras to delete;
 //! - [`rank`] is the one keep-which-copy rule;
+//! - [`calendars`] pairs a mailbox's calendars (which with which, what to create);
 //! - [`twins`] sets aside a second item of one calendar that holds the same meeting;
 
+pub mod calendars;
 mod decide;
 mod model;
 mod one_way;
@@ -22,6 +24,8 @@ pub mod rank;
 pub mod select;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_calendars;
 #[cfg(test)]
 mod tests_two_way;
 pub mod twins;

@@ -23,7 +23,7 @@ pub(super) fn walk(
             mapped: prior.len(),
         });
     }
-    let (copies, listed) = (to_side.index(), from_side.index());
+    let copies = to_side.index();
     let copy = |p: &Mapping| copies.find(p.href(to), p.etag(to));
     let mut out = Plan::default();
     let mut push = |a: Option<Action>| match a {
@@ -37,8 +37,10 @@ pub(super) fn walk(
         let t = p.and_then(copy);
         push(decide(mode, Some(s), t.as_ref().map(|t| t.version()), p));
     }
-    // Mappings the listing did not mention: deleted (complete listing) or unchanged (incremental).
-    if matched < prior.len() {
+    // The side copied from by href, when anything needs it: mappings the listing did not
+    // mention (deleted, or unchanged since an incremental listing) and pending creates.
+    let listed = (matched < prior.len() || !pending.is_empty()).then(|| from_side.index());
+    if let Some(listed) = listed.as_ref().filter(|_| matched < prior.len()) {
         for p in prior.values() {
             let s = match listed.find(p.href(from), p.etag(from)) {
                 Some(Found::Listed(_)) => continue,
@@ -57,7 +59,7 @@ pub(super) fn walk(
         Some(m) => copy(m).is_some(),
         None => copies.contains(h),
     };
-    let present = |h: &Href| listed.present(h);
+    let present = |h: &Href| listed.as_ref().is_some_and(|l| l.present(h));
     let settled = pending
         .iter()
         .filter_map(|pd| settle(pd, (from, to), prior, present(pd.href(from)), copy_there));

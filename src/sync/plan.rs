@@ -1,7 +1,7 @@
 //! Planning a pass in either mode: what must be read before planning, and one entry that walks
 //! the pass its mode needs ([`super::one_way`], [`super::two_way`]).
 
-use super::model::{Mode, Plan, PlanError, PlanOptions, Prior, Snapshot};
+use super::model::{Listed, Mode, Plan, PlanError, PlanOptions, Prior, Snapshot};
 use super::{one_way, two_way};
 use crate::domain::mapping::{Mapping, Pending, Side};
 use crate::domain::types::Href;
@@ -56,7 +56,9 @@ pub fn fetch_lists(mode: Mode, sides: [&Snapshot; 2], prior: &Prior, full: bool)
 fn one_way_lists(from: Side, sides: [&Snapshot; 2], prior: &Prior, full: bool) -> [Vec<Href>; 2] {
     let to = from.other();
     let (source, target) = (sides[from as usize], sides[to as usize]);
-    let (copies, listed) = (target.index(), source.index());
+    let copies = target.index();
+    // Only an incremental listing leaves items unmentioned.
+    let listed = (!source.complete).then(|| source.index());
     let copy_etag = |p: &Mapping| {
         copies
             .find(p.href(to), p.etag(to))
@@ -82,8 +84,8 @@ fn one_way_lists(from: Side, sides: [&Snapshot; 2], prior: &Prior, full: bool) -
             tgt.push(p.href(to).clone());
         }
         // Unmentioned by an incremental listing, but its copy moved or vanished.
-        if !listed.contains(p.href(from))
-            && listed.present(p.href(from))
+        let unmentioned = |l: &Listed| !l.contains(p.href(from)) && l.present(p.href(from));
+        if listed.as_ref().is_some_and(unmentioned)
             && (full || target_etag.as_ref() != Some(p.etag(to)))
         {
             src.push(p.href(from).clone());

@@ -577,6 +577,10 @@ fn the_configuration_reference_has_every_key_check_accepts() {
         ("[servers.x]\nkind = \"vdir\"\n", "`[servers.NAME]`"),
         ("[rewrite]\n", "`[rewrite]`"),
         (pair.as_str(), "`[[pairs]]`"),
+        (
+            "[[mailboxes]]\nid = \"m\"\nsource = \"old:a\"\ntarget = \"new:b\"\n",
+            "`[[mailboxes]]`",
+        ),
     ];
     for (table, heading) in tables {
         let (out, _dir) = check(&format!("{table}not_a_key = 1\n"), &[]);

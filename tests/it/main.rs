@@ -17,6 +17,7 @@ mod fidelity;
 mod fuzz;
 mod hostile;
 mod leases;
+mod mailboxes;
 mod nodes;
 mod operator;
 mod postgres;

@@ -403,25 +403,35 @@ impl DavServer {
 
 /// One request with the test credentials and no body; its HTTP status (0 if none came).
 pub fn raw_request(port: u16, method: &str, path: &str, depth: &str) -> u16 {
+    dav_request(port, method, path, depth, "").0
+}
+
+/// One request with the test credentials and an XML `body`: its HTTP status (0 if none came)
+/// and the answer's text (headers included).
+pub fn dav_request(port: u16, method: &str, path: &str, depth: &str, body: &str) -> (u16, String) {
     use base64::Engine as _;
     use std::io::Write;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
+        return (0, String::new());
     };
     // One write: PHP's built-in server misreads a method split over two packets.
+    let kind = match body {
+        "" => "",
+        _ => "Content-Type: application/xml; charset=utf-8\r\n",
+    };
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {auth}\r\n\
-         Depth: {depth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+         Depth: {depth}\r\n{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     let _ = s.write_all(request.as_bytes());
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    answer
-        .split_whitespace()
-        .nth(1)
+    let status = (answer.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    (status, answer)
 }
 
 impl Drop for DavServer {
