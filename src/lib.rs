@@ -2,15 +2,16 @@
 //!
 //! Each folder is a layer, and a layer imports only the ones it names:
 //!
-//! - [`domain`]: the values passed around (items, identity, window, hrefs, pairs, pair states,
-//!   leases); no I/O; imports nothing.
+//! - [`domain`]: the values passed around (items, identity, window, hrefs, pairs, mailboxes,
+//!   pair states, leases); no I/O; imports nothing.
 //! - [`config`]: the config file, checked as a whole; imports `domain`.
 //! - [`store`]: calendars (CalDAV, vdir folders, in memory) behind one trait; imports `domain`.
 //! - [`state`]: the state store; every SQL statement of the project is here; imports `domain`.
 //! - [`sync`]: planning one pass, a pure function from both sides and the prior state to
-//!   actions; imports `domain`.
+//!   actions, and pairing a mailbox's calendars; imports `domain`.
 //! - [`engine`]: turns the config into what the layers above take, and runs passes as stages
-//!   (list → read → plan → execute → record, one path for either mode), repair and dedupe.
+//!   (list → read → plan → execute → record, one path for either mode), discovery of
+//!   mailboxes' calendars, repair and dedupe.
 //! - [`service`]: `tandem run`: agents, scheduling, the status page and the API.
 //! - [`cli`]: the command line: every subcommand's handler and every exit code.
 //!
