@@ -7,6 +7,9 @@
 //! `cargo bench --bench scale`. Smaller runs: `TANDEM_SCALE_PAIRS`, `TANDEM_SCALE_ITEMS`,
 //! `TANDEM_SCALE_MINUTES` (default 10000, 50, 3). `TANDEM_SCALE_BASELINE=REV` runs the bench of
 //! commit REV and this one side by side and prints the ratio of their CPU figures.
+//! `TANDEM_SCALE_MAILBOXES=USERS` runs USERS mailboxes of 3 calendars each from a mailboxes CSV
+//! (discovery makes two calendars per user on the target: requests, time and CPU per mailbox),
+//! then as many calendars named as plain pairs, and prints their figures side by side.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tandem::domain::error::StoreResult;
 use tandem::domain::item::Rewriter;
+use tandem::domain::mailbox::{CalendarProps, Home, HomeListing, Mailbox, recorded_pairs};
 use tandem::domain::pair::Pair;
 use tandem::domain::types::{CalendarPath, Etag, Href, PairId, SyncToken};
 use tandem::engine::Engine;
@@ -40,6 +44,8 @@ struct Server {
     creates: AtomicU64,
     /// Listings asked of this server: one per pass of a one-way pair reading from it.
     listings: AtomicU64,
+    /// Every request.
+    requests: AtomicU64,
     waiting: Option<Arc<Waiting>>,
     latencies: Mutex<Vec<Duration>>,
 }
@@ -51,6 +57,7 @@ impl Server {
             slots: tokio::sync::Semaphore::new(CAP),
             creates: AtomicU64::new(0),
             listings: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             waiting,
             latencies: Mutex::new(Vec::new()),
         }
@@ -58,6 +65,7 @@ impl Server {
 
     async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
         let permit = self.slots.acquire().await.expect("never closed");
+        self.requests.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(DELAY).await;
         permit
     }
@@ -110,6 +118,14 @@ impl CalendarStore for Server {
     async fn delete(&self, href: &Href, etag: &Etag) -> StoreResult<()> {
         let _t = self.turn().await;
         self.inner.delete(href, etag).await
+    }
+    async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
+        let _t = self.turn().await;
+        self.inner.collections(home).await
+    }
+    async fn make_calendar(&self, cal: &CalendarPath, props: &CalendarProps) -> StoreResult<()> {
+        let _t = self.turn().await;
+        self.inner.make_calendar(cal, props).await
     }
     fn parallelism(&self) -> usize {
         CAP
@@ -170,7 +186,11 @@ fn main() {
     if let Ok(rev) = std::env::var("TANDEM_SCALE_BASELINE") {
         return side_by_side::compare(&rev);
     }
-    let pairs = env("TANDEM_SCALE_PAIRS", 10_000);
+    let users = env("TANDEM_SCALE_MAILBOXES", 0);
+    if users > 0 && std::env::var("TANDEM_SCALE_SETUP").is_err() {
+        return side_by_side::mailboxes_and_pairs(users);
+    }
+    let mailboxes = std::env::var("TANDEM_SCALE_SETUP").is_ok_and(|s| s == "mailboxes");
     let items = env("TANDEM_SCALE_ITEMS", 50);
     let minutes = env("TANDEM_SCALE_MINUTES", 3);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -179,46 +199,195 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-
-    let source = Arc::new(MemoryStore::new());
-    let target = Arc::new(MemoryStore::new());
-    let mut configs = Vec::with_capacity(pairs);
-    for p in 0..pairs {
-        let (scal, tcal): (CalendarPath, CalendarPath) = (
-            format!("/u{p}/").parse().unwrap(),
-            format!("/u{p}/").parse().unwrap(),
-        );
-        source.add_calendar(&scal);
-        target.add_calendar(&tcal);
-        for i in 0..items {
-            source.put(&scal, &format!("{i}.ics"), &ics(p, i, 0));
-        }
-        configs.push(Pair::new(
-            format!("u{p}").parse::<PairId>().unwrap(),
-            format!("old:/u{p}/").parse().unwrap(),
-            format!("new:/u{p}/").parse().unwrap(),
-        ));
-    }
+    let world = match mailboxes {
+        true => World::mailboxes(env("TANDEM_SCALE_PAIRS", 3000) / CALENDARS.len(), items),
+        false => World::pairs(env("TANDEM_SCALE_PAIRS", 10_000), items),
+    };
     let seeded_rss = rss_mb("VmRSS:");
     println!(
-        "seeded {pairs} pairs × {items} items; RSS with the simulated source data: {seeded_rss:.0} MB"
+        "seeded {} calendars × {items} items; RSS with the simulated source data: {seeded_rss:.0} MB",
+        world.calendars.len()
     );
-
-    let waiting: Arc<Waiting> = Arc::default();
-    let src = Arc::new(Server::new(source.clone(), None));
-    let tgt = Arc::new(Server::new(target.clone(), Some(waiting.clone())));
     let state = runtime
         .block_on(State::open(&dir.path().join("state.db")))
         .unwrap();
-    let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
-        ("old".to_string(), src.clone() as Arc<dyn CalendarStore>),
-        ("new".to_string(), tgt.clone() as _),
-    ]
-    .into();
-    let rewriter = Rewriter::new([("old.example".to_string(), "new.example".to_string())], []);
-    let engine = Arc::new(Engine::with_stores(state, stores, rewriter));
+    let (config, engine) = world.engine(dir.path(), state);
+    let mut config = config;
+    if mailboxes {
+        discover(&runtime, &world, &engine, &mut config);
+    }
+    let pool = first_sync(&world, &engine, &config.pairs, items);
+    steady_state(&world, items, minutes);
+    pool.stop();
+    pool.join();
+    let peak = rss_mb("VmHWM:");
+    println!(
+        "peak RSS {peak:.0} MB, of which about {:.0} MB is the simulated servers' data (source seeded: {seeded_rss:.0} MB, target the same again)",
+        (2.0 * seeded_rss).min(peak)
+    );
+    operator_view(&runtime, &config, &engine);
+}
+
+/// The calendars of each user in the mailbox setup: its segment, and whether the target has
+/// it from the start (the default calendar) or discovery makes it.
+const CALENDARS: [(&str, bool); 3] = [("calendar", true), ("work", false), ("tasks", false)];
+
+/// The simulated servers and what they hold: one calendar per pair.
+struct World {
+    source: Arc<MemoryStore>,
+    src: Arc<Server>,
+    tgt: Arc<Server>,
+    waiting: Arc<Waiting>,
+    /// Each pair's calendar on the source and on the target, in the same order.
+    calendars: Vec<(CalendarPath, CalendarPath)>,
+    /// The config's text past the servers: pairs, or the mailboxes CSV.
+    toml: String,
+    csv: Option<String>,
+}
+
+impl World {
+    /// The simulated servers over `source` and `target`.
+    fn new(
+        source: Arc<MemoryStore>,
+        target: Arc<MemoryStore>,
+        calendars: Vec<(CalendarPath, CalendarPath)>,
+        toml: String,
+        csv: Option<String>,
+    ) -> World {
+        let waiting: Arc<Waiting> = Arc::default();
+        World {
+            src: Arc::new(Server::new(source.clone(), None)),
+            tgt: Arc::new(Server::new(target, Some(waiting.clone()))),
+            source,
+            waiting,
+            calendars,
+            toml,
+            csv,
+        }
+    }
+
+    /// `pairs` pairs `old:/uN/` → `new:/uN/`.
+    fn pairs(pairs: usize, items: usize) -> World {
+        let (source, target) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let mut calendars = Vec::with_capacity(pairs);
+        let mut toml = String::new();
+        for p in 0..pairs {
+            let cal: CalendarPath = format!("/u{p}/").parse().unwrap();
+            source.add_calendar(&cal);
+            target.add_calendar(&cal);
+            for i in 0..items {
+                source.put(&cal, &format!("{i}.ics"), &ics(p, i, 0));
+            }
+            toml.push_str(&format!(
+                "[[pairs]]\nid = \"u{p}\"\nsource = \"old:{cal}\"\ntarget = \"new:{cal}\"\n"
+            ));
+            calendars.push((cal.clone(), cal));
+        }
+        World::new(source, target, calendars, toml, None)
+    }
+
+    /// `users` mailboxes (a CSV), each user with three calendars on the source and only the
+    /// default one on the target.
+    fn mailboxes(users: usize, items: usize) -> World {
+        let (source, target) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let mut calendars = Vec::with_capacity(users * CALENDARS.len());
+        let mut csv = String::from("id,source,target\n");
+        for u in 0..users {
+            for (segment, on_target) in CALENDARS {
+                let cal: CalendarPath = format!("/u{u}/{segment}/").parse().unwrap();
+                source.add_calendar(&cal);
+                if on_target {
+                    target.add_calendar(&cal);
+                }
+                let p = calendars.len();
+                for i in 0..items {
+                    source.put(&cal, &format!("{i}.ics"), &ics(p, i, 0));
+                }
+                calendars.push((cal.clone(), cal));
+            }
+            csv.push_str(&format!("u{u},old:u{u},new:u{u}\n"));
+        }
+        let toml = "mailboxes_csv = \"mailboxes.csv\"\n".to_string();
+        World::new(source, target, calendars, toml, Some(csv))
+    }
+
+    /// The config (servers that keep users' calendars at `/{user}/`), and the engine over the
+    /// simulated servers.
+    fn engine(&self, dir: &std::path::Path, state: State) -> (tandem::config::Config, Arc<Engine>) {
+        let mut toml = self.toml.clone();
+        for server in ["old", "new"] {
+            toml.push_str(&format!(
+                "[servers.{server}]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\n\
+                 home = \"/{{user}}/\"\ndefault_calendar = \"calendar\"\n"
+            ));
+        }
+        if let Some(csv) = &self.csv {
+            std::fs::write(dir.join("mailboxes.csv"), csv).unwrap();
+        }
+        let config = tandem::config::Config::from_toml(&dir.join("tandem.toml"), &toml).unwrap();
+        let stores: BTreeMap<String, Arc<dyn CalendarStore>> = [
+            (
+                "old".to_string(),
+                self.src.clone() as Arc<dyn CalendarStore>,
+            ),
+            ("new".to_string(), self.tgt.clone() as _),
+        ]
+        .into();
+        let rewriter = Rewriter::new([("old.example".to_string(), "new.example".to_string())], []);
+        let home = || Home::Path("/{user}/".to_string());
+        let engine = Engine::with_stores(state, stores, rewriter)
+            .with_home("old", home(), Some("calendar"))
+            .with_home("new", home(), Some("calendar"));
+        (config, Arc::new(engine))
+    }
+}
+
+/// Discovery of every mailbox (as `tandem run` starts): time, CPU and requests per mailbox;
+/// the calendars found become the config's pairs.
+fn discover(
+    runtime: &tokio::runtime::Runtime,
+    world: &World,
+    engine: &Engine,
+    config: &mut tandem::config::Config,
+) {
+    let requests =
+        || world.src.requests.load(Ordering::Relaxed) + world.tgt.requests.load(Ordering::Relaxed);
+    let (r0, cpu0, t) = (requests(), cpu_time(), Instant::now());
+    let mailboxes: Vec<&Mailbox> = config.mailboxes.iter().collect();
+    let reports = runtime
+        .block_on(engine.discover_all(&mailboxes, &[], false))
+        .unwrap();
+    let (wall, cpu, sent) = (t.elapsed(), cpu_time() - cpu0, requests() - r0);
+    assert!(reports.iter().all(|r| r.ok()), "a discovery failed");
+    let n = mailboxes.len() as f64;
+    let recorded = runtime
+        .block_on(engine.state.all_mailbox_calendars())
+        .unwrap();
+    let pairs = recorded_pairs(&config.mailboxes, recorded);
+    assert_eq!(pairs.len(), world.calendars.len(), "calendars paired");
+    println!(
+        "discovery: {} mailboxes in {:.1} s, {:.1} requests and {:.2} ms of CPU per mailbox; {} calendars paired, {} made on the target",
+        mailboxes.len(),
+        wall.as_secs_f64(),
+        sent as f64 / n,
+        cpu.as_secs_f64() * 1e3 / n,
+        pairs.len(),
+        (reports.iter().flat_map(|r| &r.calendars))
+            .filter(|c| c.action == "create")
+            .count(),
+    );
+    figure("discovery requests per mailbox", sent as f64 / n);
+    figure(
+        "discovery CPU per mailbox (ms)",
+        cpu.as_secs_f64() * 1e3 / n,
+    );
+    config.pairs.extend(pairs);
+}
+
+/// The service started over `pairs` (2 pinned agents), until every item is in the target.
+fn first_sync(world: &World, engine: &Arc<Engine>, pairs: &[Pair], items: usize) -> Pool {
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ids: Vec<PairId> = configs.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<PairId> = pairs.iter().map(|c| c.id.clone()).collect();
     let mut specs: Vec<AgentSpec> = (0..2)
         .map(|i| AgentSpec {
             index: i,
@@ -226,7 +395,7 @@ fn main() {
             pairs: Vec::new(),
         })
         .collect();
-    for (c, a) in configs.iter().zip(pool::assign(&ids, 2)) {
+    for (c, a) in pairs.iter().zip(pool::assign(&ids, 2)) {
         specs[a].pairs.push(c.clone());
     }
     let policy = Policy {
@@ -237,7 +406,6 @@ fn main() {
         jitter: 0.1,
         safety_interval: Duration::from_secs(3600),
     };
-
     let started = Instant::now();
     let cpu0 = cpu_time();
     let hub = tandem::service::push::PushHub::new(specs.iter().map(|s| (s.index, &s.pairs[..])));
@@ -250,8 +418,8 @@ fn main() {
         hub,
     )
     .unwrap();
-    let total = (pairs * items) as u64;
-    while tgt.creates.load(Ordering::Relaxed) < total {
+    let total = (pairs.len() * items) as u64;
+    while world.tgt.creates.load(Ordering::Relaxed) < total {
         std::thread::sleep(Duration::from_millis(200));
     }
     let first = started.elapsed();
@@ -266,14 +434,19 @@ fn main() {
         "first-sync CPU per item (ms)",
         first_cpu.as_secs_f64() * 1e3 / total as f64,
     );
+    pool
+}
 
+/// Every minute 1% of the pairs change one item each at a random moment; the latency from
+/// each change to its target write, and the CPU per pass.
+fn steady_state(world: &World, items: usize, minutes: usize) {
     // Each pair's next pass reads back its own copies once (the target moved since its token);
     // the steady state starts after those.
     std::thread::sleep(INTERVAL + Duration::from_secs(5));
-    // Steady state: every minute 1% of the pairs change one item each, at random moments.
+    let pairs = world.calendars.len();
     let steady = Instant::now();
     let cpu1 = cpu_time();
-    let listings = src.listings.load(Ordering::Relaxed);
+    let listings = world.src.listings.load(Ordering::Relaxed);
     let per_minute = (pairs / 100).max(1);
     let mut version = 1;
     for minute in 0..minutes {
@@ -292,14 +465,14 @@ fn main() {
                 std::thread::sleep(wait);
             }
             let i = fastrand::usize(0..items);
-            let cal: CalendarPath = format!("/u{p}/").parse().unwrap();
-            let href = cal.join(&target_name(&format!("u{p}-{i}@old.example")));
-            waiting
-                .lock()
-                .unwrap()
+            let (scal, tcal) = &world.calendars[p];
+            let href = tcal.join(&target_name(&format!("u{p}-{i}@old.example")));
+            (world.waiting.lock().unwrap())
                 .entry(href)
                 .or_insert_with(Instant::now);
-            source.put(&cal, &format!("{i}.ics"), &ics(p, i, version));
+            world
+                .source
+                .put(scal, &format!("{i}.ics"), &ics(p, i, version));
             version += 1;
         }
         if let Some(rest) = Duration::from_secs(60).checked_sub(base.elapsed()) {
@@ -307,21 +480,17 @@ fn main() {
         }
         println!("minute {}: {per_minute} changes", minute + 1);
     }
-    // Let the last changes land (at most two intervals), then stop.
+    // Let the last changes land (at most two intervals).
     let drain = Instant::now();
-    while !waiting.lock().unwrap().is_empty() && drain.elapsed() < INTERVAL * 2 {
+    while !world.waiting.lock().unwrap().is_empty() && drain.elapsed() < INTERVAL * 2 {
         std::thread::sleep(Duration::from_millis(100));
     }
     let steady_wall = steady.elapsed();
     let steady_cpu = cpu_time() - cpu1;
-    let passes = src.listings.load(Ordering::Relaxed) - listings;
-    pool.stop();
-    pool.join();
-
-    let mut lat = tgt.latencies.lock().unwrap().clone();
+    let passes = world.src.listings.load(Ordering::Relaxed) - listings;
+    let mut lat = world.tgt.latencies.lock().unwrap().clone();
     lat.sort();
-    let missing = waiting.lock().unwrap().len();
-    let peak = rss_mb("VmHWM:");
+    let missing = world.waiting.lock().unwrap().len();
     println!(
         "steady state: {} changes over {minutes} min, {} written, {missing} not written",
         lat.len() + missing,
@@ -348,47 +517,41 @@ fn main() {
         "steady-state CPU per pass (ms)",
         steady_cpu.as_secs_f64() * 1e3 / passes.max(1) as f64,
     );
-    println!(
-        "peak RSS {peak:.0} MB, of which about {:.0} MB is the simulated servers' data (source seeded: {seeded_rss:.0} MB, target the same again)",
-        (2.0 * seeded_rss).min(peak)
-    );
+}
 
-    // The operator's view over all pairs: what each status page load, /metrics scrape and
-    // `status --json` costs at this size.
-    let mut toml = String::from(
-        "[servers.old]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\n\
-         [servers.new]\nkind = \"caldav\"\nurl = \"http://127.0.0.1:1/\"\n",
-    );
-    for c in &configs {
-        toml.push_str(&format!(
-            "[[pairs]]\nid = \"{}\"\nsource = \"{}\"\ntarget = \"{}\"\n",
-            c.id, c.source, c.target
-        ));
-    }
-    let config = tandem::config::Config::from_toml(&dir.path().join("tandem.toml"), &toml).unwrap();
+/// The operator's view over all pairs: what each status page load, `/metrics` scrape and
+/// `status --json` costs at this size.
+fn operator_view(
+    runtime: &tokio::runtime::Runtime,
+    config: &tandem::config::Config,
+    engine: &Engine,
+) {
     let live = tandem::service::observe::Live::default();
     for round in 0..3 {
         let t = Instant::now();
         let snap = runtime
             .block_on(tandem::service::observe::snapshot(
-                &config,
+                config,
                 &engine.state,
                 &live,
             ))
             .unwrap();
         let read = t.elapsed();
         let t = Instant::now();
-        let metrics = tandem::service::web::encode_metrics(&snap);
+        let metrics = tandem::service::web::encode_metrics(&snap, usize::MAX);
         let encode = t.elapsed();
+        let limited = tandem::service::web::encode_metrics(&snap, config.http.metrics_pairs);
         let t = Instant::now();
         let page = tandem::service::web::render_page(&snap, &[]);
         let render = t.elapsed();
         println!(
-            "operator view #{round} over {} pairs: snapshot {:.0} ms, /metrics {:.0} ms ({} KB), page {:.1} ms ({} KB)",
+            "operator view #{round} over {} pairs: snapshot {:.0} ms, /metrics {:.0} ms ({} KB; {} KB with metrics_pairs = {}), page {:.1} ms ({} KB)",
             snap.pairs.len(),
             read.as_secs_f64() * 1e3,
             encode.as_secs_f64() * 1e3,
             metrics.len() / 1024,
+            limited.len() / 1024,
+            config.http.metrics_pairs,
             render.as_secs_f64() * 1e3,
             page.len() / 1024
         );
@@ -406,12 +569,34 @@ mod side_by_side {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let baseline = build(root, rev);
         let now = std::env::current_exe().expect("this bench's path");
-        let before = run(&baseline, &format!("{rev} "));
-        let after = run(&now, "now ");
-        println!("\n| | {rev} | now | ratio |\n|---|---|---|---|");
-        for (name, was) in &before {
-            if let Some((_, is)) = after.iter().find(|(n, _)| n == name) {
-                println!("| {name} | {was:.3} | {is:.3} | {:.1}× lower |", was / is);
+        let before = run(&baseline, &format!("{rev} "), &[]);
+        let after = run(&now, "now ", &[]);
+        table(rev, "now", &before, &after);
+    }
+
+    /// `TANDEM_SCALE_MAILBOXES=USERS`: USERS mailboxes of 3 calendars each (discovered from a
+    /// mailboxes CSV), then as many calendars named as plain pairs, one after the other.
+    pub fn mailboxes_and_pairs(users: usize) {
+        let now = std::env::current_exe().expect("this bench's path");
+        let pairs = (users * super::CALENDARS.len()).to_string();
+        let env = |setup: &'static str| {
+            [
+                ("TANDEM_SCALE_SETUP", setup.to_string()),
+                ("TANDEM_SCALE_PAIRS", pairs.clone()),
+            ]
+        };
+        let mailboxes = run(&now, "mailboxes ", &env("mailboxes"));
+        let plain = run(&now, "pairs ", &env("pairs"));
+        table("mailboxes", "pairs", &mailboxes, &plain);
+    }
+
+    /// The figures of two runs side by side, with the ratio of each.
+    fn table(a: &str, b: &str, before: &[(String, f64)], after: &[(String, f64)]) {
+        println!("\n| | {a} | {b} | ratio |\n|---|---|---|---|");
+        for (name, was) in before {
+            match after.iter().find(|(n, _)| n == name) {
+                Some((_, is)) => println!("| {name} | {was:.3} | {is:.3} | {:.2}× |", was / is),
+                None => println!("| {name} | {was:.3} | | |"),
             }
         }
     }
@@ -468,11 +653,12 @@ mod side_by_side {
     }
 
     /// Runs one bench binary with this run's sizes, echoing its lines; returns its figures.
-    fn run(bench: &Path, label: &str) -> Vec<(String, f64)> {
+    fn run(bench: &Path, label: &str, env: &[(&str, String)]) -> Vec<(String, f64)> {
         println!("running {label}");
         let out = Command::new(bench)
             .arg("--bench")
             .env_remove("TANDEM_SCALE_BASELINE")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::inherit())
             .output()
             .expect("the bench");

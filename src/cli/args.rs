@@ -88,7 +88,7 @@ pub(super) enum Command {
     },
     /// Delete duplicate copies of a meeting in one of a pair's calendars (same identity key).
     Dedupe {
-        /// The pair whose calendar to clean.
+        /// The pair whose calendar to clean, or a mailbox (each of its calendars).
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
         /// Which calendar: the target (default) or the source.
@@ -131,7 +131,7 @@ pub(super) enum Command {
     /// Compare each pair's source and target in full (trusting no recorded state), fix what
     /// differs under the target calendar's lease, and rebuild the pair's mappings.
     Repair {
-        /// Only this pair (repeatable); all by default.
+        /// Only this pair, or all calendars of this mailbox (repeatable); all by default.
         #[arg(long = "pair", value_name = "ID")]
         pairs: Vec<String>,
         /// Report the findings, change nothing.
@@ -149,7 +149,7 @@ pub(super) enum Command {
     },
     /// Stop syncing a pair until `enable` (the service skips it; `sync` still runs it on demand).
     Disable {
-        /// The pair to stop.
+        /// The pair to stop, or a mailbox (all its calendars).
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
         /// Shown in `status`.
@@ -158,17 +158,17 @@ pub(super) enum Command {
     },
     /// Sync a disabled, paused or backing-off pair again from its next turn.
     Enable {
-        /// The pair to sync again.
+        /// The pair to sync again, or a mailbox (all its calendars).
         #[arg(long = "pair", value_name = "ID")]
         pair: String,
     },
     /// The mailbox was switched to the new org: its target calendar becomes the truth (one-way
     /// pairs then sync target -> source; two-way pairs let it win conflicts).
     Cutover {
-        /// This pair (repeatable).
+        /// This pair, or a mailbox: all its calendars at once (repeatable).
         #[arg(long = "pair", value_name = "ID")]
         pairs: Vec<String>,
-        /// A wave of pairs: one pair id per line (first column; a header `id` is skipped).
+        /// A wave: one pair or mailbox id per line (first column; a header `id` is skipped).
         #[arg(long, value_name = "FILE")]
         csv: Option<PathBuf>,
         /// The switch was rolled back: the source is the truth again.
@@ -228,7 +228,7 @@ pub(super) enum LockAction {
 pub(super) enum QuarantineAction {
     /// Failed and quarantined items with pair, href, identity and reason.
     List {
-        /// Only this pair; all by default.
+        /// Only this pair, or a mailbox's calendars; all by default.
         #[arg(long = "pair", value_name = "ID")]
         pair: Option<String>,
         /// Print one JSON object instead of text.
@@ -237,7 +237,7 @@ pub(super) enum QuarantineAction {
     },
     /// Try quarantined items again on their pair's next pass.
     Retry {
-        /// Only this pair; all by default.
+        /// Only this pair, or a mailbox's calendars; all by default.
         #[arg(long = "pair", value_name = "ID")]
         pair: Option<String>,
     },

@@ -4,12 +4,19 @@
 use std::path::Path;
 
 use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+use super::mailboxes::{recorded, resolve};
 use crate::config::Config;
 use crate::domain::pair::Pair;
 use crate::engine::Engine;
 
-/// The pairs named by `--pair` and by the first column of `--csv` (a header `id` is skipped).
-fn named_pairs(config: &Config, ids: &[String], csv: Option<&Path>) -> Result<Vec<Pair>, Failure> {
+/// The pairs named by `--pair` and by the first column of `--csv` (a header `id` is skipped);
+/// a mailbox's id names all its calendars, so its cutover flips the whole mailbox.
+fn named_pairs(
+    config: &Config,
+    recorded: &[Pair],
+    ids: &[String],
+    csv: Option<&Path>,
+) -> Result<Vec<Pair>, Failure> {
     let mut names: Vec<(String, String)> = ids
         .iter()
         .map(|id| ("--pair".to_string(), id.clone()))
@@ -27,16 +34,20 @@ fn named_pairs(config: &Config, ids: &[String], csv: Option<&Path>) -> Result<Ve
     }
     if names.is_empty() {
         return Err(usage(
-            "cutover: name the pairs with --pair ID or --csv FILE",
+            "cutover: name the pairs or mailboxes with --pair ID or --csv FILE",
         ));
     }
     let mut unknown = Vec::new();
     let mut pairs: Vec<Pair> = Vec::new();
     for (place, id) in names {
-        match config.pair(&id) {
-            Some(p) if !pairs.iter().any(|q| q.id == p.id) => pairs.push(p.clone()),
-            Some(_) => {}
-            None => unknown.push(format!("{place}: no pair with id {id:?}")),
+        match resolve(config, recorded, &[id]) {
+            Ok(found) => {
+                let new: Vec<Pair> = (found.into_iter())
+                    .filter(|p| !pairs.iter().any(|q| q.id == p.id))
+                    .collect();
+                pairs.extend(new);
+            }
+            Err(e) => unknown.push(format!("{place}: {}", e.message)),
         }
     }
     if !unknown.is_empty() {
@@ -52,12 +63,13 @@ pub(super) async fn cutover(
     undo: bool,
 ) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pairs = named_pairs(&config, ids, csv)?;
+    let state = open_state(&config).await?;
+    let recorded = recorded(&state, &config.mailboxes).await?;
+    let pairs = named_pairs(&config, &recorded, ids, csv)?;
     // A cut-over pair writes back to the old org: the rewrite needs a way back.
     if !undo && let Err(e) = config.rewrite.inverse() {
         return Err(usage(format!("{}: rewrite: {e}", config.file.display())));
     }
-    let state = open_state(&config).await?;
     let engine = Engine::new(&config, state.clone());
     let mut busy = 0;
     for pair in &pairs {

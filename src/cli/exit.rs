@@ -2,7 +2,6 @@
 //! command needs (a refusal is a failure with its code).
 
 use crate::config::{Config, ConfigError};
-use crate::domain::pair::Pair;
 use crate::state::State;
 
 pub(crate) const EXIT_OK: u8 = 0;
@@ -65,14 +64,4 @@ pub(crate) fn usage(message: impl Into<String>) -> Failure {
         code: EXIT_USAGE,
         message: message.into(),
     }
-}
-
-/// The configured pair `id`, or a usage failure naming the config file.
-pub(super) fn configured_pair(config: &Config, id: &str) -> Result<Pair, Failure> {
-    config.pair(id).cloned().ok_or_else(|| {
-        usage(format!(
-            "{}: pairs: no pair with id {id:?}",
-            config.file.display()
-        ))
-    })
 }

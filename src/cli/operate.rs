@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, configured_pair, open_state, usage};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state, usage};
+use super::mailboxes::existing;
 use crate::config::{Config, online_processors};
 use crate::domain::pairstate::PairState;
 use crate::domain::types::PairId;
 use crate::engine::Engine;
 use crate::service::pool;
+use crate::state::State;
 
 #[derive(serde::Serialize)]
 struct AgentRow {
@@ -121,8 +123,19 @@ pub(super) async fn nodes(file: &Path, json: bool) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-fn pair_id(config: &Config, id: &str) -> Result<PairId, Failure> {
-    configured_pair(config, id).map(|p| p.id)
+/// The pairs `id` names (a mailbox: all its calendars), or all (`None`).
+async fn pair_ids(
+    config: &Config,
+    state: &State,
+    id: Option<&str>,
+) -> Result<Vec<Option<PairId>>, Failure> {
+    match id {
+        None => Ok(vec![None]),
+        Some(id) => Ok((existing(config, state, &[id.to_string()]).await?)
+            .into_iter()
+            .map(|p| Some(p.id))
+            .collect()),
+    }
 }
 
 pub(super) async fn quarantine_list(
@@ -131,9 +144,11 @@ pub(super) async fn quarantine_list(
     json: bool,
 ) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
     let state = open_state(&config).await?;
-    let entries = state.quarantine_list(pair.as_ref()).await?;
+    let mut entries = Vec::new();
+    for pair in pair_ids(&config, &state, pair).await? {
+        entries.extend(state.quarantine_list(pair.as_ref()).await?);
+    }
     state.close().await;
     if json {
         println!(
@@ -172,9 +187,11 @@ pub(super) async fn quarantine_list(
 
 pub(super) async fn quarantine_retry(file: &Path, pair: Option<&str>) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pair = pair.map(|p| pair_id(&config, p)).transpose()?;
     let state = open_state(&config).await?;
-    let n = state.quarantine_retry(pair.as_ref()).await?;
+    let mut n = 0;
+    for pair in pair_ids(&config, &state, pair).await? {
+        n += state.quarantine_retry(pair.as_ref()).await?;
+    }
     state.close().await;
     println!("{n} quarantined item(s) will be tried again on their pair's next pass");
     Ok(EXIT_OK)
@@ -187,16 +204,17 @@ pub(super) async fn set_enabled(
     disable: Option<String>,
 ) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pair = configured_pair(&config, id)?;
     let state = open_state(&config).await?;
-    state.ensure_pair(&pair).await?;
     let new = match disable {
         Some(reason) => PairState::Disabled { reason },
         None => PairState::Active,
     };
-    state.set_pair_state(&pair.id, &new, None).await?;
+    for pair in existing(&config, &state, &[id.to_string()]).await? {
+        state.ensure_pair(&pair).await?;
+        state.set_pair_state(&pair.id, &new, None).await?;
+        println!("pair {}: {}", pair.id, new.name());
+    }
     state.close().await;
-    println!("pair {}: {}", pair.id, new.name());
     Ok(EXIT_OK)
 }
 
@@ -311,14 +329,8 @@ pub(super) async fn repair(
     json: bool,
 ) -> Result<u8, Failure> {
     let config = Config::load(file)?;
-    let pairs = if ids.is_empty() {
-        config.pairs.clone()
-    } else {
-        ids.iter()
-            .map(|id| configured_pair(&config, id))
-            .collect::<Result<Vec<_>, _>>()?
-    };
     let state = open_state(&config).await?;
+    let pairs = existing(&config, &state, ids).await?;
     let engine = Engine::new(&config, state.clone());
     let mut reports = Vec::with_capacity(pairs.len());
     for pair in &pairs {

@@ -125,7 +125,7 @@ async fn discovered(config: &Config, engine: &Engine) -> Result<Vec<Pair>, Failu
             None => info!(mailbox = %r.id, calendars = r.calendars.len(), "mailbox discovered"),
         }
     }
-    Ok(engine.mailbox_pairs(&config.mailboxes).await?)
+    Ok(super::mailboxes::recorded(&engine.state, &config.mailboxes).await?)
 }
 
 /// Discovery again every `[sync] discover_interval`; ends when the mailboxes' calendars to sync

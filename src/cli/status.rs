@@ -33,8 +33,7 @@ pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Fai
     let mut config = Config::load(file)?;
     let state = open_state(&config).await?;
     // The mailboxes' calendars as discovery last recorded them.
-    let engine = crate::engine::Engine::new(&config, state.clone());
-    let found = engine.mailbox_pairs(&config.mailboxes).await?;
+    let found = super::mailboxes::recorded(&state, &config.mailboxes).await?;
     config.pairs.extend(found);
     let snap = crate::service::observe::snapshot(
         &config,
@@ -44,10 +43,10 @@ pub(super) async fn status(file: &std::path::Path, json: bool) -> Result<u8, Fai
     .await?;
     state.close().await;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&snap).expect("status serialises")
-        );
+        let mut out = serde_json::to_value(&snap).expect("status serialises");
+        out["mailboxes"] = serde_json::to_value(crate::service::rollup::mailboxes(&snap.pairs))
+            .expect("mailboxes serialise");
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(EXIT_OK);
     }
     print_summary(&snap);
@@ -116,7 +115,7 @@ fn print_summary(snap: &Snapshot) {
     );
 }
 
-/// One line per pair, under a header.
+/// One line per pair, under a header; a mailbox's calendars under a line for the mailbox.
 fn print_pairs(snap: &Snapshot) {
     println!(
         "{:<20} {:<8} {:<8} {:>8} {:>7} {:>6} {:>4} {:>6} {:<14} {:<14} detail",
@@ -131,8 +130,32 @@ fn print_pairs(snap: &Snapshot) {
         "last success",
         "next run"
     );
-    for p in &snap.pairs {
-        println!("{}", pair_line(p, snap.generated_at));
+    let by_id: std::collections::HashMap<&str, &PairView> =
+        snap.pairs.iter().map(|p| (p.id.as_str(), p)).collect();
+    for m in &crate::service::rollup::mailboxes(&snap.pairs) {
+        let indent = match m.mailbox {
+            true => {
+                println!(
+                    "mailbox {}: {}, {} calendar(s), {} item(s) in step{}",
+                    m.id,
+                    m.outcome.as_str(),
+                    m.pairs.len(),
+                    m.items,
+                    match m.backlog {
+                        0 => String::new(),
+                        n => format!(", {n} to copy"),
+                    }
+                );
+                "  "
+            }
+            false => "",
+        };
+        for id in &m.pairs {
+            println!(
+                "{indent}{}",
+                pair_line(by_id[id.as_str()], snap.generated_at)
+            );
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use crate::config::Config;
 use crate::engine::report::Summary;
 use crate::engine::{Engine, MailboxReport, PassOptions};
 
-use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, configured_pair, open_state};
-use super::mailboxes::{chosen, render};
+use super::exit::{EXIT_OK, EXIT_PARTIAL, Failure, open_state};
+use super::mailboxes::{chosen, existing, render};
 
 pub(super) async fn sync(
     config: &Config,
@@ -78,6 +78,8 @@ pub(super) async fn sync(
     Ok(if summary.ok { EXIT_OK } else { EXIT_PARTIAL })
 }
 
+/// `tandem dedupe`: the pair's copies on `side` cleaned; a mailbox's id cleans each of its
+/// calendars (with `--json`, an array of reports).
 pub(super) async fn dedupe(
     config: &std::path::Path,
     id: &str,
@@ -86,42 +88,55 @@ pub(super) async fn dedupe(
     json: bool,
 ) -> Result<u8, Failure> {
     let config = Config::load(config)?;
-    let pair = configured_pair(&config, id)?;
     let state = open_state(&config).await?;
+    let pairs = existing(&config, &state, &[id.to_string()]).await?;
     let engine = Engine::new(&config, state.clone());
-    let report = engine.dedupe(&pair, side, dry_run).await?;
+    let mut reports = Vec::with_capacity(pairs.len());
+    for pair in &pairs {
+        reports.push(engine.dedupe(pair, side, dry_run).await?);
+    }
     state.close().await;
+    let ok = reports.iter().all(|r| r.ok());
     if json {
+        let out = match (config.pair(id), reports.as_slice()) {
+            (Some(_), [one]) => serde_json::to_value(one),
+            _ => serde_json::to_value(&reports),
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("report serialises")
+            serde_json::to_string_pretty(&out.expect("report serialises")).expect("json")
         );
     } else {
-        let verb = if dry_run { "would delete" } else { "deleted" };
-        for g in &report.groups {
-            println!(
-                "pair {}: {}: kept {}; {verb} {}",
-                report.pair,
-                g.identity,
-                g.kept.join(", "),
-                g.deleted.join(", ")
-            );
-            for f in &g.failed {
-                println!("pair {}: {}: delete failed: {f}", report.pair, g.identity);
-            }
-        }
-        for s in &report.skipped {
-            println!("pair {}: skipped {s}", report.pair);
-        }
-        if let Some(e) = &report.error {
-            println!("pair {}: {e}", report.pair);
-        }
-        let copies: usize = report.groups.iter().map(|g| g.deleted.len()).sum();
-        println!(
-            "{} duplicate group(s), {copies} copy(ies) {verb}{}",
-            report.groups.len(),
-            if dry_run { " (dry run)" } else { "" }
-        );
+        reports.iter().for_each(|r| print_dedupe(r, dry_run));
     }
-    Ok(if report.ok() { EXIT_OK } else { EXIT_PARTIAL })
+    Ok(if ok { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+fn print_dedupe(report: &crate::engine::DedupeReport, dry_run: bool) {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for g in &report.groups {
+        println!(
+            "pair {}: {}: kept {}; {verb} {}",
+            report.pair,
+            g.identity,
+            g.kept.join(", "),
+            g.deleted.join(", ")
+        );
+        for f in &g.failed {
+            println!("pair {}: {}: delete failed: {f}", report.pair, g.identity);
+        }
+    }
+    for s in &report.skipped {
+        println!("pair {}: skipped {s}", report.pair);
+    }
+    if let Some(e) = &report.error {
+        println!("pair {}: {e}", report.pair);
+    }
+    let copies: usize = report.groups.iter().map(|g| g.deleted.len()).sum();
+    println!(
+        "pair {}: {} duplicate group(s), {copies} copy(ies) {verb}{}",
+        report.pair,
+        report.groups.len(),
+        if dry_run { " (dry run)" } else { "" }
+    );
 }

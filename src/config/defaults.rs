@@ -4,6 +4,8 @@ use std::time::Duration;
 
 pub(crate) const DEFAULT_STATE_URL: &str = "sqlite://tandem.db";
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+/// Pairs `/metrics` gives series of their own: about 15 series each.
+pub(crate) const DEFAULT_METRICS_PAIRS: usize = 1000;
 /// Per HTTP request to a caldav server, unless its `timeout` says otherwise.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `max_answer_size` when a server sets none: far above a listing of 100,000 items or a multiget

@@ -44,26 +44,16 @@ impl Validator {
         let mut targets: HashMap<UserRef, PairId> = HashMap::new();
         let mut out = Vec::with_capacity(entries.len());
         for Entry { file, key, raw } in entries {
-            self.file_override = Some(file.clone());
-            let direction = self
-                .direction(&format!("{key}.direction"), raw.direction.as_deref())
-                .unwrap_or(sync.direction);
-            let conflict = self
-                .conflict(&format!("{key}.conflict"), raw.conflict.as_deref())
-                .unwrap_or(sync.conflict);
-            self.file_override = None;
+            let way = (raw.direction.as_deref(), raw.conflict.as_deref());
+            let (direction, conflict) = self.way_at(&file, &key, way, sync);
             let id = self.id_at(&file, &key, &raw.id);
+            let unique = (id.as_ref())
+                .is_some_and(|id| self.first_id(&mut ids, (&file, &key), id, "mailbox"));
             let source = self.user_at(&file, &key, "source", &raw.source, servers);
             let target = self.user_at(&file, &key, "target", &raw.target, servers);
-            let (Some(id), Some(source), Some(target)) = (id, source, target) else {
+            let (Some(id), Some(source), Some(target), true) = (id, source, target, unique) else {
                 continue;
             };
-            let here = format!("{}: {key}", file.display());
-            if let Some(first) = ids.insert(id.clone(), here.clone()) {
-                let why = format!("duplicate mailbox id {id} (first at {first})");
-                self.issue_in(&file, format!("{key}.id"), why);
-                continue;
-            }
             if source == target {
                 self.issue_in(&file, format!("{key}.target"), "is the same user as source");
                 continue;

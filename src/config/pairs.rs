@@ -37,69 +37,46 @@ impl Validator {
         if let Some(csv) = csv {
             entries.extend(self.csv_entries(csv, base));
         }
-        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut seen: HashMap<PairId, String> = HashMap::new();
         let mut targets: HashSet<CalendarRef> = HashSet::new();
         let mut pairs = Vec::with_capacity(entries.len());
         let mut addresses: BTreeMap<String, PairId> = BTreeMap::new();
         for e in entries {
-            let Entry {
-                file,
-                key,
+            let (file, key) = (e.file.as_path(), e.key.as_str());
+            let way = (e.direction.as_deref(), e.conflict.as_deref());
+            let (direction, conflict) = self.way_at(file, key, way, sync);
+            let id = self.id_at(file, key, &e.id);
+            let unique = id
+                .as_ref()
+                .is_some_and(|id| self.first_id(&mut seen, (file, key), id, "pair"));
+            let source = self.calendar_at(file, key, "source", &e.source, servers);
+            let target = self.calendar_at(file, key, "target", &e.target, servers);
+            let (Some(id), Some(source), Some(target), true) = (id, source, target, unique) else {
+                continue;
+            };
+            if source == target {
+                self.issue_in(
+                    file,
+                    format!("{key}.target"),
+                    "is the same calendar as source",
+                );
+                continue;
+            }
+            if !targets.insert(target.clone()) {
+                let why = format!("{target} is already the target of another pair");
+                self.issue_in(file, format!("{key}.target"), why);
+                continue;
+            }
+            if let Some(addr) = &e.address {
+                self.mailbox_address(file, key, addr, &id, &mut addresses);
+            }
+            pairs.push(Pair {
                 id,
                 source,
                 target,
-                address,
                 direction,
                 conflict,
-            } = e;
-            self.file_override = Some(file.clone());
-            let direction = self
-                .direction(&format!("{key}.direction"), direction.as_deref())
-                .unwrap_or(sync.direction);
-            let conflict = self
-                .conflict(&format!("{key}.conflict"), conflict.as_deref())
-                .unwrap_or(sync.conflict);
-            self.file_override = None;
-            let id_parsed = self.id_at(&file, &key, &id);
-            if let Some(first) = seen.get(&id) {
-                self.issue_in(
-                    &file,
-                    format!("{key}.id"),
-                    format!("duplicate pair id {id:?} (first at {first})"),
-                );
-            } else {
-                seen.insert(id.clone(), format!("{}: {key}", file.display()));
-            }
-            let s = self.calendar_at(&file, &key, "source", &source, servers);
-            let t = self.calendar_at(&file, &key, "target", &target, servers);
-            if let (Some(id), Some(source), Some(target)) = (id_parsed, s, t) {
-                if source == target {
-                    self.issue_in(
-                        &file,
-                        format!("{key}.target"),
-                        "is the same calendar as source",
-                    );
-                    continue;
-                }
-                if !targets.insert(target.clone()) {
-                    self.issue_in(
-                        &file,
-                        format!("{key}.target"),
-                        format!("{target} is already the target of another pair"),
-                    );
-                    continue;
-                }
-                if let Some(addr) = address {
-                    self.mailbox_address(&file, &key, &addr, &id, &mut addresses);
-                }
-                pairs.push(Pair {
-                    id,
-                    source,
-                    target,
-                    direction,
-                    conflict,
-                });
-            }
+            });
         }
         (pairs, addresses)
     }

@@ -71,6 +71,7 @@ pub(super) struct RawHttp {
     pub(super) public_url: Option<String>,
     pub(super) tls_cert: Option<String>,
     pub(super) tls_key: Option<String>,
+    pub(super) metrics_pairs: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

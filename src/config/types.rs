@@ -172,6 +172,9 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     /// A certificate chain and its key (PEM): the listener serves https.
     pub tls: Option<TlsFiles>,
+    /// `/metrics` gives every pair series of its own up to this many pairs; past it only the
+    /// failing ones (the aggregates always).
+    pub metrics_pairs: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -2,18 +2,19 @@
 //! `FILE: KEY: reason`. The state, sync, agents, http, alerts and rewrite sections are checked
 //! here; servers, pairs and mailboxes in rooms of their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::direction::{ConflictPolicy, Direction};
 use crate::domain::pair::Extras;
+use crate::domain::types::PairId;
 
 use super::csv::read_csv;
 use super::defaults::{
-    DEFAULT_BACKOFF_MAX, DEFAULT_DISCOVER_INTERVAL, DEFAULT_LISTEN, DEFAULT_PASSES_PER_AGENT,
-    DEFAULT_PAUSE, DEFAULT_PUSH_LIFETIME, DEFAULT_SAFETY_INTERVAL, DEFAULT_STATE_URL,
-    online_processors,
+    DEFAULT_BACKOFF_MAX, DEFAULT_DISCOVER_INTERVAL, DEFAULT_LISTEN, DEFAULT_METRICS_PAIRS,
+    DEFAULT_PASSES_PER_AGENT, DEFAULT_PAUSE, DEFAULT_PUSH_LIFETIME, DEFAULT_SAFETY_INTERVAL,
+    DEFAULT_STATE_URL, online_processors,
 };
 use super::raw::{Raw, RawAgents, RawHttp, RawRewrite, RawState, RawSync};
 use super::types::{
@@ -81,6 +82,48 @@ impl Validator {
 
     pub(super) fn conflict(&mut self, key: &str, value: Option<&str>) -> Option<ConflictPolicy> {
         self.choice(key, value, ConflictPolicy::parse, ["authority", "newest"])
+    }
+
+    /// The direction and conflict policy of the entry at `key` in `file`, `[sync]`'s where it
+    /// gives none.
+    pub(super) fn way_at(
+        &mut self,
+        file: &Path,
+        key: &str,
+        (direction, conflict): (Option<&str>, Option<&str>),
+        sync: &SyncConfig,
+    ) -> (Direction, ConflictPolicy) {
+        self.file_override = Some(file.to_path_buf());
+        let direction = self.direction(&format!("{key}.direction"), direction);
+        let conflict = self.conflict(&format!("{key}.conflict"), conflict);
+        self.file_override = None;
+        (
+            direction.unwrap_or(sync.direction),
+            conflict.unwrap_or(sync.conflict),
+        )
+    }
+
+    /// Whether `id` is the first of its kind (`what`: "pair", "mailbox") in `seen`; a second is
+    /// an issue at `KEY.id` naming where the first is.
+    pub(super) fn first_id(
+        &mut self,
+        seen: &mut HashMap<PairId, String>,
+        (file, key): (&Path, &str),
+        id: &PairId,
+        what: &str,
+    ) -> bool {
+        let here = format!("{}: {key}", file.display());
+        match seen.get(id) {
+            Some(first) => {
+                let why = format!("duplicate {what} id {:?} (first at {first})", id.as_str());
+                self.issue_in(file, format!("{key}.id"), why);
+                false
+            }
+            None => {
+                seen.insert(id.clone(), here);
+                true
+            }
+        }
     }
 
     pub(super) fn existing_file(&mut self, key: &str, base: &Path, value: &str) -> Option<PathBuf> {
@@ -206,6 +249,7 @@ impl Validator {
             protect_pages,
             public_url,
             tls,
+            metrics_pairs: raw.metrics_pairs.unwrap_or(DEFAULT_METRICS_PAIRS),
         }
     }
 

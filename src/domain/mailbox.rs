@@ -1,6 +1,7 @@
 //! A mailbox pair: one user's mailbox in each org, whose calendars tandem finds and pairs
 //! itself; where a server keeps a user's calendars; and what a calendar collection is.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -38,6 +39,22 @@ impl Mailbox {
             conflict: self.conflict,
         }
     }
+}
+
+/// The pairs of `mailboxes`' calendars as discovery recorded them (`(mailbox, calendar)`): the
+/// ones still paired, of a mailbox still configured on the same two servers.
+pub fn recorded_pairs(
+    mailboxes: &[Mailbox],
+    recorded: Vec<(String, MailboxCalendar)>,
+) -> Vec<Pair> {
+    let by_id: HashMap<&str, &Mailbox> = mailboxes.iter().map(|m| (m.id.as_str(), m)).collect();
+    (recorded.into_iter())
+        .filter_map(|(id, c)| {
+            let m = by_id.get(id.as_str())?;
+            let here = c.source.server == m.source.server && c.target.server == m.target.server;
+            (here && c.gone.is_none()).then(|| m.pair(&c))
+        })
+        .collect()
 }
 
 /// A pairing of a mailbox's two calendars that discovery made, as remembered.

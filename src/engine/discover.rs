@@ -88,6 +88,8 @@ impl Engine {
             }
             report.calendars.push(reported(plan, failed));
         }
+        // Only what changed since the last discovery is written.
+        record.retain(|r| !known.contains(r));
         if !dry_run {
             self.state
                 .record_mailbox_calendars(&mailbox.id, &record)
@@ -109,20 +111,6 @@ impl Engine {
             .buffered(self.passes_at_once())
             .try_collect()
             .await
-    }
-
-    /// The pairs of `mailboxes`' calendars that sync: the pairings discovery recorded for
-    /// them on their current servers, less those gone.
-    pub async fn mailbox_pairs(&self, mailboxes: &[Mailbox]) -> Result<Vec<Pair>, StateError> {
-        let by_id: HashMap<&str, &Mailbox> = mailboxes.iter().map(|m| (m.id.as_str(), m)).collect();
-        Ok((self.state.all_mailbox_calendars().await?)
-            .into_iter()
-            .filter_map(|(id, c)| {
-                let m = by_id.get(id.as_str())?;
-                let here = c.source.server == m.source.server && c.target.server == m.target.server;
-                (here && c.gone.is_none()).then(|| m.pair(&c))
-            })
-            .collect())
     }
 
     /// `mailbox`'s home on `side`, listed; `Err` says which home and why.

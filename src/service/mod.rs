@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod observe;
 pub mod pool;
 pub mod push;
+pub mod rollup;
 pub mod scheduler;
 mod servers;
 pub mod tls;

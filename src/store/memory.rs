@@ -195,10 +195,12 @@ impl CalendarStore for MemoryStore {
     async fn collections(&self, home: &CalendarPath) -> StoreResult<HomeListing> {
         let mut g = self.lock();
         g.enter("list calendars")?;
-        let collections = (g.calendars.iter())
+        // Paths under `home` sort right after it.
+        let collections = (g.calendars.range(home.clone()..))
+            .take_while(|(path, _)| path.as_str().starts_with(home.as_str()))
             .filter(|(path, _)| {
-                let rest = path.as_str().strip_prefix(home.as_str());
-                rest.is_some_and(|r| r.len() > 1 && r.matches('/').count() == 1)
+                let rest = &path.as_str()[home.as_str().len()..];
+                rest.len() > 1 && rest.matches('/').count() == 1
             })
             .map(|(path, c)| Collection {
                 path: path.clone(),

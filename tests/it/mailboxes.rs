@@ -198,6 +198,113 @@ fn a_mailbox_arrives_whole_and_stays_in_step() {
         .find(|p| p["id"] == "alice/work")
         .expect("alice/work in status");
     assert_eq!(work["mailbox"], "alice", "{work}");
+    let alice = &status["mailboxes"][0];
+    assert_eq!(
+        (alice["id"].as_str(), alice["outcome"].as_str()),
+        (Some("alice"), Some("done")),
+        "{status}"
+    );
+    // In text, the mailbox's calendars are listed under it.
+    let (ok, _, text) = h.run(&["status"]);
+    assert!(ok, "{text}");
+    let at = text
+        .find("mailbox alice: done, 3 calendar(s)")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        text[at..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("  alice/")),
+        "{text}"
+    );
+}
+
+/// Every command that takes `--pair` takes a mailbox's id for all its calendars: disable and
+/// enable, cutover (the whole mailbox flips), repair, dedupe, quarantine.
+#[test]
+fn every_command_takes_a_mailbox_for_its_calendars() {
+    let h = Homes::new("");
+    let cal = h.calendar("old", "calendar", "Calendar", None);
+    let work = h.calendar("old", "work", "Work", None);
+    fs::write(cal.join("a.ics"), common::event("a", "Standup", None)).unwrap();
+    fs::write(work.join("b.ics"), common::event("b", "Review", None)).unwrap();
+    // Before any discovery a mailbox has no calendars to work on: said, exit 2.
+    let out = common::tandem(&h.config, &["repair", "--pair", "alice"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("no calendars paired yet"),
+        "{}",
+        common::text(&out)
+    );
+    let (ok, _, text) = h.run(&["sync"]);
+    assert!(ok, "{text}");
+
+    let states = || {
+        let (_, status, _) = h.run(&["status", "--json"]);
+        let mut v: Vec<(String, String, String)> = (status["pairs"].as_array().unwrap().iter())
+            .map(|p| {
+                let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+                (s("id"), s("state"), s("authority"))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (ok, _, text) = h.run(&["disable", "--pair", "alice", "--reason", "moving"]);
+    assert!(ok, "{text}");
+    assert!(
+        states().iter().all(|(_, s, _)| s == "disabled"),
+        "{:?}",
+        states()
+    );
+    let (ok, _, text) = h.run(&["enable", "--pair", "alice"]);
+    assert!(ok, "{text}");
+    assert!(
+        states().iter().all(|(_, s, _)| s != "disabled"),
+        "{:?}",
+        states()
+    );
+
+    let (ok, _, text) = h.run(&["cutover", "--pair", "alice"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("pair alice/calendar: cut over")
+            && text.contains("pair alice/work: cut over"),
+        "{text}"
+    );
+    assert!(
+        states().iter().all(|(_, _, a)| a == "target"),
+        "{:?}",
+        states()
+    );
+    let (ok, _, text) = h.run(&["cutover", "--pair", "alice", "--undo"]);
+    assert!(ok, "{text}");
+    assert!(
+        states().iter().all(|(_, _, a)| a == "source"),
+        "{:?}",
+        states()
+    );
+
+    let (ok, reports, text) = h.run(&["repair", "--pair", "alice", "--json"]);
+    assert!(ok, "{text}");
+    let mut repaired: Vec<&str> = (reports.as_array().unwrap().iter())
+        .filter_map(|r| r["pair"].as_str())
+        .collect();
+    repaired.sort();
+    assert_eq!(repaired, ["alice/calendar", "alice/work"], "{reports}");
+    let (ok, reports, text) = h.run(&["dedupe", "--pair", "alice", "--dry-run", "--json"]);
+    assert!(ok, "{text}");
+    assert_eq!(reports.as_array().map(Vec::len), Some(2), "{reports}");
+    let (ok, _, text) = h.run(&["dedupe", "--pair", "alice/work", "--dry-run", "--json"]);
+    assert!(ok && text.contains("\"pair\": \"alice/work\""), "{text}");
+    let (ok, _, text) = h.run(&["quarantine", "list", "--pair", "alice"]);
+    assert!(
+        ok && text.contains("no failed or quarantined items"),
+        "{text}"
+    );
+
+    let out = common::tandem(&h.config, &["cutover", "--pair", "alice/nothing"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
 }
 
 #[test]
@@ -254,7 +361,12 @@ impl Org {
     /// `kind` with a user whose home holds a default calendar (made where the server does not
     /// make one itself).
     fn start(kind: Kind) -> Org {
-        let server = DavServer::start_new(kind);
+        Org::on(DavServer::start_new(kind))
+    }
+
+    /// A user on `server`, as [`Org::start`] makes one.
+    fn on(server: DavServer) -> Org {
+        let kind = server.kind;
         let (user, home, default) = match kind {
             Kind::Radicale => ("alice", "/{user}/", "calendar"),
             // Xandikos serves one principal, `user`.
@@ -449,6 +561,50 @@ impl Org {
     }
 }
 
+/// A config with mailbox `alice` from `source` to `target` (`extra`: more of its lines).
+struct Tandem {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Tandem {
+    fn new(source: &Org, target: &Org, extra: &str) -> Tandem {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        fs::write(&pw, format!("{}\n", common::dav::PASSWORD)).unwrap();
+        let config = dir.path().join("tandem.toml");
+        fs::write(
+            &config,
+            format!(
+                "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[mailboxes]]\nid = \"alice\"\n\
+                 source = \"source:{}\"\ntarget = \"target:{}\"\n{extra}",
+                dir.path().join("state.db").display(),
+                source.config_section("source", &pw),
+                target.config_section("target", &pw),
+                source.user,
+                target.user,
+            ),
+        )
+        .unwrap();
+        Tandem { _dir: dir, config }
+    }
+
+    /// `tandem ARGS`: its exit code, its JSON (or null) and its text.
+    fn run(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let out = common::tandem(&self.config, args);
+        let text = common::text(&out);
+        let json = serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), json, text)
+    }
+
+    /// `tandem ARGS`, which must succeed: its JSON and its text.
+    fn ok(&self, args: &[&str]) -> (Value, String) {
+        let (code, json, text) = self.run(args);
+        assert_eq!(code, Some(0), "{args:?}: {text}");
+        (json, text)
+    }
+}
+
 const CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
 const APPLE: &str = "http://apple.com/ns/ical/";
 
@@ -470,31 +626,8 @@ fn mailbox_between(from: Kind, to: Kind) {
     source.put(&scal, "m1", &common::event("m1", "Standup", None));
     source.put(&work, "m2", &common::event("m2", "Review", None));
     source.put(&tasks, "t1", &todo("t1"));
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    fs::write(&pw, format!("{}\n", common::dav::PASSWORD)).unwrap();
-    let config = dir.path().join("tandem.toml");
-    fs::write(
-        &config,
-        format!(
-            "[state]\nurl = \"sqlite://{}\"\n\n{}\n{}\n[[mailboxes]]\nid = \"alice\"\nsource = \"source:{}\"\ntarget = \"target:{}\"\n",
-            dir.path().join("state.db").display(),
-            source.config_section("source", &pw),
-            target.config_section("target", &pw),
-            source.user,
-            target.user,
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = common::tandem(&config, args);
-        let text = common::text(&out);
-        assert!(out.status.success(), "{args:?}: {text}");
-        (
-            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
-            text,
-        )
-    };
+    let tandem = Tandem::new(&source, &target, "");
+    let run = |args: &[&str]| tandem.ok(args);
     let (plan, _) = run(&["discover", "--json"]);
     let tdefault = format!("{}{}/", target.home, target.default);
     let twork = format!("{}work/", target.home);
@@ -525,14 +658,17 @@ fn mailbox_between(from: Kind, to: Kind) {
         "{:?}",
         target.props(&twork)
     );
-    let (_, _, comps) = target.props(&ttasks);
-    // SOGo makes every calendar hold events and tasks, whatever MKCALENDAR asks.
-    if to != Kind::Sogo {
-        assert!(
-            comps.is_empty() || comps == ["VTODO"],
-            "the task list became {comps:?}"
-        );
-    }
+    // The task list holds what a task list made directly on the target holds (SOGo makes
+    // every calendar hold events and tasks, whatever MKCALENDAR asks).
+    let direct = target.calendar("direct", "Direct", None, &["VTODO"]);
+    let expected = target.props(&direct).2;
+    target.server.delete_collection(&direct);
+    assert!(expected.contains(&"VTODO".to_string()), "{expected:?}");
+    assert_eq!(
+        target.props(&ttasks).2,
+        expected,
+        "the task list's components"
+    );
 
     // Later: a new calendar, a rename with a new colour, a deleted calendar.
     let travel = source.calendar("travel", "Travel", None, &[]);
@@ -582,7 +718,11 @@ fn xandikos_to_davical_mailbox() {
 /// interval (the service starts again with it, in the same process).
 #[test]
 fn the_service_finds_a_calendar_added_later() {
-    let h = Homes::new("[sync]\ninterval = \"1s\"\ndiscover_interval = \"2s\"\n");
+    let port = common::dav::free_port();
+    let h = Homes::new(&format!(
+        "[sync]\ninterval = \"1s\"\ndiscover_interval = \"2s\"\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\nmetrics_pairs = 1\n"
+    ));
     let cal = h.calendar("old", "calendar", "Calendar", None);
     fs::write(cal.join("a.ics"), common::event("a", "Standup", None)).unwrap();
     let mut child = common::spawn_run(&h.config);
@@ -593,11 +733,139 @@ fn the_service_finds_a_calendar_added_later() {
     fs::write(later.join("b.ics"), common::event("b", "Added later", None)).unwrap();
     common::wait_until("the calendar added later synced", 60, || synced("later"));
     assert_eq!(child.id(), pid);
+    // The API groups the calendars under their mailbox; a calendar's page is at its id.
+    let (code, body) = common::http(port, "GET", "/api/pairs", &[]);
+    assert_eq!(code, 200, "{body}");
+    let api: Value = serde_json::from_str(&body).unwrap();
+    let alice = &api["mailboxes"][0];
+    assert_eq!(
+        (alice["id"].as_str(), alice["mailbox"].as_bool()),
+        (Some("alice"), Some(true)),
+        "{api}"
+    );
+    let mut calendars: Vec<&str> = (alice["pairs"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    calendars.sort();
+    assert_eq!(calendars, ["alice/calendar", "alice/later"], "{api}");
+    let (code, page) = common::http(port, "GET", "/pairs/alice%2Flater", &[]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("old:/alice/later/"), "{page}");
+    // Past `metrics_pairs`, pairs in step have no series of their own; the aggregates stay.
+    let metrics = || common::http(port, "GET", "/metrics", &[]).1;
+    common::wait_until("the mailbox in step", 30, || {
+        metrics().contains("tandem_mailboxes{outcome=\"done\"} 1")
+    });
+    let metrics = metrics();
+    assert!(!metrics.contains("pair=\"alice/"), "{metrics}");
+    assert!(
+        metrics.contains("tandem_pairs_without_series 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tandem_mailboxes{outcome=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tandem_items 2"), "{metrics}");
     let (status, log) = common::stop(&mut child);
     assert!(status.success(), "{log}");
     assert!(log.contains("the mailboxes' calendars changed"), "{log}");
     assert_eq!(
         read(&h.side("new", "later"), "color").as_deref(),
         Some("#123456FF")
+    );
+}
+
+/// A target server that refuses MKCALENDAR (here Radicale, whose rights let the user write
+/// their default calendar only) fails that calendar with the server's answer; the mailbox's
+/// default calendar syncs.
+#[test]
+fn a_server_refusing_mkcalendar_fails_that_calendar_only() {
+    let source = Org::start(Kind::Radicale);
+    // The login may write alice's home, her default calendar and the test's reference one, and
+    // only read the rest.
+    let rules = "[home]\nuser: .+\ncollection: alice\npermissions: RW\n\n\
+                 [default]\nuser: .+\ncollection: alice/(calendar|reference)(/.*)?\npermissions: rw\n\n\
+                 [others]\nuser: .+\ncollection: alice/.+\npermissions: r\n\n\
+                 [root]\nuser: .+\ncollection:\npermissions: R\n";
+    let target = Org::on(DavServer::radicale_with_rights(rules));
+    let scal = format!("{}{}/", source.home, source.default);
+    let work = source.calendar("work", "Work", None, &[]);
+    source.put(&scal, "m1", &common::event("m1", "Standup", None));
+    source.put(&work, "m2", &common::event("m2", "Review", None));
+    let tandem = Tandem::new(&source, &target, "");
+    let (code, summary, text) = tandem.run(&["sync", "--json"]);
+    assert_eq!(code, Some(3), "{text}");
+    let reason = row(&summary, "alice/work")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.starts_with("failed: making the calendar on the target") && reason.contains("403"),
+        "{summary}"
+    );
+    let tdefault = format!("{}{}/", target.home, target.default);
+    assert_eq!(
+        target.items(&tdefault),
+        target.stored(&source, &scal),
+        "{text}"
+    );
+    assert_eq!(
+        dav_request(
+            target.server.port,
+            "PROPFIND",
+            &format!("{}work/", target.home),
+            "0",
+            ""
+        )
+        .0,
+        404,
+        "the refused calendar exists"
+    );
+}
+
+/// A two-way mailbox on real servers: items made on either side arrive on the other, and a
+/// calendar made on the target side is made on the source.
+#[test]
+fn a_two_way_mailbox_between_radicale_and_xandikos() {
+    let (source, target) = (Org::start(Kind::Radicale), Org::start(Kind::Xandikos));
+    let scal = format!("{}{}/", source.home, source.default);
+    let tcal = format!("{}{}/", target.home, target.default);
+    source.put(&scal, "m1", &common::event("m1", "Standup", None));
+    let tandem = Tandem::new(&source, &target, "direction = \"two-way\"\n");
+    tandem.ok(&["sync"]);
+    assert_eq!(target.items(&tcal), target.stored(&source, &scal));
+
+    // Later: an event made in the new org, and a calendar made there with a colour.
+    target.put(
+        &tcal,
+        "n1",
+        &common::event("n1", "Made in the new org", None),
+    );
+    let team = target.calendar("team", "Team", Some("#00FF00FF"), &["VEVENT"]);
+    target.put(&team, "n2", &common::event("n2", "Team lunch", None));
+    let (plan, _) = tandem.ok(&["discover", "--json"]);
+    assert_eq!(row(&plan, "alice/team")["action"], "create", "{plan}");
+    let (summary, text) = tandem.ok(&["sync", "--json"]);
+    assert_eq!(row(&summary, "alice/team")["action"], "create", "{summary}");
+    let steam = format!("{}team/", source.home);
+    assert_eq!(
+        source.items(&steam),
+        source.stored(&target, &team),
+        "{text}"
+    );
+    assert_eq!(source.items(&scal), source.stored(&target, &tcal), "{text}");
+    let (name, color, _) = source.props(&steam);
+    assert_eq!(name.as_deref(), Some("Team"));
+    assert!(
+        color.is_some_and(|c| c.to_uppercase().starts_with("#00FF00")),
+        "{text}"
+    );
+    // A quiet pass after: nothing to write either way.
+    let (summary, text) = tandem.ok(&["sync", "--json"]);
+    assert_eq!(
+        (summary["created"].as_u64(), summary["updated"].as_u64()),
+        (Some(0), Some(0)),
+        "{text}"
     );
 }

@@ -1,14 +1,21 @@
-//! The JSON API's reads: every pair, one pair, agents, servers, nodes, leases, quarantine.
+//! The JSON API's reads: every pair (and the mailboxes they make up), one pair, agents, servers, nodes, leases, quarantine.
 
 use axum::extract::{Path, State as Extract};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::service::rollup::mailboxes;
+
 use super::shared::{Shared, Unavailable, not_found, snap};
 
 pub(super) async fn api_pairs(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let s = snap(&web).await?;
-    Ok(axum::Json(json!({ "generated_at": s.generated_at, "pairs": s.pairs })).into_response())
+    Ok(axum::Json(json!({
+        "generated_at": s.generated_at,
+        "mailboxes": mailboxes(&s.pairs),
+        "pairs": s.pairs,
+    }))
+    .into_response())
 }
 
 pub(super) async fn api_pair(
@@ -22,7 +29,7 @@ pub(super) async fn api_pair(
     let passes = web.state.passes(&id, 20).await?;
     let items = web
         .state
-        .quarantine_list(web.config.pair(&id).map(|p| &p.id))
+        .quarantine_list(id.parse::<crate::domain::types::PairId>().ok().as_ref())
         .await?;
     Ok(axum::Json(json!({ "pair": pair, "passes": passes, "quarantine": items })).into_response())
 }

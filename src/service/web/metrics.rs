@@ -1,4 +1,5 @@
-//! Prometheus `/metrics`: aggregate series and per-pair series, encoded from one snapshot.
+//! Prometheus `/metrics`: aggregate series, always, and per-pair series for as many pairs as
+//! `[http] metrics_pairs` allows (past it the failing ones), encoded from one snapshot.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,7 +11,8 @@ use axum::extract::State as Extract;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::service::observe::Snapshot;
+use crate::service::observe::{PairView, Snapshot};
+use crate::service::rollup::{Outcome, lag_buckets, mailboxes, outcomes, series_pairs};
 
 use super::shared::{Shared, Unavailable, snap};
 
@@ -21,7 +23,7 @@ pub(super) async fn metrics(Extract(web): Extract<Shared>) -> Result<Response, U
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        encode_metrics(&s),
+        encode_metrics(&s, web.config.http.metrics_pairs),
     )
         .into_response())
 }
@@ -57,11 +59,14 @@ fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter
     family(reg, name, help)
 }
 
-/// The snapshot in the Prometheus (OpenMetrics) text format.
-pub fn encode_metrics(s: &Snapshot) -> String {
+/// The snapshot in the Prometheus (OpenMetrics) text format, with series of their own for at
+/// most `pair_limit` pairs.
+pub fn encode_metrics(s: &Snapshot, pair_limit: usize) -> String {
     let mut reg = Registry::with_prefix("tandem");
-    pair_flow_metrics(&mut reg, s);
-    pair_state_metrics(&mut reg, s);
+    let pairs = series_pairs(&s.pairs, pair_limit);
+    aggregate_metrics(&mut reg, s, pairs.len());
+    pair_flow_metrics(&mut reg, &pairs);
+    pair_state_metrics(&mut reg, &pairs);
     server_metrics(&mut reg, s);
     agent_metrics(&mut reg, s);
     node_metrics(&mut reg, s);
@@ -70,8 +75,116 @@ pub fn encode_metrics(s: &Snapshot) -> String {
     out
 }
 
+/// Over every pair: pairs by state, by lag and by alert, mailboxes by outcome, items, backlog,
+/// quarantine and writes in total, failing pairs per server; and how many pairs have no series
+/// of their own.
+fn aggregate_metrics(reg: &mut Registry, s: &Snapshot, with_series: usize) {
+    let by_state = gauge(reg, "pairs", "Pairs per state");
+    for (st, n) in &s.states {
+        by_state
+            .get_or_create(&vec![("state", st.to_string())])
+            .set(*n as i64);
+    }
+    let by_lag = gauge(reg, "pairs_lag", "Pairs whose lag is at most `le` seconds");
+    for (le, n) in lag_buckets(&s.pairs) {
+        let le = if le.is_finite() {
+            le.to_string()
+        } else {
+            "+Inf".to_string()
+        };
+        by_lag.get_or_create(&vec![("le", le)]).set(n as i64);
+    }
+    let alerting = gauge(
+        reg,
+        "pairs_alerting",
+        "Pairs over an [alerts] threshold, by alert",
+    );
+    for a in ["lag", "failed_requests"] {
+        let n = s.pairs.iter().filter(|p| p.alerts.contains(&a)).count();
+        alerting
+            .get_or_create(&vec![("alert", a.to_string())])
+            .set(n as i64);
+    }
+    let outcome = gauge(
+        reg,
+        "mailboxes",
+        "Mailboxes by outcome: done, syncing, failing",
+    );
+    let real: Vec<_> = (mailboxes(&s.pairs).into_iter())
+        .filter(|m| m.mailbox)
+        .collect();
+    for (o, n) in outcomes(&real) {
+        outcome
+            .get_or_create(&vec![("outcome", o.to_string())])
+            .set(n as i64);
+    }
+    let total = |name: &str, help: &str, f: Figure| {
+        let g: Gauge = Gauge::default();
+        g.set(s.pairs.iter().map(f).sum());
+        (name.to_string(), help.to_string(), g)
+    };
+    for (name, help, g) in [
+        total("items", "Items in step over every pair", |p| p.items),
+        total(
+            "backlog",
+            "Source changes seen but not yet applied, over every pair",
+            |p| p.backlog,
+        ),
+        total(
+            "quarantined_items",
+            "Quarantined items over every pair",
+            |p| p.quarantined,
+        ),
+    ] {
+        reg.register(name, help, g);
+    }
+    let writes = counter(
+        reg,
+        "writes",
+        "Writes over every pair since each was first synced, by kind",
+    );
+    for (kind, f) in WRITES {
+        let n: i64 = s.pairs.iter().map(f).sum();
+        writes
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc_by(n.max(0) as u64);
+    }
+    let failing = gauge(
+        reg,
+        "server_failing_pairs",
+        "Failing pairs with a calendar on the server",
+    );
+    for v in &s.servers {
+        let on = |c: &str| c.split_once(':').is_some_and(|(srv, _)| srv == v.name);
+        let n = (s.pairs.iter())
+            .filter(|p| (on(&p.source) || on(&p.target)) && Outcome::of(p) == Outcome::Failing)
+            .count();
+        failing
+            .get_or_create(&vec![("server", v.name.clone())])
+            .set(n as i64);
+    }
+    let omitted: Gauge = Gauge::default();
+    omitted.set((s.pairs.len() - with_series) as i64);
+    reg.register(
+        "pairs_without_series",
+        "Pairs past [http] metrics_pairs that have no series of their own (the API has them)",
+        omitted,
+    );
+}
+
+/// One figure of a pair.
+type Figure = fn(&PairView) -> i64;
+
+/// A pair's writes by kind.
+const WRITES: [(&str, Figure); 4] = [
+    ("created", |p| p.created),
+    ("updated", |p| p.updated),
+    ("deleted", |p| p.deleted),
+    ("adopted", |p| p.adopted),
+];
+
 /// Per pair: lag, backlog, items, quarantine, writes and requests.
-fn pair_flow_metrics(reg: &mut Registry, s: &Snapshot) {
+fn pair_flow_metrics(reg: &mut Registry, pairs: &[&PairView]) {
     let lag = float(
         reg,
         "pair_lag_seconds",
@@ -112,21 +225,16 @@ fn pair_flow_metrics(reg: &mut Registry, s: &Snapshot) {
         "pair_failed_requests_percent",
         "Failed requests over the last hour, in percent of the pair's requests",
     );
-    for p in &s.pairs {
+    for p in pairs {
         let l = || vec![("pair", p.id.clone())];
         lag.get_or_create(&l()).set(p.lag_seconds);
         backlog.get_or_create(&l()).set(p.backlog);
         items.get_or_create(&l()).set(p.items);
         quarantined.get_or_create(&l()).set(p.quarantined);
-        for (kind, n) in [
-            ("created", p.created),
-            ("updated", p.updated),
-            ("deleted", p.deleted),
-            ("adopted", p.adopted),
-        ] {
+        for (kind, f) in WRITES {
             writes
                 .get_or_create(&vec![("pair", p.id.clone()), ("kind", kind.to_string())])
-                .inc_by(n.max(0) as u64);
+                .inc_by(f(p).max(0) as u64);
         }
         requests.get_or_create(&l()).set(p.requests_last_hour);
         failed.get_or_create(&l()).set(p.failed_requests_last_hour);
@@ -136,8 +244,8 @@ fn pair_flow_metrics(reg: &mut Registry, s: &Snapshot) {
     }
 }
 
-/// Per pair: state, direction, cutover, last success, alerts and push; and pairs per state.
-fn pair_state_metrics(reg: &mut Registry, s: &Snapshot) {
+/// Per pair: state, direction, cutover, last success, alerts and push.
+fn pair_state_metrics(reg: &mut Registry, pairs: &[&PairView]) {
     let state = gauge(
         reg,
         "pair_state",
@@ -163,7 +271,6 @@ fn pair_state_metrics(reg: &mut Registry, s: &Snapshot) {
         "pair_cutover_timestamp_seconds",
         "Unix time the pair was cut over (its target became the authority)",
     );
-    let by_state = gauge(reg, "pairs", "Pairs per state");
     let push_driven = gauge(
         reg,
         "pair_push_driven",
@@ -174,7 +281,7 @@ fn pair_state_metrics(reg: &mut Registry, s: &Snapshot) {
         "pair_last_push_timestamp_seconds",
         "Unix time a push for one of the pair's calendars last arrived",
     );
-    for p in &s.pairs {
+    for p in pairs {
         let l = || vec![("pair", p.id.clone())];
         push_driven
             .get_or_create(&l())
@@ -205,11 +312,6 @@ fn pair_state_metrics(reg: &mut Registry, s: &Snapshot) {
                 .get_or_create(&vec![("pair", p.id.clone()), ("alert", a.to_string())])
                 .set(1);
         }
-    }
-    for (st, n) in &s.states {
-        by_state
-            .get_or_create(&vec![("state", st.to_string())])
-            .set(*n as i64);
     }
 }
 

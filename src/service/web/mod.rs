@@ -159,7 +159,7 @@ mod tests {
         assert!(page.contains("class=\"proc\" data-processor=\"0\" data-agents=\"2\""));
         assert!(page.contains("class=\"proc idle\" data-processor=\"1\" data-agents=\"0\""));
         assert!(page.contains("id=\"agents-warning\">processor(s) 1 have no agent"));
-        let m = encode_metrics(&s);
+        let m = encode_metrics(&s, 1000);
         assert!(m.contains("tandem_idle_processors 1\n"), "{m}");
         assert!(
             m.contains("tandem_agent_pairs{agent=\"1\",processor=\"0\"} 5\n"),
@@ -168,7 +168,7 @@ mod tests {
 
         let spread = snapshot_with_agents(2, &[0, 1]);
         assert!(!render_page(&spread, &[]).contains("proc idle"));
-        assert!(encode_metrics(&spread).contains("tandem_idle_processors 0\n"));
+        assert!(encode_metrics(&spread, 1000).contains("tandem_idle_processors 0\n"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::service::observe::{PairView, Snapshot, human_seconds};
+use crate::service::rollup::{Outcome, mailboxes, outcomes};
 
 use super::shared::{PAGE_ROWS, REFRESH_SECONDS, Shared, Unavailable, snap};
 
@@ -54,6 +55,9 @@ th{font-weight:600;color:#556}td.n,th.n{text-align:right;font-variant-numeric:ta
 .procs{display:flex;flex-wrap:wrap;gap:8px}.proc{border:2px solid #4a78c2;border-radius:6px;padding:6px 10px;min-width:120px}
 .proc.idle{border-color:#c62828;background:#fdecea}.warn{background:#fdecea;color:#8e1b1b;padding:8px 10px;border-radius:6px;margin-bottom:8px}
 .muted{color:#778}code{font-size:12px}
+.stack{display:flex;height:18px;border-radius:4px;overflow:hidden;background:#eceef2;margin-bottom:8px}
+.o-done{background:#17803d}.o-syncing{background:#4a78c2}.o-failing{background:#c62828}
+.o-done-text{color:#17803d}.o-syncing-text{color:#4a78c2}.o-failing-text{color:#c62828}
 ";
 
 fn head(title: &str, generated_at: i64) -> String {
@@ -151,6 +155,7 @@ pub fn render_page(
     quarantine: &[crate::domain::pairstate::QuarantineEntry],
 ) -> String {
     let mut out = head("status", s.generated_at);
+    migration(&mut out, s);
     totals(&mut out, s);
     lag_histogram(&mut out, s);
     processors(&mut out, s);
@@ -161,6 +166,34 @@ pub fn render_page(
     quarantine_table(&mut out, quarantine);
     out.push_str("</main></body></html>");
     out
+}
+
+/// The migration at a glance: mailboxes (a pair named on its own counts as one) done, syncing
+/// and failing, as a bar of three colours and their numbers.
+fn migration(out: &mut String, s: &Snapshot) {
+    let all = mailboxes(&s.pairs);
+    let n = outcomes(&all);
+    let all = all.len().max(1);
+    out.push_str("<section class=\"wide\"><h2>Mailboxes</h2><div class=\"stack\" id=\"outcomes\">");
+    for o in Outcome::ALL {
+        let k = n[o.as_str()];
+        let _ = write!(
+            out,
+            "<span class=\"o-{o}\" style=\"width:{}%\" title=\"{k} {o}\"></span>",
+            k * 100 / all,
+            o = o.as_str()
+        );
+    }
+    out.push_str("</div><div class=\"cards\">");
+    for o in Outcome::ALL {
+        let _ = write!(
+            out,
+            "<div class=\"card\" data-outcome=\"{o}\"><b class=\"o-{o}-text\">{}</b>{o}</div>",
+            n[o.as_str()],
+            o = o.as_str()
+        );
+    }
+    out.push_str("</div></section>");
 }
 
 /// Totals by state, quarantined items and pairs over an alert.
@@ -501,7 +534,7 @@ pub(super) async fn pair_page(
     let passes = web.state.passes(&id, 20).await?;
     let items = web
         .state
-        .quarantine_list(web.config.pair(&id).map(|p| &p.id))
+        .quarantine_list(id.parse::<crate::domain::types::PairId>().ok().as_ref())
         .await?;
     Ok(Html(render_pair(p, &passes, &items, s.generated_at)).into_response())
 }

@@ -127,6 +127,8 @@ pub struct DavServer {
     pub port: u16,
     /// Lines added to Radicale's `[server]` section (limits such as `max_content_length`).
     server_extra: String,
+    /// Radicale's rights as its `from_file` rules; `None`: every user may do anything.
+    rights: Option<String>,
     /// Xandikos serves WebDAV-Push (and pushes to loopback).
     pub push: bool,
     dir: tempfile::TempDir,
@@ -155,15 +157,9 @@ impl DavServer {
 
     /// A Xandikos that pushes changes (WebDAV-Push) to subscribers, loopback ones included.
     pub fn xandikos_push() -> DavServer {
-        let mut s = DavServer {
-            kind: Kind::Xandikos,
-            port: free_port(),
-            server_extra: String::new(),
-            push: true,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            groupware: None,
-        };
+        let mut s = Self::unstarted(Kind::Xandikos, "");
+        s.push = true;
+        s.dir = tempfile::tempdir().unwrap();
         s.start();
         s
     }
@@ -181,22 +177,35 @@ impl DavServer {
         Self::start_with(Kind::Radicale, extra)
     }
 
+    /// A Radicale whose users may only do what `rules` (its `from_file` rights) allow.
+    pub fn radicale_with_rights(rules: &str) -> DavServer {
+        let mut s = Self::unstarted(Kind::Radicale, "");
+        s.rights = Some(rules.to_string());
+        s.start();
+        s
+    }
+
     pub fn start_new(kind: Kind) -> DavServer {
         Self::start_with(kind, "")
     }
 
     fn start_with(kind: Kind, server_extra: &str) -> DavServer {
-        let mut s = DavServer {
+        let mut s = Self::unstarted(kind, server_extra);
+        s.start();
+        s
+    }
+
+    fn unstarted(kind: Kind, server_extra: &str) -> DavServer {
+        DavServer {
             kind,
             port: free_port(),
             server_extra: server_extra.to_string(),
+            rights: None,
             push: false,
             dir: super::groupware::shared_dir(),
             child: None,
             groupware: None,
-        };
-        s.start();
-        s
+        }
     }
 
     pub fn url(&self) -> String {
@@ -265,15 +274,24 @@ impl DavServer {
                 let users = self.dir.path().join("users");
                 std::fs::write(&users, format!("{USER}:{PASSWORD}\n")).unwrap();
                 let config = self.dir.path().join("radicale.conf");
+                let rights = match &self.rights {
+                    None => "type = authenticated".to_string(),
+                    Some(rules) => {
+                        let file = self.dir.path().join("rights");
+                        std::fs::write(&file, rules).unwrap();
+                        format!("type = from_file\nfile = {}", file.display())
+                    }
+                };
                 std::fs::write(
                     &config,
                     format!(
                         "[server]\nhosts = 127.0.0.1:{}\n{}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {}\n\
-                         htpasswd_encryption = plain\ndelay = 0\n[rights]\ntype = authenticated\n\
+                         htpasswd_encryption = plain\ndelay = 0\n[rights]\n{}\n\
                          [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
                         self.port,
                         self.server_extra,
                         users.display(),
+                        rights,
                         data.display()
                     ),
                 )
