@@ -48,6 +48,8 @@ fn sync_json(config: &Path) -> (Duration, serde_json::Value) {
 
 struct Figures {
     first: Duration,
+    /// Requests of the first sync, per item, on each side.
+    first_requests: (f64, f64),
     plain: Duration,
     quiet_source: f64,
     quiet_target: f64,
@@ -100,12 +102,17 @@ fn measure(kind: Kind, pairs: usize, n: usize, rt: &tokio::runtime::Runtime) -> 
     let plain = started.elapsed();
     let (first, report) = sync_json(&config);
     assert_eq!(report["failed"], 0, "{report}");
+    let per_item = |side: &str| {
+        report["servers"][side]["requests"].as_u64().unwrap() as f64 / (pairs * n) as f64
+    };
+    let first_requests = (per_item("source"), per_item("target"));
     sync_json(&config);
     let (_, quiet) = sync_json(&config);
     let per_pair =
         |side: &str| quiet["servers"][side]["requests"].as_u64().unwrap() as f64 / pairs as f64;
     Figures {
         first,
+        first_requests,
         plain,
         quiet_source: per_pair("source"),
         quiet_target: per_pair("target"),
@@ -134,19 +141,33 @@ fn main() {
         .unwrap();
     println!("Radicale 3.9.0 → each server, {pairs} pairs × {n} items");
     println!(
-        "{:<10} {:>16} {:>16} {:>8} {:>22}",
-        "target", "first sync (ms)", "PUT loop (ms)", "ratio", "quiet pass req/pair"
+        "{:<10} {:>16} {:>16} {:>8} {:>22} {:>26}",
+        "target",
+        "first sync (ms)",
+        "PUT loop (ms)",
+        "ratio",
+        "quiet pass req/pair",
+        "first sync req/item"
     );
+    // `TANDEM_BENCH_SERVERS=xandikos,sogo`: only these.
+    let only = std::env::var("TANDEM_BENCH_SERVERS")
+        .unwrap_or_default()
+        .to_lowercase();
     for kind in dav::ALL {
+        if !only.is_empty() && !only.contains(&format!("{kind:?}").to_lowercase()) {
+            continue;
+        }
         let f = measure(kind, pairs, n, &rt);
         println!(
-            "{:<10} {:>16.0} {:>16.0} {:>7.2}× {:>12.1} source, {:.1} target",
+            "{:<10} {:>16.0} {:>16.0} {:>7.2}× {:>12.1} source, {:.1} target {:>10.2} source, {:.2} target",
             format!("{kind:?}"),
             f.first.as_secs_f64() * 1000.0,
             f.plain.as_secs_f64() * 1000.0,
             f.first.as_secs_f64() / f.plain.as_secs_f64(),
             f.quiet_source,
             f.quiet_target,
+            f.first_requests.0,
+            f.first_requests.1,
         );
     }
 }

@@ -755,3 +755,62 @@ async fn an_item_the_target_refuses_is_quarantined_and_no_longer_sent() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["pairs"][0]["state"], "active", "{status}");
 }
+
+/// A server that closes a connection without answering the first request for each path (as a
+/// server does with a kept-alive connection it has just given up): every request is tried again
+/// at once and answered, and the server is not taken for down though eight calendars' first
+/// tries failed together. One that drops every try still fails the request, after its tries.
+#[tokio::test]
+async fn a_connection_closed_before_the_answer_is_tried_again_at_once() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let always = "/u/cal/always.ics";
+    {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    if path == always || seen.lock().unwrap().insert(path) {
+                        return; // closed, unanswered
+                    }
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+    }
+    let s =
+        Arc::new(CaldavStore::new(&format!("http://127.0.0.1:{port}/"), None, quick()).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            s.delete(
+                &tandem::domain::types::Href::new(&format!("/u{i}/cal/{i}.ics")).unwrap(),
+                &tandem::domain::types::Etag::new("\"1\""),
+            )
+            .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let e = r.unwrap().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    }
+    let href = tandem::domain::types::Href::new(always).unwrap();
+    let e = s
+        .delete(&href, &tandem::domain::types::Etag::new("\"1\""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.to_string().contains("/u/cal/always.ics"), "{e}");
+}
