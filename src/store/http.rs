@@ -349,11 +349,8 @@ impl Inner {
                     if matches!(head.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE));
                 self.writes.release(slot, throttled);
             }
-            // No connection or no answer: the server's trouble, whatever the kind says. But a
-            // first try whose connection the server closed (a kept-alive one it had just given
-            // up) says nothing of the server: tried again at once, and health is not told.
+            // No connection or no answer: the server's trouble, whatever the kind says.
             let unanswered = matches!(&outcome, Err(_) | Ok(Err(_)));
-            let stale = attempt == 1 && matches!(&outcome, Ok(Err(e)) if closed_early(&**e));
             let verdict = match outcome {
                 Err(_) => Verdict::Retry {
                     wait: backoff(&policy, attempt),
@@ -376,15 +373,7 @@ impl Inner {
                     classify_status(&what, head, bytes, &policy, attempt, &self.stats)
                 }
             };
-            self.tell(&verdict, unanswered, parts.uri.path(), stale);
-            let verdict = match verdict {
-                Verdict::Retry { fault, tries, .. } if stale => Verdict::Retry {
-                    wait: Duration::ZERO,
-                    fault,
-                    tries,
-                },
-                v => v,
-            };
+            self.tell(&verdict, unanswered, parts.uri.path());
             match verdict {
                 Verdict::Done(resp) => return Ok(resp),
                 // A server found down stops retries: its pairs wait on it instead.
@@ -425,9 +414,8 @@ impl Inner {
     }
 
     /// Counts a try that got no usable answer (a refused login too) as failed, and tells the
-    /// server's health what the try says of it (a `stale` one, a kept-alive connection the
-    /// server had closed, says nothing).
-    fn tell(&self, verdict: &Verdict, unanswered: bool, path: &str, stale: bool) {
+    /// server's health what the try says of it.
+    fn tell(&self, verdict: &Verdict, unanswered: bool, path: &str) {
         // A refused login is an answer the caller sees, and a failed request all the same.
         let refused = matches!(verdict, Verdict::Done(r) if r.status() == StatusCode::UNAUTHORIZED);
         if refused || !matches!(verdict, Verdict::Done(_)) {
@@ -435,9 +423,6 @@ impl Inner {
             tally(|t| {
                 t.failed.fetch_add(1, Ordering::Relaxed);
             });
-        }
-        if stale {
-            return;
         }
         // Every try tells the server's health; a `server_fault` is the only answer classified
         // transient, and a mailbox-level answer says the server itself is up.
@@ -495,19 +480,6 @@ fn server_fault(status: &StatusCode, headers: &http::HeaderMap) -> bool {
         && *status != StatusCode::NOT_IMPLEMENTED
         && *status != StatusCode::HTTP_VERSION_NOT_SUPPORTED
         && !(*status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(RETRY_AFTER))
-}
-
-/// The server closed the connection before answering (hyper's "connection closed before
-/// message completed", a reset): what a kept-alive connection the server just dropped gives.
-fn closed_early(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|e| {
-        e.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
-            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-                matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
-            })
-    })
 }
 
 /// The innermost cause of an error (the OS's "connection refused", say).
