@@ -92,6 +92,11 @@ fn brief(plans: &[CalendarPlan]) -> Vec<(String, String, String, String)> {
     out
 }
 
+/// The plan of calendar `id`.
+fn found<'p>(plans: &'p [CalendarPlan], id: &str) -> &'p CalendarPlan {
+    (plans.iter().find(|p| p.id.as_str() == id)).unwrap_or_else(|| panic!("no plan for {id}"))
+}
+
 fn row(id: &str, a: &str, b: &str, what: &str) -> (String, String, String, String) {
     (id.into(), a.into(), b.into(), what.into())
 }
@@ -149,18 +154,12 @@ fn defaults_pair_across_names_and_the_rest_is_created() {
             ),
         ]
     );
-    let work = plans
-        .iter()
-        .find(|p| p.id.as_str() == "alice/work")
-        .unwrap();
+    let work = found(&plans, "alice/work");
     let CalendarAction::Create { props, .. } = &work.action else {
         panic!()
     };
     assert_eq!(props.color.as_deref(), Some("#FF0000FF"));
-    let tasks = plans
-        .iter()
-        .find(|p| p.id.as_str() == "alice/tasks")
-        .unwrap();
+    let tasks = found(&plans, "alice/tasks");
     let CalendarAction::Create { props, .. } = &tasks.action else {
         panic!()
     };
@@ -296,10 +295,7 @@ fn a_pairing_holds_through_renames_and_a_gone_source_deletes_nothing() {
             ),
         ]
     );
-    let work = plans
-        .iter()
-        .find(|p| p.id.as_str() == "alice/work")
-        .unwrap();
+    let work = found(&plans, "alice/work");
     let CalendarAction::Pair {
         update: Some((_, props)),
     } = &work.action
