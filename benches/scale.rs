@@ -542,7 +542,7 @@ fn operator_view(
         let encode = t.elapsed();
         let limited = tandem::service::web::encode_metrics(&snap, config.http.metrics_pairs);
         let t = Instant::now();
-        let page = tandem::service::web::render_page(&snap, &[]);
+        let page = tandem::service::web::render_page(&snap, &[], &[]);
         let render = t.elapsed();
         println!(
             "operator view #{round} over {} pairs: snapshot {:.0} ms, /metrics {:.0} ms ({} KB; {} KB with metrics_pairs = {}), page {:.1} ms ({} KB)",

@@ -91,6 +91,7 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
     })?;
     let why = until_signal(
         &engine,
+        &state,
         &mut terminate,
         rediscover(&config, &engine, mailbox_pairs),
     )
@@ -111,9 +112,10 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
     }
 }
 
-/// Discovery for every mailbox, its outcome logged; the pairs of their calendars.
+/// Discovery for this node's share of the mailboxes, its outcome logged; the pairs of every
+/// mailbox's calendars as recorded (by whichever node discovered them).
 async fn discovered(config: &Config, engine: &Engine) -> Result<Vec<Pair>, Failure> {
-    let mailboxes: Vec<&Mailbox> = config.mailboxes.iter().collect();
+    let mailboxes = my_mailboxes(config, engine).await?;
     for r in engine
         .discover_all(&mailboxes, &config.pairs, false)
         .await?
@@ -126,6 +128,28 @@ async fn discovered(config: &Config, engine: &Engine) -> Result<Vec<Pair>, Failu
         }
     }
     Ok(super::mailboxes::recorded(&engine.state, &config.mailboxes).await?)
+}
+
+/// The mailboxes this node discovers: its share among the live nodes (as for pairs), so one
+/// node asks a mailbox's servers. Two nodes that briefly disagree both discover a mailbox, one
+/// after the other under its lease.
+async fn my_mailboxes<'c>(
+    config: &'c Config,
+    engine: &Engine,
+) -> Result<Vec<&'c Mailbox>, Failure> {
+    let me = engine.holder();
+    let mut live: Vec<String> = (engine.state.nodes().await?.into_iter())
+        .filter(|n| n.status == "alive" && n.id != me)
+        .map(|n| n.id)
+        .chain([me.to_string()])
+        .collect();
+    live.sort();
+    let ids: Vec<&str> = config.mailboxes.iter().map(|m| m.id.as_str()).collect();
+    Ok((config.mailboxes.iter())
+        .zip(crate::service::nodes::mine(&ids, &live, me))
+        .filter(|(_, mine)| *mine)
+        .map(|(m, _)| m)
+        .collect())
 }
 
 /// Discovery again every `[sync] discover_interval`; ends when the mailboxes' calendars to sync
@@ -309,7 +333,7 @@ impl Running {
         }
         let _ = self.stop_http.send(());
         stopped_http(self.http).await;
-        engine.flush_server_counts().await?;
+        engine.flush_counts().await?;
         // Passes abandoned at the deadline did not release their leases.
         state.release_leases_of(engine.holder()).await?;
         state.close().await;
@@ -325,18 +349,23 @@ enum Stop {
     Calendars,
 }
 
-/// Flushes request counters into the state every few seconds (so status, page and metrics see
-/// them) until SIGINT or SIGTERM, or until `changed` ends.
+/// Flushes request and write counters into the state and samples the lag every few seconds
+/// (so status, page and metrics see them) until SIGINT or SIGTERM, or until `changed` ends.
 async fn until_signal(
     engine: &Engine,
+    state: &crate::state::State,
     terminate: &mut tokio::signal::unix::Signal,
     changed: impl std::future::Future<Output = ()>,
 ) -> Stop {
     let flush = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            if let Err(e) = engine.flush_server_counts().await {
+            if let Err(e) = engine.flush_counts().await {
                 warn!(error = %e, "recording request counters failed");
+            }
+            let now = crate::domain::time::now_ms();
+            if let Err(e) = state.sample_lag(now).await {
+                warn!(error = %e, "sampling the lag failed");
             }
         }
     };

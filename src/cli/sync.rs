@@ -41,7 +41,7 @@ pub(super) async fn sync(
     let reports = crate::engine::batch::run_pairs(&engine, chosen.pairs, opts, parallel).await?;
     engine.flush_runs().await?;
     if !opts.dry_run {
-        engine.flush_server_counts().await?;
+        engine.flush_counts().await?;
     }
     state.close().await;
     let mut summary = Summary::new(reports);

@@ -25,6 +25,9 @@ pub enum LeaseKind {
     Repair,
     /// Taken by an operator or an outside tool with `tandem lock acquire`.
     External,
+    /// A mailbox's discovery (see [`mailbox_lease`]): one at a time, so two never make the
+    /// same calendar.
+    Discover,
 }
 
 impl LeaseKind {
@@ -33,6 +36,7 @@ impl LeaseKind {
             LeaseKind::Sync => "sync",
             LeaseKind::Repair => "repair",
             LeaseKind::External => "external",
+            LeaseKind::Discover => "discover",
         }
     }
 
@@ -41,6 +45,7 @@ impl LeaseKind {
         match s {
             "repair" => LeaseKind::Repair,
             "external" => LeaseKind::External,
+            "discover" => LeaseKind::Discover,
             _ => LeaseKind::Sync,
         }
     }
@@ -119,6 +124,12 @@ impl std::fmt::Display for Locked {
             crate::domain::time::utc(self.expires_at)
         )
     }
+}
+
+/// The name of the lease a mailbox's discovery holds: no calendar's (`SERVER:PATH`) can be
+/// spelt so.
+pub fn mailbox_lease(mailbox: &str) -> String {
+    format!("mailbox {mailbox}")
 }
 
 /// This machine's name.

@@ -56,6 +56,9 @@ pub struct Engine {
     pub(super) progress: Option<Arc<dyn Progress>>,
     /// Server counters as last added to the state.
     pub(super) flushed: std::sync::Mutex<BTreeMap<String, crate::domain::requests::HttpCounts>>,
+    /// Items written to a server and not yet added to the state's minutes (shared by the
+    /// engines of one process, see [`Self::on_state`]).
+    pub(super) written: Arc<std::sync::atomic::AtomicU64>,
     /// Runs of passes without leases, kept for one write (see [`Self::batching_runs`]).
     pub(super) batch: Option<Batch>,
     /// On a node among others: whether it still holds a pair (see [`Self::claimed_by`]).
@@ -208,6 +211,7 @@ impl Engine {
             stopping: Arc::default(),
             progress: None,
             flushed: std::sync::Mutex::default(),
+            written: Arc::default(),
             batch: None,
             claims: None,
         }
@@ -245,6 +249,7 @@ impl Engine {
             stopping: Arc::default(),
             progress: None,
             flushed: std::sync::Mutex::default(),
+            written: Arc::default(),
             batch: None,
             claims: None,
         }
@@ -282,8 +287,8 @@ impl Engine {
     }
 
     /// This engine over `state` (the same state through another pool, for another tokio
-    /// runtime): same stores, rules, holder and stop flag. Server counters are flushed by the
-    /// engine they were counted in only; it records runs at once unless told to batch them.
+    /// runtime): same stores, rules, holder, stop flag and count of writes. Server counters
+    /// are flushed by the engine they were counted in only; it records runs at once unless told to batch them.
     pub fn on_state(&self, state: State) -> Engine {
         Engine {
             state,
@@ -297,6 +302,7 @@ impl Engine {
             stopping: self.stopping.clone(),
             progress: self.progress.clone(),
             flushed: std::sync::Mutex::default(),
+            written: self.written.clone(),
             batch: None,
             claims: self.claims.clone(),
         }
@@ -340,8 +346,21 @@ impl Engine {
             .collect()
     }
 
+    /// Adds the requests made since the last call to the state's per-server counters, and the
+    /// items written to its minutes.
+    pub async fn flush_counts(&self) -> Result<(), StateError> {
+        let now = crate::domain::time::now_ms();
+        let written = self.written.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.state.add_writes(written, now).await {
+            self.written
+                .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
+        self.flush_server_counts(now).await
+    }
+
     /// Adds the requests made since the last call to the state's per-server counters.
-    pub async fn flush_server_counts(&self) -> Result<(), StateError> {
+    async fn flush_server_counts(&self, now_ms: i64) -> Result<(), StateError> {
         let now = self.server_counts();
         let deltas: BTreeMap<String, crate::domain::requests::HttpCounts> = {
             let mut flushed = self.flushed.lock().expect("not poisoned");
@@ -363,9 +382,7 @@ impl Engine {
             *flushed = now;
             deltas
         };
-        self.state
-            .add_server_counts(&deltas, crate::domain::time::now_ms())
-            .await
+        self.state.add_server_counts(&deltas, now_ms).await
     }
 
     /// How many passes one command runs at once: each pass mostly waits on one request at a

@@ -12,6 +12,7 @@ use super::base::Engine;
 use super::list::role;
 use super::report::{CalendarReport, MailboxReport};
 use crate::domain::direction::Direction;
+use crate::domain::lease::{LeaseKind, mailbox_lease};
 use crate::domain::mailbox::{Home, HomeListing, Mailbox, MailboxCalendar};
 use crate::domain::mapping::Side;
 use crate::domain::pair::Pair;
@@ -31,9 +32,35 @@ struct Listed {
 
 impl Engine {
     /// Discovery for `mailbox`: both homes listed and its calendars paired; unless `dry_run`,
-    /// calendars made, renames carried over and pairings recorded. Calendars the configured
-    /// `pairs` name are left to them. Only a state failure is an `Err`.
+    /// calendars made, renames carried over and pairings recorded, under the mailbox's lease
+    /// (another process discovering it meanwhile is said as the mailbox's error). Calendars
+    /// the configured `pairs` name are left to them. Only a state failure is an `Err`.
     pub async fn discover(
+        &self,
+        mailbox: &Mailbox,
+        pairs: &[Pair],
+        dry_run: bool,
+    ) -> Result<MailboxReport, StateError> {
+        let lease = mailbox_lease(mailbox.id.as_str());
+        let held = self
+            .under_leases(&[&lease], LeaseKind::Discover, dry_run, async |_| {
+                self.discover_now(mailbox, pairs, dry_run).await
+            })
+            .await?;
+        Ok(held.unwrap_or_else(|locked| {
+            info!(mailbox = %mailbox.id, %locked, "discovery skipped: another is running");
+            MailboxReport {
+                id: mailbox.id.to_string(),
+                calendars: Vec::new(),
+                error: Some(format!(
+                    "another discovery of this mailbox is running ({locked})"
+                )),
+            }
+        }))
+    }
+
+    /// [`Self::discover`] once its lease is held.
+    async fn discover_now(
         &self,
         mailbox: &Mailbox,
         pairs: &[Pair],

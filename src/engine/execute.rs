@@ -5,7 +5,7 @@
 //! before it is sent; the writes still unrecorded when a chunk's worth has finished are recorded
 //! in one transaction. What each write came to is returned as data.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -190,6 +190,37 @@ enum Record {
     Nothing,
 }
 
+/// Writes finished and not yet recorded, and how many of the pass are left to make when it
+/// shows its progress (a first sync, a resync): the pair's backlog meanwhile.
+#[derive(Default)]
+struct Finished {
+    put: Vec<Mapping>,
+    forget: Vec<Href>,
+    left: Option<u64>,
+}
+
+impl Finished {
+    fn add(&mut self, record: Record) {
+        match record {
+            Record::Put(m) => self.put.push(m),
+            Record::Forget(href) => self.forget.push(href),
+            Record::Nothing => {}
+        }
+        if let Some(left) = &mut self.left {
+            *left = left.saturating_sub(1);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.put.len() + self.forget.len()
+    }
+
+    fn clear(&mut self) {
+        self.put.clear();
+        self.forget.clear();
+    }
+}
+
 /// One write as the chunking hands it on: to send, or not to (the pass stopped first).
 enum Step {
     Send(Box<Action>),
@@ -227,6 +258,11 @@ pub(super) struct Executor<'e> {
     stopping: &'e AtomicBool,
     /// Told how the writes go (a first sync, a resync).
     progress: Option<&'e dyn Progress>,
+    /// Whether the pass is a first sync or a resync: it shows its progress, and its writes
+    /// left are the pair's backlog meanwhile.
+    long: bool,
+    /// Items written to a server by this engine, for the state's minutes.
+    written: &'e AtomicU64,
 }
 
 impl<'e> Executor<'e> {
@@ -235,7 +271,7 @@ impl<'e> Executor<'e> {
         engine: &'e Engine,
         pair: &'e Pair,
         leases: &'e [Lease],
-        show_progress: bool,
+        long: bool,
     ) -> Result<Executor<'e>, PassError> {
         Ok(Executor {
             pair,
@@ -244,7 +280,9 @@ impl<'e> Executor<'e> {
             stores: engine.pair_stores(pair)?,
             leases,
             stopping: &engine.stopping,
-            progress: engine.progress.as_deref().filter(|_| show_progress),
+            progress: engine.progress.as_deref().filter(|_| long),
+            long,
+            written: &engine.written,
         })
     }
 
@@ -266,71 +304,31 @@ impl<'e> Executor<'e> {
             .unwrap_or(1)
             .max(1);
         let stops = Stops::default();
-        let progress = self.progress;
         let total = removals.len() + writes.len();
-        if let Some(p) = progress.filter(|_| total > 0) {
+        let shown = self.progress.filter(|_| total > 0);
+        if let Some(p) = shown {
             p.start(pair.id.as_str(), total as u64);
         }
-        let chunk = par * CHUNK_PER_SLOT;
+        let mut finished = Finished {
+            left: (self.long && total > 0).then_some(total as u64),
+            ..Finished::default()
+        };
         let mut done = Vec::with_capacity(total);
         let mut wrote: [Wrote; 2] = Default::default();
         for phase in [removals, writes] {
-            let mut chunks = Vec::new();
-            let mut phase = phase.into_iter().peekable();
-            while phase.peek().is_some() {
-                chunks.push(phase.by_ref().take(chunk).collect::<Vec<Action>>());
-            }
-            let mut chunks = chunks.into_iter();
-            let mut queued: VecDeque<Step> = VecDeque::new();
-            let mut sending = FuturesUnordered::new();
-            let (mut put, mut forget) = (Vec::new(), Vec::new());
-            loop {
-                // The next chunk is noted while the last writes of this one are still going, in
-                // the transaction that records the writes finished so far.
-                if queued.len() < par
-                    && let Some(c) = chunks.next()
-                {
-                    queued.extend(self.note(c, &stops, (&mut put, &mut forget)).await?);
-                }
-                while sending.len() < par
-                    && let Some(step) = queued.pop_front()
-                {
-                    sending.push(self.send(&stops, step));
-                }
-                let Some(outcome) = sending.next().await else {
-                    break;
-                };
-                if let Some(p) = progress {
-                    p.advance(pair.id.as_str());
-                }
-                let (side, outcome, record) = outcome?;
-                note_write(&mut wrote[side as usize], side, &outcome, &record);
-                match record {
-                    Record::Put(m) => put.push(m),
-                    Record::Forget(href) => forget.push(href),
-                    Record::Nothing => {}
-                }
-                if let Done::Failed {
-                    op, kind, error, ..
-                } = &outcome
-                    && halts_pass(*kind)
-                {
-                    stops.stop.store(true, Ordering::Relaxed);
-                    stops
-                        .halt
-                        .lock()
-                        .expect("not poisoned")
-                        .get_or_insert_with(|| (side, *kind, op.message(*kind, error)));
-                }
-                done.push(outcome);
-                if put.len() + forget.len() >= chunk {
-                    self.state.apply(&pair.id, &put, &forget).await?;
-                    (put, forget) = (Vec::new(), Vec::new());
-                }
-            }
-            self.state.apply(&pair.id, &put, &forget).await?;
+            self.run_phase(
+                phase,
+                par,
+                &stops,
+                &mut finished,
+                |side, outcome, record| {
+                    note_write(&mut wrote[side as usize], side, &outcome, record);
+                    done.push(outcome);
+                },
+            )
+            .await?;
         }
-        if let Some(p) = progress.filter(|_| total > 0) {
+        if let Some(p) = shown {
             p.finish(pair.id.as_str());
         }
         Ok(Executed {
@@ -339,6 +337,86 @@ impl<'e> Executor<'e> {
             lost: stops.lost.into_inner().expect("not poisoned"),
             wrote,
         })
+    }
+
+    /// Sends one phase's writes in chunks, up to `par` at once, handing each outcome to `seen`
+    /// and recording what finished.
+    async fn run_phase(
+        &self,
+        phase: Vec<Action>,
+        par: usize,
+        stops: &Stops,
+        finished: &mut Finished,
+        mut seen: impl FnMut(Side, Done, &Record),
+    ) -> Result<(), StateError> {
+        let chunk = par * CHUNK_PER_SLOT;
+        let mut chunks = Vec::new();
+        let mut phase = phase.into_iter().peekable();
+        while phase.peek().is_some() {
+            chunks.push(phase.by_ref().take(chunk).collect::<Vec<Action>>());
+        }
+        let mut chunks = chunks.into_iter();
+        let mut queued: VecDeque<Step> = VecDeque::new();
+        let mut sending = FuturesUnordered::new();
+        let pair = self.pair.id.as_str();
+        loop {
+            // The next chunk is noted while the last writes of this one are still going, in
+            // the transaction that records the writes finished so far.
+            if queued.len() < par
+                && let Some(c) = chunks.next()
+            {
+                queued.extend(self.note(c, stops, finished).await?);
+            }
+            while sending.len() < par
+                && let Some(step) = queued.pop_front()
+            {
+                sending.push(self.send(stops, step));
+            }
+            let Some(outcome) = sending.next().await else {
+                break;
+            };
+            if let Some(p) = self.progress {
+                p.advance(pair);
+            }
+            let (side, outcome, record) = outcome?;
+            if let Done::Failed {
+                op, kind, error, ..
+            } = &outcome
+                && halts_pass(*kind)
+            {
+                stops.stop.store(true, Ordering::Relaxed);
+                stops
+                    .halt
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| (side, *kind, op.message(*kind, error)));
+            }
+            if matches!(
+                outcome,
+                Done::Written(_) | Done::Deleted(_) | Done::ExtraDeleted(_)
+            ) {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            }
+            seen(side, outcome, &record);
+            finished.add(record);
+            if finished.len() >= chunk {
+                self.record(finished).await?;
+            }
+        }
+        self.record(finished).await
+    }
+
+    /// Records the writes finished since the last record, and what is left to write.
+    async fn record(&self, finished: &mut Finished) -> Result<(), StateError> {
+        if finished.len() == 0 && finished.left.is_none() {
+            return Ok(());
+        }
+        let (put, forget, left) = (&finished.put, &finished.forget, finished.left);
+        self.state
+            .apply_and_note(&self.pair.id, put, forget, &[], left)
+            .await?;
+        finished.clear();
+        Ok(())
     }
 
     /// Sends one write of a noted chunk, unless the pass stopped or the lease's deadline passed
@@ -368,7 +446,7 @@ impl<'e> Executor<'e> {
         &self,
         chunk: Vec<Action>,
         stops: &Stops,
-        finished: (&mut Vec<Mapping>, &mut Vec<Href>),
+        finished: &mut Finished,
     ) -> Result<Vec<Step>, StateError> {
         let skip = |chunk: Vec<Action>| {
             chunk
@@ -381,15 +459,19 @@ impl<'e> Executor<'e> {
         }
         let pair = self.pair;
         let pendings: Vec<Pending> = chunk.iter().filter_map(|a| noted(pair, a)).collect();
-        let (put, forget) = finished;
         let noted = self
             .state
-            .apply_and_note(&pair.id, put, forget, &pendings)
+            .apply_and_note(
+                &pair.id,
+                &finished.put,
+                &finished.forget,
+                &pendings,
+                finished.left,
+            )
             .await;
         match noted {
             Ok(()) => {
-                put.clear();
-                forget.clear();
+                finished.clear();
                 Ok(chunk.into_iter().map(|a| Step::Send(Box::new(a))).collect())
             }
             Err(e) => match e.lost_lease() {

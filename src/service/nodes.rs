@@ -9,6 +9,7 @@
 //! its node stops starting it, lets a pass in flight end, then releases the claim for the new
 //! node to take. Passes still running when a claim lapses are fenced by their leases.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,23 +23,24 @@ use crate::state::{NodeInfo, State, StateResult};
 /// The share of the ttl a node trusts its last heartbeat for (as for leases).
 const TRUSTED: f64 = 0.9;
 
-/// The node (index into `nodes`, sorted ids) of each pair, in the order given: each pair goes
-/// to the node ranking highest for it (rendezvous hashing) among those under their share, so
-/// the load is even and a node joining or leaving moves few pairs.
-pub fn spread(pairs: &[PairId], nodes: &[String]) -> Vec<usize> {
+/// The node (index into `nodes`, sorted ids) of each pair (or mailbox), in the order given:
+/// each goes to the node ranking highest for it (rendezvous hashing) among those under their
+/// share, so the load is even and a node joining or leaving moves few.
+pub fn spread<K: Borrow<str>>(pairs: &[K], nodes: &[String]) -> Vec<usize> {
     if nodes.is_empty() {
         return vec![0; pairs.len()];
     }
     let cap = pairs.len().div_ceil(nodes.len());
-    let rank = |p: &PairId, n: &String| {
-        let mut key = Vec::with_capacity(p.as_str().len() + n.len() + 1);
-        key.extend_from_slice(p.as_str().as_bytes());
+    let rank = |p: &K, n: &String| {
+        let p: &str = p.borrow();
+        let mut key = Vec::with_capacity(p.len() + n.len() + 1);
+        key.extend_from_slice(p.as_bytes());
         key.push(0);
         key.extend_from_slice(n.as_bytes());
         xxhash_rust::xxh3::xxh3_64(&key)
     };
     let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by_key(|&i| (xxhash_rust::xxh3::xxh3_64(pairs[i].as_str().as_bytes()), i));
+    order.sort_by_key(|&i| (xxhash_rust::xxh3::xxh3_64(pairs[i].borrow().as_bytes()), i));
     let mut load = vec![0usize; nodes.len()];
     let mut owner = vec![0usize; pairs.len()];
     for i in order {
@@ -52,6 +54,16 @@ pub fn spread(pairs: &[PairId], nodes: &[String]) -> Vec<usize> {
         owner[i] = n;
     }
     owner
+}
+
+/// Whether each of `keys` is node `me`'s share among the `live` nodes (sorted ids; `me` among
+/// them) by [`spread`].
+pub fn mine<K: Borrow<str>>(keys: &[K], live: &[String], me: &str) -> Vec<bool> {
+    let me = live.iter().position(|n| n == me);
+    spread(keys, live)
+        .into_iter()
+        .map(|o| Some(o) == me)
+        .collect()
 }
 
 /// Which pairs this node may start now, shared by its agents and its coordinator.
@@ -184,13 +196,9 @@ impl Coordinator {
     /// share (once not running) and claim what is.
     async fn tick(&self, asked: Instant) -> StateResult<()> {
         let live = self.state.heartbeat(&self.node, self.ttl).await?;
-        let owners = spread(&self.pairs, &live);
-        let me = live.iter().position(|n| *n == self.node.id);
-        let share: HashSet<&str> = self
-            .pairs
-            .iter()
-            .zip(&owners)
-            .filter(|(_, o)| Some(**o) == me)
+        let share: HashSet<&str> = (self.pairs.iter())
+            .zip(mine(&self.pairs, &live, &self.node.id))
+            .filter(|(_, mine)| *mine)
             .map(|(p, _)| p.as_str())
             .collect();
         let mine: HashSet<String> = self
@@ -286,6 +294,17 @@ mod tests {
         assert!((20..=30).contains(&moved), "{moved} moved");
         let big = spread(&ids(20_000), &nodes(&["x", "y"]));
         assert_eq!(big.iter().filter(|&&o| o == 0).count(), 10_000);
+    }
+
+    #[test]
+    fn each_mailbox_is_one_nodes_share() {
+        let mailboxes = ["alice", "bob", "carol", "dave"];
+        let live = nodes(&["node-a", "node-b"]);
+        let a = mine(&mailboxes, &live, "node-a");
+        let b = mine(&mailboxes, &live, "node-b");
+        assert_eq!(a.iter().filter(|m| **m).count(), 2);
+        assert!(a.iter().zip(&b).all(|(a, b)| a != b), "{a:?} {b:?}");
+        assert_eq!(mine(&mailboxes, &nodes(&["node-a"]), "node-a"), [true; 4]);
     }
 
     #[test]

@@ -81,18 +81,20 @@ impl State {
         if put.is_empty() && delete.is_empty() {
             return Ok(());
         }
-        self.apply_and_note(pair, put, delete, &[]).await
+        self.apply_and_note(pair, put, delete, &[], None).await
     }
 
     /// Records finished writes ([`Self::apply`]) and notes the next ones as pending
     /// ([`Self::add_pendings`]) in one transaction. With nothing to record or note it still
-    /// checks the fence: the writes about to go out are still this writer's to make.
+    /// checks the fence: the writes about to go out are still this writer's to make. `left`,
+    /// the writes of a first sync or a resync still to make, is the pair's backlog meanwhile.
     pub async fn apply_and_note(
         &self,
         pair: &PairId,
         put: &[Mapping],
         delete: &[Href],
         pendings: &[Pending],
+        left: Option<u64>,
     ) -> StateResult<()> {
         let what = match pendings.is_empty() {
             true => "writing mappings",
@@ -106,6 +108,14 @@ impl State {
         self.note_in(&mut tx, pair, pendings)
             .await
             .map_err(self.err(what))?;
+        if let Some(left) = left {
+            sqlx::query("UPDATE pairs SET backlog = $1 WHERE id = $2")
+                .bind(left as i64)
+                .bind(pair.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err(what))?;
+        }
         tx.commit().await.map_err(self.err(what))
     }
 
@@ -184,7 +194,7 @@ impl State {
     /// Notes, in one transaction, that the creates (or updates) of these copies are about to be
     /// sent. With none it still checks the fence (see [`Self::apply_and_note`]).
     pub async fn add_pendings(&self, pair: &PairId, pendings: &[Pending]) -> StateResult<()> {
-        self.apply_and_note(pair, &[], &[], pendings).await
+        self.apply_and_note(pair, &[], &[], pendings, None).await
     }
 
     /// Inside `tx`: notes these creates (or updates) as about to be sent; a later note of the

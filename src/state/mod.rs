@@ -8,13 +8,15 @@
 //!
 //! One room per table group: [`db`] opens and connects, then pairs and cutover, mappings and
 //! pending creates, the window's memory, the target index, watermarks, pass records, leases and
-//! fences, nodes, push subscriptions, mailboxes' calendars and the operator's view.
+//! fences, nodes, push subscriptions, mailboxes' calendars, the operator's view and the migration minute
+//! by minute.
 
 mod db;
 mod fence;
 mod leases;
 mod mailboxes;
 mod mappings;
+mod minutes;
 mod nodes;
 mod observe;
 mod pairs;
@@ -30,6 +32,7 @@ mod window;
 
 pub use db::{State, StateError, StateResult};
 pub use fence::{LeaseLost, fenced};
+pub use minutes::Minute;
 pub use nodes::{NodeInfo, NodeRow};
 pub use observe::{PairRow, PassView, ServerRow};
 pub use pass::{PassStart, Peek};

@@ -334,6 +334,53 @@ fn a_refused_calendar_fails_alone() {
     assert_eq!(items(&h.side("new", "personal")), items(&cal));
 }
 
+/// One discovery of a mailbox at a time (two would make the same calendar twice): while
+/// another process holds the mailbox's lease, `sync` says so and makes nothing (exit 3);
+/// `discover` (no writes) still answers; once it is free, `sync` discovers.
+#[test]
+fn a_mailbox_is_discovered_by_one_process_at_a_time() {
+    use tandem::domain::lease::{LeaseKind, mailbox_lease};
+    let h = Homes::new("");
+    let cal = h.calendar("old", "calendar", "Calendar", None);
+    h.calendar("old", "work", "Work", None);
+    h.calendar("new", "personal", "Personal", None);
+    fs::write(cal.join("a.ics"), common::event("a", "Standup", None)).unwrap();
+    let rt = rt();
+    let state = rt
+        .block_on(tandem::state::State::open(&h.dir.path().join("state.db")))
+        .unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let lease = rt
+        .block_on(state.acquire_lease(&mailbox_lease("alice"), "node-b", LeaseKind::Discover, ttl))
+        .unwrap()
+        .unwrap();
+
+    let out = common::tandem(&h.config, &["sync"]);
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("another discovery of this mailbox is running (locked by node-b (discover)"),
+        "{text}"
+    );
+    assert!(
+        !h.side("new", "work").exists(),
+        "made under another's lease"
+    );
+    let (ok, plan, text) = h.run(&["discover", "--json"]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        plan["mailboxes"][0]["calendars"].as_array().map(Vec::len),
+        Some(2),
+        "{plan}"
+    );
+
+    rt.block_on(state.release_leases(&[lease])).unwrap();
+    let (ok, _, text) = h.run(&["sync"]);
+    assert!(ok, "{text}");
+    assert!(h.side("new", "work").is_dir());
+    assert_eq!(items(&h.side("new", "personal")), items(&cal));
+}
+
 #[test]
 fn check_refuses_a_calendar_named_by_a_pair_and_a_mailbox() {
     let h = Homes::new(

@@ -284,10 +284,55 @@ fn part<'a>(html: &'a str, id: &str) -> &'a str {
 fn the_status_page_in_headless_chromium() {
     let s = scenario();
     let _svc = s.serve();
+    // dave's two items wait: its lag passes the 2 s alert, and a sample of it reaches the
+    // minutes.
+    wait_until("dave's lag to pass the alert threshold", 30, || {
+        get_json(s.port, "/api/pairs/dave")["pair"]["alerts"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("lag"))
+    });
+    wait_until("a lag sample over the alert", 30, || {
+        let v = get_json(s.port, "/api/history");
+        (v["minutes"].as_array().unwrap().iter()).any(|m| m["lag_ms"].as_i64() > Some(2_000))
+    });
     let dom = browse(
         &format!("http://127.0.0.1:{}/", s.port),
         &target_dir().join("status-page.png"),
     );
+
+    // The migration as pictures: items copied against items to copy, the last hour's writes
+    // (every item the syncs wrote) and lag (over the alert, drawn red), compared with status.
+    let st = s.status();
+    let sum = |keys: &[&str]| -> i64 {
+        (st["pairs"].as_array().unwrap().iter())
+            .map(|p| keys.iter().map(|k| p[*k].as_i64().unwrap()).sum::<i64>())
+            .sum()
+    };
+    let copying = part(&dom, "copying");
+    let (items, backlog) = (sum(&["items"]), sum(&["backlog"]));
+    assert!(
+        copying.contains(&format!("data-copied=\"{items}\" data-left=\"{backlog}\"")),
+        "{copying}"
+    );
+    assert!(
+        copying.contains("data-mailbox=\"dave\" data-copied=\"0\" data-left=\"2\""),
+        "{copying}"
+    );
+    let writes = part(&dom, "writes-chart");
+    let drawn: f64 = (writes.split("data-value=\"").skip(1))
+        .map(|v| v[..v.find('"').unwrap()].parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        drawn as i64,
+        sum(&["created", "updated", "deleted"]),
+        "{writes}"
+    );
+    assert_eq!(drawn, 6.0, "alice 3, bob 1, carol 2: {writes}");
+    assert!(writes.contains("<title>"), "{writes}");
+    let lag = part(&dom, "lag-chart");
+    assert!(lag.contains("class=\"c-over\""), "{lag}");
+    assert!(lag.contains("class=\"threshold\""), "{lag}");
 
     // Totals by state.
     let totals = part(&dom, "totals");
@@ -323,13 +368,6 @@ fn the_status_page_in_headless_chromium() {
         "bob has one quarantined item: {bob}"
     );
 
-    // dave's two items wait: its lag shows in the histogram and over the 2 s alert.
-    wait_until("dave's lag to pass the alert threshold", 30, || {
-        get_json(s.port, "/api/pairs/dave")["pair"]["alerts"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("lag"))
-    });
     let hist = part(&dom, "lag-histogram");
     // alice and carol are current; bob waits on its quarantined item, dave on its target.
     assert!(
@@ -990,4 +1028,146 @@ fn protected_pages_ask_for_the_token_and_healthz_does_not() {
     assert_eq!(nodes["nodes"][0]["status"], "alive", "{nodes}");
     assert_eq!(nodes["nodes"][0]["pairs"], 1, "{nodes}");
     assert_eq!(http(port, "GET", "/healthz", &[]).0, 200);
+}
+
+/// A target whose creates wait for the test to let them through.
+struct Gated {
+    inner: std::sync::Arc<tandem::store::memory::MemoryStore>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl tandem::store::CalendarStore for Gated {
+    fn describe(&self) -> String {
+        "gated".into()
+    }
+    async fn check_calendar(
+        &self,
+        cal: &tandem::domain::types::CalendarPath,
+    ) -> tandem::domain::error::StoreResult<()> {
+        self.inner.check_calendar(cal).await
+    }
+    async fn list(
+        &self,
+        cal: &tandem::domain::types::CalendarPath,
+    ) -> tandem::domain::error::StoreResult<Vec<tandem::store::ItemVersion>> {
+        self.inner.list(cal).await
+    }
+    async fn fetch(
+        &self,
+        cal: &tandem::domain::types::CalendarPath,
+        hrefs: &[tandem::domain::types::Href],
+    ) -> tandem::domain::error::StoreResult<Vec<tandem::store::Fetched>> {
+        self.inner.fetch(cal, hrefs).await
+    }
+    async fn create(
+        &self,
+        cal: &tandem::domain::types::CalendarPath,
+        name: &str,
+        data: &str,
+    ) -> tandem::domain::error::StoreResult<tandem::store::ItemVersion> {
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.create(cal, name, data).await
+    }
+    async fn update(
+        &self,
+        href: &tandem::domain::types::Href,
+        etag: &tandem::domain::types::Etag,
+        data: &str,
+    ) -> tandem::domain::error::StoreResult<tandem::domain::types::Etag> {
+        self.inner.update(href, etag, data).await
+    }
+    async fn delete(
+        &self,
+        href: &tandem::domain::types::Href,
+        etag: &tandem::domain::types::Etag,
+    ) -> tandem::domain::error::StoreResult<()> {
+        self.inner.delete(href, etag).await
+    }
+    fn parallelism(&self) -> usize {
+        2
+    }
+}
+
+/// During a first sync the state shows the items copied (mappings) and those still to copy
+/// (the backlog) as they go, read by another connection while writes are held; at the end
+/// nothing is left, and the minutes count every item written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_shows_items_copied_and_to_copy_as_it_goes() {
+    use std::sync::Arc;
+    use tandem::store::memory::MemoryStore;
+    const ITEMS: i64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let state = tandem::state::State::open(&db).await.unwrap();
+    let (src, tgt) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    let (scal, tcal) = ("/src/".parse().unwrap(), "/tgt/".parse().unwrap());
+    src.add_calendar(&scal);
+    tgt.add_calendar(&tcal);
+    for i in 0..ITEMS {
+        src.put(
+            &scal,
+            &format!("{i}.ics"),
+            &event(&format!("uid-{i}"), "meeting", None),
+        );
+    }
+    let gated = Arc::new(Gated {
+        inner: tgt.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let stores: BTreeMap<String, Arc<dyn tandem::store::CalendarStore>> = [
+        (
+            "s".to_string(),
+            src as Arc<dyn tandem::store::CalendarStore>,
+        ),
+        ("t".to_string(), gated.clone() as _),
+    ]
+    .into();
+    let engine = Arc::new(tandem::engine::Engine::with_stores(
+        state,
+        stores,
+        tandem::domain::item::Rewriter::default(),
+    ));
+    let pair = tandem::domain::pair::Pair::new(
+        "p".parse().unwrap(),
+        "s:/src/".parse().unwrap(),
+        "t:/tgt/".parse().unwrap(),
+    );
+    let pass = tokio::spawn({
+        let (engine, pair) = (engine.clone(), pair.clone());
+        async move { engine.sync_pair(&pair, Default::default()).await }
+    });
+    // What another reader of the state sees: (copied, to copy).
+    let reader = tandem::state::State::open(&db).await.unwrap();
+    let seen = async || {
+        let items = reader.item_counts().await.unwrap();
+        let rows = reader.pair_rows(0).await.unwrap();
+        let backlog = rows.iter().find(|r| r.id == "p").map_or(0, |r| r.backlog);
+        (items.get("p").copied().unwrap_or(0), backlog)
+    };
+    let until = async |what: &str, ok: &dyn Fn((i64, i64)) -> bool| {
+        let start = Instant::now();
+        loop {
+            let now = seen().await;
+            if ok(now) {
+                return now;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}: {now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    until("every item to copy, none copied", &|s| s == (0, ITEMS)).await;
+    gated.gate.add_permits(20);
+    // Chunks of 16 (8 per write in flight): noting the second records the writes finished
+    // of the first.
+    let mid = until("part copied", &|(c, l)| c > 0 && c + l == ITEMS).await;
+    assert!(mid.0 <= 20, "{mid:?}");
+    gated.gate.add_permits(ITEMS as usize);
+    let report = pass.await.unwrap().unwrap();
+    assert_eq!((report.created, report.error), (ITEMS as u64, None));
+    assert_eq!(seen().await, (ITEMS, 0));
+    assert_eq!(tgt.items(&tcal).len(), ITEMS as usize);
+    engine.flush_counts().await.unwrap();
+    let minutes = reader.minutes(0).await.unwrap();
+    assert_eq!(minutes.iter().map(|m| m.writes).sum::<i64>(), ITEMS);
 }

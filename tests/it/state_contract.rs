@@ -50,6 +50,7 @@ macro_rules! every_check {
             quarantine,
             leases,
             server_counts,
+            minutes_of_the_migration,
             cutover,
             nodes_and_claims,
             fenced_writes,
@@ -975,6 +976,52 @@ async fn server_counts(s: &State) {
     assert_eq!(rows["old"].totals, [20, 4, 2]);
     assert_eq!(rows["old"].hour, [20, 4, 2]);
     assert!(!rows.contains_key("new"));
+}
+
+/// Writes add up per minute; the lag sampled keeps the longest of its minute, from the oldest
+/// change waiting; a first sync's writes left are the pair's backlog meanwhile; a day is kept.
+async fn minutes_of_the_migration(s: &State) {
+    let id = alice(s).await;
+    let t = now_ms() / 60_000 * 60_000;
+    s.add_writes(4, t - 2 * 24 * 3_600_000).await.unwrap();
+    s.add_writes(3, t + 1).await.unwrap();
+    s.add_writes(0, t + 2).await.unwrap();
+    s.add_writes(2, t + 3).await.unwrap();
+    // Changes have waited since 30 s before the minute began.
+    let waiting = RunRecord {
+        outcome: Outcome::Ok,
+        counts: RunCounts {
+            backlog: Some(2),
+            ..RunCounts::default()
+        },
+        started_at: t - 30_000,
+        finished_at: t - 29_000,
+        ..RunRecord::start(RunKind::Sync, "node")
+    };
+    s.record_run(&id, &waiting).await.unwrap();
+    s.sample_lag(t + 10_000).await.unwrap();
+    s.sample_lag(t + 5_000).await.unwrap();
+    let got = s.minutes(t - 3_600_000).await.unwrap();
+    assert_eq!(
+        got,
+        [tandem::state::Minute {
+            minute: t / 60_000,
+            writes: 5,
+            lag_ms: Some(40_000),
+            lagging: Some(1),
+        }]
+    );
+    assert_eq!(
+        s.minutes(0).await.unwrap().len(),
+        1,
+        "older than a day: dropped"
+    );
+
+    s.apply_and_note(&id, &[mapping(2)], &[], &[], Some(7))
+        .await
+        .unwrap();
+    let rows = s.pair_rows(0).await.unwrap();
+    assert_eq!(rows.iter().find(|r| r.id == "alice").unwrap().backlog, 7);
 }
 
 fn node(id: &str) -> tandem::state::NodeInfo {

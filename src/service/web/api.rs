@@ -1,4 +1,5 @@
-//! The JSON API's reads: every pair (and the mailboxes they make up), one pair, agents, servers, nodes, leases, quarantine.
+//! The JSON API's reads: every pair (and the mailboxes they make up), one pair, agents, servers,
+//! nodes, leases, quarantine, and the last hour minute by minute.
 
 use axum::extract::{Path, State as Extract};
 use axum::response::{IntoResponse, Response};
@@ -62,4 +63,13 @@ pub(super) async fn api_leases(Extract(web): Extract<Shared>) -> Result<Response
 pub(super) async fn api_quarantine(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
     let items = web.state.quarantine_list(None).await?;
     Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+pub(super) async fn api_history(Extract(web): Extract<Shared>) -> Result<Response, Unavailable> {
+    let now = crate::domain::time::now_ms();
+    let minutes = web
+        .state
+        .minutes(now - crate::domain::time::HOUR_MS)
+        .await?;
+    Ok(axum::Json(json!({ "generated_at": now, "minutes": minutes })).into_response())
 }

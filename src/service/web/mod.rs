@@ -14,10 +14,14 @@ mod actions;
 mod api;
 mod metrics;
 mod page;
+mod picture;
 mod shared;
 
 use actions::{api_cutover, api_cutover_undo, api_resync, refused};
-use api::{api_agents, api_leases, api_nodes, api_pair, api_pairs, api_quarantine, api_servers};
+use api::{
+    api_agents, api_history, api_leases, api_nodes, api_pair, api_pairs, api_quarantine,
+    api_servers,
+};
 pub use metrics::encode_metrics;
 use metrics::metrics;
 pub use page::render_page;
@@ -39,6 +43,7 @@ pub(crate) fn router(web: Shared) -> Router {
         .route("/api/leases", get(api_leases))
         .route("/api/nodes", get(api_nodes))
         .route("/api/quarantine", get(api_quarantine))
+        .route("/api/history", get(api_history))
         .route("/metrics", get(metrics));
     let pages = match web.config.http.protect_pages {
         true => pages.route_layer(axum::middleware::from_fn_with_state(web.clone(), guard)),
@@ -109,7 +114,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::actions::same;
-    use super::page::{esc, seg};
+    use super::shared::{esc, seg};
     use super::*;
     use crate::service::observe::Snapshot;
 
@@ -155,7 +160,7 @@ mod tests {
     #[test]
     fn an_idle_processor_shows_on_the_page_and_in_metrics() {
         let s = snapshot_with_agents(2, &[0, 0]);
-        let page = render_page(&s, &[]);
+        let page = render_page(&s, &[], &[]);
         assert!(page.contains("class=\"proc\" data-processor=\"0\" data-agents=\"2\""));
         assert!(page.contains("class=\"proc idle\" data-processor=\"1\" data-agents=\"0\""));
         assert!(page.contains("id=\"agents-warning\">processor(s) 1 have no agent"));
@@ -167,7 +172,7 @@ mod tests {
         );
 
         let spread = snapshot_with_agents(2, &[0, 1]);
-        assert!(!render_page(&spread, &[]).contains("proc idle"));
+        assert!(!render_page(&spread, &[], &[]).contains("proc idle"));
         assert!(encode_metrics(&spread, 1000).contains("tandem_idle_processors 0\n"));
     }
 

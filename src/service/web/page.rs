@@ -7,38 +7,13 @@ use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::domain::time::HOUR_MS;
 use crate::service::observe::{PairView, Snapshot, human_seconds};
-use crate::service::rollup::{Outcome, mailboxes, outcomes};
+use crate::service::rollup::mailboxes;
+use crate::state::Minute;
 
-use super::shared::{PAGE_ROWS, REFRESH_SECONDS, Shared, Unavailable, snap};
-
-/// Escapes text for HTML.
-pub(super) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes a path segment for a link.
-pub(super) fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use super::picture;
+use super::shared::{PAGE_ROWS, REFRESH_SECONDS, Shared, Unavailable, esc, seg, snap};
 
 const STYLE: &str = "
 body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -58,6 +33,9 @@ th{font-weight:600;color:#556}td.n,th.n{text-align:right;font-variant-numeric:ta
 .stack{display:flex;height:18px;border-radius:4px;overflow:hidden;background:#eceef2;margin-bottom:8px}
 .o-done{background:#17803d}.o-syncing{background:#4a78c2}.o-failing{background:#c62828}
 .o-done-text{color:#17803d}.o-syncing-text{color:#4a78c2}.o-failing-text{color:#c62828}
+.stack.thin{height:10px;margin:0}svg.chart{width:100%;height:auto;display:block}
+.chart .c-ok{fill:#4a78c2}.chart .c-over{fill:#c62828}.chart .axis{stroke:#99a}
+.chart .threshold{stroke:#c62828;stroke-dasharray:4 3}.chart .label{font-size:11px;fill:#667}.chart .end{text-anchor:end}
 ";
 
 fn head(title: &str, generated_at: i64) -> String {
@@ -153,9 +131,13 @@ const LAG_BUCKETS: [(f64, &str); 6] = [
 pub fn render_page(
     s: &Snapshot,
     quarantine: &[crate::domain::pairstate::QuarantineEntry],
+    minutes: &[Minute],
 ) -> String {
     let mut out = head("status", s.generated_at);
-    migration(&mut out, s);
+    let all = mailboxes(&s.pairs);
+    picture::outcome_bar(&mut out, &all);
+    picture::copying(&mut out, &all);
+    picture::history(&mut out, minutes, s.generated_at, s.alerts.lag_seconds);
     totals(&mut out, s);
     lag_histogram(&mut out, s);
     processors(&mut out, s);
@@ -166,34 +148,6 @@ pub fn render_page(
     quarantine_table(&mut out, quarantine);
     out.push_str("</main></body></html>");
     out
-}
-
-/// The migration at a glance: mailboxes (a pair named on its own counts as one) done, syncing
-/// and failing, as a bar of three colours and their numbers.
-fn migration(out: &mut String, s: &Snapshot) {
-    let all = mailboxes(&s.pairs);
-    let n = outcomes(&all);
-    let all = all.len().max(1);
-    out.push_str("<section class=\"wide\"><h2>Mailboxes</h2><div class=\"stack\" id=\"outcomes\">");
-    for o in Outcome::ALL {
-        let k = n[o.as_str()];
-        let _ = write!(
-            out,
-            "<span class=\"o-{o}\" style=\"width:{}%\" title=\"{k} {o}\"></span>",
-            k * 100 / all,
-            o = o.as_str()
-        );
-    }
-    out.push_str("</div><div class=\"cards\">");
-    for o in Outcome::ALL {
-        let _ = write!(
-            out,
-            "<div class=\"card\" data-outcome=\"{o}\"><b class=\"o-{o}-text\">{}</b>{o}</div>",
-            n[o.as_str()],
-            o = o.as_str()
-        );
-    }
-    out.push_str("</div></section>");
 }
 
 /// Totals by state, quarantined items and pairs over an alert.
@@ -419,7 +373,8 @@ fn quarantine_table(out: &mut String, quarantine: &[crate::domain::pairstate::Qu
 pub(super) async fn page(Extract(web): Extract<Shared>) -> Result<Html<String>, Unavailable> {
     let s = snap(&web).await?;
     let quarantine = web.state.quarantine_list(None).await?;
-    Ok(Html(render_page(&s, &quarantine)))
+    let minutes = web.state.minutes(s.generated_at - HOUR_MS).await?;
+    Ok(Html(render_page(&s, &quarantine, &minutes)))
 }
 
 pub(crate) fn render_pair(

@@ -1,5 +1,5 @@
 //! What the web's rooms share: the server's state, answering a state-store failure or an
-//! unknown pair, and the operator's view they all read.
+//! unknown pair, the operator's view they all read, and escaping for HTML and links.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -81,4 +81,32 @@ pub(super) fn not_found(what: &str) -> Response {
         axum::Json(json!({ "error": format!("no pair with id {what:?}") })),
     )
         .into_response()
+}
+
+/// Escapes text for HTML.
+pub(super) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a path segment for a link.
+pub(super) fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
