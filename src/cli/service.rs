@@ -131,12 +131,17 @@ async fn discovered(config: &Config, engine: &Engine) -> Result<Vec<Pair>, Failu
 }
 
 /// The mailboxes this node discovers: its share among the live nodes (as for pairs), so one
-/// node asks a mailbox's servers. Two nodes that briefly disagree both discover a mailbox, one
-/// after the other under its lease.
+/// node asks a mailbox's servers, and every mailbox never discovered (its share may be a node
+/// that died unseen, or not know it yet). Two nodes discovering one mailbox take turns under its
+/// lease; the second finds it paired.
 async fn my_mailboxes<'c>(
     config: &'c Config,
     engine: &Engine,
 ) -> Result<Vec<&'c Mailbox>, Failure> {
+    let known: std::collections::HashSet<String> =
+        (engine.state.all_mailbox_calendars().await?.into_iter())
+            .map(|(mailbox, _)| mailbox)
+            .collect();
     let me = engine.holder();
     let mut live: Vec<String> = (engine.state.nodes().await?.into_iter())
         .filter(|n| n.status == "alive" && n.id != me)
@@ -147,7 +152,7 @@ async fn my_mailboxes<'c>(
     let ids: Vec<&str> = config.mailboxes.iter().map(|m| m.id.as_str()).collect();
     Ok((config.mailboxes.iter())
         .zip(crate::service::nodes::mine(&ids, &live, me))
-        .filter(|(_, mine)| *mine)
+        .filter(|(m, mine)| *mine || !known.contains(m.id.as_str()))
         .map(|(m, _)| m)
         .collect())
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::db::{State, StateResult};
+use super::sql::Tx;
 
 /// Minutes kept: a day.
 const KEPT_MINUTES: i64 = 24 * 60;
@@ -23,7 +24,7 @@ pub struct Minute {
 }
 
 impl State {
-    /// Adds `writes` items written to the minute of `now`.
+    /// Adds `writes` items written to the minute of `now`; drops minutes past a day.
     pub async fn add_writes(&self, writes: u64, now: i64) -> StateResult<()> {
         if writes == 0 {
             return Ok(());
@@ -40,6 +41,7 @@ impl State {
         .execute(&mut *tx)
         .await
         .map_err(self.err(what))?;
+        forget_old(&mut tx, now).await.map_err(self.err(what))?;
         tx.commit().await.map_err(self.err(what))
     }
 
@@ -64,11 +66,7 @@ impl State {
         .execute(&mut *tx)
         .await
         .map_err(self.err(what))?;
-        sqlx::query("DELETE FROM minutes WHERE minute < $1")
-            .bind(minute - KEPT_MINUTES)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err(what))?;
+        forget_old(&mut tx, now).await.map_err(self.err(what))?;
         tx.commit().await.map_err(self.err(what))
     }
 
@@ -92,4 +90,13 @@ impl State {
             })
             .collect())
     }
+}
+
+/// Inside `tx`: drops the minutes older than a day before `now`.
+async fn forget_old(tx: &mut Tx, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM minutes WHERE minute < $1")
+        .bind(now / 60_000 - KEPT_MINUTES)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
