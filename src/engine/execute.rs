@@ -190,6 +190,10 @@ enum Record {
     Nothing,
 }
 
+/// How often a first sync's or resync's writes left are recorded at most, with the writes
+/// being recorded anyway (the page reloads every 10 s).
+const LEFT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Writes finished and not yet recorded, and how many of the pass are left to make when it
 /// shows its progress (a first sync, a resync): the pair's backlog meanwhile.
 #[derive(Default)]
@@ -197,6 +201,8 @@ struct Finished {
     put: Vec<Mapping>,
     forget: Vec<Href>,
     left: Option<u64>,
+    /// `left` as the state last recorded it, and when.
+    recorded_left: Option<(u64, std::time::Instant)>,
 }
 
 impl Finished {
@@ -215,9 +221,24 @@ impl Finished {
         self.put.len() + self.forget.len()
     }
 
-    fn clear(&mut self) {
+    /// The writes left, to record with the writes finished: at first, then once they changed
+    /// and [`LEFT_EVERY`] has passed.
+    fn left_news(&self) -> Option<u64> {
+        let left = self.left?;
+        match self.recorded_left {
+            None => Some(left),
+            Some((was, at)) if was != left && at.elapsed() >= LEFT_EVERY => Some(left),
+            Some(_) => None,
+        }
+    }
+
+    /// The state recorded the writes finished, and `left` if given.
+    fn recorded(&mut self, left: Option<u64>) {
         self.put.clear();
         self.forget.clear();
+        if let Some(left) = left {
+            self.recorded_left = Some((left, std::time::Instant::now()));
+        }
     }
 }
 
@@ -408,14 +429,14 @@ impl<'e> Executor<'e> {
 
     /// Records the writes finished since the last record, and what is left to write.
     async fn record(&self, finished: &mut Finished) -> Result<(), StateError> {
-        if finished.len() == 0 && finished.left.is_none() {
+        if finished.len() == 0 {
             return Ok(());
         }
-        let (put, forget, left) = (&finished.put, &finished.forget, finished.left);
+        let (put, forget, left) = (&finished.put, &finished.forget, finished.left_news());
         self.state
             .apply_and_note(&self.pair.id, put, forget, &[], left)
             .await?;
-        finished.clear();
+        finished.recorded(left);
         Ok(())
     }
 
@@ -459,19 +480,14 @@ impl<'e> Executor<'e> {
         }
         let pair = self.pair;
         let pendings: Vec<Pending> = chunk.iter().filter_map(|a| noted(pair, a)).collect();
+        let left = finished.left_news();
         let noted = self
             .state
-            .apply_and_note(
-                &pair.id,
-                &finished.put,
-                &finished.forget,
-                &pendings,
-                finished.left,
-            )
+            .apply_and_note(&pair.id, &finished.put, &finished.forget, &pendings, left)
             .await;
         match noted {
             Ok(()) => {
-                finished.clear();
+                finished.recorded(left);
                 Ok(chunk.into_iter().map(|a| Step::Send(Box::new(a))).collect())
             }
             Err(e) => match e.lost_lease() {

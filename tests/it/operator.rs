@@ -1159,9 +1159,27 @@ async fn a_first_sync_shows_items_copied_and_to_copy_as_it_goes() {
     until("every item to copy, none copied", &|s| s == (0, ITEMS)).await;
     gated.gate.add_permits(20);
     // Chunks of 16 (8 per write in flight): noting the second records the writes finished
-    // of the first.
-    let mid = until("part copied", &|(c, l)| c > 0 && c + l == ITEMS).await;
-    assert!(mid.0 <= 20, "{mid:?}");
+    // of the first, before a second has passed: the items left wait for the next record.
+    let first = until("part copied", &|(c, _)| c > 0).await;
+    assert!(first.0 <= 20 && first.1 == ITEMS, "{first:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past a second, the next record carries the items left with the items copied.
+    let mut let_through = 20;
+    let mid = loop {
+        gated.gate.add_permits(1);
+        let_through += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = seen().await;
+        if now.1 < ITEMS || let_through == ITEMS {
+            break now;
+        }
+    };
+    assert_eq!(
+        mid.0 + mid.1,
+        ITEMS,
+        "{mid:?} after {let_through} let through"
+    );
+    assert!(mid.0 < ITEMS, "{mid:?}");
     gated.gate.add_permits(ITEMS as usize);
     let report = pass.await.unwrap().unwrap();
     assert_eq!((report.created, report.error), (ITEMS as u64, None));
