@@ -89,9 +89,10 @@ pub(super) async fn serve(file: &Path) -> Result<u8, Failure> {
         code: EXIT_FATAL,
         message: format!("cannot serve https on {listen}: {e}"),
     })?;
+    let ids: Vec<&str> = config.pairs.iter().map(|p| p.id.as_str()).collect();
     let why = until_signal(
         &engine,
-        &state,
+        (&state, &ids),
         &mut terminate,
         rediscover(&config, &engine, mailbox_pairs),
     )
@@ -354,11 +355,11 @@ enum Stop {
     Calendars,
 }
 
-/// Flushes request and write counters into the state and samples the lag every few seconds
+/// Flushes request and write counters into the state and samples the lag of `pairs` every few seconds
 /// (so status, page and metrics see them) until SIGINT or SIGTERM, or until `changed` ends.
 async fn until_signal(
     engine: &Engine,
-    state: &crate::state::State,
+    (state, pairs): (&crate::state::State, &[&str]),
     terminate: &mut tokio::signal::unix::Signal,
     changed: impl std::future::Future<Output = ()>,
 ) -> Stop {
@@ -369,7 +370,7 @@ async fn until_signal(
                 warn!(error = %e, "recording request counters failed");
             }
             let now = crate::domain::time::now_ms();
-            if let Err(e) = state.sample_lag(now).await {
+            if let Err(e) = state.sample_lag(now, pairs).await {
                 warn!(error = %e, "sampling the lag failed");
             }
         }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::db::{State, StateResult};
+use super::rows;
 use super::sql::Tx;
 
 /// Minutes kept: a day.
@@ -45,24 +46,27 @@ impl State {
         tx.commit().await.map_err(self.err(what))
     }
 
-    /// Notes the longest lag of any pair now (a pair lags from its oldest change not yet
+    /// Notes the longest lag of any of `pairs` now (a pair lags from its oldest change not yet
     /// applied) and how many lag, keeping the most of the minute; drops minutes past a day.
-    pub async fn sample_lag(&self, now: i64) -> StateResult<()> {
+    pub async fn sample_lag(&self, now: i64, pairs: &[&str]) -> StateResult<()> {
         let what = "sampling the lag";
         let minute = now / 60_000;
+        let ids = rows::json(&pairs.iter().map(|p| [p]).collect::<Vec<_>>());
         let _turn = self.turn().await;
         let mut tx = self.write_tx(what).await?;
-        sqlx::query(
+        sqlx::query(self.sql(
             "INSERT INTO minutes (minute, lag_ms, lagging) \
-             SELECT $1, COALESCE(MAX($2 - pending_since), 0), COUNT(pending_since) FROM pairs WHERE true \
+             SELECT $1, COALESCE(MAX($2 - pending_since), 0), COUNT(pending_since) FROM pairs \
+             WHERE id IN (SELECT value->>0 FROM JSON_ROWS($3)) \
              ON CONFLICT (minute) DO UPDATE SET \
              lag_ms = CASE WHEN minutes.lag_ms IS NULL OR excluded.lag_ms > minutes.lag_ms \
                  THEN excluded.lag_ms ELSE minutes.lag_ms END, \
              lagging = CASE WHEN minutes.lagging IS NULL OR excluded.lagging > minutes.lagging \
                  THEN excluded.lagging ELSE minutes.lagging END",
-        )
+        ))
         .bind(minute)
         .bind(now)
+        .bind(ids.as_str())
         .execute(&mut *tx)
         .await
         .map_err(self.err(what))?;

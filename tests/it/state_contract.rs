@@ -999,8 +999,10 @@ async fn minutes_of_the_migration(s: &State) {
         ..RunRecord::start(RunKind::Sync, "node")
     };
     s.record_run(&id, &waiting).await.unwrap();
-    s.sample_lag(t + 10_000).await.unwrap();
-    s.sample_lag(t + 5_000).await.unwrap();
+    s.sample_lag(t + 10_000, &["alice"]).await.unwrap();
+    s.sample_lag(t + 5_000, &["alice"]).await.unwrap();
+    // Only the pairs named are sampled: alice would lag 80 s by now.
+    s.sample_lag(t + 50_000, &["bob"]).await.unwrap();
     let got = s.minutes(t - 3_600_000).await.unwrap();
     assert_eq!(
         got,
