@@ -42,6 +42,13 @@ pub(super) async fn sync(
     engine.flush_runs().await?;
     if !opts.dry_run {
         engine.flush_counts().await?;
+        // Every pair's lag, not only the chosen ones': a migration run from cron has its lag
+        // chart too.
+        let all = existing(config, &state, &[]).await?;
+        let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+        state
+            .sample_lag(crate::domain::time::now_ms(), &ids)
+            .await?;
     }
     state.close().await;
     let mut summary = Summary::new(reports);

@@ -1189,3 +1189,27 @@ async fn a_first_sync_shows_items_copied_and_to_copy_as_it_goes() {
     let minutes = reader.minutes(0).await.unwrap();
     assert_eq!(minutes.iter().map(|m| m.writes).sum::<i64>(), ITEMS);
 }
+
+/// A migration run by `tandem sync` alone (from cron) has its minutes too: the items each run
+/// wrote, and every pair's lag as the run ended (bob waits on its quarantined item).
+#[test]
+fn a_sync_from_cron_leaves_its_minutes() {
+    let s = scenario();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = rt
+        .block_on(tandem::state::State::open(
+            &s.dir.path().join("state/tandem.db"),
+        ))
+        .unwrap();
+    let minutes = rt.block_on(state.minutes(0)).unwrap();
+    let written: i64 = minutes.iter().map(|m| m.writes).sum();
+    assert_eq!(written, 6, "alice 3, bob 1, carol 2: {minutes:?}");
+    let last = minutes.iter().rev().find(|m| m.lag_ms.is_some()).unwrap();
+    assert!(
+        last.lag_ms > Some(0) && last.lagging >= Some(1),
+        "{minutes:?}"
+    );
+}
